@@ -1,0 +1,1 @@
+"""Bookwarden: hosting library customer data under an enforced security and privacy model."""

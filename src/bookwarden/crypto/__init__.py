@@ -1,0 +1,1 @@
+"""Key hierarchy (master -> tenant -> subject), field encryption, blind indexes, shredding."""

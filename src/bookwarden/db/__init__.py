@@ -1,0 +1,1 @@
+"""Database: the embedded or configured server, its two roles, migrations and the tenant context."""

@@ -1,0 +1,101 @@
+"""Engines, sessions and the tenant context.
+
+`tenant_session()` is the only way to obtain a tenant-scoped session. It sets
+`bookwarden.tenant_id` with set_config(..., is_local => true), which is `SET LOCAL`: the
+setting dies with the transaction, so a pooled connection never carries one tenant's
+context into the next request. Row-level security on every tenant table reads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from uuid import UUID
+
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
+
+from bookwarden.config import Settings
+from bookwarden.crypto.keyring import Keyring
+from bookwarden.crypto.master import MasterKeys, load_master_keys
+from bookwarden.db import provision as prov
+from bookwarden.db.server import admin_url
+
+TENANT_SETTING = "bookwarden.tenant_id"
+
+
+class TenantSession(Session):
+    """A session whose transaction carries one tenant's context. Services receive it."""
+
+    tenant_id: UUID
+    keyring: Keyring
+
+
+@dataclass
+class Database:
+    engine: Engine
+    keyring: Keyring
+    urls: prov.DatabaseUrls
+    master: MasterKeys
+    # Tests bind sessions to one connection whose outer transaction is rolled back at the end;
+    # sessions then run in savepoints. The service code is the same either way.
+    bind: Engine | Connection | None = None
+    join_transaction_mode: str = "conservative_savepoint"
+
+    def _session(self, cls: type[Session] = Session) -> Session:
+        return cls(
+            bind=self.bind or self.engine,
+            expire_on_commit=False,
+            join_transaction_mode=self.join_transaction_mode,
+        )
+
+    @classmethod
+    def open(cls, urls: prov.DatabaseUrls, master: MasterKeys, pool_size: int = 10, cache_size: int = 200_000):
+        engine = create_engine(urls.app, pool_size=pool_size, max_overflow=pool_size)
+        keyring_engine = create_engine(urls.keyring_app, pool_size=pool_size, max_overflow=pool_size)
+        return cls(
+            engine=engine,
+            keyring=Keyring(keyring_engine, master, cache_size),
+            urls=urls,
+            master=master,
+        )
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        self.keyring.engine.dispose()
+
+
+def connect(settings: Settings) -> Database:
+    """Open the app-role connection pools for the configured server (embedded started if needed)."""
+    master = load_master_keys(settings)
+    urls = prov.database_urls(admin_url(settings), settings.database_name, master.current)
+    return Database.open(urls, master, settings.pool_size, settings.subject_key_cache_size)
+
+
+@contextmanager
+def tenant_session(db: Database, tenant_id: UUID) -> Iterator[TenantSession]:
+    """One transaction in `tenant_id`'s context; commits on success, rolls back on error."""
+    if not isinstance(tenant_id, UUID):
+        # Only ids that came from our own tables reach here; a string would mean user input slipped through.
+        raise TypeError("tenant_id must be a UUID")
+    session = db._session(TenantSession)
+    session.tenant_id = tenant_id
+    session.keyring = db.keyring
+    with session, session.begin():
+        session.execute(select(func.set_config(TENANT_SETTING, str(tenant_id), True)))
+        yield session
+        if db.bind is not None:
+            # Savepoint mode (tests): SET LOCAL outlives a released savepoint, so clear it by hand to
+            # give the next session in the same outer transaction the fresh context production has.
+            session.execute(select(func.set_config(TENANT_SETTING, "", True)))
+
+
+@contextmanager
+def platform_session(db: Database) -> Iterator[Session]:
+    """A transaction with no tenant context: platform tables only; every tenant table reads empty."""
+    session = db._session()
+    with session, session.begin():
+        yield session
+

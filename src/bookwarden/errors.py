@@ -1,0 +1,40 @@
+"""Typed errors raised by services; api/problems.py and cli.py map them once, in one place."""
+
+from __future__ import annotations
+
+
+class BookwardenError(Exception):
+    """Base: `slug` names the problem type, `status` its HTTP status, the message says what to do."""
+
+    slug = "error"
+    status = 400
+    title = "Request refused"
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotFound(BookwardenError):
+    # Also the answer for another tenant's ids: a 404 leaks nothing about whether the id exists.
+    slug, status, title = "not-found", 404, "Not found"
+
+
+class Conflict(BookwardenError):
+    slug, status, title = "conflict", 409, "Conflict"
+
+
+class InvalidInput(BookwardenError):
+    slug, status, title = "invalid-input", 422, "Invalid input"
+
+
+class Unauthenticated(BookwardenError):
+    slug, status, title = "unauthenticated", 401, "Authentication required"
+
+
+class Forbidden(BookwardenError):
+    slug, status, title = "forbidden", 403, "Forbidden"
+
+
+class TenantSuspended(BookwardenError):
+    slug, status, title = "tenant-suspended", 403, "Institution suspended"

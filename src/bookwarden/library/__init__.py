@@ -1,0 +1,1 @@
+"""The hosted library domain: patrons, loans, searches, reading lists, message-board posts."""

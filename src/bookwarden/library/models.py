@@ -1,0 +1,144 @@
+"""Tables of the hosted domain.
+
+Every table carries tenant_id in its primary key and foreign keys (row-level security and
+Citus co-location). Columns marked `info={"personal": True}` hold AES-256-GCM ciphertext
+under the patron's subject key; `*_index` columns hold blind indexes for exact lookups.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    DateTime,
+    Enum,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from bookwarden.db.base import Base
+
+PERSONAL = {"personal": True}
+
+
+def _tenant_fk() -> Mapped[uuid.UUID]:
+    return mapped_column(ForeignKey("tenants.id"), primary_key=True)
+
+
+def _patron_fk(table: str) -> ForeignKeyConstraint:
+    return ForeignKeyConstraint(
+        ["tenant_id", "patron_id"], ["patrons.tenant_id", "patrons.id"], ondelete="CASCADE",
+        name=f"fk_{table}_patron",
+    )
+
+
+class PatronStatus(enum.StrEnum):
+    ACTIVE = "active"
+    BLOCKED = "blocked"
+    EXPIRED = "expired"
+
+
+class Patron(Base):
+    __tablename__ = "patrons"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "institutional_id_index"),
+        UniqueConstraint("tenant_id", "barcode_index"),
+        Index("ix_patrons_email_index", "tenant_id", "email_index"),
+    )
+
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[bytes] = mapped_column(LargeBinary, info=PERSONAL)
+    email: Mapped[bytes | None] = mapped_column(LargeBinary, info=PERSONAL)
+    phone: Mapped[bytes | None] = mapped_column(LargeBinary, info=PERSONAL)
+    postal_address: Mapped[bytes | None] = mapped_column(LargeBinary, info=PERSONAL)
+    institutional_id: Mapped[bytes | None] = mapped_column(LargeBinary, info=PERSONAL)
+    affiliation: Mapped[bytes | None] = mapped_column(LargeBinary, info=PERSONAL)
+    birth_date: Mapped[bytes | None] = mapped_column(LargeBinary, info=PERSONAL)
+    barcode: Mapped[bytes | None] = mapped_column(LargeBinary, info=PERSONAL)
+    email_index: Mapped[bytes | None] = mapped_column(LargeBinary)
+    institutional_id_index: Mapped[bytes | None] = mapped_column(LargeBinary)
+    barcode_index: Mapped[bytes | None] = mapped_column(LargeBinary)
+    status: Mapped[PatronStatus] = mapped_column(
+        Enum(PatronStatus, name="patron_status", values_callable=lambda e: [m.value for m in e]),
+        default=PatronStatus.ACTIVE,
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class Loan(Base):
+    __tablename__ = "loans"
+    __table_args__ = (_patron_fk("loans"), Index("ix_loans_patron", "tenant_id", "patron_id"))
+
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    patron_id: Mapped[uuid.UUID]
+    item_id: Mapped[str] = mapped_column(String(64))
+    # What a patron reads is as personal as who they are: the title is encrypted like a name.
+    item_title: Mapped[bytes | None] = mapped_column(LargeBinary, info=PERSONAL)
+    borrowed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    returned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Search(Base):
+    __tablename__ = "searches"
+    __table_args__ = (_patron_fk("searches"), Index("ix_searches_patron", "tenant_id", "patron_id"))
+
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    patron_id: Mapped[uuid.UUID]
+    query: Mapped[bytes] = mapped_column(LargeBinary, info=PERSONAL)
+    searched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ReadingList(Base):
+    __tablename__ = "reading_lists"
+    __table_args__ = (_patron_fk("reading_lists"), Index("ix_reading_lists_patron", "tenant_id", "patron_id"))
+
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    patron_id: Mapped[uuid.UUID]
+    title: Mapped[bytes] = mapped_column(LargeBinary, info=PERSONAL)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ReadingListItem(Base):
+    __tablename__ = "reading_list_items"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant_id", "list_id"], ["reading_lists.tenant_id", "reading_lists.id"], ondelete="CASCADE",
+            name="fk_reading_list_items_list",
+        ),
+        Index("ix_reading_list_items_list", "tenant_id", "list_id"),
+    )
+
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    list_id: Mapped[uuid.UUID]
+    item_id: Mapped[str] = mapped_column(String(64))
+    note: Mapped[bytes | None] = mapped_column(LargeBinary, info=PERSONAL)
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Post(Base):
+    __tablename__ = "posts"
+    __table_args__ = (_patron_fk("posts"), Index("ix_posts_patron", "tenant_id", "patron_id"))
+
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    patron_id: Mapped[uuid.UUID]
+    board: Mapped[str] = mapped_column(String(64))
+    body: Mapped[bytes] = mapped_column(LargeBinary, info=PERSONAL)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -1,0 +1,1 @@
+"""Tenants (institutions): create, list, suspend; each with its own file area."""

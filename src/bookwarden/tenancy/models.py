@@ -1,0 +1,36 @@
+"""The tenants table: a platform table (no tenant_id column, no row-level security).
+
+It holds institution names and status only; every key lives in the keyring database and
+every patron record in the RLS-protected tables.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+
+from sqlalchemy import DateTime, Enum, String, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from bookwarden.db.base import Base
+
+
+class TenantStatus(enum.StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    slug: Mapped[str] = mapped_column(String(63), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[TenantStatus] = mapped_column(
+        Enum(TenantStatus, name="tenant_status", values_callable=lambda e: [m.value for m in e]),
+        default=TenantStatus.ACTIVE,
+    )
+    suspended_reason: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    suspended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,126 @@
+"""Tests run against a real PostgreSQL: embedded by default, BOOKWARDEN_TEST_DATABASE_URL to point elsewhere.
+
+One server and one freshly migrated database per test run; each test runs inside a
+transaction that is rolled back at the end (services run in savepoints inside it).
+Tests that need real commits (concurrency, pooled connections, crash recovery) use
+`committed_db` and clean up after themselves by truncating as the owner.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from bookwarden.crypto.aead import new_key
+from bookwarden.crypto.master import MasterKeys, key_id
+from bookwarden.db import provision
+from bookwarden.db.migrate import migrate
+from bookwarden.db.server import embedded_admin_url, stop_embedded
+from bookwarden.db.session import Database, platform_session, tenant_session
+from bookwarden.tenancy import service as tenancy
+
+TEST_DATABASE = f"bookwarden_test_{os.getpid()}"
+
+
+@pytest.fixture(scope="session")
+def admin_url():
+    configured = os.environ.get("BOOKWARDEN_TEST_DATABASE_URL")
+    if configured:
+        yield make_url(configured).set(drivername="postgresql+psycopg")
+        return
+    pgdata = Path(tempfile.mkdtemp(prefix="bookwarden-test-")) / "pg"
+    yield embedded_admin_url(pgdata)
+    stop_embedded(pgdata)
+
+
+@pytest.fixture(scope="session")
+def master_keys() -> MasterKeys:
+    key = new_key()
+    return MasterKeys(current_id=key_id(key), keys={key_id(key): key})
+
+
+@pytest.fixture(scope="session")
+def database_urls(admin_url, master_keys) -> provision.DatabaseUrls:
+    provision.drop(admin_url, TEST_DATABASE)
+    urls = provision.provision(admin_url, TEST_DATABASE, master_keys.current)
+    migrate(urls)
+    yield urls
+    provision.drop(admin_url, TEST_DATABASE)
+
+
+@pytest.fixture(scope="session")
+def committed_database(database_urls, master_keys) -> Database:
+    database = Database.open(database_urls, master_keys, pool_size=5)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def db(committed_database) -> Database:
+    """The database as services see it, inside a transaction rolled back after the test."""
+    connection = committed_database.engine.connect()
+    outer = connection.begin()
+    yield dataclasses.replace(committed_database, bind=connection, join_transaction_mode="create_savepoint")
+    outer.rollback()
+    connection.close()
+
+
+@pytest.fixture
+def committed_db(committed_database, database_urls) -> Database:
+    """Real commits; every data table is emptied afterwards (as the owner, who may TRUNCATE)."""
+    yield committed_database
+    with psycopg.connect(provision.libpq(database_urls.owner), autocommit=True) as conn:
+        tables = [r[0] for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+        )]
+        conn.execute("TRUNCATE " + ", ".join(tables) + " CASCADE")
+
+
+@pytest.fixture
+def owner_conn(database_urls):
+    """A psycopg connection as the schema owner, for catalog checks and tampering."""
+    with psycopg.connect(provision.libpq(database_urls.owner), autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def home(tmp_path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def make_tenant(db, home):
+    counter = iter(range(1, 10_000))
+
+    def make(slug: str | None = None, name: str | None = None):
+        n = next(counter)
+        with platform_session(db) as session:
+            return tenancy.create_tenant(session, db.keyring, home, slug or f"inst-{n}", name or f"Institution {n}")
+
+    return make
+
+
+@pytest.fixture
+def tenant(make_tenant):
+    return make_tenant("alpha", "Alpha University")
+
+
+@pytest.fixture
+def other_tenant(make_tenant):
+    return make_tenant("beta", "Beta Public Library")
+
+
+@pytest.fixture
+def in_tenant(db):
+    """`with in_tenant(t) as session:` a tenant-scoped session for tenant `t`."""
+
+    def scoped(t):
+        return tenant_session(db, t.id)
+
+    return scoped
