@@ -124,3 +124,56 @@ def in_tenant(db):
         return tenant_session(db, t.id)
 
     return scoped
+
+
+@pytest.fixture
+def settings(home):
+    from bookwarden.config import Settings
+
+    return Settings(home=home)
+
+
+@pytest.fixture
+def app(db, settings):
+    from bookwarden.api.app import create_app
+
+    return create_app(db, settings)
+
+
+@pytest.fixture
+def issue_token(db):
+    """issue_token(tenant, scopes=...) -> bearer token of that tenant."""
+    from datetime import timedelta
+
+    from bookwarden.identity import tokens
+    from bookwarden.identity.principal import Scope
+
+    def issue(t, scopes=(Scope.LIBRARY_READ, Scope.LIBRARY_WRITE), ttl=timedelta(hours=1)):
+        with tenant_session(db, t.id) as session:
+            return tokens.issue_api_token(session, "test", list(scopes), ttl)[1]
+
+    return issue
+
+
+@pytest.fixture
+def operator_token(db):
+    from datetime import timedelta
+
+    from bookwarden.identity import tokens
+    from bookwarden.identity.principal import Scope
+
+    with platform_session(db) as session:
+        return tokens.issue_operator_token(session, "ops", [Scope.TENANTS_MANAGE], timedelta(hours=1))[1]
+
+
+@pytest.fixture
+def client_for(app, issue_token):
+    """client_for(tenant) -> an HTTP client authenticated with a fresh token of that tenant."""
+    from fastapi.testclient import TestClient
+
+    def make(t, **kw):
+        client = TestClient(app, raise_server_exceptions=False)
+        client.headers["Authorization"] = f"Bearer {issue_token(t, **kw)}"
+        return client
+
+    return make

@@ -205,10 +205,13 @@ class Keyring:
         return key
 
     def subject_key(self, tenant_id: UUID, subject_id: UUID) -> bytes:
-        return self.subject_keys(tenant_id, [subject_id])[subject_id]
+        key = self.subject_keys(tenant_id, [subject_id]).get(subject_id)
+        if key is None:
+            raise KeyDestroyed(f"the key of subject {subject_id} was destroyed")
+        return key
 
     def subject_keys(self, tenant_id: UUID, subject_ids: Iterable[UUID]) -> dict[UUID, bytes]:
-        """Keys for many subjects in one keyring query; a destroyed key raises KeyDestroyed."""
+        """Keys for many subjects in one keyring query; destroyed keys are simply absent."""
         found: dict[UUID, bytes] = {}
         missing: list[UUID] = []
         with self._lock:
@@ -231,9 +234,6 @@ class Keyring:
                 key = open_sealed(tenant_key, row.wrapped, _subject_aad(tenant_id, row.subject_id, row.tenant_key_version))
                 found[row.subject_id] = key
                 self._remember(tenant_id, row.subject_id, key)
-            gone = [sid for sid in missing if sid not in found]
-            if gone:
-                raise KeyDestroyed(f"subject key destroyed for {len(gone)} subject(s)")
         return found
 
     def shred_subject(self, tenant_id: UUID, subject_id: UUID) -> bool:

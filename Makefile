@@ -1,0 +1,37 @@
+# `make run` and `make test` do all set-up from a fresh clone: virtual env, install, database.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+BW     := $(VENV)/bin/bookwarden
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install run test lint bench-quick clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Embedded PostgreSQL under ./var (or BOOKWARDEN_DATABASE_URL), migrations, demo data, then the
+# worker in the background and the API in the foreground on 127.0.0.1:8000. Ctrl-C stops both.
+run: install
+	$(BW) db migrate
+	$(BW) demo
+	@trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
+	  $(BW) worker & worker=$$!; \
+	  $(BW) serve --host 127.0.0.1 --port 8000
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+# The whole suite against a real PostgreSQL (an embedded one the tests start and stop themselves).
+test: install lint
+	$(PY) -m pytest
+
+bench-quick: install
+	$(PY) -m bench isolation_overhead --quick
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,0 +1,82 @@
+"""The FastAPI application: middleware (request ids, logs, metrics), routers, health, metrics."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import structlog
+from fastapi import FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from pydantic import BaseModel
+from sqlalchemy import text
+
+from bookwarden.api import problems
+from bookwarden.config import Settings
+from bookwarden.db.session import Database, platform_session
+
+log = structlog.get_logger()
+REQUEST_ID = re.compile(r"^[A-Za-z0-9-]{8,64}$")
+
+
+class Health(BaseModel):
+    status: str
+
+
+def create_app(db: Database, settings: Settings) -> FastAPI:
+    from bookwarden.library.routes import router as library_router
+    from bookwarden.tenancy.routes import router as tenancy_router
+
+    app = FastAPI(
+        title="Bookwarden",
+        version="0.1.0",
+        description="Library customer data, hosted under an enforced security and privacy model.",
+    )
+    app.state.db = db
+    app.state.settings = settings
+    problems.install(app)
+    app.include_router(library_router)
+    app.include_router(tenancy_router)
+    _observability(app, db)
+    return app
+
+
+def _observability(app: FastAPI, db: Database) -> None:
+    registry = CollectorRegistry()
+    requests = Counter("bookwarden_http_requests", "HTTP requests", ["method", "route", "status"], registry=registry)
+    latency = Histogram("bookwarden_http_request_seconds", "HTTP request latency", ["method", "route"],
+                        registry=registry)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):
+        given = request.headers.get("x-request-id", "")
+        request_id = given if REQUEST_ID.match(given) else str(uuid.uuid4())
+        request.state.request_id = request_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        response = await call_next(request)
+        elapsed = time.perf_counter() - started
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        requests.labels(request.method, route, str(response.status_code)).inc()
+        latency.labels(request.method, route).observe(elapsed)
+        response.headers["X-Request-ID"] = request_id
+        log.info("request", method=request.method, route=route, status=response.status_code,
+                 ms=round(elapsed * 1000, 2))
+        return response
+
+    @app.get("/healthz", response_model=Health, tags=["operations"], responses=problems.responses(503))
+    def healthz():
+        try:
+            with platform_session(db) as session:
+                session.execute(text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001 - any failure means "not healthy", reported as such
+            log.warning("health check failed", error_type=type(exc).__name__)
+            return problems.problem(503, "unhealthy", "Database unreachable", "the database did not answer")
+        return Health(status="ok")
+
+    @app.get("/metrics", tags=["operations"], response_class=Response,
+             responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}})
+    def metrics():
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,100 @@
+"""RFC 9457 problem+json for every failure, with a stable `type` per problem.
+
+Validation errors never echo the submitted values: a rejected field may hold personal or
+payment data, and error bodies end up in logs and browser consoles.
+"""
+
+from __future__ import annotations
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from bookwarden.errors import BookwardenError
+from bookwarden.privacy.sensitive import SensitiveDataRefused
+
+MEDIA_TYPE = "application/problem+json"
+log = structlog.get_logger()
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[FieldError] | None = None
+
+
+def problem_type(slug: str) -> str:
+    return f"urn:bookwarden:problem:{slug}"
+
+
+def problem(status: int, slug: str, title: str, detail: str, request: Request | None = None,
+            errors: list[FieldError] | None = None) -> JSONResponse:
+    body = Problem(
+        type=problem_type(slug), title=title, status=status, detail=detail,
+        instance=getattr(getattr(request, "state", None), "request_id", None) and f"urn:uuid:{request.state.request_id}",
+        errors=errors,
+    )
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, media_type=MEDIA_TYPE)
+
+
+def _sensitive(exc: SensitiveDataRefused, request: Request) -> JSONResponse:
+    return problem(422, "sensitive-data-refused", "Sensitive data refused", str(exc), request,
+                   [FieldError(field=exc.field, message=f"looks like a {exc.finding.kind}")])
+
+
+def _field_name(loc: tuple) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(BookwardenError)
+    async def domain_error(request: Request, exc: BookwardenError):
+        return problem(exc.status, exc.slug, exc.title, exc.detail, request)
+
+    @app.exception_handler(SensitiveDataRefused)
+    async def sensitive(request: Request, exc: SensitiveDataRefused):
+        return _sensitive(exc, request)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        errors = exc.errors()
+        for error in errors:
+            cause = (error.get("ctx") or {}).get("error")
+            if isinstance(cause, SensitiveDataRefused):
+                return _sensitive(cause, request)
+        fields = [FieldError(field=_field_name(tuple(e.get("loc", ()))), message=e.get("msg", "invalid")) for e in errors]
+        detail = "; ".join(f"{f.field}: {f.message}" for f in fields[:5])
+        return problem(422, "validation-error", "Invalid request", detail, request, fields)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        slug = {404: "not-found", 405: "method-not-allowed", 401: "unauthenticated"}.get(exc.status_code, "http-error")
+        return problem(exc.status_code, slug, str(exc.detail), str(exc.detail), request)
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, exc: Exception):
+        # The traceback goes to the log (no locals, so no decrypted values); the caller gets an id to quote.
+        log.error("unhandled error", error_type=type(exc).__name__, exc_info=exc)
+        return problem(500, "internal-error", "Internal error",
+                       "an unexpected error occurred; quote the instance id to the operator", request)
+
+
+def responses(*statuses: int) -> dict:
+    """OpenAPI entries for the problems a route can answer with."""
+    return {
+        s: {"model": Problem, "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            "description": "problem details (RFC 9457)"}
+        for s in statuses
+    }

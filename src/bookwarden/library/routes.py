@@ -1,0 +1,90 @@
+"""Staff API for the hosted domain: the same five routes for every kind of record."""
+
+# No `from __future__ import annotations`: FastAPI reads these annotations at definition time,
+# and they name each kind's own schemas.
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from bookwarden.api.deps import database, requires, tenant_scope
+from bookwarden.api.problems import responses
+from bookwarden.db.session import Database
+from bookwarden.identity.principal import Principal, Scope
+from bookwarden.library import schemas, service
+from bookwarden.library.service import RecordKind
+
+router = APIRouter(prefix="/api/v1", responses=responses(401, 403, 422))
+
+READ = Depends(requires(Scope.LIBRARY_READ))
+WRITE = Depends(requires(Scope.LIBRARY_WRITE))
+Limit = Annotated[int, Query(ge=1, le=200, description="page size")]
+Cursor = Annotated[str | None, Query(max_length=64, description="next_cursor of the previous page")]
+
+PATHS = {
+    service.PATRONS: "patrons",
+    service.LOANS: "loans",
+    service.SEARCHES: "searches",
+    service.READING_LISTS: "reading-lists",
+    service.READING_LIST_ITEMS: "reading-list-items",
+    service.POSTS: "posts",
+}
+
+
+def _add_routes(kind: RecordKind, path: str) -> None:
+    tag = path.replace("-", " ")
+    one = f"/{path}/{{record_id}}"
+    Out, Create, Update = kind.out, kind.create, kind.update  # noqa: N806 - types used in annotations
+
+    @router.post(f"/{path}", status_code=201, response_model=Out, tags=[tag], name=f"create_{kind.table}",
+                 responses=responses(409))
+    def create(body: Create, principal: Principal = WRITE, db: Database = Depends(database)):
+        with tenant_scope(db, principal) as session:
+            return service.create(session, kind, body)
+
+    @router.get(one, response_model=Out, tags=[tag], name=f"read_{kind.table}", responses=responses(404))
+    def read(record_id: UUID, principal: Principal = READ, db: Database = Depends(database)):
+        with tenant_scope(db, principal) as session:
+            return service.read(session, kind, record_id)
+
+    @router.patch(one, response_model=Out, tags=[tag], name=f"update_{kind.table}", responses=responses(404, 409))
+    def update(record_id: UUID, body: Update, principal: Principal = WRITE, db: Database = Depends(database)):
+        with tenant_scope(db, principal) as session:
+            return service.update(session, kind, record_id, body)
+
+    @router.delete(one, status_code=204, tags=[tag], name=f"delete_{kind.table}", responses=responses(404))
+    def delete(record_id: UUID, principal: Principal = WRITE, db: Database = Depends(database)):
+        with tenant_scope(db, principal) as session:
+            service.delete(session, kind, record_id)
+        return Response(status_code=204)
+
+    filters = {"list_id": "reading list"} if kind is service.READING_LIST_ITEMS else (
+        {} if kind is service.PATRONS else {"patron_id": "patron"})
+
+    @router.get(f"/{path}", response_model=schemas.Page[Out], tags=[tag], name=f"list_{kind.table}")
+    def list_(
+        principal: Principal = READ,
+        db: Database = Depends(database),
+        cursor: Cursor = None,
+        limit: Limit = 50,
+        patron_id: Annotated[UUID | None, Query(include_in_schema="patron_id" in filters)] = None,
+        list_id: Annotated[UUID | None, Query(include_in_schema="list_id" in filters)] = None,
+    ):
+        with tenant_scope(db, principal) as session:
+            return service.list_page(
+                session, kind, cursor=cursor, limit=limit,
+                patron_id=patron_id if "patron_id" in filters else None,
+                list_id=list_id if "list_id" in filters else None,
+            )
+
+
+for _kind, _path in PATHS.items():
+    _add_routes(_kind, _path)
+
+
+@router.post("/patrons/lookup", response_model=list[schemas.PatronOut], tags=["patrons"])
+def lookup_patrons(body: schemas.PatronLookup, principal: Principal = READ, db: Database = Depends(database)):
+    """Exact match on one of email, institutional id or barcode (blind indexes; nothing decrypted to search)."""
+    with tenant_scope(db, principal) as session:
+        return service.lookup_patrons(session, body)

@@ -1,0 +1,256 @@
+"""Use cases of the hosted domain: the only code that writes its tables.
+
+Every kind of record is described once by a `RecordKind` (its table, which columns are
+personal, whose subject key protects them), and the same few functions create, read,
+update, delete and list any kind. Personal values are sealed under the patron's subject
+key before they reach SQL and opened after; a destroyed key reads as null.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.exc import IntegrityError
+
+from bookwarden.crypto.fields import decrypt_field, encrypt_field
+from bookwarden.crypto.keyring import KeyDestroyed, blind_index
+from bookwarden.db.session import TenantSession
+from bookwarden.errors import Conflict, InvalidInput, NotFound
+from bookwarden.library import schemas
+from bookwarden.library.models import Loan, Patron, Post, ReadingList, ReadingListItem, Search
+from bookwarden.privacy.sensitive import check_fields
+
+# Blind-indexed patron fields: exact lookups without decrypting every row.
+INDEXED = ("email", "institutional_id", "barcode")
+
+
+@dataclass(frozen=True)
+class RecordKind:
+    name: str
+    model: type
+    personal: tuple[str, ...]
+    create: type[BaseModel]
+    update: type[BaseModel]
+    out: type[BaseModel]
+    # SQL expression naming the subject (patron) whose key seals this record's personal fields.
+    subject: Callable[[], ColumnElement[UUID]]
+    # Parent a new record must point at, checked inside the tenant (other tenants' ids are "not found").
+    parent: tuple[str, type] | None = None
+
+    @property
+    def table(self) -> str:
+        return self.model.__tablename__
+
+
+def _list_owner() -> ColumnElement[UUID]:
+    return (
+        select(ReadingList.patron_id)
+        .where(ReadingList.tenant_id == ReadingListItem.tenant_id, ReadingList.id == ReadingListItem.list_id)
+        .scalar_subquery()
+    )
+
+
+PATRONS = RecordKind(
+    "patron", Patron,
+    ("name", "email", "phone", "postal_address", "institutional_id", "affiliation", "birth_date", "barcode"),
+    schemas.PatronCreate, schemas.PatronUpdate, schemas.PatronOut, lambda: Patron.id,
+)
+LOANS = RecordKind(
+    "loan", Loan, ("item_title",), schemas.LoanCreate, schemas.LoanUpdate, schemas.LoanOut,
+    lambda: Loan.patron_id, ("patron_id", Patron),
+)
+SEARCHES = RecordKind(
+    "search", Search, ("query",), schemas.SearchCreate, schemas.SearchUpdate, schemas.SearchOut,
+    lambda: Search.patron_id, ("patron_id", Patron),
+)
+READING_LISTS = RecordKind(
+    "reading list", ReadingList, ("title",), schemas.ReadingListCreate, schemas.ReadingListUpdate,
+    schemas.ReadingListOut, lambda: ReadingList.patron_id, ("patron_id", Patron),
+)
+READING_LIST_ITEMS = RecordKind(
+    "reading list item", ReadingListItem, ("note",), schemas.ReadingListItemCreate,
+    schemas.ReadingListItemUpdate, schemas.ReadingListItemOut, _list_owner, ("list_id", ReadingList),
+)
+POSTS = RecordKind(
+    "post", Post, ("body",), schemas.PostCreate, schemas.PostUpdate, schemas.PostOut,
+    lambda: Post.patron_id, ("patron_id", Patron),
+)
+KINDS = (PATRONS, LOANS, SEARCHES, READING_LISTS, READING_LIST_ITEMS, POSTS)
+
+
+# -- sealing -------------------------------------------------------------------------------
+
+
+def _to_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat() if isinstance(value, date) else str(value)
+
+
+def _seal(session: TenantSession, kind: RecordKind, row: Any, key: bytes, values: dict[str, Any]) -> None:
+    for column, value in values.items():
+        if column in kind.personal:
+            value = encrypt_field(key, session.tenant_id, kind.table, column, row.id, _to_text(value))
+        setattr(row, column, value)
+    if kind is PATRONS:
+        index_key = session.keyring.index_key(session.tenant_id)
+        for column in INDEXED:
+            if column in values:
+                plain = values[column]
+                setattr(row, f"{column}_index", None if plain is None else blind_index(index_key, column, plain))
+
+
+def _open(session: TenantSession, kind: RecordKind, rows: list[tuple[Any, UUID]]) -> list[BaseModel]:
+    """Decrypt rows given as (row, subject_id) with one keyring lookup for the whole batch."""
+    keys = session.keyring.subject_keys(session.tenant_id, [subject for _, subject in rows])
+    out = []
+    for row, subject in rows:
+        data = {c.key: getattr(row, c.key) for c in row.__table__.columns}
+        key = keys.get(subject)
+        for column in kind.personal:
+            data[column] = None if key is None else decrypt_field(
+                key, session.tenant_id, kind.table, column, row.id, data[column]
+            )
+        out.append(kind.out.model_validate(data))
+    return out
+
+
+def _fetch(session: TenantSession, kind: RecordKind, record_id: UUID) -> tuple[Any, UUID]:
+    found = session.execute(
+        select(kind.model, kind.subject()).where(kind.model.tenant_id == session.tenant_id, kind.model.id == record_id)
+    ).first()
+    if found is None:
+        raise NotFound(f"no {kind.name} {record_id}")
+    return found[0], found[1]
+
+
+def _subject_of_new(session: TenantSession, kind: RecordKind, values: dict[str, Any]) -> UUID:
+    """The patron a new record belongs to, proven to exist in this tenant."""
+    assert kind.parent is not None
+    column, parent_model = kind.parent
+    parent = session.get(parent_model, (session.tenant_id, values[column]))
+    if parent is None:
+        # Same words for "absent" and "another tenant's": nothing leaks about other tenants.
+        raise InvalidInput(f'{column}: no {parent_model.__tablename__[:-1].replace("_", " ")} {values[column]}')
+    return parent.id if parent_model is Patron else parent.patron_id
+
+
+def _key_for_change(session: TenantSession, kind: RecordKind, subject: UUID) -> bytes:
+    try:
+        return session.keyring.subject_key(session.tenant_id, subject)
+    except KeyDestroyed:
+        raise Conflict(f"the patron of this {kind.name} was erased; nothing more can be recorded about them") from None
+
+
+def _flush(session: TenantSession, kind: RecordKind) -> None:
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        taken = [c for c in INDEXED if f"{c}_index" in str(exc.orig)]
+        what = taken[0] if taken else "a unique field"
+        raise Conflict(f"another {kind.name} already has this {what.replace('_', ' ')}") from None
+
+
+# -- use cases -----------------------------------------------------------------------------
+
+
+def create(session: TenantSession, kind: RecordKind, data: BaseModel) -> BaseModel:
+    values = data.model_dump(exclude_none=True)
+    check_fields(values)
+    row = kind.model(tenant_id=session.tenant_id, id=uuid.uuid4())
+    if kind is PATRONS:
+        subject = row.id
+        key = session.keyring.create_subject(session.tenant_id, subject)
+    else:
+        subject = _subject_of_new(session, kind, values)
+        key = _key_for_change(session, kind, subject)
+    _seal(session, kind, row, key, values)
+    session.add(row)
+    _flush(session, kind)
+    return _open(session, kind, [(row, subject)])[0]
+
+
+def read(session: TenantSession, kind: RecordKind, record_id: UUID) -> BaseModel:
+    return _open(session, kind, [_fetch(session, kind, record_id)])[0]
+
+
+def update(session: TenantSession, kind: RecordKind, record_id: UUID, changes: BaseModel) -> BaseModel:
+    values = changes.model_dump(exclude_unset=True)
+    check_fields(values)
+    for column, value in values.items():
+        if value is None and not kind.model.__table__.c[column].nullable:
+            raise InvalidInput(f"{column}: may be changed but not removed")
+    row, subject = _fetch(session, kind, record_id)
+    if values:
+        _seal(session, kind, row, _key_for_change(session, kind, subject), values)
+        _flush(session, kind)
+    return _open(session, kind, [(row, subject)])[0]
+
+
+def delete(session: TenantSession, kind: RecordKind, record_id: UUID) -> None:
+    row, _ = _fetch(session, kind, record_id)
+    session.delete(row)
+    session.flush()
+    if kind is PATRONS:
+        # A deleted patron is gone from backups too: without the key, no copy can be read.
+        session.keyring.shred_subject(session.tenant_id, record_id)
+
+
+def list_page(
+    session: TenantSession, kind: RecordKind, *, cursor: str | None, limit: int, patron_id: UUID | None = None,
+    list_id: UUID | None = None,
+) -> schemas.Page:
+    query = select(kind.model, kind.subject()).where(kind.model.tenant_id == session.tenant_id)
+    if patron_id is not None:
+        query = query.where(kind.subject() == patron_id)
+    if list_id is not None:
+        query = query.where(ReadingListItem.list_id == list_id)
+    if cursor is not None:
+        query = query.where(kind.model.id > decode_cursor(cursor))
+    rows = [(r[0], r[1]) for r in session.execute(query.order_by(kind.model.id).limit(limit + 1))]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return schemas.Page(
+        items=_open(session, kind, rows),
+        next_cursor=encode_cursor(rows[-1][0].id) if more else None,
+    )
+
+
+def lookup_patrons(session: TenantSession, lookup: schemas.PatronLookup) -> list[BaseModel]:
+    given = lookup.model_dump(exclude_none=True)
+    if len(given) != 1:
+        raise InvalidInput("give exactly one of email, institutional_id, barcode")
+    (column, value), = given.items()
+    index_key = session.keyring.index_key(session.tenant_id)
+    query = select(Patron, Patron.id).where(
+        Patron.tenant_id == session.tenant_id,
+        getattr(Patron, f"{column}_index") == blind_index(index_key, column, value),
+    )
+    rows = [(r[0], r[1]) for r in session.execute(query.order_by(Patron.id).limit(100))]
+    return _open(session, PATRONS, rows)
+
+
+# -- cursors -------------------------------------------------------------------------------
+
+
+def encode_cursor(last_id: UUID) -> str:
+    return base64.urlsafe_b64encode(last_id.bytes).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> UUID:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        return UUID(bytes=raw)
+    except (binascii.Error, ValueError):
+        raise InvalidInput("cursor: not a cursor this API returned") from None
+

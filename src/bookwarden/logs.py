@@ -1,0 +1,41 @@
+"""Structured JSON logs on stdout. Secrets and personal data never reach them.
+
+Values under keys that name secrets are replaced before rendering, whoever logged them; the
+code logs ids and field names, never decrypted values, and request logs carry the route
+template, never the query string (it could hold a search term).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+
+import structlog
+
+SECRET_KEY = re.compile(r"pass(word)?|secret|token|authorization|cookie|api[_-]?key|master|credential", re.I)
+REDACTED = "[redacted]"
+
+
+def redact_secrets(_logger, _method, event: dict) -> dict:
+    for key in list(event):
+        if key != "event" and SECRET_KEY.search(key):
+            event[key] = REDACTED
+    return event
+
+
+def configure(level: str = "INFO") -> None:
+    logging.basicConfig(format="%(message)s", stream=sys.stdout, level=level)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact_secrets,
+            structlog.processors.dict_tracebacks,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        cache_logger_on_first_use=True,
+    )
