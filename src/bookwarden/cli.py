@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 from datetime import timedelta
@@ -222,14 +221,16 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
 def worker(name: Annotated[str, typer.Option(help="worker name in job leases")] = "worker") -> None:
     """Run background jobs until SIGTERM/SIGINT."""
     from bookwarden import logs
-    from bookwarden.jobs.worker import Worker
+    from bookwarden.jobs.housekeeping import declare_all
+    from bookwarden.jobs.worker import Worker, stop_on_signals
 
     settings = get_settings()
     logs.configure(settings.log_level)
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    Worker(_connect(), name).run_forever(stop)
+    stop_on_signals(stop)
+    db = _connect()
+    declare_all(db)
+    Worker(db, name).run_forever(stop)
 
 
 @app.command()

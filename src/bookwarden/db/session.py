@@ -42,7 +42,7 @@ class Database:
     # Tests bind sessions to one connection whose outer transaction is rolled back at the end;
     # sessions then run in savepoints. The service code is the same either way.
     bind: Engine | Connection | None = None
-    join_transaction_mode: str = "conservative_savepoint"
+    join_transaction_mode: str = "conditional_savepoint"
 
     def _session(self, cls: type[Session] = Session) -> Session:
         return cls(

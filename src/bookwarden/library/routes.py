@@ -20,7 +20,7 @@ router = APIRouter(prefix="/api/v1", responses=responses(401, 403, 422))
 READ = Depends(requires(Scope.LIBRARY_READ))
 WRITE = Depends(requires(Scope.LIBRARY_WRITE))
 Limit = Annotated[int, Query(ge=1, le=200, description="page size")]
-Cursor = Annotated[str | None, Query(max_length=64, description="next_cursor of the previous page")]
+Cursor = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{22}$", description="next_cursor of the previous page")]
 
 PATHS = {
     service.PATRONS: "patrons",
@@ -38,7 +38,7 @@ def _add_routes(kind: RecordKind, path: str) -> None:
     Out, Create, Update = kind.out, kind.create, kind.update  # noqa: N806 - types used in annotations
 
     @router.post(f"/{path}", status_code=201, response_model=Out, tags=[tag], name=f"create_{kind.table}",
-                 responses=responses(409))
+                 responses=responses(404, 409))
     def create(body: Create, principal: Principal = WRITE, db: Database = Depends(database)):
         with tenant_scope(db, principal) as session:
             return service.create(session, kind, body)

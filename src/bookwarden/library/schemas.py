@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Annotated, Generic, TypeVar
 from uuid import UUID
 
@@ -10,11 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from bookwarden.library.models import PatronStatus
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
-Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
-Phone = Annotated[str, StringConstraints(strip_whitespace=True, max_length=32, pattern=r"^\+?[0-9 ()\-.]{3,31}$")]
-Identifier = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
+# Constraints are all expressible in the OpenAPI document (no silent stripping), so a request the
+# schema calls valid is accepted and one it calls invalid is refused: clients can trust the schema.
+# Explicit character classes, not \s or \S: regex engines disagree on which Unicode characters are spaces.
+Text = Annotated[str, StringConstraints(max_length=200, pattern=r"[^ \t\r\n]")]
+LongText = Annotated[str, StringConstraints(max_length=4000, pattern=r"[^ \t\r\n]")]
+Email = Annotated[str, StringConstraints(max_length=254, pattern=r"^[^@ \t\r\n]+@[^@ \t\r\n]+\.[^@ \t\r\n]+$")]
+Phone = Annotated[str, StringConstraints(max_length=32, pattern=r"^\+?[0-9 ()\-.]{3,31}$")]
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
 
 
 class Input(BaseModel):
@@ -40,8 +44,12 @@ class PatronCreate(Input):
     status: PatronStatus = PatronStatus.ACTIVE
 
 
+# In updates, a field left out stays as it is; `null` clears it, where clearing is allowed at all.
+# Fields every record must have are typed without `| None`: absent is fine, null is refused.
+
+
 class PatronUpdate(Input):
-    name: Text | None = None
+    name: Text = None
     email: Email | None = None
     phone: Phone | None = None
     postal_address: LongText | None = None
@@ -49,15 +57,20 @@ class PatronUpdate(Input):
     affiliation: Text | None = None
     birth_date: date | None = None
     barcode: Identifier | None = None
-    status: PatronStatus | None = None
+    status: PatronStatus = None
+
+
+class LookupField(StrEnum):
+    EMAIL = "email"
+    INSTITUTIONAL_ID = "institutional_id"
+    BARCODE = "barcode"
 
 
 class PatronLookup(Input):
     """Exact lookup through blind indexes; sent in a body so the value never lands in access logs."""
 
-    email: Email | None = None
-    institutional_id: Identifier | None = None
-    barcode: Identifier | None = None
+    by: LookupField
+    value: Annotated[str, StringConstraints(max_length=254, pattern=r"[^ \t\r\n]")]
 
 
 class PatronOut(Output):
@@ -90,7 +103,7 @@ class LoanCreate(Input):
 
 class LoanUpdate(Input):
     item_title: Text | None = None
-    due_at: datetime | None = None
+    due_at: datetime = None
     returned_at: datetime | None = None
 
 
@@ -114,7 +127,7 @@ class SearchCreate(Input):
 
 
 class SearchUpdate(Input):
-    query: LongText | None = None
+    query: LongText = None
 
 
 class SearchOut(Output):
@@ -133,7 +146,7 @@ class ReadingListCreate(Input):
 
 
 class ReadingListUpdate(Input):
-    title: Text | None = None
+    title: Text = None
 
 
 class ReadingListOut(Output):
@@ -171,7 +184,7 @@ class PostCreate(Input):
 
 
 class PostUpdate(Input):
-    body: LongText | None = None
+    body: LongText = None
 
 
 class PostOut(Output):

@@ -30,7 +30,7 @@ from bookwarden.library.models import Loan, Patron, Post, ReadingList, ReadingLi
 from bookwarden.privacy.sensitive import check_fields
 
 # Blind-indexed patron fields: exact lookups without decrypting every row.
-INDEXED = ("email", "institutional_id", "barcode")
+INDEXED = tuple(f.value for f in schemas.LookupField)
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ def _subject_of_new(session: TenantSession, kind: RecordKind, values: dict[str, 
     parent = session.get(parent_model, (session.tenant_id, values[column]))
     if parent is None:
         # Same words for "absent" and "another tenant's": nothing leaks about other tenants.
-        raise InvalidInput(f'{column}: no {parent_model.__tablename__[:-1].replace("_", " ")} {values[column]}')
+        raise NotFound(f'{column}: no {parent_model.__tablename__[:-1].replace("_", " ")} {values[column]}')
     return parent.id if parent_model is Patron else parent.patron_id
 
 
@@ -227,10 +227,7 @@ def list_page(
 
 
 def lookup_patrons(session: TenantSession, lookup: schemas.PatronLookup) -> list[BaseModel]:
-    given = lookup.model_dump(exclude_none=True)
-    if len(given) != 1:
-        raise InvalidInput("give exactly one of email, institutional_id, barcode")
-    (column, value), = given.items()
+    column, value = lookup.by.value, lookup.value
     index_key = session.keyring.index_key(session.tenant_id)
     query = select(Patron, Patron.id).where(
         Patron.tenant_id == session.tenant_id,

@@ -22,12 +22,12 @@ MANAGE = Depends(requires(Scope.TENANTS_MANAGE))
 class TenantCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(max_length=200, pattern=r"[^ \t\r\n]")
 
 
 class TenantSuspend(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field(min_length=1, max_length=500)
+    reason: str = Field(max_length=500, pattern=r"[^ \t\r\n]")
 
 
 class TenantOut(BaseModel):

@@ -63,8 +63,10 @@ def upgrade() -> None:
             revoked_at TIMESTAMP WITH TIME ZONE,
             CONSTRAINT pk_api_tokens PRIMARY KEY (tenant_id, id),
             CONSTRAINT fk_api_tokens_tenant_id FOREIGN KEY(tenant_id) REFERENCES tenants (id),
-            CONSTRAINT uq_api_tokens_token_hash UNIQUE (token_hash)
+            CONSTRAINT uq_api_tokens_tenant_id_token_hash UNIQUE (tenant_id, token_hash)
         );
+        -- Tokens are found by hash before the tenant is known (bookwarden_resolve_api_token).
+        CREATE INDEX ix_api_tokens_token_hash ON api_tokens (token_hash);
         CREATE TABLE patrons (
             tenant_id UUID NOT NULL,
             id UUID NOT NULL,

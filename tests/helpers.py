@@ -1,0 +1,48 @@
+"""Shared test data builders: one way to make each record through the real API."""
+
+from __future__ import annotations
+
+from bookwarden.library import service
+
+PATHS = {
+    service.PATRONS: "patrons",
+    service.LOANS: "loans",
+    service.SEARCHES: "searches",
+    service.READING_LISTS: "reading-lists",
+    service.READING_LIST_ITEMS: "reading-list-items",
+    service.POSTS: "posts",
+}
+
+# A valid change per kind, used to prove an update of another tenant's record changes nothing.
+CHANGES = {
+    service.PATRONS: {"name": "Changed Name"},
+    service.LOANS: {"item_title": "Changed Title"},
+    service.SEARCHES: {"query": "changed query"},
+    service.READING_LISTS: {"title": "Changed list"},
+    service.READING_LIST_ITEMS: {"note": "changed note"},
+    service.POSTS: {"body": "changed body"},
+}
+
+
+def populate(client, n: int = 0) -> dict:
+    """One record of every kind for the client's tenant; returns {kind: record json}."""
+    made = {}
+
+    def post(kind, body):
+        response = client.post(f"/api/v1/{PATHS[kind]}", json=body)
+        assert response.status_code == 201, response.text
+        made[kind] = response.json()
+        return made[kind]
+
+    patron = post(service.PATRONS, {
+        "name": f"Patron {n}", "email": f"patron{n}@example.org", "phone": "+44 20 7946 0958",
+        "postal_address": "1 High Street", "institutional_id": f"U-{n:05d}", "affiliation": "student",
+        "birth_date": "2001-02-03", "barcode": f"2{n:013d}",
+    })
+    post(service.LOANS, {"patron_id": patron["id"], "item_id": "item-1", "item_title": "Middlemarch",
+                         "borrowed_at": "2026-01-01T10:00:00Z", "due_at": "2026-01-22T10:00:00Z"})
+    post(service.SEARCHES, {"patron_id": patron["id"], "query": "rare herbals"})
+    reading = post(service.READING_LISTS, {"patron_id": patron["id"], "title": "Term reading"})
+    post(service.READING_LIST_ITEMS, {"list_id": reading["id"], "item_id": "item-2", "note": "chapter 3"})
+    post(service.POSTS, {"patron_id": patron["id"], "board": "book-club", "body": "Loved it"})
+    return made
