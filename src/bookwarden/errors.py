@@ -38,3 +38,9 @@ class Forbidden(BookwardenError):
 
 class TenantSuspended(BookwardenError):
     slug, status, title = "tenant-suspended", 403, "Institution suspended"
+
+
+class IntegrityFailure(BookwardenError):
+    """Stored ciphertext failed authentication: it was altered or moved outside Bookwarden."""
+
+    slug, status, title = "integrity-failure", 409, "Stored record failed its integrity check"

@@ -316,7 +316,11 @@ class Keyring:
         return rewrapped
 
     def rewrap_under_master(self, new_master: MasterKeys) -> int:
-        """Re-wrap every tenant key under `new_master.current`. Resumable; returns rows re-wrapped."""
+        """Re-wrap every tenant key under `new_master.current`. Resumable; returns rows re-wrapped.
+
+        `new_master` must also hold the keys that wrap the rows today (the old master key).
+        """
+        self.master = new_master
         count = 0
         with self.engine.begin() as conn:
             rows = conn.execute(
@@ -338,7 +342,6 @@ class Keyring:
                     .values(wrapped=seal(new_master.current, key, aad), master_key_id=new_master.current_id)
                 )
                 count += 1
-        self.master = new_master
         return count
 
 

@@ -17,17 +17,21 @@ from datetime import date
 from typing import Any
 from uuid import UUID
 
+import structlog
 from pydantic import BaseModel
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.exc import IntegrityError
 
+from bookwarden.crypto.aead import DecryptionError
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed, blind_index
 from bookwarden.db.session import TenantSession
-from bookwarden.errors import Conflict, InvalidInput, NotFound
+from bookwarden.errors import Conflict, IntegrityFailure, InvalidInput, NotFound
 from bookwarden.library import schemas
 from bookwarden.library.models import Loan, Patron, Post, ReadingList, ReadingListItem, Search
 from bookwarden.privacy.sensitive import check_fields
+
+log = structlog.get_logger()
 
 # Blind-indexed patron fields: exact lookups without decrypting every row.
 INDEXED = tuple(f.value for f in schemas.LookupField)
@@ -117,9 +121,16 @@ def _open(session: TenantSession, kind: RecordKind, rows: list[tuple[Any, UUID]]
         data = {c.key: getattr(row, c.key) for c in row.__table__.columns}
         key = keys.get(subject)
         for column in kind.personal:
-            data[column] = None if key is None else decrypt_field(
-                key, session.tenant_id, kind.table, column, row.id, data[column]
-            )
+            try:
+                data[column] = None if key is None else decrypt_field(
+                    key, session.tenant_id, kind.table, column, row.id, data[column]
+                )
+            except DecryptionError:
+                log.warning("integrity failure", table=kind.table, column=column, record_id=str(row.id))
+                raise IntegrityFailure(
+                    f"{kind.name} {row.id}: field {column} was altered outside Bookwarden and cannot be trusted; "
+                    "the event is logged for the security team"
+                ) from None
         out.append(kind.out.model_validate(data))
     return out
 

@@ -260,17 +260,6 @@ def _issuer_for_prefix(prefix: str) -> _Issuer | None:
     return None
 
 
-def _card_issuer(digits: str, layout: tuple[int, ...]) -> _Issuer | None:
-    """The issuer if `digits`, grouped as `layout`, is a plausible card number."""
-    issuer = _issuer_for_prefix(digits[:_PREFIX_WIDTH])
-    if issuer is None or len(digits) not in issuer.lengths:
-        return None
-    required_layout = issuer.layout_only.get(len(digits))
-    if required_layout is not None and layout != required_layout:
-        return None
-    return issuer if _luhn_valid(digits) else None
-
-
 @dataclass(frozen=True)
 class _Window:
     offset: int  # position of the first digit within the run
@@ -283,6 +272,18 @@ class _Window:
     @property
     def layout(self) -> tuple[int, ...]:
         return tuple(len(group) for group in self.groups)
+
+
+def _card_issuer(window: _Window) -> _Issuer | None:
+    """The issuer if the window holds a plausible card number, else None."""
+    digits = window.digits
+    issuer = _issuer_for_prefix(digits[:_PREFIX_WIDTH])
+    if issuer is None or len(digits) not in issuer.lengths:
+        return None
+    required_layout = issuer.layout_only.get(len(digits))
+    if required_layout is not None and window.layout != required_layout:
+        return None
+    return issuer if _luhn_valid(digits) else None
 
 
 def _card_windows(run: str) -> Iterator[_Window]:
@@ -325,7 +326,7 @@ def _find_card(text: str) -> tuple[int, SensitiveFinding] | None:
         if iban_spans.overlaps(run.start(), run.end()):
             continue
         for window in _card_windows(run.group()):
-            issuer = _card_issuer(window.digits, window.layout)
+            issuer = _card_issuer(window)
             if issuer is not None:
                 detail = f"Luhn-valid, {len(window.digits)} digits, {issuer.name} prefix"
                 return run.start() + window.offset, SensitiveFinding(SensitiveDataKind.PAYMENT_CARD, detail)

@@ -1,0 +1,230 @@
+"""Keys and field encryption: ciphertext at rest, bound to its place, keys rotated by re-wrapping,
+and a destroyed subject key that makes an earlier backup unreadable."""
+
+from __future__ import annotations
+
+import base64
+import os
+import stat
+import subprocess
+import uuid
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy import select, text
+
+from bookwarden.config import Settings
+from bookwarden.crypto import rotation
+from bookwarden.crypto.aead import DecryptionError
+from bookwarden.crypto.fields import decrypt_field
+from bookwarden.crypto.keyring import KeyDestroyed, blind_index, subject_keys, tenant_keys
+from bookwarden.crypto.master import MasterKeyError, key_file, load_master_keys
+from bookwarden.db import provision
+from bookwarden.db.server import pg_bin
+from bookwarden.db.session import platform_session, tenant_session
+from bookwarden.library import schemas, service
+from bookwarden.library.models import Patron
+from bookwarden.tenancy import service as tenancy
+
+ADA = schemas.PatronCreate(name="Ada Lovelace", email="Ada@Example.org", phone="+44 20 7946 0958",
+                           institutional_id="U-1815", barcode="21234000123456", birth_date="1815-12-10",
+                           postal_address="12 St James's Square", affiliation="faculty")
+
+
+def _create(db, tenant, patron=ADA):
+    with tenant_session(db, tenant.id) as session:
+        return service.create(session, service.PATRONS, patron)
+
+
+def test_personal_fields_are_ciphertext_at_rest(db, tenant):
+    ada = _create(db, tenant)
+    with tenant_session(db, tenant.id) as session:
+        raw = session.execute(text("SELECT * FROM patrons WHERE id = :id"), {"id": ada.id}).mappings().one()
+    stored = b"".join(v for v in raw.values() if isinstance(v, bytes))
+    for plain in ("Ada Lovelace", "Ada@Example.org", "U-1815", "21234000123456", "1815-12-10", "Square", "faculty"):
+        assert plain.encode() not in stored
+    assert raw["name"][:1] == b"\x01" and len(raw["name"]) > len("Ada Lovelace") + 12
+
+
+def test_ciphertext_moved_to_another_row_or_column_fails_to_open(db, tenant, client_for):
+    ada, grace = _create(db, tenant), _create(db, tenant, schemas.PatronCreate(name="Grace Hopper"))
+    with tenant_session(db, tenant.id) as session:
+        key = db.keyring.subject_key(tenant.id, ada.id)
+        row = session.get(Patron, (tenant.id, ada.id))
+        assert decrypt_field(key, tenant.id, "patrons", "name", ada.id, row.name) == "Ada Lovelace"
+        for place in [("patrons", "email", ada.id), ("patrons", "name", grace.id), ("loans", "name", ada.id)]:
+            with pytest.raises(DecryptionError):
+                decrypt_field(key, tenant.id, *place[:2], place[2], row.name)
+        with pytest.raises(DecryptionError):
+            decrypt_field(key, uuid.uuid4(), "patrons", "name", ada.id, row.name)
+        # Tamper in the database itself: Ada's email ciphertext copied into her name column.
+        session.execute(text("UPDATE patrons SET name = email WHERE id = :id"), {"id": ada.id})
+    response = client_for(tenant).get(f"/api/v1/patrons/{ada.id}")
+    assert response.status_code == 409
+    assert response.json()["type"] == "urn:bookwarden:problem:integrity-failure"
+
+
+def test_flipped_bit_is_detected(db, tenant, client_for):
+    ada = _create(db, tenant)
+    with tenant_session(db, tenant.id) as session:
+        session.execute(
+            text("UPDATE patrons SET phone = overlay(phone placing '\\x00'::bytea from 20 for 1) WHERE id = :id"),
+            {"id": ada.id},
+        )
+    assert client_for(tenant).get(f"/api/v1/patrons/{ada.id}").status_code == 409
+
+
+def test_blind_indexes_find_exact_matches_only_and_differ_between_tenants(db, tenant, other_tenant, client_for):
+    ada = _create(db, tenant)
+    client = client_for(tenant)
+    for by, value in [("email", "ada@example.ORG"), ("institutional_id", "U-1815"), ("barcode", "21234000123456")]:
+        found = client.post("/api/v1/patrons/lookup", json={"by": by, "value": value}).json()
+        assert [p["id"] for p in found] == [str(ada.id)]
+    assert client.post("/api/v1/patrons/lookup", json={"by": "email", "value": "ada@example.or"}).json() == []
+    mine, theirs = db.keyring.index_key(tenant.id), db.keyring.index_key(other_tenant.id)
+    assert blind_index(mine, "email", "a@b.c") != blind_index(theirs, "email", "a@b.c")
+    assert blind_index(mine, "email", "2123") != blind_index(mine, "barcode", "2123")
+
+
+def test_unique_identifiers_are_enforced_through_their_blind_index(db, tenant, client_for):
+    _create(db, tenant)
+    again = client_for(tenant).post("/api/v1/patrons", json={"name": "Impostor", "barcode": "21234000123456"})
+    assert again.status_code == 409
+    assert "barcode" in again.json()["detail"]
+
+
+def test_master_key_file_is_created_0600_and_refused_when_readable_by_others(tmp_path):
+    settings = Settings(home=tmp_path)
+    keys = load_master_keys(settings)
+    path = key_file(settings)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_master_keys(settings).current == keys.current  # stable across runs
+    os.chmod(path, 0o644)
+    with pytest.raises(MasterKeyError, match="chmod 600"):
+        load_master_keys(settings)
+
+
+def test_master_key_from_environment_must_be_32_bytes_of_base64(tmp_path):
+    good = base64.b64encode(os.urandom(32)).decode()
+    assert len(load_master_keys(Settings(home=tmp_path, master_key=good)).current) == 32
+    for bad in ("not base64!", base64.b64encode(b"short").decode()):
+        with pytest.raises(MasterKeyError):
+            load_master_keys(Settings(home=tmp_path, master_key=bad))
+    assert not key_file(Settings(home=tmp_path)).exists()
+
+
+def test_tenant_key_rotation_rewraps_subject_keys_and_keeps_data_readable(committed_db, home):
+    db = committed_db
+    with platform_session(db) as session:
+        tenant = tenancy.create_tenant(session, db.keyring, home, "rot", "Rotating")
+    ids = [_create(db, tenant, schemas.PatronCreate(name=f"P{i}")).id for i in range(5)]
+    with db.keyring.engine.connect() as conn:
+        before = dict(conn.execute(select(subject_keys.c.subject_id, subject_keys.c.wrapped)
+                                   .where(subject_keys.c.tenant_id == tenant.id)).all())
+    with tenant_session(db, tenant.id) as session:
+        stored_before = session.execute(text("SELECT id, name FROM patrons ORDER BY id")).all()
+
+    assert db.keyring.rotate_tenant_key(tenant.id, batch=2) == 5
+    db.keyring._subject_cache.clear()
+
+    with db.keyring.engine.connect() as conn:
+        after = conn.execute(select(subject_keys).where(subject_keys.c.tenant_id == tenant.id)).all()
+        versions = conn.execute(select(tenant_keys.c.version, tenant_keys.c.wrapped.is_(None))
+                                .where(tenant_keys.c.tenant_id == tenant.id, tenant_keys.c.purpose == "data")
+                                .order_by(tenant_keys.c.version)).all()
+    assert all(row.tenant_key_version == 2 and row.wrapped != before[row.subject_id] for row in after)
+    assert versions == [(1, True), (2, False)]  # the old tenant key is destroyed
+    with tenant_session(db, tenant.id) as session:
+        assert session.execute(text("SELECT id, name FROM patrons ORDER BY id")).all() == stored_before  # no re-encryption
+        assert [service.read(session, service.PATRONS, i).name for i in ids] == [f"P{i}" for i in range(5)]
+
+
+def test_master_key_rotation_resumes_after_a_crash(committed_db, admin_url, database_urls, tmp_path, monkeypatch):
+    """Crash after the re-wrap but before the key file is replaced: both keys load, a second run finishes."""
+    from tests.conftest import TEST_DATABASE
+
+    home = tmp_path / "rotating"
+    settings = Settings(home=home, database_url=admin_url.render_as_string(hide_password=False),
+                        database_name=TEST_DATABASE)
+    original = committed_db.master
+    key_file(settings).parent.mkdir(parents=True)
+    from bookwarden.crypto.master import write_key_file
+
+    write_key_file(key_file(settings), original.current)
+    with platform_session(committed_db) as session:
+        tenant = tenancy.create_tenant(session, committed_db.keyring, home, "mk", "Master rotation")
+    ada = _create(committed_db, tenant)
+
+    def power_cut(*_args):
+        raise OSError("power cut")
+
+    real_provision = rotation.provision.provision
+    monkeypatch.setattr(rotation.provision, "provision", power_cut)
+    try:
+        with pytest.raises(OSError, match="power cut"):
+            rotation.rotate_master(settings)
+        both = load_master_keys(settings)
+        assert len(both.keys) == 2 and both.current_id == original.current_id
+        monkeypatch.setattr(rotation.provision, "provision", real_provision)
+        rotation.rotate_master(settings)
+        rotated = load_master_keys(settings)
+        assert rotated.current_id != original.current_id and len(rotated.keys) == 1
+
+        from bookwarden.db.session import Database
+
+        fresh = Database.open(provision.database_urls(admin_url, TEST_DATABASE, rotated.current), rotated, pool_size=1)
+        try:
+            with tenant_session(fresh, tenant.id) as session:
+                assert service.read(session, service.PATRONS, ada.id).email == "Ada@Example.org"
+        finally:
+            fresh.dispose()
+    finally:
+        # Give every role its original password back (they are derived from the master key).
+        provision.provision(admin_url, TEST_DATABASE, original.current)
+        committed_db.keyring.rewrap_under_master(type(original)(original.current_id, {
+            **load_master_keys(settings).keys, **original.keys}))
+        committed_db.keyring.master = original
+
+
+def test_a_backup_taken_before_a_shred_cannot_be_read_after_it(committed_db, admin_url, home, client_for):
+    """pg_dump the data database, delete (shred) the patron, restore the dump: the fields stay ciphertext."""
+    db = committed_db
+    with platform_session(db) as session:
+        tenant = tenancy.create_tenant(session, db.keyring, home, "shred", "Shredding")
+    ada = _create(db, tenant)
+    from tests.conftest import TEST_DATABASE
+
+    admin = provision.libpq(admin_url.set(database=TEST_DATABASE))
+    dump = subprocess.run([pg_bin("pg_dump"), "--no-owner", "--no-privileges", admin],
+                          check=True, capture_output=True, text=True).stdout
+    assert "Ada" not in dump and "subject_keys" not in dump and "tenant_keys" not in dump
+
+    scratch = f"{TEST_DATABASE}_scratch"
+    scratch_url = provision.libpq(admin_url.set(database=scratch))
+    with psycopg.connect(provision.libpq(admin_url), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(scratch)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
+    try:
+        subprocess.run([pg_bin("psql"), "-q", "-v", "ON_ERROR_STOP=1", scratch_url], input=dump,
+                       check=True, capture_output=True, text=True)
+        with psycopg.connect(scratch_url) as conn:
+            restored = conn.execute("SELECT name, email FROM patrons WHERE id = %s", (ada.id,)).fetchone()
+
+        def read_restored() -> str:
+            key = db.keyring.subject_key(tenant.id, ada.id)
+            return decrypt_field(key, tenant.id, "patrons", "name", ada.id, restored[0])
+
+        assert read_restored() == "Ada Lovelace"  # control: the backup is readable while the key lives
+
+        assert client_for(tenant).delete(f"/api/v1/patrons/{ada.id}").status_code == 204
+        db.keyring._subject_cache.clear()  # as any other process that never held the key
+        with pytest.raises(KeyDestroyed):
+            read_restored()
+        # Not even with every key that is left: the tenant's keys never opened patron fields directly.
+        for _purpose, key in ((p, db.keyring.tenant_key(tenant.id, p)[1]) for p in ("data", "index")):
+            with pytest.raises(DecryptionError):
+                decrypt_field(key, tenant.id, "patrons", "name", ada.id, restored[0])
+    finally:
+        with psycopg.connect(provision.libpq(admin_url), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch)))
