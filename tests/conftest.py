@@ -76,9 +76,12 @@ def committed_db(committed_database, database_urls) -> Database:
     """Real commits; every data table is emptied afterwards (as the owner, who may TRUNCATE)."""
     yield committed_database
     with psycopg.connect(provision.libpq(database_urls.owner), autocommit=True) as conn:
-        tables = [r[0] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
-        )]
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+            )
+        ]
         conn.execute("TRUNCATE " + ", ".join(tables) + " CASCADE")
 
 

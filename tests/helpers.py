@@ -34,13 +34,29 @@ def populate(client, n: int = 0) -> dict:
         made[kind] = response.json()
         return made[kind]
 
-    patron = post(service.PATRONS, {
-        "name": f"Patron {n}", "email": f"patron{n}@example.org", "phone": "+44 20 7946 0958",
-        "postal_address": "1 High Street", "institutional_id": f"U-{n:05d}", "affiliation": "student",
-        "birth_date": "2001-02-03", "barcode": f"2{n:013d}",
-    })
-    post(service.LOANS, {"patron_id": patron["id"], "item_id": "item-1", "item_title": "Middlemarch",
-                         "borrowed_at": "2026-01-01T10:00:00Z", "due_at": "2026-01-22T10:00:00Z"})
+    patron = post(
+        service.PATRONS,
+        {
+            "name": f"Patron {n}",
+            "email": f"patron{n}@example.org",
+            "phone": "+44 20 7946 0958",
+            "postal_address": "1 High Street",
+            "institutional_id": f"U-{n:05d}",
+            "affiliation": "student",
+            "birth_date": "2001-02-03",
+            "barcode": f"2{n:013d}",
+        },
+    )
+    post(
+        service.LOANS,
+        {
+            "patron_id": patron["id"],
+            "item_id": "item-1",
+            "item_title": "Middlemarch",
+            "borrowed_at": "2026-01-01T10:00:00Z",
+            "due_at": "2026-01-22T10:00:00Z",
+        },
+    )
     post(service.SEARCHES, {"patron_id": patron["id"], "query": "rare herbals"})
     reading = post(service.READING_LISTS, {"patron_id": patron["id"], "title": "Term reading"})
     post(service.READING_LIST_ITEMS, {"list_id": reading["id"], "item_id": "item-2", "note": "chapter 3"})

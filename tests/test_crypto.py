@@ -27,9 +27,16 @@ from bookwarden.library import schemas, service
 from bookwarden.library.models import Patron
 from bookwarden.tenancy import service as tenancy
 
-ADA = schemas.PatronCreate(name="Ada Lovelace", email="Ada@Example.org", phone="+44 20 7946 0958",
-                           institutional_id="U-1815", barcode="21234000123456", birth_date="1815-12-10",
-                           postal_address="12 St James's Square", affiliation="faculty")
+ADA = schemas.PatronCreate(
+    name="Ada Lovelace",
+    email="Ada@Example.org",
+    phone="+44 20 7946 0958",
+    institutional_id="U-1815",
+    barcode="21234000123456",
+    birth_date="1815-12-10",
+    postal_address="12 St James's Square",
+    affiliation="faculty",
+)
 
 
 def _create(db, tenant, patron=ADA):
@@ -120,8 +127,11 @@ def test_tenant_key_rotation_rewraps_subject_keys_and_keeps_data_readable(commit
         tenant = tenancy.create_tenant(session, db.keyring, home, "rot", "Rotating")
     ids = [_create(db, tenant, schemas.PatronCreate(name=f"P{i}")).id for i in range(5)]
     with db.keyring.engine.connect() as conn:
-        before = dict(conn.execute(select(subject_keys.c.subject_id, subject_keys.c.wrapped)
-                                   .where(subject_keys.c.tenant_id == tenant.id)).all())
+        before = dict(
+            conn.execute(
+                select(subject_keys.c.subject_id, subject_keys.c.wrapped).where(subject_keys.c.tenant_id == tenant.id)
+            ).all()
+        )
     with tenant_session(db, tenant.id) as session:
         stored_before = session.execute(text("SELECT id, name FROM patrons ORDER BY id")).all()
 
@@ -130,13 +140,17 @@ def test_tenant_key_rotation_rewraps_subject_keys_and_keeps_data_readable(commit
 
     with db.keyring.engine.connect() as conn:
         after = conn.execute(select(subject_keys).where(subject_keys.c.tenant_id == tenant.id)).all()
-        versions = conn.execute(select(tenant_keys.c.version, tenant_keys.c.wrapped.is_(None))
-                                .where(tenant_keys.c.tenant_id == tenant.id, tenant_keys.c.purpose == "data")
-                                .order_by(tenant_keys.c.version)).all()
+        versions = conn.execute(
+            select(tenant_keys.c.version, tenant_keys.c.wrapped.is_(None))
+            .where(tenant_keys.c.tenant_id == tenant.id, tenant_keys.c.purpose == "data")
+            .order_by(tenant_keys.c.version)
+        ).all()
     assert all(row.tenant_key_version == 2 and row.wrapped != before[row.subject_id] for row in after)
     assert versions == [(1, True), (2, False)]  # the old tenant key is destroyed
     with tenant_session(db, tenant.id) as session:
-        assert session.execute(text("SELECT id, name FROM patrons ORDER BY id")).all() == stored_before  # no re-encryption
+        assert (
+            session.execute(text("SELECT id, name FROM patrons ORDER BY id")).all() == stored_before
+        )  # no re-encryption
         assert [service.read(session, service.PATRONS, i).name for i in ids] == [f"P{i}" for i in range(5)]
 
 
@@ -145,8 +159,9 @@ def test_master_key_rotation_resumes_after_a_crash(committed_db, admin_url, data
     from tests.conftest import TEST_DATABASE
 
     home = tmp_path / "rotating"
-    settings = Settings(home=home, database_url=admin_url.render_as_string(hide_password=False),
-                        database_name=TEST_DATABASE)
+    settings = Settings(
+        home=home, database_url=admin_url.render_as_string(hide_password=False), database_name=TEST_DATABASE
+    )
     original = committed_db.master
     key_file(settings).parent.mkdir(parents=True)
     from bookwarden.crypto.master import write_key_file
@@ -182,8 +197,9 @@ def test_master_key_rotation_resumes_after_a_crash(committed_db, admin_url, data
     finally:
         # Give every role its original password back (they are derived from the master key).
         provision.provision(admin_url, TEST_DATABASE, original.current)
-        committed_db.keyring.rewrap_under_master(type(original)(original.current_id, {
-            **load_master_keys(settings).keys, **original.keys}))
+        committed_db.keyring.rewrap_under_master(
+            type(original)(original.current_id, {**load_master_keys(settings).keys, **original.keys})
+        )
         committed_db.keyring.master = original
 
 
@@ -196,8 +212,9 @@ def test_a_backup_taken_before_a_shred_cannot_be_read_after_it(committed_db, adm
     from tests.conftest import TEST_DATABASE
 
     admin = provision.libpq(admin_url.set(database=TEST_DATABASE))
-    dump = subprocess.run([pg_bin("pg_dump"), "--no-owner", "--no-privileges", admin],
-                          check=True, capture_output=True, text=True).stdout
+    dump = subprocess.run(
+        [pg_bin("pg_dump"), "--no-owner", "--no-privileges", admin], check=True, capture_output=True, text=True
+    ).stdout
     assert "Ada" not in dump and "subject_keys" not in dump and "tenant_keys" not in dump
 
     scratch = f"{TEST_DATABASE}_scratch"
@@ -206,8 +223,13 @@ def test_a_backup_taken_before_a_shred_cannot_be_read_after_it(committed_db, adm
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(scratch)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
     try:
-        subprocess.run([pg_bin("psql"), "-q", "-v", "ON_ERROR_STOP=1", scratch_url], input=dump,
-                       check=True, capture_output=True, text=True)
+        subprocess.run(
+            [pg_bin("psql"), "-q", "-v", "ON_ERROR_STOP=1", scratch_url],
+            input=dump,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         with psycopg.connect(scratch_url) as conn:
             restored = conn.execute("SELECT name, email FROM patrons WHERE id = %s", (ada.id,)).fetchone()
 

@@ -53,9 +53,13 @@ def test_records_cannot_point_at_another_tenants_parent(two_tenants, kind):
     mine, _, _, their_records = two_tenants
     column, parent_model = kind.parent
     parent_kind = next(k for k in KINDS if k.model is parent_model)
-    body = {service.LOANS: {"item_id": "x", "borrowed_at": "2026-01-01T00:00:00Z", "due_at": "2026-01-02T00:00:00Z"},
-            service.SEARCHES: {"query": "q"}, service.READING_LISTS: {"title": "t"},
-            service.READING_LIST_ITEMS: {"item_id": "x"}, service.POSTS: {"board": "b", "body": "hello"}}[kind]
+    body = {
+        service.LOANS: {"item_id": "x", "borrowed_at": "2026-01-01T00:00:00Z", "due_at": "2026-01-02T00:00:00Z"},
+        service.SEARCHES: {"query": "q"},
+        service.READING_LISTS: {"title": "t"},
+        service.READING_LIST_ITEMS: {"item_id": "x"},
+        service.POSTS: {"board": "b", "body": "hello"},
+    }[kind]
     body[column] = their_records[parent_kind]["id"]
     response = mine.post(f"/api/v1/{PATHS[kind]}", json=body)
     assert response.status_code == 404
@@ -81,7 +85,8 @@ def test_a_context_sees_its_own_rows_only(db, tenant, other_tenant, two_tenants,
     with tenant_session(db, tenant.id) as session:
         for table in _tenant_tables(owner_conn):
             foreign = session.execute(
-                text(f"SELECT count(*) FROM {table} WHERE tenant_id <> :me"), {"me": tenant.id}  # noqa: S608
+                text(f"SELECT count(*) FROM {table} WHERE tenant_id <> :me"),  # noqa: S608
+                {"me": tenant.id},
             ).scalar_one()
             assert foreign == 0, table
 
@@ -98,8 +103,9 @@ def test_a_pooled_connection_reused_for_a_second_tenant_sees_none_of_the_first(c
     from bookwarden.tenancy import service as tenancy
 
     one_connection = create_engine(committed_db.urls.app, pool_size=1, max_overflow=0)
-    db = Database(engine=one_connection, keyring=committed_db.keyring, urls=committed_db.urls,
-                  master=committed_db.master)
+    db = Database(
+        engine=one_connection, keyring=committed_db.keyring, urls=committed_db.urls, master=committed_db.master
+    )
     with platform_session(db) as session:
         first = tenancy.create_tenant(session, db.keyring, home, "first", "First")
         second = tenancy.create_tenant(session, db.keyring, home, "second", "Second")
@@ -137,7 +143,7 @@ def test_the_tenant_setting_is_made_in_exactly_one_place():
 
 
 def test_request_input_cannot_choose_the_tenant(two_tenants, tenant, other_tenant):
-    mine, my_records, _, their_records = two_tenants
+    mine, my_records, _, _ = two_tenants
     headers = {"X-Tenant-ID": str(other_tenant.id), "X-Bookwarden-Tenant": str(other_tenant.id)}
     listed = mine.get("/api/v1/patrons", params={"tenant_id": str(other_tenant.id)}, headers=headers).json()
     assert [p["id"] for p in listed["items"]] == [my_records[service.PATRONS]["id"]]
@@ -182,9 +188,12 @@ def test_every_tenant_table_is_protected_and_ready_for_distribution(owner_conn):
 
 
 def _tenant_tables(conn) -> list[str]:
-    return [r[0] for r in conn.execute(
-        """SELECT c.table_name FROM information_schema.columns c
+    return [
+        r[0]
+        for r in conn.execute(
+            """SELECT c.table_name FROM information_schema.columns c
            JOIN information_schema.tables t USING (table_schema, table_name)
            WHERE c.table_schema = 'public' AND c.column_name = 'tenant_id' AND t.table_type = 'BASE TABLE'
            ORDER BY 1"""
-    )]
+        )
+    ]

@@ -303,8 +303,7 @@ def test_a_schedule_enqueues_one_job_per_interval(db, kind):
 
 def test_a_schedule_that_fell_behind_enqueues_once_not_a_burst(db, kind):
     with platform_session(db) as session:
-        service.schedule(session, "scan", kind, timedelta(minutes=5),
-                         first_run_at=db_now(db) - timedelta(days=2))
+        service.schedule(session, "scan", kind, timedelta(minutes=5), first_run_at=db_now(db) - timedelta(days=2))
 
     assert Worker(db, "w1").tick_schedules() == 1
     with platform_session(db) as session:
@@ -315,8 +314,7 @@ def test_a_schedule_that_fell_behind_enqueues_once_not_a_burst(db, kind):
 def test_declaring_a_schedule_again_is_idempotent(db, kind):
     first_run = db_now(db) + timedelta(minutes=10)
     with platform_session(db) as session:
-        created = service.schedule(session, "backup", kind, timedelta(hours=1), {"v": 1},
-                                   first_run_at=first_run)
+        created = service.schedule(session, "backup", kind, timedelta(hours=1), {"v": 1}, first_run_at=first_run)
     with platform_session(db) as session:
         again = service.schedule(session, "backup", kind, timedelta(hours=1), {"v": 1})
         count = session.scalar(select(func.count()).select_from(JobSchedule))
@@ -329,8 +327,7 @@ def test_declaring_a_schedule_again_is_idempotent(db, kind):
 
 def test_redeclaring_a_schedule_updates_it_but_keeps_an_operators_pause(db, kind):
     with platform_session(db) as session:
-        service.schedule(session, "fim", kind, timedelta(hours=6),
-                         first_run_at=db_now(db) + timedelta(hours=5))
+        service.schedule(session, "fim", kind, timedelta(hours=6), first_run_at=db_now(db) + timedelta(hours=5))
         service.set_schedule_enabled(session, "fim", False)
     with platform_session(db) as session:
         changed = service.schedule(session, "fim", kind, timedelta(minutes=30), {"deep": True})
@@ -424,9 +421,16 @@ def test_logs_name_payload_keys_never_payload_values_or_error_messages(db, kind)
 
     assert [e["event"] for e in logs] == ["job.claimed", "job.failed"]
     assert logs[1] | {"seconds": None} == {
-        "event": "job.failed", "log_level": "error", "worker": "w1", "job_id": job.id, "kind": kind,
-        "attempt": 1, "payload_keys": ["email", "tenant_id"], "outcome": "failed",
-        "error_type": "LookupError", "seconds": None,
+        "event": "job.failed",
+        "log_level": "error",
+        "worker": "w1",
+        "job_id": job.id,
+        "kind": kind,
+        "attempt": 1,
+        "payload_keys": ["email", "tenant_id"],
+        "outcome": "failed",
+        "error_type": "LookupError",
+        "seconds": None,
     }
     assert "ada@example.org" not in repr(logs)
     assert load(db, job.id).last_error == "LookupError: no patron ada@example.org"
@@ -454,8 +458,12 @@ def test_job_tables_are_platform_tables_the_app_role_cannot_truncate_or_reshape(
     assert columns == []
     privilege = "SELECT has_table_privilege('bookwarden_app', %s, %s)"
     assert owner_conn.execute(privilege, ("jobs", "UPDATE")).fetchone()[0] is True
-    for table, denied in [("jobs", "TRUNCATE"), ("jobs", "REFERENCES"), ("job_schedules", "DELETE"),
-                          ("job_schedules", "TRUNCATE")]:
+    for table, denied in [
+        ("jobs", "TRUNCATE"),
+        ("jobs", "REFERENCES"),
+        ("job_schedules", "DELETE"),
+        ("job_schedules", "TRUNCATE"),
+    ]:
         assert owner_conn.execute(privilege, (table, denied)).fetchone()[0] is False, (table, denied)
     owner = owner_conn.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'jobs'").fetchone()[0]
     assert owner != "bookwarden_app"

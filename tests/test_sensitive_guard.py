@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import pickle
 import re
 import uuid
 
@@ -103,7 +104,8 @@ def test_card_found_in_all_layouts(text: str) -> None:
         ("2221000000000009", "Mastercard"),  # 2-series
         ("6011111111111117", "Discover"),
         ("3530111333300000", "JCB"),
-        ("30569309025904", "Diners"),  # 14 digits
+        ("3056 930902 5904", "Diners"),  # 14 digits, in the printed 4-6-4 layout
+        ("3600000000000008", "Diners"),  # 16 digits
         ("6200000000000005", "UnionPay"),
         ("6759649826438453", "Maestro"),
     ],
@@ -158,6 +160,30 @@ def test_luhn_valid_library_barcodes_are_accepted(body: str) -> None:
     assert find_sensitive(f"items {barcode} {barcode}") is None
 
 
+def test_unbroken_14_digit_diners_number_reads_as_an_item_barcode() -> None:
+    # Item barcodes are "3" + institution code + serial + Luhn digit, so an
+    # institution code starting 0-5/6/8/9 gives a Diners-shaped 14-digit number.
+    barcode = "30569309025904"
+    assert luhn_valid(barcode)
+    assert find_sensitive(barcode) is None
+    assert kind_of("3056 930902 5904") is CARD
+
+
+@given(
+    kind=st.sampled_from("23"),
+    body=st.text(alphabet="0123456789", min_size=12, max_size=12),
+    surround=st.sampled_from([("", ""), ("barcode ", ""), ("item ", " is due back")]),
+)
+def test_property_luhn_valid_14_digit_barcodes_are_accepted(kind: str, body: str, surround: tuple[str, str]) -> None:
+    barcode = with_luhn_digit(kind + body)
+    assert find_sensitive(surround[0] + barcode + surround[1]) is None
+
+
+def test_card_after_a_phone_number_or_mistyped_iban_is_still_found() -> None:
+    assert kind_of("+44 20 7946 0958 4111 1111 1111 1111") is CARD
+    assert kind_of("DE89 3804 0044 0532 0130 00 4111 1111 1111 1111") is CARD
+
+
 @pytest.mark.parametrize(
     "phone",
     ["+44 20 7946 0958", "+1 202-555-0143", "+49 30 901820", "+86 139 1234 5678", "call 555-0100"],
@@ -200,9 +226,7 @@ def test_property_visa_16_found_in_any_layout(
     delta=st.integers(min_value=1, max_value=9),
     grouped=st.booleans(),
 )
-def test_property_one_changed_digit_is_not_a_card(
-    body: str, position: int, delta: int, grouped: bool
-) -> None:
+def test_property_one_changed_digit_is_not_a_card(body: str, position: int, delta: int, grouped: bool) -> None:
     number = with_luhn_digit("4" + body)
     changed_digit = str((int(number[position]) + delta) % 10)
     broken = number[:position] + changed_digit + number[position + 1 :]
@@ -502,8 +526,7 @@ def test_error_message_format_and_no_digits_of_the_number() -> None:
 def test_error_message_for_iban() -> None:
     error = refusal({"iban": "GB82 WEST 1234 5698 7654 32"})
     assert str(error) == (
-        'field "iban" looks like a IBAN (valid IBAN checksum, country GB); '
-        "payment and bank data are never stored."
+        'field "iban" looks like a IBAN (valid IBAN checksum, country GB); payment and bank data are never stored.'
     )
 
 
@@ -512,3 +535,9 @@ def test_exception_can_be_built_directly() -> None:
     error = SensitiveDataRefused("bank", finding)
     assert (error.field, error.finding) == ("bank", finding)
     assert str(error).startswith('field "bank" looks like a bank account number (')
+
+
+def test_exception_survives_pickling() -> None:
+    error = SensitiveDataRefused("iban", SensitiveFinding(IBAN, "valid IBAN checksum, country DE"))
+    copy = pickle.loads(pickle.dumps(error))  # noqa: S301 - round-tripping our own object
+    assert (copy.field, copy.finding, str(copy)) == (error.field, error.finding, str(error))

@@ -14,9 +14,11 @@ from rich.table import Table
 from bookwarden.config import Settings, get_settings
 from bookwarden.errors import BookwardenError
 
-app = typer.Typer(help="Bookwarden: library customer data under an enforced security and privacy model.",
-                  pretty_exceptions_enable=False,  # its tracebacks print local variables: secrets among them
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Bookwarden: library customer data under an enforced security and privacy model.",
+    pretty_exceptions_enable=False,  # its tracebacks print local variables: secrets among them
+    no_args_is_help=True,
+)
 db_app = typer.Typer(help="The database server, roles and schema.", no_args_is_help=True)
 tenant_app = typer.Typer(help="Institutions (tenants).", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
@@ -116,7 +118,9 @@ def tenant_list() -> None:
 
 
 @tenant_app.command("suspend")
-def tenant_suspend(tenant: str, reason: Annotated[str, typer.Option(help="why; shown to every refused caller")]) -> None:
+def tenant_suspend(
+    tenant: str, reason: Annotated[str, typer.Option(help="why; shown to every refused caller")]
+) -> None:
     """Suspend an institution: every request for it is refused until resumed."""
     from bookwarden.db.session import platform_session
     from bookwarden.tenancy import service
@@ -161,7 +165,9 @@ def token_create(
     db = _connect()
     if operator:
         with platform_session(db) as session:
-            _, secret = tokens.issue_operator_token(session, name, scopes or [Scope.TENANTS_MANAGE], timedelta(days=days))
+            _, secret = tokens.issue_operator_token(
+                session, name, scopes or [Scope.TENANTS_MANAGE], timedelta(days=days)
+            )
     else:
         with platform_session(db) as session:
             tenant_id = service.get_tenant(session, tenant).id
@@ -195,8 +201,10 @@ def keys_rotate_master() -> None:
 
     settings = get_settings()
     if settings.master_key is not None:
-        raise _fail("the master key comes from BOOKWARDEN_MASTER_KEY; rotate it in your secret store, "
-                    "unset the variable to use the key file, or see README 'Keys'")
+        raise _fail(
+            "the master key comes from BOOKWARDEN_MASTER_KEY; rotate it in your secret store, "
+            "unset the variable to use the key file, or see README 'Keys'"
+        )
     count = rotation.rotate_master(settings)
     err.print(f"master key rotated; {count} tenant keys re-wrapped")
 

@@ -19,12 +19,24 @@ from bookwarden.library import schemas, service
 from bookwarden.tenancy import service as tenancy
 from bookwarden.tenancy.models import Tenant
 
-INSTITUTIONS = {"northfield-university": "Northfield University Library", "riverside-public": "Riverside Public Library"}
+INSTITUTIONS = {
+    "northfield-university": "Northfield University Library",
+    "riverside-public": "Riverside Public Library",
+}
 PATRONS_EACH = 200
 FIRST = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia", "Tim", "Hedy", "Claude"]
 LAST = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Perlman", "Berners-Lee"]
-TITLES = ["Middlemarch", "The Art of Computer Programming", "Invisible Cities", "Silent Spring", "Beloved",
-          "Gödel, Escher, Bach", "The Left Hand of Darkness", "A Brief History of Time", "Things Fall Apart"]
+TITLES = [
+    "Middlemarch",
+    "The Art of Computer Programming",
+    "Invisible Cities",
+    "Silent Spring",
+    "Beloved",
+    "Gödel, Escher, Bach",
+    "The Left Hand of Darkness",
+    "A Brief History of Time",
+    "Things Fall Apart",
+]
 QUERIES = ["climate adaptation", "medieval manuscripts", "graph theory", "poetry anthologies", "local history"]
 
 
@@ -59,31 +71,51 @@ def _fill(db: Database, tenant: Tenant, rng: random.Random, count: int) -> None:
 
 def _one_patron(session, tenant: Tenant, rng: random.Random, n: int, now: datetime) -> None:
     first, last = rng.choice(FIRST), rng.choice(LAST)
-    patron = service.create(session, service.PATRONS, schemas.PatronCreate(
-        name=f"{first} {last}",
-        email=f"{first}.{last}.{n}@{tenant.slug}.example".lower(),
-        phone=f"+1 555 01{n % 100:02d}",
-        postal_address=f"{rng.randint(1, 999)} Library Lane, Springfield",
-        institutional_id=f"{tenant.slug[:3].upper()}-{n:06d}",
-        affiliation=rng.choice(["student", "faculty", "staff", "community"]),
-        birth_date=date(1950, 1, 1) + timedelta(days=rng.randint(0, 365 * 55)),
-        barcode=f"2{1000 + n:013d}",
-    ))
+    patron = service.create(
+        session,
+        service.PATRONS,
+        schemas.PatronCreate(
+            name=f"{first} {last}",
+            email=f"{first}.{last}.{n}@{tenant.slug}.example".lower(),
+            phone=f"+1 555 01{n % 100:02d}",
+            postal_address=f"{rng.randint(1, 999)} Library Lane, Springfield",
+            institutional_id=f"{tenant.slug[:3].upper()}-{n:06d}",
+            affiliation=rng.choice(["student", "faculty", "staff", "community"]),
+            birth_date=date(1950, 1, 1) + timedelta(days=rng.randint(0, 365 * 55)),
+            barcode=f"2{1000 + n:013d}",
+        ),
+    )
     for _ in range(rng.randint(1, 4)):
         borrowed = now - timedelta(days=rng.randint(1, 200))
-        service.create(session, service.LOANS, schemas.LoanCreate(
-            patron_id=patron.id, item_id=f"item-{rng.randint(1, 5000)}", item_title=rng.choice(TITLES),
-            borrowed_at=borrowed, due_at=borrowed + timedelta(days=21),
-            returned_at=borrowed + timedelta(days=rng.randint(1, 30)) if rng.random() < 0.7 else None,
-        ))
+        service.create(
+            session,
+            service.LOANS,
+            schemas.LoanCreate(
+                patron_id=patron.id,
+                item_id=f"item-{rng.randint(1, 5000)}",
+                item_title=rng.choice(TITLES),
+                borrowed_at=borrowed,
+                due_at=borrowed + timedelta(days=21),
+                returned_at=borrowed + timedelta(days=rng.randint(1, 30)) if rng.random() < 0.7 else None,
+            ),
+        )
     for _ in range(rng.randint(0, 3)):
         service.create(session, service.SEARCHES, schemas.SearchCreate(patron_id=patron.id, query=rng.choice(QUERIES)))
     if rng.random() < 0.4:
-        reading = service.create(session, service.READING_LISTS,
-                                 schemas.ReadingListCreate(patron_id=patron.id, title="To read"))
+        reading = service.create(
+            session, service.READING_LISTS, schemas.ReadingListCreate(patron_id=patron.id, title="To read")
+        )
         for _ in range(rng.randint(1, 3)):
-            service.create(session, service.READING_LIST_ITEMS, schemas.ReadingListItemCreate(
-                list_id=reading.id, item_id=f"item-{rng.randint(1, 5000)}", note="recommended"))
+            service.create(
+                session,
+                service.READING_LIST_ITEMS,
+                schemas.ReadingListItemCreate(
+                    list_id=reading.id, item_id=f"item-{rng.randint(1, 5000)}", note="recommended"
+                ),
+            )
     if rng.random() < 0.3:
-        service.create(session, service.POSTS, schemas.PostCreate(
-            patron_id=patron.id, board="book-club", body=f"Has anyone read {rng.choice(TITLES)}?"))
+        service.create(
+            session,
+            service.POSTS,
+            schemas.PostCreate(patron_id=patron.id, board="book-club", body=f"Has anyone read {rng.choice(TITLES)}?"),
+        )

@@ -36,6 +36,7 @@ def configure(level: str = "INFO") -> None:
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
-        cache_logger_on_first_use=True,
+        logger_factory=structlog.PrintLoggerFactory(),  # stdout as it is when a line is written
+        # Not cached: module-level loggers then follow a later configure() (tests, embedding apps).
+        cache_logger_on_first_use=False,
     )

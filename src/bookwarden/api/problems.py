@@ -38,19 +38,35 @@ def problem_type(slug: str) -> str:
     return f"urn:bookwarden:problem:{slug}"
 
 
-def problem(status: int, slug: str, title: str, detail: str, request: Request | None = None,
-            errors: list[FieldError] | None = None) -> JSONResponse:
+def problem(
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    request: Request | None = None,
+    errors: list[FieldError] | None = None,
+) -> JSONResponse:
     body = Problem(
-        type=problem_type(slug), title=title, status=status, detail=detail,
-        instance=getattr(getattr(request, "state", None), "request_id", None) and f"urn:uuid:{request.state.request_id}",
+        type=problem_type(slug),
+        title=title,
+        status=status,
+        detail=detail,
+        instance=getattr(getattr(request, "state", None), "request_id", None)
+        and f"urn:uuid:{request.state.request_id}",
         errors=errors,
     )
     return JSONResponse(body.model_dump(exclude_none=True), status_code=status, media_type=MEDIA_TYPE)
 
 
 def _sensitive(exc: SensitiveDataRefused, request: Request) -> JSONResponse:
-    return problem(422, "sensitive-data-refused", "Sensitive data refused", str(exc), request,
-                   [FieldError(field=exc.field, message=f"looks like a {exc.finding.kind}")])
+    return problem(
+        422,
+        "sensitive-data-refused",
+        "Sensitive data refused",
+        str(exc),
+        request,
+        [FieldError(field=exc.field, message=f"looks like a {exc.finding.kind}")],
+    )
 
 
 def _field_name(loc: tuple) -> str:
@@ -74,7 +90,9 @@ def install(app: FastAPI) -> None:
             cause = (error.get("ctx") or {}).get("error")
             if isinstance(cause, SensitiveDataRefused):
                 return _sensitive(cause, request)
-        fields = [FieldError(field=_field_name(tuple(e.get("loc", ()))), message=e.get("msg", "invalid")) for e in errors]
+        fields = [
+            FieldError(field=_field_name(tuple(e.get("loc", ()))), message=e.get("msg", "invalid")) for e in errors
+        ]
         detail = "; ".join(f"{f.field}: {f.message}" for f in fields[:5])
         return problem(422, "validation-error", "Invalid request", detail, request, fields)
 
@@ -87,14 +105,22 @@ def install(app: FastAPI) -> None:
     async def crash(request: Request, exc: Exception):
         # The traceback goes to the log (no locals, so no decrypted values); the caller gets an id to quote.
         log.error("unhandled error", error_type=type(exc).__name__, exc_info=exc)
-        return problem(500, "internal-error", "Internal error",
-                       "an unexpected error occurred; quote the instance id to the operator", request)
+        return problem(
+            500,
+            "internal-error",
+            "Internal error",
+            "an unexpected error occurred; quote the instance id to the operator",
+            request,
+        )
 
 
 def responses(*statuses: int) -> dict:
     """OpenAPI entries for the problems a route can answer with."""
     return {
-        s: {"model": Problem, "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-            "description": "problem details (RFC 9457)"}
+        s: {
+            "model": Problem,
+            "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            "description": "problem details (RFC 9457)",
+        }
         for s in statuses
     }

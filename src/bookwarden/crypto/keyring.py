@@ -231,7 +231,9 @@ class Keyring:
                 ).all()
             for row in rows:
                 tenant_key = self._tenant_key_version(tenant_id, row.tenant_key_version)
-                key = open_sealed(tenant_key, row.wrapped, _subject_aad(tenant_id, row.subject_id, row.tenant_key_version))
+                key = open_sealed(
+                    tenant_key, row.wrapped, _subject_aad(tenant_id, row.subject_id, row.tenant_key_version)
+                )
                 found[row.subject_id] = key
                 self._remember(tenant_id, row.subject_id, key)
         return found
@@ -273,9 +275,9 @@ class Keyring:
             if latest is None:
                 raise KeyDestroyed(f"tenant {tenant_id} has no data key")
             pending = conn.execute(
-                select(func.count()).select_from(subject_keys).where(
-                    subject_keys.c.tenant_id == tenant_id, subject_keys.c.tenant_key_version < latest
-                )
+                select(func.count())
+                .select_from(subject_keys)
+                .where(subject_keys.c.tenant_id == tenant_id, subject_keys.c.tenant_key_version < latest)
             ).scalar_one()
             if pending == 0:
                 conn.execute(insert(tenant_keys).values(self._wrap_tenant_key(tenant_id, DATA, latest + 1, new_key())))
@@ -298,8 +300,10 @@ class Keyring:
                     conn.execute(
                         update(subject_keys)
                         .where(subject_keys.c.tenant_id == tenant_id, subject_keys.c.subject_id == row.subject_id)
-                        .values(wrapped=seal(new, key, _subject_aad(tenant_id, row.subject_id, version)),
-                                tenant_key_version=version)
+                        .values(
+                            wrapped=seal(new, key, _subject_aad(tenant_id, row.subject_id, version)),
+                            tenant_key_version=version,
+                        )
                     )
                 rewrapped += len(rows)
         with self.engine.begin() as conn:

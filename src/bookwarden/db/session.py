@@ -98,4 +98,3 @@ def platform_session(db: Database) -> Iterator[Session]:
     session = db._session()
     with session, session.begin():
         yield session
-

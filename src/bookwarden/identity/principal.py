@@ -18,8 +18,9 @@ OPERATOR_SCOPES = frozenset({Scope.TENANTS_MANAGE})
 
 
 class PrincipalKind(enum.StrEnum):
-    API_TOKEN = "api_token"
-    OPERATOR_TOKEN = "operator_token"
+    # Kinds of credential, not credentials.
+    API_TOKEN = "api_token"  # noqa: S105
+    OPERATOR_TOKEN = "operator_token"  # noqa: S105
 
 
 @dataclass(frozen=True)

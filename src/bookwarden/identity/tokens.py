@@ -57,7 +57,9 @@ def issue_api_token(session: TenantSession, name: str, scopes: list[Scope], ttl:
 def issue_operator_token(session: Session, name: str, scopes: list[Scope], ttl: timedelta) -> tuple[OperatorToken, str]:
     _check(scopes, OPERATOR_SCOPES, ttl)
     secret = OPERATOR_PREFIX + secrets.token_urlsafe(32)
-    row = OperatorToken(name=name, token_hash=token_hash(secret), scopes=sorted(scopes), expires_at=datetime.now(UTC) + ttl)
+    row = OperatorToken(
+        name=name, token_hash=token_hash(secret), scopes=sorted(scopes), expires_at=datetime.now(UTC) + ttl
+    )
     session.add(row)
     session.flush()
     return row, secret
@@ -94,4 +96,6 @@ def authenticate(db: Database, presented: str) -> Principal | None:
         ).first()
     if found is None:
         return None
-    return Principal(PrincipalKind.API_TOKEN, found.token_id, found.tenant_id, frozenset(Scope(s) for s in found.scopes))
+    return Principal(
+        PrincipalKind.API_TOKEN, found.token_id, found.tenant_id, frozenset(Scope(s) for s in found.scopes)
+    )

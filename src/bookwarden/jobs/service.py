@@ -171,12 +171,19 @@ def claim_next(session: Session, worker: str, lease: timedelta) -> Job | None:
             return None
         if job.status is JobStatus.RUNNING:
             lost = f"worker lost: the lease of {job.locked_by!r} expired during attempt {job.attempts}"
-            log.warning("job.lease_expired", job_id=job.id, kind=job.kind, attempt=job.attempts,
-                        lost_worker=job.locked_by)
+            log.warning(
+                "job.lease_expired", job_id=job.id, kind=job.kind, attempt=job.attempts, lost_worker=job.locked_by
+            )
             if job.attempts >= job.max_attempts:
                 _finish(job, JobStatus.FAILED, now, lost)
-                log.error("job.failed", job_id=job.id, kind=job.kind, attempt=job.attempts,
-                          outcome="worker_lost", payload_keys=sorted(job.payload))
+                log.error(
+                    "job.failed",
+                    job_id=job.id,
+                    kind=job.kind,
+                    attempt=job.attempts,
+                    outcome="worker_lost",
+                    payload_keys=sorted(job.payload),
+                )
                 session.flush()
                 continue
             job.last_error = lost
@@ -305,7 +312,7 @@ def _db_now(session: Session) -> datetime:
 
 def _check_kind(kind: str) -> None:
     if not isinstance(kind, str) or not kind.strip():
-        raise InvalidInput("job kind must be a non-empty string, e.g. \"retention.purge\"")
+        raise InvalidInput('job kind must be a non-empty string, e.g. "retention.purge"')
 
 
 def _checked_payload(payload: dict[str, Any] | None) -> dict[str, Any]:

@@ -97,19 +97,29 @@ class Worker:
         with platform_session(self.db) as session:
             kept = service.record_success(session, job.id, self.name, job.attempts)
         if kept:
-            log.info("job.succeeded", worker=self.name, outcome="succeeded", seconds=round(seconds, 3),
-                     **_job_fields(job))
+            log.info(
+                "job.succeeded", worker=self.name, outcome="succeeded", seconds=round(seconds, 3), **_job_fields(job)
+            )
         else:
-            log.warning("job.lease_lost", worker=self.name, outcome="succeeded_after_lease_lost",
-                        seconds=round(seconds, 3), **_job_fields(job))
+            log.warning(
+                "job.lease_lost",
+                worker=self.name,
+                outcome="succeeded_after_lease_lost",
+                seconds=round(seconds, 3),
+                **_job_fields(job),
+            )
 
     def _record_failure(self, job: Job, exc: Exception, seconds: float) -> None:
         error = service.describe_error(exc)
         with platform_session(self.db) as session:
             status = service.record_failure(session, job.id, self.name, job.attempts, error)
         # The error message goes to the jobs table, not the log: it may quote personal data.
-        fields = {"worker": self.name, "error_type": type(exc).__name__, "seconds": round(seconds, 3),
-                  **_job_fields(job)}
+        fields = {
+            "worker": self.name,
+            "error_type": type(exc).__name__,
+            "seconds": round(seconds, 3),
+            **_job_fields(job),
+        }
         if status is None:
             log.warning("job.lease_lost", outcome="failed_after_lease_lost", **fields)
         elif status is JobStatus.FAILED:

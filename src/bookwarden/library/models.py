@@ -35,7 +35,9 @@ def _tenant_fk() -> Mapped[uuid.UUID]:
 
 def _patron_fk(table: str) -> ForeignKeyConstraint:
     return ForeignKeyConstraint(
-        ["tenant_id", "patron_id"], ["patrons.tenant_id", "patrons.id"], ondelete="CASCADE",
+        ["tenant_id", "patron_id"],
+        ["patrons.tenant_id", "patrons.id"],
+        ondelete="CASCADE",
         name=f"fk_{table}_patron",
     )
 
@@ -118,7 +120,9 @@ class ReadingListItem(Base):
     __tablename__ = "reading_list_items"
     __table_args__ = (
         ForeignKeyConstraint(
-            ["tenant_id", "list_id"], ["reading_lists.tenant_id", "reading_lists.id"], ondelete="CASCADE",
+            ["tenant_id", "list_id"],
+            ["reading_lists.tenant_id", "reading_lists.id"],
+            ondelete="CASCADE",
             name="fk_reading_list_items_list",
         ),
         Index("ix_reading_list_items_list", "tenant_id", "list_id"),

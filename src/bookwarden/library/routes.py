@@ -35,10 +35,16 @@ PATHS = {
 def _add_routes(kind: RecordKind, path: str) -> None:
     tag = path.replace("-", " ")
     one = f"/{path}/{{record_id}}"
-    Out, Create, Update = kind.out, kind.create, kind.update  # noqa: N806 - types used in annotations
+    Out, Create, Update = kind.out, kind.create, kind.update
 
-    @router.post(f"/{path}", status_code=201, response_model=Out, tags=[tag], name=f"create_{kind.table}",
-                 responses=responses(404, 409))
+    @router.post(
+        f"/{path}",
+        status_code=201,
+        response_model=Out,
+        tags=[tag],
+        name=f"create_{kind.table}",
+        responses=responses(404, 409),
+    )
     def create(body: Create, principal: Principal = WRITE, db: Database = Depends(database)):
         with tenant_scope(db, principal) as session:
             return service.create(session, kind, body)
@@ -59,8 +65,11 @@ def _add_routes(kind: RecordKind, path: str) -> None:
             service.delete(session, kind, record_id)
         return Response(status_code=204)
 
-    filters = {"list_id": "reading list"} if kind is service.READING_LIST_ITEMS else (
-        {} if kind is service.PATRONS else {"patron_id": "patron"})
+    filters = (
+        {"list_id": "reading list"}
+        if kind is service.READING_LIST_ITEMS
+        else ({} if kind is service.PATRONS else {"patron_id": "patron"})
+    )
 
     @router.get(f"/{path}", response_model=schemas.Page[Out], tags=[tag], name=f"list_{kind.table}")
     def list_(
@@ -73,7 +82,10 @@ def _add_routes(kind: RecordKind, path: str) -> None:
     ):
         with tenant_scope(db, principal) as session:
             return service.list_page(
-                session, kind, cursor=cursor, limit=limit,
+                session,
+                kind,
+                cursor=cursor,
+                limit=limit,
                 patron_id=patron_id if "patron_id" in filters else None,
                 list_id=list_id if "list_id" in filters else None,
             )

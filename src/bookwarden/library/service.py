@@ -64,29 +64,63 @@ def _list_owner() -> ColumnElement[UUID]:
 
 
 PATRONS = RecordKind(
-    "patron", Patron,
+    "patron",
+    Patron,
     ("name", "email", "phone", "postal_address", "institutional_id", "affiliation", "birth_date", "barcode"),
-    schemas.PatronCreate, schemas.PatronUpdate, schemas.PatronOut, lambda: Patron.id,
+    schemas.PatronCreate,
+    schemas.PatronUpdate,
+    schemas.PatronOut,
+    lambda: Patron.id,
 )
 LOANS = RecordKind(
-    "loan", Loan, ("item_title",), schemas.LoanCreate, schemas.LoanUpdate, schemas.LoanOut,
-    lambda: Loan.patron_id, ("patron_id", Patron),
+    "loan",
+    Loan,
+    ("item_title",),
+    schemas.LoanCreate,
+    schemas.LoanUpdate,
+    schemas.LoanOut,
+    lambda: Loan.patron_id,
+    ("patron_id", Patron),
 )
 SEARCHES = RecordKind(
-    "search", Search, ("query",), schemas.SearchCreate, schemas.SearchUpdate, schemas.SearchOut,
-    lambda: Search.patron_id, ("patron_id", Patron),
+    "search",
+    Search,
+    ("query",),
+    schemas.SearchCreate,
+    schemas.SearchUpdate,
+    schemas.SearchOut,
+    lambda: Search.patron_id,
+    ("patron_id", Patron),
 )
 READING_LISTS = RecordKind(
-    "reading list", ReadingList, ("title",), schemas.ReadingListCreate, schemas.ReadingListUpdate,
-    schemas.ReadingListOut, lambda: ReadingList.patron_id, ("patron_id", Patron),
+    "reading list",
+    ReadingList,
+    ("title",),
+    schemas.ReadingListCreate,
+    schemas.ReadingListUpdate,
+    schemas.ReadingListOut,
+    lambda: ReadingList.patron_id,
+    ("patron_id", Patron),
 )
 READING_LIST_ITEMS = RecordKind(
-    "reading list item", ReadingListItem, ("note",), schemas.ReadingListItemCreate,
-    schemas.ReadingListItemUpdate, schemas.ReadingListItemOut, _list_owner, ("list_id", ReadingList),
+    "reading list item",
+    ReadingListItem,
+    ("note",),
+    schemas.ReadingListItemCreate,
+    schemas.ReadingListItemUpdate,
+    schemas.ReadingListItemOut,
+    _list_owner,
+    ("list_id", ReadingList),
 )
 POSTS = RecordKind(
-    "post", Post, ("body",), schemas.PostCreate, schemas.PostUpdate, schemas.PostOut,
-    lambda: Post.patron_id, ("patron_id", Patron),
+    "post",
+    Post,
+    ("body",),
+    schemas.PostCreate,
+    schemas.PostUpdate,
+    schemas.PostOut,
+    lambda: Post.patron_id,
+    ("patron_id", Patron),
 )
 KINDS = (PATRONS, LOANS, SEARCHES, READING_LISTS, READING_LIST_ITEMS, POSTS)
 
@@ -122,8 +156,10 @@ def _open(session: TenantSession, kind: RecordKind, rows: list[tuple[Any, UUID]]
         key = keys.get(subject)
         for column in kind.personal:
             try:
-                data[column] = None if key is None else decrypt_field(
-                    key, session.tenant_id, kind.table, column, row.id, data[column]
+                data[column] = (
+                    None
+                    if key is None
+                    else decrypt_field(key, session.tenant_id, kind.table, column, row.id, data[column])
                 )
             except DecryptionError:
                 log.warning("integrity failure", table=kind.table, column=column, record_id=str(row.id))
@@ -151,7 +187,7 @@ def _subject_of_new(session: TenantSession, kind: RecordKind, values: dict[str, 
     parent = session.get(parent_model, (session.tenant_id, values[column]))
     if parent is None:
         # Same words for "absent" and "another tenant's": nothing leaks about other tenants.
-        raise NotFound(f'{column}: no {parent_model.__tablename__[:-1].replace("_", " ")} {values[column]}')
+        raise NotFound(f"{column}: no {parent_model.__tablename__[:-1].replace('_', ' ')} {values[column]}")
     return parent.id if parent_model is Patron else parent.patron_id
 
 
@@ -218,7 +254,12 @@ def delete(session: TenantSession, kind: RecordKind, record_id: UUID) -> None:
 
 
 def list_page(
-    session: TenantSession, kind: RecordKind, *, cursor: str | None, limit: int, patron_id: UUID | None = None,
+    session: TenantSession,
+    kind: RecordKind,
+    *,
+    cursor: str | None,
+    limit: int,
+    patron_id: UUID | None = None,
     list_id: UUID | None = None,
 ) -> schemas.Page:
     query = select(kind.model, kind.subject()).where(kind.model.tenant_id == session.tenant_id)
@@ -261,4 +302,3 @@ def decode_cursor(cursor: str) -> UUID:
         return UUID(bytes=raw)
     except (binascii.Error, ValueError):
         raise InvalidInput("cursor: not a cursor this API returned") from None
-

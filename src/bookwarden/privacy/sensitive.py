@@ -50,9 +50,13 @@ class SensitiveDataRefused(ValueError):
         self.field = field
         self.finding = finding
         super().__init__(
-            f'field "{field}" looks like a {finding.kind} ({finding.detail}); '
-            "payment and bank data are never stored."
+            f'field "{field}" looks like a {finding.kind} ({finding.detail}); payment and bank data are never stored.'
         )
+
+    def __reduce__(self) -> tuple[type[SensitiveDataRefused], tuple[str, SensitiveFinding]]:
+        # The default reduction replays the message as the only argument, which
+        # this signature rejects; keep the error picklable for worker processes.
+        return type(self), (self.field, self.finding)
 
 
 # ---------------------------------------------------------------------------
@@ -71,15 +75,21 @@ def _ascii_digits(text: str) -> str:
     return "".join(str(unicodedata.decimal(ch)) if not ch.isascii() and ch.isdecimal() else ch for ch in text)
 
 
+# A doubled Luhn digit (2 * d, minus 9 if above 9) is again a single digit, so
+# doubling can be done with str.translate; long texts yield many candidates.
+_LUHN_DOUBLE = str.maketrans("0123456789", "0246813579")
+
+
 def _luhn_valid(digits: str) -> bool:
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        value = int(char)
-        if position % 2 == 1:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
+    mixed = digits[-1::-2] + digits[-2::-2].translate(_LUHN_DOUBLE)
+    return sum(map(int, mixed)) % 10 == 0
+
+
+def _ean13_valid(digits: str) -> bool:
+    """EAN-13 / GTIN-13 check digit (weights 1, 3): ISBNs and media barcodes."""
+    if len(digits) != 13:
+        return False
+    total = sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(digits))
     return total % 10 == 0
 
 
@@ -196,11 +206,7 @@ def _find_iban(text: str) -> tuple[int, SensitiveFinding] | None:
             continue
         for bban, _end in _bban_candidates(text, head.end()):
             iban = (head.group(1) + head.group(2) + bban).upper()
-            if (
-                _BBAN_MIN <= len(bban) <= _BBAN_MAX
-                and _iban_length_ok(country, len(iban))
-                and _iban_mod97_valid(iban)
-            ):
+            if _BBAN_MIN <= len(bban) <= _BBAN_MAX and _iban_length_ok(country, len(iban)) and _iban_mod97_valid(iban):
                 detail = f"valid IBAN checksum, country {country}"
                 return head.start(), SensitiveFinding(SensitiveDataKind.IBAN, detail)
     return None
@@ -244,14 +250,13 @@ _ISSUERS: tuple[_Issuer, ...] = (
 
 _CARD_MIN_DIGITS = 13
 _CARD_MAX_DIGITS = 19
-
-
 _PREFIX_WIDTH = 4  # the longest issuer prefix
 
 
 @functools.cache
 def _issuer_for_prefix(prefix: str) -> _Issuer | None:
-    # Cached because long runs of digit groups produce many windows sharing a prefix.
+    # Cached: the issuer depends only on the first four digits, and a long text
+    # asks about the same few prefixes over and over.
     for issuer in _ISSUERS:
         for low, high in issuer.prefixes:
             width = len(str(low))
@@ -260,76 +265,84 @@ def _issuer_for_prefix(prefix: str) -> _Issuer | None:
     return None
 
 
-@dataclass(frozen=True)
-class _Window:
-    offset: int  # position of the first digit within the run
-    groups: tuple[str, ...]
+class _DigitRun:
+    """Digit groups joined by single spaces or hyphens, e.g. "4111 1111 1111 1111".
 
-    @property
-    def digits(self) -> str:
-        return "".join(self.groups)
-
-    @property
-    def layout(self) -> tuple[int, ...]:
-        return tuple(len(group) for group in self.groups)
-
-
-def _card_issuer(window: _Window) -> _Issuer | None:
-    """The issuer if the window holds a plausible card number, else None."""
-    digits = window.digits
-    issuer = _issuer_for_prefix(digits[:_PREFIX_WIDTH])
-    if issuer is None or len(digits) not in issuer.lengths:
-        return None
-    required_layout = issuer.layout_only.get(len(digits))
-    if required_layout is not None and window.layout != required_layout:
-        return None
-    return issuer if _luhn_valid(digits) else None
-
-
-def _card_windows(run: str) -> Iterator[_Window]:
-    """Group-aligned windows of 13-19 digits in a separated digit run, leftmost first.
-
-    Windows never split a group, so a card cannot be carved out of a longer
-    unbroken number. They let a card be found next to other numbers
-    ("4111 1111 1111 1111 123" with a security code), but every separator inside
-    one window must be the same: a card is written "4111-1111-..." or
-    "4111 1111 ...", whereas a space-separated list of hyphenated ISBNs would
-    otherwise offer cross-ISBN windows that pass Luhn by chance.
+    Card candidates are group-aligned windows of the run. Windows never split a
+    group, so a card cannot be carved out of a longer unbroken number. They let a
+    card be found next to other numbers ("4111 1111 1111 1111 123" with a
+    security code), but every separator inside one window must be the same: a
+    card is written "4111-1111-..." or "4111 1111 ...", whereas a space-separated
+    list of hyphenated ISBNs would otherwise offer cross-ISBN windows that pass
+    Luhn by chance.
     """
-    parts = re.split(r"([ -])", run)
-    groups, separators = parts[0::2], parts[1::2]
-    count = len(groups)
-    digits_before = list(itertools.accumulate((len(g) for g in groups), initial=0))
-    offsets = list(itertools.accumulate((len(g) + 1 for g in groups), initial=0))
-    # chain_end[i]: the last group a window starting at group i may reach while
-    # all of its separators stay the same character.
-    chain_end = list(range(count))
-    for i in range(count - 2, -1, -1):
-        same = i + 1 < count - 1 and separators[i + 1] == separators[i]
-        chain_end[i] = chain_end[i + 1] if same else i + 1
-    for first in range(count):
-        # The first group that brings the window up to the minimum card length.
-        last = bisect.bisect_left(digits_before, digits_before[first] + _CARD_MIN_DIGITS) - 1
-        while first <= last <= chain_end[first]:
-            if digits_before[last + 1] - digits_before[first] > _CARD_MAX_DIGITS:
-                break
-            yield _Window(offsets[first], tuple(groups[first : last + 1]))
+
+    def __init__(self, run: str) -> None:
+        parts = re.split(r"([ -])", run)
+        self.groups: list[str] = parts[0::2]
+        separators = parts[1::2]
+        count = len(self.groups)
+        self._digits_before = list(itertools.accumulate((len(g) for g in self.groups), initial=0))
+        self._offsets = list(itertools.accumulate((len(g) + 1 for g in self.groups), initial=0))
+        # _chain_end[i]: the last group a window starting at group i may reach
+        # while all of its separators stay the same character.
+        self._chain_end = list(range(count))
+        for i in range(count - 2, -1, -1):
+            same = i + 1 < count - 1 and separators[i + 1] == separators[i]
+            self._chain_end[i] = self._chain_end[i + 1] if same else i + 1
+
+    def prefix(self, first: int) -> str:
+        return "".join(self.groups[first : first + _PREFIX_WIDTH])[:_PREFIX_WIDTH]
+
+    def windows(self, first: int, lengths: frozenset[int]) -> Iterator[int]:
+        """Last group index of each window starting at group `first` whose digit
+        count is in `lengths`, shortest first."""
+        before = self._digits_before
+        last = bisect.bisect_left(before, before[first] + _CARD_MIN_DIGITS) - 1
+        while first <= last <= self._chain_end[first]:
+            length = before[last + 1] - before[first]
+            if length > _CARD_MAX_DIGITS:
+                return
+            if length in lengths:
+                yield last
             last += 1
+
+    def span(self, first: int, last: int) -> tuple[int, int]:
+        """Character offsets of groups first..last within the run."""
+        return self._offsets[first], self._offsets[last] + len(self.groups[last])
+
+
+def _is_card(issuer: _Issuer, groups: list[str]) -> bool:
+    digits = "".join(groups)
+    required_layout = issuer.layout_only.get(len(digits))
+    if required_layout is not None and tuple(len(g) for g in groups) != required_layout:
+        return False
+    # DVDs, CDs and games carry EAN-13 barcodes whose leading country codes
+    # (40-44, 50, 56-69, ...) overlap Visa and Maestro. One in ten also passes
+    # Luhn, so a valid EAN-13 is read as a product code; 13-digit cards are
+    # nearly extinct, which makes that the cheaper mistake.
+    if _ean13_valid(digits):
+        return False
+    return _luhn_valid(digits)
 
 
 def _find_card(text: str) -> tuple[int, SensitiveFinding] | None:
     iban_spans = _SpanSet(_iban_shaped_spans(text))
-    for run in _DIGIT_RUN.finditer(text):
+    for match in _DIGIT_RUN.finditer(text):
         # A leading "+" marks an international phone number; cards never have one.
-        if run.start() > 0 and text[run.start() - 1] == "+":
-            continue
-        if iban_spans.overlaps(run.start(), run.end()):
-            continue
-        for window in _card_windows(run.group()):
-            issuer = _card_issuer(window)
-            if issuer is not None:
-                detail = f"Luhn-valid, {len(window.digits)} digits, {issuer.name} prefix"
-                return run.start() + window.offset, SensitiveFinding(SensitiveDataKind.PAYMENT_CARD, detail)
+        after_plus = match.start() > 0 and text[match.start() - 1] == "+"
+        run = _DigitRun(match.group())
+        for first in range(int(after_plus), len(run.groups)):
+            issuer = _issuer_for_prefix(run.prefix(first))
+            if issuer is None:
+                continue
+            for last in run.windows(first, issuer.lengths):
+                groups = run.groups[first : last + 1]
+                start, end = (match.start() + offset for offset in run.span(first, last))
+                if _is_card(issuer, groups) and not iban_spans.overlaps(start, end):
+                    digit_count = sum(len(g) for g in groups)
+                    detail = f"Luhn-valid, {digit_count} digits, {issuer.name} prefix"
+                    return start, SensitiveFinding(SensitiveDataKind.PAYMENT_CARD, detail)
     return None
 
 
@@ -409,10 +422,7 @@ def _looks_like_date(groups: list[str]) -> bool:
 
 
 def _looks_like_isbn13(digits: str) -> bool:
-    if len(digits) != 13 or digits[:3] not in ("978", "979"):
-        return False
-    total = sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(digits))
-    return total % 10 == 0
+    return digits[:3] in ("978", "979") and _ean13_valid(digits)
 
 
 def _plausible_account_number(match: re.Match[str]) -> bool:

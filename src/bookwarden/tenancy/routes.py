@@ -42,10 +42,13 @@ class TenantOut(BaseModel):
 
 
 @router.post("", status_code=201, response_model=TenantOut, responses=responses(409))
-def create_tenant(body: TenantCreate, request: Request, principal: Principal = MANAGE,
-                  db: Database = Depends(database)):
+def create_tenant(
+    body: TenantCreate, request: Request, principal: Principal = MANAGE, db: Database = Depends(database)
+):
     with platform_session(db) as session:
-        return service.create_tenant(session, db.keyring, request.app.state.settings.resolved_home, body.slug, body.name)
+        return service.create_tenant(
+            session, db.keyring, request.app.state.settings.resolved_home, body.slug, body.name
+        )
 
 
 @router.get("", response_model=list[TenantOut])
@@ -61,8 +64,9 @@ def read_tenant(tenant_id: UUID, principal: Principal = MANAGE, db: Database = D
 
 
 @router.post("/{tenant_id}/suspend", response_model=TenantOut, responses=responses(404))
-def suspend_tenant(tenant_id: UUID, body: TenantSuspend, principal: Principal = MANAGE,
-                   db: Database = Depends(database)):
+def suspend_tenant(
+    tenant_id: UUID, body: TenantSuspend, principal: Principal = MANAGE, db: Database = Depends(database)
+):
     with platform_session(db) as session:
         return service.suspend_tenant(session, tenant_id, body.reason)
 

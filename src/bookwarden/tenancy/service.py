@@ -31,7 +31,9 @@ def tenant_dir(home: Path, tenant_id: UUID) -> Path:
 
 def create_tenant(session: Session, keyring: Keyring, home: Path, slug: str, name: str) -> Tenant:
     if not SLUG.match(slug):
-        raise InvalidInput(f'slug "{slug}" must be 2-63 characters of a-z, 0-9 and "-", starting with a letter or digit')
+        raise InvalidInput(
+            f'slug "{slug}" must be 2-63 characters of a-z, 0-9 and "-", starting with a letter or digit'
+        )
     name = name.strip()
     if not name or len(name) > 200:
         raise InvalidInput("name must be 1-200 characters")

@@ -166,9 +166,7 @@ def upgrade() -> None:
     # Token -> tenant happens before any tenant context exists. The app role cannot read
     # api_tokens without one, so this one narrow function (running as the owner, which a
     # read-only policy lets see token rows) maps a token hash to its tenant, id and scopes, and nothing else.
-    op.execute(
-        "CREATE POLICY token_lookup ON api_tokens FOR SELECT TO bookwarden_owner USING (true)"
-    )
+    op.execute("CREATE POLICY token_lookup ON api_tokens FOR SELECT TO bookwarden_owner USING (true)")
     op.execute(
         """
         CREATE FUNCTION bookwarden_resolve_api_token(candidate bytea)

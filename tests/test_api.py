@@ -1,0 +1,346 @@
+"""The staff and operator API as a caller sees it: authentication, scopes, suspension,
+pagination, problem details, the sensitive-data guard, health, metrics and logs."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from bookwarden.api.deps import requires
+from bookwarden.db.session import platform_session, tenant_session
+from bookwarden.identity import tokens
+from bookwarden.identity.principal import Scope
+from tests.helpers import populate
+
+PROBLEM = "application/problem+json"
+
+
+def _anonymous(app) -> TestClient:
+    return TestClient(app, raise_server_exceptions=False)
+
+
+# -- authentication ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("header", [None, "Bearer", "Bearer bwt_forged", "Basic dXNlcjpwYXNz", "Bearer bwo_forged"])
+def test_missing_or_forged_tokens_are_refused(app, tenant, header):
+    client = _anonymous(app)
+    response = client.get("/api/v1/patrons", headers={"Authorization": header} if header else {})
+    assert response.status_code == 401
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["type"] == "urn:bookwarden:problem:unauthenticated"
+
+
+def test_expired_and_revoked_tokens_are_refused_like_unknown_ones(app, db, tenant):
+    with tenant_session(db, tenant.id) as session:
+        expired_row, expired = tokens.issue_api_token(session, "old", [Scope.LIBRARY_READ], timedelta(minutes=5))
+        revoked_row, revoked = tokens.issue_api_token(session, "gone", [Scope.LIBRARY_READ], timedelta(days=1))
+        session.execute(
+            text("UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE id = :i"), {"i": expired_row.id}
+        )
+        assert tokens.revoke_api_token(session, revoked_row.id)
+    client = _anonymous(app)
+    answers = [
+        client.get("/api/v1/patrons", headers={"Authorization": f"Bearer {t}"}).json()
+        for t in (expired, revoked, "bwt_" + "x" * 43)
+    ]
+    assert {a["detail"] for a in answers} == {answers[0]["detail"]}
+    assert all(a["status"] == 401 for a in answers)
+
+
+def test_tokens_are_stored_only_as_hashes(db, tenant, issue_token):
+    token = issue_token(tenant)
+    with tenant_session(db, tenant.id) as session:
+        stored = session.execute(text("SELECT token_hash FROM api_tokens")).scalars().all()
+    assert tokens.token_hash(token) in stored
+    assert all(token.encode() not in h for h in stored)
+
+
+def test_a_read_only_token_cannot_write(client_for, tenant):
+    client = client_for(tenant, scopes=[Scope.LIBRARY_READ])
+    assert client.get("/api/v1/patrons").status_code == 200
+    response = client.post("/api/v1/patrons", json={"name": "Someone"})
+    assert response.status_code == 403
+    assert "library:write" in response.json()["detail"]
+
+
+def test_token_scopes_are_checked_when_issued(db, tenant):
+    with tenant_session(db, tenant.id) as session, pytest.raises(Exception, match="not allowed"):
+        tokens.issue_api_token(session, "x", [Scope.TENANTS_MANAGE], timedelta(days=1))
+
+
+def test_every_route_declares_the_scope_it_needs(app):
+    open_routes = {"/healthz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+    checked = 0
+    for route in _api_routes(app.routes):
+        if route.path in open_routes:
+            continue
+        declared = [
+            d.call.required_scope for d in _all_dependencies(route.dependant) if hasattr(d.call, "required_scope")
+        ]
+        assert len(declared) == 1, f"{route.path} declares {declared}"
+        checked += 1
+    assert checked >= 30
+
+
+def _api_routes(routes):
+    for route in routes:
+        if hasattr(route, "original_router"):  # an included router
+            yield from _api_routes(route.original_router.routes)
+        elif hasattr(route, "dependant"):
+            yield route
+        else:
+            assert route.path in {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}, route.path
+
+
+def _all_dependencies(dependant):
+    for dep in dependant.dependencies:
+        yield dep
+        yield from _all_dependencies(dep)
+
+
+# -- operators and suspension --------------------------------------------------------------
+
+
+def test_operator_manages_tenants_but_reaches_no_tenant_data(app, operator_token, tenant, client_for):
+    populate(client_for(tenant))
+    operator = _anonymous(app)
+    operator.headers["Authorization"] = f"Bearer {operator_token}"
+    created = operator.post("/api/v1/operator/tenants", json={"slug": "gamma", "name": "Gamma College"})
+    assert created.status_code == 201
+    assert {t["slug"] for t in operator.get("/api/v1/operator/tenants").json()} >= {"alpha", "gamma"}
+    assert operator.post("/api/v1/operator/tenants", json={"slug": "gamma", "name": "Again"}).status_code == 409
+    for path in ("/api/v1/patrons", "/api/v1/loans", "/api/v1/posts"):
+        assert operator.get(path).status_code == 403
+
+
+def test_tenant_tokens_cannot_use_the_operator_api(client_for, tenant):
+    response = client_for(tenant).get("/api/v1/operator/tenants")
+    assert response.status_code == 403
+
+
+def test_a_suspended_tenant_is_refused_everything_until_resumed(app, operator_token, tenant, other_tenant, client_for):
+    client, other = client_for(tenant), client_for(other_tenant)
+    made = populate(client)
+    patron = next(iter(made.values()))
+    operator = _anonymous(app)
+    operator.headers["Authorization"] = f"Bearer {operator_token}"
+    suspended = operator.post(f"/api/v1/operator/tenants/{tenant.id}/suspend", json={"reason": "unpaid invoice"})
+    assert suspended.json()["status"] == "suspended"
+
+    for response in (
+        client.get("/api/v1/patrons"),
+        client.get(f"/api/v1/patrons/{patron['id']}"),
+        client.post("/api/v1/patrons", json={"name": "New"}),
+        client.delete(f"/api/v1/patrons/{patron['id']}"),
+    ):
+        assert response.status_code == 403
+        assert response.json()["type"] == "urn:bookwarden:problem:tenant-suspended"
+        assert "unpaid invoice" in response.json()["detail"]
+    assert other.get("/api/v1/patrons").status_code == 200  # others unaffected
+
+    operator.post(f"/api/v1/operator/tenants/{tenant.id}/resume")
+    assert client.get(f"/api/v1/patrons/{patron['id']}").json()["name"] == patron["name"]
+
+
+# -- records -------------------------------------------------------------------------------
+
+
+def test_patron_crud_round_trip(client_for, tenant):
+    client = client_for(tenant)
+    made = populate(client)
+    patron = made[next(k for k in made if k.table == "patrons")]
+    assert client.get(f"/api/v1/patrons/{patron['id']}").json() == patron
+    changed = client.patch(f"/api/v1/patrons/{patron['id']}", json={"phone": None, "affiliation": "alumni"}).json()
+    assert changed["phone"] is None and changed["affiliation"] == "alumni" and changed["name"] == patron["name"]
+    assert client.patch(f"/api/v1/patrons/{patron['id']}", json={"name": None}).status_code == 422
+    assert client.delete(f"/api/v1/patrons/{patron['id']}").status_code == 204
+    assert client.get(f"/api/v1/patrons/{patron['id']}").status_code == 404
+    # Deleting a patron takes their activity with them.
+    for path in ("loans", "searches", "reading-lists", "reading-list-items", "posts"):
+        assert client.get(f"/api/v1/{path}").json()["items"] == []
+
+
+def test_cursor_pagination_walks_every_record_once(client_for, tenant):
+    client = client_for(tenant)
+    created = {client.post("/api/v1/patrons", json={"name": f"P{i}"}).json()["id"] for i in range(7)}
+    seen, cursor, pages = [], None, 0
+    while True:
+        params = {"limit": 3} | ({"cursor": cursor} if cursor else {})
+        page = client.get("/api/v1/patrons", params=params).json()
+        seen += [p["id"] for p in page["items"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 3 and len(seen) == 7 and set(seen) == created
+
+
+@pytest.mark.parametrize("params", [{"cursor": "!!"}, {"limit": 0}, {"limit": 201}, {"limit": "ten"}])
+def test_bad_paging_parameters_get_a_problem_not_a_crash(client_for, tenant, params):
+    response = client_for(tenant).get("/api/v1/patrons", params=params)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{not json",
+        "[]",
+        "null",
+        json.dumps({"name": 5}),
+        json.dumps({"name": ""}),
+        json.dumps({"name": "x", "birth_date": "31/12/2000"}),
+        json.dumps({"name": "x", "email": "not-an-email"}),
+    ],
+)
+def test_bad_input_gets_a_problem_and_stores_nothing(client_for, tenant, db, body):
+    client = client_for(tenant)
+    response = client.post("/api/v1/patrons", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    problem = response.json()
+    assert problem["type"] == "urn:bookwarden:problem:validation-error" and problem["errors"]
+    assert client.get("/api/v1/patrons").json()["items"] == []
+
+
+def test_validation_errors_never_echo_the_submitted_value(client_for, tenant):
+    response = client_for(tenant).post("/api/v1/patrons", json={"name": "x", "email": "secret.person@nowhere"})
+    assert response.status_code == 422
+    assert "secret.person" not in response.text
+
+
+# -- sensitive data ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "field", "value"),
+    [
+        ("patrons", "postal_address", "4111 1111 1111 1111"),
+        ("patrons", "name", "card 5555-5555-5555-4444"),
+        ("posts", "body", "please refund to DE89 3704 0044 0532 0130 00"),
+        ("posts", "body", "my account number is 12345678, sort code 12-34-56"),
+        ("searches", "query", "378282246310005"),
+    ],
+)
+def test_payment_and_bank_data_are_refused_naming_the_field_and_nothing_is_stored(
+    client_for, tenant, path, field, value
+):
+    client = client_for(tenant)
+    patron = client.post("/api/v1/patrons", json={"name": "Card Holder"}).json()
+    body = {
+        "patrons": {"name": "Someone"},
+        "posts": {"patron_id": patron["id"], "board": "b", "body": "hi"},
+        "searches": {"patron_id": patron["id"], "query": "q"},
+    }[path] | {field: value}
+    before = client.get(f"/api/v1/{path}").json()["items"]
+    response = client.post(f"/api/v1/{path}", json=body)
+    assert response.status_code == 422
+    problem = response.json()
+    assert problem["type"] == "urn:bookwarden:problem:sensitive-data-refused"
+    assert f'"{field}"' in problem["detail"] and problem["errors"][0]["field"] == field
+    assert not any(ch.isdigit() for ch in problem["detail"].split("(")[0])  # the number is never echoed
+    assert client.get(f"/api/v1/{path}").json()["items"] == before
+
+
+def test_sensitive_data_is_refused_on_update_too(client_for, tenant):
+    client = client_for(tenant)
+    patron = client.post("/api/v1/patrons", json={"name": "Someone"}).json()
+    response = client.patch(
+        f"/api/v1/patrons/{patron['id']}", json={"postal_address": "IBAN GB82 WEST 1234 5698 7654 32"}
+    )
+    assert response.status_code == 422
+    assert client.get(f"/api/v1/patrons/{patron['id']}").json()["postal_address"] is None
+
+
+def test_library_barcodes_and_phone_numbers_are_not_mistaken_for_cards(client_for, tenant):
+    response = client_for(tenant).post(
+        "/api/v1/patrons",
+        json={
+            "name": "Ordinary",
+            "barcode": "21234000123456",
+            "phone": "+1 555 0100",
+            "institutional_id": "4000123456",
+        },
+    )
+    assert response.status_code == 201
+
+
+# -- operations ----------------------------------------------------------------------------
+
+
+def test_health_and_metrics(app, client_for, tenant):
+    client = _anonymous(app)
+    assert client.get("/healthz").json() == {"status": "ok"}
+    client_for(tenant).get("/api/v1/patrons")
+    metrics = client.get("/metrics").text
+    assert 'bookwarden_http_requests_total{method="GET",route="/api/v1/patrons",status="200"}' in metrics
+
+
+def test_every_response_carries_a_request_id_and_a_given_one_is_kept(app):
+    client = _anonymous(app)
+    assert uuid.UUID(client.get("/healthz").headers["x-request-id"])
+    assert client.get("/healthz", headers={"X-Request-ID": "abcdef12-3456"}).headers["x-request-id"] == "abcdef12-3456"
+    assert client.get("/healthz", headers={"X-Request-ID": "bad id\n"}).headers["x-request-id"] != "bad id\n"
+
+
+@pytest.fixture
+def json_logs():
+    import structlog
+
+    from bookwarden import logs
+
+    logs.configure("INFO")
+    yield
+    structlog.reset_defaults()  # the configured logger writes to this test's captured stdout
+
+
+def test_logs_are_json_with_request_ids_and_never_secrets_or_personal_data(app, tenant, issue_token, capsys, json_logs):
+    token = issue_token(tenant)
+    client = TestClient(app)
+    client.headers["Authorization"] = f"Bearer {token}"
+    created = client.post("/api/v1/patrons", json={"name": "Hedy Lamarr", "email": "hedy@example.org"}).json()
+    client.get(f"/api/v1/patrons/{created['id']}")
+    client.post("/api/v1/patrons/lookup", json={"by": "email", "value": "hedy@example.org"})
+    client.post("/api/v1/patrons", json={"name": "x", "phone": "4111111111111111"})
+    import structlog
+
+    structlog.get_logger().info("probe", password="hunter2", api_token=token)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    events = [json.loads(line) for line in lines]
+    requests = [e for e in events if e["event"] == "request"]
+    assert len(requests) == 4 and all(e.get("request_id") for e in requests)
+    everything = "\n".join(lines)
+    for secret in (token, "hunter2", "Hedy", "hedy@example.org", "4111111111111111"):
+        assert secret not in everything
+
+
+def test_an_unexpected_error_is_a_problem_with_an_instance_id(app, tenant, client_for, monkeypatch):
+    from bookwarden.library import service
+
+    monkeypatch.setattr(service, "list_page", lambda *a, **k: 1 / 0)
+    response = client_for(tenant).get("/api/v1/patrons")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["instance"].startswith("urn:uuid:")
+    assert "ZeroDivision" not in response.text
+
+
+def test_requires_names_its_scope():
+    assert requires(Scope.LIBRARY_READ).required_scope is Scope.LIBRARY_READ
+
+
+def test_unknown_routes_are_problems(app):
+    response = _anonymous(app).get("/api/v1/nothing-here")
+    assert response.status_code == 404 and response.headers["content-type"] == PROBLEM
+
+
+def test_platform_session_is_what_unauthenticated_code_gets(db, tenant, client_for):
+    populate(client_for(tenant))
+    with platform_session(db) as session:
+        assert session.execute(text("SELECT count(*) FROM patrons")).scalar_one() == 0
