@@ -250,3 +250,37 @@ def test_a_backup_taken_before_a_shred_cannot_be_read_after_it(committed_db, adm
     finally:
         with psycopg.connect(provision.libpq(admin_url), autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch)))
+
+
+def test_a_tenant_key_rotation_that_crashes_midway_finishes_on_the_next_run(committed_db, home, monkeypatch):
+    db = committed_db
+    with platform_session(db) as session:
+        tenant = tenancy.create_tenant(session, db.keyring, home, "crash", "Crashing")
+    ids = [_create(db, tenant, schemas.PatronCreate(name=f"C{i}")).id for i in range(5)]
+    real = db.keyring._tenant_key_version
+    calls = iter(range(100))
+
+    def dies_on_the_third_row(tenant_id, version):
+        if next(calls) == 2:
+            raise RuntimeError("killed")
+        return real(tenant_id, version)
+
+    monkeypatch.setattr(db.keyring, "_tenant_key_version", dies_on_the_third_row)
+    with pytest.raises(RuntimeError, match="killed"):
+        db.keyring.rotate_tenant_key(tenant.id, batch=2)
+    monkeypatch.setattr(db.keyring, "_tenant_key_version", real)
+    with db.keyring.engine.connect() as conn:
+        mixed = conn.execute(select(subject_keys.c.tenant_key_version).where(subject_keys.c.tenant_id == tenant.id))
+        assert sorted(v for (v,) in mixed) == [1, 1, 1, 2, 2]  # one batch committed, the rest pending
+
+    assert db.keyring.rotate_tenant_key(tenant.id, batch=2) == 3  # resumes; no third version started
+    db.keyring._subject_cache.clear()
+    with db.keyring.engine.connect() as conn:
+        versions = conn.execute(
+            select(tenant_keys.c.version, tenant_keys.c.wrapped.is_(None))
+            .where(tenant_keys.c.tenant_id == tenant.id, tenant_keys.c.purpose == "data")
+            .order_by(tenant_keys.c.version)
+        ).all()
+    assert versions == [(1, True), (2, False)]
+    with tenant_session(db, tenant.id) as session:
+        assert [service.read(session, service.PATRONS, i).name for i in ids] == [f"C{i}" for i in range(5)]
