@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 from bookwarden.library import service
+from bookwarden.library.routes import PATHS
 
-PATHS = {
-    service.PATRONS: "patrons",
-    service.LOANS: "loans",
-    service.SEARCHES: "searches",
-    service.READING_LISTS: "reading-lists",
-    service.READING_LIST_ITEMS: "reading-list-items",
-    service.POSTS: "posts",
-}
+__all__ = ["CHANGES", "PATHS", "populate"]
 
 # A valid change per kind, used to prove an update of another tenant's record changes nothing.
 CHANGES = {

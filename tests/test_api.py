@@ -327,7 +327,7 @@ def test_an_unexpected_error_is_a_problem_with_an_instance_id(app, tenant, clien
     response = client_for(tenant).get("/api/v1/patrons")
     assert response.status_code == 500
     assert response.headers["content-type"] == PROBLEM
-    assert response.json()["instance"].startswith("urn:uuid:")
+    assert response.json()["instance"] == f"urn:bookwarden:request:{response.headers['x-request-id']}"
     assert "ZeroDivision" not in response.text
 
 

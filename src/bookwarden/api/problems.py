@@ -46,16 +46,18 @@ def problem(
     request: Request | None = None,
     errors: list[FieldError] | None = None,
 ) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", None) if request is not None else None
     body = Problem(
         type=problem_type(slug),
         title=title,
         status=status,
         detail=detail,
-        instance=getattr(getattr(request, "state", None), "request_id", None)
-        and f"urn:uuid:{request.state.request_id}",
+        # The request id ties what the caller saw to the server's log line for the same request.
+        instance=f"urn:bookwarden:request:{request_id}" if request_id else None,
         errors=errors,
     )
-    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, media_type=MEDIA_TYPE)
+    headers = {"X-Request-ID": request_id} if request_id else None
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
 def _sensitive(exc: SensitiveDataRefused, request: Request) -> JSONResponse:
