@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from bookwarden.crypto.aead import open_sealed, seal
+from bookwarden.crypto.aead import Key, open_sealed, seal
 
 
 def field_aad(tenant_id: UUID, table: str, column: str, row_id: UUID) -> bytes:
@@ -16,7 +16,7 @@ def field_aad(tenant_id: UUID, table: str, column: str, row_id: UUID) -> bytes:
 
 
 def encrypt_field(
-    key: bytes, tenant_id: UUID, table: str, column: str, row_id: UUID, value: str | None
+    key: Key, tenant_id: UUID, table: str, column: str, row_id: UUID, value: str | None
 ) -> bytes | None:
     if value is None:
         return None
@@ -24,7 +24,7 @@ def encrypt_field(
 
 
 def decrypt_field(
-    key: bytes, tenant_id: UUID, table: str, column: str, row_id: UUID, sealed: bytes | None
+    key: Key, tenant_id: UUID, table: str, column: str, row_id: UUID, sealed: bytes | None
 ) -> str | None:
     if sealed is None:
         return None

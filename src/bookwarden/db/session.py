@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from uuid import UUID
 
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
@@ -84,12 +84,21 @@ def tenant_session(db: Database, tenant_id: UUID) -> Iterator[TenantSession]:
     session.tenant_id = tenant_id
     session.keyring = db.keyring
     with session, session.begin():
-        session.execute(select(func.set_config(TENANT_SETTING, str(tenant_id), True)))
+        _set_tenant(session, str(tenant_id))
         yield session
         if db.bind is not None:
             # Savepoint mode (tests): SET LOCAL outlives a released savepoint, so clear it by hand to
             # give the next session in the same outer transaction the fresh context production has.
-            session.execute(select(func.set_config(TENANT_SETTING, "", True)))
+            session.flush()  # pending changes still belong to this tenant's context
+            _set_tenant(session, "")
+
+
+def _set_tenant(session: Session, value: str) -> None:
+    # is_local => true: SET LOCAL semantics. A bound parameter, never text pasted into SQL; sent as
+    # driver SQL because this runs on every request and needs no SQL compilation.
+    session.connection().exec_driver_sql(
+        f"SELECT set_config('{TENANT_SETTING}', %(tenant)s, true)", {"tenant": value}
+    )
 
 
 @contextmanager

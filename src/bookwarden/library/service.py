@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -19,10 +20,10 @@ from uuid import UUID
 
 import structlog
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, Select, bindparam, select
 from sqlalchemy.exc import IntegrityError
 
-from bookwarden.crypto.aead import DecryptionError
+from bookwarden.crypto.aead import DecryptionError, cipher
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed, blind_index
 from bookwarden.db.session import TenantSession
@@ -32,6 +33,7 @@ from bookwarden.library.models import Loan, Patron, Post, ReadingList, ReadingLi
 from bookwarden.privacy.sensitive import check_fields
 
 log = structlog.get_logger()
+SUBJECT = "subject_id"  # label of the subject id column in reads (never a table column name)
 
 # Blind-indexed patron fields: exact lookups without decrypting every row.
 INDEXED = tuple(f.value for f in schemas.LookupField)
@@ -147,31 +149,60 @@ def _seal(session: TenantSession, kind: RecordKind, row: Any, key: bytes, values
                 setattr(row, f"{column}_index", None if plain is None else blind_index(index_key, column, plain))
 
 
-def _open(session: TenantSession, kind: RecordKind, rows: list[tuple[Any, UUID]]) -> list[BaseModel]:
-    """Decrypt rows given as (row, subject_id) with one keyring lookup for the whole batch."""
-    keys = session.keyring.subject_keys(session.tenant_id, [subject for _, subject in rows])
+def _open(session: TenantSession, kind: RecordKind, records: list[tuple[Mapping[str, Any], UUID]]) -> list[BaseModel]:
+    """Decrypt records given as (column values, subject id) with one keyring lookup for the batch."""
+    keys = session.keyring.subject_keys(session.tenant_id, [subject for _, subject in records])
+    ciphers = {subject: cipher(key) for subject, key in keys.items()}
     out = []
-    for row, subject in rows:
-        data = {c.key: getattr(row, c.key) for c in row.__table__.columns}
-        key = keys.get(subject)
+    for values, subject in records:
+        data = dict(values)
+        aead = ciphers.get(subject)
         for column in kind.personal:
             try:
                 data[column] = (
                     None
-                    if key is None
-                    else decrypt_field(key, session.tenant_id, kind.table, column, row.id, data[column])
+                    if aead is None
+                    else decrypt_field(aead, session.tenant_id, kind.table, column, data["id"], data[column])
                 )
             except DecryptionError:
-                log.warning("integrity failure", table=kind.table, column=column, record_id=str(row.id))
+                log.warning("integrity failure", table=kind.table, column=column, record_id=str(data["id"]))
                 raise IntegrityFailure(
-                    f"{kind.name} {row.id}: field {column} was altered outside Bookwarden and cannot be trusted; "
+                    f"{kind.name} {data['id']}: field {column} was altered outside Bookwarden and cannot be trusted; "
                     "the event is logged for the security team"
                 ) from None
         out.append(kind.out.model_validate(data))
     return out
 
 
+def _values(entity: Any) -> dict[str, Any]:
+    return {c.key: getattr(entity, c.key) for c in entity.__table__.columns}
+
+
+@functools.cache
+def _columns(kind: RecordKind) -> tuple:
+    """The record's columns and its subject id, as one Core select list (reads skip the ORM: faster)."""
+    return (*kind.model.__table__.columns, kind.subject().label(SUBJECT))
+
+
+@functools.cache
+def _by_id(kind: RecordKind) -> Select:
+    table = kind.model.__table__
+    return select(*_columns(kind)).where(table.c.tenant_id == bindparam("tenant_id"), table.c.id == bindparam("id"))
+
+
+def _records(result) -> list[tuple[Mapping[str, Any], UUID]]:
+    return [(row._mapping, row._mapping[SUBJECT]) for row in result]
+
+
+def _fetch_record(session: TenantSession, kind: RecordKind, record_id: UUID) -> tuple[Mapping[str, Any], UUID]:
+    found = _records(session.execute(_by_id(kind), {"tenant_id": session.tenant_id, "id": record_id}))
+    if not found:
+        raise NotFound(f"no {kind.name} {record_id}")
+    return found[0]
+
+
 def _fetch(session: TenantSession, kind: RecordKind, record_id: UUID) -> tuple[Any, UUID]:
+    """The ORM entity (for changes) and its subject id."""
     found = session.execute(
         select(kind.model, kind.subject()).where(kind.model.tenant_id == session.tenant_id, kind.model.id == record_id)
     ).first()
@@ -224,11 +255,11 @@ def create(session: TenantSession, kind: RecordKind, data: BaseModel) -> BaseMod
     _seal(session, kind, row, key, values)
     session.add(row)
     _flush(session, kind)
-    return _open(session, kind, [(row, subject)])[0]
+    return _open(session, kind, [(_values(row), subject)])[0]
 
 
 def read(session: TenantSession, kind: RecordKind, record_id: UUID) -> BaseModel:
-    return _open(session, kind, [_fetch(session, kind, record_id)])[0]
+    return _open(session, kind, [_fetch_record(session, kind, record_id)])[0]
 
 
 def update(session: TenantSession, kind: RecordKind, record_id: UUID, changes: BaseModel) -> BaseModel:
@@ -241,7 +272,7 @@ def update(session: TenantSession, kind: RecordKind, record_id: UUID, changes: B
     if values:
         _seal(session, kind, row, _key_for_change(session, kind, subject), values)
         _flush(session, kind)
-    return _open(session, kind, [(row, subject)])[0]
+    return _open(session, kind, [(_values(row), subject)])[0]
 
 
 def delete(session: TenantSession, kind: RecordKind, record_id: UUID) -> None:
@@ -262,31 +293,32 @@ def list_page(
     patron_id: UUID | None = None,
     list_id: UUID | None = None,
 ) -> schemas.Page:
-    query = select(kind.model, kind.subject()).where(kind.model.tenant_id == session.tenant_id)
+    table = kind.model.__table__
+    query = select(*_columns(kind)).where(table.c.tenant_id == session.tenant_id)
     if patron_id is not None:
         query = query.where(kind.subject() == patron_id)
     if list_id is not None:
-        query = query.where(ReadingListItem.list_id == list_id)
+        query = query.where(table.c.list_id == list_id)
     if cursor is not None:
-        query = query.where(kind.model.id > decode_cursor(cursor))
-    rows = [(r[0], r[1]) for r in session.execute(query.order_by(kind.model.id).limit(limit + 1))]
-    more = len(rows) > limit
-    rows = rows[:limit]
+        query = query.where(table.c.id > decode_cursor(cursor))
+    records = _records(session.execute(query.order_by(table.c.id).limit(limit + 1)))
+    more = len(records) > limit
+    records = records[:limit]
     return schemas.Page(
-        items=_open(session, kind, rows),
-        next_cursor=encode_cursor(rows[-1][0].id) if more else None,
+        items=_open(session, kind, records),
+        next_cursor=encode_cursor(records[-1][0]["id"]) if more else None,
     )
 
 
 def lookup_patrons(session: TenantSession, lookup: schemas.PatronLookup) -> list[BaseModel]:
     column, value = lookup.by.value, lookup.value
     index_key = session.keyring.index_key(session.tenant_id)
-    query = select(Patron, Patron.id).where(
-        Patron.tenant_id == session.tenant_id,
-        getattr(Patron, f"{column}_index") == blind_index(index_key, column, value),
+    table = Patron.__table__
+    query = select(*_columns(PATRONS)).where(
+        table.c.tenant_id == session.tenant_id,
+        table.c[f"{column}_index"] == blind_index(index_key, column, value),
     )
-    rows = [(r[0], r[1]) for r in session.execute(query.order_by(Patron.id).limit(100))]
-    return _open(session, PATRONS, rows)
+    return _open(session, PATRONS, _records(session.execute(query.order_by(table.c.id).limit(100))))
 
 
 # -- cursors -------------------------------------------------------------------------------
