@@ -9,6 +9,7 @@ from sqlalchemy import ARRAY, DateTime, ForeignKey, Index, LargeBinary, String, 
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bookwarden.db.base import Base
+from bookwarden.tenancy.models import Tenant  # noqa: F401 - target of the tenant foreign keys
 
 
 class ApiToken(Base):

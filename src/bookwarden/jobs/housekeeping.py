@@ -27,7 +27,7 @@ def declare_schedules(db: Database) -> None:
 
 
 # Modules whose `declare_schedules(db)` the worker calls at start (importing them registers handlers).
-DUTIES = ("bookwarden.jobs.housekeeping",)
+DUTIES = ("bookwarden.jobs.housekeeping", "bookwarden.notify.delivery")
 
 
 def declare_all(db: Database) -> None:

@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bookwarden.db.base import Base
+from bookwarden.tenancy.models import Tenant  # noqa: F401 - target of the tenant foreign keys
 
 PERSONAL = {"personal": True}
 
