@@ -67,6 +67,10 @@ subject_keys = Table(
 
 DATA = "data"
 INDEX = "index"
+SUBJECT_KEYS_SQL = (
+    "SELECT subject_id, wrapped, tenant_key_version FROM subject_keys"
+    " WHERE tenant_id = %(tenant)s AND subject_id = ANY(%(ids)s)"
+)
 
 
 class KeyDestroyed(Exception):
@@ -224,11 +228,8 @@ class Keyring:
                     found[sid] = key
         if missing:
             with self.engine.connect() as conn:
-                rows = conn.execute(
-                    select(subject_keys).where(
-                        subject_keys.c.tenant_id == tenant_id, subject_keys.c.subject_id.in_(missing)
-                    )
-                ).all()
+                # Driver SQL: this runs on every read that misses the cache; no statement to compile.
+                rows = conn.exec_driver_sql(SUBJECT_KEYS_SQL, {"tenant": tenant_id, "ids": missing}).all()
             for row in rows:
                 tenant_key = self._tenant_key_version(tenant_id, row.tenant_key_version)
                 key = open_sealed(
