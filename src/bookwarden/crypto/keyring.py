@@ -98,6 +98,8 @@ class Keyring:
 
     def __init__(self, engine: Engine, master: MasterKeys, cache_size: int = 200_000):
         self.engine = engine
+        # Same pool; single-statement reads need no transaction of their own.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.master = master
         self._cache_size = cache_size
         self._tenant_cache: dict[tuple[UUID, str], tuple[int, bytes]] = {}
@@ -227,8 +229,8 @@ class Keyring:
                     self._subject_cache.move_to_end((tenant_id, sid))
                     found[sid] = key
         if missing:
-            with self.engine.connect() as conn:
-                # Driver SQL: this runs on every read that misses the cache; no statement to compile.
+            with self._autocommit.connect() as conn:
+                # One round trip (no BEGIN/ROLLBACK) of driver SQL: this runs on every cache miss.
                 rows = conn.exec_driver_sql(SUBJECT_KEYS_SQL, {"tenant": tenant_id, "ids": missing}).all()
             for row in rows:
                 tenant_key = self._tenant_key_version(tenant_id, row.tenant_key_version)
