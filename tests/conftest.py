@@ -145,15 +145,15 @@ def app(db, settings):
 
 @pytest.fixture
 def issue_token(db):
-    """issue_token(tenant, scopes=...) -> bearer token of that tenant."""
+    """issue_token(tenant, permissions=...) -> bearer token of that tenant."""
     from datetime import timedelta
 
+    from bookwarden.access.permissions import LIBRARY_READ, LIBRARY_WRITE
     from bookwarden.identity import tokens
-    from bookwarden.identity.principal import Scope
 
-    def issue(t, scopes=(Scope.LIBRARY_READ, Scope.LIBRARY_WRITE), ttl=timedelta(hours=1)):
+    def issue(t, permissions=LIBRARY_READ | LIBRARY_WRITE, ttl=timedelta(hours=1)):
         with tenant_session(db, t.id) as session:
-            return tokens.issue_api_token(session, "test", list(scopes), ttl)[1]
+            return tokens.issue_api_token(session, "test", sorted(permissions), ttl)[1]
 
     return issue
 
@@ -162,11 +162,11 @@ def issue_token(db):
 def operator_token(db):
     from datetime import timedelta
 
+    from bookwarden.access.permissions import PLATFORM_PERMISSIONS
     from bookwarden.identity import tokens
-    from bookwarden.identity.principal import Scope
 
     with platform_session(db) as session:
-        return tokens.issue_operator_token(session, "ops", [Scope.TENANTS_MANAGE], timedelta(hours=1))[1]
+        return tokens.issue_operator_token(session, "ops", sorted(PLATFORM_PERMISSIONS), timedelta(hours=1))[1]
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from bookwarden.access.permissions import LIBRARY_READ, Permission
 from bookwarden.api.deps import requires
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity import tokens
-from bookwarden.identity.principal import Scope
 from tests.helpers import populate
 
 PROBLEM = "application/problem+json"
@@ -38,8 +38,8 @@ def test_missing_or_forged_tokens_are_refused(app, tenant, header):
 
 def test_expired_and_revoked_tokens_are_refused_like_unknown_ones(app, db, tenant):
     with tenant_session(db, tenant.id) as session:
-        expired_row, expired = tokens.issue_api_token(session, "old", [Scope.LIBRARY_READ], timedelta(minutes=5))
-        revoked_row, revoked = tokens.issue_api_token(session, "gone", [Scope.LIBRARY_READ], timedelta(days=1))
+        expired_row, expired = tokens.issue_api_token(session, "old", [Permission.PATRONS_READ], timedelta(minutes=5))
+        revoked_row, revoked = tokens.issue_api_token(session, "gone", [Permission.PATRONS_READ], timedelta(days=1))
         session.execute(
             text("UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE id = :i"), {"i": expired_row.id}
         )
@@ -62,26 +62,28 @@ def test_tokens_are_stored_only_as_hashes(db, tenant, issue_token):
 
 
 def test_a_read_only_token_cannot_write(client_for, tenant):
-    client = client_for(tenant, scopes=[Scope.LIBRARY_READ])
+    client = client_for(tenant, permissions=LIBRARY_READ)
     assert client.get("/api/v1/patrons").status_code == 200
     response = client.post("/api/v1/patrons", json={"name": "Someone"})
     assert response.status_code == 403
-    assert "library:write" in response.json()["detail"]
+    assert "patrons.write" in response.json()["detail"]
 
 
 def test_token_scopes_are_checked_when_issued(db, tenant):
     with tenant_session(db, tenant.id) as session, pytest.raises(Exception, match="not allowed"):
-        tokens.issue_api_token(session, "x", [Scope.TENANTS_MANAGE], timedelta(days=1))
+        tokens.issue_api_token(session, "x", [Permission.PLATFORM_TENANTS_MANAGE], timedelta(days=1))
 
 
-def test_every_route_declares_the_scope_it_needs(app):
+def test_every_route_declares_the_permission_it_needs(app):
     open_routes = {"/healthz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
     checked = 0
     for route in _api_routes(app.routes):
         if route.path in open_routes:
             continue
         declared = [
-            d.call.required_scope for d in _all_dependencies(route.dependant) if hasattr(d.call, "required_scope")
+            d.call.required_permission
+            for d in _all_dependencies(route.dependant)
+            if hasattr(d.call, "required_permission")
         ]
         assert len(declared) == 1, f"{route.path} declares {declared}"
         checked += 1
@@ -331,8 +333,8 @@ def test_an_unexpected_error_is_a_problem_with_an_instance_id(app, tenant, clien
     assert "ZeroDivision" not in response.text
 
 
-def test_requires_names_its_scope():
-    assert requires(Scope.LIBRARY_READ).required_scope is Scope.LIBRARY_READ
+def test_requires_names_its_permission():
+    assert requires(Permission.PATRONS_READ).required_permission is Permission.PATRONS_READ
 
 
 def test_unknown_routes_are_problems(app):

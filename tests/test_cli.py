@@ -78,7 +78,8 @@ def test_cli_errors_are_clear_and_change_nothing(cli_env):
         (["tenant", "create", "Bad Slug!", "X"], "slug"),
         (["tenant", "suspend", "nobody", "--reason", "x"], "no tenant"),
         (["token", "create"], "--tenant or --operator"),
-        (["token", "create", "--operator", "--scope", "root"], "known scopes"),
+        (["token", "create", "--operator", "--permission", "root"], "permissions:"),
+        (["token", "create", "--tenant", "x", "--role", "emperor"], "roles:"),
     ]:
         result = subprocess.run([*BOOKWARDEN, *args], capture_output=True, text=True, env=os.environ | cli_env)
         assert result.returncode == 2, (args, result.stderr)
@@ -94,8 +95,12 @@ def test_keys_rotate_tenant_from_the_command_line(cli_env, committed_db):
 def test_db_url_opens_a_psql_session_on_the_database(cli_env):
     url = _run("db", "url").strip()
     assert TEST_DATABASE in url
-    out = subprocess.run([pg_bin("psql"), url, "-tAc", "SELECT current_database(), current_user"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [pg_bin("psql"), url, "-tAc", "SELECT current_database(), current_user"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.strip().startswith(f"{TEST_DATABASE}|")
 
 

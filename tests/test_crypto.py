@@ -135,7 +135,7 @@ def test_tenant_key_rotation_rewraps_subject_keys_and_keeps_data_readable(commit
     with tenant_session(db, tenant.id) as session:
         stored_before = session.execute(text("SELECT id, name FROM patrons ORDER BY id")).all()
 
-    assert db.keyring.rotate_tenant_key(tenant.id, batch=2) == 5
+    assert db.keyring.rotate_tenant_key(tenant.id, batch=2) == 6  # five patrons and the tenant's own key
     db.keyring._subject_cache.clear()
 
     with db.keyring.engine.connect() as conn:
@@ -271,9 +271,9 @@ def test_a_tenant_key_rotation_that_crashes_midway_finishes_on_the_next_run(comm
     monkeypatch.setattr(db.keyring, "_tenant_key_version", real)
     with db.keyring.engine.connect() as conn:
         mixed = conn.execute(select(subject_keys.c.tenant_key_version).where(subject_keys.c.tenant_id == tenant.id))
-        assert sorted(v for (v,) in mixed) == [1, 1, 1, 2, 2]  # one batch committed, the rest pending
+        assert sorted(v for (v,) in mixed) == [1, 1, 1, 1, 2, 2]  # one batch committed, the rest pending
 
-    assert db.keyring.rotate_tenant_key(tenant.id, batch=2) == 3  # resumes; no third version started
+    assert db.keyring.rotate_tenant_key(tenant.id, batch=2) == 4  # resumes; no third version started
     db.keyring._subject_cache.clear()
     with db.keyring.engine.connect() as conn:
         versions = conn.execute(

@@ -1,7 +1,7 @@
 """Schemathesis over the whole OpenAPI document: no server error, no response that breaks the schema.
 
 Every route of every later area falls under this test automatically. Each operation gets a
-bounded number of generated requests, authenticated with a token holding every scope its
+bounded number of generated requests, authenticated with a token holding every permission its
 kind of caller can have (a tenant token for tenant routes, an operator token otherwise).
 """
 
@@ -10,13 +10,13 @@ from __future__ import annotations
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from bookwarden.identity.principal import TENANT_SCOPES
+from bookwarden.access.permissions import TENANT_PERMISSIONS
 
 EXAMPLES_PER_OPERATION = 25
 
 
 def test_no_server_error_and_responses_match_the_schema(app, tenant, issue_token, operator_token):
-    tenant_token = issue_token(tenant, scopes=TENANT_SCOPES)
+    tenant_token = issue_token(tenant, permissions=TENANT_PERMISSIONS)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) > 30, "the whole API should be under test"

@@ -147,33 +147,38 @@ def token_create(
     tenant: Annotated[str | None, typer.Option(help="institution id or slug")] = None,
     operator: Annotated[bool, typer.Option("--operator", help="a platform operator token instead")] = False,
     name: Annotated[str, typer.Option(help="what the token is for")] = "api",
-    scope: Annotated[list[str] | None, typer.Option(help="repeatable; default: library:read and library:write")] = None,
+    permission: Annotated[list[str] | None, typer.Option(help="repeatable; see --role for bundles")] = None,
+    role: Annotated[str | None, typer.Option(help="give the token a built-in role's permissions")] = None,
     days: Annotated[int, typer.Option(min=1, max=366, help="lifetime in days")] = 90,
 ) -> None:
-    """Create an API token; it is printed once and stored only as a hash."""
+    """Create an API token; it is printed once and stored only as a hash.
+
+    Default permissions: read and write the hosted library data (tenant), manage tenants (operator).
+    """
+    from bookwarden.access.permissions import BUILTIN_PERMISSIONS, LIBRARY_READ, LIBRARY_WRITE, BuiltinRole, Permission
     from bookwarden.db.session import platform_session, tenant_session
     from bookwarden.identity import tokens
-    from bookwarden.identity.principal import Scope
     from bookwarden.tenancy import service
 
     if operator == (tenant is not None):
         raise _fail("give either --tenant or --operator")
     try:
-        scopes = [Scope(s) for s in scope] if scope else None
+        chosen = {Permission(p) for p in permission or []} | set(BUILTIN_PERMISSIONS[BuiltinRole(role)] if role else ())
     except ValueError as exc:
-        raise _fail(f"{exc}; known scopes: {', '.join(s.value for s in Scope)}") from None
+        permissions = ", ".join(p.value for p in Permission)
+        raise _fail(f"{exc}; permissions: {permissions}; roles: {', '.join(r.value for r in BuiltinRole)}") from None
     db = _connect()
     if operator:
         with platform_session(db) as session:
             _, secret = tokens.issue_operator_token(
-                session, name, scopes or [Scope.TENANTS_MANAGE], timedelta(days=days)
+                session, name, sorted(chosen or {Permission.PLATFORM_TENANTS_MANAGE}), timedelta(days=days)
             )
     else:
         with platform_session(db) as session:
             tenant_id = service.get_tenant(session, tenant).id
         with tenant_session(db, tenant_id) as session:
             _, secret = tokens.issue_api_token(
-                session, name, scopes or [Scope.LIBRARY_READ, Scope.LIBRARY_WRITE], timedelta(days=days)
+                session, name, sorted(chosen or LIBRARY_READ | LIBRARY_WRITE), timedelta(days=days)
             )
     print(secret)
 

@@ -11,10 +11,10 @@ from datetime import UTC, date, datetime, timedelta
 
 from rich.progress import Progress
 
+from bookwarden.access.permissions import LIBRARY_READ, LIBRARY_WRITE
 from bookwarden.config import Settings
 from bookwarden.db.session import Database, platform_session, tenant_session
 from bookwarden.identity import tokens
-from bookwarden.identity.principal import Scope
 from bookwarden.library import schemas, service
 from bookwarden.tenancy import service as tenancy
 from bookwarden.tenancy.models import Tenant
@@ -54,7 +54,7 @@ def seed(db: Database, settings: Settings, patrons_each: int = PATRONS_EACH) -> 
             _fill(db, tenant, rng, patrons_each)
         with tenant_session(db, tenant.id) as session:
             issued[slug] = tokens.issue_api_token(
-                session, "demo", [Scope.LIBRARY_READ, Scope.LIBRARY_WRITE], timedelta(days=30)
+                session, "demo", sorted(LIBRARY_READ | LIBRARY_WRITE), timedelta(days=30)
             )[1]
     return issued
 

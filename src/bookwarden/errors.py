@@ -44,3 +44,9 @@ class IntegrityFailure(BookwardenError):
     """Stored ciphertext failed authentication: it was altered or moved outside Bookwarden."""
 
     slug, status, title = "integrity-failure", 409, "Stored record failed its integrity check"
+
+
+class SegregationOfDutiesError(BookwardenError):
+    """An assignment would give one person duties that must stay apart."""
+
+    slug, status, title = "segregation-of-duties", 409, "Segregation of duties"

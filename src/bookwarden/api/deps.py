@@ -12,10 +12,12 @@ from contextlib import contextmanager
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from bookwarden.access.authorize import authorize
+from bookwarden.access.permissions import Permission
 from bookwarden.db.session import Database, TenantSession, tenant_session
 from bookwarden.errors import Forbidden, Unauthenticated
 from bookwarden.identity import tokens
-from bookwarden.identity.principal import Principal, Scope
+from bookwarden.identity.principal import Principal
 from bookwarden.tenancy.service import ensure_active
 
 bearer = HTTPBearer(auto_error=False, description="an API token (bookwarden token create)")
@@ -40,15 +42,14 @@ def authenticate(
     return principal
 
 
-def requires(scope: Scope):
-    """Dependency: the caller must hold `scope`. Every route declares exactly one."""
+def requires(permission: Permission):
+    """Dependency: the caller must hold `permission`. Every route declares exactly one."""
 
     def check(principal: Principal = Depends(authenticate)) -> Principal:
-        if scope not in principal.scopes:
-            raise Forbidden(f"this needs the {scope} scope, which the token does not have")
+        authorize(principal, permission)
         return principal
 
-    check.required_scope = scope  # read by the test that proves every route declares one
+    check.required_permission = permission  # read by the test that proves every route declares one
     return check
 
 

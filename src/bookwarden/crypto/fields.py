@@ -15,17 +15,13 @@ def field_aad(tenant_id: UUID, table: str, column: str, row_id: UUID) -> bytes:
     return f"field|{tenant_id}|{table}|{column}|{row_id}".encode()
 
 
-def encrypt_field(
-    key: Key, tenant_id: UUID, table: str, column: str, row_id: UUID, value: str | None
-) -> bytes | None:
+def encrypt_field(key: Key, tenant_id: UUID, table: str, column: str, row_id: UUID, value: str | None) -> bytes | None:
     if value is None:
         return None
     return seal(key, value.encode(), field_aad(tenant_id, table, column, row_id))
 
 
-def decrypt_field(
-    key: Key, tenant_id: UUID, table: str, column: str, row_id: UUID, sealed: bytes | None
-) -> str | None:
+def decrypt_field(key: Key, tenant_id: UUID, table: str, column: str, row_id: UUID, sealed: bytes | None) -> str | None:
     if sealed is None:
         return None
     return open_sealed(key, sealed, field_aad(tenant_id, table, column, row_id)).decode()

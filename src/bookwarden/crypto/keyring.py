@@ -109,7 +109,7 @@ class Keyring:
     # -- tenants -------------------------------------------------------------------------
 
     def create_tenant(self, tenant_id: UUID) -> None:
-        """Give a new tenant its data key and blind-index key (idempotent)."""
+        """Give a new tenant its data key, blind-index key and own key (idempotent)."""
         with self.engine.begin() as conn:
             for purpose in (DATA, INDEX):
                 exists = conn.execute(
@@ -119,6 +119,17 @@ class Keyring:
                 ).first()
                 if exists is None:
                     conn.execute(insert(tenant_keys).values(self._wrap_tenant_key(tenant_id, purpose, 1, new_key())))
+        if not self.subject_keys(tenant_id, [tenant_id]):
+            self.create_subject(tenant_id, tenant_id)
+
+    def tenant_own_key(self, tenant_id: UUID) -> bytes:
+        """The key of data the tenant itself owns (outgoing mail, security contacts), not any patron.
+
+        It is the subject key whose subject is the tenant: wrapped by the tenant key like every
+        subject key, so rotation re-wraps it and only offboarding destroys it. Data is never sealed
+        directly under the tenant key, which rotation replaces.
+        """
+        return self.subject_key(tenant_id, tenant_id)
 
     def _wrap_tenant_key(self, tenant_id: UUID, purpose: str, version: int, key: bytes) -> dict:
         return {

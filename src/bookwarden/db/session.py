@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from bookwarden.config import Settings
 from bookwarden.crypto.keyring import Keyring
 from bookwarden.crypto.master import MasterKeys, load_master_keys
+from bookwarden.db import models as _schema  # noqa: F401 - the whole schema for every session
 from bookwarden.db import provision as prov
 from bookwarden.db.server import admin_url
 

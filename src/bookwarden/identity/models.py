@@ -1,11 +1,25 @@
-"""API tokens. Only a SHA-256 of each token is stored; the token itself is shown once."""
+"""Accounts and API tokens. Only a SHA-256 of each token is stored; the token itself is shown once."""
 
 from __future__ import annotations
 
+import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ARRAY, DateTime, ForeignKey, Index, LargeBinary, String, UniqueConstraint, func
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    DateTime,
+    Enum,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bookwarden.db.base import Base
@@ -40,3 +54,89 @@ class OperatorToken(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AccountKind(enum.StrEnum):
+    STAFF = "staff"
+    PATRON = "patron"
+
+
+class AccountStatus(enum.StrEnum):
+    INVITED = "invited"
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
+    return Enum(cls, name=name, values_callable=lambda e: [m.value for m in e])
+
+
+class Account(Base):
+    """A person who signs in to one tenant: staff, or a patron using the privacy portal.
+
+    Each account is a data subject with its own key: username, email and display name are
+    sealed under it, and found through blind indexes.
+    """
+
+    __tablename__ = "accounts"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "username_index"),
+        Index("ix_accounts_email_index", "tenant_id", "email_index"),
+        ForeignKeyConstraint(
+            ["tenant_id", "patron_id"],
+            ["patrons.tenant_id", "patrons.id"],
+            ondelete="CASCADE",
+            name="fk_accounts_patron",
+        ),
+    )
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    kind: Mapped[AccountKind] = mapped_column(_enum(AccountKind, "account_kind"))
+    username: Mapped[bytes] = mapped_column(LargeBinary, info={"personal": True})
+    username_index: Mapped[bytes] = mapped_column(LargeBinary)
+    email: Mapped[bytes | None] = mapped_column(LargeBinary, info={"personal": True})
+    email_index: Mapped[bytes | None] = mapped_column(LargeBinary)
+    display_name: Mapped[bytes | None] = mapped_column(LargeBinary, info={"personal": True})
+    patron_id: Mapped[uuid.UUID | None]
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    password_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[AccountStatus] = mapped_column(_enum(AccountStatus, "account_status"))
+    totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    recovery_code_hashes: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PasswordHistory(Base):
+    __tablename__ = "password_history"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant_id", "account_id"],
+            ["accounts.tenant_id", "accounts.id"],
+            ondelete="CASCADE",
+            name="fk_password_history_account",
+        ),
+        Index("ix_password_history_account", "tenant_id", "account_id", "created_at"),
+    )
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    account_id: Mapped[uuid.UUID]
+    password_hash: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class PasswordPolicyRow(Base):
+    """A tenant's settings for one role class, within the platform floors (identity/passwords.py)."""
+
+    __tablename__ = "password_policies"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    role_class: Mapped[str] = mapped_column(String(16), primary_key=True)
+    min_length: Mapped[int]
+    max_length: Mapped[int]
+    history: Mapped[int]
+    expiry_days: Mapped[int | None]
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

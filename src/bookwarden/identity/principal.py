@@ -1,4 +1,4 @@
-"""The principal: who a request or command acts as. Tokens today; sessions and SSO later."""
+"""The principal: who a request or command acts as. Tokens today; sessions and SSO resolve to the same."""
 
 from __future__ import annotations
 
@@ -6,21 +6,14 @@ import enum
 from dataclasses import dataclass
 from uuid import UUID
 
-
-class Scope(enum.StrEnum):
-    LIBRARY_READ = "library:read"
-    LIBRARY_WRITE = "library:write"
-    TENANTS_MANAGE = "tenants:manage"
-
-
-TENANT_SCOPES = frozenset({Scope.LIBRARY_READ, Scope.LIBRARY_WRITE})
-OPERATOR_SCOPES = frozenset({Scope.TENANTS_MANAGE})
+from bookwarden.access.permissions import Permission
 
 
 class PrincipalKind(enum.StrEnum):
     # Kinds of credential, not credentials.
     API_TOKEN = "api_token"  # noqa: S105
     OPERATOR_TOKEN = "operator_token"  # noqa: S105
+    ACCOUNT = "account"
 
 
 @dataclass(frozen=True)
@@ -28,8 +21,14 @@ class Principal:
     kind: PrincipalKind
     id: UUID
     tenant_id: UUID | None
-    scopes: frozenset[Scope]
+    permissions: frozenset[Permission]
 
     @property
     def is_operator(self) -> bool:
-        return self.kind is PrincipalKind.OPERATOR_TOKEN
+        return self.tenant_id is None
+
+
+def permissions_from(names: list[str]) -> frozenset[Permission]:
+    """Stored permission names to the catalogue; a name no longer in the catalogue grants nothing."""
+    known = {p.value for p in Permission}
+    return frozenset(Permission(n) for n in names if n in known)

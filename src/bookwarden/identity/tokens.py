@@ -14,10 +14,11 @@ from uuid import UUID
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from bookwarden.access.permissions import PLATFORM_PERMISSIONS, TENANT_PERMISSIONS, Permission
 from bookwarden.db.session import Database, TenantSession, platform_session
 from bookwarden.errors import InvalidInput
 from bookwarden.identity.models import ApiToken, OperatorToken
-from bookwarden.identity.principal import OPERATOR_SCOPES, TENANT_SCOPES, Principal, PrincipalKind, Scope
+from bookwarden.identity.principal import Principal, PrincipalKind, permissions_from
 
 TENANT_PREFIX = "bwt_"
 OPERATOR_PREFIX = "bwo_"
@@ -28,25 +29,27 @@ def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def _check(scopes: list[Scope], allowed: frozenset[Scope], ttl: timedelta) -> None:
-    if not scopes:
-        raise InvalidInput("a token needs at least one scope")
-    extra = set(scopes) - allowed
+def _check(permissions: list[Permission], allowed: frozenset[Permission], ttl: timedelta) -> None:
+    if not permissions:
+        raise InvalidInput("a token needs at least one permission")
+    extra = set(permissions) - allowed
     if extra:
-        raise InvalidInput(f"scopes not allowed here: {', '.join(sorted(extra))}")
+        raise InvalidInput(f"permissions not allowed here: {', '.join(sorted(extra))}")
     if not timedelta(minutes=1) <= ttl <= MAX_TTL:
         raise InvalidInput("token lifetime must be between one minute and 366 days")
 
 
-def issue_api_token(session: TenantSession, name: str, scopes: list[Scope], ttl: timedelta) -> tuple[ApiToken, str]:
+def issue_api_token(
+    session: TenantSession, name: str, permissions: list[Permission], ttl: timedelta
+) -> tuple[ApiToken, str]:
     """A tenant token; returns the row and the token, which is never retrievable again."""
-    _check(scopes, TENANT_SCOPES, ttl)
+    _check(permissions, TENANT_PERMISSIONS, ttl)
     secret = TENANT_PREFIX + secrets.token_urlsafe(32)
     row = ApiToken(
         tenant_id=session.tenant_id,
         name=name,
         token_hash=token_hash(secret),
-        scopes=sorted(scopes),
+        scopes=sorted(permissions),
         expires_at=datetime.now(UTC) + ttl,
     )
     session.add(row)
@@ -54,11 +57,13 @@ def issue_api_token(session: TenantSession, name: str, scopes: list[Scope], ttl:
     return row, secret
 
 
-def issue_operator_token(session: Session, name: str, scopes: list[Scope], ttl: timedelta) -> tuple[OperatorToken, str]:
-    _check(scopes, OPERATOR_SCOPES, ttl)
+def issue_operator_token(
+    session: Session, name: str, permissions: list[Permission], ttl: timedelta
+) -> tuple[OperatorToken, str]:
+    _check(permissions, PLATFORM_PERMISSIONS, ttl)
     secret = OPERATOR_PREFIX + secrets.token_urlsafe(32)
     row = OperatorToken(
-        name=name, token_hash=token_hash(secret), scopes=sorted(scopes), expires_at=datetime.now(UTC) + ttl
+        name=name, token_hash=token_hash(secret), scopes=sorted(permissions), expires_at=datetime.now(UTC) + ttl
     )
     session.add(row)
     session.flush()
@@ -86,7 +91,7 @@ def authenticate(db: Database, presented: str) -> Principal | None:
             )
             if row is None:
                 return None
-            return Principal(PrincipalKind.OPERATOR_TOKEN, row.id, None, frozenset(Scope(s) for s in row.scopes))
+            return Principal(PrincipalKind.OPERATOR_TOKEN, row.id, None, permissions_from(row.scopes))
     if not presented.startswith(TENANT_PREFIX):
         return None
     with platform_session(db) as session:
@@ -96,6 +101,4 @@ def authenticate(db: Database, presented: str) -> Principal | None:
         ).first()
     if found is None:
         return None
-    return Principal(
-        PrincipalKind.API_TOKEN, found.token_id, found.tenant_id, frozenset(Scope(s) for s in found.scopes)
-    )
+    return Principal(PrincipalKind.API_TOKEN, found.token_id, found.tenant_id, permissions_from(found.scopes))

@@ -8,20 +8,28 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response
 
+from bookwarden.access.permissions import Permission
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import responses
 from bookwarden.db.session import Database
-from bookwarden.identity.principal import Principal, Scope
+from bookwarden.identity.principal import Principal
 from bookwarden.library import schemas, service
 from bookwarden.library.service import RecordKind
 
 router = APIRouter(prefix="/api/v1", responses=responses(401, 403, 422))
 
-READ = Depends(requires(Scope.LIBRARY_READ))
-WRITE = Depends(requires(Scope.LIBRARY_WRITE))
 Limit = Annotated[int, Query(ge=1, le=200, description="page size")]
 Cursor = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{22}$", description="next_cursor of the previous page")]
 
+# (read, write) permission of each kind of record.
+PERMISSIONS = {
+    service.PATRONS: (Permission.PATRONS_READ, Permission.PATRONS_WRITE),
+    service.LOANS: (Permission.LOANS_READ, Permission.LOANS_WRITE),
+    service.SEARCHES: (Permission.SEARCHES_READ, Permission.SEARCHES_WRITE),
+    service.READING_LISTS: (Permission.READING_LISTS_READ, Permission.READING_LISTS_WRITE),
+    service.READING_LIST_ITEMS: (Permission.READING_LISTS_READ, Permission.READING_LISTS_WRITE),
+    service.POSTS: (Permission.POSTS_READ, Permission.POSTS_WRITE),
+}
 PATHS = {
     service.PATRONS: "patrons",
     service.LOANS: "loans",
@@ -36,6 +44,8 @@ def _add_routes(kind: RecordKind, path: str) -> None:
     tag = path.replace("-", " ")
     one = f"/{path}/{{record_id}}"
     Out, Create, Update = kind.out, kind.create, kind.update
+    read_permission, write_permission = PERMISSIONS[kind]
+    READ, WRITE = Depends(requires(read_permission)), Depends(requires(write_permission))
 
     @router.post(
         f"/{path}",
@@ -96,7 +106,11 @@ for _kind, _path in PATHS.items():
 
 
 @router.post("/patrons/lookup", response_model=list[schemas.PatronOut], tags=["patrons"])
-def lookup_patrons(body: schemas.PatronLookup, principal: Principal = READ, db: Database = Depends(database)):
+def lookup_patrons(
+    body: schemas.PatronLookup,
+    principal: Principal = Depends(requires(Permission.PATRONS_READ)),
+    db: Database = Depends(database),
+):
     """Exact match on one of email, institutional id or barcode (blind indexes; nothing decrypted to search)."""
     with tenant_scope(db, principal) as session:
         return service.lookup_patrons(session, body)

@@ -155,13 +155,9 @@ def enqueue_delivery(
 def open_mail(session: TenantSession, message: OutboxMessage) -> Mail:
     """Decrypt a message for sending; UndeliverableMail when it can no longer be read."""
     try:
-        version, key = session.keyring.tenant_key(message.tenant_id)
+        key = session.keyring.tenant_own_key(message.tenant_id)
     except KeyDestroyed:
-        raise UndeliverableMail("the tenant's data key was destroyed (offboarded)") from None
-    if version != message.key_version:
-        raise UndeliverableMail(
-            f"sealed under tenant key version {message.key_version}, destroyed by a key rotation (now {version})"
-        )
+        raise UndeliverableMail("the tenant's keys were destroyed (offboarded)") from None
 
     def unseal(column: str) -> str:
         return decrypt_field(key, message.tenant_id, TABLE, column, message.id, getattr(message, column))
@@ -173,9 +169,9 @@ def open_mail(session: TenantSession, message: OutboxMessage) -> Mail:
 
 
 def _sealed(session: TenantSession, category: MailCategory, mail: Mail, headers: dict[str, str]) -> OutboxMessage:
-    # The tenant's key, not the recipient's subject key: a breach notice about an erased
+    # The tenant's own key, not the recipient's subject key: a breach notice about an erased
     # person must still reach the tenant's security contact.
-    version, key = session.keyring.tenant_key(session.tenant_id)
+    key = session.keyring.tenant_own_key(session.tenant_id)
     row_id = uuid4()
 
     def seal(column: str, value: str) -> bytes:
@@ -188,7 +184,7 @@ def _sealed(session: TenantSession, category: MailCategory, mail: Mail, headers:
         to_address=seal("to_address", mail.to),
         subject=seal("subject", mail.subject),
         body=seal("body", mail.body),
-        key_version=version,
+        key_version=1,  # the tenant's own key is re-wrapped, never replaced, by rotation
         headers=headers,
         status=OutboxStatus.QUEUED,
         attempts=0,

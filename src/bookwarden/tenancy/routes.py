@@ -8,15 +8,16 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from bookwarden.access.permissions import Permission
 from bookwarden.api.deps import database, requires
 from bookwarden.api.problems import responses
 from bookwarden.db.session import Database, platform_session
-from bookwarden.identity.principal import Principal, Scope
+from bookwarden.identity.principal import Principal
 from bookwarden.tenancy import service
 from bookwarden.tenancy.models import TenantStatus
 
 router = APIRouter(prefix="/api/v1/operator/tenants", tags=["operator: tenants"], responses=responses(401, 403, 422))
-MANAGE = Depends(requires(Scope.TENANTS_MANAGE))
+MANAGE = Depends(requires(Permission.PLATFORM_TENANTS_MANAGE))
 
 
 class TenantCreate(BaseModel):

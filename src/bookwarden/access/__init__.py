@@ -1,0 +1,1 @@
+"""Who may do what: the permission catalogue, roles, segregation of duties; authorize() decides."""

@@ -1,0 +1,93 @@
+"""Custom roles, role assignments and security contacts (all tenant tables under RLS).
+
+Built-in roles live in code (access/permissions.py) and are assigned by name; custom roles
+are rows with explicit permissions. An assignment names exactly one of the two.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from bookwarden.db.base import Base
+from bookwarden.identity.models import Account  # noqa: F401 - target of the account foreign keys
+from bookwarden.tenancy.models import Tenant  # noqa: F401 - target of the tenant foreign keys
+
+
+class Role(Base):
+    __tablename__ = "roles"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class RolePermission(Base):
+    __tablename__ = "role_permissions"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant_id", "role_id"],
+            ["roles.tenant_id", "roles.id"],
+            ondelete="CASCADE",
+            name="fk_role_permissions_role",
+        ),
+    )
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    role_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    permission: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class AccountRole(Base):
+    __tablename__ = "account_roles"
+    __table_args__ = (
+        CheckConstraint("(builtin_role IS NULL) <> (custom_role_id IS NULL)", name="one_kind_of_role"),
+        UniqueConstraint("tenant_id", "account_id", "builtin_role"),
+        UniqueConstraint("tenant_id", "account_id", "custom_role_id"),
+        ForeignKeyConstraint(
+            ["tenant_id", "account_id"],
+            ["accounts.tenant_id", "accounts.id"],
+            ondelete="CASCADE",
+            name="fk_account_roles_account",
+        ),
+        ForeignKeyConstraint(
+            ["tenant_id", "custom_role_id"],
+            ["roles.tenant_id", "roles.id"],
+            ondelete="CASCADE",
+            name="fk_account_roles_role",
+        ),
+    )
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    account_id: Mapped[uuid.UUID]
+    builtin_role: Mapped[str | None] = mapped_column(String(64))
+    custom_role_id: Mapped[uuid.UUID | None]
+    granted_by: Mapped[uuid.UUID | None]  # principal id of whoever granted it
+    granted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class SecurityContact(Base):
+    """Who hears about every entitlement change in the tenant (mail sealed under the tenant key)."""
+
+    __tablename__ = "security_contacts"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    email: Mapped[bytes] = mapped_column(LargeBinary, info={"personal": True})
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -1,0 +1,109 @@
+"""The catalogue of permissions and the built-in roles that bundle them.
+
+A permission names one kind of act on one kind of thing. Every route declares exactly one
+(tested), and `authorize()` is the one place that compares it with what the caller holds.
+Least privilege: a new custom role holds nothing until permissions are granted to it.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Permission(enum.StrEnum):
+    # The hosted domain.
+    PATRONS_READ = "patrons.read"
+    PATRONS_WRITE = "patrons.write"
+    PATRONS_EXPORT = "patrons.export"
+    LOANS_READ = "loans.read"
+    LOANS_WRITE = "loans.write"
+    SEARCHES_READ = "searches.read"
+    SEARCHES_WRITE = "searches.write"
+    READING_LISTS_READ = "reading_lists.read"
+    READING_LISTS_WRITE = "reading_lists.write"
+    POSTS_READ = "posts.read"
+    POSTS_WRITE = "posts.write"
+    # Running the institution's side.
+    ACCOUNTS_READ = "accounts.read"
+    ACCOUNTS_MANAGE = "accounts.manage"
+    ROLES_READ = "roles.read"
+    ROLES_MANAGE = "roles.manage"
+    ROLES_ASSIGN = "roles.assign"
+    TOKENS_MANAGE = "tokens.manage"
+    POLICY_MANAGE = "policy.manage"
+    SECURITY_CONTACTS_MANAGE = "security_contacts.manage"
+    AUDIT_READ = "audit.read"
+    PRIVACY_REQUESTS_HANDLE = "privacy.requests.handle"
+    PRIVACY_ERASURE_APPROVE = "privacy.erasure.approve"
+    OPERATOR_GRANTS_APPROVE = "operator_grants.approve"
+    # The patron's own data, through the privacy portal.
+    SELF_SERVICE = "self.service"
+    # The platform (operator staff); none of these reaches a tenant's data.
+    PLATFORM_TENANTS_MANAGE = "platform.tenants.manage"
+    PLATFORM_GRANTS_REQUEST = "platform.grants.request"
+    PLATFORM_GRANTS_BREAK_GLASS = "platform.grants.break_glass"
+    PLATFORM_INCIDENTS_HANDLE = "platform.incidents.handle"
+    PLATFORM_PRIVACY_OVERSIGHT = "platform.privacy.oversight"
+
+    @property
+    def is_platform(self) -> bool:
+        return self.value.startswith("platform.")
+
+
+P = Permission
+TENANT_PERMISSIONS = frozenset(p for p in Permission if not p.is_platform)
+PLATFORM_PERMISSIONS = frozenset(p for p in Permission if p.is_platform)
+LIBRARY_READ = frozenset({P.PATRONS_READ, P.LOANS_READ, P.SEARCHES_READ, P.READING_LISTS_READ, P.POSTS_READ})
+LIBRARY_WRITE = frozenset({P.PATRONS_WRITE, P.LOANS_WRITE, P.SEARCHES_WRITE, P.READING_LISTS_WRITE, P.POSTS_WRITE})
+
+
+class BuiltinRole(enum.StrEnum):
+    PATRON = "patron"
+    CIRCULATION_STAFF = "circulation_staff"
+    PRIVACY_OFFICER = "privacy_officer"
+    TENANT_ADMIN = "tenant_admin"
+    SECURITY_OFFICER = "security_officer"
+    AUDITOR = "auditor"
+    OPERATOR_SUPPORT = "operator_support"
+    OPERATOR_OPS = "operator_ops"
+    CISO = "ciso"
+    DPO = "dpo"
+
+    @property
+    def is_platform(self) -> bool:
+        return self in PLATFORM_ROLES
+
+
+PLATFORM_ROLES = frozenset({BuiltinRole.OPERATOR_SUPPORT, BuiltinRole.OPERATOR_OPS, BuiltinRole.CISO, BuiltinRole.DPO})
+
+BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
+    BuiltinRole.PATRON: frozenset({P.SELF_SERVICE}),
+    BuiltinRole.CIRCULATION_STAFF: LIBRARY_READ | {P.PATRONS_WRITE, P.LOANS_WRITE},
+    BuiltinRole.PRIVACY_OFFICER: LIBRARY_READ
+    | {P.PRIVACY_REQUESTS_HANDLE, P.PRIVACY_ERASURE_APPROVE, P.PATRONS_EXPORT, P.AUDIT_READ},
+    # The admin runs accounts and roles but is not also the one who audits them (see sod.py).
+    BuiltinRole.TENANT_ADMIN: LIBRARY_READ
+    | LIBRARY_WRITE
+    | {
+        P.ACCOUNTS_READ,
+        P.ACCOUNTS_MANAGE,
+        P.ROLES_READ,
+        P.ROLES_MANAGE,
+        P.ROLES_ASSIGN,
+        P.TOKENS_MANAGE,
+        P.POLICY_MANAGE,
+        P.SECURITY_CONTACTS_MANAGE,
+        P.OPERATOR_GRANTS_APPROVE,
+    },
+    BuiltinRole.SECURITY_OFFICER: frozenset(
+        {P.ACCOUNTS_READ, P.ROLES_READ, P.POLICY_MANAGE, P.SECURITY_CONTACTS_MANAGE, P.AUDIT_READ}
+    ),
+    BuiltinRole.AUDITOR: frozenset({P.AUDIT_READ, P.ACCOUNTS_READ, P.ROLES_READ}),
+    BuiltinRole.OPERATOR_SUPPORT: frozenset({P.PLATFORM_GRANTS_REQUEST}),
+    BuiltinRole.OPERATOR_OPS: frozenset({P.PLATFORM_TENANTS_MANAGE, P.PLATFORM_GRANTS_REQUEST}),
+    BuiltinRole.CISO: frozenset({P.PLATFORM_GRANTS_BREAK_GLASS, P.PLATFORM_INCIDENTS_HANDLE}),
+    BuiltinRole.DPO: frozenset({P.PLATFORM_PRIVACY_OVERSIGHT}),
+}
+
+# Roles whose holders must use a second factor (enforced at sign-in by the identity service).
+MFA_REQUIRED = frozenset({BuiltinRole.TENANT_ADMIN, BuiltinRole.SECURITY_OFFICER, *PLATFORM_ROLES})

@@ -1,0 +1,11 @@
+"""Every area's tables, imported together so that foreign keys between areas always resolve.
+
+`db/session.py` imports this module: any code that opens a session has the whole schema.
+"""
+
+from bookwarden.access import models as access  # noqa: F401
+from bookwarden.identity import models as identity  # noqa: F401
+from bookwarden.jobs import models as jobs  # noqa: F401
+from bookwarden.library import models as library  # noqa: F401
+from bookwarden.notify import models as notify  # noqa: F401
+from bookwarden.tenancy import models as tenancy  # noqa: F401
