@@ -52,7 +52,7 @@ def entitlement_changed(
     """Queue one notice per security contact; returns how many were queued."""
     contacts = security_contacts(session)
     if not contacts:
-        log.warning("entitlement notice has no recipient", event=event.value, tenant_id=str(session.tenant_id))
+        log.warning("entitlement notice has no recipient", notice=event.value, tenant_id=str(session.tenant_id))
         return 0
     institution = session.get(Tenant, session.tenant_id).name
     context = {

@@ -14,6 +14,7 @@ class PrincipalKind(enum.StrEnum):
     API_TOKEN = "api_token"  # noqa: S105
     OPERATOR_TOKEN = "operator_token"  # noqa: S105
     ACCOUNT = "account"
+    SYSTEM = "system"  # the platform's own scheduled duties (grant expiry, purges)
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,8 @@ class Principal:
     id: UUID
     tenant_id: UUID | None
     permissions: frozenset[Permission]
+    # Set when an operator acts inside a tenant: the approved grant that lets them (every use names it).
+    grant_id: UUID | None = None
 
     @property
     def is_operator(self) -> bool:
