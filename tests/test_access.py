@@ -17,7 +17,7 @@ from bookwarden.access.permissions import (
     BuiltinRole,
     Permission,
 )
-from bookwarden.errors import Conflict, Forbidden, InvalidInput, SegregationOfDutiesError
+from bookwarden.errors import Conflict, Forbidden, InvalidInput, NotFound, SegregationOfDutiesError
 from bookwarden.identity import accounts
 from bookwarden.identity.models import AccountKind
 from bookwarden.identity.principal import Principal, PrincipalKind
@@ -70,7 +70,7 @@ def test_platform_permissions_and_roles_stay_out_of_tenants(db, tenant, in_tenan
     with in_tenant(tenant) as session:
         with pytest.raises(InvalidInput, match="platform"):
             access.create_role(session, _admin(tenant), "sneaky", {Permission.PLATFORM_TENANTS_MANAGE})
-        with pytest.raises(InvalidInput, match="platform role"):
+        with pytest.raises(NotFound, match="platform role"):
             access.grant_role(session, _admin(tenant), staff["ann"].id, BuiltinRole.CISO)
         with pytest.raises(Conflict, match="built-in"):
             access.create_role(session, _admin(tenant), "auditor", set())

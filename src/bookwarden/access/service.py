@@ -89,6 +89,10 @@ def role_permissions(session: TenantSession, role: Role) -> set[Permission]:
     return {Permission(n) for n in names}
 
 
+def custom_roles(session: TenantSession) -> list[Role]:
+    return list(session.scalars(select(Role).where(Role.tenant_id == session.tenant_id).order_by(Role.name)))
+
+
 def _custom_role(session: TenantSession, name: str) -> Role:
     role = session.scalar(select(Role).where(Role.tenant_id == session.tenant_id, Role.name == name))
     if role is None:
@@ -122,7 +126,7 @@ def grant_role(session: TenantSession, actor: Principal, account_id: UUID, role:
     grant = AccountRole(tenant_id=session.tenant_id, id=uuid.uuid4(), account_id=account.id, granted_by=actor.id)
     if role in {r.value for r in BuiltinRole}:
         if BuiltinRole(role).is_platform:
-            raise InvalidInput(f"{role} is a platform role; it cannot be held in an institution")
+            raise NotFound(f"no role {role} in an institution: it is a platform role")
         grant.builtin_role = role
     else:
         grant.custom_role_id = _custom_role(session, role).id

@@ -29,6 +29,7 @@ class Health(BaseModel):
 ROUTERS = (
     "bookwarden.library.routes",
     "bookwarden.tenancy.routes",
+    "bookwarden.access.routes",
 )
 
 

@@ -10,13 +10,14 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from bookwarden.library.models import PatronStatus
+from bookwarden.notify.service import EmailAddress
 
 # Constraints are all expressible in the OpenAPI document (no silent stripping), so a request the
 # schema calls valid is accepted and one it calls invalid is refused: clients can trust the schema.
 # Explicit character classes, not \s or \S: regex engines disagree on which Unicode characters are spaces.
 Text = Annotated[str, StringConstraints(max_length=200, pattern=r"[^ \t\r\n]")]
 LongText = Annotated[str, StringConstraints(max_length=4000, pattern=r"[^ \t\r\n]")]
-Email = Annotated[str, StringConstraints(max_length=254, pattern=r"^[^@ \t\r\n]+@[^@ \t\r\n]+\.[^@ \t\r\n]+$")]
+Email = EmailAddress
 Phone = Annotated[str, StringConstraints(max_length=32, pattern=r"^\+?[0-9 ()\-.]{3,31}$")]
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
 

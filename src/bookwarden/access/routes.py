@@ -1,0 +1,211 @@
+"""Tenant API for access control: custom roles, role assignments, security contacts, password policy."""
+
+import enum
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Response
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+
+from bookwarden.access import notices
+from bookwarden.access import service as access
+from bookwarden.access.permissions import BUILTIN_PERMISSIONS, TENANT_PERMISSIONS, BuiltinRole, Permission
+from bookwarden.api.deps import database, requires, tenant_scope
+from bookwarden.api.problems import responses
+from bookwarden.db.session import Database
+from bookwarden.identity import accounts
+from bookwarden.identity.passwords import MIN_LENGTH_FLOORS, RoleClass
+from bookwarden.identity.principal import Principal
+from bookwarden.notify.service import EmailAddress
+
+router = APIRouter(prefix="/api/v1", tags=["access control"], responses=responses(401, 403, 422))
+
+RoleName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,63}$")]
+Email = EmailAddress
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# Only tenant permissions can be named here: the schema itself keeps platform powers out of tenant roles.
+TenantPermission = enum.StrEnum("TenantPermission", {p.name: p.value for p in sorted(TENANT_PERMISSIONS)})
+
+
+class RoleIn(Input):
+    name: RoleName
+    description: str = Field(default="", max_length=500)
+    permissions: list[TenantPermission] = Field(default_factory=list, max_length=len(TENANT_PERMISSIONS))
+
+
+class RolePermissionsIn(Input):
+    permissions: list[TenantPermission] = Field(max_length=len(TENANT_PERMISSIONS))
+
+
+class RoleOut(BaseModel):
+    name: str
+    builtin: bool
+    description: str
+    permissions: list[Permission]
+
+
+class AssignmentIn(Input):
+    role: RoleName
+
+
+class ContactIn(Input):
+    email: Email
+
+
+def _policy_input(role_class: RoleClass) -> type[BaseModel]:
+    """The body for one role class: its platform floor is in the schema, so clients see it up front."""
+    floor = MIN_LENGTH_FLOORS[role_class]
+    return create_model(
+        f"{role_class.value.capitalize()}PolicyIn",
+        __base__=Input,
+        # At most 64, the least maximum allowed, so no valid body can ask for min above max.
+        min_length=(int, Field(ge=floor, le=64, description=f"platform floor: {floor}")),
+        max_length=(int, Field(default=128, ge=64, le=1024)),
+        history=(int, Field(default=5, ge=0, le=24)),
+        expiry_days=(int | None, Field(default=None, ge=1, le=3650, description="null: passwords never expire")),
+    )
+
+
+class PolicyOut(BaseModel):
+    role_class: RoleClass
+    min_length: int
+    max_length: int
+    history: int
+    expiry_days: int | None
+
+
+@router.get("/roles", response_model=list[RoleOut])
+def list_roles(principal: Principal = Depends(requires(Permission.ROLES_READ)), db: Database = Depends(database)):
+    """Built-in roles (fixed permissions) and the tenant's custom roles."""
+    with tenant_scope(db, principal) as session:
+        builtin = [
+            RoleOut(name=r.value, builtin=True, description="built-in", permissions=sorted(p))
+            for r, p in BUILTIN_PERMISSIONS.items()
+            if not BuiltinRole(r).is_platform
+        ]
+        custom = [
+            RoleOut(
+                name=r.name,
+                builtin=False,
+                description=r.description,
+                permissions=sorted(access.role_permissions(session, r)),
+            )
+            for r in access.custom_roles(session)
+        ]
+        return builtin + custom
+
+
+@router.post("/roles", status_code=201, response_model=RoleOut, responses=responses(409))
+def create_role(
+    body: RoleIn, principal: Principal = Depends(requires(Permission.ROLES_MANAGE)), db: Database = Depends(database)
+):
+    with tenant_scope(db, principal) as session:
+        role = access.create_role(
+            session, principal, body.name, {Permission(p) for p in body.permissions}, body.description
+        )
+        return RoleOut(
+            name=role.name, builtin=False, description=role.description, permissions=sorted(body.permissions)
+        )
+
+
+@router.put("/roles/{name}/permissions", response_model=RoleOut, responses=responses(404))
+def set_role_permissions(
+    name: RoleName,
+    body: RolePermissionsIn,
+    principal: Principal = Depends(requires(Permission.ROLES_MANAGE)),
+    db: Database = Depends(database),
+):
+    with tenant_scope(db, principal) as session:
+        role = access.set_role_permissions(session, principal, name, {Permission(p) for p in body.permissions})
+        return RoleOut(
+            name=role.name, builtin=False, description=role.description, permissions=sorted(body.permissions)
+        )
+
+
+@router.get("/accounts/{account_id}/roles", response_model=list[str], responses=responses(404))
+def account_roles(
+    account_id: UUID, principal: Principal = Depends(requires(Permission.ROLES_READ)), db: Database = Depends(database)
+):
+    with tenant_scope(db, principal) as session:
+        return access.held_roles(session, accounts.get_account(session, account_id).id)
+
+
+@router.post("/accounts/{account_id}/roles", status_code=204, responses=responses(404, 409))
+def grant_role(
+    account_id: UUID,
+    body: AssignmentIn,
+    principal: Principal = Depends(requires(Permission.ROLES_ASSIGN)),
+    db: Database = Depends(database),
+):
+    with tenant_scope(db, principal) as session:
+        access.grant_role(session, principal, account_id, body.role)
+    return Response(status_code=204)
+
+
+@router.delete("/accounts/{account_id}/roles/{role}", status_code=204, responses=responses(404))
+def revoke_role(
+    account_id: UUID,
+    role: RoleName,
+    principal: Principal = Depends(requires(Permission.ROLES_ASSIGN)),
+    db: Database = Depends(database),
+):
+    with tenant_scope(db, principal) as session:
+        access.revoke_role(session, principal, account_id, role)
+    return Response(status_code=204)
+
+
+@router.get("/security-contacts", response_model=list[str])
+def list_contacts(
+    principal: Principal = Depends(requires(Permission.SECURITY_CONTACTS_MANAGE)), db: Database = Depends(database)
+):
+    with tenant_scope(db, principal) as session:
+        return notices.security_contacts(session)
+
+
+@router.post("/security-contacts", status_code=204)
+def add_contact(
+    body: ContactIn,
+    principal: Principal = Depends(requires(Permission.SECURITY_CONTACTS_MANAGE)),
+    db: Database = Depends(database),
+):
+    with tenant_scope(db, principal) as session:
+        notices.add_security_contact(session, body.email)
+        notices.entitlement_changed(
+            session,
+            principal,
+            notices.EntitlementEvent.SECURITY_CONTACTS_CHANGED,
+            "security contacts",
+            {"added": body.email},
+        )
+    return Response(status_code=204)
+
+
+def _add_policy_route(role_class: RoleClass) -> None:
+    body_model = _policy_input(role_class)
+
+    @router.put(f"/password-policies/{role_class.value}", response_model=PolicyOut, name=f"set_{role_class}_policy")
+    def set_password_policy(
+        body: body_model,  # type: ignore[valid-type]
+        principal: Principal = Depends(requires(Permission.POLICY_MANAGE)),
+        db: Database = Depends(database),
+    ):
+        """Tenant settings for this role class, within the platform floors."""
+        with tenant_scope(db, principal) as session:
+            policy = accounts.set_password_policy(session, principal, role_class, **body.model_dump())
+            return PolicyOut(
+                role_class=role_class,
+                min_length=policy.min_length,
+                max_length=policy.max_length,
+                history=policy.history,
+                expiry_days=policy.expiry_days,
+            )
+
+
+# Operators' passwords follow the platform's policy; a tenant sets only its own classes.
+for _class in (RoleClass.PATRON, RoleClass.STAFF, RoleClass.ADMIN):
+    _add_policy_route(_class)

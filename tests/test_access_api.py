@@ -1,0 +1,92 @@
+"""Access control over HTTP: what a tenant admin does, and what the schema refuses up front."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole
+from bookwarden.identity import accounts
+from bookwarden.identity.models import AccountKind
+from bookwarden.identity.principal import Principal, PrincipalKind
+
+ADMIN = BUILTIN_PERMISSIONS[BuiltinRole.TENANT_ADMIN]
+
+
+@pytest.fixture
+def admin(client_for, tenant):
+    return client_for(tenant, permissions=ADMIN)
+
+
+@pytest.fixture
+def account_id(in_tenant, tenant):
+    principal = Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant.id, ADMIN)
+    with in_tenant(tenant) as session:
+        return accounts.create_account(session, principal, kind=AccountKind.STAFF, username="dana").id
+
+
+def test_an_admin_defines_a_role_and_assigns_it(admin, account_id):
+    created = admin.post("/api/v1/roles", json={"name": "desk", "permissions": ["loans.read", "loans.write"]})
+    assert created.status_code == 201
+    assert admin.post(f"/api/v1/accounts/{account_id}/roles", json={"role": "desk"}).status_code == 204
+    assert admin.get(f"/api/v1/accounts/{account_id}/roles").json() == ["desk"]
+    names = {r["name"]: r for r in admin.get("/api/v1/roles").json()}
+    assert names["desk"]["permissions"] == ["loans.read", "loans.write"] and not names["desk"]["builtin"]
+    assert names["auditor"]["builtin"] and "ciso" not in names  # platform roles never listed in a tenant
+    assert admin.delete(f"/api/v1/accounts/{account_id}/roles/desk").status_code == 204
+    assert admin.get(f"/api/v1/accounts/{account_id}/roles").json() == []
+
+
+def test_platform_permissions_are_refused_by_the_schema(admin):
+    response = admin.post("/api/v1/roles", json={"name": "sneaky", "permissions": ["platform.tenants.manage"]})
+    assert response.status_code == 422
+    assert response.json()["type"] == "urn:bookwarden:problem:validation-error"
+
+
+def test_segregation_of_duties_over_http_names_the_conflict(admin, account_id):
+    assert admin.post(f"/api/v1/accounts/{account_id}/roles", json={"role": "tenant_admin"}).status_code == 204
+    refused = admin.post(f"/api/v1/accounts/{account_id}/roles", json={"role": "auditor"})
+    assert refused.status_code == 409
+    problem = refused.json()
+    assert problem["type"] == "urn:bookwarden:problem:segregation-of-duties"
+    assert "tenant_admin" in problem["detail"] and "auditor" in problem["detail"]
+
+
+def test_circulation_staff_cannot_touch_roles(client_for, tenant, account_id):
+    staff = client_for(tenant, permissions=BUILTIN_PERMISSIONS[BuiltinRole.CIRCULATION_STAFF])
+    assert staff.get("/api/v1/roles").status_code == 403
+    assert staff.post(f"/api/v1/accounts/{account_id}/roles", json={"role": "tenant_admin"}).status_code == 403
+
+
+def test_security_contacts_receive_every_later_notice(admin, account_id, db, tenant):
+    from sqlalchemy import func, select
+
+    from bookwarden.db.session import tenant_session
+    from bookwarden.notify.models import OutboxMessage
+
+    assert admin.post("/api/v1/security-contacts", json={"email": "soc@alpha.example.org"}).status_code == 204
+    assert admin.get("/api/v1/security-contacts").json() == ["soc@alpha.example.org"]
+    admin.post(f"/api/v1/accounts/{account_id}/roles", json={"role": "privacy_officer"})
+    with tenant_session(db, tenant.id) as session:
+        assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 2  # contact added, role granted
+    bad = admin.post("/api/v1/security-contacts", json={"email": "soc@alpha.example.org\r\nBcc: x@evil.org"})
+    assert bad.status_code == 422
+
+
+@pytest.mark.parametrize(("role_class", "floor"), [("patron", 8), ("staff", 12), ("admin", 15)])
+def test_password_policy_floors_are_in_the_schema_and_enforced(admin, app, role_class, floor):
+    schema = app.openapi()
+    body = schema["paths"][f"/api/v1/password-policies/{role_class}"]["put"]["requestBody"]["content"]
+    ref = body["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert schema["components"]["schemas"][ref]["properties"]["min_length"]["minimum"] == floor
+    assert admin.put(f"/api/v1/password-policies/{role_class}", json={"min_length": floor - 1}).status_code == 422
+    accepted = admin.put(f"/api/v1/password-policies/{role_class}", json={"min_length": floor + 2, "history": 3})
+    assert accepted.json() == {
+        "role_class": role_class,
+        "min_length": floor + 2,
+        "max_length": 128,
+        "history": 3,
+        "expiry_days": None,
+    }
+    assert admin.put("/api/v1/password-policies/operator", json={"min_length": 20}).status_code in (404, 405)
