@@ -97,9 +97,7 @@ def tenant_session(db: Database, tenant_id: UUID) -> Iterator[TenantSession]:
 def _set_tenant(session: Session, value: str) -> None:
     # is_local => true: SET LOCAL semantics. A bound parameter, never text pasted into SQL; sent as
     # driver SQL because this runs on every request and needs no SQL compilation.
-    session.connection().exec_driver_sql(
-        f"SELECT set_config('{TENANT_SETTING}', %(tenant)s, true)", {"tenant": value}
-    )
+    session.connection().exec_driver_sql(f"SELECT set_config('{TENANT_SETTING}', %(tenant)s, true)", {"tenant": value})
 
 
 @contextmanager

@@ -17,8 +17,15 @@ down_revision = "0003"
 branch_labels = None
 depends_on = None
 
-TABLES = ["accounts", "password_history", "password_policies", "roles", "role_permissions", "account_roles",
-          "security_contacts"]
+TABLES = [
+    "accounts",
+    "password_history",
+    "password_policies",
+    "roles",
+    "role_permissions",
+    "account_roles",
+    "security_contacts",
+]
 READ = ["patrons.read", "loans.read", "searches.read", "reading_lists.read", "posts.read"]
 WRITE = ["patrons.write", "loans.write", "searches.write", "reading_lists.write", "posts.write"]
 
@@ -144,6 +151,4 @@ def upgrade() -> None:
         {"read": READ, "write": WRITE},
     )
     op.execute("DROP POLICY migrate_scopes ON api_tokens")
-    op.execute(
-        "UPDATE operator_tokens SET scopes = array_replace(scopes, 'tenants:manage', 'platform.tenants.manage')"
-    )
+    op.execute("UPDATE operator_tokens SET scopes = array_replace(scopes, 'tenants:manage', 'platform.tenants.manage')")
