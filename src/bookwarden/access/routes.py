@@ -1,22 +1,27 @@
-"""Tenant API for access control: custom roles, role assignments, security contacts, password policy."""
+"""Access control over HTTP: custom roles, role assignments, security contacts, password policy,
+and operator access grants (asked for by operators, decided by the tenant or, in an emergency, the CISO)."""
 
 import enum
+from datetime import datetime, timedelta
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
-from bookwarden.access import notices
+from bookwarden.access import grants, notices
 from bookwarden.access import service as access
+from bookwarden.access.grant_models import GrantScope, GrantStatus
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, TENANT_PERMISSIONS, BuiltinRole, Permission
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import responses
-from bookwarden.db.session import Database
+from bookwarden.api.text import plain_text
+from bookwarden.db.session import Database, platform_session
 from bookwarden.identity import accounts
 from bookwarden.identity.passwords import MIN_LENGTH_FLOORS, RoleClass
 from bookwarden.identity.principal import Principal
 from bookwarden.notify.service import EmailAddress
+from bookwarden.tenancy.service import get_tenant
 
 router = APIRouter(prefix="/api/v1", tags=["access control"], responses=responses(401, 403, 422))
 
@@ -34,7 +39,7 @@ TenantPermission = enum.StrEnum("TenantPermission", {p.name: p.value for p in so
 
 class RoleIn(Input):
     name: RoleName
-    description: str = Field(default="", max_length=500)
+    description: plain_text(500, blank_ok=True) = ""
     permissions: list[TenantPermission] = Field(default_factory=list, max_length=len(TENANT_PERMISSIONS))
 
 
@@ -209,3 +214,98 @@ def _add_policy_route(role_class: RoleClass) -> None:
 # Operators' passwords follow the platform's policy; a tenant sets only its own classes.
 for _class in (RoleClass.PATRON, RoleClass.STAFF, RoleClass.ADMIN):
     _add_policy_route(_class)
+
+
+# -- operator access grants ----------------------------------------------------------------
+
+
+class GrantRequestIn(Input):
+    tenant_id: UUID
+    scope: GrantScope
+    justification: Annotated[plain_text(2000), Field(min_length=10)]
+    ticket: plain_text(200)
+    hours: float = Field(gt=0.02, le=8, description="how long the grant lasts from now; at most 8 hours")
+
+
+class GrantOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: UUID
+    tenant_id: UUID
+    operator_id: UUID
+    scope: GrantScope
+    justification: str
+    ticket: str
+    starts_at: datetime
+    expires_at: datetime
+    status: GrantStatus
+    break_glass: bool
+    decided_at: datetime | None
+    first_used_at: datetime | None
+    ended_at: datetime | None
+
+
+@router.post(
+    "/operator/grants", status_code=201, response_model=GrantOut, tags=["operator: grants"], responses=responses(404)
+)
+def request_grant(
+    body: GrantRequestIn,
+    principal: Principal = Depends(requires(Permission.PLATFORM_GRANTS_REQUEST)),
+    db: Database = Depends(database),
+):
+    """An operator asks a tenant for time-bound access; the tenant's security contacts are told."""
+    return grants.request_grant(
+        db,
+        principal,
+        body.tenant_id,
+        scope=body.scope,
+        justification=body.justification,
+        ticket=body.ticket,
+        duration=timedelta(hours=body.hours),
+    )
+
+
+@router.post(
+    "/operator/grants/{tenant_id}/{grant_id}/break-glass",
+    response_model=GrantOut,
+    tags=["operator: grants"],
+    responses=responses(404, 409),
+)
+def break_glass(
+    tenant_id: UUID,
+    grant_id: UUID,
+    principal: Principal = Depends(requires(Permission.PLATFORM_GRANTS_BREAK_GLASS)),
+    db: Database = Depends(database),
+):
+    """The CISO approves in an emergency, without the tenant: flagged, and the tenant is told at once."""
+    with platform_session(db) as session:
+        tenant_id = get_tenant(session, tenant_id).id
+    return grants.break_glass(db, principal, tenant_id, grant_id)
+
+
+@router.get("/operator-grants", response_model=list[GrantOut])
+def list_grants(
+    principal: Principal = Depends(requires(Permission.OPERATOR_GRANTS_APPROVE)), db: Database = Depends(database)
+):
+    """Every operator grant asked of this institution, newest first."""
+    with tenant_scope(db, principal) as session:
+        return grants.list_grants(session)
+
+
+def _decision_route(verb: str, decide) -> None:
+    @router.post(
+        f"/operator-grants/{{grant_id}}/{verb}",
+        response_model=GrantOut,
+        name=f"{verb}_operator_grant",
+        responses=responses(404, 409),
+    )
+    def decision(
+        grant_id: UUID,
+        principal: Principal = Depends(requires(Permission.OPERATOR_GRANTS_APPROVE)),
+        db: Database = Depends(database),
+    ):
+        with tenant_scope(db, principal) as session:
+            return decide(session, principal, grant_id)
+
+
+for _verb, _decide in (("approve", grants.approve_grant), ("deny", grants.deny_grant), ("revoke", grants.revoke_grant)):
+    _decision_route(_verb, _decide)

@@ -19,6 +19,7 @@ from bookwarden.access.notices import EntitlementEvent, entitlement_changed
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, TENANT_PERMISSIONS, BuiltinRole, Permission
 from bookwarden.db.session import TenantSession
 from bookwarden.errors import Conflict, InvalidInput, NotFound, SegregationOfDutiesError
+from bookwarden.identity import sessions
 from bookwarden.identity.models import Account
 from bookwarden.identity.principal import Principal, PrincipalKind
 
@@ -54,6 +55,13 @@ def set_role_permissions(session: TenantSession, actor: Principal, name: str, pe
     role = _custom_role(session, name)
     before = role_permissions(session, role)
     _set_permissions(session, role, permissions)
+    if permissions - before:
+        for holder in session.scalars(
+            select(AccountRole.account_id).where(
+                AccountRole.tenant_id == session.tenant_id, AccountRole.custom_role_id == role.id
+            )
+        ):
+            sessions.privileges_changed(session, holder)
     entitlement_changed(
         session,
         actor,
@@ -132,6 +140,8 @@ def grant_role(session: TenantSession, actor: Principal, account_id: UUID, role:
         grant.custom_role_id = _custom_role(session, role).id
     session.add(grant)
     session.flush()
+    # More privilege: sessions from before the grant end, so the next sign-in starts a new one.
+    sessions.privileges_changed(session, account.id)
     entitlement_changed(session, actor, EntitlementEvent.ROLE_GRANTED, f"account {account.id}", {"role": role})
     return grant
 

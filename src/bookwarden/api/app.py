@@ -30,6 +30,7 @@ ROUTERS = (
     "bookwarden.library.routes",
     "bookwarden.tenancy.routes",
     "bookwarden.access.routes",
+    "bookwarden.identity.routes",
 )
 
 

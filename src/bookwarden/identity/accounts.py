@@ -20,6 +20,7 @@ from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import blind_index
 from bookwarden.db.session import TenantSession
 from bookwarden.errors import Conflict, InvalidInput, NotFound
+from bookwarden.identity import sessions, throttle
 from bookwarden.identity.models import Account, AccountKind, AccountStatus, PasswordHistory, PasswordPolicyRow
 from bookwarden.identity.passwords import PasswordPolicy, RoleClass, check_password, hash_password
 from bookwarden.identity.principal import Principal
@@ -143,6 +144,10 @@ def reset_password(session: TenantSession, actor: Principal, account_id: UUID, n
     authorize(actor, Permission.ACCOUNTS_MANAGE)
     account = get_account(session, account_id)
     _set_password(session, account, new_password)
+    # An administrator's reset is also how an account blocked after 100 failures is let in again,
+    # and whoever held the old password keeps no session.
+    throttle.clear_account(session, account.id)
+    sessions.revoke_all_for_account(session, account.id)
     entitlement_changed(session, actor, EntitlementEvent.PASSWORD_RESET, f"account {account.id}")
 
 
@@ -181,6 +186,7 @@ def disable_account(session: TenantSession, actor: Principal, account_id: UUID) 
     account = get_account(session, account_id)
     account.status, account.disabled_at = AccountStatus.DISABLED, datetime.now(UTC)
     session.flush()
+    sessions.revoke_all_for_account(session, account.id)
     entitlement_changed(session, actor, EntitlementEvent.ACCOUNT_DISABLED, f"account {account.id}")
     return account
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     ForeignKeyConstraint,
     Index,
+    Integer,
     LargeBinary,
     String,
     Text,
@@ -140,3 +141,40 @@ class PasswordPolicyRow(Base):
     history: Mapped[int]
     expiry_days: Mapped[int | None]
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class SignInSession(Base):
+    """One signed-in browser (RLS-protected like every tenant table).
+
+    identity/sessions.py holds what is done with it; the table is created by migration 0005.
+    """
+
+    __tablename__ = "sessions"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "token_hash"),
+        Index("ix_sessions_token_hash", "token_hash"),
+        Index("ix_sessions_account", "tenant_id", "account_id"),
+        ForeignKeyConstraint(
+            ["tenant_id", "account_id"],
+            ["accounts.tenant_id", "accounts.id"],
+            ondelete="CASCADE",
+            name="fk_sessions_account",
+        ),
+    )
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    account_id: Mapped[uuid.UUID]
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    idle_expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    absolute_expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The second factor was needed when the session began; signin.py also re-checks the account
+    # on every request, so a factor or role added later is enforced on existing sessions too.
+    mfa_required: Mapped[bool]
+    mfa_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    mfa_failures: Mapped[int] = mapped_column(Integer, default=0)
+    source_address: Mapped[str] = mapped_column(Text)
+    user_agent: Mapped[str] = mapped_column(Text)

@@ -27,7 +27,12 @@ def declare_schedules(db: Database) -> None:
 
 
 # Modules whose `declare_schedules(db)` the worker calls at start (importing them registers handlers).
-DUTIES = ("bookwarden.jobs.housekeeping", "bookwarden.notify.delivery")
+DUTIES = (
+    "bookwarden.jobs.housekeeping",
+    "bookwarden.notify.delivery",
+    "bookwarden.identity.housekeeping",
+    "bookwarden.access.grants",
+)
 
 
 def declare_all(db: Database) -> None:

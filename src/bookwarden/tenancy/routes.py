@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bookwarden.access.permissions import Permission
 from bookwarden.api.deps import database, requires
 from bookwarden.api.problems import responses
+from bookwarden.api.text import plain_text
 from bookwarden.db.session import Database, platform_session
 from bookwarden.identity.principal import Principal
 from bookwarden.tenancy import service
@@ -23,12 +24,12 @@ MANAGE = Depends(requires(Permission.PLATFORM_TENANTS_MANAGE))
 class TenantCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
-    name: str = Field(max_length=200, pattern=r"[^ \t\r\n]")
+    name: plain_text(200)
 
 
 class TenantSuspend(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field(max_length=500, pattern=r"[^ \t\r\n]")
+    reason: plain_text(500)
 
 
 class TenantOut(BaseModel):

@@ -1,0 +1,349 @@
+"""Signing in with a password, then a second factor when the account's roles or enrolment call for one.
+
+The order of checks, and why:
+
+1. The source address's throttle (identity/throttle.py): before anything else, so a guesser who
+   is waiting learns nothing, not even whether the institution exists. 429 with Retry-After.
+2. The institution and account. An unknown one still costs a full argon2 verification
+   (`passwords.dummy_verify`) and counts against the address only: the answer and its timing
+   must not tell which accounts exist.
+3. The account's lock and hard cap: a locked account is refused without checking the password
+   (and, again, after the same dummy verification).
+4. The password (argon2id; a hash made under weaker parameters is upgraded on the way).
+5. The account's status: only active accounts sign in.
+6. The second factor. Accounts holding a role in `MFA_REQUIRED` (tenant admin, security officer,
+   platform roles), and any account that enrolled a factor, get an "MFA pending" session that
+   authenticates nothing but `complete_second_factor`. A role that requires a second factor
+   without one enrolled is refused with `second-factor-enrolment-required`: there is no
+   enrolment-only session, because a session that can change its own credentials after a
+   password alone is exactly what the requirement exists to prevent; an administrator enrols
+   the factor (and hands over the recovery codes) out of band.
+
+Steps 2 to 5 answer every failure with the same `401 invalid-credentials` problem. The
+enrolment refusal differs, but only someone who just proved the password can see it.
+
+A sign-in opens its own transactions, unlike other services: a refused attempt must leave its
+failure counted, and a service that raised inside its caller's transaction would roll the
+count back. Each refusal is raised only after the transaction that counted it has committed,
+and the slow argon2 check runs between transactions, holding no connection or row lock.
+
+WebAuthn: the helpers in mfa.py are ready, but no table stores accounts' security keys yet;
+once one does, a verified assertion completes the second step through `_second_factor_done`
+exactly as a TOTP code does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from bookwarden.access.permissions import MFA_REQUIRED
+from bookwarden.access.service import account_permissions, held_roles
+from bookwarden.crypto.fields import decrypt_field
+from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
+from bookwarden.errors import BookwardenError, Unauthenticated
+from bookwarden.identity import accounts, mfa, passwords, sessions, throttle
+from bookwarden.identity.models import Account, AccountStatus
+from bookwarden.identity.principal import Principal, PrincipalKind
+from bookwarden.identity.throttle import Admission, FailedFactor
+from bookwarden.tenancy.models import Tenant, TenantStatus
+from bookwarden.tenancy.service import SLUG
+
+SECOND_FACTOR_TRIES = 5  # wrong codes one pending session may send before it is ended
+
+
+class InvalidCredentials(BookwardenError):
+    """The one answer for every refused sign-in: unknown institution or account, wrong password, lock."""
+
+    slug, status, title = "invalid-credentials", 401, "Sign-in refused"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the institution, username or password is not right, or sign-in to this account is paused "
+            "after repeated failures (its holder is emailed when that happens); check them and try again"
+        )
+
+
+class InvalidSecondFactor(BookwardenError):
+    """The one answer for every refused second step: wrong, reused or malformed code, or a lock."""
+
+    slug, status, title = "invalid-second-factor", 401, "Second factor refused"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the code is not right or was used before: type the current code from your authenticator app, "
+            f"or one of your recovery codes; after {SECOND_FACTOR_TRIES} wrong codes you must sign in again"
+        )
+
+
+class SecondFactorEnrolmentRequired(BookwardenError):
+    slug, status, title = "second-factor-enrolment-required", 403, "Second factor required"
+
+    def __init__(self, roles: list[str]):
+        super().__init__(
+            f"your role ({', '.join(roles)}) requires a second factor and none is enrolled on this account; "
+            "ask an administrator of your institution to enrol an authenticator app for you, then sign in again"
+        )
+
+
+@dataclass(frozen=True)
+class SignInAttempt:
+    institution: str  # the tenant's slug
+    username: str
+    password: str
+    source_address: str
+    user_agent: str
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A new session: `session_token` goes into the cookie and nowhere else."""
+
+    tenant_id: UUID
+    account_id: UUID
+    session_token: str
+    second_factor_pending: bool
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    tenant_id: UUID
+    account_id: UUID
+    password_hash: str | None
+    admission: Admission
+
+
+# --- step one: the password ------------------------------------------------------------------
+
+
+def sign_in(db: Database, attempt: SignInAttempt) -> SignedIn:
+    """Check a password sign-in; raises TooManyAttempts, InvalidCredentials or SecondFactorEnrolmentRequired."""
+    address = throttle.address_key(db.master, attempt.source_address)
+    with platform_session(db) as session:
+        throttle.admit_address(session, address)
+        tenant_id = _active_tenant_id(session, attempt.institution)
+    candidate = _admit(db, tenant_id, attempt.username) if tenant_id else None
+    if candidate is None:
+        # Same cost as a real check, and the failure stays counted against the address.
+        passwords.dummy_verify(attempt.password, passwords.DEFAULT)
+        raise InvalidCredentials()
+    verification = _verify(candidate.password_hash, attempt.password)
+    with tenant_session(db, candidate.tenant_id) as session:
+        outcome = _conclude(session, candidate, verification, address, attempt)
+    if isinstance(outcome, BookwardenError):
+        raise outcome
+    return outcome
+
+
+def _active_tenant_id(session: Session, slug: str) -> UUID | None:
+    # A malformed slug (one with a NUL byte would even fail in PostgreSQL) and a suspended
+    # institution answer like an unknown one: a sign-in could lead nowhere anyway.
+    slug = slug.strip().lower()
+    if not SLUG.match(slug):
+        return None
+    tenant = session.scalar(select(Tenant).where(Tenant.slug == slug))
+    return tenant.id if tenant is not None and tenant.status is TenantStatus.ACTIVE else None
+
+
+def _admit(db: Database, tenant_id: UUID, username: str) -> _Candidate | None:
+    """The account, admitted to one password check; None when unknown, locked or blocked."""
+    with tenant_session(db, tenant_id) as session:
+        account = accounts.find_by_username(session, username)
+        if account is None:
+            return None
+        admission = throttle.admit_account(session, account.id)
+        if admission is None:
+            return None
+        return _Candidate(tenant_id, account.id, account.password_hash, admission)
+
+
+def _verify(stored_hash: str | None, password: str) -> passwords.Verification:
+    # passwords.DEFAULT is read at call time, so raising the parameters applies to the next sign-in.
+    if stored_hash is None:  # invited, no password set yet
+        return passwords.dummy_verify(password, passwords.DEFAULT)
+    return passwords.verify_password(stored_hash, password, passwords.DEFAULT)
+
+
+def _conclude(
+    session: TenantSession,
+    candidate: _Candidate,
+    verification: passwords.Verification,
+    address: bytes,
+    attempt: SignInAttempt,
+) -> SignedIn | BookwardenError:
+    account = session.get(Account, (session.tenant_id, candidate.account_id))
+    if account is None:  # deleted while its password was being checked
+        return InvalidCredentials()
+    if not verification.ok or account.status is not AccountStatus.ACTIVE:
+        # The failures counted at admission stay: against the address and the account.
+        throttle.failure_counted(session, account, candidate.admission, FailedFactor.PASSWORD)
+        return InvalidCredentials()
+    if verification.rehash:
+        _upgrade_hash(session, account, candidate.password_hash, verification.rehash)
+    throttle.release_address(session, address)
+    required_by = _roles_requiring_second_factor(session, account)
+    if required_by and not enrolled(account):
+        # The password was right: its streak is over, whatever the refusal that follows.
+        throttle.clear_account(session, account.id)
+        return SecondFactorEnrolmentRequired(required_by)
+    pending = bool(required_by) or enrolled(account)
+    if not pending:
+        throttle.clear_account(session, account.id)
+    # With a second factor to come, the failure counted at admission stays until that factor is
+    # right: otherwise someone who knows the password could guess codes without ever locking.
+    _, token = sessions.create_session(
+        session,
+        account.id,
+        source_address=attempt.source_address,
+        user_agent=attempt.user_agent,
+        second_factor_pending=pending,
+    )
+    return SignedIn(session.tenant_id, account.id, token, pending)
+
+
+def _upgrade_hash(session: TenantSession, account: Account, old_hash: str | None, new_hash: str) -> None:
+    # Conditional: a password changed while this one was being checked must not be overwritten.
+    session.execute(
+        update(Account)
+        .where(Account.tenant_id == session.tenant_id, Account.id == account.id, Account.password_hash == old_hash)
+        .values(password_hash=new_hash)
+        .execution_options(synchronize_session=False)
+    )
+
+
+# --- the second factor -----------------------------------------------------------------------
+
+
+def enrolled(account: Account) -> bool:
+    """The account has a second factor it can complete a sign-in with."""
+    return account.totp_secret is not None or bool(account.recovery_code_hashes)
+
+
+def _roles_requiring_second_factor(session: TenantSession, account: Account) -> list[str]:
+    return [role for role in held_roles(session, account.id) if role in MFA_REQUIRED]
+
+
+def second_factor_needed(session: TenantSession, account: Account) -> bool:
+    """Decided afresh on every request, so a role or factor added after sign-in applies at once."""
+    return enrolled(account) or bool(_roles_requiring_second_factor(session, account))
+
+
+def complete_second_factor(db: Database, token: str, code: str, source_address: str) -> SignedIn:
+    """Check a TOTP or recovery code for the pending session behind `token`.
+
+    Returns the session's new cookie value (its privileges rise, so its value changes).
+    """
+    found = sessions.lookup(db, token)
+    if found is None:
+        raise Unauthenticated("no sign-in is waiting for a second factor here; sign in with your password first")
+    address = throttle.address_key(db.master, source_address)
+    with platform_session(db) as session:
+        throttle.admit_address(session, address)
+    with tenant_session(db, found.tenant_id) as session:
+        outcome = _check_second_factor(session, found, code, address)
+    if isinstance(outcome, BookwardenError):
+        raise outcome
+    return outcome
+
+
+def _check_second_factor(
+    session: TenantSession, found: sessions.SessionRef, code: str, address: bytes
+) -> SignedIn | BookwardenError:
+    row = sessions.live(session, found.session_id)
+    if row is None or row.mfa_verified_at is not None:
+        return Unauthenticated("no sign-in is waiting for a second factor here; sign in with your password first")
+    # The row lock serialises two requests racing with the same code: only one can spend it.
+    account = session.get(Account, (session.tenant_id, found.account_id), with_for_update=True, populate_existing=True)
+    if account is None or account.status is not AccountStatus.ACTIVE:
+        sessions.revoke(session, row.id)
+        return InvalidSecondFactor()
+    admission = throttle.admit_account(session, account.id, honour_lock=False)
+    if admission is None:  # the hard cap: nothing more is checked on this account
+        sessions.revoke(session, row.id)
+        return InvalidSecondFactor()
+    if _spend_code(session, account, code):
+        throttle.release_address(session, address)
+        throttle.clear_account(session, account.id)
+        token = sessions.second_factor_verified(session, row)
+        return SignedIn(session.tenant_id, account.id, token, second_factor_pending=False)
+    sessions.record_second_factor_failure(session, row, SECOND_FACTOR_TRIES)
+    throttle.failure_counted(session, account, admission, FailedFactor.SECOND_FACTOR)
+    return InvalidSecondFactor()
+
+
+def _spend_code(session: TenantSession, account: Account, code: str) -> bool:
+    """True when `code` is a fresh TOTP code or an unused recovery code, which is then used up."""
+    if account.totp_secret is not None:
+        step = mfa.verify_totp(_totp_secret(session, account), code, last_used_step=account.totp_last_step)
+        if step is not None:
+            return _spend_totp_step(session, account, step)
+    remaining = mfa.use_recovery_code(account.recovery_code_hashes or [], code)
+    if remaining is None:
+        return False
+    account.recovery_code_hashes = remaining
+    session.flush()
+    return True
+
+
+def _totp_secret(session: TenantSession, account: Account) -> str:
+    key = session.keyring.subject_key(session.tenant_id, account.id)
+    return decrypt_field(key, session.tenant_id, accounts.TABLE, "totp_secret", account.id, account.totp_secret)
+
+
+def _spend_totp_step(session: TenantSession, account: Account, step: int) -> bool:
+    # Conditional on the step still being fresh (mfa.py's replay rule), on top of the row lock.
+    result = session.execute(
+        update(Account)
+        .where(
+            Account.tenant_id == session.tenant_id,
+            Account.id == account.id,
+            (Account.totp_last_step.is_(None)) | (Account.totp_last_step < step),
+        )
+        .values(totp_last_step=step)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+# --- each request ----------------------------------------------------------------------------
+
+
+def authenticate_session(db: Database, token: str) -> Principal:
+    """The principal behind a session cookie, its permissions read afresh; raises Unauthenticated.
+
+    An MFA-pending session authenticates nothing here: only `complete_second_factor` accepts it.
+    """
+    found = sessions.lookup(db, token)
+    if found is None:
+        # One answer for unknown, expired and signed-out sessions: nothing to learn from probing.
+        raise Unauthenticated("the session is not valid (unknown, expired or signed out); sign in again")
+    with tenant_session(db, found.tenant_id) as session:
+        # Raising below rolls back the idle-expiry slide resolve() made: a refused request extends nothing.
+        row = sessions.resolve(session, found.session_id)
+        account = session.get(Account, (session.tenant_id, found.account_id))
+        if row is None or account is None or account.status is not AccountStatus.ACTIVE:
+            raise Unauthenticated("the session is not valid (unknown, expired or signed out); sign in again")
+        if row.mfa_verified_at is None and (row.mfa_required or second_factor_needed(session, account)):
+            raise Unauthenticated(
+                "sign-in is not complete: send your authenticator or recovery code to POST /api/v1/auth/mfa"
+            )
+        permissions = account_permissions(session, account.id)
+    return Principal(PrincipalKind.ACCOUNT, account.id, found.tenant_id, permissions)
+
+
+def sign_out(db: Database, token: str) -> bool:
+    """End the session behind `token`, if it is still live; False when there was nothing to end."""
+    found = sessions.lookup(db, token)
+    if found is None:
+        return False
+    with tenant_session(db, found.tenant_id) as session:
+        return sessions.revoke(session, found.session_id)
+
+
+def sign_out_everywhere(db: Database, principal: Principal) -> int:
+    """End every session of the signed-in account; API tokens are untouched."""
+    with tenant_session(db, principal.tenant_id) as session:
+        return sessions.revoke_all_for_account(session, principal.id)
