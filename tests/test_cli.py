@@ -144,3 +144,12 @@ def test_demo_seeds_once_and_issues_fresh_tokens(committed_db, settings):
         page = service.list_page(session, service.PATRONS, cursor=None, limit=50)
         assert len(page.items) == 3 and all(p.name and p.email for p in page.items)
         assert service.list_page(session, service.LOANS, cursor=None, limit=50).items
+
+    from bookwarden.identity import signin
+
+    desk = second["riverside-public"]
+    signed = signin.sign_in(
+        committed_db,
+        signin.SignInAttempt("riverside-public", desk.desk_username, desk.desk_password, "127.0.0.1", "test"),
+    )
+    assert not signed.second_factor_pending  # the printed desk login works as printed

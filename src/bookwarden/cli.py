@@ -248,11 +248,15 @@ def worker(name: Annotated[str, typer.Option(help="worker name in job leases")] 
 
 @app.command()
 def demo() -> None:
-    """Seed two demo institutions (once) and print one fresh API token per institution."""
+    """Seed two demo institutions (once); print a fresh API token and desk sign-in for each."""
     from bookwarden import demo as demo_data
 
-    for slug, secret in demo_data.seed(_connect(), get_settings()).items():
-        out.print(f"[bold]{slug}[/bold] API token: {secret}")
+    for slug, given in demo_data.seed(_connect(), get_settings()).items():
+        out.print(f"[bold]{slug}[/bold] API token: {given.api_token}")
+        out.print(
+            f"[bold]{slug}[/bold] sign-in: institution {slug}, user {given.desk_username}, "
+            f"password {given.desk_password}"
+        )
 
 
 def main() -> None:

@@ -7,18 +7,25 @@ uses, so the demo exercises encryption, blind indexes and row-level security for
 from __future__ import annotations
 
 import random
+import secrets
+import uuid
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from rich.progress import Progress
 
-from bookwarden.access.permissions import LIBRARY_READ, LIBRARY_WRITE
+from bookwarden.access import service as access
+from bookwarden.access.permissions import BUILTIN_PERMISSIONS, LIBRARY_READ, LIBRARY_WRITE, BuiltinRole
 from bookwarden.config import Settings
 from bookwarden.db.session import Database, platform_session, tenant_session
-from bookwarden.identity import tokens
+from bookwarden.identity import accounts, tokens
+from bookwarden.identity.models import AccountKind
+from bookwarden.identity.principal import Principal, PrincipalKind
 from bookwarden.library import schemas, service
 from bookwarden.tenancy import service as tenancy
 from bookwarden.tenancy.models import Tenant
 
+DESK = "desk"
 INSTITUTIONS = {
     "northfield-university": "Northfield University Library",
     "riverside-public": "Riverside Public Library",
@@ -40,8 +47,19 @@ TITLES = [
 QUERIES = ["climate adaptation", "medieval manuscripts", "graph theory", "poetry anthologies", "local history"]
 
 
-def seed(db: Database, settings: Settings, patrons_each: int = PATRONS_EACH) -> dict[str, str]:
-    """Create the demo institutions if absent; return {slug: fresh API token}."""
+@dataclass(frozen=True)
+class DemoAccess:
+    api_token: str
+    desk_username: str
+    desk_password: str
+
+
+def seed(db: Database, settings: Settings, patrons_each: int = PATRONS_EACH) -> dict[str, DemoAccess]:
+    """Create the demo institutions if absent; return fresh credentials for each.
+
+    Each gets an API token and a circulation-desk account (password set anew on every run) for
+    signing in at POST /api/v1/auth/login.
+    """
     rng = random.Random(2026)  # noqa: S311 - demo data, not secrets
     issued = {}
     for slug, name in INSTITUTIONS.items():
@@ -53,10 +71,22 @@ def seed(db: Database, settings: Settings, patrons_each: int = PATRONS_EACH) -> 
         if fresh:
             _fill(db, tenant, rng, patrons_each)
         with tenant_session(db, tenant.id) as session:
-            issued[slug] = tokens.issue_api_token(
-                session, "demo", sorted(LIBRARY_READ | LIBRARY_WRITE), timedelta(days=30)
-            )[1]
+            token = tokens.issue_api_token(session, "demo", sorted(LIBRARY_READ | LIBRARY_WRITE), timedelta(days=30))[1]
+            issued[slug] = DemoAccess(token, DESK, _desk_password(session, tenant))
     return issued
+
+
+def _desk_password(session, tenant: Tenant) -> str:
+    """A fresh random password for the demo's circulation-desk account, created on first use."""
+    setup = Principal(PrincipalKind.SYSTEM, uuid.UUID(int=0), tenant.id, BUILTIN_PERMISSIONS[BuiltinRole.TENANT_ADMIN])
+    password = secrets.token_urlsafe(12)
+    account = accounts.find_by_username(session, DESK)
+    if account is None:
+        account = accounts.create_account(session, setup, kind=AccountKind.STAFF, username=DESK, password=password)
+        access.grant_role(session, setup, account.id, BuiltinRole.CIRCULATION_STAFF)
+    else:
+        accounts.reset_password(session, setup, account.id, password)
+    return password
 
 
 def _fill(db: Database, tenant: Tenant, rng: random.Random, count: int) -> None:
