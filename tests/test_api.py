@@ -89,6 +89,23 @@ def test_every_route_declares_the_permission_it_needs(app):
         "/api/v1/auth/logout",
         "/api/v1/auth/logout-everywhere",
         "/api/v1/auth/me",
+        # One-time links: authorised by the signed link itself (accept-invitation, reset-password),
+        # or answering everyone alike whether or not the account exists (password-reset).
+        "/api/v1/auth/accept-invitation",
+        "/api/v1/auth/password-reset",
+        "/api/v1/auth/reset-password",
+        # A security key as the second step of a sign-in: before authentication, like /auth/mfa.
+        "/api/v1/auth/mfa/webauthn/options",
+        "/api/v1/auth/mfa/webauthn",
+        # The signed-in account's own second factors: they require an account session (an API token
+        # gets 403) and reach nothing but the caller's own account; every account may protect itself
+        # whatever its roles, so no catalogue permission fits (identity/mfa_routes.py).
+        "/api/v1/auth/me/mfa/totp",
+        "/api/v1/auth/me/mfa/totp/confirm",
+        "/api/v1/auth/me/mfa/recovery-codes",
+        "/api/v1/auth/me/mfa/webauthn/options",
+        "/api/v1/auth/me/mfa/webauthn/credentials",
+        "/api/v1/auth/me/mfa/webauthn/credentials/{key_id}",
     }
     checked = 0
     for route in _api_routes(app.routes):

@@ -31,6 +31,8 @@ ROUTERS = (
     "bookwarden.tenancy.routes",
     "bookwarden.access.routes",
     "bookwarden.identity.routes",
+    "bookwarden.identity.account_routes",
+    "bookwarden.identity.mfa_routes",
 )
 
 

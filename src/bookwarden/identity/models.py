@@ -178,3 +178,86 @@ class SignInSession(Base):
     mfa_failures: Mapped[int] = mapped_column(Integer, default=0)
     source_address: Mapped[str] = mapped_column(Text)
     user_agent: Mapped[str] = mapped_column(Text)
+
+
+class SecurityKey(Base):
+    """A registered WebAuthn credential (security key or passkey): public key and counter, nothing secret.
+
+    identity/enrolment.py holds what is done with it; the table is created by migration 0007.
+    """
+
+    __tablename__ = "webauthn_credentials"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "credential_id"),
+        Index("ix_webauthn_credentials_account", "tenant_id", "account_id"),
+        ForeignKeyConstraint(
+            ["tenant_id", "account_id"],
+            ["accounts.tenant_id", "accounts.id"],
+            ondelete="CASCADE",
+            name="fk_webauthn_credentials_account",
+        ),
+    )
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    account_id: Mapped[uuid.UUID]
+    credential_id: Mapped[bytes] = mapped_column(LargeBinary)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)  # COSE_Key, as the authenticator sent it
+    sign_count: Mapped[int] = mapped_column(BigInteger)
+    transports: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
+    aaguid: Mapped[uuid.UUID]
+    backed_up: Mapped[bool] = mapped_column(default=False)
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class MfaChallenge(Base):
+    """The challenge of one WebAuthn ceremony in progress: one per session and purpose, used once."""
+
+    __tablename__ = "mfa_challenges"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "session_id", "purpose"),
+        Index("ix_mfa_challenges_account", "tenant_id", "account_id"),
+        ForeignKeyConstraint(
+            ["tenant_id", "account_id"],
+            ["accounts.tenant_id", "accounts.id"],
+            ondelete="CASCADE",
+            name="fk_mfa_challenges_account",
+        ),
+        ForeignKeyConstraint(
+            ["tenant_id", "session_id"],
+            ["sessions.tenant_id", "sessions.id"],
+            ondelete="CASCADE",
+            name="fk_mfa_challenges_session",
+        ),
+    )
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    account_id: Mapped[uuid.UUID]
+    session_id: Mapped[uuid.UUID]
+    purpose: Mapped[str] = mapped_column(String(16))  # enrolment.Ceremony: "register" or "authenticate"
+    challenge: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TotpEnrolment(Base):
+    """A TOTP secret shown to its holder and not yet confirmed: sealed, and no factor until confirmed."""
+
+    __tablename__ = "totp_enrolments"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant_id", "account_id"],
+            ["accounts.tenant_id", "accounts.id"],
+            ondelete="CASCADE",
+            name="fk_totp_enrolments_account",
+        ),
+    )
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    account_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    secret: Mapped[bytes] = mapped_column(LargeBinary)  # sealed under the account's subject key
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

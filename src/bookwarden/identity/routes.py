@@ -64,14 +64,14 @@ class WhoAmI(BaseModel):
     permissions: list[str]
 
 
-def _source_address(request: Request) -> str:
+def source_address(request: Request) -> str:
     # The peer as the server sees it. Behind a proxy, run uvicorn with --proxy-headers and
     # --forwarded-allow-ips naming only that proxy: trusting X-Forwarded-For from anyone would let
     # a guesser pick a fresh address for every attempt and walk past the address throttle.
     return request.client.host if request.client else "unknown"
 
 
-def _set_cookie(response: Response, token: str) -> None:
+def set_session_cookie(response: Response, token: str) -> None:
     response.set_cookie(COOKIE_NAME, token, secure=True, httponly=True, samesite="lax", path="/")
 
 
@@ -79,7 +79,7 @@ def _forget_cookie(response: Response) -> None:
     response.delete_cookie(COOKIE_NAME, secure=True, httponly=True, samesite="lax", path="/")
 
 
-def _too_many(request: Request, refused: TooManyAttempts) -> JSONResponse:
+def too_many_attempts(request: Request, refused: TooManyAttempts) -> JSONResponse:
     # The shared problem renderer carries no headers, so this one response adds Retry-After itself.
     response = problem(refused.status, refused.slug, refused.title, refused.detail, request)
     response.headers["Retry-After"] = str(refused.retry_after)
@@ -99,17 +99,17 @@ def login(
         institution=body.institution,
         username=body.username,
         password=body.password,
-        source_address=_source_address(request),
+        source_address=source_address(request),
         user_agent=request.headers.get("user-agent", ""),
     )
     try:
         signed_in = signin.sign_in(db, attempt)
     except TooManyAttempts as refused:
-        return _too_many(request, refused)
+        return too_many_attempts(request, refused)
     if previous:
         # The browser's earlier session is replaced, not left alive behind the new cookie.
         signin.sign_out(db, previous)
-    _set_cookie(response, signed_in.session_token)
+    set_session_cookie(response, signed_in.session_token)
     return SignInOut(account_id=signed_in.account_id, mfa_required=signed_in.second_factor_pending)
 
 
@@ -126,10 +126,10 @@ def second_factor(
         raise Unauthenticated("no sign-in is waiting for a second factor here; sign in with your password first")
     check_same_origin(request)
     try:
-        done = signin.complete_second_factor(db, cookie, body.code, _source_address(request))
+        done = signin.complete_second_factor(db, cookie, body.code, source_address(request))
     except TooManyAttempts as refused:
-        return _too_many(request, refused)
-    _set_cookie(response, done.session_token)
+        return too_many_attempts(request, refused)
+    set_session_cookie(response, done.session_token)
     return SignInOut(account_id=done.account_id, mfa_required=False)
 
 

@@ -27,9 +27,9 @@ failure counted, and a service that raised inside its caller's transaction would
 count back. Each refusal is raised only after the transaction that counted it has committed,
 and the slow argon2 check runs between transactions, holding no connection or row lock.
 
-WebAuthn: the helpers in mfa.py are ready, but no table stores accounts' security keys yet;
-once one does, a verified assertion completes the second step through `_second_factor_done`
-exactly as a TOTP code does.
+WebAuthn: a registered security key is a second factor like an authenticator app (`enrolled`
+counts it), and a verified assertion (identity/enrolment.py) completes the second step through
+`second_factor_passed`, exactly as a TOTP or recovery code does.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
 from bookwarden.access.permissions import MFA_REQUIRED
@@ -46,7 +46,7 @@ from bookwarden.crypto.fields import decrypt_field
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.errors import BookwardenError, Unauthenticated
 from bookwarden.identity import accounts, mfa, passwords, sessions, throttle
-from bookwarden.identity.models import Account, AccountStatus
+from bookwarden.identity.models import Account, AccountStatus, SecurityKey, SignInSession
 from bookwarden.identity.principal import Principal, PrincipalKind
 from bookwarden.identity.throttle import Admission, FailedFactor
 from bookwarden.tenancy.models import Tenant, TenantStatus
@@ -185,11 +185,11 @@ def _conclude(
         _upgrade_hash(session, account, candidate.password_hash, verification.rehash)
     throttle.release_address(session, address)
     required_by = _roles_requiring_second_factor(session, account)
-    if required_by and not enrolled(account):
+    if required_by and not enrolled(session, account):
         # The password was right: its streak is over, whatever the refusal that follows.
         throttle.clear_account(session, account.id)
         return SecondFactorEnrolmentRequired(required_by)
-    pending = bool(required_by) or enrolled(account)
+    pending = bool(required_by) or enrolled(session, account)
     if not pending:
         throttle.clear_account(session, account.id)
     # With a second factor to come, the failure counted at admission stays until that factor is
@@ -217,9 +217,15 @@ def _upgrade_hash(session: TenantSession, account: Account, old_hash: str | None
 # --- the second factor -----------------------------------------------------------------------
 
 
-def enrolled(account: Account) -> bool:
-    """The account has a second factor it can complete a sign-in with."""
-    return account.totp_secret is not None or bool(account.recovery_code_hashes)
+def enrolled(session: TenantSession, account: Account) -> bool:
+    """The account has a second factor it can complete a sign-in with: app, recovery codes or security key."""
+    if account.totp_secret is not None or account.recovery_code_hashes:
+        return True
+    return bool(
+        session.scalar(
+            select(exists().where(SecurityKey.tenant_id == session.tenant_id, SecurityKey.account_id == account.id))
+        )
+    )
 
 
 def _roles_requiring_second_factor(session: TenantSession, account: Account) -> list[str]:
@@ -228,7 +234,7 @@ def _roles_requiring_second_factor(session: TenantSession, account: Account) -> 
 
 def second_factor_needed(session: TenantSession, account: Account) -> bool:
     """Decided afresh on every request, so a role or factor added after sign-in applies at once."""
-    return enrolled(account) or bool(_roles_requiring_second_factor(session, account))
+    return enrolled(session, account) or bool(_roles_requiring_second_factor(session, account))
 
 
 def complete_second_factor(db: Database, token: str, code: str, source_address: str) -> SignedIn:
@@ -265,13 +271,22 @@ def _check_second_factor(
         sessions.revoke(session, row.id)
         return InvalidSecondFactor()
     if _spend_code(session, account, code):
-        throttle.release_address(session, address)
-        throttle.clear_account(session, account.id)
-        token = sessions.second_factor_verified(session, row)
-        return SignedIn(session.tenant_id, account.id, token, second_factor_pending=False)
+        return second_factor_passed(session, account, row, address)
     sessions.record_second_factor_failure(session, row, SECOND_FACTOR_TRIES)
     throttle.failure_counted(session, account, admission, FailedFactor.SECOND_FACTOR)
     return InvalidSecondFactor()
+
+
+def second_factor_passed(session: TenantSession, account: Account, row: SignInSession, address: bytes) -> SignedIn:
+    """The pending session `row` proved its second factor: the sign-in is complete.
+
+    Every kind of second factor ends here. Proof of both factors ends the failure streaks the
+    password check left counted, and the session gets a new value because its privileges rise.
+    """
+    throttle.release_address(session, address)
+    throttle.clear_account(session, account.id)
+    token = sessions.second_factor_verified(session, row)
+    return SignedIn(session.tenant_id, account.id, token, second_factor_pending=False)
 
 
 def _spend_code(session: TenantSession, account: Account, code: str) -> bool:
