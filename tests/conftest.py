@@ -180,3 +180,26 @@ def client_for(app, issue_token):
         return client
 
     return make
+
+
+@pytest.fixture
+def browser(app):
+    """browser(address=...) -> an HTTPS client whose cookie jar keeps the session, like a browser's.
+
+    It sends X-Requested-With, as the web console's scripts do; the CSRF tests take it away.
+    """
+    from fastapi.testclient import TestClient
+
+    from tests.helpers import fresh_address
+
+    def make(address: str | None = None) -> TestClient:
+        client = TestClient(
+            app,
+            base_url="https://testserver",
+            client=(address or fresh_address(), 50000),
+            raise_server_exceptions=False,
+        )
+        client.headers["X-Requested-With"] = "fetch"
+        return client
+
+    return make

@@ -5,7 +5,16 @@ from __future__ import annotations
 from bookwarden.library import service
 from bookwarden.library.routes import PATHS
 
-__all__ = ["CHANGES", "PATHS", "populate"]
+__all__ = ["CHANGES", "PATHS", "fresh_address", "populate"]
+
+_addresses = iter(range(1, 1_000_000))
+
+
+def fresh_address() -> str:
+    """A source address no other test client used: per-address throttles start from zero."""
+    n = next(_addresses)
+    return f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}"
+
 
 # A valid change per kind, used to prove an update of another tenant's record changes nothing.
 CHANGES = {

@@ -39,8 +39,9 @@ def staff(db, tenant, in_tenant):
         add_security_contact(session, "security@alpha.example")
         admin = _admin(tenant)
         made = {
-            name: accounts.create_account(session, admin, kind=AccountKind.STAFF, username=name,
-                                          email=f"{name}@alpha.example")
+            name: accounts.create_account(
+                session, admin, kind=AccountKind.STAFF, username=name, email=f"{name}@alpha.example"
+            )
             for name in ("ann", "bob", "cy")
         }
     return made
@@ -78,12 +79,15 @@ def test_platform_permissions_and_roles_stay_out_of_tenants(db, tenant, in_tenan
     assert all(not (BUILTIN_PERMISSIONS[r] & PLATFORM_PERMISSIONS) for r in BuiltinRole if not r.is_platform)
 
 
-@pytest.mark.parametrize(("first", "second"), [
-    (BuiltinRole.TENANT_ADMIN, BuiltinRole.AUDITOR),
-    (BuiltinRole.AUDITOR, BuiltinRole.TENANT_ADMIN),
-    (BuiltinRole.SECURITY_OFFICER, BuiltinRole.AUDITOR),
-    (BuiltinRole.AUDITOR, BuiltinRole.SECURITY_OFFICER),
-])
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (BuiltinRole.TENANT_ADMIN, BuiltinRole.AUDITOR),
+        (BuiltinRole.AUDITOR, BuiltinRole.TENANT_ADMIN),
+        (BuiltinRole.SECURITY_OFFICER, BuiltinRole.AUDITOR),
+        (BuiltinRole.AUDITOR, BuiltinRole.SECURITY_OFFICER),
+    ],
+)
 def test_conflicting_roles_are_refused_naming_the_conflict(db, tenant, in_tenant, staff, first, second):
     with in_tenant(tenant) as session:
         access.grant_role(session, _admin(tenant), staff["bob"].id, first)

@@ -13,7 +13,6 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
 from bookwarden.access import notices
@@ -42,27 +41,6 @@ def fast_hashing(monkeypatch):
 @pytest.fixture
 def admin(client_for, tenant):
     return client_for(tenant, permissions=ADMIN)
-
-
-_addresses = iter(range(1, 1_000_000))
-
-
-@pytest.fixture
-def browser(app):
-    """browser() -> an HTTPS client from an address of its own, keeping cookies like a browser."""
-
-    def make() -> TestClient:
-        n = next(_addresses)
-        client = TestClient(
-            app,
-            base_url="https://testserver",
-            client=(f"10.9.{n // 256 % 256}.{n % 256}", 50000),
-            raise_server_exceptions=False,
-        )
-        client.headers["X-Requested-With"] = "fetch"
-        return client
-
-    return make
 
 
 def _invite(admin, username: str, email: str | None = None, **fields) -> dict:

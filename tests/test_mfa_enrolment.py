@@ -71,27 +71,6 @@ def make_account(in_tenant):
     return make
 
 
-_addresses = iter(range(1, 1_000_000))
-
-
-@pytest.fixture
-def browser(app):
-    """browser() -> an HTTPS client keeping its cookie like a browser, sending X-Requested-With as the console does."""
-
-    def make() -> TestClient:
-        n = next(_addresses)
-        client = TestClient(
-            app,
-            base_url="https://testserver",
-            client=(f"10.9.{n // 256 % 256}.{n % 256}", 50000),
-            raise_server_exceptions=False,
-        )
-        client.headers["X-Requested-With"] = "fetch"
-        return client
-
-    return make
-
-
 def _login(client: TestClient, username: str, institution: str = "alpha"):
     response = client.post(
         "/api/v1/auth/login", json={"institution": institution, "username": username, "password": PASSWORD}

@@ -77,34 +77,6 @@ def make_account(in_tenant):
     return make
 
 
-_addresses = iter(range(1, 1_000_000))
-
-
-def _fresh_address() -> str:
-    n = next(_addresses)
-    return f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}"
-
-
-@pytest.fixture
-def browser(app):
-    """browser(address=...) -> an HTTPS client whose cookie jar keeps the session, like a browser's.
-
-    It sends X-Requested-With, as the web console's scripts do; the CSRF tests take it away.
-    """
-
-    def make(address: str | None = None) -> TestClient:
-        client = TestClient(
-            app,
-            base_url="https://testserver",
-            client=(address or _fresh_address(), 50000),
-            raise_server_exceptions=False,
-        )
-        client.headers["X-Requested-With"] = "fetch"
-        return client
-
-    return make
-
-
 def _login(client, username, password=PASSWORD, institution="alpha"):
     return client.post(
         "/api/v1/auth/login", json={"institution": institution, "username": username, "password": password}
