@@ -1,14 +1,25 @@
-"""Identity's recurring duty: forget per-address failure counts that have gone quiet."""
+"""Identity's recurring duties: forget quiet per-address failure counts; purge what has expired.
+
+Expired sessions, unanswered WebAuthn challenges and unconfirmed TOTP enrolments are useless
+once past their time, and a session row names an address and a browser: it is not kept longer
+than a day after it ended.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
-from bookwarden.db.session import Database, platform_session
+from sqlalchemy import delete, or_
+
+from bookwarden.db.session import Database, platform_session, tenant_session
+from bookwarden.identity.models import MfaChallenge, SignInSession, TotpEnrolment
 from bookwarden.identity.throttle import forget_quiet_addresses
 from bookwarden.jobs.service import handler, schedule
+from bookwarden.tenancy.service import list_tenants
 
 FORGET_ADDRESSES = "identity.forget_quiet_addresses"
+PURGE_EXPIRED = "identity.purge_expired"
+SESSION_KEPT_AFTER_END = timedelta(days=1)
 
 
 @handler(FORGET_ADDRESSES)
@@ -17,6 +28,34 @@ def _forget(db: Database, payload: dict) -> None:
         forget_quiet_addresses(session)
 
 
+@handler(PURGE_EXPIRED)
+def _purge(db: Database, payload: dict) -> None:
+    purge_expired(db)
+
+
+def purge_expired(db: Database) -> int:
+    """Delete ended sessions (a day after they ended), expired challenges and enrolments; returns rows."""
+    now = datetime.now(UTC)
+    with platform_session(db) as session:
+        tenant_ids = [t.id for t in list_tenants(session)]
+    removed = 0
+    for tenant_id in tenant_ids:
+        with tenant_session(db, tenant_id) as session:
+            ended = or_(
+                SignInSession.absolute_expires_at < now - SESSION_KEPT_AFTER_END,
+                SignInSession.idle_expires_at < now - SESSION_KEPT_AFTER_END,
+                SignInSession.revoked_at < now - SESSION_KEPT_AFTER_END,
+            )
+            for statement in (
+                delete(SignInSession).where(ended),
+                delete(MfaChallenge).where(MfaChallenge.expires_at < now),
+                delete(TotpEnrolment).where(TotpEnrolment.expires_at < now),
+            ):
+                removed += session.execute(statement).rowcount
+    return removed
+
+
 def declare_schedules(db: Database) -> None:
     with platform_session(db) as session:
         schedule(session, FORGET_ADDRESSES, FORGET_ADDRESSES, timedelta(days=1))
+        schedule(session, PURGE_EXPIRED, PURGE_EXPIRED, timedelta(hours=1))
