@@ -24,6 +24,18 @@ def redact_secrets(_logger, _method, event: dict) -> dict:
     return event
 
 
+class _Stdout(logging.StreamHandler):
+    """Writes to sys.stdout as it is at each record, not as it was at configure() time."""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def configure(level: str = "INFO") -> None:
     shared = [
         structlog.contextvars.merge_contextvars,
@@ -32,7 +44,7 @@ def configure(level: str = "INFO") -> None:
         redact_secrets,
     ]
     # Libraries that log through the standard library (uvicorn, SQLAlchemy) get the same JSON lines.
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _Stdout()
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
