@@ -5,7 +5,7 @@ from __future__ import annotations
 from bookwarden.library import service
 from bookwarden.library.routes import PATHS
 
-__all__ = ["CHANGES", "PATHS", "fresh_address", "populate"]
+__all__ = ["CHANGES", "PATHS", "fresh_address", "grant", "populate"]
 
 _addresses = iter(range(1, 1_000_000))
 
@@ -65,3 +65,27 @@ def populate(client, n: int = 0) -> dict:
     post(service.READING_LIST_ITEMS, {"list_id": reading["id"], "item_id": "item-2", "note": "chapter 3"})
     post(service.POSTS, {"patron_id": patron["id"], "board": "book-club", "body": "Loved it"})
     return made
+
+
+def grant(session, tenant_id, account_id, role) -> None:
+    """Grant a role as the platform requires: directly, or for an administrative role, asked by one
+    administrator and approved by another (maker-checker)."""
+    import uuid
+
+    from bookwarden.access import approvals
+    from bookwarden.access import service as access
+    from bookwarden.access.approval_models import SensitiveAction
+    from bookwarden.access.permissions import ADMIN_ROLES, BUILTIN_PERMISSIONS, BuiltinRole
+    from bookwarden.identity.principal import Principal, PrincipalKind
+
+    maker, checker = (
+        Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant_id, BUILTIN_PERMISSIONS[BuiltinRole.TENANT_ADMIN])
+        for _ in range(2)
+    )
+    if role not in ADMIN_ROLES:
+        access.grant_role(session, maker, account_id, role)
+        return
+    asked = approvals.ask(
+        session, maker, SensitiveAction.GRANT_ADMIN_ROLE, {"account_id": str(account_id), "role": str(role)}
+    )
+    approvals.approve(session, checker, asked.id)

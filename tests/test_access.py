@@ -22,6 +22,7 @@ from bookwarden.identity import accounts
 from bookwarden.identity.models import AccountKind
 from bookwarden.identity.principal import Principal, PrincipalKind
 from bookwarden.notify.models import OutboxMessage
+from tests.helpers import grant
 
 
 def _admin(tenant) -> Principal:
@@ -90,7 +91,7 @@ def test_platform_permissions_and_roles_stay_out_of_tenants(db, tenant, in_tenan
 )
 def test_conflicting_roles_are_refused_naming_the_conflict(db, tenant, in_tenant, staff, first, second):
     with in_tenant(tenant) as session:
-        access.grant_role(session, _admin(tenant), staff["bob"].id, first)
+        grant(session, tenant.id, staff["bob"].id, first)
         with pytest.raises(SegregationOfDutiesError) as refused:
             access.grant_role(session, _admin(tenant), staff["bob"].id, second)
         assert first.value in refused.value.detail and second.value in refused.value.detail
@@ -99,7 +100,7 @@ def test_conflicting_roles_are_refused_naming_the_conflict(db, tenant, in_tenant
 
 def test_nobody_assigns_roles_to_themselves(db, tenant, in_tenant, staff):
     with in_tenant(tenant) as session:
-        access.grant_role(session, _admin(tenant), staff["ann"].id, BuiltinRole.TENANT_ADMIN)
+        grant(session, tenant.id, staff["ann"].id, BuiltinRole.TENANT_ADMIN)
         ann = _as_account(session, tenant, staff["ann"])
         with pytest.raises(SegregationOfDutiesError, match="themselves"):
             access.grant_role(session, ann, staff["ann"].id, BuiltinRole.PRIVACY_OFFICER)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-from bookwarden.access import service as access
 from bookwarden.access.notices import add_security_contact
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole
 from bookwarden.db.session import platform_session, tenant_session
@@ -13,6 +12,7 @@ from bookwarden.identity.models import AccountKind
 from bookwarden.identity.principal import Principal, PrincipalKind
 from bookwarden.jobs.worker import Worker
 from bookwarden.tenancy import service as tenancy
+from tests.helpers import grant
 from tests.test_notify import smtp_server  # noqa: F401 - the real aiosmtpd server fixture
 
 
@@ -25,7 +25,7 @@ def test_a_role_grant_is_mailed_to_every_security_contact(committed_db, home, sm
             add_security_contact(session, contact)
     with tenant_session(committed_db, tenant.id) as session:
         account = accounts.create_account(session, admin, kind=AccountKind.STAFF, username="eve")
-        access.grant_role(session, admin, account.id, BuiltinRole.TENANT_ADMIN)
+        grant(session, tenant.id, account.id, BuiltinRole.TENANT_ADMIN)
 
     worker = Worker(committed_db, "notices")
     while worker.run_one():

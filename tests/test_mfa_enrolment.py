@@ -18,7 +18,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
-from bookwarden.access import service as access
 from bookwarden.access.notices import add_security_contact
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, TENANT_PERMISSIONS, BuiltinRole
 from bookwarden.crypto.fields import encrypt_field
@@ -27,6 +26,7 @@ from bookwarden.identity.models import Account, AccountKind, AccountStatus, Secu
 from bookwarden.identity.principal import Principal, PrincipalKind
 from bookwarden.notify.models import MailCategory, OutboxMessage
 from bookwarden.notify.service import open_mail
+from tests.helpers import grant
 from tests.test_mfa import CODE_FORMAT, SoftwareAuthenticator, b64url, from_b64url
 
 PASSWORD = "violet tractor mango 42 harbour"
@@ -65,7 +65,7 @@ def make_account(in_tenant):
                 account.totp_secret = encrypt_field(key, tenant.id, "accounts", "totp_secret", account.id, totp)
             session.flush()
             for role in roles:
-                access.grant_role(session, _admin(tenant), account.id, role)
+                grant(session, tenant.id, account.id, role)
             return account
 
     return make
@@ -255,7 +255,7 @@ def test_a_security_key_alone_is_a_factor_sign_in_waits_for(browser, key_holder,
     assert _login(browser(), "sam")["mfa_required"] is True
     # It also satisfies a role that requires a second factor.
     with in_tenant(tenant) as session:
-        access.grant_role(session, _admin(tenant), account.id, BuiltinRole.SECURITY_OFFICER)
+        grant(session, tenant.id, account.id, BuiltinRole.SECURITY_OFFICER)
     client = browser()
     assert _login(client, "sam")["mfa_required"] is True
     assert _answer(client, key.get(_sign_in_options(client), origin=ORIGIN)).status_code == 200

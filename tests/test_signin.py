@@ -19,7 +19,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
-from bookwarden.access import service as access
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, LIBRARY_READ, BuiltinRole
 from bookwarden.crypto.fields import encrypt_field
 from bookwarden.db.session import platform_session, tenant_session
@@ -29,6 +28,7 @@ from bookwarden.identity.principal import Principal, PrincipalKind
 from bookwarden.notify.models import MailCategory, OutboxMessage
 from bookwarden.notify.service import open_mail
 from bookwarden.tenancy import service as tenancy
+from tests.helpers import grant
 
 PROBLEM = "application/problem+json"
 PASSWORD = "violet tractor mango 42 harbour"
@@ -71,7 +71,7 @@ def make_account(in_tenant):
                 account.recovery_code_hashes = recovery
             session.flush()
             for role in roles:
-                access.grant_role(session, _admin(tenant), account.id, role)
+                grant(session, tenant.id, account.id, role)
             return account
 
     return make
@@ -735,7 +735,7 @@ def test_a_role_that_needs_a_second_factor_applies_to_sessions_already_open(brow
     account = make_account(tenant, "ann")
     client = _signed_in(browser, "ann")
     with in_tenant(tenant) as session:
-        access.grant_role(session, _admin(tenant), account.id, BuiltinRole.SECURITY_OFFICER)
+        grant(session, tenant.id, account.id, BuiltinRole.SECURITY_OFFICER)
     # Granting the role ends the sessions opened before it (privileges_changed); none survives to
     # act with the new role's rights on a password alone.
     refused = client.get("/api/v1/auth/me")

@@ -50,3 +50,9 @@ class SegregationOfDutiesError(BookwardenError):
     """An assignment would give one person duties that must stay apart."""
 
     slug, status, title = "segregation-of-duties", 409, "Segregation of duties"
+
+
+class ApprovalRequired(BookwardenError):
+    """A sensitive action needs a second person's approval (maker-checker)."""
+
+    slug, status, title = "approval-required", 409, "Approval required"

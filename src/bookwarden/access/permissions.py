@@ -105,5 +105,8 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
     BuiltinRole.DPO: frozenset({P.PLATFORM_PRIVACY_OVERSIGHT}),
 }
 
+# Roles that run the institution's access control: granting one needs a second person's approval.
+ADMIN_ROLES = frozenset({BuiltinRole.TENANT_ADMIN, BuiltinRole.SECURITY_OFFICER})
+
 # Roles whose holders must use a second factor (enforced at sign-in by the identity service).
 MFA_REQUIRED = frozenset({BuiltinRole.TENANT_ADMIN, BuiltinRole.SECURITY_OFFICER, *PLATFORM_ROLES})

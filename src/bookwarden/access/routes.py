@@ -7,12 +7,14 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
-from bookwarden.access import grants, notices
+from bookwarden.access import approvals, grants, notices
 from bookwarden.access import service as access
+from bookwarden.access.approval_models import SensitiveAction
 from bookwarden.access.grant_models import GrantScope, GrantStatus
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, TENANT_PERMISSIONS, BuiltinRole, Permission
+from bookwarden.access.permissions import ADMIN_ROLES, BUILTIN_PERMISSIONS, TENANT_PERMISSIONS, BuiltinRole, Permission
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import responses
 from bookwarden.api.text import plain_text
@@ -76,14 +78,6 @@ def _policy_input(role_class: RoleClass) -> type[BaseModel]:
     )
 
 
-class PolicyOut(BaseModel):
-    role_class: RoleClass
-    min_length: int
-    max_length: int
-    history: int
-    expiry_days: int | None
-
-
 @router.get("/roles", response_model=list[RoleOut])
 def list_roles(principal: Principal = Depends(requires(Permission.ROLES_READ)), db: Database = Depends(database)):
     """Built-in roles (fixed permissions) and the tenant's custom roles."""
@@ -140,16 +134,71 @@ def account_roles(
         return access.held_roles(session, accounts.get_account(session, account_id).id)
 
 
-@router.post("/accounts/{account_id}/roles", status_code=204, responses=responses(404, 409))
+class ApprovalOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: UUID
+    action: SensitiveAction
+    params: dict
+    requested_by: UUID
+    requested_at: datetime
+    expires_at: datetime
+    status: str
+    decided_by: UUID | None
+    decided_at: datetime | None
+
+
+@router.post(
+    "/accounts/{account_id}/roles",
+    status_code=204,
+    responses={
+        **responses(404, 409),
+        202: {"model": ApprovalOut, "description": "an administrative role: asked, waiting for a second person"},
+    },
+)
 def grant_role(
     account_id: UUID,
     body: AssignmentIn,
     principal: Principal = Depends(requires(Permission.ROLES_ASSIGN)),
     db: Database = Depends(database),
 ):
+    """Grant a role; an administrative role is asked for instead, and granted when another admin approves."""
     with tenant_scope(db, principal) as session:
+        if body.role in {r.value for r in ADMIN_ROLES}:
+            params = {"account_id": str(account_id), "role": body.role}
+            asked = approvals.ask(session, principal, SensitiveAction.GRANT_ADMIN_ROLE, params)
+            return JSONResponse(ApprovalOut.model_validate(asked).model_dump(mode="json"), status_code=202)
         access.grant_role(session, principal, account_id, body.role)
     return Response(status_code=204)
+
+
+@router.get("/approvals", response_model=list[ApprovalOut])
+def list_approvals(
+    principal: Principal = Depends(requires(Permission.ACCOUNTS_READ)), db: Database = Depends(database)
+):
+    """Sensitive actions waiting for a second person."""
+    with tenant_scope(db, principal) as session:
+        return approvals.pending(session)
+
+
+def _approval_route(verb: str, decide) -> None:
+    @router.post(
+        f"/approvals/{{request_id}}/{verb}",
+        response_model=ApprovalOut,
+        name=f"{verb}_request",
+        responses=responses(404, 409),
+    )
+    def decision(
+        request_id: UUID,
+        principal: Principal = Depends(requires(Permission.ACCOUNTS_READ)),
+        db: Database = Depends(database),
+    ):
+        """The decider also needs the permission of the action itself, and must not be who asked."""
+        with tenant_scope(db, principal) as session:
+            return decide(session, principal, request_id)
+
+
+for _verb, _decide in (("approve", approvals.approve), ("reject", approvals.reject)):
+    _approval_route(_verb, _decide)
 
 
 @router.delete("/accounts/{account_id}/roles/{role}", status_code=204, responses=responses(404))
@@ -193,22 +242,21 @@ def add_contact(
 def _add_policy_route(role_class: RoleClass) -> None:
     body_model = _policy_input(role_class)
 
-    @router.put(f"/password-policies/{role_class.value}", response_model=PolicyOut, name=f"set_{role_class}_policy")
+    @router.put(
+        f"/password-policies/{role_class.value}",
+        status_code=202,
+        response_model=ApprovalOut,
+        name=f"set_{role_class}_policy",
+    )
     def set_password_policy(
         body: body_model,  # type: ignore[valid-type]
         principal: Principal = Depends(requires(Permission.POLICY_MANAGE)),
         db: Database = Depends(database),
     ):
-        """Tenant settings for this role class, within the platform floors."""
+        """Ask for new settings for this role class (within the platform floors); applied when approved."""
         with tenant_scope(db, principal) as session:
-            policy = accounts.set_password_policy(session, principal, role_class, **body.model_dump())
-            return PolicyOut(
-                role_class=role_class,
-                min_length=policy.min_length,
-                max_length=policy.max_length,
-                history=policy.history,
-                expiry_days=policy.expiry_days,
-            )
+            params = {"role_class": role_class.value, **body.model_dump()}
+            return approvals.ask(session, principal, SensitiveAction.CHANGE_PASSWORD_POLICY, params)
 
 
 # Operators' passwords follow the platform's policy; a tenant sets only its own classes.

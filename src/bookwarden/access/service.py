@@ -13,10 +13,17 @@ from uuid import UUID
 from sqlalchemy import delete, select
 
 from bookwarden.access import sod
+from bookwarden.access.approval_models import ApprovalRequest, SensitiveAction, require_approval
 from bookwarden.access.authorize import authorize
 from bookwarden.access.models import AccountRole, Role, RolePermission
 from bookwarden.access.notices import EntitlementEvent, entitlement_changed
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, TENANT_PERMISSIONS, BuiltinRole, Permission
+from bookwarden.access.permissions import (
+    ADMIN_ROLES,
+    BUILTIN_PERMISSIONS,
+    TENANT_PERMISSIONS,
+    BuiltinRole,
+    Permission,
+)
 from bookwarden.db.session import TenantSession
 from bookwarden.errors import Conflict, InvalidInput, NotFound, SegregationOfDutiesError
 from bookwarden.identity import sessions
@@ -118,8 +125,14 @@ def held_roles(session: TenantSession, account_id: UUID) -> list[str]:
     return sorted(builtin or custom for builtin, custom in rows)
 
 
-def grant_role(session: TenantSession, actor: Principal, account_id: UUID, role: str) -> AccountRole:
-    """Give `role` to an account; refused when it conflicts with a role held, or is self-assigned."""
+def grant_role(
+    session: TenantSession, actor: Principal, account_id: UUID, role: str, *, approval: ApprovalRequest | None = None
+) -> AccountRole:
+    """Give `role` to an account; refused when it conflicts with a role held, or is self-assigned.
+
+    An administrative role (ADMIN_ROLES) is only granted under an approved maker-checker request
+    (access/approvals.py), checked after the conflicts so a doomed request is refused at once.
+    """
     authorize(actor, Permission.ROLES_ASSIGN)
     account = _account(session, account_id)
     if actor.kind is PrincipalKind.ACCOUNT and actor.id == account.id:
@@ -131,6 +144,9 @@ def grant_role(session: TenantSession, actor: Principal, account_id: UUID, role:
     if clashes:
         pairs = "; ".join(f"{a} with {b}" for a, b in clashes)
         raise SegregationOfDutiesError(f"{role} cannot be held together with a role the account has: {pairs}")
+    if role in ADMIN_ROLES:
+        params = {"account_id": str(account.id), "role": str(role)}
+        require_approval(approval, SensitiveAction.GRANT_ADMIN_ROLE, params, f"granting {role}")
     grant = AccountRole(tenant_id=session.tenant_id, id=uuid.uuid4(), account_id=account.id, granted_by=actor.id)
     if role in {r.value for r in BuiltinRole}:
         if BuiltinRole(role).is_platform:

@@ -3,6 +3,7 @@
 `db/session.py` imports this module: any code that opens a session has the whole schema.
 """
 
+from bookwarden.access import approval_models as approvals  # noqa: F401
 from bookwarden.access import grant_models as grants  # noqa: F401
 from bookwarden.access import models as access  # noqa: F401
 from bookwarden.identity import models as identity  # noqa: F401

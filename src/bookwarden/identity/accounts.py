@@ -12,9 +12,10 @@ from uuid import UUID
 
 from sqlalchemy import select
 
+from bookwarden.access.approval_models import ApprovalRequest, SensitiveAction, require_approval
 from bookwarden.access.authorize import authorize
 from bookwarden.access.notices import EntitlementEvent, entitlement_changed
-from bookwarden.access.permissions import BuiltinRole, Permission
+from bookwarden.access.permissions import ADMIN_ROLES, Permission
 from bookwarden.access.service import held_roles
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import blind_index
@@ -27,7 +28,6 @@ from bookwarden.identity.principal import Principal
 from bookwarden.tenancy.models import Tenant
 
 TABLE = "accounts"
-ADMIN_ROLES = {BuiltinRole.TENANT_ADMIN.value, BuiltinRole.SECURITY_OFFICER.value}
 
 
 def _index(session: TenantSession, kind: str, value: str) -> bytes:
@@ -107,7 +107,7 @@ def role_class(session: TenantSession, account: Account) -> RoleClass:
     """The strictest class among the account's roles decides its password policy."""
     if account.kind is AccountKind.PATRON:
         return RoleClass.PATRON
-    return RoleClass.ADMIN if ADMIN_ROLES & set(held_roles(session, account.id)) else RoleClass.STAFF
+    return RoleClass.ADMIN if {r.value for r in ADMIN_ROLES} & set(held_roles(session, account.id)) else RoleClass.STAFF
 
 
 def policy_for(session: TenantSession, cls: RoleClass) -> PasswordPolicy:
@@ -119,10 +119,18 @@ def policy_for(session: TenantSession, cls: RoleClass) -> PasswordPolicy:
     )
 
 
-def set_password_policy(session: TenantSession, actor: Principal, cls: RoleClass, **settings) -> PasswordPolicy:
-    """Tenant settings within the platform floors (a setting below a floor is refused, naming it)."""
+def set_password_policy(
+    session: TenantSession, actor: Principal, cls: RoleClass, *, approval: ApprovalRequest | None = None, **settings
+) -> PasswordPolicy:
+    """Tenant settings within the platform floors (a setting below a floor is refused, naming it).
+
+    Weakening or strengthening a policy is a sensitive action: it takes an approved maker-checker
+    request for exactly these settings (access/approvals.py).
+    """
     authorize(actor, Permission.POLICY_MANAGE)
     policy = PasswordPolicy.for_role(cls, **settings)
+    params = {"role_class": cls.value, **settings}
+    require_approval(approval, SensitiveAction.CHANGE_PASSWORD_POLICY, params, f"changing the {cls} password policy")
     row = session.get(PasswordPolicyRow, (session.tenant_id, cls.value)) or PasswordPolicyRow(
         tenant_id=session.tenant_id, role_class=cls.value
     )

@@ -1,0 +1,113 @@
+"""Maker-checker: the one who asks for a sensitive action cannot be the one who approves it.
+
+A request names the action and its exact parameters; another holder of the permission the
+action needs approves it, and the action is carried out at that moment, under that approval.
+Sensitive now: granting an administrative role, changing a password policy. Bulk export and
+erasure approval join when those features land.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+from sqlalchemy import select
+
+from bookwarden.access import service as access
+from bookwarden.access.approval_models import ApprovalRequest, SensitiveAction
+from bookwarden.access.authorize import authorize
+from bookwarden.access.permissions import ADMIN_ROLES, Permission
+from bookwarden.db.session import TenantSession
+from bookwarden.errors import Conflict, InvalidInput, NotFound, SegregationOfDutiesError
+from bookwarden.identity import accounts
+from bookwarden.identity.passwords import PasswordPolicy, RoleClass
+from bookwarden.identity.principal import Principal
+
+PERMISSION = {
+    SensitiveAction.GRANT_ADMIN_ROLE: Permission.ROLES_ASSIGN,
+    SensitiveAction.CHANGE_PASSWORD_POLICY: Permission.POLICY_MANAGE,
+}
+KEEP_OPEN = timedelta(days=7)
+
+
+def ask(session: TenantSession, actor: Principal, action: SensitiveAction, params: dict) -> ApprovalRequest:
+    """Record the request after checking now what would make it fail (so nobody approves a dud)."""
+    authorize(actor, PERMISSION[action])
+    params = _checked(session, action, params)
+    request = ApprovalRequest(
+        tenant_id=session.tenant_id,
+        id=uuid.uuid4(),
+        action=action.value,
+        params=params,
+        requested_by=actor.id,
+        expires_at=datetime.now(UTC) + KEEP_OPEN,
+        status="pending",
+    )
+    session.add(request)
+    session.flush()
+    return request
+
+
+def approve(session: TenantSession, approver: Principal, request_id: UUID) -> ApprovalRequest:
+    request = _pending(session, request_id)
+    authorize(approver, PERMISSION[SensitiveAction(request.action)])
+    if approver.id == request.requested_by:
+        raise SegregationOfDutiesError("the one who asked cannot approve: another holder of the permission must")
+    request.status, request.decided_by, request.decided_at = "approved", approver.id, datetime.now(UTC)
+    session.flush()
+    _carry_out(session, approver, request)
+    return request
+
+
+def reject(session: TenantSession, approver: Principal, request_id: UUID) -> ApprovalRequest:
+    request = _pending(session, request_id)
+    authorize(approver, PERMISSION[SensitiveAction(request.action)])
+    request.status, request.decided_by, request.decided_at = "rejected", approver.id, datetime.now(UTC)
+    session.flush()
+    return request
+
+
+def pending(session: TenantSession) -> list[ApprovalRequest]:
+    query = select(ApprovalRequest).where(
+        ApprovalRequest.tenant_id == session.tenant_id, ApprovalRequest.status == "pending"
+    )
+    return list(session.scalars(query.order_by(ApprovalRequest.requested_at).limit(500)))
+
+
+def _carry_out(session: TenantSession, approver: Principal, request: ApprovalRequest) -> None:
+    params = dict(request.params)
+    if request.action == SensitiveAction.GRANT_ADMIN_ROLE:
+        access.grant_role(session, approver, UUID(params["account_id"]), params["role"], approval=request)
+    else:
+        role_class = RoleClass(params.pop("role_class"))
+        accounts.set_password_policy(session, approver, role_class, approval=request, **params)
+
+
+def _checked(session: TenantSession, action: SensitiveAction, params: dict) -> dict:
+    if action is SensitiveAction.GRANT_ADMIN_ROLE:
+        if params.get("role") not in {r.value for r in ADMIN_ROLES}:
+            raise InvalidInput(f"role: only {', '.join(sorted(ADMIN_ROLES))} need an approval; grant others directly")
+        account = accounts.get_account(session, UUID(str(params["account_id"])))
+        return {"account_id": str(account.id), "role": str(params["role"])}
+    role_class = RoleClass(params["role_class"])
+    settings = {k: params.get(k) for k in ("min_length", "max_length", "history", "expiry_days") if k in params}
+    policy = PasswordPolicy.for_role(role_class, **settings)  # a setting below a floor is refused now
+    return {
+        "role_class": role_class.value,
+        "min_length": policy.min_length,
+        "max_length": policy.max_length,
+        "history": policy.history,
+        "expiry_days": policy.expiry_days,
+    }
+
+
+def _pending(session: TenantSession, request_id: UUID) -> ApprovalRequest:
+    request = session.get(ApprovalRequest, (session.tenant_id, request_id))
+    if request is None:
+        raise NotFound(f"no approval request {request_id}")
+    if request.status != "pending":
+        raise Conflict(f"the request is {request.status} already")
+    if request.expires_at <= datetime.now(UTC):
+        raise Conflict("the request has expired; ask again")
+    return request
