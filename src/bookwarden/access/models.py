@@ -13,7 +13,6 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
-    ForeignKeyConstraint,
     LargeBinary,
     String,
     UniqueConstraint,
@@ -21,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bookwarden.db.base import Base
+from bookwarden.db.base import Base, tenant_fk
 from bookwarden.identity.models import Account  # noqa: F401 - target of the account foreign keys
 from bookwarden.tenancy.models import Tenant  # noqa: F401 - target of the tenant foreign keys
 
@@ -39,14 +38,7 @@ class Role(Base):
 
 class RolePermission(Base):
     __tablename__ = "role_permissions"
-    __table_args__ = (
-        ForeignKeyConstraint(
-            ["tenant_id", "role_id"],
-            ["roles.tenant_id", "roles.id"],
-            ondelete="CASCADE",
-            name="fk_role_permissions_role",
-        ),
-    )
+    __table_args__ = (tenant_fk("role_permissions", "role_id", "roles", "role"),)
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     role_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
@@ -59,18 +51,8 @@ class AccountRole(Base):
         CheckConstraint("(builtin_role IS NULL) <> (custom_role_id IS NULL)", name="one_kind_of_role"),
         UniqueConstraint("tenant_id", "account_id", "builtin_role"),
         UniqueConstraint("tenant_id", "account_id", "custom_role_id"),
-        ForeignKeyConstraint(
-            ["tenant_id", "account_id"],
-            ["accounts.tenant_id", "accounts.id"],
-            ondelete="CASCADE",
-            name="fk_account_roles_account",
-        ),
-        ForeignKeyConstraint(
-            ["tenant_id", "custom_role_id"],
-            ["roles.tenant_id", "roles.id"],
-            ondelete="CASCADE",
-            name="fk_account_roles_role",
-        ),
+        tenant_fk("account_roles", "account_id", "accounts", "account"),
+        tenant_fk("account_roles", "custom_role_id", "roles", "role"),
     )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)

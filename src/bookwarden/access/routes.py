@@ -180,25 +180,32 @@ def list_approvals(
         return approvals.pending(session)
 
 
-def _approval_route(verb: str, decide) -> None:
+def _decision_routes(collection: str, out: type[BaseModel], permission: Permission, decisions: dict) -> None:
+    """POST /{collection}/{id}/{verb} for each verb: one tenant-scoped call of the decision function."""
+    for verb, decide in decisions.items():
+        _decision_route(collection, out, permission, verb, decide)
+
+
+def _decision_route(collection: str, out: type[BaseModel], permission: Permission, verb: str, decide) -> None:
     @router.post(
-        f"/approvals/{{request_id}}/{verb}",
-        response_model=ApprovalOut,
-        name=f"{verb}_request",
+        f"/{collection}/{{record_id}}/{verb}",
+        response_model=out,
+        name=f"{verb}_{collection.replace('-', '_')}",
         responses=responses(404, 409),
     )
     def decision(
-        request_id: UUID,
-        principal: Principal = Depends(requires(Permission.ACCOUNTS_READ)),
+        record_id: UUID,
+        principal: Principal = Depends(requires(permission)),
         db: Database = Depends(database),
     ):
-        """The decider also needs the permission of the action itself, and must not be who asked."""
         with tenant_scope(db, principal) as session:
-            return decide(session, principal, request_id)
+            return decide(session, principal, record_id)
 
 
-for _verb, _decide in (("approve", approvals.approve), ("reject", approvals.reject)):
-    _approval_route(_verb, _decide)
+# The decider of an approval also needs the permission of the action itself, and must not be who asked.
+_decision_routes(
+    "approvals", ApprovalOut, Permission.ACCOUNTS_READ, {"approve": approvals.approve, "reject": approvals.reject}
+)
 
 
 @router.delete("/accounts/{account_id}/roles/{role}", status_code=204, responses=responses(404))
@@ -339,21 +346,9 @@ def list_grants(
         return grants.list_grants(session)
 
 
-def _decision_route(verb: str, decide) -> None:
-    @router.post(
-        f"/operator-grants/{{grant_id}}/{verb}",
-        response_model=GrantOut,
-        name=f"{verb}_operator_grant",
-        responses=responses(404, 409),
-    )
-    def decision(
-        grant_id: UUID,
-        principal: Principal = Depends(requires(Permission.OPERATOR_GRANTS_APPROVE)),
-        db: Database = Depends(database),
-    ):
-        with tenant_scope(db, principal) as session:
-            return decide(session, principal, grant_id)
-
-
-for _verb, _decide in (("approve", grants.approve_grant), ("deny", grants.deny_grant), ("revoke", grants.revoke_grant)):
-    _decision_route(_verb, _decide)
+_decision_routes(
+    "operator-grants",
+    GrantOut,
+    Permission.OPERATOR_GRANTS_APPROVE,
+    {"approve": grants.approve_grant, "deny": grants.deny_grant, "revoke": grants.revoke_grant},
+)

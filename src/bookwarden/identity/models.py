@@ -12,7 +12,6 @@ from sqlalchemy import (
     DateTime,
     Enum,
     ForeignKey,
-    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -23,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bookwarden.db.base import Base
+from bookwarden.db.base import Base, tenant_fk
 from bookwarden.tenancy.models import Tenant  # noqa: F401 - target of the tenant foreign keys
 
 
@@ -83,12 +82,7 @@ class Account(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "username_index"),
         Index("ix_accounts_email_index", "tenant_id", "email_index"),
-        ForeignKeyConstraint(
-            ["tenant_id", "patron_id"],
-            ["patrons.tenant_id", "patrons.id"],
-            ondelete="CASCADE",
-            name="fk_accounts_patron",
-        ),
+        tenant_fk("accounts", "patron_id", "patrons", "patron"),
     )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
@@ -113,12 +107,7 @@ class Account(Base):
 class PasswordHistory(Base):
     __tablename__ = "password_history"
     __table_args__ = (
-        ForeignKeyConstraint(
-            ["tenant_id", "account_id"],
-            ["accounts.tenant_id", "accounts.id"],
-            ondelete="CASCADE",
-            name="fk_password_history_account",
-        ),
+        tenant_fk("password_history", "account_id", "accounts", "account"),
         Index("ix_password_history_account", "tenant_id", "account_id", "created_at"),
     )
 
@@ -154,12 +143,7 @@ class SignInSession(Base):
         UniqueConstraint("tenant_id", "token_hash"),
         Index("ix_sessions_token_hash", "token_hash"),
         Index("ix_sessions_account", "tenant_id", "account_id"),
-        ForeignKeyConstraint(
-            ["tenant_id", "account_id"],
-            ["accounts.tenant_id", "accounts.id"],
-            ondelete="CASCADE",
-            name="fk_sessions_account",
-        ),
+        tenant_fk("sessions", "account_id", "accounts", "account"),
     )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
@@ -190,12 +174,7 @@ class SecurityKey(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "credential_id"),
         Index("ix_webauthn_credentials_account", "tenant_id", "account_id"),
-        ForeignKeyConstraint(
-            ["tenant_id", "account_id"],
-            ["accounts.tenant_id", "accounts.id"],
-            ondelete="CASCADE",
-            name="fk_webauthn_credentials_account",
-        ),
+        tenant_fk("webauthn_credentials", "account_id", "accounts", "account"),
     )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
@@ -219,18 +198,8 @@ class MfaChallenge(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "session_id", "purpose"),
         Index("ix_mfa_challenges_account", "tenant_id", "account_id"),
-        ForeignKeyConstraint(
-            ["tenant_id", "account_id"],
-            ["accounts.tenant_id", "accounts.id"],
-            ondelete="CASCADE",
-            name="fk_mfa_challenges_account",
-        ),
-        ForeignKeyConstraint(
-            ["tenant_id", "session_id"],
-            ["sessions.tenant_id", "sessions.id"],
-            ondelete="CASCADE",
-            name="fk_mfa_challenges_session",
-        ),
+        tenant_fk("mfa_challenges", "account_id", "accounts", "account"),
+        tenant_fk("mfa_challenges", "session_id", "sessions", "session"),
     )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
@@ -247,14 +216,7 @@ class TotpEnrolment(Base):
     """A TOTP secret shown to its holder and not yet confirmed: sealed, and no factor until confirmed."""
 
     __tablename__ = "totp_enrolments"
-    __table_args__ = (
-        ForeignKeyConstraint(
-            ["tenant_id", "account_id"],
-            ["accounts.tenant_id", "accounts.id"],
-            ondelete="CASCADE",
-            name="fk_totp_enrolments_account",
-        ),
-    )
+    __table_args__ = (tenant_fk("totp_enrolments", "account_id", "accounts", "account"),)
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     account_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)

@@ -15,7 +15,6 @@ from sqlalchemy import (
     DateTime,
     Enum,
     ForeignKey,
-    ForeignKeyConstraint,
     Index,
     LargeBinary,
     String,
@@ -24,23 +23,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bookwarden.db.base import Base
+from bookwarden.db.base import Base, tenant_fk
 from bookwarden.tenancy.models import Tenant  # noqa: F401 - target of the tenant foreign keys
 
 PERSONAL = {"personal": True}
 
 
-def _tenant_fk() -> Mapped[uuid.UUID]:
+def _tenant_id() -> Mapped[uuid.UUID]:
     return mapped_column(ForeignKey("tenants.id"), primary_key=True)
-
-
-def _patron_fk(table: str) -> ForeignKeyConstraint:
-    return ForeignKeyConstraint(
-        ["tenant_id", "patron_id"],
-        ["patrons.tenant_id", "patrons.id"],
-        ondelete="CASCADE",
-        name=f"fk_{table}_patron",
-    )
 
 
 class PatronStatus(enum.StrEnum):
@@ -57,7 +47,7 @@ class Patron(Base):
         Index("ix_patrons_email_index", "tenant_id", "email_index"),
     )
 
-    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    tenant_id: Mapped[uuid.UUID] = _tenant_id()
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     name: Mapped[bytes] = mapped_column(LargeBinary, info=PERSONAL)
     email: Mapped[bytes | None] = mapped_column(LargeBinary, info=PERSONAL)
@@ -82,9 +72,12 @@ class Patron(Base):
 
 class Loan(Base):
     __tablename__ = "loans"
-    __table_args__ = (_patron_fk("loans"), Index("ix_loans_patron", "tenant_id", "patron_id"))
+    __table_args__ = (
+        tenant_fk("loans", "patron_id", "patrons", "patron"),
+        Index("ix_loans_patron", "tenant_id", "patron_id"),
+    )
 
-    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    tenant_id: Mapped[uuid.UUID] = _tenant_id()
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     patron_id: Mapped[uuid.UUID]
     item_id: Mapped[str] = mapped_column(String(64))
@@ -97,9 +90,12 @@ class Loan(Base):
 
 class Search(Base):
     __tablename__ = "searches"
-    __table_args__ = (_patron_fk("searches"), Index("ix_searches_patron", "tenant_id", "patron_id"))
+    __table_args__ = (
+        tenant_fk("searches", "patron_id", "patrons", "patron"),
+        Index("ix_searches_patron", "tenant_id", "patron_id"),
+    )
 
-    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    tenant_id: Mapped[uuid.UUID] = _tenant_id()
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     patron_id: Mapped[uuid.UUID]
     query: Mapped[bytes] = mapped_column(LargeBinary, info=PERSONAL)
@@ -108,9 +104,12 @@ class Search(Base):
 
 class ReadingList(Base):
     __tablename__ = "reading_lists"
-    __table_args__ = (_patron_fk("reading_lists"), Index("ix_reading_lists_patron", "tenant_id", "patron_id"))
+    __table_args__ = (
+        tenant_fk("reading_lists", "patron_id", "patrons", "patron"),
+        Index("ix_reading_lists_patron", "tenant_id", "patron_id"),
+    )
 
-    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    tenant_id: Mapped[uuid.UUID] = _tenant_id()
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     patron_id: Mapped[uuid.UUID]
     title: Mapped[bytes] = mapped_column(LargeBinary, info=PERSONAL)
@@ -120,16 +119,11 @@ class ReadingList(Base):
 class ReadingListItem(Base):
     __tablename__ = "reading_list_items"
     __table_args__ = (
-        ForeignKeyConstraint(
-            ["tenant_id", "list_id"],
-            ["reading_lists.tenant_id", "reading_lists.id"],
-            ondelete="CASCADE",
-            name="fk_reading_list_items_list",
-        ),
+        tenant_fk("reading_list_items", "list_id", "reading_lists", "list"),
         Index("ix_reading_list_items_list", "tenant_id", "list_id"),
     )
 
-    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    tenant_id: Mapped[uuid.UUID] = _tenant_id()
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     list_id: Mapped[uuid.UUID]
     item_id: Mapped[str] = mapped_column(String(64))
@@ -139,9 +133,12 @@ class ReadingListItem(Base):
 
 class Post(Base):
     __tablename__ = "posts"
-    __table_args__ = (_patron_fk("posts"), Index("ix_posts_patron", "tenant_id", "patron_id"))
+    __table_args__ = (
+        tenant_fk("posts", "patron_id", "patrons", "patron"),
+        Index("ix_posts_patron", "tenant_id", "patron_id"),
+    )
 
-    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    tenant_id: Mapped[uuid.UUID] = _tenant_id()
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     patron_id: Mapped[uuid.UUID]
     board: Mapped[str] = mapped_column(String(64))
