@@ -72,10 +72,15 @@ def db(committed_database) -> Database:
 
 
 @pytest.fixture
-def committed_db(committed_database, database_urls) -> Database:
-    """Real commits; every data table is emptied afterwards (as the owner, who may TRUNCATE)."""
+def committed_db(committed_database, admin_url) -> Database:
+    """Real commits; every data table is emptied afterwards.
+
+    As a superuser in replica mode: the audit tables refuse TRUNCATE to every role through their
+    triggers, and replica mode is the one (superuser-only) way past them, as a restore would be.
+    """
     yield committed_database
-    with psycopg.connect(provision.libpq(database_urls.owner), autocommit=True) as conn:
+    with psycopg.connect(provision.libpq(admin_url.set(database=TEST_DATABASE)), autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")
         tables = [
             r[0]
             for r in conn.execute(
@@ -83,6 +88,14 @@ def committed_db(committed_database, database_urls) -> Database:
             )
         ]
         conn.execute("TRUNCATE " + ", ".join(tables) + " CASCADE")
+
+
+@pytest.fixture
+def superuser_conn(admin_url):
+    """A superuser connection in replica mode (triggers off): the tamperer who owns the machine."""
+    with psycopg.connect(provision.libpq(admin_url.set(database=TEST_DATABASE)), autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")
+        yield conn
 
 
 @pytest.fixture

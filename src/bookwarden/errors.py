@@ -35,6 +35,10 @@ class Unauthenticated(BookwardenError):
 class Forbidden(BookwardenError):
     slug, status, title = "forbidden", 403, "Forbidden"
 
+    def __init__(self, detail: str, permission: str | None = None):
+        super().__init__(detail)
+        self.permission = permission  # the permission lacking, when that is the reason (audited)
+
 
 class TenantSuspended(BookwardenError):
     slug, status, title = "tenant-suspended", 403, "Institution suspended"

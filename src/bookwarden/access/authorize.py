@@ -1,4 +1,8 @@
-"""authorize(): the one decision point. Every refusal is recorded."""
+"""authorize(): the one decision point. Every refusal is recorded.
+
+A refusal ends the action's transaction, so its audit event is written by whoever reports the
+refusal, in a transaction of its own: the API's problem handler, or the command line.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,6 @@ def authorize(principal: Principal, permission: Permission) -> None:
     """Return if `principal` holds `permission`; otherwise record the denial and refuse."""
     if permission in principal.permissions:
         return
-    # Until the audit trail lands, denials go to the structured log with who, what and where.
     log.warning(
         "access.denied",
         principal_kind=principal.kind.value,
@@ -23,4 +26,4 @@ def authorize(principal: Principal, permission: Permission) -> None:
         tenant_id=str(principal.tenant_id) if principal.tenant_id else None,
         permission=permission.value,
     )
-    raise Forbidden(f"this needs the {permission} permission, which the caller does not hold")
+    raise Forbidden(f"this needs the {permission} permission, which the caller does not hold", permission.value)

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 from bookwarden.api import problems
+from bookwarden.audit import record as audit
 from bookwarden.config import Settings
 from bookwarden.db.session import Database, platform_session
 
@@ -67,7 +68,14 @@ def _observability(app: FastAPI, db: Database) -> None:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
-        response = await call_next(request)
+        # Who acts (filled in by authentication), from where, in which request: read by audit.record.
+        context = audit.Context(
+            source_address=request.client.host if request.client else None,
+            user_agent=request.headers.get("user-agent"),
+            request_id=request_id,
+        )
+        with audit.acting(context):
+            response = await call_next(request)
         elapsed = time.perf_counter() - started
         route = getattr(request.scope.get("route"), "path", "unmatched")
         requests.labels(request.method, route, str(response.status_code)).inc()

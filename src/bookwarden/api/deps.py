@@ -23,6 +23,7 @@ from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBea
 from bookwarden.access import grants
 from bookwarden.access.authorize import authorize
 from bookwarden.access.permissions import Permission
+from bookwarden.audit import record as audit
 from bookwarden.db.session import Database, TenantSession, tenant_session
 from bookwarden.errors import Forbidden, Unauthenticated
 from bookwarden.identity import signin, tokens
@@ -51,8 +52,7 @@ def authenticate(
     if credentials is None and cookie:
         check_same_origin(request)
         principal = signin.authenticate_session(db, cookie)
-        request.state.principal = principal
-        return principal
+        return _authenticated(request, principal)
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated("send an API token as: Authorization: Bearer <token>")
     principal = tokens.authenticate(db, credentials.credentials)
@@ -62,7 +62,12 @@ def authenticate(
     if principal is None:
         # One answer for unknown, expired and revoked tokens: nothing to learn from probing.
         raise Unauthenticated("the token is not valid (unknown, expired or revoked)")
+    return _authenticated(request, principal)
+
+
+def _authenticated(request: Request, principal: Principal) -> Principal:
     request.state.principal = principal
+    audit.current().principal = principal  # every audit event of this request names its actor
     return principal
 
 

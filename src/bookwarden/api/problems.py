@@ -11,9 +11,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from bookwarden.errors import BookwardenError
+from bookwarden.audit import record as audit
+from bookwarden.audit.events import Action, Outcome
+from bookwarden.errors import BookwardenError, Forbidden, TenantSuspended, Unauthenticated
 from bookwarden.privacy.sensitive import SensitiveDataRefused
 
 MEDIA_TYPE = "application/problem+json"
@@ -71,6 +74,32 @@ def _sensitive(exc: SensitiveDataRefused, request: Request) -> JSONResponse:
     )
 
 
+DENIALS = {
+    Unauthenticated.slug: Action.AUTH_REJECTED,
+    Forbidden.slug: Action.ACCESS_DENIED,
+    TenantSuspended.slug: Action.ACCESS_DENIED,
+}
+
+
+def _record_refusal(request: Request, slug: str, permission: str | None) -> None:
+    """The audit event of a refused request. Its own transaction: the refused one rolled back."""
+    action = DENIALS.get(slug, Action.REQUEST_FAILED)
+    route = getattr(request.scope.get("route"), "path", None)
+    details = {"method": request.method, "route": route, "problem": slug}
+    if permission is not None:
+        details["permission"] = permission
+    try:
+        audit.record_now(
+            request.app.state.db,
+            action,
+            outcome=Outcome.DENIED if action is not Action.REQUEST_FAILED else Outcome.FAILED,
+            details=details,
+        )
+    except Exception as exc:
+        # The refused action did nothing; losing its record must not turn a 4xx into a 500, but it is loud.
+        log.error("audit.refusal_not_recorded", error_type=type(exc).__name__, problem=slug)
+
+
 def _field_name(loc: tuple) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
@@ -79,10 +108,12 @@ def _field_name(loc: tuple) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(BookwardenError)
     async def domain_error(request: Request, exc: BookwardenError):
+        await run_in_threadpool(_record_refusal, request, exc.slug, getattr(exc, "permission", None))
         return problem(exc.status, exc.slug, exc.title, exc.detail, request)
 
     @app.exception_handler(SensitiveDataRefused)
     async def sensitive(request: Request, exc: SensitiveDataRefused):
+        await run_in_threadpool(_record_refusal, request, "sensitive-data-refused", None)
         return _sensitive(exc, request)
 
     @app.exception_handler(RequestValidationError)

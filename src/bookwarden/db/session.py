@@ -17,6 +17,8 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
+from bookwarden.audit.events import PLATFORM_CHAIN
+from bookwarden.audit.record import append_pending
 from bookwarden.config import Settings
 from bookwarden.crypto.keyring import Keyring
 from bookwarden.crypto.master import MasterKeys, load_master_keys
@@ -87,6 +89,7 @@ def tenant_session(db: Database, tenant_id: UUID) -> Iterator[TenantSession]:
     with session, session.begin():
         _set_tenant(session, str(tenant_id))
         yield session
+        append_pending(session, tenant_id)  # the audit events of what this transaction did, last
         if db.bind is not None:
             # Savepoint mode (tests): SET LOCAL outlives a released savepoint, so clear it by hand to
             # give the next session in the same outer transaction the fresh context production has.
@@ -106,3 +109,4 @@ def platform_session(db: Database) -> Iterator[Session]:
     session = db._session()
     with session, session.begin():
         yield session
+        append_pending(session, PLATFORM_CHAIN)

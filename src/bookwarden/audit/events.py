@@ -1,0 +1,216 @@
+"""What an audit event says: the action catalogue, outcomes, and the canonical encoding that is hashed.
+
+The chain hash of event n is SHA-256(prev_hash || seq as 8 big-endian bytes || body_digest),
+computed by the database when the event is appended; body_digest is SHA-256 of the canonical
+encoding below, computed here. Verification recomputes both from the stored columns alone, so
+the encoding must be reproducible from what PostgreSQL gives back: UTC times with microseconds,
+JSON with sorted keys and no insignificant whitespace, details limited to strings, integers,
+booleans, null and lists of those (no floats: their text form is not stable across encoders).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+GENESIS = bytes(32)  # the predecessor of every chain's first event
+PLATFORM_CHAIN = UUID(int=0)  # events outside any institution: tenants, operator tokens, platform keys
+
+
+class Outcome(enum.StrEnum):
+    SUCCEEDED = "succeeded"
+    DENIED = "denied"
+    FAILED = "failed"
+
+
+class Action(enum.StrEnum):
+    # Customer data: every read and write, per record kind.
+    PATRON_VIEWED = "patron.viewed"
+    PATRON_LISTED = "patron.listed"
+    PATRON_LOOKED_UP = "patron.looked_up"
+    PATRON_CREATED = "patron.created"
+    PATRON_CHANGED = "patron.changed"
+    PATRON_DELETED = "patron.deleted"
+    PATRON_EXPORTED = "patron.exported"
+    LOAN_VIEWED = "loan.viewed"
+    LOAN_LISTED = "loan.listed"
+    LOAN_CREATED = "loan.created"
+    LOAN_CHANGED = "loan.changed"
+    LOAN_DELETED = "loan.deleted"
+    SEARCH_VIEWED = "search.viewed"
+    SEARCH_LISTED = "search.listed"
+    SEARCH_CREATED = "search.created"
+    SEARCH_CHANGED = "search.changed"
+    SEARCH_DELETED = "search.deleted"
+    READING_LIST_VIEWED = "reading_list.viewed"
+    READING_LIST_LISTED = "reading_list.listed"
+    READING_LIST_CREATED = "reading_list.created"
+    READING_LIST_CHANGED = "reading_list.changed"
+    READING_LIST_DELETED = "reading_list.deleted"
+    READING_LIST_ITEM_VIEWED = "reading_list_item.viewed"
+    READING_LIST_ITEM_LISTED = "reading_list_item.listed"
+    READING_LIST_ITEM_CREATED = "reading_list_item.created"
+    READING_LIST_ITEM_CHANGED = "reading_list_item.changed"
+    READING_LIST_ITEM_DELETED = "reading_list_item.deleted"
+    POST_VIEWED = "post.viewed"
+    POST_LISTED = "post.listed"
+    POST_CREATED = "post.created"
+    POST_CHANGED = "post.changed"
+    POST_DELETED = "post.deleted"
+    # Access control.
+    ACCESS_DENIED = "access.denied"
+    AUTH_REJECTED = "auth.rejected"  # a credential that resolved to no principal
+    REQUEST_FAILED = "request.failed"  # refused for another reason: not found, conflict, invalid input
+    SIGN_IN_SUCCEEDED = "auth.sign_in.succeeded"
+    SIGN_IN_FAILED = "auth.sign_in.failed"
+    SIGN_IN_THROTTLED = "auth.sign_in.throttled"
+    ACCOUNT_LOCKED = "auth.account.locked"
+    SIGNED_OUT = "auth.signed_out"
+    SIGNED_OUT_EVERYWHERE = "auth.signed_out_everywhere"
+    SESSION_VIEWED = "auth.session.viewed"
+    MFA_PASSED = "auth.mfa.passed"
+    MFA_FAILED = "auth.mfa.failed"
+    MFA_ENROLLED = "mfa.enrolled"
+    MFA_REMOVED = "mfa.removed"
+    MFA_RESET = "mfa.reset"
+    MFA_VIEWED = "mfa.viewed"
+    RECOVERY_CODES_REGENERATED = "mfa.recovery_codes.regenerated"
+    PASSWORD_CHANGED = "password.changed"
+    PASSWORD_RESET_REQUESTED = "password.reset.requested"
+    PASSWORD_RESET = "password.reset"
+    ACCOUNT_CREATED = "account.created"
+    ACCOUNT_INVITED = "account.invited"
+    ACCOUNT_ACTIVATED = "account.activated"
+    ACCOUNT_VIEWED = "account.viewed"
+    ACCOUNT_LISTED = "account.listed"
+    ACCOUNT_DISABLED = "account.disabled"
+    ACCOUNT_ENABLED = "account.enabled"
+    ACCOUNT_DELETED = "account.deleted"
+    ROLE_CREATED = "role.created"
+    ROLE_CHANGED = "role.changed"
+    ROLE_DELETED = "role.deleted"
+    ROLE_LISTED = "role.listed"
+    ROLE_GRANTED = "role.granted"
+    ROLE_REVOKED = "role.revoked"
+    POLICY_CHANGED = "password_policy.changed"
+    POLICY_VIEWED = "password_policy.viewed"
+    APPROVAL_REQUESTED = "approval.requested"
+    APPROVAL_APPROVED = "approval.approved"
+    APPROVAL_REJECTED = "approval.rejected"
+    APPROVAL_LISTED = "approval.listed"
+    SECURITY_CONTACT_ADDED = "security_contact.added"
+    SECURITY_CONTACT_REMOVED = "security_contact.removed"
+    SECURITY_CONTACT_LISTED = "security_contact.listed"
+    GRANT_REQUESTED = "operator_grant.requested"
+    GRANT_APPROVED = "operator_grant.approved"
+    GRANT_BREAK_GLASS = "operator_grant.break_glass"
+    GRANT_REJECTED = "operator_grant.rejected"
+    GRANT_REVOKED = "operator_grant.revoked"
+    GRANT_EXPIRED = "operator_grant.expired"
+    GRANT_USED = "operator_grant.used"
+    GRANT_LISTED = "operator_grant.listed"
+    TOKEN_ISSUED = "token.issued"
+    TOKEN_REVOKED = "token.revoked"
+    # The platform.
+    TENANT_CREATED = "tenant.created"
+    TENANT_LISTED = "tenant.listed"
+    TENANT_VIEWED = "tenant.viewed"
+    TENANT_SUSPENDED = "tenant.suspended"
+    TENANT_RESUMED = "tenant.resumed"
+    KEY_ROTATED = "key.rotated"
+    DATABASE_MIGRATED = "database.migrated"
+    SERVICE_STARTED = "service.started"
+    # The trail itself.
+    AUDIT_SEARCHED = "audit.searched"
+    AUDIT_EXPORTED = "audit.exported"
+    AUDIT_VERIFIED = "audit.verified"
+    AUDIT_CHECKPOINTED = "audit.checkpointed"
+    AUDIT_SEGMENT_DROPPED = "audit.segment_dropped"
+    USAGE_REPORTED = "usage.reported"
+
+
+Detail = str | int | bool | None | list[str | int | bool | None]
+
+
+@dataclass(frozen=True)
+class Event:
+    """One audit event as recorded, before the database gives it a place in the chain."""
+
+    id: UUID
+    occurred_at: datetime
+    actor_kind: str
+    actor_id: UUID | None
+    grant_id: UUID | None
+    action: str
+    target_kind: str | None
+    target_id: UUID | None
+    outcome: str
+    source_address: str | None
+    user_agent: str | None
+    request_id: str | None
+    details: dict[str, Detail] = field(default_factory=dict)
+
+    def canonical(self) -> bytes:
+        return canonical(
+            id=self.id,
+            occurred_at=self.occurred_at,
+            actor_kind=self.actor_kind,
+            actor_id=self.actor_id,
+            grant_id=self.grant_id,
+            action=self.action,
+            target_kind=self.target_kind,
+            target_id=self.target_id,
+            outcome=self.outcome,
+            source_address=self.source_address,
+            user_agent=self.user_agent,
+            request_id=self.request_id,
+            details=self.details,
+        )
+
+    def body_digest(self) -> bytes:
+        return hashlib.sha256(self.canonical()).digest()
+
+
+def canonical(**fields: Any) -> bytes:
+    """The bytes hashed for an event: every field but its place in the chain, in one fixed form."""
+    return json.dumps(
+        {name: _plain(value) for name, value in fields.items()}, sort_keys=True, separators=(",", ":")
+    ).encode()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value
+
+
+def chain_hash(prev_hash: bytes, seq: int, body_digest: bytes) -> bytes:
+    """The chain link computed by the database on append, recomputed here by every verifier."""
+    return hashlib.sha256(prev_hash + seq.to_bytes(8, "big", signed=True) + body_digest).digest()
+
+
+def check_details(details: dict[str, Any]) -> dict[str, Detail]:
+    """Details as the canonical encoding can reproduce them: ids become strings; floats, objects
+    and bytes are refused (they would hash differently after a trip through PostgreSQL)."""
+    checked: dict[str, Detail] = {}
+    for key, value in details.items():
+        items = [_detail(key, item) for item in (value if isinstance(value, list | tuple) else [value])]
+        checked[key] = items if isinstance(value, list | tuple) else items[0]
+    return checked
+
+
+def _detail(key: str, item: Any) -> str | int | bool | None:
+    if isinstance(item, UUID | enum.Enum):
+        item = str(item.value if isinstance(item, enum.Enum) else item)
+    if item is not None and not isinstance(item, str | int | bool):
+        raise TypeError(f"audit detail {key!r} must be a string, integer, boolean or null (or a list of them)")
+    if isinstance(item, str) and "\x00" in item:
+        raise ValueError(f"audit detail {key!r} contains a NUL character")
+    return item

@@ -1,0 +1,158 @@
+"""`record()`: the one way an action leaves its audit event, in the same transaction as the action.
+
+`record` queues the event on the session; the session's context manager (`tenant_session`,
+`platform_session`) appends the queue just before it commits, through the database function
+that numbers and chains the events. Queuing to the end keeps the chain head's row lock for
+the shortest time: from the append to the commit, not for the whole request. If the action
+fails, its transaction rolls back and its events with it: no record of an action that did
+not happen. Refusals are different: the refused action's transaction is gone, so
+`record_now` writes them in a transaction of their own.
+
+Who acts, from where and in which request comes from `acting()`: the HTTP middleware opens
+it per request, authentication fills in the principal, commands and jobs open their own.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from bookwarden.audit.events import PLATFORM_CHAIN, Action, Event, Outcome, check_details
+
+if TYPE_CHECKING:
+    from bookwarden.db.session import Database
+    from bookwarden.identity.principal import Principal
+
+PENDING = "bookwarden.audit.pending"
+USER_AGENT_LIMIT = 512
+ANONYMOUS = "anonymous"
+
+
+@dataclass
+class Context:
+    """Who is acting and from where. Mutable: authentication fills `principal` in mid-request."""
+
+    principal: Principal | None = None
+    source_address: str | None = None
+    user_agent: str | None = None
+    request_id: str | None = None
+
+
+_current: ContextVar[Context | None] = ContextVar("bookwarden_audit_context", default=None)
+
+
+@contextmanager
+def acting(context: Context) -> Iterator[Context]:
+    token = _current.set(context)
+    try:
+        yield context
+    finally:
+        _current.reset(token)
+
+
+def current() -> Context:
+    return _current.get() or Context()
+
+
+def record(
+    session: Session,
+    action: Action,
+    target: tuple[str, UUID | None] | None = None,
+    *,
+    outcome: Outcome = Outcome.SUCCEEDED,
+    details: dict[str, Any] | None = None,
+    actor: Principal | None = None,
+) -> Event:
+    """Queue the audit event of `action` on `session`; it is appended when the session commits.
+
+    `details` carry ids, counts and field names: never passwords, tokens, keys or personal values.
+    """
+    event = _event(action, target, outcome, details or {}, actor)
+    session.info.setdefault(PENDING, []).append(event)
+    return event
+
+
+def record_now(
+    db: Database,
+    action: Action,
+    target: tuple[str, UUID | None] | None = None,
+    *,
+    outcome: Outcome,
+    details: dict[str, Any] | None = None,
+    actor: Principal | None = None,
+    tenant_id: UUID | None = None,
+) -> Event:
+    """Record in a transaction of its own: for refusals, whose action's transaction rolled back."""
+    from bookwarden.db.session import tenant_session
+
+    principal = actor or current().principal
+    chain = tenant_id or (principal.tenant_id if principal is not None else None) or PLATFORM_CHAIN
+    with tenant_session(db, chain) as session:
+        return record(session, action, target, outcome=outcome, details=details, actor=actor)
+
+
+def append_pending(session: Session, chain: UUID) -> None:
+    """Append the session's queued events to `chain` (called by the session context managers)."""
+    events: list[Event] = session.info.pop(PENDING, [])
+    if not events:
+        return
+    payload = json.dumps([_row(e) for e in events], separators=(",", ":"))
+    session.connection().execute(
+        text("SELECT bookwarden_audit_append(:chain, CAST(:events AS jsonb))"), {"chain": chain, "events": payload}
+    )
+
+
+def _event(
+    action: Action, target: tuple[str, UUID | None] | None, outcome: Outcome, details: dict[str, Any], actor
+) -> Event:
+    context = current()
+    principal = actor or context.principal
+    target_kind, target_id = target if target is not None else (None, None)
+    return Event(
+        id=uuid.uuid4(),
+        occurred_at=datetime.now(UTC),
+        actor_kind=principal.kind.value if principal is not None else ANONYMOUS,
+        actor_id=principal.id if principal is not None else None,
+        grant_id=principal.grant_id if principal is not None else None,
+        action=Action(action).value,
+        target_kind=target_kind,
+        target_id=target_id,
+        outcome=Outcome(outcome).value,
+        source_address=context.source_address,
+        user_agent=(context.user_agent or "")[:USER_AGENT_LIMIT].replace("\x00", "") or None,
+        request_id=context.request_id,
+        details=check_details(details),
+    )
+
+
+def _row(event: Event) -> dict[str, Any]:
+    return {
+        "id": str(event.id),
+        "occurred_at": event.occurred_at.isoformat(),
+        "actor_kind": event.actor_kind,
+        "actor_id": _text(event.actor_id),
+        "grant_id": _text(event.grant_id),
+        "action": event.action,
+        "target_kind": event.target_kind,
+        "target_id": _text(event.target_id),
+        "outcome": event.outcome,
+        "source_address": event.source_address,
+        "user_agent": event.user_agent,
+        "request_id": event.request_id,
+        "details": event.details,
+        "body_digest": event.body_digest().hex(),
+    }
+
+
+def _text(value: UUID | None) -> str | None:
+    return str(value) if value is not None else None
