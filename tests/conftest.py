@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -88,6 +89,18 @@ def committed_db(committed_database, admin_url) -> Database:
             )
         ]
         conn.execute("TRUNCATE " + ", ".join(tables) + " CASCADE")
+
+
+@pytest.fixture
+def committed_tenant(committed_db, home):
+    """`committed_tenant()` -> the id of a new tenant whose rows are really committed."""
+
+    def make():
+        slug = f"c-{uuid.uuid4().hex[:12]}"
+        with platform_session(committed_db) as session:
+            return tenancy.create_tenant(session, committed_db.keyring, home, slug, f"Committed {slug}").id
+
+    return make
 
 
 @pytest.fixture

@@ -23,10 +23,14 @@ db_app = typer.Typer(help="The database server, roles and schema.", no_args_is_h
 tenant_app = typer.Typer(help="Institutions (tenants).", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 keys_app = typer.Typer(help="Master and tenant keys.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit trail: verify, export, search.", no_args_is_help=True)
+usage_app = typer.Typer(help="Usage metering for charges, derived from the audit trail.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(token_app, name="token")
 app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+app.add_typer(usage_app, name="usage")
 
 out = Console()
 err = Console(stderr=True)
@@ -257,6 +261,12 @@ def demo() -> None:
             f"[bold]{slug}[/bold] sign-in: institution {slug}, user {given.desk_username}, "
             f"password {given.desk_password}"
         )
+
+
+# -- audit -----------------------------------------------------------------------------------
+
+
+# -- usage -----------------------------------------------------------------------------------
 
 
 def main() -> None:

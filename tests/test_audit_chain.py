@@ -1,0 +1,180 @@
+"""The audit chain: numbered, hash-linked, appended only with the action, refused every change."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from bookwarden.audit import record as audit
+from bookwarden.audit.events import GENESIS, PLATFORM_CHAIN, Action, Event, Outcome, chain_hash
+from bookwarden.db import provision
+from bookwarden.db.session import platform_session, tenant_session
+from bookwarden.identity.principal import Principal, PrincipalKind
+
+COLUMNS = (
+    "seq, id, occurred_at, actor_kind, actor_id, grant_id, action, target_kind, target_id, outcome, "
+    "source_address, user_agent, request_id, details, body_digest, prev_hash, hash"
+)
+
+
+def actor(tenant_id) -> Principal:
+    return Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant_id, frozenset())
+
+
+def rows(session):
+    return session.execute(text(f"SELECT {COLUMNS} FROM audit_events ORDER BY seq")).mappings().all()  # noqa: S608
+
+
+def recomputed(row) -> Event:
+    return Event(
+        **{k: row[k] for k in ("id", "occurred_at", "actor_kind", "actor_id", "grant_id", "action", "target_kind")},
+        **{k: row[k] for k in ("target_id", "outcome", "source_address", "user_agent", "request_id", "details")},
+    )
+
+
+def assert_chained(events) -> None:
+    prev = GENESIS
+    for n, row in enumerate(events, start=1):
+        assert row["seq"] == n
+        digest = recomputed(row).body_digest()
+        assert bytes(row["body_digest"]) == digest
+        assert bytes(row["prev_hash"]) == prev
+        prev = chain_hash(prev, n, digest)
+        assert bytes(row["hash"]) == prev
+
+
+def test_events_are_numbered_and_chained_with_what_was_recorded(db, tenant):
+    who = actor(tenant.id)
+    context = audit.Context(who, "192.0.2.7", "Mozilla/5.0 ünïcode", "req-12345678")
+    target = uuid.uuid4()
+    with audit.acting(context):
+        with tenant_session(db, tenant.id) as session:
+            audit.record(session, Action.PATRON_VIEWED, ("patron", target), details={"fields": ["name", "email"]})
+            audit.record(session, Action.PATRON_CHANGED, ("patron", target), details={"ids": [target], "n": 2})
+        with tenant_session(db, tenant.id) as session:
+            audit.record(session, Action.ACCESS_DENIED, outcome=Outcome.DENIED, details={"permission": "x"})
+    with tenant_session(db, tenant.id) as session:
+        events = rows(session)
+    assert [e["action"] for e in events] == ["patron.viewed", "patron.changed", "access.denied"]
+    first = events[0]
+    assert (first["actor_kind"], first["actor_id"], first["target_id"]) == ("api_token", who.id, target)
+    assert (first["source_address"], first["user_agent"], first["request_id"]) == (
+        "192.0.2.7",
+        "Mozilla/5.0 ünïcode",
+        "req-12345678",
+    )
+    assert events[1]["details"] == {"ids": [str(target)], "n": 2}
+    assert_chained(events)
+
+
+def test_an_action_that_rolls_back_leaves_no_event(db, tenant):
+    with pytest.raises(RuntimeError), tenant_session(db, tenant.id) as session:
+        audit.record(session, Action.PATRON_DELETED, ("patron", uuid.uuid4()), actor=actor(tenant.id))
+        raise RuntimeError("the action failed")
+    with tenant_session(db, tenant.id) as session:
+        assert rows(session) == []
+
+
+def test_each_tenant_has_its_own_chain_and_sees_only_it(db, tenant, other_tenant):
+    for t in (tenant, other_tenant, tenant):
+        with tenant_session(db, t.id) as session:
+            audit.record(session, Action.LOAN_CREATED, ("loan", uuid.uuid4()), actor=actor(t.id))
+    with tenant_session(db, tenant.id) as session:
+        mine = rows(session)
+    with tenant_session(db, other_tenant.id) as session:
+        theirs = rows(session)
+    assert [e["seq"] for e in mine] == [1, 2] and [e["seq"] for e in theirs] == [1]
+    assert_chained(mine)
+    assert_chained(theirs)
+
+
+def test_platform_events_go_to_the_platform_chain(db, tenant):
+    with platform_session(db) as session:
+        audit.record(session, Action.TENANT_SUSPENDED, ("tenant", tenant.id), actor=actor(None))
+        assert session.execute(text("SELECT count(*) FROM audit_events")).scalar_one() == 0  # no context reads none
+    with tenant_session(db, PLATFORM_CHAIN) as session:
+        platform = rows(session)
+    with tenant_session(db, tenant.id) as session:
+        assert rows(session) == []
+    assert [e["action"] for e in platform][-1] == "tenant.suspended"
+
+
+def test_details_refuse_values_the_encoding_cannot_reproduce(db, tenant):
+    with tenant_session(db, tenant.id) as session:
+        with pytest.raises(TypeError, match="ratio"):
+            audit.record(session, Action.PATRON_LISTED, details={"ratio": 0.5}, actor=actor(tenant.id))
+        with pytest.raises(ValueError, match="NUL"):
+            audit.record(session, Action.PATRON_LISTED, details={"q": "a\x00b"}, actor=actor(tenant.id))
+
+
+def test_the_app_cannot_append_to_another_tenants_chain(db, tenant, other_tenant):
+    with pytest.raises(Exception, match="tenant in context"), tenant_session(db, tenant.id) as session:
+        session.execute(
+            text("SELECT bookwarden_audit_append(:t, '[]'::jsonb)"),
+            {"t": other_tenant.id},
+        )
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_events SET outcome = 'succeeded'",
+        "DELETE FROM audit_events",
+        "TRUNCATE audit_events",
+        "INSERT INTO audit_events SELECT * FROM audit_events",
+        "UPDATE audit_heads SET seq = 0",
+        "INSERT INTO audit_segment_drops (tenant_id, upto_seq, last_hash) VALUES (bookwarden_current_tenant(), 1, '')",
+    ],
+)
+def test_the_app_role_may_only_read_and_append(db, tenant, statement):
+    with tenant_session(db, tenant.id) as session:
+        audit.record(session, Action.POST_CREATED, ("post", uuid.uuid4()), actor=actor(tenant.id))
+    with pytest.raises(Exception, match="permission denied"), tenant_session(db, tenant.id) as session:
+        session.execute(text(statement))
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["UPDATE audit_events SET outcome = 'denied'", "DELETE FROM audit_events", "TRUNCATE audit_events"],
+)
+def test_even_the_owner_cannot_change_the_trail(committed_db, database_urls, committed_tenant, statement):
+    tenant_id = committed_tenant()
+    with tenant_session(committed_db, tenant_id) as session:
+        audit.record(session, Action.POST_CREATED, ("post", uuid.uuid4()), actor=actor(tenant_id))
+    with psycopg.connect(provision.libpq(database_urls.owner)) as conn:
+        conn.execute("SELECT set_config('bookwarden.tenant_id', %s, false)", (str(tenant_id),))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+            conn.execute(statement)
+
+
+def test_concurrent_writers_never_share_a_sequence_number_or_predecessor(committed_db, committed_tenant):
+    tenant_id = committed_tenant()
+    writers, per_writer = 4, 40
+    failures = []
+
+    def write():
+        try:
+            for _ in range(per_writer):
+                with tenant_session(committed_db, tenant_id) as session:
+                    audit.record(session, Action.SEARCH_CREATED, ("search", uuid.uuid4()), actor=actor(tenant_id))
+                    audit.record(session, Action.SEARCH_VIEWED, ("search", uuid.uuid4()), actor=actor(tenant_id))
+        except Exception as exc:  # pragma: no cover - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=write) for _ in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    with tenant_session(committed_db, tenant_id) as session:
+        events = rows(session)
+        head = session.execute(text("SELECT seq, hash FROM audit_heads")).one()
+    assert len(events) == writers * per_writer * 2
+    assert_chained(events)
+    assert len({bytes(e["prev_hash"]) for e in events}) == len(events)
+    assert (head.seq, bytes(head.hash)) == (events[-1]["seq"], bytes(events[-1]["hash"]))
