@@ -6,7 +6,15 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: install run test lint bench-quick clean
 
+# Debian packages the code needs: xmlsec1 (SAML signatures, through pysaml2) and wamerican (the
+# dictionary words refused as passwords). Installed only when missing (CI runs as root).
+SYSTEM_PACKAGES := xmlsec1 wamerican
+SYSTEM_FILES    := /usr/bin/xmlsec1 /usr/share/dict/american-english
+
 $(STAMP): pyproject.toml
+	@for f in $(SYSTEM_FILES); do test -e $$f || missing=1; done; \
+	  if [ -n "$$missing" ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(SYSTEM_PACKAGES); fi
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'

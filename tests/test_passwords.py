@@ -20,6 +20,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from bookwarden.errors import InvalidInput
+from bookwarden.identity import passwords
 from bookwarden.identity.passwords import (
     DEFAULT,
     MIN_LENGTH_FLOORS,
@@ -202,14 +203,21 @@ def test_a_lone_surrogate_is_refused_not_crashed_on():
 # Common and breached passwords
 
 
-def test_the_blocklist_is_the_real_zxcvbn_lists():
+def test_the_blocklist_is_zxcvbn_and_the_debian_dictionary_over_100000_entries():
     # zxcvbn 4.x ships six frequency lists (30,000 breached passwords, 30,000 Wikipedia words,
     # 19,160 TV and film words, 10,000 surnames, 4,695 first names), de-duplicated across lists:
-    # 93,855 distinct entries. That is all the package holds: reaching 100,000 needs a second
-    # source of breached passwords.
+    # 93,855 distinct entries; Debian's wamerican word list brings the total past 125,000.
     words = common_passwords()
-    assert len(words) >= 93_000
+    assert len(words) >= 100_000
     assert {"123456", "password", "qwerty", "iloveyou", "monkey"} <= words
+    assert {"librarian", "circulation", "quixotic"} <= words  # dictionary words zxcvbn's lists lack
+    assert "librarian's" not in words
+
+
+def test_a_missing_dictionary_stops_rather_than_weakening_the_policy(monkeypatch, tmp_path):
+    monkeypatch.setattr(passwords, "DICTIONARY_FILE", tmp_path / "absent")
+    with pytest.raises(RuntimeError, match="wamerican"):
+        passwords._dictionary_words()
 
 
 @pytest.mark.parametrize("password", ["password", "123456", "Password1", "P@ssw0rd!", "qwerty123"])
