@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import functools
+import getpass
+import os
 import sys
 import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from bookwarden.access.permissions import Permission
 from bookwarden.config import Settings, get_settings
-from bookwarden.errors import BookwardenError
+from bookwarden.errors import BookwardenError, Forbidden
+from bookwarden.identity.principal import Principal, PrincipalKind
 
 app = typer.Typer(
     help="Bookwarden: library customer data under an enforced security and privacy model.",
@@ -36,15 +45,130 @@ out = Console()
 err = Console(stderr=True)
 
 
+# -- the console: who runs commands, what each needs, what each leaves in the audit trail ------
+
+CONSOLE_NAMESPACE = uuid.UUID("6f0c2a4e-3b1d-5e8a-9c7f-1d2e3f405162")
+
+
+def os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (some containers): the uid still says who
+        return f"uid {os.getuid()}"
+
+
+def console_principal() -> Principal:
+    """The platform console acting: one id per OS user. It holds the whole catalogue, read at call time;
+    each command still names the one permission it needs, checked through authorize()."""
+    return Principal(PrincipalKind.SYSTEM, uuid.uuid5(CONSOLE_NAMESPACE, os_user()), None, frozenset(Permission))
+
+
+@app.callback()
+def _console(ctx: typer.Context) -> None:
+    from bookwarden.audit import record as audit
+
+    # Every audit event of this run names the console as actor, and one request id ties them together.
+    context = audit.Context(
+        principal=console_principal(),
+        source_address="console",
+        user_agent="bookwarden-cli",
+        request_id=str(uuid.uuid4()),
+    )
+    ctx.with_resource(audit.acting(context))
+
+
+def command(group: typer.Typer, name: str, permission: Permission, **options: Any) -> Callable:
+    """Declare a command of `group` (a command group, or `app` itself) and the one permission it needs.
+
+        @command(audit_app, "verify", Permission.AUDIT_VERIFY)
+        def audit_verify(...) -> None: ...
+
+    The console principal's permissions are checked through authorize() before the command runs,
+    and every run leaves an event naming the OS user in the platform chain: console.command when it
+    succeeds, access.denied or request.failed when it is refused. The command still records its own
+    action's event (tenant.created, audit.verified...): tests/test_audit_coverage.py runs every command
+    and fails for one that declares no permission or leaves no event of its own.
+    """
+
+    def register(run: Callable) -> Callable:
+        @functools.wraps(run)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            from bookwarden.access.authorize import authorize
+
+            with _console_run(permission):
+                authorize(console_principal(), permission)
+                return run(*args, **kwargs)
+
+        checked.required_permission = permission  # read by tests/test_audit_coverage.py
+        group.command(name, **options)(checked)
+        return checked
+
+    return register
+
+
 def _fail(message: str) -> typer.Exit:
     err.print(f"[red]error:[/red] {message}")
     return typer.Exit(2)
 
 
 def _connect():
+    """The database of this run: one set of pools per command, closed when the command ends."""
     from bookwarden.db.session import connect
 
-    return connect(get_settings())
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return connect(get_settings())
+    root = ctx.find_root()
+    if "bookwarden.db" not in root.meta:
+        db = root.meta["bookwarden.db"] = connect(get_settings())
+        root.call_on_close(db.dispose)
+    return root.meta["bookwarden.db"]
+
+
+def _console_details(**details: Any) -> dict[str, Any]:
+    """Details of a console event: the OS user and the command, then the event's own."""
+    ctx = click.get_current_context(silent=True)
+    path = ctx.command_path.split(maxsplit=1)[1:] if ctx is not None else []
+    return {"os_user": os_user(), "command": path[0] if path else None, **details}
+
+
+@contextmanager
+def _console_run(permission: Permission) -> Iterator[None]:
+    """Record how a command ended: console.command when it succeeded, the refusal or failure otherwise.
+
+    In a transaction of its own, after the command: a refused command's transaction rolled back, and
+    `db migrate` must have made the audit tables before anything can be written to them.
+    """
+    from bookwarden.audit.events import Action, Outcome
+
+    try:
+        yield
+    except BookwardenError as exc:
+        denied = isinstance(exc, Forbidden)
+        action = Action.ACCESS_DENIED if denied else Action.REQUEST_FAILED
+        given = {"permission": exc.permission} if denied and exc.permission else {}
+        _console_event(action, Outcome.DENIED if denied else Outcome.FAILED, problem=exc.slug, **given)
+        raise
+    except click.exceptions.Exit as exc:
+        if exc.exit_code:
+            _console_event(Action.REQUEST_FAILED, Outcome.FAILED, problem="invalid-input", permission=permission)
+        else:
+            _console_event(Action.CONSOLE_COMMAND, Outcome.SUCCEEDED, permission=permission)
+        raise
+    except Exception as exc:
+        _console_event(Action.REQUEST_FAILED, Outcome.FAILED, problem="internal-error", error=type(exc).__name__)
+        raise
+    _console_event(Action.CONSOLE_COMMAND, Outcome.SUCCEEDED, permission=permission)
+
+
+def _console_event(action, outcome, **details: Any) -> None:
+    from bookwarden.audit import record as audit
+
+    try:
+        audit.record_now(_connect(), action, outcome=outcome, details=_console_details(**details))
+    except Exception as exc:
+        # The command's own answer stands; losing its record must not hide it, but it is loud.
+        err.print(f"[red]warning:[/red] the audit event of this command was not recorded ({type(exc).__name__})")
 
 
 def _migrated_urls(settings: Settings):
@@ -62,7 +186,7 @@ def _migrated_urls(settings: Settings):
 # -- db ------------------------------------------------------------------------------------
 
 
-@db_app.command("url")
+@command(db_app, "url", Permission.PLATFORM_DATABASE_MANAGE)
 def db_url() -> None:
     """Print the administrative URL of the server in use, on Bookwarden's database (psql, pg_dump)."""
     from bookwarden.db.provision import libpq
@@ -72,14 +196,14 @@ def db_url() -> None:
     print(libpq(admin_url(settings).set(database=settings.database_name)))
 
 
-@db_app.command("migrate")
+@command(db_app, "migrate", Permission.PLATFORM_DATABASE_MANAGE)
 def db_migrate() -> None:
     """Create roles and databases if needed, and bring both schemas up to date."""
     _migrated_urls(get_settings())
     err.print("[green]database is up to date[/green]")
 
 
-@db_app.command("stop")
+@command(db_app, "stop", Permission.PLATFORM_DATABASE_MANAGE)
 def db_stop() -> None:
     """Stop the embedded PostgreSQL server (no effect with BOOKWARDEN_DATABASE_URL)."""
     from bookwarden.db.server import stop_embedded
@@ -99,7 +223,7 @@ def _tenant_table(tenants) -> Table:
     return table
 
 
-@tenant_app.command("create")
+@command(tenant_app, "create", Permission.PLATFORM_TENANTS_MANAGE)
 def tenant_create(slug: str, name: str) -> None:
     """Create an institution: its keys, its file area (0700), its row."""
     from bookwarden.db.session import platform_session
@@ -111,7 +235,7 @@ def tenant_create(slug: str, name: str) -> None:
     out.print(_tenant_table([tenant]))
 
 
-@tenant_app.command("list")
+@command(tenant_app, "list", Permission.PLATFORM_TENANTS_MANAGE)
 def tenant_list() -> None:
     """List institutions and their status."""
     from bookwarden.db.session import platform_session
@@ -121,7 +245,7 @@ def tenant_list() -> None:
         out.print(_tenant_table(service.list_tenants(session)))
 
 
-@tenant_app.command("suspend")
+@command(tenant_app, "suspend", Permission.PLATFORM_TENANTS_MANAGE)
 def tenant_suspend(
     tenant: str, reason: Annotated[str, typer.Option(help="why; shown to every refused caller")]
 ) -> None:
@@ -133,7 +257,7 @@ def tenant_suspend(
         out.print(_tenant_table([service.suspend_tenant(session, tenant, reason)]))
 
 
-@tenant_app.command("resume")
+@command(tenant_app, "resume", Permission.PLATFORM_TENANTS_MANAGE)
 def tenant_resume(tenant: str) -> None:
     """Lift a suspension."""
     from bookwarden.db.session import platform_session
@@ -146,7 +270,7 @@ def tenant_resume(tenant: str) -> None:
 # -- tokens --------------------------------------------------------------------------------
 
 
-@token_app.command("create")
+@command(token_app, "create", Permission.PLATFORM_TOKENS_ISSUE)
 def token_create(
     tenant: Annotated[str | None, typer.Option(help="institution id or slug")] = None,
     operator: Annotated[bool, typer.Option("--operator", help="a platform operator token instead")] = False,
@@ -190,7 +314,7 @@ def token_create(
 # -- keys ----------------------------------------------------------------------------------
 
 
-@keys_app.command("rotate-tenant")
+@command(keys_app, "rotate-tenant", Permission.PLATFORM_KEYS_ROTATE)
 def keys_rotate_tenant(tenant: str) -> None:
     """New tenant data key; re-wrap every subject key under it (no data re-encrypted). Resumable."""
     from bookwarden.db.session import platform_session
@@ -203,7 +327,7 @@ def keys_rotate_tenant(tenant: str) -> None:
     err.print(f"tenant key rotated; {count} subject keys re-wrapped")
 
 
-@keys_app.command("rotate-master")
+@command(keys_app, "rotate-master", Permission.PLATFORM_KEYS_ROTATE)
 def keys_rotate_master() -> None:
     """New master key; re-wrap every tenant key under it. Key-file mode only; resumable after a crash."""
     from bookwarden.crypto import rotation
@@ -221,7 +345,7 @@ def keys_rotate_master() -> None:
 # -- processes -----------------------------------------------------------------------------
 
 
-@app.command()
+@command(app, "serve", Permission.PLATFORM_SERVICES_RUN)
 def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run the HTTP API."""
     import uvicorn
@@ -234,7 +358,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     uvicorn.run(create_app(_connect(), settings), host=host, port=port, log_config=None, access_log=False)
 
 
-@app.command()
+@command(app, "worker", Permission.PLATFORM_SERVICES_RUN)
 def worker(name: Annotated[str, typer.Option(help="worker name in job leases")] = "worker") -> None:
     """Run background jobs until SIGTERM/SIGINT."""
     from bookwarden import logs
@@ -250,7 +374,7 @@ def worker(name: Annotated[str, typer.Option(help="worker name in job leases")] 
     Worker(db, name).run_forever(stop)
 
 
-@app.command()
+@command(app, "demo", Permission.PLATFORM_DEMO_SEED)
 def demo() -> None:
     """Seed two demo institutions (once); print a fresh API token and desk sign-in for each."""
     from bookwarden import demo as demo_data

@@ -44,6 +44,12 @@ class Permission(enum.StrEnum):
     PLATFORM_GRANTS_BREAK_GLASS = "platform.grants.break_glass"
     PLATFORM_INCIDENTS_HANDLE = "platform.incidents.handle"
     PLATFORM_PRIVACY_OVERSIGHT = "platform.privacy.oversight"
+    # The platform console (bookwarden CLI): each command declares one of these (or another above).
+    PLATFORM_DATABASE_MANAGE = "platform.database.manage"
+    PLATFORM_TOKENS_ISSUE = "platform.tokens.issue"
+    PLATFORM_KEYS_ROTATE = "platform.keys.rotate"
+    PLATFORM_SERVICES_RUN = "platform.services.run"
+    PLATFORM_DEMO_SEED = "platform.demo.seed"
 
     @property
     def is_platform(self) -> bool:

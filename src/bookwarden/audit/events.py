@@ -125,6 +125,9 @@ class Action(enum.StrEnum):
     KEY_ROTATED = "key.rotated"
     DATABASE_MIGRATED = "database.migrated"
     SERVICE_STARTED = "service.started"
+    CONSOLE_COMMAND = "console.command"  # a command run on the platform console: OS user, command, permission
+    DATABASE_URL_SHOWN = "database.url_shown"
+    DATABASE_STOPPED = "database.stopped"
     # The trail itself.
     AUDIT_SEARCHED = "audit.searched"
     AUDIT_EXPORTED = "audit.exported"
