@@ -1,0 +1,297 @@
+"""Search and export a tenant's audit trail: the filters, keyset pages by sequence number, streamed exports.
+
+Every read here runs in a tenant session and names no tenant: row-level security on
+`audit_events` is what keeps one institution's trail out of another's results, whatever the
+filters say. Searching the trail is itself an act on it, so each search and export leaves its
+own event (filters and counts in the details, never a personal value) in the same transaction.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import io
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import structlog
+from sqlalchemy import BigInteger, DateTime, Select, String, Uuid, column, select, table
+from sqlalchemy.dialects.postgresql import BYTEA, JSONB
+
+from bookwarden.audit import record as audit
+from bookwarden.audit.events import Action, Detail, Outcome
+from bookwarden.db.session import Database, TenantSession
+
+log = structlog.get_logger()
+
+# Read-only view of the table made by migration 0009 (only its definer function writes it). A
+# lightweight table clause, not an ORM model: it joins no metadata, so no schema check counts it twice.
+events = table(
+    "audit_events",
+    column("tenant_id", Uuid),
+    column("seq", BigInteger),
+    column("id", Uuid),
+    column("occurred_at", DateTime(timezone=True)),
+    column("actor_kind", String),
+    column("actor_id", Uuid),
+    column("grant_id", Uuid),
+    column("action", String),
+    column("target_kind", String),
+    column("target_id", Uuid),
+    column("outcome", String),
+    column("source_address", String),
+    column("user_agent", String),
+    column("request_id", String),
+    column("details", JSONB),
+    column("hash", BYTEA),
+)
+# What a search returns of each event, in this order (also the CSV header). The chain's other
+# columns (prev_hash, body_digest) serve verification, which has its own export.
+FIELDS = (
+    "seq",
+    "id",
+    "occurred_at",
+    "actor_kind",
+    "actor_id",
+    "grant_id",
+    "action",
+    "target_kind",
+    "target_id",
+    "outcome",
+    "source_address",
+    "user_agent",
+    "request_id",
+    "details",
+    "hash",
+)
+MAX_PAGE = 1000
+EXPORT_BATCH = 1000  # rows fetched from the server-side cursor, and written, at a time
+
+
+class Order(enum.StrEnum):
+    NEWEST = "newest"
+    OLDEST = "oldest"
+
+
+class ExportFormat(enum.StrEnum):
+    JSONL = "jsonl"
+    CSV = "csv"
+
+
+MEDIA_TYPES = {ExportFormat.JSONL: "application/x-ndjson", ExportFormat.CSV: "text/csv"}
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    """Which events, in which order. Every filter given narrows the result (they combine with AND)."""
+
+    actor_id: UUID | None = None
+    actor_kind: str | None = None
+    action: str | None = None  # an action name, or a prefix ending in "." ("patron." is every patron action)
+    target_kind: str | None = None
+    target_id: UUID | None = None
+    outcome: Outcome | None = None
+    since: datetime | None = None  # inclusive
+    until: datetime | None = None  # exclusive: since=March 1st, until=April 1st is all of March
+    order: Order = Order.NEWEST
+
+    def details(self) -> dict[str, Detail]:
+        """The filters given, as the search's own audit event states them: ids, names and times only."""
+        given: dict[str, Detail] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            given[f.name] = str(value) if isinstance(value, UUID | enum.Enum) else value
+        return given
+
+
+@dataclass(frozen=True)
+class Page:
+    events: list[dict[str, Any]]
+    next_cursor: int | None  # seq of the last event returned, when more follow
+
+
+def statement(query: EventQuery) -> Select:
+    """The SELECT of `query`: filters on indexed columns, ordered by seq for stable keyset pages."""
+    c = events.c
+    stmt = select(*(c[name] for name in FIELDS))
+    if query.actor_id is not None:
+        stmt = stmt.where(c.actor_id == query.actor_id)
+    if query.actor_kind is not None:
+        stmt = stmt.where(c.actor_kind == query.actor_kind)
+    if query.action is not None:
+        if query.action.endswith("."):
+            # autoescape: "_" is a LIKE wildcard and action names are full of them ("reading_list.").
+            stmt = stmt.where(c.action.startswith(query.action, autoescape=True))
+        else:
+            stmt = stmt.where(c.action == query.action)
+    if query.target_kind is not None:
+        stmt = stmt.where(c.target_kind == query.target_kind)
+    if query.target_id is not None:
+        stmt = stmt.where(c.target_id == query.target_id)
+    if query.outcome is not None:
+        stmt = stmt.where(c.outcome == query.outcome.value)
+    if query.since is not None:
+        stmt = stmt.where(c.occurred_at >= query.since)
+    if query.until is not None:
+        stmt = stmt.where(c.occurred_at < query.until)
+    return stmt.order_by(c.seq.desc() if query.order is Order.NEWEST else c.seq.asc())
+
+
+def search(session: TenantSession, query: EventQuery, *, limit: int = 100, cursor: int | None = None) -> Page:
+    """One page of the tenant's events matching `query`, after `cursor` in the query's order."""
+    limit = max(1, min(limit, MAX_PAGE))
+    stmt = statement(query)
+    if cursor is not None:
+        stmt = stmt.where(events.c.seq < cursor if query.order is Order.NEWEST else events.c.seq > cursor)
+    rows = session.execute(stmt.limit(limit + 1)).mappings().all()
+    more = len(rows) > limit
+    found = [_event(row) for row in rows[:limit]]
+    return Page(found, found[-1]["seq"] if more and found else None)
+
+
+def search_recorded(session: TenantSession, query: EventQuery, *, limit: int, cursor: int | None) -> Page:
+    """`search`, and its own audit event in the same transaction."""
+    page = search(session, query, limit=limit, cursor=cursor)
+    details = {**query.details(), "limit": limit, "returned": len(page.events)}
+    if cursor is not None:
+        details["cursor"] = cursor
+    audit.record(session, Action.AUDIT_SEARCHED, details=details)
+    return page
+
+
+def _event(row: Any) -> dict[str, Any]:
+    event = {name: row[name] for name in FIELDS}
+    event["occurred_at"] = row["occurred_at"].astimezone(UTC)
+    event["hash"] = bytes(row["hash"]).hex()
+    return event
+
+
+# -- export --------------------------------------------------------------------------------
+
+
+def export(
+    db: Database,
+    scope: Callable[[], AbstractContextManager[TenantSession]],
+    query: EventQuery,
+    fmt: ExportFormat,
+    context: audit.Context,
+    action: Action = Action.AUDIT_EXPORTED,
+) -> Iterator[bytes]:
+    """Every event matching `query`, encoded in `fmt`, in chunks, and the export's own audit event.
+
+    Rows come through a server-side cursor a batch at a time, so an export of millions of events
+    holds one batch in memory. `scope` opens the tenant session (the API's refuses a suspended
+    tenant); the first chunk is yielded only once the session is open and the query running, so a
+    caller that takes it before answering still turns a refusal into a proper error.
+
+    The event is recorded when the stream ends, with the number of rows sent: also when the reader
+    stops early (closing the generator), since what it received was exported all the same. If the
+    database fails mid-stream the transaction is lost, so the failure is recorded in one of its own.
+    `context` says who exports and from where (the generator runs outside the request's context).
+    """
+    encoder = _ENCODERS[fmt]
+    sent, completed, tenant_id = 0, False, None
+    try:
+        with scope() as session:
+            tenant_id = session.tenant_id
+            result = session.execute(statement(query), execution_options={"yield_per": EXPORT_BATCH}).mappings()
+            try:
+                yield encoder.header()
+                for batch in result.partitions():
+                    yield encoder.rows([_event(row) for row in batch])
+                    sent += len(batch)
+                completed = True
+            except GeneratorExit:
+                pass  # the reader went away; the event below still commits
+            finally:
+                result.close()
+            with audit.acting(context):
+                audit.record(session, action, details=_export_details(query, fmt, sent, completed))
+    except Exception as exc:
+        if tenant_id is not None:
+            _record_failed_export(db, tenant_id, query, fmt, sent, context, action, exc)
+        raise
+
+
+def _export_details(query: EventQuery, fmt: ExportFormat, sent: int, completed: bool) -> dict[str, Detail]:
+    return {**query.details(), "format": fmt.value, "rows": sent, "completed": completed}
+
+
+def _record_failed_export(db, tenant_id, query, fmt, sent, context, action, exc) -> None:
+    details = {**_export_details(query, fmt, sent, False), "error": type(exc).__name__}
+    try:
+        with audit.acting(context):
+            audit.record_now(db, action, outcome=Outcome.FAILED, details=details, tenant_id=tenant_id)
+    except Exception as again:
+        # The export already failed; not being able to say so must not hide why, but it is loud.
+        log.error("audit.export_failure_not_recorded", error_type=type(again).__name__)
+
+
+# -- encodings -----------------------------------------------------------------------------
+
+
+def plain(event: dict[str, Any]) -> dict[str, Any]:
+    """An event with JSON types only: ids and times as text (times in UTC, microseconds, "Z")."""
+    out = {}
+    for name, value in event.items():
+        if isinstance(value, UUID):
+            value = str(value)
+        elif isinstance(value, datetime):
+            value = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        out[name] = value
+    return out
+
+
+class _JsonLines:
+    @staticmethod
+    def header() -> bytes:
+        return b""
+
+    @staticmethod
+    def rows(batch: Sequence[dict[str, Any]]) -> bytes:
+        return "".join(json.dumps(plain(e), ensure_ascii=False, separators=(",", ":")) + "\n" for e in batch).encode()
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (or, for tab and CR, may
+# shift it into one). User agents and details are attacker-controlled; a leading apostrophe
+# makes the cell plain text in Excel, LibreOffice and Sheets.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+class _Csv:
+    @staticmethod
+    def header() -> bytes:
+        return _csv_lines([FIELDS])
+
+    @staticmethod
+    def rows(batch: Sequence[dict[str, Any]]) -> bytes:
+        lines = []
+        for event in batch:
+            values = plain(event)
+            values["details"] = json.dumps(values["details"], ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+            lines.append([csv_cell("" if values[name] is None else values[name]) for name in FIELDS])
+        return _csv_lines(lines)
+
+
+def _csv_lines(lines: Sequence[Sequence[Any]]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerows(lines)
+    return buffer.getvalue().encode()
+
+
+_ENCODERS = {ExportFormat.JSONL: _JsonLines, ExportFormat.CSV: _Csv}
