@@ -207,8 +207,9 @@ def export(
             try:
                 yield encoder.header()
                 for batch in result.partitions():
-                    yield encoder.rows([_event(row) for row in batch])
-                    sent += len(batch)
+                    chunk = encoder.rows([_event(row) for row in batch])
+                    sent += len(batch)  # counted when handed over: a reader may stop at this very yield
+                    yield chunk
                 completed = True
             except GeneratorExit:
                 pass  # the reader went away; the event below still commits
