@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from bookwarden.db.base import Base
 from bookwarden.errors import ApprovalRequired
+from bookwarden.privacy.classification import STATE, pseudonymous
 
 
 class ApprovalRequest(Base):
@@ -23,12 +24,12 @@ class ApprovalRequest(Base):
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    action: Mapped[str] = mapped_column(String(64))
-    params: Mapped[dict] = mapped_column(JSONB)  # ids and settings only, never personal data
+    action: Mapped[str] = mapped_column(String(64), info=STATE)
+    params: Mapped[dict] = mapped_column(JSONB, info=pseudonymous("ids and settings only, never personal data"))
     requested_by: Mapped[uuid.UUID]
     requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), info=STATE)
     decided_by: Mapped[uuid.UUID | None]
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -10,6 +10,15 @@ from sqlalchemy import Boolean, CheckConstraint, DateTime, ForeignKey, String, f
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bookwarden.db.base import Base
+from bookwarden.privacy.classification import (
+    STATE,
+    Category,
+    Protection,
+    SubjectKind,
+    not_personal,
+    personal,
+    subject_link,
+)
 
 
 class GrantScope(enum.StrEnum):
@@ -35,14 +44,16 @@ class OperatorGrant(Base):
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    operator_id: Mapped[uuid.UUID]  # the operator principal that asked and may use it
-    scope: Mapped[str] = mapped_column(String(16))
-    justification: Mapped[str] = mapped_column(String(2000))
-    ticket: Mapped[str] = mapped_column(String(200))
+    operator_id: Mapped[uuid.UUID] = mapped_column(
+        info=subject_link(SubjectKind.OPERATOR, "the operator principal that asked and may use it")
+    )
+    scope: Mapped[str] = mapped_column(String(16), info=STATE)
+    justification: Mapped[str] = mapped_column(String(2000), info=personal(Category.STAFF_ACTIVITY, Protection.PLAIN))
+    ticket: Mapped[str] = mapped_column(String(200), info=not_personal("a reference in the operator's ticket system"))
     starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    status: Mapped[str] = mapped_column(String(16))
-    break_glass: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), info=STATE)
+    break_glass: Mapped[bool] = mapped_column(Boolean, default=False, info=STATE)
     decided_by: Mapped[uuid.UUID | None]
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     first_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

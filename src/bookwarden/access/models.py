@@ -22,6 +22,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from bookwarden.db.base import Base, tenant_fk
 from bookwarden.identity.models import Account  # noqa: F401 - target of the account foreign keys
+from bookwarden.privacy.classification import ENTITLEMENT, SETTING, Category, Protection, SubjectKind, personal
 from bookwarden.tenancy.models import Tenant  # noqa: F401 - target of the tenant foreign keys
 
 
@@ -31,8 +32,8 @@ class Role(Base):
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    name: Mapped[str] = mapped_column(String(64))
-    description: Mapped[str] = mapped_column(String(500), default="")
+    name: Mapped[str] = mapped_column(String(64), info=SETTING)
+    description: Mapped[str] = mapped_column(String(500), default="", info=SETTING)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -42,7 +43,7 @@ class RolePermission(Base):
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     role_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    permission: Mapped[str] = mapped_column(String(64), primary_key=True)
+    permission: Mapped[str] = mapped_column(String(64), primary_key=True, info=ENTITLEMENT)
 
 
 class AccountRole(Base):
@@ -58,7 +59,7 @@ class AccountRole(Base):
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     account_id: Mapped[uuid.UUID]
-    builtin_role: Mapped[str | None] = mapped_column(String(64))
+    builtin_role: Mapped[str | None] = mapped_column(String(64), info=ENTITLEMENT)
     custom_role_id: Mapped[uuid.UUID | None]
     granted_by: Mapped[uuid.UUID | None]  # principal id of whoever granted it
     granted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -71,5 +72,7 @@ class SecurityContact(Base):
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    email: Mapped[bytes] = mapped_column(LargeBinary, info={"personal": True})
+    email: Mapped[bytes] = mapped_column(
+        LargeBinary, info=personal(Category.CONTACT, Protection.TENANT_KEY, subject=SubjectKind.CONTACT)
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -23,6 +23,18 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bookwarden.db.base import Base, tenant_fk
+from bookwarden.privacy.classification import (
+    COUNTER,
+    ENTITLEMENT,
+    MACHINE,
+    RANDOM_SECRET,
+    SETTING,
+    STATE,
+    Category,
+    Protection,
+    blind_index,
+    personal,
+)
 from bookwarden.tenancy.models import Tenant  # noqa: F401 - target of the tenant foreign keys
 
 
@@ -34,9 +46,9 @@ class ApiToken(Base):
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    name: Mapped[str] = mapped_column(String(100))
-    token_hash: Mapped[bytes] = mapped_column(LargeBinary)
-    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(40)))
+    name: Mapped[str] = mapped_column(String(100), info=MACHINE)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary, info=MACHINE)
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(40)), info=ENTITLEMENT)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -48,9 +60,9 @@ class OperatorToken(Base):
     __tablename__ = "operator_tokens"
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    name: Mapped[str] = mapped_column(String(100))
-    token_hash: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
-    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(40)))
+    name: Mapped[str] = mapped_column(String(100), info=MACHINE)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary, unique=True, info=MACHINE)
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(40)), info=ENTITLEMENT)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -87,19 +99,23 @@ class Account(Base):
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    kind: Mapped[AccountKind] = mapped_column(_enum(AccountKind, "account_kind"))
-    username: Mapped[bytes] = mapped_column(LargeBinary, info={"personal": True})
-    username_index: Mapped[bytes] = mapped_column(LargeBinary)
-    email: Mapped[bytes | None] = mapped_column(LargeBinary, info={"personal": True})
-    email_index: Mapped[bytes | None] = mapped_column(LargeBinary)
-    display_name: Mapped[bytes | None] = mapped_column(LargeBinary, info={"personal": True})
+    kind: Mapped[AccountKind] = mapped_column(_enum(AccountKind, "account_kind"), info=STATE)
+    username: Mapped[bytes] = mapped_column(LargeBinary, info=personal(Category.IDENTITY))
+    username_index: Mapped[bytes] = mapped_column(LargeBinary, info=blind_index("username"))
+    email: Mapped[bytes | None] = mapped_column(LargeBinary, info=personal(Category.CONTACT))
+    email_index: Mapped[bytes | None] = mapped_column(LargeBinary, info=blind_index("email"))
+    display_name: Mapped[bytes | None] = mapped_column(LargeBinary, info=personal(Category.IDENTITY))
     patron_id: Mapped[uuid.UUID | None]
-    password_hash: Mapped[str | None] = mapped_column(Text)
+    password_hash: Mapped[str | None] = mapped_column(
+        Text, info=personal(Category.CREDENTIALS, Protection.ONE_WAY_HASH)
+    )
     password_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    status: Mapped[AccountStatus] = mapped_column(_enum(AccountStatus, "account_status"))
-    totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
-    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
-    recovery_code_hashes: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    status: Mapped[AccountStatus] = mapped_column(_enum(AccountStatus, "account_status"), info=STATE)
+    totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary, info=personal(Category.CREDENTIALS))
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger, info=COUNTER)
+    recovery_code_hashes: Mapped[list[str] | None] = mapped_column(
+        ARRAY(Text), info=personal(Category.CREDENTIALS, Protection.ONE_WAY_HASH)
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -114,7 +130,7 @@ class PasswordHistory(Base):
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     account_id: Mapped[uuid.UUID]
-    password_hash: Mapped[str] = mapped_column(Text)
+    password_hash: Mapped[str] = mapped_column(Text, info=personal(Category.CREDENTIALS, Protection.ONE_WAY_HASH))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -124,11 +140,11 @@ class PasswordPolicyRow(Base):
     __tablename__ = "password_policies"
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
-    role_class: Mapped[str] = mapped_column(String(16), primary_key=True)
-    min_length: Mapped[int]
-    max_length: Mapped[int]
-    history: Mapped[int]
-    expiry_days: Mapped[int | None]
+    role_class: Mapped[str] = mapped_column(String(16), primary_key=True, info=SETTING)
+    min_length: Mapped[int] = mapped_column(info=SETTING)
+    max_length: Mapped[int] = mapped_column(info=SETTING)
+    history: Mapped[int] = mapped_column(info=SETTING)
+    expiry_days: Mapped[int | None] = mapped_column(info=SETTING)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -148,7 +164,7 @@ class SignInSession(Base):
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    token_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary, info=personal(Category.CREDENTIALS, Protection.ONE_WAY_HASH))
     account_id: Mapped[uuid.UUID]
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -157,11 +173,11 @@ class SignInSession(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The second factor was needed when the session began; signin.py also re-checks the account
     # on every request, so a factor or role added later is enforced on existing sessions too.
-    mfa_required: Mapped[bool]
+    mfa_required: Mapped[bool] = mapped_column(info=STATE)
     mfa_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    mfa_failures: Mapped[int] = mapped_column(Integer, default=0)
-    source_address: Mapped[str] = mapped_column(Text)
-    user_agent: Mapped[str] = mapped_column(Text)
+    mfa_failures: Mapped[int] = mapped_column(Integer, default=0, info=COUNTER)
+    source_address: Mapped[str] = mapped_column(Text, info=personal(Category.DEVICE_NETWORK, Protection.PLAIN))
+    user_agent: Mapped[str] = mapped_column(Text, info=personal(Category.DEVICE_NETWORK, Protection.PLAIN))
 
 
 class SecurityKey(Base):
@@ -180,13 +196,16 @@ class SecurityKey(Base):
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     account_id: Mapped[uuid.UUID]
-    credential_id: Mapped[bytes] = mapped_column(LargeBinary)
-    public_key: Mapped[bytes] = mapped_column(LargeBinary)  # COSE_Key, as the authenticator sent it
-    sign_count: Mapped[int] = mapped_column(BigInteger)
-    transports: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
+    credential_id: Mapped[bytes] = mapped_column(LargeBinary, info=personal(Category.CREDENTIALS, Protection.PLAIN))
+    # COSE_Key, as the authenticator sent it
+    public_key: Mapped[bytes] = mapped_column(LargeBinary, info=personal(Category.CREDENTIALS, Protection.PLAIN))
+    sign_count: Mapped[int] = mapped_column(BigInteger, info=COUNTER)
+    transports: Mapped[list[str]] = mapped_column(
+        ARRAY(Text), default=list, info=personal(Category.DEVICE_NETWORK, Protection.PLAIN)
+    )
     aaguid: Mapped[uuid.UUID]
-    backed_up: Mapped[bool] = mapped_column(default=False)
-    name: Mapped[str] = mapped_column(String(100))
+    backed_up: Mapped[bool] = mapped_column(default=False, info=STATE)
+    name: Mapped[str] = mapped_column(String(100), info=personal(Category.DEVICE_NETWORK, Protection.PLAIN))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -206,8 +225,8 @@ class MfaChallenge(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     account_id: Mapped[uuid.UUID]
     session_id: Mapped[uuid.UUID]
-    purpose: Mapped[str] = mapped_column(String(16))  # enrolment.Ceremony: "register" or "authenticate"
-    challenge: Mapped[bytes] = mapped_column(LargeBinary)
+    purpose: Mapped[str] = mapped_column(String(16), info=STATE)  # enrolment.Ceremony: "register" or "authenticate"
+    challenge: Mapped[bytes] = mapped_column(LargeBinary, info=RANDOM_SECRET)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -220,6 +239,7 @@ class TotpEnrolment(Base):
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     account_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    secret: Mapped[bytes] = mapped_column(LargeBinary)  # sealed under the account's subject key
+    # Sealed under the account's subject key.
+    secret: Mapped[bytes] = mapped_column(LargeBinary, info=personal(Category.CREDENTIALS))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

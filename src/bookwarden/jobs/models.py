@@ -26,6 +26,10 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bookwarden.db.base import Base
+from bookwarden.privacy.classification import COUNTER, MACHINE, SETTING, STATE, pseudonymous
+
+# Payloads carry ids only (tenant, message, subject): never an address or any other personal value.
+IDS_ONLY = pseudonymous("ids only (tenant, message, subject), never personal values")
 
 
 class JobStatus(enum.StrEnum):
@@ -54,18 +58,19 @@ class Job(Base):
     __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
-    kind: Mapped[str] = mapped_column(Text)
-    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    kind: Mapped[str] = mapped_column(Text, info=MACHINE)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"), info=IDS_ONLY)
     status: Mapped[JobStatus] = mapped_column(
         Enum(JobStatus, name="job_status", values_callable=lambda e: [m.value for m in e]),
         default=JobStatus.QUEUED,
+        info=STATE,
     )
     run_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    max_attempts: Mapped[int] = mapped_column(Integer, default=5)
-    last_error: Mapped[str | None] = mapped_column(Text)
-    locked_by: Mapped[str | None] = mapped_column(Text)
-    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, info=COUNTER)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=5, info=COUNTER)
+    last_error: Mapped[str | None] = mapped_column(Text, info=MACHINE)  # describe_error: never a traceback
+    locked_by: Mapped[str | None] = mapped_column(Text, info=MACHINE)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), info=MACHINE)  # the lease
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -79,9 +84,9 @@ class JobSchedule(Base):
         CheckConstraint("kind <> ''", name="kind_not_empty"),
     )
 
-    name: Mapped[str] = mapped_column(Text, primary_key=True)
-    kind: Mapped[str] = mapped_column(Text)
-    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
-    every_seconds: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(Text, primary_key=True, info=MACHINE)
+    kind: Mapped[str] = mapped_column(Text, info=MACHINE)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"), info=SETTING)
+    every_seconds: Mapped[int] = mapped_column(Integer, info=SETTING)
     next_run_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    enabled: Mapped[bool] = mapped_column(default=True, server_default=text("true"))
+    enabled: Mapped[bool] = mapped_column(default=True, server_default=text("true"), info=SETTING)

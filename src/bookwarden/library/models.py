@@ -1,8 +1,9 @@
 """Tables of the hosted domain.
 
 Every table carries tenant_id in its primary key and foreign keys (row-level security and
-Citus co-location). Columns marked `info={"personal": True}` hold AES-256-GCM ciphertext
-under the patron's subject key; `*_index` columns hold blind indexes for exact lookups.
+Citus co-location). Every column says what it holds (privacy/classification.py): `personal(...)`
+columns hold AES-256-GCM ciphertext under the patron's subject key; `blind_index(...)` columns
+hold blind indexes for exact lookups.
 """
 
 from __future__ import annotations
@@ -24,9 +25,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bookwarden.db.base import Base, tenant_fk
+from bookwarden.privacy.classification import CATALOGUE, STATE, Category, blind_index, personal
 from bookwarden.tenancy.models import Tenant  # noqa: F401 - target of the tenant foreign keys
-
-PERSONAL = {"personal": True}
 
 
 def _tenant_id() -> Mapped[uuid.UUID]:
@@ -49,20 +49,21 @@ class Patron(Base):
 
     tenant_id: Mapped[uuid.UUID] = _tenant_id()
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    name: Mapped[bytes] = mapped_column(LargeBinary, info=PERSONAL)
-    email: Mapped[bytes | None] = mapped_column(LargeBinary, info=PERSONAL)
-    phone: Mapped[bytes | None] = mapped_column(LargeBinary, info=PERSONAL)
-    postal_address: Mapped[bytes | None] = mapped_column(LargeBinary, info=PERSONAL)
-    institutional_id: Mapped[bytes | None] = mapped_column(LargeBinary, info=PERSONAL)
-    affiliation: Mapped[bytes | None] = mapped_column(LargeBinary, info=PERSONAL)
-    birth_date: Mapped[bytes | None] = mapped_column(LargeBinary, info=PERSONAL)
-    barcode: Mapped[bytes | None] = mapped_column(LargeBinary, info=PERSONAL)
-    email_index: Mapped[bytes | None] = mapped_column(LargeBinary)
-    institutional_id_index: Mapped[bytes | None] = mapped_column(LargeBinary)
-    barcode_index: Mapped[bytes | None] = mapped_column(LargeBinary)
+    name: Mapped[bytes] = mapped_column(LargeBinary, info=personal(Category.IDENTITY))
+    email: Mapped[bytes | None] = mapped_column(LargeBinary, info=personal(Category.CONTACT))
+    phone: Mapped[bytes | None] = mapped_column(LargeBinary, info=personal(Category.CONTACT))
+    postal_address: Mapped[bytes | None] = mapped_column(LargeBinary, info=personal(Category.CONTACT))
+    institutional_id: Mapped[bytes | None] = mapped_column(LargeBinary, info=personal(Category.INSTITUTIONAL_ID))
+    affiliation: Mapped[bytes | None] = mapped_column(LargeBinary, info=personal(Category.AFFILIATION))
+    birth_date: Mapped[bytes | None] = mapped_column(LargeBinary, info=personal(Category.IDENTITY))
+    barcode: Mapped[bytes | None] = mapped_column(LargeBinary, info=personal(Category.INSTITUTIONAL_ID))
+    email_index: Mapped[bytes | None] = mapped_column(LargeBinary, info=blind_index("email"))
+    institutional_id_index: Mapped[bytes | None] = mapped_column(LargeBinary, info=blind_index("institutional_id"))
+    barcode_index: Mapped[bytes | None] = mapped_column(LargeBinary, info=blind_index("barcode"))
     status: Mapped[PatronStatus] = mapped_column(
         Enum(PatronStatus, name="patron_status", values_callable=lambda e: [m.value for m in e]),
         default=PatronStatus.ACTIVE,
+        info=STATE,
     )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
@@ -80,9 +81,9 @@ class Loan(Base):
     tenant_id: Mapped[uuid.UUID] = _tenant_id()
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     patron_id: Mapped[uuid.UUID]
-    item_id: Mapped[str] = mapped_column(String(64))
+    item_id: Mapped[str] = mapped_column(String(64), info=CATALOGUE)
     # What a patron reads is as personal as who they are: the title is encrypted like a name.
-    item_title: Mapped[bytes | None] = mapped_column(LargeBinary, info=PERSONAL)
+    item_title: Mapped[bytes | None] = mapped_column(LargeBinary, info=personal(Category.CIRCULATION_HISTORY))
     borrowed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     returned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -98,7 +99,7 @@ class Search(Base):
     tenant_id: Mapped[uuid.UUID] = _tenant_id()
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     patron_id: Mapped[uuid.UUID]
-    query: Mapped[bytes] = mapped_column(LargeBinary, info=PERSONAL)
+    query: Mapped[bytes] = mapped_column(LargeBinary, info=personal(Category.SEARCH_HISTORY))
     searched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -112,7 +113,7 @@ class ReadingList(Base):
     tenant_id: Mapped[uuid.UUID] = _tenant_id()
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     patron_id: Mapped[uuid.UUID]
-    title: Mapped[bytes] = mapped_column(LargeBinary, info=PERSONAL)
+    title: Mapped[bytes] = mapped_column(LargeBinary, info=personal(Category.READING_LISTS))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -126,8 +127,8 @@ class ReadingListItem(Base):
     tenant_id: Mapped[uuid.UUID] = _tenant_id()
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     list_id: Mapped[uuid.UUID]
-    item_id: Mapped[str] = mapped_column(String(64))
-    note: Mapped[bytes | None] = mapped_column(LargeBinary, info=PERSONAL)
+    item_id: Mapped[str] = mapped_column(String(64), info=CATALOGUE)
+    note: Mapped[bytes | None] = mapped_column(LargeBinary, info=personal(Category.READING_LISTS))
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -141,6 +142,6 @@ class Post(Base):
     tenant_id: Mapped[uuid.UUID] = _tenant_id()
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     patron_id: Mapped[uuid.UUID]
-    board: Mapped[str] = mapped_column(String(64))
-    body: Mapped[bytes] = mapped_column(LargeBinary, info=PERSONAL)
+    board: Mapped[str] = mapped_column(String(64), info=CATALOGUE)
+    body: Mapped[bytes] = mapped_column(LargeBinary, info=personal(Category.USER_CONTENT))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -20,8 +20,19 @@ from sqlalchemy.orm import Mapped, mapped_column
 # foreign key, and a worker that imported only this area would otherwise fail on it.
 import bookwarden.tenancy.models  # noqa: F401
 from bookwarden.db.base import Base
+from bookwarden.privacy.classification import (
+    COUNTER,
+    MACHINE,
+    STATE,
+    Category,
+    Protection,
+    SubjectKind,
+    not_personal,
+    personal,
+    pseudonymous,
+)
 
-PERSONAL = {"personal": True}
+SEALED = Protection.TENANT_KEY
 
 
 class MailCategory(enum.StrEnum):
@@ -61,19 +72,26 @@ class OutboxMessage(Base):
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    category: Mapped[MailCategory] = mapped_column(_text_enum(MailCategory))
-    to_address: Mapped[bytes] = mapped_column(LargeBinary, info=PERSONAL)
-    subject: Mapped[bytes] = mapped_column(LargeBinary, info=PERSONAL)
-    body: Mapped[bytes] = mapped_column(LargeBinary, info=PERSONAL)
+    category: Mapped[MailCategory] = mapped_column(_text_enum(MailCategory), info=STATE)
+    to_address: Mapped[bytes] = mapped_column(
+        LargeBinary, info=personal(Category.CONTACT, SEALED, subject=SubjectKind.CONTACT)
+    )
+    subject: Mapped[bytes] = mapped_column(LargeBinary, info=personal(Category.CORRESPONDENCE, SEALED))
+    body: Mapped[bytes] = mapped_column(LargeBinary, info=personal(Category.CORRESPONDENCE, SEALED))
     # The tenant data-key version the fields were sealed under: after a key rotation a
     # message sealed under a destroyed version is reported as such, not as tampering.
-    key_version: Mapped[int] = mapped_column(Integer)
-    headers: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
-    status: Mapped[OutboxStatus] = mapped_column(_text_enum(OutboxStatus), default=OutboxStatus.QUEUED)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    last_error: Mapped[str | None] = mapped_column(Text)
+    key_version: Mapped[int] = mapped_column(Integer, info=MACHINE)
+    headers: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, server_default=text("'{}'::jsonb"), info=pseudonymous("URLs and flags, never an address")
+    )
+    status: Mapped[OutboxStatus] = mapped_column(_text_enum(OutboxStatus), default=OutboxStatus.QUEUED, info=STATE)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, info=COUNTER)
+    # Error type and SMTP reply code only: a server's reply text may quote the recipient (delivery.py).
+    last_error: Mapped[str | None] = mapped_column(Text, info=MACHINE)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    send_after: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    send_after: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), info=not_personal("when delivery may start")
+    )
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The RFC 5322 Message-ID header the mail went out with (the row id is `id`).
-    message_id: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(Text, info=MACHINE)

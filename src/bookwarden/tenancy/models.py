@@ -14,6 +14,10 @@ from sqlalchemy import DateTime, Enum, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bookwarden.db.base import Base
+from bookwarden.privacy.classification import STATE, not_personal
+
+# The institution is the controller, a legal person: its names are not personal data.
+INSTITUTION = not_personal("names the institution (the controller), not a person")
 
 
 class TenantStatus(enum.StrEnum):
@@ -25,12 +29,15 @@ class Tenant(Base):
     __tablename__ = "tenants"
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    slug: Mapped[str] = mapped_column(String(63), unique=True)
-    name: Mapped[str] = mapped_column(String(200))
+    slug: Mapped[str] = mapped_column(String(63), unique=True, info=INSTITUTION)
+    name: Mapped[str] = mapped_column(String(200), info=INSTITUTION)
     status: Mapped[TenantStatus] = mapped_column(
         Enum(TenantStatus, name="tenant_status", values_callable=lambda e: [m.value for m in e]),
         default=TenantStatus.ACTIVE,
+        info=STATE,
     )
-    suspended_reason: Mapped[str | None] = mapped_column(String(500))
+    suspended_reason: Mapped[str | None] = mapped_column(
+        String(500), info=not_personal("why operators suspended the institution (contract, security)")
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     suspended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
