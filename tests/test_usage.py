@@ -135,6 +135,7 @@ def backdated(session, when: datetime, actor: Principal, request_id: str | None,
 def test_calendar_months_in_utc_and_what_counts_as_a_call(db, tenant):
     token = Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant.id, frozenset())
     system = Principal(PrincipalKind.SYSTEM, uuid.uuid4(), None, frozenset())
+    support = Principal(PrincipalKind.OPERATOR_TOKEN, uuid.uuid4(), tenant.id, frozenset(), grant_id=uuid.uuid4())
     one, two, first_instant, console, march, late = (rid() for _ in range(6))
     with tenant_session(db, tenant.id) as session:
         backdated(session, datetime(2025, 1, 31, 23, 59, 59, 999999, tzinfo=UTC), token, rid())
@@ -144,6 +145,7 @@ def test_calendar_months_in_utc_and_what_counts_as_a_call(db, tenant):
         backdated(session, datetime(2025, 2, 14, tzinfo=UTC), token, two)
         backdated(session, datetime(2025, 2, 20, tzinfo=UTC), system, console)  # the console: not a call
         backdated(session, datetime(2025, 2, 21, tzinfo=UTC), system, None)  # a scheduled duty
+        backdated(session, datetime(2025, 2, 22, tzinfo=UTC), support, rid())  # operator support under a grant
         backdated(session, datetime(2025, 2, 28, 23, 59, 59, 999999, tzinfo=UTC), token, late)
         backdated(session, datetime(2025, 3, 1, tzinfo=UTC), token, march)
         # 23:30 on February 28th an hour west of Greenwich is already March in UTC.
@@ -152,7 +154,7 @@ def test_calendar_months_in_utc_and_what_counts_as_a_call(db, tenant):
         usage = {m: metering.measure(session, m) for m in ("2025-01", "2025-02", "2025-03", "2025-04", "9999-12")}
     assert {m: (u.api_calls, u.events_recorded) for m, u in usage.items()} == {
         "2025-01": (1, 1),
-        "2025-02": (4, 7),  # first_instant, one, two, late; plus the console's and the duty's events
+        "2025-02": (4, 8),  # first_instant, one, two, late; plus the console's, the duty's and support's events
         "2025-03": (2, 2),
         "2025-04": (0, 0),
         "9999-12": (0, 0),  # the last month there is: its end is past what Python dates hold

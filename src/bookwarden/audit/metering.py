@@ -3,8 +3,9 @@
 What is measured, and how:
 
 - **API calls**: the number of distinct request ids among the month's events in the
-  institution's own chain, leaving out the platform's own actors (console commands and
-  scheduled duties act as `system`). Every route writes at least one event, and so does every
+  institution's own chain, leaving out the platform's own actors: console commands and
+  scheduled duties (`system`) and operator staff working under a grant (`operator_token`),
+  whose support work is not the institution's usage. Every route writes at least one event, and so does every
   refusal that names the institution (denied, invalid, not found), so each HTTP request made
   for the institution is one id here and a request that wrote several events counts once.
   Requests that never reached the institution (no valid credential, health checks, metrics)
@@ -45,6 +46,7 @@ from bookwarden.tenancy.service import get_tenant, list_tenants
 MONTH = re.compile(r"^([1-9][0-9]{3})-(0[1-9]|1[0-2])$")
 CUSTOMER_TABLES: tuple[Table, ...] = tuple(kind.model.__table__ for kind in KINDS)
 AUDIT_TABLE = "audit_events"
+PLATFORM_ACTORS = (PrincipalKind.SYSTEM.value, PrincipalKind.OPERATOR_TOKEN.value)  # their requests are not calls
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,7 @@ def measure(session: TenantSession, month: str) -> Usage:
     # Bounds computed by PostgreSQL, in UTC: December 9999 ends in a year Python cannot represent.
     start = func.make_timestamptz(year, number, 1, 0, 0, 0, "UTC")
     in_month = (events.c.occurred_at >= start) & (events.c.occurred_at < start + func.make_interval(0, 1))
-    calls = func.count(distinct(events.c.request_id)).filter(events.c.actor_kind != PrincipalKind.SYSTEM.value)
+    calls = func.count(distinct(events.c.request_id)).filter(events.c.actor_kind.not_in(PLATFORM_ACTORS))
     api_calls, recorded = session.execute(select(calls, func.count()).select_from(events).where(in_month)).one()
     tables = {t.name: _table_usage(session, t) for t in CUSTOMER_TABLES}
     tables[AUDIT_TABLE] = _table_usage(session, events)
