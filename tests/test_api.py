@@ -106,6 +106,12 @@ def test_every_route_declares_the_permission_it_needs(app):
         "/api/v1/auth/me/mfa/webauthn/options",
         "/api/v1/auth/me/mfa/webauthn/credentials",
         "/api/v1/auth/me/mfa/webauthn/credentials/{key_id}",
+        # Institutional sign-on (identity/saml_routes.py), before authentication and on no one's data:
+        # SP metadata is public by nature, login only sends the browser to its IdP, and the ACS is
+        # authorised by the IdP's signature plus the cookie of the browser that started the sign-in.
+        "/api/v1/sso/saml/{tenant_slug}/metadata",
+        "/api/v1/sso/saml/{tenant_slug}/login",
+        "/api/v1/sso/saml/{tenant_slug}/acs",
     }
     checked = 0
     for route in _api_routes(app.routes):

@@ -11,16 +11,18 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from bookwarden.access.permissions import Permission
+from bookwarden.audit.events import Action, Outcome
 from bookwarden.config import Settings, get_settings
 from bookwarden.errors import BookwardenError, Forbidden
 from bookwarden.identity.principal import Principal, PrincipalKind
@@ -67,6 +69,30 @@ def console_principal() -> Principal:
 
 @app.callback()
 def _console(ctx: typer.Context) -> None:
+@dataclass
+class _Run:
+    """One run of the command line: its database (opened on first use) and what it has recorded."""
+
+    db: Any = None
+    command: str | None = None
+    succeeded_recorded: bool = False
+
+
+_run: ContextVar[_Run | None] = ContextVar("bookwarden_console_run", default=None)
+
+
+@contextmanager
+def _running() -> Iterator[_Run]:
+    run = _Run()
+    token = _run.set(run)
+    try:
+        yield run
+    finally:
+        _run.reset(token)
+        if run.db is not None:
+            run.db.dispose()
+
+
     from bookwarden.audit import record as audit
 
     # Every audit event of this run names the console as actor, and one request id ties them together.
@@ -79,6 +105,7 @@ def _console(ctx: typer.Context) -> None:
     ctx.with_resource(audit.acting(context))
 
 
+    ctx.with_resource(_running())
 def command(group: typer.Typer, name: str, permission: Permission, **options: Any) -> Callable:
     """Declare a command of `group` (a command group, or `app` itself) and the one permission it needs.
 
@@ -99,6 +126,9 @@ def command(group: typer.Typer, name: str, permission: Permission, **options: An
 
             with _console_run(permission):
                 authorize(console_principal(), permission)
+            current = _run.get()
+            if current is not None:
+                current.command = " ".join(filter(None, (_group_name(group), name)))
                 return run(*args, **kwargs)
 
         checked.required_permission = permission  # read by tests/test_audit_coverage.py
@@ -110,6 +140,10 @@ def command(group: typer.Typer, name: str, permission: Permission, **options: An
 
 def _fail(message: str) -> typer.Exit:
     err.print(f"[red]error:[/red] {message}")
+def _group_name(group: typer.Typer) -> str | None:
+    return next((info.name for info in app.registered_groups if info.typer_instance is group), None)
+
+
     return typer.Exit(2)
 
 
@@ -117,21 +151,18 @@ def _connect():
     """The database of this run: one set of pools per command, closed when the command ends."""
     from bookwarden.db.session import connect
 
-    ctx = click.get_current_context(silent=True)
-    if ctx is None:
+    run = _run.get()
+    if run is None:
         return connect(get_settings())
-    root = ctx.find_root()
-    if "bookwarden.db" not in root.meta:
-        db = root.meta["bookwarden.db"] = connect(get_settings())
-        root.call_on_close(db.dispose)
-    return root.meta["bookwarden.db"]
+    if run.db is None:
+        run.db = connect(get_settings())
+    return run.db
 
 
 def _console_details(**details: Any) -> dict[str, Any]:
     """Details of a console event: the OS user and the command, then the event's own."""
-    ctx = click.get_current_context(silent=True)
-    path = ctx.command_path.split(maxsplit=1)[1:] if ctx is not None else []
-    return {"os_user": os_user(), "command": path[0] if path else None, **details}
+    run = _run.get()
+    return {"os_user": os_user(), "command": run.command if run is not None else None, **details}
 
 
 @contextmanager
@@ -141,8 +172,6 @@ def _console_run(permission: Permission) -> Iterator[None]:
     In a transaction of its own, after the command: a refused command's transaction rolled back, and
     `db migrate` must have made the audit tables before anything can be written to them.
     """
-    from bookwarden.audit.events import Action, Outcome
-
     try:
         yield
     except BookwardenError as exc:
@@ -151,17 +180,27 @@ def _console_run(permission: Permission) -> Iterator[None]:
         given = {"permission": exc.permission} if denied and exc.permission else {}
         _console_event(action, Outcome.DENIED if denied else Outcome.FAILED, problem=exc.slug, **given)
         raise
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         if exc.exit_code:
             _console_event(Action.REQUEST_FAILED, Outcome.FAILED, problem="invalid-input", permission=permission)
         else:
-            _console_event(Action.CONSOLE_COMMAND, Outcome.SUCCEEDED, permission=permission)
+            _command_succeeded(permission)
         raise
     except Exception as exc:
         _console_event(Action.REQUEST_FAILED, Outcome.FAILED, problem="internal-error", error=type(exc).__name__)
         raise
     _console_event(Action.CONSOLE_COMMAND, Outcome.SUCCEEDED, permission=permission)
 
+    _command_succeeded(permission)
+
+
+def _command_succeeded(permission: Permission) -> None:
+    """console.command, once per run (`db stop` records it before the database goes away)."""
+    run = _run.get()
+    if run is not None and run.succeeded_recorded:
+        return
+    if run is not None:
+        run.succeeded_recorded = True
 
 def _console_event(action, outcome, **details: Any) -> None:
     from bookwarden.audit import record as audit
@@ -175,6 +214,15 @@ def _console_event(action, outcome, **details: Any) -> None:
 
 def _migrated_urls(settings: Settings):
     from bookwarden.crypto.master import load_master_keys
+def _record(action, target: tuple[str, uuid.UUID | None] | None = None, *, tenant_id=None, **details: Any) -> None:
+    """The command's own event (with the OS user), committed now: in `tenant_id`'s chain, or the platform's."""
+    from bookwarden.audit import record as audit
+
+    audit.record_now(
+        _connect(), action, target, outcome=Outcome.SUCCEEDED, details=_console_details(**details), tenant_id=tenant_id
+    )
+
+
     from bookwarden.db import provision
     from bookwarden.db.migrate import migrate
     from bookwarden.db.server import admin_url
@@ -195,13 +243,17 @@ def db_url() -> None:
     from bookwarden.db.server import admin_url
 
     settings = get_settings()
-    print(libpq(admin_url(settings).set(database=settings.database_name)))
+    url = libpq(admin_url(settings).set(database=settings.database_name))
+    _record(Action.DATABASE_URL_SHOWN)  # the URL carries the administrator's credentials
+    print(url)
 
 
 @command(db_app, "migrate", Permission.PLATFORM_DATABASE_MANAGE)
 def db_migrate() -> None:
     """Create roles and databases if needed, and bring both schemas up to date."""
-    _migrated_urls(get_settings())
+    settings = get_settings()
+    _migrated_urls(settings)
+    _record(Action.DATABASE_MIGRATED, database=settings.database_name)  # after: a fresh database has no trail yet
     err.print("[green]database is up to date[/green]")
 
 
@@ -213,6 +265,10 @@ def db_stop() -> None:
     settings = get_settings()
     stopped = stop_embedded(settings.resolved_home / "pg")
     err.print("embedded server stopped" if stopped else "embedded server was not running")
+    # Recorded first: once stopped, no database is there to take the events.
+    _record(Action.DATABASE_STOPPED, embedded=settings.database_url is None)
+    _command_succeeded(Permission.PLATFORM_DATABASE_MANAGE)
+    _connect().dispose()  # its connections end now rather than be cut by the shutdown
 
 
 # -- tenants -------------------------------------------------------------------------------
@@ -244,7 +300,7 @@ def tenant_list() -> None:
     from bookwarden.tenancy import service
 
     with platform_session(_connect()) as session:
-        out.print(_tenant_table(service.list_tenants(session)))
+        out.print(_tenant_table(service.show_tenants(session)))
 
 
 @command(tenant_app, "suspend", Permission.PLATFORM_TENANTS_MANAGE)
@@ -328,6 +384,7 @@ def keys_rotate_tenant(tenant: str) -> None:
     count = db.keyring.rotate_tenant_key(tenant_id)
     err.print(f"tenant key rotated; {count} subject keys re-wrapped")
 
+    _record(Action.KEY_ROTATED, ("tenant", tenant_id), tenant_id=tenant_id, key="tenant", subject_keys_rewrapped=count)
 
 @command(keys_app, "rotate-master", Permission.PLATFORM_KEYS_ROTATE)
 def keys_rotate_master() -> None:
@@ -343,6 +400,7 @@ def keys_rotate_master() -> None:
     count = rotation.rotate_master(settings)
     err.print(f"master key rotated; {count} tenant keys re-wrapped")
 
+    _record(Action.KEY_ROTATED, key="master", tenant_keys_rewrapped=count)  # connected under the new key
 
 # -- processes -----------------------------------------------------------------------------
 
@@ -359,6 +417,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     logs.configure(settings.log_level)
     uvicorn.run(create_app(_connect(), settings), host=host, port=port, log_config=None, access_log=False)
 
+    _record(Action.SERVICE_STARTED, service="api", host=host, port=port)
 
 @command(app, "worker", Permission.PLATFORM_SERVICES_RUN)
 def worker(name: Annotated[str, typer.Option(help="worker name in job leases")] = "worker") -> None:
@@ -375,6 +434,7 @@ def worker(name: Annotated[str, typer.Option(help="worker name in job leases")] 
     declare_all(db)
     Worker(db, name).run_forever(stop)
 
+    _record(Action.SERVICE_STARTED, service="worker", name=name)
 
 @command(app, "demo", Permission.PLATFORM_DEMO_SEED)
 def demo() -> None:

@@ -18,6 +18,8 @@ from bookwarden.access import service as access
 from bookwarden.access.approval_models import ApprovalRequest, SensitiveAction
 from bookwarden.access.authorize import authorize
 from bookwarden.access.permissions import ADMIN_ROLES, Permission
+from bookwarden.audit.events import Action
+from bookwarden.audit.record import record
 from bookwarden.db.session import TenantSession
 from bookwarden.errors import Conflict, InvalidInput, NotFound, SegregationOfDutiesError
 from bookwarden.identity import accounts
@@ -46,7 +48,14 @@ def ask(session: TenantSession, actor: Principal, action: SensitiveAction, param
     )
     session.add(request)
     session.flush()
+    _record(session, Action.APPROVAL_REQUESTED, request)
     return request
+
+
+def _record(session: TenantSession, action: Action, request: ApprovalRequest) -> None:
+    # The parameters are ids, role names and policy numbers: nothing personal.
+    details = {"sensitive_action": request.action, "requested_by": request.requested_by, **request.params}
+    record(session, action, ("approval", request.id), details=details)
 
 
 def approve(session: TenantSession, approver: Principal, request_id: UUID) -> ApprovalRequest:
@@ -56,6 +65,7 @@ def approve(session: TenantSession, approver: Principal, request_id: UUID) -> Ap
         raise SegregationOfDutiesError("the one who asked cannot approve: another holder of the permission must")
     request.status, request.decided_by, request.decided_at = "approved", approver.id, datetime.now(UTC)
     session.flush()
+    _record(session, Action.APPROVAL_APPROVED, request)
     _carry_out(session, approver, request)
     return request
 
@@ -65,6 +75,7 @@ def reject(session: TenantSession, approver: Principal, request_id: UUID) -> App
     authorize(approver, PERMISSION[SensitiveAction(request.action)])
     request.status, request.decided_by, request.decided_at = "rejected", approver.id, datetime.now(UTC)
     session.flush()
+    _record(session, Action.APPROVAL_REJECTED, request)
     return request
 
 
@@ -72,7 +83,10 @@ def pending(session: TenantSession) -> list[ApprovalRequest]:
     query = select(ApprovalRequest).where(
         ApprovalRequest.tenant_id == session.tenant_id, ApprovalRequest.status == "pending"
     )
-    return list(session.scalars(query.order_by(ApprovalRequest.requested_at).limit(500)))
+    found = list(session.scalars(query.order_by(ApprovalRequest.requested_at).limit(500)))
+    ids = [request.id for request in found]
+    record(session, Action.APPROVAL_LISTED, ("approval", None), details={"ids": ids, "count": len(ids)})
+    return found
 
 
 def _carry_out(session: TenantSession, approver: Principal, request: ApprovalRequest) -> None:

@@ -1,29 +1,21 @@
 """authorize(): the one decision point. Every refusal is recorded.
 
-A refusal ends the action's transaction, so its audit event is written by whoever reports the
-refusal, in a transaction of its own: the API's problem handler, or the command line.
+A refusal ends the action's transaction, so its audit event (access.denied, naming the missing
+permission) is written by whoever reports the refusal, in a transaction of its own: the API's
+problem handler (api/problems.py) for every route and the services they call, and the command
+wrapper of the console (`command` in cli.py) for every command. Nothing else calls authorize()
+today; a new caller (a job, say) must record its refusals the same way.
 """
 
 from __future__ import annotations
-
-import structlog
 
 from bookwarden.access.permissions import Permission
 from bookwarden.errors import Forbidden
 from bookwarden.identity.principal import Principal
 
-log = structlog.get_logger()
-
 
 def authorize(principal: Principal, permission: Permission) -> None:
-    """Return if `principal` holds `permission`; otherwise record the denial and refuse."""
+    """Return if `principal` holds `permission`; otherwise refuse, naming it (the reporter records it)."""
     if permission in principal.permissions:
         return
-    log.warning(
-        "access.denied",
-        principal_kind=principal.kind.value,
-        principal_id=str(principal.id),
-        tenant_id=str(principal.tenant_id) if principal.tenant_id else None,
-        permission=permission.value,
-    )
     raise Forbidden(f"this needs the {permission} permission, which the caller does not hold", permission.value)

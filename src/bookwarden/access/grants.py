@@ -5,6 +5,9 @@ tenant admin approves it, or the CISO approves it as break-glass (flagged and no
 tenant at once). While approved and within its window, the grant turns the operator's
 credential into a tenant principal limited to the grant's scope; outside it, the operator sees
 nothing of the tenant. Grants end by themselves (a recurring job marks them and sends the notice).
+
+Every step is recorded in the tenant's chain, and so is every use: each request an operator makes
+through a grant records operator_grant.used, and every event of that request carries the grant id.
 """
 
 from __future__ import annotations
@@ -13,20 +16,20 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-import structlog
 from sqlalchemy import select, text
 
 from bookwarden.access.authorize import authorize
 from bookwarden.access.grant_models import GrantScope, GrantStatus, OperatorGrant
 from bookwarden.access.notices import EntitlementEvent, entitlement_changed
 from bookwarden.access.permissions import LIBRARY_READ, LIBRARY_WRITE, Permission
+from bookwarden.audit.events import Action
+from bookwarden.audit.record import record
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.errors import Conflict, Forbidden, InvalidInput, NotFound, SegregationOfDutiesError
 from bookwarden.identity.principal import Principal, PrincipalKind
 from bookwarden.jobs.service import handler, schedule
 from bookwarden.tenancy.service import get_tenant
 
-log = structlog.get_logger()
 MAX_DURATION = timedelta(hours=8)
 CLOCK_SKEW = timedelta(minutes=5)
 SCOPE_PERMISSIONS = {GrantScope.READ: LIBRARY_READ, GrantScope.READ_WRITE: LIBRARY_READ | LIBRARY_WRITE}
@@ -78,6 +81,7 @@ def request_grant(
         )
         session.add(grant)
         session.flush()
+        _record(session, Action.GRANT_REQUESTED, grant)
         entitlement_changed(
             session, operator, EntitlementEvent.OPERATOR_GRANT_REQUESTED, f"operator {operator.id}", _describe(grant)
         )
@@ -89,6 +93,7 @@ def approve_grant(session: TenantSession, actor: Principal, grant_id: UUID) -> O
     authorize(actor, Permission.OPERATOR_GRANTS_APPROVE)
     grant = _pending(session, grant_id)
     _decide(grant, actor, GrantStatus.APPROVED)
+    _record(session, Action.GRANT_APPROVED, grant)
     entitlement_changed(
         session, actor, EntitlementEvent.OPERATOR_GRANT_APPROVED, f"operator {grant.operator_id}", _describe(grant)
     )
@@ -99,6 +104,7 @@ def deny_grant(session: TenantSession, actor: Principal, grant_id: UUID) -> Oper
     authorize(actor, Permission.OPERATOR_GRANTS_APPROVE)
     grant = _pending(session, grant_id)
     _decide(grant, actor, GrantStatus.DENIED)
+    _record(session, Action.GRANT_REJECTED, grant)
     return grant
 
 
@@ -112,6 +118,7 @@ def break_glass(db: Database, ciso: Principal, tenant_id: UUID, grant_id: UUID) 
             raise SegregationOfDutiesError("the CISO cannot break glass for their own request")
         _decide(grant, ciso, GrantStatus.APPROVED)
         grant.break_glass = True
+        _record(session, Action.GRANT_BREAK_GLASS, grant)
         entitlement_changed(
             session,
             ciso,
@@ -131,6 +138,7 @@ def revoke_grant(session: TenantSession, actor: Principal, grant_id: UUID) -> Op
         raise Conflict(f"the grant is {grant.status} already")
     grant.status, grant.ended_at = GrantStatus.REVOKED.value, datetime.now(UTC)
     session.flush()
+    _record(session, Action.GRANT_REVOKED, grant)
     return grant
 
 
@@ -147,8 +155,14 @@ def open_grant(db: Database, operator: Principal, grant_id: UUID) -> Principal:
         ).first()
     if found is None:
         raise Forbidden("no approved, current operator grant with this id for this operator")
+    acting = Principal(
+        operator.kind, operator.id, found.tenant_id, SCOPE_PERMISSIONS[GrantScope(found.scope)], grant_id=grant_id
+    )
     with tenant_session(db, found.tenant_id) as session:
         grant = _get(session, grant_id)
+        # Every use, not only the first: each request through a grant is one event in the tenant's chain.
+        details = {"scope": grant.scope, "first_use": grant.first_used_at is None}
+        record(session, Action.GRANT_USED, ("operator_grant", grant.id), details=details, actor=acting)
         if grant.first_used_at is None:
             grant.first_used_at = datetime.now(UTC)
             entitlement_changed(
@@ -158,12 +172,7 @@ def open_grant(db: Database, operator: Principal, grant_id: UUID) -> Principal:
                 f"operator {grant.operator_id}",
                 _describe(grant),
             )
-    log.info(
-        "operator grant used", grant_id=str(grant_id), tenant_id=str(found.tenant_id), operator_id=str(operator.id)
-    )
-    return Principal(
-        operator.kind, operator.id, found.tenant_id, SCOPE_PERMISSIONS[GrantScope(found.scope)], grant_id=grant_id
-    )
+    return acting
 
 
 def end_expired_grants(db: Database, batch: int = 500) -> int:
@@ -181,6 +190,7 @@ def end_expired_grants(db: Database, batch: int = 500) -> int:
             was_approved = grant.status == GrantStatus.APPROVED
             grant.status, grant.ended_at = GrantStatus.EXPIRED.value, datetime.now(UTC)
             session.flush()
+            _record(session, Action.GRANT_EXPIRED, grant, actor=system, was_approved=was_approved)
             if was_approved:
                 entitlement_changed(
                     session,
@@ -204,7 +214,25 @@ def declare_schedules(db: Database) -> None:
 
 def list_grants(session: TenantSession) -> list[OperatorGrant]:
     query = select(OperatorGrant).where(OperatorGrant.tenant_id == session.tenant_id)
-    return list(session.scalars(query.order_by(OperatorGrant.created_at.desc()).limit(500)))
+    found = list(session.scalars(query.order_by(OperatorGrant.created_at.desc()).limit(500)))
+    ids = [grant.id for grant in found]
+    record(session, Action.GRANT_LISTED, ("operator_grant", None), details={"ids": ids, "count": len(ids)})
+    return found
+
+
+def _record(
+    session: TenantSession, action: Action, grant: OperatorGrant, actor: Principal | None = None, **details
+) -> None:
+    # The justification is free text (it may name people): the ticket reference stands for it.
+    described = {
+        "operator_id": grant.operator_id,
+        "scope": grant.scope,
+        "ticket": grant.ticket,
+        "starts_at": grant.starts_at.isoformat(),
+        "expires_at": grant.expires_at.isoformat(),
+        "break_glass": grant.break_glass,
+    }
+    record(session, action, ("operator_grant", grant.id), details={**described, **details}, actor=actor)
 
 
 def _get(session: TenantSession, grant_id: UUID) -> OperatorGrant:

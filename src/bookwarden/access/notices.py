@@ -36,6 +36,8 @@ class EntitlementEvent(enum.StrEnum):
     MFA_RESET = "second factor reset"
     API_TOKEN_CREATED = "API token created"  # noqa: S105 - an event name
     SECURITY_CONTACTS_CHANGED = "security contacts changed"
+    SSO_CONFIGURED = "institutional sign-on configured"
+    SSO_REMOVED = "institutional sign-on removed"
     OPERATOR_GRANT_REQUESTED = "operator access requested"
     OPERATOR_GRANT_APPROVED = "operator access approved"
     OPERATOR_GRANT_USED = "operator access used"

@@ -31,6 +31,7 @@ class Permission(enum.StrEnum):
     ROLES_ASSIGN = "roles.assign"
     TOKENS_MANAGE = "tokens.manage"
     POLICY_MANAGE = "policy.manage"
+    SSO_MANAGE = "sso.manage"  # the institution's identity provider: who signs in, with which roles
     SECURITY_CONTACTS_MANAGE = "security_contacts.manage"
     AUDIT_READ = "audit.read"
     PRIVACY_REQUESTS_HANDLE = "privacy.requests.handle"
@@ -99,6 +100,7 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
         P.ROLES_ASSIGN,
         P.TOKENS_MANAGE,
         P.POLICY_MANAGE,
+        P.SSO_MANAGE,
         P.SECURITY_CONTACTS_MANAGE,
         P.OPERATOR_GRANTS_APPROVE,
     },

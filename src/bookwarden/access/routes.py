@@ -14,12 +14,11 @@ from bookwarden.access import approvals, grants, notices
 from bookwarden.access import service as access
 from bookwarden.access.approval_models import SensitiveAction
 from bookwarden.access.grant_models import GrantScope, GrantStatus
-from bookwarden.access.permissions import ADMIN_ROLES, BUILTIN_PERMISSIONS, TENANT_PERMISSIONS, BuiltinRole, Permission
+from bookwarden.access.permissions import ADMIN_ROLES, TENANT_PERMISSIONS, Permission
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import responses
 from bookwarden.api.text import plain_text
 from bookwarden.db.session import Database, platform_session
-from bookwarden.identity import accounts
 from bookwarden.identity.passwords import MIN_LENGTH_FLOORS, RoleClass
 from bookwarden.identity.principal import Principal
 from bookwarden.notify.service import EmailAddress
@@ -82,21 +81,10 @@ def _policy_input(role_class: RoleClass) -> type[BaseModel]:
 def list_roles(principal: Principal = Depends(requires(Permission.ROLES_READ)), db: Database = Depends(database)):
     """Built-in roles (fixed permissions) and the tenant's custom roles."""
     with tenant_scope(db, principal) as session:
-        builtin = [
-            RoleOut(name=r.value, builtin=True, description="built-in", permissions=sorted(p))
-            for r, p in BUILTIN_PERMISSIONS.items()
-            if not BuiltinRole(r).is_platform
+        return [
+            RoleOut(name=name, builtin=builtin, description=description, permissions=sorted(permissions))
+            for name, builtin, description, permissions in access.list_roles(session)
         ]
-        custom = [
-            RoleOut(
-                name=r.name,
-                builtin=False,
-                description=r.description,
-                permissions=sorted(access.role_permissions(session, r)),
-            )
-            for r in access.custom_roles(session)
-        ]
-        return builtin + custom
 
 
 @router.post("/roles", status_code=201, response_model=RoleOut, responses=responses(409))
@@ -131,7 +119,7 @@ def account_roles(
     account_id: UUID, principal: Principal = Depends(requires(Permission.ROLES_READ)), db: Database = Depends(database)
 ):
     with tenant_scope(db, principal) as session:
-        return access.held_roles(session, accounts.get_account(session, account_id).id)
+        return access.roles_of(session, account_id)
 
 
 class ApprovalOut(BaseModel):
@@ -225,7 +213,7 @@ def list_contacts(
     principal: Principal = Depends(requires(Permission.SECURITY_CONTACTS_MANAGE)), db: Database = Depends(database)
 ):
     with tenant_scope(db, principal) as session:
-        return notices.security_contacts(session)
+        return notices.list_security_contacts(session)
 
 
 @router.post("/security-contacts", status_code=204)

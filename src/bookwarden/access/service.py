@@ -1,7 +1,8 @@
 """Roles: custom roles with explicit permissions, assignment and revocation of roles.
 
 Each change checks the caller's permission, refuses what segregation of duties forbids, and
-queues the entitlement-change notice in the same transaction: no caller can forget either.
+queues the entitlement-change notice and records the audit event in the same transaction: no
+caller can forget any of them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from bookwarden.access.permissions import (
     BuiltinRole,
     Permission,
 )
+from bookwarden.audit.events import Action
+from bookwarden.audit.record import record
 from bookwarden.db.session import TenantSession
 from bookwarden.errors import Conflict, InvalidInput, NotFound, SegregationOfDutiesError
 from bookwarden.identity import sessions
@@ -47,6 +50,8 @@ def create_role(
     session.add(role)
     session.flush()
     _set_permissions(session, role, permissions)
+    details = {"name": name, "permissions": sorted(permissions)}
+    record(session, Action.ROLE_CREATED, ("role", role.id), details=details)
     entitlement_changed(
         session,
         actor,
@@ -62,6 +67,9 @@ def set_role_permissions(session: TenantSession, actor: Principal, name: str, pe
     role = _custom_role(session, name)
     before = role_permissions(session, role)
     _set_permissions(session, role, permissions)
+    added, removed = sorted(permissions - before), sorted(before - permissions)
+    details = {"name": name, "fields": ["permissions"], "added": added, "removed": removed}
+    record(session, Action.ROLE_CHANGED, ("role", role.id), details=details)
     if permissions - before:
         for holder in session.scalars(
             select(AccountRole.account_id).where(
@@ -106,6 +114,26 @@ def role_permissions(session: TenantSession, role: Role) -> set[Permission]:
 
 def custom_roles(session: TenantSession) -> list[Role]:
     return list(session.scalars(select(Role).where(Role.tenant_id == session.tenant_id).order_by(Role.name)))
+
+
+def list_roles(session: TenantSession) -> list[tuple[str, bool, str, set[Permission]]]:
+    """Every role of the institution as (name, built-in, description, permissions): recorded."""
+    builtin = [
+        (role.value, True, "built-in", set(permissions))
+        for role, permissions in BUILTIN_PERMISSIONS.items()
+        if not role.is_platform
+    ]
+    custom = [(role.name, False, role.description, role_permissions(session, role)) for role in custom_roles(session)]
+    names = [name for name, *_ in builtin + custom]
+    record(session, Action.ROLE_LISTED, ("role", None), details={"names": names, "count": len(names)})
+    return builtin + custom
+
+
+def roles_of(session: TenantSession, account_id: UUID) -> list[str]:
+    """The roles an account holds, as an administrator reads them: recorded."""
+    roles = held_roles(session, _account(session, account_id).id)
+    record(session, Action.ROLE_LISTED, ("account", account_id), details={"names": roles, "count": len(roles)})
+    return roles
 
 
 def _custom_role(session: TenantSession, name: str) -> Role:
@@ -156,6 +184,8 @@ def grant_role(
         grant.custom_role_id = _custom_role(session, role).id
     session.add(grant)
     session.flush()
+    details = {"role": role, "approval_id": approval.id if approval is not None else None}
+    record(session, Action.ROLE_GRANTED, ("account", account.id), details=details)
     # More privilege: sessions from before the grant end, so the next sign-in starts a new one.
     sessions.privileges_changed(session, account.id)
     entitlement_changed(session, actor, EntitlementEvent.ROLE_GRANTED, f"account {account.id}", {"role": role})
@@ -174,6 +204,7 @@ def revoke_role(session: TenantSession, actor: Principal, account_id: UUID, role
         raise NotFound(f"the account does not hold {role}")
     session.delete(grant)
     session.flush()
+    record(session, Action.ROLE_REVOKED, ("account", account.id), details={"role": role})
     entitlement_changed(session, actor, EntitlementEvent.ROLE_REVOKED, f"account {account.id}", {"role": role})
 
 

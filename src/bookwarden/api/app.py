@@ -34,6 +34,7 @@ ROUTERS = (
     "bookwarden.identity.routes",
     "bookwarden.identity.account_routes",
     "bookwarden.identity.mfa_routes",
+    "bookwarden.identity.saml_routes",
     "bookwarden.audit.routes",
 )
 

@@ -18,7 +18,6 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from sqlalchemy import select
 
 from bookwarden.access.permissions import Permission
 from bookwarden.access.service import held_roles
@@ -171,11 +170,8 @@ def list_accounts(
 ):
     """The institution's accounts, in pages, with their personal fields decrypted and their roles."""
     with tenant_scope(db, principal) as session:
-        query = select(Account).where(Account.tenant_id == session.tenant_id)
-        if cursor is not None:
-            query = query.where(Account.id > decode_cursor(cursor))
-        found = list(session.scalars(query.order_by(Account.id).limit(limit + 1)))
-        page, more = found[:limit], len(found) > limit
+        after = decode_cursor(cursor) if cursor is not None else None
+        page, more = accounts.list_accounts(session, after=after, limit=limit)
         return Page[AccountOut](
             items=_accounts_out(session, page),
             next_cursor=encode_cursor(page[-1].id) if more else None,
@@ -189,7 +185,7 @@ def read_account(
     db: Database = Depends(database),
 ):
     with tenant_scope(db, principal) as session:
-        return _one_out(session, accounts.get_account(session, account_id))
+        return _one_out(session, accounts.view_account(session, account_id))
 
 
 @router.post("/accounts/{account_id}/disable", response_model=AccountOut, tags=ADMIN_TAGS, responses=responses(404))

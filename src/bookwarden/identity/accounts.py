@@ -1,7 +1,8 @@
 """Accounts: create, set passwords under the role-based policy, disable, enable, delete.
 
 Each account is a data subject with its own key; its username and email are found through
-blind indexes. Every change of entitlement queues the security contacts' notice.
+blind indexes. Every change of entitlement queues the security contacts' notice, and every use
+case records its audit event in the caller's transaction (ids and field names, never values).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from bookwarden.access.authorize import authorize
 from bookwarden.access.notices import EntitlementEvent, entitlement_changed
 from bookwarden.access.permissions import ADMIN_ROLES, Permission
 from bookwarden.access.service import held_roles
+from bookwarden.audit.events import Action
+from bookwarden.audit.record import record
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import blind_index
 from bookwarden.db.session import TenantSession
@@ -69,6 +72,9 @@ def create_account(
     session.flush()
     if password is not None:
         _set_password(session, account, password)
+    fields = [column for column, value in (("email", email), ("display_name", display_name)) if value is not None]
+    details = {"kind": kind.value, "status": account.status.value, "fields": ["username", *fields]}
+    record(session, Action.ACCOUNT_CREATED, ("account", account.id), details=details)
     entitlement_changed(
         session,
         actor,
@@ -98,6 +104,25 @@ def get_account(session: TenantSession, account_id: UUID) -> Account:
     if account is None:
         raise NotFound(f"no account {account_id}")
     return account
+
+
+def view_account(session: TenantSession, account_id: UUID) -> Account:
+    """An account as an administrator or auditor reads it: recorded."""
+    account = get_account(session, account_id)
+    record(session, Action.ACCOUNT_VIEWED, ("account", account.id))
+    return account
+
+
+def list_accounts(session: TenantSession, *, after: UUID | None, limit: int) -> tuple[list[Account], bool]:
+    """A page of the institution's accounts in id order, and whether more follow: recorded with their ids."""
+    query = select(Account).where(Account.tenant_id == session.tenant_id)
+    if after is not None:
+        query = query.where(Account.id > after)
+    found = list(session.scalars(query.order_by(Account.id).limit(limit + 1)))
+    page = found[:limit]
+    ids = [account.id for account in page]
+    record(session, Action.ACCOUNT_LISTED, ("account", None), details={"ids": ids, "count": len(ids)})
+    return page, len(found) > limit
 
 
 # -- passwords -----------------------------------------------------------------------------
@@ -139,6 +164,9 @@ def set_password_policy(
     row.updated_at = datetime.now(UTC)
     session.add(row)
     session.flush()
+    settings = {"min_length": row.min_length, "max_length": row.max_length, "history": row.history}
+    details = {**settings, "expiry_days": row.expiry_days, "approval_id": approval.id if approval else None}
+    record(session, Action.POLICY_CHANGED, ("password_policy", None), details={"role_class": cls.value, **details})
     return policy
 
 
@@ -155,7 +183,13 @@ def reset_password(session: TenantSession, actor: Principal, account_id: UUID, n
     # An administrator's reset is also how an account blocked after 100 failures is let in again,
     # and whoever held the old password keeps no session.
     throttle.clear_account(session, account.id)
-    sessions.revoke_all_for_account(session, account.id)
+    ended = sessions.revoke_all_for_account(session, account.id)
+    record(
+        session,
+        Action.PASSWORD_RESET,
+        ("account", account.id),
+        details={"by": "administrator", "sessions_ended": ended},
+    )
     entitlement_changed(session, actor, EntitlementEvent.PASSWORD_RESET, f"account {account.id}")
 
 
@@ -194,7 +228,8 @@ def disable_account(session: TenantSession, actor: Principal, account_id: UUID) 
     account = get_account(session, account_id)
     account.status, account.disabled_at = AccountStatus.DISABLED, datetime.now(UTC)
     session.flush()
-    sessions.revoke_all_for_account(session, account.id)
+    ended = sessions.revoke_all_for_account(session, account.id)
+    record(session, Action.ACCOUNT_DISABLED, ("account", account.id), details={"sessions_ended": ended})
     entitlement_changed(session, actor, EntitlementEvent.ACCOUNT_DISABLED, f"account {account.id}")
     return account
 
@@ -205,6 +240,7 @@ def enable_account(session: TenantSession, actor: Principal, account_id: UUID) -
     account.status = AccountStatus.ACTIVE if account.password_hash else AccountStatus.INVITED
     account.disabled_at = None
     session.flush()
+    record(session, Action.ACCOUNT_ENABLED, ("account", account.id), details={"status": account.status.value})
     entitlement_changed(session, actor, EntitlementEvent.ACCOUNT_ENABLED, f"account {account.id}")
     return account
 
@@ -216,4 +252,5 @@ def delete_account(session: TenantSession, actor: Principal, account_id: UUID) -
     session.delete(account)
     session.flush()
     session.keyring.shred_subject(session.tenant_id, account_id)
+    record(session, Action.ACCOUNT_DELETED, ("account", account_id), details={"subject_key_destroyed": True})
     entitlement_changed(session, actor, EntitlementEvent.ACCOUNT_DELETED, f"account {account_id}")

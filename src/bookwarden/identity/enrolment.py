@@ -31,6 +31,9 @@ that a refused assertion stays counted (and its challenge spent) after the refus
 and it finishes through signin.second_factor_passed like a TOTP code. Challenges are kept
 server-side, one per session and purpose, for mfa.CEREMONY_TIMEOUT, and taken (deleted) by the
 response that answers them, whether or not it verifies: each is answered at most once.
+
+Every change of a factor, and every look at them, records its audit event in the same transaction
+(the account and key ids, the method; never a secret, code or credential).
 """
 
 from __future__ import annotations
@@ -55,9 +58,11 @@ from bookwarden.access.authorize import authorize
 from bookwarden.access.notices import EntitlementEvent, entitlement_changed
 from bookwarden.access.permissions import MFA_REQUIRED, Permission
 from bookwarden.access.service import held_roles
+from bookwarden.audit.events import Action
+from bookwarden.audit.record import record
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import blind_index
-from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
+from bookwarden.db.session import Database, TenantSession, tenant_session
 from bookwarden.errors import BookwardenError, Conflict, Forbidden, NotFound, Unauthenticated
 from bookwarden.identity import accounts, mfa, sessions, signin, throttle
 from bookwarden.identity.models import (
@@ -261,7 +266,12 @@ def start_totp(session: TenantSession, me: SignedInAccount) -> TotpStarted:
     session.flush()
     institution = session.get(Tenant, session.tenant_id).name
     uri = mfa.provisioning_uri(secret, _label(accounts.username_of(session, account)), _label(institution))
+    _record(session, Action.MFA_ENROLMENT_STARTED, account.id, signin.TOTP)
     return TotpStarted(secret, uri, pending.expires_at)
+
+
+def _record(session: TenantSession, action: Action, account_id: UUID, method: str, **details: Any) -> None:
+    record(session, action, ("account", account_id), details={"method": method, **details})
 
 
 def confirm_totp(session: TenantSession, me: SignedInAccount, code: str) -> FactorAdded:
@@ -290,7 +300,9 @@ def confirm_totp(session: TenantSession, me: SignedInAccount, code: str) -> Fact
     session.delete(pending)
     codes = _issue_recovery_codes(account)
     session.flush()
-    return FactorAdded(codes, _proved_here(session, row))
+    proved = _proved_here(session, row)
+    _record(session, Action.MFA_ENROLLED, account.id, signin.TOTP, recovery_codes_issued=len(codes))
+    return FactorAdded(codes, proved)
 
 
 def remove_totp(session: TenantSession, me: SignedInAccount) -> None:
@@ -303,6 +315,8 @@ def remove_totp(session: TenantSession, me: SignedInAccount) -> None:
     account.totp_secret = None
     account.totp_last_step = None
     session.flush()
+    codes_left = bool(account.recovery_code_hashes)
+    _record(session, Action.MFA_REMOVED, account.id, signin.TOTP, recovery_codes_kept=codes_left)
 
 
 # --- recovery codes --------------------------------------------------------------------------
@@ -319,6 +333,7 @@ def regenerate_recovery_codes(session: TenantSession, me: SignedInAccount) -> li
     _require_passed(session, _own_session(session, me), account)
     codes = _issue_recovery_codes(account)
     session.flush()
+    record(session, Action.RECOVERY_CODES_REGENERATED, ("account", account.id), details={"count": len(codes)})
     return codes
 
 
@@ -345,6 +360,7 @@ def security_key_options(session: TenantSession, me: SignedInAccount, rp: Relyin
         [key.credential_id for key in security_keys(session, me)],
     )
     _keep_challenge(session, row, Ceremony.REGISTER, challenge)
+    _record(session, Action.MFA_ENROLMENT_STARTED, account.id, signin.SECURITY_KEY)
     return json.loads(options)
 
 
@@ -409,7 +425,10 @@ def add_security_key(
     # key does not lock its holder out; codes it has already stay as they are.
     codes = [] if account.recovery_code_hashes else _issue_recovery_codes(account)
     session.flush()
-    return FactorAdded(codes, _proved_here(session, row), key)
+    proved = _proved_here(session, row)
+    details = {"key_id": key.id, "recovery_codes_issued": len(codes)}
+    _record(session, Action.MFA_ENROLLED, account.id, signin.SECURITY_KEY, **details)
+    return FactorAdded(codes, proved, key)
 
 
 def security_keys(session: TenantSession, me: SignedInAccount) -> list[SecurityKey]:
@@ -423,10 +442,19 @@ def security_keys(session: TenantSession, me: SignedInAccount) -> list[SecurityK
     )
 
 
+def view_security_keys(session: TenantSession, me: SignedInAccount) -> list[SecurityKey]:
+    """The holder's keys, as the holder lists them: recorded."""
+    keys = security_keys(session, me)
+    ids = [key.id for key in keys]
+    _record(session, Action.MFA_VIEWED, me.account_id, signin.SECURITY_KEY, key_ids=ids, count=len(ids))
+    return keys
+
+
 def rename_security_key(session: TenantSession, me: SignedInAccount, key_id: UUID, name: str) -> SecurityKey:
     key = _own_key(session, me, key_id)
     key.name = name.strip()
     session.flush()
+    _record(session, Action.MFA_CHANGED, me.account_id, signin.SECURITY_KEY, key_id=key.id, fields=["name"])
     return key
 
 
@@ -440,6 +468,8 @@ def remove_security_key(session: TenantSession, me: SignedInAccount, key_id: UUI
     )
     session.delete(key)
     session.flush()
+    codes_left = bool(account.recovery_code_hashes)
+    _record(session, Action.MFA_REMOVED, account.id, signin.SECURITY_KEY, key_id=key_id, recovery_codes_kept=codes_left)
 
 
 def _own_key(session: TenantSession, me: SignedInAccount, key_id: UUID) -> SecurityKey:
@@ -520,6 +550,13 @@ def reset_second_factors(session: TenantSession, actor: Principal, account_id: U
     # Whoever holds a session may be the one who took the factors: none survives the reset.
     ended = sessions.revoke_all_for_account(session, account.id)
     removed = FactorsReset(had_app, keys, had_codes, ended)
+    details = {
+        "authenticator_app_removed": had_app,
+        "security_keys_removed": keys,
+        "recovery_codes_removed": had_codes,
+        "sessions_ended": ended,
+    }
+    record(session, Action.MFA_RESET, ("account", account.id), details=details)
     entitlement_changed(
         session,
         actor,
@@ -570,6 +607,8 @@ def sign_in_options(db: Database, token: str, rp: RelyingParty) -> dict[str, Any
             )
         options, challenge = mfa.authentication_options(rp.rp_id, list(credential_ids))
         _keep_challenge(session, row, Ceremony.AUTHENTICATE, challenge)
+        details = {"method": signin.SECURITY_KEY, "session_id": row.id}
+        record(session, Action.MFA_CHALLENGED, ("account", found.account_id), details=details)
     return json.loads(options)
 
 
@@ -584,8 +623,7 @@ def complete_webauthn_sign_in(
     if found is None:
         raise _no_pending_sign_in()
     address = throttle.address_key(db.master, source_address)
-    with platform_session(db) as session:
-        throttle.admit_address(session, address)
+    signin.admit_second_factor(db, found, address)
     with tenant_session(db, found.tenant_id) as session:
         outcome = _check_assertion(session, found, credential, address, rp)
     if isinstance(outcome, BookwardenError):
@@ -600,25 +638,38 @@ def _check_assertion(
     address: bytes,
     rp: RelyingParty,
 ) -> signin.SignedIn | BookwardenError:
+    method = signin.SECURITY_KEY
     row = sessions.live(session, found.session_id)
     if row is None or row.mfa_verified_at is not None:
+        signin.second_factor_failed(session, found.account_id, found.session_id, method, "no sign-in waiting")
         return _no_pending_sign_in()
     challenge = take_challenge(session, row.id, Ceremony.AUTHENTICATE)  # spent, whatever follows
     account = session.get(Account, (session.tenant_id, found.account_id), with_for_update=True, populate_existing=True)
     if account is None or account.status is not AccountStatus.ACTIVE:
         sessions.revoke(session, row.id)
+        signin.second_factor_failed(session, found.account_id, row.id, method, "account not active")
         return signin.InvalidSecondFactor()
     admission = throttle.admit_account(session, account.id, honour_lock=False)
     if admission is None:  # the hard cap: nothing more is checked on this account
         sessions.revoke(session, row.id)
+        signin.second_factor_failed(session, account.id, row.id, method, "account blocked")
         return signin.InvalidSecondFactor()
     try:
         _verify_assertion(session, account, credential, challenge, rp)
     except mfa.MfaError as refused:
-        sessions.record_second_factor_failure(session, row, signin.SECOND_FACTOR_TRIES)
+        ended = sessions.record_second_factor_failure(session, row, signin.SECOND_FACTOR_TRIES)
+        signin.second_factor_failed(
+            session,
+            account.id,
+            row.id,
+            method,
+            refused.reason.value,
+            session_ended=ended,
+            consecutive_failures=admission.consecutive,
+        )
         throttle.failure_counted(session, account, admission, FailedFactor.SECOND_FACTOR)
         return refused
-    return signin.second_factor_passed(session, account, row, address)
+    return signin.second_factor_passed(session, account, row, address, method)
 
 
 def _verify_assertion(

@@ -34,6 +34,8 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -43,23 +45,24 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import HttpUrl
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from bookwarden.access.authorize import authorize
 from bookwarden.access.notices import EntitlementEvent, entitlement_changed
 from bookwarden.access.permissions import Permission
+from bookwarden.audit.events import Action, Outcome
+from bookwarden.audit.record import record, record_now
 from bookwarden.crypto.fields import decrypt_field
 from bookwarden.crypto.master import MasterKeys
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.errors import BookwardenError, Conflict, InvalidInput
-from bookwarden.identity import accounts, sessions, throttle
+from bookwarden.identity import accounts, sessions, signin, throttle
 from bookwarden.identity.models import Account, AccountStatus
+from bookwarden.identity.passwords import PasswordRejected
 from bookwarden.identity.principal import Principal, PrincipalKind
 from bookwarden.notify.models import MailCategory
 from bookwarden.notify.service import queue_mail
 from bookwarden.tenancy.models import Tenant, TenantStatus
-from bookwarden.tenancy.service import SLUG, ensure_active
+from bookwarden.tenancy.service import ensure_active
 
 log = structlog.get_logger()
 
@@ -240,7 +243,9 @@ def send_invitation(session: TenantSession, master: MasterKeys, actor: Principal
             "password; send a password reset to an active account"
         )
     institution = session.get(Tenant, session.tenant_id).name
-    return _mail_link(session, master, account, LinkPurpose.INVITE, f"an administrator of {institution}")
+    link = _mail_link(session, master, account, LinkPurpose.INVITE, f"an administrator of {institution}")
+    record(session, Action.ACCOUNT_INVITED, ("account", account.id), details={"link_expires_at": _when(link)})
+    return link
 
 
 def send_reset(session: TenantSession, master: MasterKeys, actor: Principal, account_id: UUID) -> IssuedLink:
@@ -253,7 +258,14 @@ def send_reset(session: TenantSession, master: MasterKeys, actor: Principal, acc
             "(re-send the invitation to an invited account; enable a disabled one first)"
         )
     institution = session.get(Tenant, session.tenant_id).name
-    return _mail_link(session, master, account, LinkPurpose.RESET, f"an administrator of {institution}")
+    link = _mail_link(session, master, account, LinkPurpose.RESET, f"an administrator of {institution}")
+    details = {"by": "administrator", "link_expires_at": _when(link)}
+    record(session, Action.PASSWORD_RESET_REQUESTED, ("account", account.id), details=details)
+    return link
+
+
+def _when(link: IssuedLink) -> str:
+    return link.expires_at.isoformat()
 
 
 def _mail_link(
@@ -295,24 +307,51 @@ def _mail_link(
 def accept_invitation(db: Database, token: str, password: str) -> UUID:
     """Set the first password of an invited account (under its role's policy) and activate it."""
     claims = verify(db.master, token, LinkPurpose.INVITE)
-    with tenant_session(db, claims.tenant_id) as session:
+    with _refusal_recorded(db, claims, Action.ACCOUNT_ACTIVATED), tenant_session(db, claims.tenant_id) as session:
         account = _usable_account(session, db.master, claims)
         accounts.change_password(session, account, password)
+        record(session, Action.ACCOUNT_ACTIVATED, ("account", account.id), actor=_holder(session, account))
         return account.id
 
 
 def reset_with_link(db: Database, token: str, password: str) -> UUID:
     """Set a new password from a reset link: the lock ends, every session ends, security contacts hear."""
     claims = verify(db.master, token, LinkPurpose.RESET)
-    with tenant_session(db, claims.tenant_id) as session:
+    with _refusal_recorded(db, claims, Action.PASSWORD_RESET), tenant_session(db, claims.tenant_id) as session:
         account = _usable_account(session, db.master, claims)
         accounts.change_password(session, account, password)
         throttle.clear_account(session, account.id)
-        sessions.revoke_all_for_account(session, account.id)
-        # The holder acted, not an administrator: the notice names the account itself.
-        holder = Principal(PrincipalKind.ACCOUNT, account.id, session.tenant_id, frozenset())
+        ended = sessions.revoke_all_for_account(session, account.id)
+        # The holder acted, not an administrator: the event and the notice name the account itself.
+        holder = _holder(session, account)
+        details = {"by": "holder", "sessions_ended": ended}
+        record(session, Action.PASSWORD_RESET, ("account", account.id), details=details, actor=holder)
         entitlement_changed(session, holder, EntitlementEvent.PASSWORD_RESET, f"account {account.id}")
         return account.id
+
+
+def _holder(session: TenantSession, account: Account) -> Principal:
+    return Principal(PrincipalKind.ACCOUNT, account.id, session.tenant_id, frozenset())
+
+
+@contextmanager
+def _refusal_recorded(db: Database, claims: LinkClaims, action: Action) -> Iterator[None]:
+    """A genuine link whose new password the policy refused: the refused step is recorded, naming the rule.
+
+    In a transaction of its own, because the refusal rolled the link's transaction back.
+    """
+    try:
+        yield
+    except PasswordRejected as refused:
+        record_now(
+            db,
+            action,
+            ("account", claims.account_id),
+            outcome=Outcome.FAILED,
+            details={"problem": refused.slug, "rule": refused.rule.value},
+            tenant_id=claims.tenant_id,
+        )
+        raise
 
 
 def _usable_account(session: TenantSession, master: MasterKeys, claims: LinkClaims) -> Account:
@@ -339,22 +378,52 @@ def request_reset(db: Database, institution: str, username: str, source_address:
     Raises TooManyAttempts when the address must wait. Returns the same way in every other case.
     """
     with platform_session(db) as session:
-        throttle.admit_address(session, _request_key(db.master, source_address))
-        tenant_id = _active_tenant_id(session, institution)
-    if tenant_id is None:
+        try:
+            throttle.admit_address(session, _request_key(db.master, source_address))
+            throttled = None
+        except throttle.TooManyAttempts as refused:
+            throttled = refused  # the institution is still looked up, so the refusal reaches its chain
+        tenant = signin.institution(session, institution)
+    named = tenant.id if tenant is not None else None
+    if throttled is not None:
+        _request_refused(db, named, "too many requests", Outcome.DENIED)
+        raise throttled
+    if tenant is None or tenant.status is not TenantStatus.ACTIVE:
         issue(db.master, LinkPurpose.RESET, uuid.uuid4(), None)
+        _request_refused(db, named, "unknown institution" if tenant is None else "institution suspended")
         return
-    with tenant_session(db, tenant_id) as session:
+    with tenant_session(db, tenant.id) as session:
         account = accounts.find_by_username(session, username)
         if account is None or account.status is not AccountStatus.ACTIVE or account.email is None:
-            issue(db.master, LinkPurpose.RESET, tenant_id, None)
+            issue(db.master, LinkPurpose.RESET, tenant.id, None)
+            reason = "unknown account" if account is None else "account not active or without an address"
+            target = ("account", account.id) if account is not None else None
+            details = {"by": "self-service", "reason": reason}
+            record(session, Action.PASSWORD_RESET_REQUESTED, target, outcome=Outcome.FAILED, details=details)
             return
         try:
-            _mail_link(session, db.master, account, LinkPurpose.RESET, _SELF_SERVICE)
+            link = _mail_link(session, db.master, account, LinkPurpose.RESET, _SELF_SERVICE)
         except InvalidInput:
             # An address stored before addresses were checked: the asker must still get the usual
             # answer, not a 422 that would tell them this account exists.
             log.warning("links.reset_unsent", reason="account email refused", account_id=str(account.id))
+            details = {"by": "self-service", "reason": "account email refused"}
+            record(
+                session,
+                Action.PASSWORD_RESET_REQUESTED,
+                ("account", account.id),
+                outcome=Outcome.FAILED,
+                details=details,
+            )
+            return
+        details = {"by": "self-service", "link_expires_at": _when(link)}
+        record(session, Action.PASSWORD_RESET_REQUESTED, ("account", account.id), details=details)
+
+
+def _request_refused(db: Database, tenant_id: UUID | None, reason: str, outcome: Outcome = Outcome.FAILED) -> None:
+    # Never the username asked about: to the institution's chain when the slug names one, else the platform's.
+    details = {"by": "self-service", "reason": reason}
+    record_now(db, Action.PASSWORD_RESET_REQUESTED, outcome=outcome, details=details, tenant_id=tenant_id)
 
 
 def _request_key(master: MasterKeys, source_address: str) -> bytes:
@@ -363,12 +432,3 @@ def _request_key(master: MasterKeys, source_address: str) -> bytes:
     # taken back: taking back only those for real accounts would show which accounts exist.
     address = throttle.address_key(master, source_address)
     return hmac.new(address, b"password reset requests", hashlib.sha256).digest()
-
-
-def _active_tenant_id(session: Session, slug: str) -> UUID | None:
-    # Malformed, unknown and suspended institutions are all "no such account" to the asker.
-    slug = slug.strip().lower()
-    if not SLUG.match(slug):
-        return None
-    tenant = session.scalar(select(Tenant).where(Tenant.slug == slug))
-    return tenant.id if tenant is not None and tenant.status is TenantStatus.ACTIVE else None

@@ -226,7 +226,7 @@ def add_security_key(
 def list_security_keys(me: SignedInAccount = Depends(signed_in_account), db: Database = Depends(database)):
     """Your security keys, oldest first."""
     with tenant_scope(db, me.principal) as session:
-        return [_key_out(key) for key in enrolment.security_keys(session, me)]
+        return [_key_out(key) for key in enrolment.view_security_keys(session, me)]
 
 
 @router.patch(

@@ -23,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bookwarden.api.deps import authenticate, check_same_origin, database, session_cookie
 from bookwarden.api.problems import problem, responses
+from bookwarden.audit.events import Action, Outcome
+from bookwarden.audit.record import record_now
 from bookwarden.db.session import Database
 from bookwarden.errors import Forbidden, Unauthenticated
 from bookwarden.identity import signin
@@ -138,7 +140,7 @@ def logout(request: Request, cookie: str | None = Depends(session_cookie), db: D
     """End this browser's session. Holding the cookie is the authority: no permission is needed."""
     if cookie:
         check_same_origin(request)
-        signin.sign_out(db, cookie)
+    signin.sign_out(db, cookie)  # recorded even with no live session behind the cookie
     response = Response(status_code=204)
     _forget_cookie(response)
     return response
@@ -157,8 +159,10 @@ def logout_everywhere(
 
 
 @router.get("/me", response_model=WhoAmI, responses=responses(401, 403))
-def me(principal: Principal = Depends(authenticate)):
+def me(principal: Principal = Depends(authenticate), db: Database = Depends(database)):
     """Who the caller is, in which institution, and what it may do."""
+    target = "account" if principal.kind is PrincipalKind.ACCOUNT else principal.kind.value
+    record_now(db, Action.SESSION_VIEWED, (target, principal.id), outcome=Outcome.SUCCEEDED)
     return WhoAmI(
         kind=principal.kind,
         id=principal.id,

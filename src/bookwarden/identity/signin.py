@@ -27,6 +27,13 @@ failure counted, and a service that raised inside its caller's transaction would
 count back. Each refusal is raised only after the transaction that counted it has committed,
 and the slow argon2 check runs between transactions, holding no connection or row lock.
 
+Audit: every attempt leaves one event, in a transaction that commits whatever the answer (the
+refusals above are returned from their transaction, not raised in it): auth.sign_in.succeeded,
+auth.sign_in.failed (with the reason, which the caller never sees), auth.sign_in.throttled,
+auth.account.locked, auth.mfa.passed and auth.mfa.failed. An attempt on an unknown account goes
+to the chain of the institution it named, when that exists, otherwise to the platform's; no
+event holds the username or anything typed.
+
 WebAuthn: a registered security key is a second factor like an authenticator app (`enrolled`
 counts it), and a verified assertion (identity/enrolment.py) completes the second step through
 `second_factor_passed`, exactly as a TOTP or recovery code does.
@@ -42,6 +49,8 @@ from sqlalchemy.orm import Session
 
 from bookwarden.access.permissions import MFA_REQUIRED
 from bookwarden.access.service import account_permissions, held_roles
+from bookwarden.audit.events import Action, Outcome
+from bookwarden.audit.record import record, record_now
 from bookwarden.crypto.fields import decrypt_field
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.errors import BookwardenError, Unauthenticated
@@ -123,12 +132,23 @@ def sign_in(db: Database, attempt: SignInAttempt) -> SignedIn:
     """Check a password sign-in; raises TooManyAttempts, InvalidCredentials or SecondFactorEnrolmentRequired."""
     address = throttle.address_key(db.master, attempt.source_address)
     with platform_session(db) as session:
-        throttle.admit_address(session, address)
-        tenant_id = _active_tenant_id(session, attempt.institution)
+        throttled = _admit_address(session, address)
+        tenant = institution(session, attempt.institution)
+    named = tenant.id if tenant is not None else None  # the chain of any refusal before the account is known
+    if throttled is not None:
+        record_now(
+            db, Action.SIGN_IN_THROTTLED, outcome=Outcome.DENIED, details={"attempt": "sign-in"}, tenant_id=named
+        )
+        raise throttled
+    # A suspended institution answers like an unknown one: a sign-in could lead nowhere anyway.
+    tenant_id = named if tenant is not None and tenant.status is TenantStatus.ACTIVE else None
     candidate = _admit(db, tenant_id, attempt.username) if tenant_id else None
     if candidate is None:
         # Same cost as a real check, and the failure stays counted against the address.
         passwords.dummy_verify(attempt.password, passwords.DEFAULT)
+        if tenant_id is None:
+            reason = "unknown institution" if tenant is None else "institution suspended"
+            record_now(db, Action.SIGN_IN_FAILED, outcome=Outcome.DENIED, details={"reason": reason}, tenant_id=named)
         raise InvalidCredentials()
     verification = _verify(candidate.password_hash, attempt.password)
     with tenant_session(db, candidate.tenant_id) as session:
@@ -138,14 +158,20 @@ def sign_in(db: Database, attempt: SignInAttempt) -> SignedIn:
     return outcome
 
 
-def _active_tenant_id(session: Session, slug: str) -> UUID | None:
-    # A malformed slug (one with a NUL byte would even fail in PostgreSQL) and a suspended
-    # institution answer like an unknown one: a sign-in could lead nowhere anyway.
+def _admit_address(session: Session, address: bytes) -> throttle.TooManyAttempts | None:
+    # Returned, not raised: the institution is still looked up, so the refusal reaches its chain.
+    try:
+        throttle.admit_address(session, address)
+    except throttle.TooManyAttempts as refused:
+        return refused
+    return None
+
+
+def institution(session: Session, slug: str) -> Tenant | None:
+    """The institution a slug names, whatever its status; None for a malformed or unknown slug."""
+    # A malformed slug (one with a NUL byte would even fail in PostgreSQL) is unknown without asking.
     slug = slug.strip().lower()
-    if not SLUG.match(slug):
-        return None
-    tenant = session.scalar(select(Tenant).where(Tenant.slug == slug))
-    return tenant.id if tenant is not None and tenant.status is TenantStatus.ACTIVE else None
+    return session.scalar(select(Tenant).where(Tenant.slug == slug)) if SLUG.match(slug) else None
 
 
 def _admit(db: Database, tenant_id: UUID, username: str) -> _Candidate | None:
@@ -153,11 +179,24 @@ def _admit(db: Database, tenant_id: UUID, username: str) -> _Candidate | None:
     with tenant_session(db, tenant_id) as session:
         account = accounts.find_by_username(session, username)
         if account is None:
+            _failed(session, None, "unknown account")
             return None
         admission = throttle.admit_account(session, account.id)
         if admission is None:
+            _failed(session, account.id, "account locked")
             return None
         return _Candidate(tenant_id, account.id, account.password_hash, admission)
+
+
+def _failed(session: TenantSession, account_id: UUID | None, reason: str, **details) -> None:
+    # The reason is for the institution's auditors; the caller gets the one invalid-credentials answer.
+    target = ("account", account_id) if account_id is not None else None
+    record(session, Action.SIGN_IN_FAILED, target, outcome=Outcome.DENIED, details={"reason": reason, **details})
+
+
+def as_principal(session: TenantSession, account_id: UUID) -> Principal:
+    """The account as the actor of its own sign-in events (no permissions: it acts on itself only)."""
+    return Principal(PrincipalKind.ACCOUNT, account_id, session.tenant_id, frozenset())
 
 
 def _verify(stored_hash: str | None, password: str) -> passwords.Verification:
@@ -176,9 +215,12 @@ def _conclude(
 ) -> SignedIn | BookwardenError:
     account = session.get(Account, (session.tenant_id, candidate.account_id))
     if account is None:  # deleted while its password was being checked
+        _failed(session, candidate.account_id, "account deleted")
         return InvalidCredentials()
     if not verification.ok or account.status is not AccountStatus.ACTIVE:
         # The failures counted at admission stay: against the address and the account.
+        reason = "wrong password" if not verification.ok else f"account {account.status.value}"
+        _failed(session, account.id, reason, consecutive_failures=candidate.admission.consecutive)
         throttle.failure_counted(session, account, candidate.admission, FailedFactor.PASSWORD)
         return InvalidCredentials()
     if verification.rehash:
@@ -188,18 +230,30 @@ def _conclude(
     if required_by and not enrolled(session, account):
         # The password was right: its streak is over, whatever the refusal that follows.
         throttle.clear_account(session, account.id)
+        _failed(session, account.id, "second factor required but none enrolled", roles=required_by)
         return SecondFactorEnrolmentRequired(required_by)
     pending = bool(required_by) or enrolled(session, account)
     if not pending:
         throttle.clear_account(session, account.id)
     # With a second factor to come, the failure counted at admission stays until that factor is
     # right: otherwise someone who knows the password could guess codes without ever locking.
-    _, token = sessions.create_session(
+    row, token = sessions.create_session(
         session,
         account.id,
         source_address=attempt.source_address,
         user_agent=attempt.user_agent,
         second_factor_pending=pending,
+    )
+    record(
+        session,
+        Action.SIGN_IN_SUCCEEDED,
+        ("account", account.id),
+        details={
+            "session_id": row.id,
+            "second_factor_pending": pending,
+            "password_rehashed": bool(verification.rehash),
+        },
+        actor=as_principal(session, account.id),
     )
     return SignedIn(session.tenant_id, account.id, token, pending)
 
@@ -246,8 +300,7 @@ def complete_second_factor(db: Database, token: str, code: str, source_address: 
     if found is None:
         raise Unauthenticated("no sign-in is waiting for a second factor here; sign in with your password first")
     address = throttle.address_key(db.master, source_address)
-    with platform_session(db) as session:
-        throttle.admit_address(session, address)
+    admit_second_factor(db, found, address)
     with tenant_session(db, found.tenant_id) as session:
         outcome = _check_second_factor(session, found, code, address)
     if isinstance(outcome, BookwardenError):
@@ -255,30 +308,75 @@ def complete_second_factor(db: Database, token: str, code: str, source_address: 
     return outcome
 
 
+def admit_second_factor(db: Database, found: sessions.SessionRef, address: bytes) -> None:
+    """The address throttle for a second step; a refusal is recorded in the account's institution."""
+    try:
+        with platform_session(db) as session:
+            throttle.admit_address(session, address)
+    except throttle.TooManyAttempts:
+        record_now(
+            db,
+            Action.SIGN_IN_THROTTLED,
+            ("account", found.account_id),
+            outcome=Outcome.DENIED,
+            details={"attempt": "second factor", "session_id": found.session_id},
+            tenant_id=found.tenant_id,
+        )
+        raise
+
+
+def second_factor_failed(
+    session: TenantSession, account_id: UUID, session_id: UUID, method: str, reason: str, **details
+) -> None:
+    record(
+        session,
+        Action.MFA_FAILED,
+        ("account", account_id),
+        outcome=Outcome.DENIED,
+        details={"method": method, "reason": reason, "session_id": session_id, **details},
+    )
+
+
 def _check_second_factor(
     session: TenantSession, found: sessions.SessionRef, code: str, address: bytes
 ) -> SignedIn | BookwardenError:
+    method = "code"
     row = sessions.live(session, found.session_id)
     if row is None or row.mfa_verified_at is not None:
+        second_factor_failed(session, found.account_id, found.session_id, method, "no sign-in waiting")
         return Unauthenticated("no sign-in is waiting for a second factor here; sign in with your password first")
     # The row lock serialises two requests racing with the same code: only one can spend it.
     account = session.get(Account, (session.tenant_id, found.account_id), with_for_update=True, populate_existing=True)
     if account is None or account.status is not AccountStatus.ACTIVE:
         sessions.revoke(session, row.id)
+        second_factor_failed(session, found.account_id, row.id, method, "account not active")
         return InvalidSecondFactor()
     admission = throttle.admit_account(session, account.id, honour_lock=False)
     if admission is None:  # the hard cap: nothing more is checked on this account
         sessions.revoke(session, row.id)
+        second_factor_failed(session, account.id, row.id, method, "account blocked")
         return InvalidSecondFactor()
-    if _spend_code(session, account, code):
-        return second_factor_passed(session, account, row, address)
-    sessions.record_second_factor_failure(session, row, SECOND_FACTOR_TRIES)
+    spent = _spend_code(session, account, code)
+    if spent is not None:
+        return second_factor_passed(session, account, row, address, spent)
+    ended = sessions.record_second_factor_failure(session, row, SECOND_FACTOR_TRIES)
+    second_factor_failed(
+        session,
+        account.id,
+        row.id,
+        method,
+        "wrong code",
+        session_ended=ended,
+        consecutive_failures=admission.consecutive,
+    )
     throttle.failure_counted(session, account, admission, FailedFactor.SECOND_FACTOR)
     return InvalidSecondFactor()
 
 
-def second_factor_passed(session: TenantSession, account: Account, row: SignInSession, address: bytes) -> SignedIn:
-    """The pending session `row` proved its second factor: the sign-in is complete.
+def second_factor_passed(
+    session: TenantSession, account: Account, row: SignInSession, address: bytes, method: str
+) -> SignedIn:
+    """The pending session `row` proved its second factor (`method`): the sign-in is complete.
 
     Every kind of second factor ends here. Proof of both factors ends the failure streaks the
     password check left counted, and the session gets a new value because its privileges rise.
@@ -286,21 +384,30 @@ def second_factor_passed(session: TenantSession, account: Account, row: SignInSe
     throttle.release_address(session, address)
     throttle.clear_account(session, account.id)
     token = sessions.second_factor_verified(session, row)
+    details = {"method": method, "session_id": row.id}
+    if method == RECOVERY_CODE:
+        details["recovery_codes_left"] = len(account.recovery_code_hashes or [])
+    record(
+        session, Action.MFA_PASSED, ("account", account.id), details=details, actor=as_principal(session, account.id)
+    )
     return SignedIn(session.tenant_id, account.id, token, second_factor_pending=False)
 
 
-def _spend_code(session: TenantSession, account: Account, code: str) -> bool:
-    """True when `code` is a fresh TOTP code or an unused recovery code, which is then used up."""
+TOTP, RECOVERY_CODE, SECURITY_KEY = "totp", "recovery code", "security key"
+
+
+def _spend_code(session: TenantSession, account: Account, code: str) -> str | None:
+    """The method, when `code` is a fresh TOTP code or an unused recovery code (then used up); else None."""
     if account.totp_secret is not None:
         step = mfa.verify_totp(_totp_secret(session, account), code, last_used_step=account.totp_last_step)
         if step is not None:
-            return _spend_totp_step(session, account, step)
+            return TOTP if _spend_totp_step(session, account, step) else None
     remaining = mfa.use_recovery_code(account.recovery_code_hashes or [], code)
     if remaining is None:
-        return False
+        return None
     account.recovery_code_hashes = remaining
     session.flush()
-    return True
+    return RECOVERY_CODE
 
 
 def _totp_secret(session: TenantSession, account: Account) -> str:
@@ -349,16 +456,32 @@ def authenticate_session(db: Database, token: str) -> Principal:
     return Principal(PrincipalKind.ACCOUNT, account.id, found.tenant_id, permissions)
 
 
-def sign_out(db: Database, token: str) -> bool:
-    """End the session behind `token`, if it is still live; False when there was nothing to end."""
-    found = sessions.lookup(db, token)
+def sign_out(db: Database, token: str | None) -> bool:
+    """End the session behind `token`, if it is still live; False when there was nothing to end.
+
+    Recorded either way: in the account's institution, or the platform's chain when no live session
+    answers to the cookie (or none was sent).
+    """
+    found = sessions.lookup(db, token) if token else None
     if found is None:
+        record_now(db, Action.SIGNED_OUT, outcome=Outcome.FAILED, details={"reason": "no live session"})
         return False
     with tenant_session(db, found.tenant_id) as session:
-        return sessions.revoke(session, found.session_id)
+        ended = sessions.revoke(session, found.session_id)
+        record(
+            session,
+            Action.SIGNED_OUT,
+            ("session", found.session_id),
+            outcome=Outcome.SUCCEEDED if ended else Outcome.FAILED,
+            details={"account_id": found.account_id},
+            actor=as_principal(session, found.account_id),
+        )
+        return ended
 
 
 def sign_out_everywhere(db: Database, principal: Principal) -> int:
     """End every session of the signed-in account; API tokens are untouched."""
     with tenant_session(db, principal.tenant_id) as session:
-        return sessions.revoke_all_for_account(session, principal.id)
+        ended = sessions.revoke_all_for_account(session, principal.id)
+        record(session, Action.SIGNED_OUT_EVERYWHERE, ("account", principal.id), details={"sessions_ended": ended})
+        return ended

@@ -53,6 +53,8 @@ import structlog
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from bookwarden.audit.events import Action
+from bookwarden.audit.record import record
 from bookwarden.crypto.fields import decrypt_field
 from bookwarden.crypto.keyring import blind_index
 from bookwarden.crypto.master import MasterKeys
@@ -315,7 +317,18 @@ class FailedFactor(enum.StrEnum):
 
 
 def failure_counted(session: TenantSession, account: Account, admission: Admission, factor: FailedFactor) -> None:
-    """A credential check failed (its failure was counted at admission): mail the holder when it locks."""
+    """A credential check failed (its failure was counted at admission): mail the holder when it locks.
+
+    Each failure that locks the account (again, for longer) or blocks it is recorded as auth.account.locked.
+    """
+    if admission.locked_until is not None or blocked(admission):
+        details = {
+            "consecutive_failures": admission.consecutive,
+            "locked_until": admission.locked_until.astimezone(UTC).isoformat() if admission.locked_until else None,
+            "blocked": blocked(admission),
+            "factor": factor.value,
+        }
+        record(session, Action.ACCOUNT_LOCKED, ("account", account.id), details=details)
     if blocked(admission):
         _mail_holder(session, account, "Sign-in to your account is blocked", _blocked_text(admission, factor))
     elif admission.locked_until is not None and _claim_lock_notice(session, account.id):

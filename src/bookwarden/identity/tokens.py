@@ -15,6 +15,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from bookwarden.access.permissions import PLATFORM_PERMISSIONS, TENANT_PERMISSIONS, Permission
+from bookwarden.audit.events import Action
+from bookwarden.audit.record import record
 from bookwarden.db.session import Database, TenantSession, platform_session
 from bookwarden.errors import InvalidInput
 from bookwarden.identity.models import ApiToken, OperatorToken
@@ -54,7 +56,13 @@ def issue_api_token(
     )
     session.add(row)
     session.flush()
+    record(session, Action.TOKEN_ISSUED, ("api_token", row.id), details=_issued(row))
     return row, secret
+
+
+def _issued(row: ApiToken | OperatorToken) -> dict:
+    # What the token may do and until when; never the token, nor its hash.
+    return {"name": row.name, "permissions": list(row.scopes), "expires_at": row.expires_at.isoformat()}
 
 
 def issue_operator_token(
@@ -67,6 +75,7 @@ def issue_operator_token(
     )
     session.add(row)
     session.flush()
+    record(session, Action.TOKEN_ISSUED, ("operator_token", row.id), details=_issued(row))
     return row, secret
 
 
@@ -75,6 +84,7 @@ def revoke_api_token(session: TenantSession, token_id: UUID) -> bool:
     if row is None or row.revoked_at is not None:
         return False
     row.revoked_at = datetime.now(UTC)
+    record(session, Action.TOKEN_REVOKED, ("api_token", row.id))
     return True
 
 

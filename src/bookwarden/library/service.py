@@ -4,6 +4,10 @@ Every kind of record is described once by a `RecordKind` (its table, which colum
 personal, whose subject key protects them), and the same few functions create, read,
 update, delete and list any kind. Personal values are sealed under the patron's subject
 key before they reach SQL and opened after; a destroyed key reads as null.
+
+Every use case records its audit event in the caller's transaction (committed or rolled back
+with it): viewed, listed (the ids returned), created, changed (field names, never values),
+deleted, looked up (the index used and the ids found, never the value looked for).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from pydantic import BaseModel
 from sqlalchemy import ColumnElement, Select, bindparam, select
 from sqlalchemy.exc import IntegrityError
 
+from bookwarden.audit.events import Action
+from bookwarden.audit.record import record
 from bookwarden.crypto.aead import DecryptionError, cipher
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed, blind_index
@@ -55,6 +61,14 @@ class RecordKind:
     @property
     def table(self) -> str:
         return self.model.__tablename__
+
+    @property
+    def target(self) -> str:
+        """The kind as audit events name it: patron, loan, reading_list_item..."""
+        return self.name.replace(" ", "_")
+
+    def action(self, verb: str) -> Action:
+        return Action(f"{self.target}.{verb}")
 
 
 # Subjects are named with table columns, not ORM attributes: a Core select stays on SQLAlchemy's
@@ -258,11 +272,27 @@ def create(session: TenantSession, kind: RecordKind, data: BaseModel) -> BaseMod
     _seal(session, kind, row, key, values)
     session.add(row)
     _flush(session, kind)
+    record(session, kind.action("created"), (kind.target, row.id), details=_created_details(kind, row, subject, values))
     return _open(session, kind, [(_values(row), subject)])[0]
 
 
+def _created_details(kind: RecordKind, row: Any, subject: UUID, values: dict[str, Any]) -> dict[str, Any]:
+    details: dict[str, Any] = {"fields": sorted(values)}
+    if kind.parent is not None:
+        details[kind.parent[0]] = getattr(row, kind.parent[0])
+    if kind is not PATRONS:
+        details["patron_id"] = subject  # whose record it is, for a data subject's access report
+    return details
+
+
 def read(session: TenantSession, kind: RecordKind, record_id: UUID) -> BaseModel:
-    return _open(session, kind, [_fetch_record(session, kind, record_id)])[0]
+    found = _fetch_record(session, kind, record_id)
+    record(session, kind.action("viewed"), (kind.target, record_id), details=_subject_details(kind, found[1]))
+    return _open(session, kind, [found])[0]
+
+
+def _subject_details(kind: RecordKind, subject: UUID) -> dict[str, Any]:
+    return {} if kind is PATRONS else {"patron_id": subject}
 
 
 def update(session: TenantSession, kind: RecordKind, record_id: UUID, changes: BaseModel) -> BaseModel:
@@ -275,16 +305,21 @@ def update(session: TenantSession, kind: RecordKind, record_id: UUID, changes: B
     if values:
         _seal(session, kind, row, _key_for_change(session, kind, subject), values)
         _flush(session, kind)
+    details = {"fields": sorted(values), **_subject_details(kind, subject)}
+    record(session, kind.action("changed"), (kind.target, record_id), details=details)
     return _open(session, kind, [(_values(row), subject)])[0]
 
 
 def delete(session: TenantSession, kind: RecordKind, record_id: UUID) -> None:
-    row, _ = _fetch(session, kind, record_id)
+    row, subject = _fetch(session, kind, record_id)
     session.delete(row)
     session.flush()
+    details = _subject_details(kind, subject)
     if kind is PATRONS:
         # A deleted patron is gone from backups too: without the key, no copy can be read.
         session.keyring.shred_subject(session.tenant_id, record_id)
+        details["subject_key_destroyed"] = True
+    record(session, kind.action("deleted"), (kind.target, record_id), details=details)
 
 
 def list_page(
@@ -307,6 +342,9 @@ def list_page(
     records = _records(session.execute(query.order_by(table.c.id).limit(limit + 1)))
     more = len(records) > limit
     records = records[:limit]
+    ids = [values["id"] for values, _ in records]
+    filters = {name: value for name, value in (("patron_id", patron_id), ("list_id", list_id)) if value is not None}
+    record(session, kind.action("listed"), (kind.target, None), details={"ids": ids, "count": len(ids), **filters})
     return schemas.Page(
         items=_open(session, kind, records),
         next_cursor=encode_cursor(records[-1][0]["id"]) if more else None,
@@ -321,7 +359,11 @@ def lookup_patrons(session: TenantSession, lookup: schemas.PatronLookup) -> list
         table.c.tenant_id == session.tenant_id,
         table.c[f"{column}_index"] == blind_index(index_key, column, value),
     )
-    return _open(session, PATRONS, _records(session.execute(query.order_by(table.c.id).limit(100))))
+    found = _records(session.execute(query.order_by(table.c.id).limit(100)))
+    ids = [values["id"] for values, _ in found]
+    # Which index, never the value looked for: the trail must not become a copy of the personal data.
+    record(session, Action.PATRON_LOOKED_UP, ("patron", None), details={"by": column, "ids": ids, "count": len(ids)})
+    return _open(session, PATRONS, found)
 
 
 # -- cursors -------------------------------------------------------------------------------

@@ -56,13 +56,13 @@ def create_tenant(
 @router.get("", response_model=list[TenantOut])
 def list_tenants(principal: Principal = MANAGE, db: Database = Depends(database)):
     with platform_session(db) as session:
-        return service.list_tenants(session)
+        return service.show_tenants(session)
 
 
 @router.get("/{tenant_id}", response_model=TenantOut, responses=responses(404))
 def read_tenant(tenant_id: UUID, principal: Principal = MANAGE, db: Database = Depends(database)):
     with platform_session(db) as session:
-        return service.get_tenant(session, tenant_id)
+        return service.view_tenant(session, tenant_id)
 
 
 @router.post("/{tenant_id}/suspend", response_model=TenantOut, responses=responses(404))

@@ -1,4 +1,9 @@
-"""Tenant use cases. Tenants are platform rows; their keys go to the keyring."""
+"""Tenant use cases. Tenants are platform rows; their keys go to the keyring.
+
+What an operator does to tenants is recorded in the platform chain (the caller's platform
+session): created, listed, viewed, suspended, resumed. `get_tenant` and `list_tenants` are the
+plain look-ups every request and job makes, and record nothing.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ from uuid import UUID
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bookwarden.audit.events import Action
+from bookwarden.audit.record import record
 from bookwarden.crypto.keyring import Keyring
 from bookwarden.errors import Conflict, InvalidInput, NotFound, TenantSuspended
 from bookwarden.tenancy.models import Tenant, TenantStatus
@@ -44,11 +51,27 @@ def create_tenant(session: Session, keyring: Keyring, home: Path, slug: str, nam
     session.flush()
     keyring.create_tenant(tenant.id)
     tenant_dir(home, tenant.id)
+    record(session, Action.TENANT_CREATED, ("tenant", tenant.id), details={"slug": slug})
     return tenant
 
 
 def list_tenants(session: Session) -> list[Tenant]:
     return list(session.scalars(select(Tenant).order_by(Tenant.created_at, Tenant.slug)))
+
+
+def show_tenants(session: Session) -> list[Tenant]:
+    """Every tenant, as an operator lists them: recorded."""
+    tenants = list_tenants(session)
+    ids = [tenant.id for tenant in tenants]
+    record(session, Action.TENANT_LISTED, ("tenant", None), details={"ids": ids, "count": len(ids)})
+    return tenants
+
+
+def view_tenant(session: Session, ref: UUID | str) -> Tenant:
+    """One tenant, as an operator reads it: recorded."""
+    tenant = get_tenant(session, ref)
+    record(session, Action.TENANT_VIEWED, ("tenant", tenant.id))
+    return tenant
 
 
 def get_tenant(session: Session, ref: UUID | str) -> Tenant:
@@ -72,6 +95,8 @@ def suspend_tenant(session: Session, ref: UUID | str, reason: str) -> Tenant:
     tenant.status = TenantStatus.SUSPENDED
     tenant.suspended_reason = reason.strip()[:500]
     tenant.suspended_at = datetime.now(UTC)
+    # The reason is free text an operator typed (it may name people): kept on the tenant, not in the trail.
+    record(session, Action.TENANT_SUSPENDED, ("tenant", tenant.id))
     return tenant
 
 
@@ -80,6 +105,7 @@ def resume_tenant(session: Session, ref: UUID | str) -> Tenant:
     tenant.status = TenantStatus.ACTIVE
     tenant.suspended_reason = None
     tenant.suspended_at = None
+    record(session, Action.TENANT_RESUMED, ("tenant", tenant.id))
     return tenant
 
 

@@ -1,0 +1,715 @@
+"""Institutional sign-on (SAML 2.0) end to end, against a real identity provider built here with
+pysaml2's own IdP (saml2.server.Server), its key and certificate made by `cryptography`; no network.
+
+The browser is the test client: it starts at our login address, is sent to the IdP (whose answer
+this file builds, as the IdP's page would), posts that answer to our ACS, and gets a session.
+Every refusal is checked to leave no session and an audit event naming its reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pyotp
+import pytest
+import saml2.time_util
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from saml2 import BINDING_HTTP_REDIRECT
+from saml2.authn_context import PASSWORD
+from saml2.config import IdPConfig
+from saml2.metadata import create_metadata_string
+from saml2.saml import NAME_FORMAT_URI, NAMEID_FORMAT_PERSISTENT
+from saml2.server import Server
+from sqlalchemy import select, text
+
+from bookwarden.access import notices
+from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
+from bookwarden.crypto.fields import encrypt_field
+from bookwarden.identity import accounts, saml, saml_protocol, sessions
+from bookwarden.identity.models import Account, AccountKind, AccountStatus
+from bookwarden.identity.principal import Principal, PrincipalKind
+from bookwarden.identity.saml_protocol import Refusal
+from bookwarden.notify.models import MailCategory, OutboxMessage
+from bookwarden.notify.service import open_mail
+from tests.helpers import grant
+
+IDP = "https://idp.alpha.example/idp"
+IDP_SSO = "https://idp.alpha.example/sso/redirect"
+MFA = "https://refeds.org/profile/mfa"
+SHA256 = ("http://www.w3.org/2001/04/xmldsig-more#rsa-sha256", "http://www.w3.org/2001/04/xmlenc#sha256")
+SHA1 = ("http://www.w3.org/2000/09/xmldsig#rsa-sha1", "http://www.w3.org/2000/09/xmldsig#sha1")
+STAFF = {"eduPersonPrincipalName": ["jdoe@alpha.example"], "eduPersonAffiliation": ["staff", "member"]}
+MAPPINGS = [
+    {"attribute": "eduPersonAffiliation", "value": "staff", "role": "circulation_staff"},
+    {"attribute": "eduPersonAffiliation", "value": "library-privacy", "role": "privacy_officer"},
+]
+PROBLEM = "application/problem+json"
+
+
+# -- the identity provider -----------------------------------------------------------------
+
+
+def _key_pair(folder: Path, name: str) -> tuple[str, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
+    key_file, cert_file = folder / f"{name}.key", folder / f"{name}.crt"
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return str(key_file), str(cert_file)
+
+
+@pytest.fixture(scope="module")
+def key_pairs(tmp_path_factory):
+    """The IdP's real key pair and an impostor's, made once for the module (RSA generation is slow)."""
+    folder = tmp_path_factory.mktemp("idp-keys")
+    return {"idp": _key_pair(folder, "idp"), "impostor": _key_pair(folder, "impostor")}
+
+
+@dataclass
+class Answer:
+    saml_response: str
+    relay_state: str
+    request_id: str
+
+    def xml(self) -> str:
+        return base64.b64decode(self.saml_response).decode()
+
+    def with_xml(self, xml: str) -> Answer:
+        return Answer(base64.b64encode(xml.encode()).decode(), self.relay_state, self.request_id)
+
+
+class IdentityProvider:
+    """A SAML IdP as an institution runs one: pysaml2's Server, its own key, our SP metadata loaded."""
+
+    def __init__(self, key_pair: tuple[str, str], sp_metadata: list[str]):
+        key_file, cert_file = key_pair
+        config = IdPConfig()
+        config.load(
+            {
+                "entityid": IDP,
+                "key_file": key_file,
+                "cert_file": cert_file,
+                "xmlsec_binary": saml_protocol.xmlsec_binary(),
+                "metadata": {"inline": sp_metadata},
+                "service": {
+                    "idp": {
+                        "endpoints": {"single_sign_on_service": [(IDP_SSO, BINDING_HTTP_REDIRECT)]},
+                        "name_id_format": [NAMEID_FORMAT_PERSISTENT],
+                        "policy": {
+                            "default": {
+                                "lifetime": {"minutes": 5},
+                                "attribute_restrictions": None,
+                                "name_form": NAME_FORMAT_URI,
+                            }
+                        },
+                    }
+                },
+            }
+        )
+        self.config = config
+        self.server = Server(config=config)
+
+    def metadata(self) -> str:
+        return create_metadata_string(None, config=self.config).decode()
+
+    def answer(
+        self,
+        redirect_url: str,
+        identity: dict | None = None,
+        *,
+        authn_class: str = PASSWORD,
+        sign_assertion: bool = True,
+        sign_response: bool = False,
+        algorithms: tuple[str, str] = SHA256,
+        audience: str | None = None,
+    ) -> Answer:
+        """What the IdP's page posts back after the person signed in there."""
+        assert redirect_url.startswith(IDP_SSO + "?")
+        query = parse_qs(urlsplit(redirect_url).query)
+        request = self.server.parse_authn_request(query["SAMLRequest"][0], BINDING_HTTP_REDIRECT)
+        args = self.server.response_args(request.message)
+        if audience is not None:
+            args["sp_entity_id"] = audience
+        response = self.server.create_authn_response(
+            identity or STAFF,
+            userid="jdoe",
+            authn={"class_ref": authn_class, "authn_auth": IDP},
+            sign_assertion=sign_assertion,
+            sign_response=sign_response,
+            sign_alg=algorithms[0],
+            digest_alg=algorithms[1],
+            in_response_to=args["in_response_to"],
+            destination=args["destination"],
+            sp_entity_id=args["sp_entity_id"],
+        )
+        return Answer(base64.b64encode(str(response).encode()).decode(), query["RelayState"][0], request.message.id)
+
+
+# -- fixtures ------------------------------------------------------------------------------
+
+
+def _admin_token(issue_token, tenant) -> str:
+    return issue_token(tenant, permissions={Permission.SSO_MANAGE})
+
+
+@pytest.fixture
+def admin(app, issue_token):
+    """admin(tenant) -> a client holding sso.manage in that tenant."""
+    from fastapi.testclient import TestClient
+
+    def make(t):
+        client = TestClient(app, raise_server_exceptions=False)
+        client.headers["Authorization"] = f"Bearer {_admin_token(issue_token, t)}"
+        return client
+
+    return make
+
+
+@pytest.fixture
+def sp_metadata(browser):
+    return lambda slug: browser().get(f"/api/v1/sso/saml/{slug}/metadata").text
+
+
+OTHER_SP = "https://other-sp.example/metadata"
+
+
+@pytest.fixture
+def idp(key_pairs, sp_metadata, tenant, other_tenant):
+    """The institutions' identity provider: it knows both tenants' service providers, and another one."""
+    alpha = sp_metadata("alpha")
+    other = alpha.replace(f'entityID="{saml_protocol.sp_urls("alpha").entity_id}"', f'entityID="{OTHER_SP}"')
+    return IdentityProvider(key_pairs["idp"], [alpha, sp_metadata("beta"), other])
+
+
+@pytest.fixture
+def configure(admin, idp):
+    """configure(tenant, **settings) -> the PUT response; by default JIT accounts and the staff mapping."""
+
+    def put(t, *, metadata: str | None = None, **settings):
+        body = {
+            "idp_metadata": metadata or idp.metadata(),
+            "role_mappings": MAPPINGS,
+            "create_accounts": True,
+            **settings,
+        }
+        return admin(t).put("/api/v1/sso/saml", json=body)
+
+    return put
+
+
+@pytest.fixture
+def contacts(in_tenant, tenant):
+    with in_tenant(tenant) as session:
+        notices.add_security_contact(session, "security@alpha.example")
+
+
+def _start(client, slug="alpha", next_path="/console") -> str:
+    response = client.get(f"/api/v1/sso/saml/{slug}/login", params={"next": next_path}, follow_redirects=False)
+    assert response.status_code == 303, response.text
+    return response.headers["location"]
+
+
+def _post(client, answer: Answer, slug="alpha", relay_state: str | None = None):
+    return client.post(
+        f"/api/v1/sso/saml/{slug}/acs",
+        data={"SAMLResponse": answer.saml_response, "RelayState": relay_state or answer.relay_state},
+        follow_redirects=False,
+    )
+
+
+def _events(in_tenant, t, action: str) -> list[dict]:
+    with in_tenant(t) as session:
+        rows = session.execute(
+            text("SELECT outcome, target_id, details FROM audit_events WHERE action = :a ORDER BY seq"), {"a": action}
+        )
+        return [dict(r._mapping) for r in rows]
+
+
+def _live_sessions(in_tenant, t) -> int:
+    with in_tenant(t) as session:
+        return session.execute(text("SELECT count(*) FROM sessions WHERE revoked_at IS NULL")).scalar_one()
+
+
+def _account(in_tenant, t, username: str) -> Account | None:
+    with in_tenant(t) as session:
+        return accounts.find_by_username(session, username)
+
+
+def _roles(in_tenant, t, account_id) -> list[str]:
+    from bookwarden.access.service import held_roles
+
+    with in_tenant(t) as session:
+        return held_roles(session, account_id)
+
+
+def _security_mail(in_tenant, t) -> list[str]:
+    with in_tenant(t) as session:
+        rows = session.scalars(select(OutboxMessage).where(OutboxMessage.category == MailCategory.SECURITY)).all()
+        return [open_mail(session, row).subject for row in rows]
+
+
+def _signed_in(browser, idp, **answer_kw):
+    client = browser()
+    answer = idp.answer(_start(client), **answer_kw)
+    return client, _post(client, answer)
+
+
+# -- signing in ----------------------------------------------------------------------------
+
+
+def test_sign_in_through_the_identity_provider_ends_in_a_session_like_a_password_sign_in(
+    browser, idp, configure, in_tenant, tenant
+):
+    assert configure(tenant).status_code == 200
+    client = browser()
+    redirect = _start(client, next_path="/console/loans")
+    assert parse_qs(urlsplit(redirect).query).keys() == {"SAMLRequest", "RelayState"}
+
+    response = _post(client, idp.answer(redirect))
+
+    assert response.status_code == 303, response.text
+    assert response.headers["location"] == "/console/loans"
+    set_cookie = response.headers.get_list("set-cookie")
+    session_cookie = next(c for c in set_cookie if c.startswith(f"{sessions.COOKIE_NAME}="))
+    for attribute in ("Secure", "HttpOnly", "SameSite=lax", "Path=/"):
+        assert attribute.lower() in session_cookie.lower(), attribute
+    account = _account(in_tenant, tenant, "jdoe@alpha.example")
+    assert response.json() == {"account_id": str(account.id), "mfa_required": False}
+
+    me = client.get("/api/v1/auth/me")
+    assert me.status_code == 200, me.text
+    assert me.json()["id"] == str(account.id)
+    assert set(me.json()["permissions"]) == set(BUILTIN_PERMISSIONS[BuiltinRole.CIRCULATION_STAFF])
+    assert _roles(in_tenant, tenant, account.id) == ["circulation_staff"]  # staff mapped; "member" maps nothing
+
+    (event,) = _events(in_tenant, tenant, "auth.sign_in.succeeded")
+    assert event["outcome"] == "succeeded" and event["target_id"] == account.id
+    assert event["details"]["method"] == "saml"
+    assert event["details"]["account_created"] is True
+    assert event["details"]["roles_granted"] == ["circulation_staff"]
+
+
+def test_a_new_username_gets_an_account_that_is_audited_and_notified(
+    browser, idp, configure, in_tenant, tenant, contacts
+):
+    configure(tenant, email_attribute="mail", display_name_attribute="displayName")
+    identity = {**STAFF, "mail": ["jdoe@alpha.example"], "displayName": ["Jo Doe"]}
+    _, response = _signed_in(browser, idp, identity=identity)
+    assert response.status_code == 303
+
+    account = _account(in_tenant, tenant, "jdoe@alpha.example")
+    assert account.status is AccountStatus.ACTIVE and account.kind is AccountKind.STAFF
+    assert account.password_hash is None  # it signs in through the IdP only
+    (created,) = _events(in_tenant, tenant, "account.created")
+    (activated,) = _events(in_tenant, tenant, "account.activated")
+    assert created["target_id"] == activated["target_id"] == account.id
+    assert activated["details"] == {"method": "saml"}
+    with in_tenant(tenant) as session:  # both name the institution's IdP as who acted
+        actors = session.execute(
+            text(
+                "SELECT DISTINCT actor_kind, actor_id FROM audit_events WHERE action IN ('account.created', "
+                "'account.activated', 'role.granted')"
+            )
+        ).all()
+    assert actors == [("system", saml.identity_provider(tenant.id).id)]
+    subjects = _security_mail(in_tenant, tenant)
+    assert any("account created" in s for s in subjects), subjects
+    assert any("role granted" in s for s in subjects), subjects
+
+
+def test_unknown_usernames_are_refused_when_the_institution_does_not_create_accounts(
+    browser, idp, configure, in_tenant, tenant
+):
+    configure(tenant, create_accounts=False)
+    _, response = _signed_in(browser, idp)
+    assert response.status_code == 401
+    assert response.json()["type"] == "urn:bookwarden:problem:saml-sign-in-refused"
+    assert _account(in_tenant, tenant, "jdoe@alpha.example") is None
+    assert [e["details"] for e in _events(in_tenant, tenant, "auth.sign_in.failed")] == [
+        {"method": "saml", "reason": Refusal.UNKNOWN_ACCOUNT.value}
+    ]
+
+
+def test_an_existing_account_is_matched_by_username_and_roles_follow_the_attributes(
+    browser, idp, configure, in_tenant, tenant
+):
+    configure(tenant, create_accounts=False)
+    admin = Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant.id, BUILTIN_PERMISSIONS[BuiltinRole.TENANT_ADMIN])
+    with in_tenant(tenant) as session:
+        account = accounts.create_account(session, admin, kind=AccountKind.STAFF, username="jdoe@alpha.example")
+        account.status = AccountStatus.ACTIVE
+        grant(session, tenant.id, account.id, "auditor")  # given by a person: sign-on never touches it
+
+    _, first = _signed_in(browser, idp, identity={**STAFF, "eduPersonAffiliation": ["staff", "library-privacy"]})
+    assert first.status_code == 303, first.text
+    assert _roles(in_tenant, tenant, account.id) == ["auditor", "circulation_staff", "privacy_officer"]
+
+    # The IdP no longer says "staff": the role sign-on granted goes; the auditor role stays.
+    _, second = _signed_in(browser, idp, identity={**STAFF, "eduPersonAffiliation": ["library-privacy"]})
+    assert second.status_code == 303
+    assert _roles(in_tenant, tenant, account.id) == ["auditor", "privacy_officer"]
+    assert _events(in_tenant, tenant, "auth.sign_in.succeeded")[-1]["details"]["roles_revoked"] == ["circulation_staff"]
+
+
+def test_a_disabled_account_is_refused(browser, idp, configure, in_tenant, tenant):
+    configure(tenant)
+    _signed_in(browser, idp)
+    with in_tenant(tenant) as session:
+        account = accounts.find_by_username(session, "jdoe@alpha.example")
+        account.status = AccountStatus.DISABLED
+    before = _live_sessions(in_tenant, tenant)
+    client, response = _signed_in(browser, idp)
+    assert response.status_code == 401
+    assert _live_sessions(in_tenant, tenant) == before
+    assert client.get("/api/v1/auth/me").status_code == 401
+    assert _events(in_tenant, tenant, "auth.sign_in.failed")[-1]["details"]["reason"] == "account-disabled"
+
+
+# -- the second factor ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def administrator(in_tenant, tenant):
+    """An existing tenant administrator (a role that requires a second factor) with an authenticator app."""
+    secret = pyotp.random_base32()
+    admin = Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant.id, BUILTIN_PERMISSIONS[BuiltinRole.TENANT_ADMIN])
+    with in_tenant(tenant) as session:
+        account = accounts.create_account(session, admin, kind=AccountKind.STAFF, username="jdoe@alpha.example")
+        account.status = AccountStatus.ACTIVE
+        key = session.keyring.subject_key(tenant.id, account.id)
+        account.totp_secret = encrypt_field(key, tenant.id, "accounts", "totp_secret", account.id, secret)
+        session.flush()
+        grant(session, tenant.id, account.id, "tenant_admin")
+    return account, secret
+
+
+def test_an_administrator_without_mfa_at_the_idp_completes_our_second_factor(
+    browser, idp, configure, administrator, in_tenant, tenant
+):
+    configure(tenant)
+    account, secret = administrator
+    client, response = _signed_in(browser, idp)  # the IdP asserts a password only
+    assert response.status_code == 303
+    assert response.json() == {"account_id": str(account.id), "mfa_required": True}
+    assert response.headers["location"] == "/console?mfa=required"
+    assert client.get("/api/v1/auth/me").status_code == 401  # nothing until the second step
+
+    done = client.post("/api/v1/auth/mfa", json={"code": pyotp.TOTP(secret).now()})
+    assert done.status_code == 200, done.text
+    assert client.get("/api/v1/auth/me").json()["id"] == str(account.id)
+
+
+def test_mfa_asserted_by_the_idp_completes_the_sign_in(browser, idp, configure, administrator, in_tenant, tenant):
+    configure(tenant)
+    account, _ = administrator
+    client, response = _signed_in(browser, idp, authn_class=MFA)
+    assert response.status_code == 303
+    assert response.json()["mfa_required"] is False
+    me = client.get("/api/v1/auth/me")
+    assert me.status_code == 200 and me.json()["id"] == str(account.id)
+    (event,) = _events(in_tenant, tenant, "auth.sign_in.succeeded")
+    assert event["details"]["second_factor"] == "asserted by the identity provider"
+
+
+def test_an_administrator_with_no_second_factor_anywhere_is_refused(browser, idp, configure, in_tenant, tenant):
+    configure(tenant)
+    admin = Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant.id, BUILTIN_PERMISSIONS[BuiltinRole.TENANT_ADMIN])
+    with in_tenant(tenant) as session:
+        account = accounts.create_account(session, admin, kind=AccountKind.STAFF, username="jdoe@alpha.example")
+        account.status = AccountStatus.ACTIVE
+        grant(session, tenant.id, account.id, "tenant_admin")
+    _, response = _signed_in(browser, idp)
+    assert response.status_code == 403
+    assert _live_sessions(in_tenant, tenant) == 0
+    assert _events(in_tenant, tenant, "auth.sign_in.failed")[-1]["details"]["reason"] == (
+        Refusal.SECOND_FACTOR_ENROLMENT_REQUIRED.value
+    )
+
+
+# -- attacks -------------------------------------------------------------------------------
+
+
+def _tampered(answer: Answer) -> Answer:
+    xml = answer.xml()
+    assert xml.count("jdoe@alpha.example") == 1
+    return answer.with_xml(xml.replace("jdoe@alpha.example", "admin@alpha.example"))
+
+
+ATTACKS = {
+    "unsigned": (lambda idp, url: idp.answer(url, sign_assertion=False), Refusal.UNSIGNED),
+    # A signature over the whole Response is not enough: the assertion itself must be signed.
+    "only-the-response-signed": (
+        lambda idp, url: idp.answer(url, sign_assertion=False, sign_response=True),
+        Refusal.UNSIGNED,
+    ),
+    "tampered-after-signing": (lambda idp, url: _tampered(idp.answer(url)), Refusal.BAD_SIGNATURE),
+    "for-another-audience": (
+        lambda idp, url: idp.answer(url, audience=OTHER_SP),
+        Refusal.WRONG_AUDIENCE,
+    ),
+    "sha1": (lambda idp, url: idp.answer(url, algorithms=SHA1), Refusal.WEAK_ALGORITHM),
+    "not-base64-xml": (
+        lambda idp, url: Answer("<not base64>", parse_qs(urlsplit(url).query)["RelayState"][0], ""),
+        Refusal.MALFORMED,
+    ),
+}
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+def test_forged_or_altered_answers_sign_nobody_in(browser, idp, configure, in_tenant, tenant, attack):
+    configure(tenant)
+    forge, reason = ATTACKS[attack]
+    client = browser()
+    response = _post(client, forge(idp, _start(client)))
+    _assert_refused(response, client, in_tenant, tenant, reason)
+
+
+def _assert_refused(response, client, in_tenant, t, reason: Refusal):
+    assert response.status_code == 401, response.text
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["type"] == "urn:bookwarden:problem:saml-sign-in-refused"
+    assert not any(c.startswith(f"{sessions.COOKIE_NAME}=") for c in response.headers.get_list("set-cookie"))
+    assert client.get("/api/v1/auth/me").status_code == 401
+    assert _live_sessions(in_tenant, t) == 0
+    failures = _events(in_tenant, t, "auth.sign_in.failed")
+    assert failures[-1]["details"] == {"method": "saml", "reason": reason.value}
+    assert failures[-1]["outcome"] == "denied"
+
+
+def test_an_assertion_signed_with_another_key_is_refused(
+    key_pairs, browser, idp, sp_metadata, configure, in_tenant, tenant
+):
+    configure(tenant)  # trusts the real IdP's certificate
+    impostor = IdentityProvider(key_pairs["impostor"], [sp_metadata("alpha")])  # same entity id, its own key
+    client = browser()
+    response = _post(client, impostor.answer(_start(client)))
+    _assert_refused(response, client, in_tenant, tenant, Refusal.BAD_SIGNATURE)
+
+
+def test_an_expired_assertion_is_refused(browser, idp, configure, in_tenant, tenant, monkeypatch):
+    configure(tenant)
+    client = browser()
+    answer = idp.answer(_start(client))  # valid for 5 minutes
+    # Ten minutes later by the clock pysaml2 checks NotOnOrAfter with (ours stays within the request's 10).
+    real = saml2.time_util.utc_now
+    monkeypatch.setattr(saml2.time_util, "utc_now", lambda: real() + 600)
+    _assert_refused(_post(client, answer), client, in_tenant, tenant, Refusal.EXPIRED)
+
+
+def test_a_replayed_answer_is_refused(browser, idp, configure, in_tenant, tenant):
+    configure(tenant)
+    client = browser()
+    answer = idp.answer(_start(client))
+    assert _post(client, answer).status_code == 303
+    sessions_after_first = _live_sessions(in_tenant, tenant)
+
+    # The request it answered has been answered: the same post again finds nothing to answer.
+    assert _post(client, answer).status_code == 401
+    # Had that request somehow been outstanding again, the assertion id has been used already.
+    browser_token = "a browser that holds the cookie"
+    with in_tenant(tenant) as session:
+        session.execute(
+            text(
+                "INSERT INTO saml_requests (tenant_id, relay_state, request_id, browser_hash, next_path, expires_at) "
+                "VALUES (:t, 'again', :r, :b, '/', now() + interval '5 minutes')"
+            ),
+            {"t": tenant.id, "r": answer.request_id, "b": hashlib.sha256(browser_token.encode()).digest()},
+        )
+    client.cookies.set(saml.BROWSER_COOKIE, browser_token, path="/api/v1/sso/saml/alpha/acs")
+    assert _post(client, answer, relay_state="again").status_code == 401
+
+    assert _live_sessions(in_tenant, tenant) == sessions_after_first
+    reasons = [e["details"]["reason"] for e in _events(in_tenant, tenant, "auth.sign_in.failed")]
+    assert reasons == [Refusal.NOT_STARTED.value, Refusal.REPLAYED.value]
+
+
+def test_another_browser_cannot_use_the_answer_meant_for_the_one_that_started(
+    browser, idp, configure, in_tenant, tenant
+):
+    """Login CSRF: a response obtained in one browser cannot be planted in another."""
+    configure(tenant)
+    victim, attacker = browser(), browser()
+    answer = idp.answer(_start(attacker))
+    _assert_refused(_post(victim, answer), victim, in_tenant, tenant, Refusal.NOT_STARTED)
+    # The attempt used nothing up: the browser that started the sign-in still finishes it.
+    assert _post(attacker, answer).status_code == 303
+
+
+def test_another_institutions_acs_refuses_this_institutions_answer(
+    browser, idp, configure, in_tenant, tenant, other_tenant
+):
+    """Both institutions trust one IdP (a federation's, say): its answer for one is no good at the other."""
+    configure(tenant)
+    configure(other_tenant)
+    client = browser()
+    alpha_answer = idp.answer(_start(client, "alpha"))
+    beta_relay = parse_qs(urlsplit(_start(client, "beta")).query)["RelayState"][0]
+
+    response = _post(client, alpha_answer, slug="beta", relay_state=beta_relay)
+
+    _assert_refused(response, client, in_tenant, other_tenant, Refusal.WRONG_DESTINATION)
+    assert _account(in_tenant, other_tenant, "jdoe@alpha.example") is None
+
+
+def test_an_unsolicited_answer_is_refused(browser, idp, configure, in_tenant, tenant):
+    """IdP-initiated sign-on is refused: InResponseTo must name a request this browser started."""
+    configure(tenant)
+    client = browser()
+    answer = idp.answer(_start(client))
+    response = client.post(
+        "/api/v1/sso/saml/alpha/acs", data={"SAMLResponse": answer.saml_response}, follow_redirects=False
+    )
+    _assert_refused(response, client, in_tenant, tenant, Refusal.NOT_STARTED)
+
+
+def test_an_answer_to_another_request_of_the_same_browser_is_refused(browser, idp, configure, in_tenant, tenant):
+    configure(tenant)
+    client = browser()
+    first = idp.answer(_start(client))
+    second_relay = parse_qs(urlsplit(_start(client)).query)["RelayState"][0]
+    response = _post(client, first, relay_state=second_relay)
+    _assert_refused(response, client, in_tenant, tenant, Refusal.WRONG_REQUEST)
+
+
+def test_xml_entities_in_a_response_are_refused_unparsed(browser, idp, configure, in_tenant, tenant):
+    configure(tenant)
+    client = browser()
+    answer = idp.answer(_start(client))
+    bomb = '<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;">]>'
+    forged = answer.with_xml(bomb + answer.xml().split("?>", 1)[1].replace("jdoe@alpha.example", "&b;"))
+    _assert_refused(_post(client, forged), client, in_tenant, tenant, Refusal.MALFORMED)
+
+
+# -- configuration -------------------------------------------------------------------------
+
+
+def test_the_service_provider_metadata_is_public_and_asks_for_signed_assertions(browser, tenant):
+    response = browser().get("/api/v1/sso/saml/alpha/metadata")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/samlmetadata+xml")
+    xml = response.text
+    sp = saml_protocol.sp_urls("alpha")
+    assert f'entityID="{sp.entity_id}"' in xml
+    assert f'Location="{sp.acs_url}"' in xml and "HTTP-POST" in xml
+    assert 'WantAssertionsSigned="true"' in xml
+    assert "sha1" not in xml and "md5" not in xml  # only the algorithms accepted are advertised
+    assert browser().get("/api/v1/sso/saml/nowhere/metadata").status_code == 404
+
+
+def test_administrators_read_replace_and_remove_the_configuration(admin, configure, idp, in_tenant, tenant, contacts):
+    client = admin(tenant)
+    assert client.get("/api/v1/sso/saml").status_code == 404
+    put = configure(tenant, create_accounts=False)
+    assert put.status_code == 200, put.text
+    body = put.json()
+    assert body["idp_entity_id"] == IDP and body["idp_sso_url"] == IDP_SSO
+    (certificate,) = body["idp_signing_certificates"]
+    assert certificate["subject"] == "CN=idp" and len(certificate["sha256"]) == 95
+    assert body["sp_entity_id"] == saml_protocol.sp_urls("alpha").entity_id
+    assert body["role_mappings"] == MAPPINGS and body["create_accounts"] is False
+    assert client.get("/api/v1/sso/saml").json() == body
+
+    assert client.delete("/api/v1/sso/saml").status_code == 204
+    assert client.get("/api/v1/sso/saml").status_code == 404
+    assert [e["outcome"] for e in _events(in_tenant, tenant, "sso.configured")] == ["succeeded"]
+    assert len(_events(in_tenant, tenant, "sso.removed")) == 1
+    subjects = _security_mail(in_tenant, tenant)
+    assert any("institutional sign-on configured" in s for s in subjects)
+    assert any("institutional sign-on removed" in s for s in subjects)
+
+
+def test_configuration_needs_the_sso_permission(client_for, tenant):
+    client = client_for(tenant, permissions={Permission.ACCOUNTS_MANAGE})
+    response = client.put("/api/v1/sso/saml", json={"idp_metadata": "<x/>"})
+    assert response.status_code == 403
+    assert "sso.manage" in response.json()["detail"]
+    assert Permission.SSO_MANAGE in BUILTIN_PERMISSIONS[BuiltinRole.TENANT_ADMIN]
+
+
+def _without_certificates(metadata: str) -> str:
+    start, end = metadata.index("<ns0:KeyDescriptor"), metadata.index("</ns0:KeyDescriptor>")
+    return metadata[:start] + metadata[end + len("</ns0:KeyDescriptor>") :]
+
+
+BAD_METADATA = {
+    "not XML at all": (lambda md: "this is not XML", "does not parse"),
+    "no signing certificate": (_without_certificates, "no signing certificate"),
+    "an entity bomb": (
+        lambda md: '<?xml version="1.0"?><!DOCTYPE m [<!ENTITY a "aaaa">]>' + md.split("?>", 1)[-1],
+        "DTDs and entity declarations are refused",
+    ),
+    "a service provider, not an IdP": (
+        lambda md: md.replace("IDPSSODescriptor", "SPSSODescriptor"),
+        "no SAML 2.0 identity provider",
+    ),
+    "signed requests wanted": (
+        lambda md: md.replace('WantAuthnRequestsSigned="false"', 'WantAuthnRequestsSigned="true"'),
+        "WantAuthnRequestsSigned",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_METADATA))
+def test_bad_metadata_is_a_422_naming_the_problem(configure, idp, tenant, admin, case):
+    alter, named = BAD_METADATA[case]
+    response = configure(tenant, metadata=alter(idp.metadata()))
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["detail"].startswith("idp_metadata: ")
+    assert named in response.json()["detail"]
+    assert admin(tenant).get("/api/v1/sso/saml").status_code == 404  # nothing stored
+
+
+@pytest.mark.parametrize(
+    ("role", "named"),
+    [
+        ("tenant_admin", "administrative role"),
+        ("security_officer", "administrative role"),
+        ("ciso", "platform role"),
+        ("no_such_role", "no role named"),
+    ],
+)
+def test_roles_that_sign_on_may_not_hand_out_are_refused(configure, tenant, role, named):
+    mappings = [{"attribute": "eduPersonAffiliation", "value": "staff", "role": role}]
+    response = configure(tenant, role_mappings=mappings)
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("role_mappings[0].role: ")
+    assert named in response.json()["detail"]
+
+
+def test_a_custom_role_with_access_control_powers_is_refused(configure, client_for, tenant):
+    roles = client_for(tenant, permissions={Permission.ROLES_MANAGE})
+    made = roles.post("/api/v1/roles", json={"name": "desk_lead", "permissions": ["roles.assign", "loans.read"]})
+    assert made.status_code == 201, made.text
+    response = configure(tenant, role_mappings=[{"attribute": "title", "value": "lead", "role": "desk_lead"}])
+    assert response.status_code == 422
+    assert "roles.assign" in response.json()["detail"]
+
+
+def test_login_refuses_an_address_on_another_site(browser, configure, tenant):
+    configure(tenant)
+    for target in ("//evil.example/", "/\\evil.example", "https://evil.example/", "/search?q=private"):
+        response = browser().get("/api/v1/sso/saml/alpha/login", params={"next": target}, follow_redirects=False)
+        assert response.status_code == 422, target
