@@ -38,12 +38,14 @@ token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 keys_app = typer.Typer(help="Master and tenant keys.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit trail: verify, export, search.", no_args_is_help=True)
 usage_app = typer.Typer(help="Usage metering for charges, derived from the audit trail.", no_args_is_help=True)
+privacy_app = typer.Typer(help="Privacy: records of processing.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(token_app, name="token")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(usage_app, name="usage")
+app.add_typer(privacy_app, name="privacy")
 
 out = Console()
 err = Console(stderr=True)
@@ -67,8 +69,6 @@ def console_principal() -> Principal:
     return Principal(PrincipalKind.SYSTEM, uuid.uuid5(CONSOLE_NAMESPACE, os_user()), None, frozenset(Permission))
 
 
-@app.callback()
-def _console(ctx: typer.Context) -> None:
 @dataclass
 class _Run:
     """One run of the command line: its database (opened on first use) and what it has recorded."""
@@ -93,6 +93,8 @@ def _running() -> Iterator[_Run]:
             run.db.dispose()
 
 
+@app.callback()
+def _console(ctx: typer.Context) -> None:
     from bookwarden.audit import record as audit
 
     # Every audit event of this run names the console as actor, and one request id ties them together.
@@ -103,9 +105,9 @@ def _running() -> Iterator[_Run]:
         request_id=str(uuid.uuid4()),
     )
     ctx.with_resource(audit.acting(context))
-
-
     ctx.with_resource(_running())
+
+
 def command(group: typer.Typer, name: str, permission: Permission, **options: Any) -> Callable:
     """Declare a command of `group` (a command group, or `app` itself) and the one permission it needs.
 
@@ -124,11 +126,11 @@ def command(group: typer.Typer, name: str, permission: Permission, **options: An
         def checked(*args: Any, **kwargs: Any) -> Any:
             from bookwarden.access.authorize import authorize
 
-            with _console_run(permission):
-                authorize(console_principal(), permission)
             current = _run.get()
             if current is not None:
                 current.command = " ".join(filter(None, (_group_name(group), name)))
+            with _console_run(permission):
+                authorize(console_principal(), permission)
                 return run(*args, **kwargs)
 
         checked.required_permission = permission  # read by tests/test_audit_coverage.py
@@ -138,12 +140,12 @@ def command(group: typer.Typer, name: str, permission: Permission, **options: An
     return register
 
 
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
 def _group_name(group: typer.Typer) -> str | None:
     return next((info.name for info in app.registered_groups if info.typer_instance is group), None)
 
 
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
     return typer.Exit(2)
 
 
@@ -189,8 +191,6 @@ def _console_run(permission: Permission) -> Iterator[None]:
     except Exception as exc:
         _console_event(Action.REQUEST_FAILED, Outcome.FAILED, problem="internal-error", error=type(exc).__name__)
         raise
-    _console_event(Action.CONSOLE_COMMAND, Outcome.SUCCEEDED, permission=permission)
-
     _command_succeeded(permission)
 
 
@@ -201,6 +201,8 @@ def _command_succeeded(permission: Permission) -> None:
         return
     if run is not None:
         run.succeeded_recorded = True
+    _console_event(Action.CONSOLE_COMMAND, Outcome.SUCCEEDED, permission=permission)
+
 
 def _console_event(action, outcome, **details: Any) -> None:
     from bookwarden.audit import record as audit
@@ -212,8 +214,6 @@ def _console_event(action, outcome, **details: Any) -> None:
         err.print(f"[red]warning:[/red] the audit event of this command was not recorded ({type(exc).__name__})")
 
 
-def _migrated_urls(settings: Settings):
-    from bookwarden.crypto.master import load_master_keys
 def _record(action, target: tuple[str, uuid.UUID | None] | None = None, *, tenant_id=None, **details: Any) -> None:
     """The command's own event (with the OS user), committed now: in `tenant_id`'s chain, or the platform's."""
     from bookwarden.audit import record as audit
@@ -223,6 +223,8 @@ def _record(action, target: tuple[str, uuid.UUID | None] | None = None, *, tenan
     )
 
 
+def _migrated_urls(settings: Settings):
+    from bookwarden.crypto.master import load_master_keys
     from bookwarden.db import provision
     from bookwarden.db.migrate import migrate
     from bookwarden.db.server import admin_url
@@ -263,12 +265,12 @@ def db_stop() -> None:
     from bookwarden.db.server import stop_embedded
 
     settings = get_settings()
-    stopped = stop_embedded(settings.resolved_home / "pg")
-    err.print("embedded server stopped" if stopped else "embedded server was not running")
     # Recorded first: once stopped, no database is there to take the events.
     _record(Action.DATABASE_STOPPED, embedded=settings.database_url is None)
     _command_succeeded(Permission.PLATFORM_DATABASE_MANAGE)
     _connect().dispose()  # its connections end now rather than be cut by the shutdown
+    stopped = stop_embedded(settings.resolved_home / "pg")
+    err.print("embedded server stopped" if stopped else "embedded server was not running")
 
 
 # -- tenants -------------------------------------------------------------------------------
@@ -382,9 +384,9 @@ def keys_rotate_tenant(tenant: str) -> None:
     with platform_session(db) as session:
         tenant_id = service.get_tenant(session, tenant).id
     count = db.keyring.rotate_tenant_key(tenant_id)
+    _record(Action.KEY_ROTATED, ("tenant", tenant_id), tenant_id=tenant_id, key="tenant", subject_keys_rewrapped=count)
     err.print(f"tenant key rotated; {count} subject keys re-wrapped")
 
-    _record(Action.KEY_ROTATED, ("tenant", tenant_id), tenant_id=tenant_id, key="tenant", subject_keys_rewrapped=count)
 
 @command(keys_app, "rotate-master", Permission.PLATFORM_KEYS_ROTATE)
 def keys_rotate_master() -> None:
@@ -398,9 +400,9 @@ def keys_rotate_master() -> None:
             "unset the variable to use the key file, or see README 'Keys'"
         )
     count = rotation.rotate_master(settings)
+    _record(Action.KEY_ROTATED, key="master", tenant_keys_rewrapped=count)  # connected under the new key
     err.print(f"master key rotated; {count} tenant keys re-wrapped")
 
-    _record(Action.KEY_ROTATED, key="master", tenant_keys_rewrapped=count)  # connected under the new key
 
 # -- processes -----------------------------------------------------------------------------
 
@@ -415,9 +417,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
 
     settings = get_settings()
     logs.configure(settings.log_level)
+    _record(Action.SERVICE_STARTED, service="api", host=host, port=port)
     uvicorn.run(create_app(_connect(), settings), host=host, port=port, log_config=None, access_log=False)
 
-    _record(Action.SERVICE_STARTED, service="api", host=host, port=port)
 
 @command(app, "worker", Permission.PLATFORM_SERVICES_RUN)
 def worker(name: Annotated[str, typer.Option(help="worker name in job leases")] = "worker") -> None:
@@ -432,9 +434,9 @@ def worker(name: Annotated[str, typer.Option(help="worker name in job leases")] 
     stop_on_signals(stop)
     db = _connect()
     declare_all(db)
+    _record(Action.SERVICE_STARTED, service="worker", name=name)
     Worker(db, name).run_forever(stop)
 
-    _record(Action.SERVICE_STARTED, service="worker", name=name)
 
 @command(app, "demo", Permission.PLATFORM_DEMO_SEED)
 def demo() -> None:
@@ -543,6 +545,130 @@ def _binary_output(path: Path | None) -> Iterator[Any]:
         yield sink
 
 
+# -- audit: checkpoints, proofs, verification, bundles ---------------------------------------
+
+
+def _chain_id(ref: str):
+    """An institution's id or slug, or "platform" for the platform's own chain."""
+    from bookwarden.audit.events import PLATFORM_CHAIN
+    from bookwarden.db.session import platform_session
+    from bookwarden.tenancy import service
+
+    if ref == "platform":
+        return PLATFORM_CHAIN
+    with platform_session(_connect()) as session:
+        return service.get_tenant(session, ref).id
+
+
+_EVERY_CHAIN = 'institution id or slug, or "platform"; default: every chain'
+
+
+@command(audit_app, "public-key", Permission.AUDIT_READ)
+def audit_public_key() -> None:
+    """Print the public key that signs audit checkpoints (base64, raw Ed25519) and its key id."""
+    from bookwarden.audit import signing
+
+    key = signing.load_signing_key(get_settings())
+    _record(Action.AUDIT_KEY_VIEWED, key_id=key.key_id)
+    print(signing.encode_public_key(key.public))
+    print(f"key id {key.key_id}")
+
+
+@command(audit_app, "checkpoint", Permission.PLATFORM_SERVICES_RUN)
+def audit_checkpoint(
+    tenant: Annotated[str | None, typer.Option(help=_EVERY_CHAIN)] = None,
+) -> None:
+    """Seal a chain (or every chain) now in a signed Merkle checkpoint, whatever the schedule says."""
+    from bookwarden.audit import checkpoints, signing
+    from bookwarden.audit.record import current
+    from bookwarden.db.session import tenant_session
+
+    key = signing.load_signing_key(get_settings())
+    db = _connect()
+    if tenant is None:
+        made = checkpoints.checkpoint_all(db, key, every_events=None, every=None, actor=current().principal)
+    else:
+        with tenant_session(db, _chain_id(tenant)) as session:
+            made = [c for c in [checkpoints.make_checkpoint(session, key)] if c is not None]
+    for checkpoint in made:
+        out.print(f"tenant {checkpoint.tenant_id}: checkpoint at size {checkpoint.tree_size}, "
+                  f"root {checkpoint.root_hash.hex()}, key {checkpoint.key_id}")
+    if not made:
+        err.print("nothing new to seal")
+
+
+@command(audit_app, "prove", Permission.AUDIT_READ)
+def audit_prove(
+    tenant: Annotated[str, typer.Option(help='institution id or slug, or "platform"')],
+    seq: Annotated[int | None, typer.Option(min=1, help="inclusion proof of this event")] = None,
+    size: Annotated[int | None, typer.Option(min=1, help="against this checkpoint (default: the newest)")] = None,
+    old: Annotated[int | None, typer.Option("--from", min=1, help="consistency proof from this checkpoint")] = None,
+    new: Annotated[int | None, typer.Option("--to", min=1, help="... to this checkpoint size")] = None,
+) -> None:
+    """Print, as JSON, an inclusion proof (--seq) or a consistency proof between checkpoints (--from, --to)."""
+    import json
+
+    from bookwarden.audit import checkpoints
+    from bookwarden.db.session import tenant_session
+
+    if (seq is None) == (old is None and new is None) or (seq is None and (old is None or new is None)):
+        raise _fail("give either --seq N [--size S], or --from SIZE --to SIZE")
+    chain = _chain_id(tenant)
+    with tenant_session(_connect(), chain) as session:
+        if seq is not None:
+            proof = checkpoints.inclusion_proof(session, seq, size)
+        else:
+            proof = checkpoints.consistency_proof(session, old, new)
+    _record(Action.AUDIT_PROVED, ("audit_chain", chain), tenant_id=chain, seq=seq, tree_size=size, old=old, new=new)
+    print(json.dumps(proof, indent=2))
+
+
+@command(audit_app, "verify", Permission.AUDIT_READ)
+def audit_verify(
+    tenant: Annotated[str | None, typer.Option(help=_EVERY_CHAIN)] = None,
+    since: Annotated[int | None, typer.Option(min=1, help="start at this checkpoint size (its signature and "
+                                                          "frontier); check only later events")] = None,
+    public_key: Annotated[list[str] | None, typer.Option(help="also trust this key (base64); repeatable")] = None,
+) -> None:
+    """Check each chain: seq, body digests, hash links, head, signed checkpoints. Exit 0 clean, 1 tampered.
+
+    The first broken event of a chain is named: tenant, seq, event id and what is wrong.
+    """
+    from bookwarden.audit import checkpoints, signing, verify
+    from bookwarden.audit.record import record
+    from bookwarden.db.session import tenant_session
+
+    if since is not None and tenant is None:
+        raise _fail("--since needs --tenant: checkpoint sizes belong to one chain")
+    pinned = [signing.decode_public_key(k) for k in public_key or []]
+    keys = signing.TrustedKeys(signing.load_signing_key(get_settings()).public, *pinned)
+    db = _connect()
+    chains = [_chain_id(tenant)] if tenant is not None else checkpoints.chain_ids(db)
+    tampered = False
+    for chain in chains:
+        report = verify.verify_chain(db, chain, keys, since)
+        for note in report.notes:
+            err.print(f"tenant {chain}: {note}")
+        print(report.summary(), flush=True)
+        tampered |= not report.clean
+        finding = report.finding
+        try:
+            with tenant_session(db, chain) as session:
+                record(session, Action.AUDIT_VERIFIED, ("audit_chain", chain),
+                       outcome=Outcome.SUCCEEDED if report.clean else Outcome.FAILED,
+                       details={"from_seq": report.start.seq + 1, "to_seq": report.last_seq,
+                                "events": report.events, "problem_seq": finding.seq if finding else None})
+        except Exception as exc:
+            if report.clean:
+                raise
+            # A tampered chain may refuse appends (a forged row sits where the next event goes): the
+            # verdict above stands.
+            err.print(f"[red]warning:[/red] the audit.verified event was not recorded ({type(exc).__name__})")
+        err.print(f"{report.events:,} events in {report.seconds:.2f} s ({report.rate:,.0f}/s)")
+    if tampered:
+        raise typer.Exit(1)
+
+
 # -- usage -----------------------------------------------------------------------------------
 
 
@@ -604,6 +730,28 @@ def _usage_table(usages) -> Table:
             f"{usage.storage_bytes:,}",
         )
     return table
+
+
+# -- privacy ---------------------------------------------------------------------------------
+
+
+@command(privacy_app, "records", Permission.PRIVACY_RECORDS_READ)
+def privacy_records(
+    tenant: Annotated[str, typer.Option(help="institution id or slug")],
+    fmt: Annotated[str, typer.Option("--format", help="json or csv (one row per category)")] = "json",
+) -> None:
+    """An institution's records of processing (GDPR art. 30), generated from the personal-data registry."""
+    from bookwarden.db.session import platform_session, tenant_session
+    from bookwarden.privacy import records
+    from bookwarden.tenancy import service
+
+    chosen = _choice("--format", fmt, records.RecordsFormat)
+    db = _connect()
+    with platform_session(db) as session:
+        tenant_id = service.get_tenant(session, tenant).id
+    with tenant_session(db, tenant_id) as session:
+        body = records.export(session, chosen)  # recorded in the institution's trail
+    sys.stdout.write(body if body.endswith("\n") else body + "\n")
 
 
 def main() -> None:

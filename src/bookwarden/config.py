@@ -19,6 +19,13 @@ class Settings(BaseSettings):
     master_key: SecretStr | None = Field(
         default=None, description="base64 of 32 bytes; unset = key file <home>/master.key, created 0600"
     )
+    audit_signing_key: SecretStr | None = Field(
+        default=None,
+        description="base64 of the 32-byte Ed25519 seed signing audit checkpoints; unset = <home>/audit-signing.key",
+    )
+    audit_retention_days: int = Field(
+        default=2555, ge=0, description="audit segments whose newest event is older than this are dropped (7 years)"
+    )
     database_name: str = "bookwarden"
     pool_size: int = 10
     subject_key_cache_size: int = 200_000

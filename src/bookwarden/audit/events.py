@@ -62,6 +62,14 @@ class Action(enum.StrEnum):
     POST_CREATED = "post.created"
     POST_CHANGED = "post.changed"
     POST_DELETED = "post.deleted"
+    # Privacy: complaints and their deadlines, the records of processing.
+    COMPLAINT_REGISTERED = "complaint.registered"
+    COMPLAINT_ACKNOWLEDGED = "complaint.acknowledged"  # the acknowledgement mail left (its time is the SLA's)
+    COMPLAINT_ESCALATED = "complaint.escalated"  # at risk, overdue or unacknowledged: officers told
+    COMPLAINT_ANSWERED = "complaint.answered"
+    COMPLAINT_VIEWED = "complaint.viewed"
+    COMPLAINT_LISTED = "complaint.listed"
+    RECORDS_OF_PROCESSING_EXPORTED = "privacy.records_of_processing.exported"
     # Access control.
     ACCESS_DENIED = "access.denied"
     AUTH_REJECTED = "auth.rejected"  # a credential that resolved to no principal
@@ -79,6 +87,9 @@ class Action(enum.StrEnum):
     MFA_REMOVED = "mfa.removed"
     MFA_RESET = "mfa.reset"
     MFA_VIEWED = "mfa.viewed"
+    MFA_ENROLMENT_STARTED = "mfa.enrolment_started"  # a TOTP secret or security-key challenge handed out
+    MFA_CHANGED = "mfa.changed"  # a security key renamed
+    MFA_CHALLENGED = "auth.mfa.challenged"  # a security-key challenge for the second step of a sign-in
     RECOVERY_CODES_REGENERATED = "mfa.recovery_codes.regenerated"
     PASSWORD_CHANGED = "password.changed"
     PASSWORD_RESET_REQUESTED = "password.reset.requested"
@@ -137,6 +148,8 @@ class Action(enum.StrEnum):
     AUDIT_VERIFIED = "audit.verified"
     AUDIT_CHECKPOINTED = "audit.checkpointed"
     AUDIT_SEGMENT_DROPPED = "audit.segment_dropped"
+    AUDIT_PROVED = "audit.proved"  # an inclusion or consistency proof handed out
+    AUDIT_KEY_VIEWED = "audit.key_viewed"  # the checkpoint public key printed
     USAGE_REPORTED = "usage.reported"
 
 

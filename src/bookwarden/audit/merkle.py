@@ -52,8 +52,9 @@ class Frontier:
 
     def __post_init__(self) -> None:
         if self.size < 0 or len(self.hashes) != self.size.bit_count():
-            raise ValueError(f"a tree of {self.size} leaves has {self.size.bit_count()} frontier hashes, not "
-                             f"{len(self.hashes)}")
+            raise ValueError(
+                f"a tree of {self.size} leaves has {self.size.bit_count()} frontier hashes, not {len(self.hashes)}"
+            )
         if any(len(h) != 32 for h in self.hashes):
             raise ValueError("frontier hashes are 32 bytes")
 

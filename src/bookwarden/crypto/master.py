@@ -43,13 +43,13 @@ def key_id(key: bytes) -> str:
     return hmac.new(key, b"bookwarden master key id", hashlib.sha256).hexdigest()[:16]
 
 
-def decode_key(text: str) -> bytes:
+def decode_key(text: str, what: str = "master key") -> bytes:
     try:
         key = base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise MasterKeyError("master key must be base64") from exc
+        raise MasterKeyError(f"{what} must be base64") from exc
     if len(key) != KEY_BYTES:
-        raise MasterKeyError(f"master key must be {KEY_BYTES} bytes, got {len(key)}")
+        raise MasterKeyError(f"{what} must be {KEY_BYTES} bytes, got {len(key)}")
     return key
 
 
@@ -77,17 +77,21 @@ def write_key_file(path: Path, key: bytes) -> None:
     os.replace(tmp, path)
 
 
+def load_key_file(path: Path, what: str = "master key") -> bytes:
+    """The key in `path`, made (0600, fresh random bytes) on first use; refused if others may read it."""
+    if not path.exists():
+        write_key_file(path, new_key())
+    if path.stat().st_mode & 0o077:
+        raise MasterKeyError(f"{path} is readable by others; run: chmod 600 {path}")
+    return decode_key(path.read_text(), what)
+
+
 def load_master_keys(settings: Settings) -> MasterKeys:
     if settings.master_key is not None:
         current = decode_key(settings.master_key.get_secret_value())
         keys = {key_id(current): current}
     else:
-        path = key_file(settings)
-        if not path.exists():
-            write_key_file(path, new_key())
-        if path.stat().st_mode & 0o077:
-            raise MasterKeyError(f"{path} is readable by others; run: chmod 600 {path}")
-        current = decode_key(path.read_text())
+        current = load_key_file(key_file(settings))
         keys = {key_id(current): current}
     pending = next_key_file(settings)
     if pending.exists():
