@@ -14,6 +14,8 @@ import structlog
 from sqlalchemy import select
 
 from bookwarden.access.models import SecurityContact
+from bookwarden.audit.events import Action
+from bookwarden.audit.record import record
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.db.session import TenantSession
 from bookwarden.identity.principal import Principal
@@ -83,6 +85,13 @@ def security_contacts(session: TenantSession) -> list[str]:
     return [decrypt_field(key, session.tenant_id, "security_contacts", "email", row.id, row.email) for row in rows]
 
 
+def list_security_contacts(session: TenantSession) -> list[str]:
+    """The contacts as an administrator lists them: recorded (how many, never the addresses)."""
+    contacts = security_contacts(session)
+    record(session, Action.SECURITY_CONTACT_LISTED, ("security_contact", None), details={"count": len(contacts)})
+    return contacts
+
+
 def add_security_contact(session: TenantSession, email: str) -> SecurityContact:
     """Stored under the tenant key: notices must reach contacts even after any one subject's erasure."""
     import uuid
@@ -92,4 +101,5 @@ def add_security_contact(session: TenantSession, email: str) -> SecurityContact:
     contact.email = encrypt_field(key, session.tenant_id, "security_contacts", "email", contact.id, email)
     session.add(contact)
     session.flush()
+    record(session, Action.SECURITY_CONTACT_ADDED, ("security_contact", contact.id))
     return contact
