@@ -669,6 +669,52 @@ def audit_verify(
         raise typer.Exit(1)
 
 
+@command(audit_app, "export", Permission.AUDIT_READ)
+def audit_export(
+    tenant: Annotated[str, typer.Option(help='institution id or slug, or "platform"')],
+    output: Annotated[Path, typer.Option(help="bundle file to write (.tar.gz, mode 0600)")],
+) -> None:
+    """Write a chain's bundle: events as OCSF-shaped JSON lines, signed checkpoints, the public key, a manifest.
+
+    `bookwarden audit verify-bundle FILE` checks it anywhere, with no database.
+    """
+    from bookwarden.audit import bundle, signing
+
+    key = signing.load_signing_key(get_settings())
+    chain = _chain_id(tenant)
+    summary = bundle.export_bundle(_connect(), chain, output, key.public)
+    _record(Action.AUDIT_EXPORTED, ("audit_chain", chain), tenant_id=chain, format="bundle", events=summary.events,
+            first_seq=summary.first_seq, last_seq=summary.last_seq)
+    err.print(f"{summary.events:,} events (seq {summary.first_seq}..{summary.last_seq}) and "
+              f"{summary.checkpoints} checkpoints written to {output}")
+
+
+@audit_app.command("verify-bundle")
+def audit_verify_bundle(
+    file: Annotated[Path, typer.Argument(help="a bundle written by bookwarden audit export")],
+    public_key: Annotated[str | None, typer.Option(help="trust only this key (base64, from `bookwarden audit "
+                                                        "public-key`); default: the bundle's own")] = None,
+) -> None:
+    """Verify a bundle offline: chain, checkpoints, signatures, OCSF fields. Exit 0 clean, 1 tampered.
+
+    Needs no database and no permission (declares none, records nothing): it reads only the file,
+    so an auditor runs it on any machine.
+    """
+    from bookwarden.audit import bundle, signing
+
+    pinned = signing.decode_public_key(public_key) if public_key is not None else None
+    report, notes = bundle.verify_bundle(file, pinned)
+    for note in notes:
+        err.print(note)
+    print(report.summary())
+    err.print(f"{report.events:,} events in {report.seconds:.2f} s ({report.rate:,.0f}/s)")
+    if not report.clean:
+        raise typer.Exit(1)
+
+
+audit_verify_bundle.offline = True  # no database, no console event: see its docstring
+
+
 # -- usage -----------------------------------------------------------------------------------
 
 

@@ -292,23 +292,10 @@ EVENT_COLUMNS = (
 )
 
 
-def reference_digest(row: Sequence[Any]) -> bytes:
-    """The body digest through Event.canonical() itself, from a row of EVENT_COLUMNS."""
-    (
-        action,
-        actor_id,
-        actor_kind,
-        details,
-        grant_id,
-        id_,
-        occurred_at,
-        outcome,
-        request_id,
-        source_address,
-        target_id,
-        target_kind,
-        user_agent,
-    ) = row[:13]
+def reference_event(row: Sequence[Any]) -> Event:
+    """The event as Event itself holds it, from a row of EVENT_COLUMNS."""
+    (action, actor_id, actor_kind, details, grant_id, id_, occurred_at, outcome, request_id, source_address,
+     target_id, target_kind, user_agent) = row[:13]
     return Event(
         id=UUID(id_),
         occurred_at=datetime.fromisoformat(occurred_at),
@@ -323,7 +310,21 @@ def reference_digest(row: Sequence[Any]) -> bytes:
         user_agent=user_agent,
         request_id=request_id,
         details=json.loads(details),
-    ).body_digest()
+    )
+
+
+def reference_digest(row: Sequence[Any]) -> bytes:
+    """The body digest through Event.canonical() itself."""
+    return reference_event(row).body_digest()
+
+
+def canonical_body(row: Sequence[Any]) -> bytes:
+    """The exact bytes a row's body digest was computed over (fast path, or Event.canonical())."""
+    details = msgspec.Raw(json.dumps(json.loads(row[3]), sort_keys=True, separators=(",", ":")).encode())
+    encoded = _encode(_Body(*row[:3], details, *row[4:13]))
+    if encoded.isascii() and _sha256(encoded).digest() == bytes(row[14]):
+        return encoded
+    return reference_event(row).canonical()
 
 
 def _uuid(text: str | None) -> UUID | None:

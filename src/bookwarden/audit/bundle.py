@@ -1,0 +1,382 @@
+"""Audit bundles: one chain exported for auditors, verifiable with no database.
+
+A bundle is a .tar.gz holding
+- `events.jsonl`: one event per line, shaped after OCSF 1.3 (class API Activity: activity, time,
+  actor, src_endpoint, api, resources, metadata...). Its `unmapped` object holds what the chain
+  hashed: `event` is the event's canonical encoding itself (the exact bytes of `Event.canonical()`,
+  sorted keys, no whitespace, ASCII), with `seq`, `body_digest`, `prev_hash` and `hash`;
+- `checkpoints.json`: the chain's signed checkpoints;
+- `public-key`: the platform's checkpoint key (base64 raw Ed25519), as `bookwarden audit public-key`;
+- `manifest.json`: tenant, where the events start (genesis, or a dropped segment's boundary), the
+  chain head, counts.
+
+`verify_bundle` runs the same chain verification as the database check and also requires every
+line's OCSF fields to say exactly what its hashed event says, so nobody can edit what an auditor
+reads without breaking a hash. Nothing here imports the database: a bundle is verified anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import ipaddress
+import json
+import os
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+from uuid import UUID
+
+import msgspec
+
+from bookwarden.audit import signing
+from bookwarden.audit.events import GENESIS
+from bookwarden.audit.merkle import Frontier
+from bookwarden.audit.verify import ChainReport, ChainVerifier, EventLink, Start
+from bookwarden.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from bookwarden.db.session import Database
+
+FORMAT = "bookwarden-audit-bundle"
+VERSION = 1
+OCSF_VERSION = "1.3.0"
+EVENTS, CHECKPOINTS, PUBLIC_KEY, MANIFEST = "events.jsonl", "checkpoints.json", "public-key", "manifest.json"
+_PRODUCT = {"name": "Bookwarden", "vendor_name": "Bookwarden"}
+_API_ACTIVITY, _APPLICATION_ACTIVITY = 6003, 6
+_ACTIVITIES = {  # the verb ending an action name -> OCSF API Activity activity_id, activity_name
+    "created": (1, "Create"), "added": (1, "Create"), "invited": (1, "Create"), "issued": (1, "Create"),
+    "requested": (1, "Create"), "registered": (1, "Create"),
+    "viewed": (2, "Read"), "listed": (2, "Read"), "looked_up": (2, "Read"), "exported": (2, "Read"),
+    "searched": (2, "Read"), "proved": (2, "Read"), "verified": (2, "Read"), "key_viewed": (2, "Read"),
+    "changed": (3, "Update"), "reset": (3, "Update"), "enabled": (3, "Update"), "disabled": (3, "Update"),
+    "granted": (3, "Update"), "approved": (3, "Update"), "rejected": (3, "Update"), "suspended": (3, "Update"),
+    "resumed": (3, "Update"), "rotated": (3, "Update"), "activated": (3, "Update"),
+    "deleted": (4, "Delete"), "removed": (4, "Delete"), "revoked": (4, "Delete"), "segment_dropped": (4, "Delete"),
+}
+_OTHER = (99, "Other")
+_STATUS = {"succeeded": (1, "Success"), "denied": (2, "Failure"), "failed": (2, "Failure")}
+
+
+class EventFields(msgspec.Struct, forbid_unknown_fields=True):
+    """The hashed fields of an event, as its canonical encoding holds them."""
+
+    action: str
+    actor_id: str | None
+    actor_kind: str
+    details: dict[str, Any]
+    grant_id: str | None
+    id: str
+    occurred_at: str
+    outcome: str
+    request_id: str | None
+    source_address: str | None
+    target_id: str | None
+    target_kind: str | None
+    user_agent: str | None
+
+
+class Unmapped(msgspec.Struct, forbid_unknown_fields=True):
+    event: msgspec.Raw
+    seq: int
+    body_digest: str
+    prev_hash: str
+    hash: str
+
+
+class _LineChain(msgspec.Struct):
+    """Only what the chain check needs from a line; the rest is compared as rendered bytes."""
+
+    unmapped: Unmapped
+
+
+_decode_line = msgspec.json.Decoder(_LineChain).decode
+_decode_fields = msgspec.json.Decoder(EventFields).decode
+_decode_any = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
+
+
+def _activity(action: str) -> tuple[int, str]:
+    return _ACTIVITIES.get(action.rsplit(".", 1)[-1], _OTHER)
+
+
+_endpoint_kinds: dict[str, str] = {}
+
+
+def _endpoint(address: str) -> dict[str, str]:
+    kind = _endpoint_kinds.get(address)
+    if kind is None:
+        try:
+            ipaddress.ip_address(address)
+            kind = "ip"
+        except ValueError:
+            kind = "name"  # "console", a proxy's label: not an address
+        if len(_endpoint_kinds) < 65_536:
+            _endpoint_kinds[address] = kind
+    return {kind: address}
+
+
+def ocsf(tenant_id: str, seq: int, fields: EventFields) -> dict[str, Any]:
+    """The OCSF-shaped view of one event: everything but `unmapped`."""
+    activity_id, activity_name = _activity(fields.action)
+    status_id, status = _STATUS.get(fields.outcome, (99, "Other"))
+    moment = datetime.fromisoformat(fields.occurred_at)
+    user: dict[str, Any] = {"type": fields.actor_kind}
+    if fields.actor_id is not None:
+        user["uid"] = fields.actor_id
+    actor: dict[str, Any] = {"user": user}
+    if fields.grant_id is not None:
+        actor["authorizations"] = [{"policy": {"uid": fields.grant_id, "name": "operator grant"}}]
+    api: dict[str, Any] = {"operation": fields.action}
+    request: dict[str, Any] = {}
+    if fields.request_id is not None:
+        request["uid"] = fields.request_id
+    if fields.details:
+        request["data"] = fields.details
+    if request:
+        api["request"] = request
+    view: dict[str, Any] = {
+        "class_uid": _API_ACTIVITY,
+        "class_name": "API Activity",
+        "category_uid": _APPLICATION_ACTIVITY,
+        "category_name": "Application Activity",
+        "activity_id": activity_id,
+        "activity_name": activity_name,
+        "type_uid": _API_ACTIVITY * 100 + activity_id,
+        "severity_id": 1,
+        "severity": "Informational",
+        "status_id": status_id,
+        "status": status,
+        "status_detail": fields.outcome,
+        "time": int(moment.timestamp() * 1000),
+        "time_dt": fields.occurred_at,
+        "message": fields.action,
+        "actor": actor,
+        "api": api,
+        "metadata": {
+            "version": OCSF_VERSION,
+            "product": _PRODUCT,
+            "log_name": "audit",
+            "uid": fields.id,
+            "sequence": seq,
+            "tenant_uid": tenant_id,
+            **({"correlation_uid": fields.request_id} if fields.request_id is not None else {}),
+        },
+    }
+    if fields.source_address is not None:
+        view["src_endpoint"] = _endpoint(fields.source_address)
+    if fields.user_agent is not None:
+        view["http_request"] = {"user_agent": fields.user_agent}
+    if fields.target_kind is not None or fields.target_id is not None:
+        resource = {"type": fields.target_kind}
+        if fields.target_id is not None:
+            resource["uid"] = fields.target_id
+        view["resources"] = [resource]
+    return view
+
+
+def render_line(tenant_id: str, fields: EventFields, unmapped: Unmapped) -> bytes:
+    """The exact bytes of an event's line (without the newline); export and verification share it."""
+    return _encode({**ocsf(tenant_id, unmapped.seq, fields), "unmapped": unmapped})
+
+
+# -- export ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    tenant_id: UUID
+    events: int
+    first_seq: int
+    last_seq: int
+    checkpoints: int
+    path: Path
+
+
+def export_bundle(db: Database, tenant_id: UUID, path: Path, public_key: bytes) -> ExportSummary:
+    """Write `tenant_id`'s chain (from genesis or its dropped boundary) to a bundle at `path` (mode 0600)."""
+    from bookwarden.audit import checkpoints as store
+    from bookwarden.audit.verify import BATCH, EVENT_COLUMNS, canonical_body, prefetched
+    from bookwarden.db.session import tenant_session
+
+    tenant = str(tenant_id)
+    with tempfile.TemporaryDirectory(prefix="bookwarden-bundle-") as scratch:
+        events_path = Path(scratch) / EVENTS
+        count, first, last = 0, None, 0
+        with tenant_session(db, tenant_id) as session:
+            signed = store.list_checkpoints(session)
+            head = store.chain_head(session)
+            drop = store.segment_boundary(session)
+            start_seq, start_hash = (drop[0], drop[1]) if drop is not None else (0, GENESIS)
+            raw = session.connection().connection.driver_connection
+            with open(events_path, "wb") as sink, raw.cursor(name="bookwarden_audit_export", binary=True) as cursor:
+                cursor.itersize = BATCH
+                cursor.execute(
+                    f"SELECT {EVENT_COLUMNS} FROM audit_events WHERE tenant_id = %s AND seq > %s ORDER BY seq",  # noqa: S608
+                    (tenant_id, start_seq),
+                )
+                for rows in prefetched(cursor):
+                    for row in rows:
+                        body = canonical_body(row)
+                        seq, body_digest, prev_hash, chain_hash = row[13:]
+                        unmapped = Unmapped(msgspec.Raw(body), seq, bytes(body_digest).hex(), bytes(prev_hash).hex(),
+                                            bytes(chain_hash).hex())
+                        sink.write(render_line(tenant, _decode_fields(body), unmapped) + b"\n")
+                        count += 1
+                        first = first or seq
+                        last = seq
+        manifest = {
+            "format": FORMAT,
+            "version": VERSION,
+            "ocsf_version": OCSF_VERSION,
+            "tenant_id": tenant,
+            "exported_at": datetime.now(UTC).isoformat(),
+            "start": {"seq": start_seq, "hash": start_hash.hex()},
+            "head": {"seq": head[0], "hash": head[1].hex()} if head is not None else None,
+            "events": {"file": EVENTS, "count": count, "first_seq": first, "last_seq": last},
+            "checkpoints": {"file": CHECKPOINTS, "count": len(signed)},
+            "public_key": {"file": PUBLIC_KEY, "key_id": signing.key_id(public_key)},
+        }
+        members = {
+            MANIFEST: json.dumps(manifest, indent=2).encode(),
+            CHECKPOINTS: json.dumps([c.as_json() for c in signed], indent=2).encode(),
+            PUBLIC_KEY: (signing.encode_public_key(public_key) + "\n").encode(),
+        }
+        # 0600 from the first byte: the events name addresses and user agents.
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out, \
+                tarfile.open(fileobj=out, mode="w:gz") as tar:
+            for name, data in members.items():
+                _add(tar, name, io.BytesIO(data), len(data))
+            with open(events_path, "rb") as events:
+                _add(tar, EVENTS, events, events_path.stat().st_size)
+    return ExportSummary(tenant_id, count, first or 0, last, len(signed), path)
+
+
+def _add(tar: tarfile.TarFile, name: str, data: IO[bytes], size: int) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = size, 0o600, int(time.time())
+    tar.addfile(info, data)
+
+
+# -- verification --------------------------------------------------------------------------------
+
+
+class _LineProblem(Exception):
+    def __init__(self, seq: int | None, event_id: str | None, problem: str) -> None:
+        super().__init__(problem)
+        self.seq, self.event_id, self.problem = seq, event_id, problem
+
+
+def verify_bundle(path: Path, pinned: bytes | None = None) -> tuple[ChainReport, list[str]]:
+    """Verify a bundle file; trust only `pinned` when given, else the bundle's own key (noted).
+
+    InvalidInput when the file is not a readable bundle at all; otherwise the report says clean or
+    names the first broken event.
+    """
+    notes: list[str] = []
+    try:
+        tar = tarfile.open(path, mode="r:*")  # noqa: SIM115 - closed by the with below
+    except (OSError, tarfile.TarError) as exc:
+        raise InvalidInput(f"{path}: not a readable bundle ({exc})") from None
+    with tar:
+        manifest = _json_member(tar, MANIFEST)
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+            raise InvalidInput(f"{path}: not a {FORMAT} version {VERSION}")
+        try:
+            tenant_id = UUID(manifest["tenant_id"])
+            start_seq, start_hash = int(manifest["start"]["seq"]), bytes.fromhex(manifest["start"]["hash"])
+            head = manifest["head"]
+            head = (int(head["seq"]), bytes.fromhex(head["hash"])) if head is not None else None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"{path}: malformed manifest ({exc!r})") from None
+        listed = _json_member(tar, CHECKPOINTS)
+        if not isinstance(listed, list):
+            raise InvalidInput(f"{path}: {CHECKPOINTS} is not a list")
+        signed = [signing.Checkpoint.from_json(c) for c in listed]
+        bundled = signing.decode_public_key(_member(tar, PUBLIC_KEY).read().decode())
+        if pinned is None:
+            notes.append(f"trusting the bundle's own public key {signing.key_id(bundled)}; "
+                         "pin the platform's with --public-key to rule out a re-signed bundle")
+            keys = signing.TrustedKeys(bundled)
+        else:
+            keys = signing.TrustedKeys(pinned)
+        start, problem = _start(start_seq, start_hash, signed)
+        verifier = ChainVerifier(tenant_id, start, signed, keys)
+        if problem is not None:
+            verifier.fail_start(problem)
+        if not verifier.failed:
+            try:
+                verifier.feed(_links(_member(tar, EVENTS), str(tenant_id)))
+            except _LineProblem as exc:
+                verifier._fail(exc.seq, exc.event_id, exc.problem)
+    return verifier.finish(head), notes
+
+
+def _start(seq: int, hash_: bytes, signed: list[signing.Checkpoint]) -> tuple[Start, str | None]:
+    if seq == 0:
+        return Start(0, GENESIS, Frontier(), "genesis"), None if hash_ == GENESIS else "the start hash is not genesis"
+    boundary = next((c for c in signed if c.tree_size == seq), None)
+    if boundary is None:
+        return Start(seq, hash_, Frontier(), "dropped segment"), f"no checkpoint seals the start at seq {seq}"
+    if boundary.last_hash != hash_:
+        return Start(seq, hash_, Frontier(), "dropped segment"), \
+            f"the start hash differs from the one the checkpoint at {seq} signed"
+    frontier = boundary.tree() if boundary.frontier_problem() is None else Frontier()
+    return Start(seq, hash_, frontier, "dropped segment"), None
+
+
+def _links(lines: IO[bytes], tenant_id: str) -> Iterator[EventLink]:
+    sha256, fromhex, decode_line, decode_fields = hashlib.sha256, bytes.fromhex, _decode_line, _decode_fields
+    seq, event_id = None, None
+    for number, line in enumerate(lines, start=1):
+        try:
+            unmapped = decode_line(line).unmapped
+            seq, raw = unmapped.seq, unmapped.event
+            fields = decode_fields(raw)
+            event_id = fields.id
+            stored = fromhex(unmapped.body_digest)
+            digest = sha256(raw).digest()
+            if digest != stored:  # the line may have been re-serialised (pretty-printed, reordered)
+                digest = sha256(_canonical(raw)).digest()
+            links = (seq, event_id, digest, stored, fromhex(unmapped.prev_hash), fromhex(unmapped.hash))
+        except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
+            raise _LineProblem(seq + 1 if seq is not None else None, None,
+                               f"line {number} of {EVENTS} is not a bundle event ({exc})") from None
+        # Only an event whose hashed fields hold is worth comparing with its OCSF view; a changed field
+        # is reported as such by the chain check.
+        if digest == stored and render_line(tenant_id, fields, unmapped) != line.rstrip(b"\n") \
+                and not _same_view(line, tenant_id, fields, unmapped):
+            raise _LineProblem(seq, event_id, "the OCSF fields of its line differ from the event that was hashed")
+        yield links
+
+
+def _canonical(raw: msgspec.Raw) -> bytes:
+    return json.dumps(json.loads(bytes(raw)), sort_keys=True, separators=(",", ":")).encode()
+
+
+def _same_view(line: bytes, tenant_id: str, fields: EventFields, unmapped: Unmapped) -> bool:
+    """A line that is not byte for byte ours (re-serialised by a tool) still says the same."""
+    expected = _decode_any(render_line(tenant_id, fields, unmapped))
+    return _decode_any(line) == expected
+
+
+def _member(tar: tarfile.TarFile, name: str) -> IO[bytes]:
+    try:
+        member = tar.extractfile(name)
+    except KeyError:
+        member = None
+    if member is None:
+        raise InvalidInput(f"the bundle has no {name}")
+    return member
+
+
+def _json_member(tar: tarfile.TarFile, name: str) -> Any:
+    try:
+        return json.loads(_member(tar, name).read())
+    except ValueError as exc:
+        raise InvalidInput(f"{name} in the bundle is not JSON ({exc})") from None
