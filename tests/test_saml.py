@@ -8,27 +8,13 @@ Every refusal is checked to leave no session and an audit event naming its reaso
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pyotp
 import pytest
 import saml2.time_util
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
-from saml2 import BINDING_HTTP_REDIRECT
-from saml2.authn_context import PASSWORD
-from saml2.config import IdPConfig
-from saml2.metadata import create_metadata_string
-from saml2.saml import NAME_FORMAT_URI, NAMEID_FORMAT_PERSISTENT
-from saml2.server import Server
 from sqlalchemy import select, text
 
 from bookwarden.access import notices
@@ -41,13 +27,10 @@ from bookwarden.identity.saml_protocol import Refusal
 from bookwarden.notify.models import MailCategory, OutboxMessage
 from bookwarden.notify.service import open_mail
 from tests.helpers import grant
+from tests.saml_idp import IDP, IDP_SSO, STAFF, Answer, IdentityProvider, key_pair
 
-IDP = "https://idp.alpha.example/idp"
-IDP_SSO = "https://idp.alpha.example/sso/redirect"
 MFA = "https://refeds.org/profile/mfa"
-SHA256 = ("http://www.w3.org/2001/04/xmldsig-more#rsa-sha256", "http://www.w3.org/2001/04/xmlenc#sha256")
 SHA1 = ("http://www.w3.org/2000/09/xmldsig#rsa-sha1", "http://www.w3.org/2000/09/xmldsig#sha1")
-STAFF = {"eduPersonPrincipalName": ["jdoe@alpha.example"], "eduPersonAffiliation": ["staff", "member"]}
 MAPPINGS = [
     {"attribute": "eduPersonAffiliation", "value": "staff", "role": "circulation_staff"},
     {"attribute": "eduPersonAffiliation", "value": "library-privacy", "role": "privacy_officer"},
@@ -58,113 +41,11 @@ PROBLEM = "application/problem+json"
 # -- the identity provider -----------------------------------------------------------------
 
 
-def _key_pair(folder: Path, name: str) -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=365))
-        .sign(key, hashes.SHA256())
-    )
-    key_file, cert_file = folder / f"{name}.key", folder / f"{name}.crt"
-    key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return str(key_file), str(cert_file)
-
-
 @pytest.fixture(scope="module")
 def key_pairs(tmp_path_factory):
     """The IdP's real key pair and an impostor's, made once for the module (RSA generation is slow)."""
     folder = tmp_path_factory.mktemp("idp-keys")
-    return {"idp": _key_pair(folder, "idp"), "impostor": _key_pair(folder, "impostor")}
-
-
-@dataclass
-class Answer:
-    saml_response: str
-    relay_state: str
-    request_id: str
-
-    def xml(self) -> str:
-        return base64.b64decode(self.saml_response).decode()
-
-    def with_xml(self, xml: str) -> Answer:
-        return Answer(base64.b64encode(xml.encode()).decode(), self.relay_state, self.request_id)
-
-
-class IdentityProvider:
-    """A SAML IdP as an institution runs one: pysaml2's Server, its own key, our SP metadata loaded."""
-
-    def __init__(self, key_pair: tuple[str, str], sp_metadata: list[str]):
-        key_file, cert_file = key_pair
-        config = IdPConfig()
-        config.load(
-            {
-                "entityid": IDP,
-                "key_file": key_file,
-                "cert_file": cert_file,
-                "xmlsec_binary": saml_protocol.xmlsec_binary(),
-                "metadata": {"inline": sp_metadata},
-                "service": {
-                    "idp": {
-                        "endpoints": {"single_sign_on_service": [(IDP_SSO, BINDING_HTTP_REDIRECT)]},
-                        "name_id_format": [NAMEID_FORMAT_PERSISTENT],
-                        "policy": {
-                            "default": {
-                                "lifetime": {"minutes": 5},
-                                "attribute_restrictions": None,
-                                "name_form": NAME_FORMAT_URI,
-                            }
-                        },
-                    }
-                },
-            }
-        )
-        self.config = config
-        self.server = Server(config=config)
-
-    def metadata(self) -> str:
-        return create_metadata_string(None, config=self.config).decode()
-
-    def answer(
-        self,
-        redirect_url: str,
-        identity: dict | None = None,
-        *,
-        authn_class: str = PASSWORD,
-        sign_assertion: bool = True,
-        sign_response: bool = False,
-        algorithms: tuple[str, str] = SHA256,
-        audience: str | None = None,
-    ) -> Answer:
-        """What the IdP's page posts back after the person signed in there."""
-        assert redirect_url.startswith(IDP_SSO + "?")
-        query = parse_qs(urlsplit(redirect_url).query)
-        request = self.server.parse_authn_request(query["SAMLRequest"][0], BINDING_HTTP_REDIRECT)
-        args = self.server.response_args(request.message)
-        if audience is not None:
-            args["sp_entity_id"] = audience
-        response = self.server.create_authn_response(
-            identity or STAFF,
-            userid="jdoe",
-            authn={"class_ref": authn_class, "authn_auth": IDP},
-            sign_assertion=sign_assertion,
-            sign_response=sign_response,
-            sign_alg=algorithms[0],
-            digest_alg=algorithms[1],
-            in_response_to=args["in_response_to"],
-            destination=args["destination"],
-            sp_entity_id=args["sp_entity_id"],
-        )
-        return Answer(base64.b64encode(str(response).encode()).decode(), query["RelayState"][0], request.message.id)
+    return {"idp": key_pair(folder, "idp"), "impostor": key_pair(folder, "impostor")}
 
 
 # -- fixtures ------------------------------------------------------------------------------
@@ -688,7 +569,6 @@ def test_bad_metadata_is_a_422_naming_the_problem(configure, idp, tenant, admin,
         ("tenant_admin", "administrative role"),
         ("security_officer", "administrative role"),
         ("ciso", "platform role"),
-        ("no_such_role", "no role named"),
     ],
 )
 def test_roles_that_sign_on_may_not_hand_out_are_refused(configure, tenant, role, named):
@@ -697,6 +577,12 @@ def test_roles_that_sign_on_may_not_hand_out_are_refused(configure, tenant, role
     assert response.status_code == 422
     assert response.json()["detail"].startswith("role_mappings[0].role: ")
     assert named in response.json()["detail"]
+
+
+def test_a_mapping_to_a_role_the_institution_does_not_have_is_not_found(configure, tenant):
+    response = configure(tenant, role_mappings=[{"attribute": "title", "value": "x", "role": "no_such_role"}])
+    assert response.status_code == 404
+    assert response.json()["detail"] == "role_mappings[0].role: no role named no_such_role in this institution"
 
 
 def test_a_custom_role_with_access_control_powers_is_refused(configure, client_for, tenant):

@@ -193,7 +193,7 @@ def _check_mappable(session: TenantSession, role: str, field: str) -> None:
         return
     custom = session.scalar(select(Role).where(Role.tenant_id == session.tenant_id, Role.name == role))
     if custom is None:
-        raise InvalidInput(f"{field}: no role named {role} in this institution")
+        raise NotFound(f"{field}: no role named {role} in this institution")
     held = ACCESS_CONTROL & access.role_permissions(session, custom)
     if held:
         raise InvalidInput(
@@ -494,7 +494,7 @@ def _sync_roles(
     for role in earned:
         try:
             _check_mappable(session, role, "role")
-        except InvalidInput:
+        except (InvalidInput, NotFound):
             log.warning("saml.role_mapping_skipped", tenant_id=str(session.tenant_id), role=role)
             continue
         grantable.add(role)

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from bookwarden.access.permissions import Permission
+from bookwarden.access.permissions import ADMIN_ROLES, BuiltinRole, Permission
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import problem, responses
 from bookwarden.api.text import plain_text
@@ -60,16 +60,27 @@ class Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Roles sign-on may never hand out, refused by the schema itself (and by the service).
+NOT_MAPPABLE = sorted(r.value for r in BuiltinRole if r in ADMIN_ROLES or r.is_platform)
+
+
 class RoleMappingIn(Input):
     attribute: AttributeName
     value: plain_text(256)
-    role: RoleName = Field(description="a non-administrative role: built-in, or custom without access-control powers")
+    role: RoleName = Field(
+        description="a non-administrative role: built-in, or custom without access-control powers",
+        json_schema_extra={"not": {"enum": NOT_MAPPABLE}},
+    )
 
 
 class SamlConfigIn(Input):
     idp_metadata: Annotated[
         plain_text(saml_protocol.MAX_METADATA_CHARS),
-        Field(description="the identity provider's SAML 2.0 metadata (XML), with its signing certificate"),
+        # The format names what no JSON Schema can check; a 422 names what is wrong with it.
+        Field(
+            description="the identity provider's SAML 2.0 metadata (XML), with its signing certificate",
+            json_schema_extra={"format": "saml-metadata"},
+        ),
     ]
     username_attribute: AttributeName = Field(
         default="eduPersonPrincipalName", description='the attribute that carries the username, or "NameID"'
@@ -133,13 +144,14 @@ def _out(config: SamlConfig, metadata: IdpMetadata, slug: str) -> SamlConfigOut:
 # -- configuration (tenant administrators) -------------------------------------------------
 
 
-@router.put("", response_model=SamlConfigOut, responses=responses(401, 403))
+@router.put("", response_model=SamlConfigOut, responses=responses(401, 403, 404))
 def configure(
     body: SamlConfigIn,
     principal: Principal = Depends(requires(Permission.SSO_MANAGE)),
     db: Database = Depends(database),
 ):
-    """Set (or replace) the institution's identity provider; bad metadata is a 422 naming the problem."""
+    """Set (or replace) the institution's identity provider; bad metadata is a 422 naming the problem,
+    a mapping to a role the institution does not have a 404."""
     settings = saml.SamlSettings(
         idp_metadata=body.idp_metadata,
         username_attribute=body.username_attribute,
