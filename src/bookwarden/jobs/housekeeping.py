@@ -32,6 +32,8 @@ DUTIES = (
     "bookwarden.notify.delivery",
     "bookwarden.identity.housekeeping",
     "bookwarden.access.grants",
+    "bookwarden.audit.checkpoints",
+    "bookwarden.audit.retention",
 )
 
 
