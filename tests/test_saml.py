@@ -563,6 +563,26 @@ def test_bad_metadata_is_a_422_naming_the_problem(configure, idp, tenant, admin,
     assert admin(tenant).get("/api/v1/sso/saml").status_code == 404  # nothing stored
 
 
+def _expired(metadata: str) -> str:
+    return metadata.replace("<ns0:EntityDescriptor ", '<ns0:EntityDescriptor validUntil="2020-01-01T00:00:00Z" ', 1)
+
+
+def test_metadata_past_its_validity_is_refused_on_upload_and_stops_sign_in_later(
+    browser, admin, configure, idp, in_tenant, tenant
+):
+    refused = configure(tenant, metadata=_expired(idp.metadata()))
+    assert refused.status_code == 422
+    assert "validUntil has passed" in refused.json()["detail"]
+
+    assert configure(tenant).status_code == 200
+    with in_tenant(tenant) as session:  # time passes: the stored metadata's validUntil is behind us
+        session.execute(text("UPDATE saml_configs SET idp_metadata = :m"), {"m": _expired(idp.metadata())})
+    assert admin(tenant).get("/api/v1/sso/saml").status_code == 200  # still shown to administrators
+    login = browser().get("/api/v1/sso/saml/alpha/login", follow_redirects=False)
+    assert login.status_code == 409
+    assert "metadata has expired" in login.json()["detail"]
+
+
 @pytest.mark.parametrize(
     ("role", "named"),
     [

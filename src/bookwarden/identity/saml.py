@@ -206,7 +206,7 @@ def read_config(session: TenantSession, actor: Principal) -> tuple[SamlConfig, I
     authorize(actor, Permission.SSO_MANAGE)
     config = _config(session)
     record(session, Action.SSO_VIEWED, ("tenant", session.tenant_id), actor=actor)
-    return config, saml_protocol.parse_idp_metadata(config.idp_metadata)
+    return config, saml_protocol.parse_idp_metadata(config.idp_metadata, check_validity=False)
 
 
 def remove_config(session: TenantSession, actor: Principal) -> None:

@@ -205,11 +205,15 @@ def _refuse_metadata(problem: str) -> InvalidInput:
     return InvalidInput(f"idp_metadata: {problem}")
 
 
-def parse_idp_metadata(xml: str) -> IdpMetadata:
-    """Check uploaded IdP metadata and extract what sign-in needs; raises InvalidInput naming the problem."""
+def parse_idp_metadata(xml: str, *, check_validity: bool = True) -> IdpMetadata:
+    """Check uploaded IdP metadata and extract what sign-in needs; raises InvalidInput naming the problem.
+
+    `check_validity=False` reads stored metadata whose validUntil may have passed since its upload
+    (to show it to an administrator); sign-in itself always checks it.
+    """
     if "<!DOCTYPE" in xml or "<!ENTITY" in xml:
         raise _refuse_metadata("DTDs and entity declarations are refused (SAML metadata never needs them)")
-    store = InMemoryMetaData(ac_factory(), xml)
+    store = InMemoryMetaData(ac_factory(), xml, check_validity=check_validity)
     try:
         store.load()
     except TooOld:
