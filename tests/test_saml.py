@@ -619,3 +619,37 @@ def test_login_refuses_an_address_on_another_site(browser, configure, tenant):
     for target in ("//evil.example/", "/\\evil.example", "https://evil.example/", "/search?q=private"):
         response = browser().get("/api/v1/sso/saml/alpha/login", params={"next": target}, follow_redirects=False)
         assert response.status_code == 422, target
+
+
+def test_one_answer_posted_twice_at_once_signs_in_once(committed_db, committed_tenant, settings, key_pairs):
+    """Two posts racing with the same answer (a double submit, or a thief racing the browser):
+    the request is taken by one of them only, with real commits and two connections."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fastapi.testclient import TestClient
+
+    from bookwarden.api.app import create_app
+    from bookwarden.db.session import platform_session, tenant_session
+    from bookwarden.tenancy.models import Tenant
+
+    app = create_app(committed_db, settings)
+    tenant_id = committed_tenant()
+    with platform_session(committed_db) as session:
+        slug = session.get(Tenant, tenant_id).slug
+    browsers = [TestClient(app, base_url="https://testserver", raise_server_exceptions=False) for _ in range(2)]
+    idp = IdentityProvider(key_pairs["idp"], [browsers[0].get(f"/api/v1/sso/saml/{slug}/metadata").text])
+    admin = Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant_id, frozenset({Permission.SSO_MANAGE}))
+    settings_in = saml.SamlSettings(idp.metadata(), "eduPersonPrincipalName", None, None, (), True, AccountKind.STAFF)
+    with tenant_session(committed_db, tenant_id) as session:
+        saml.configure(session, admin, settings_in)
+    answer = idp.answer(_start(browsers[0], slug))
+    acs_path = f"/api/v1/sso/saml/{slug}/acs"
+    browsers[1].cookies.set(saml.BROWSER_COOKIE, browsers[0].cookies.get(saml.BROWSER_COOKIE), path=acs_path)
+
+    with ThreadPoolExecutor(2) as pool:
+        statuses = sorted(pool.map(lambda b: _post(b, answer, slug=slug).status_code, browsers))
+
+    assert statuses == [303, 401]
+    with tenant_session(committed_db, tenant_id) as session:
+        assert session.execute(text("SELECT count(*) FROM sessions")).scalar_one() == 1
+        assert session.execute(text("SELECT count(*) FROM accounts")).scalar_one() == 1

@@ -378,7 +378,7 @@ def _spend_assertion(session: TenantSession, verified: saml_protocol.VerifiedAss
     )
     inserted = session.execute(
         insert(SamlConsumedAssertion)
-        .values(tenant_id=session.tenant_id, assertion_id=verified.assertion_id[:256], expires_at=verified.expires_at)
+        .values(tenant_id=session.tenant_id, assertion_id=verified.assertion_id, expires_at=verified.expires_at)
         .on_conflict_do_nothing()
         .returning(SamlConsumedAssertion.assertion_id)
     )

@@ -464,7 +464,7 @@ def _verified(result, sp: SpUrls, idp_entity_id: str, request_id: str) -> Verifi
     audiences = {_text(a) for r in (conditions.audience_restriction if conditions else []) for a in r.audience}
     if sp.entity_id not in audiences:  # an assertion without an AudienceRestriction is refused too
         raise ResponseRefused(Refusal.WRONG_AUDIENCE)
-    if not assertion.id:
+    if not assertion.id or len(assertion.id) > 256:  # the replay guard keeps ids of up to 256 characters
         raise ResponseRefused(Refusal.INVALID)
     return VerifiedAssertion(
         assertion_id=assertion.id,
