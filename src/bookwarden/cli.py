@@ -439,11 +439,13 @@ def worker(name: Annotated[str, typer.Option(help="worker name in job leases")] 
 
 
 @command(app, "demo", Permission.PLATFORM_DEMO_SEED)
-def demo() -> None:
+def demo(
+    patrons: Annotated[int, typer.Option(min=1, max=10_000, help="patrons per institution, when first seeded")] = 200,
+) -> None:
     """Seed two demo institutions (once); print a fresh API token and desk sign-in for each."""
     from bookwarden import demo as demo_data
 
-    for slug, given in demo_data.seed(_connect(), get_settings()).items():
+    for slug, given in demo_data.seed(_connect(), get_settings(), patrons_each=patrons).items():
         out.print(f"[bold]{slug}[/bold] API token: {given.api_token}")
         out.print(
             f"[bold]{slug}[/bold] sign-in: institution {slug}, user {given.desk_username}, "
