@@ -265,8 +265,12 @@ def db_stop() -> None:
     from bookwarden.db.server import stop_embedded
 
     settings = get_settings()
-    # Recorded first: once stopped, no database is there to take the events.
-    _record(Action.DATABASE_STOPPED, embedded=settings.database_url is None)
+    # Recorded first: once stopped, no database is there to take the events. A database that cannot
+    # take them (never migrated, say) must still be stoppable: the failure is reported, not fatal.
+    try:
+        _record(Action.DATABASE_STOPPED, embedded=settings.database_url is None)
+    except Exception as exc:
+        err.print(f"[red]warning:[/red] the audit event of this stop was not recorded ({type(exc).__name__})")
     _command_succeeded(Permission.PLATFORM_DATABASE_MANAGE)
     _connect().dispose()  # its connections end now rather than be cut by the shutdown
     stopped = stop_embedded(settings.resolved_home / "pg")
