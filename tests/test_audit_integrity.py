@@ -542,7 +542,7 @@ def test_a_bundle_reformatted_by_a_json_tool_still_verifies(chain, key, cli_env,
 def bundle_field(members, t):
     edited = lines(members)
     edited[6]["unmapped"]["event"]["outcome"] = "denied"
-    edited[6]["status_detail"], edited[6]["status_id"], edited[6]["status"] = "denied", 2, "Failure"
+    edited[6]["status_detail"], edited[6]["status_id"] = "denied", 2
     put_lines(members, edited)
 
 
@@ -640,4 +640,15 @@ def test_a_file_that_is_no_bundle_is_a_usage_error(tmp_path, cli_env):
     junk = tmp_path / "junk.tar.gz"
     junk.write_bytes(b"not a tarball")
     result = verify_file(junk)
+    assert result.exit_code == 2 and "not a readable bundle" in result.output
+
+
+def test_a_bundle_in_another_member_order_verifies_and_a_truncated_one_is_refused(chain, key, cli_env, tmp_path):
+    path = export(chain, tmp_path)
+    members = unpack(path)
+    repack(path, dict(reversed(members.items())))  # events first: read by random access
+    assert verify_file(path, "--public-key", signing.encode_public_key(key.public)).exit_code == 0
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(export(chain, tmp_path).read_bytes()[:-200])
+    result = verify_file(cut)
     assert result.exit_code == 2 and "not a readable bundle" in result.output

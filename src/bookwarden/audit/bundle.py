@@ -22,12 +22,16 @@ import io
 import ipaddress
 import json
 import os
+import queue
 import tarfile
 import tempfile
+import threading
 import time
+import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from uuid import UUID
@@ -49,7 +53,7 @@ OCSF_VERSION = "1.3.0"
 EVENTS, CHECKPOINTS, PUBLIC_KEY, MANIFEST = "events.jsonl", "checkpoints.json", "public-key", "manifest.json"
 _PRODUCT = {"name": "Bookwarden", "vendor_name": "Bookwarden"}
 _API_ACTIVITY, _APPLICATION_ACTIVITY = 6003, 6
-_ACTIVITIES = {  # the verb ending an action name -> OCSF API Activity activity_id, activity_name
+_ACTIVITIES = {  # the verb ending an action name -> OCSF API Activity activity_id (and its name)
     "created": (1, "Create"), "added": (1, "Create"), "invited": (1, "Create"), "issued": (1, "Create"),
     "requested": (1, "Create"), "registered": (1, "Create"),
     "viewed": (2, "Read"), "listed": (2, "Read"), "looked_up": (2, "Read"), "exported": (2, "Read"),
@@ -105,84 +109,94 @@ def _activity(action: str) -> tuple[int, str]:
     return _ACTIVITIES.get(action.rsplit(".", 1)[-1], _OTHER)
 
 
-_endpoint_kinds: dict[str, str] = {}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+_MEMO_LIMIT = 65_536
 
 
-def _endpoint(address: str) -> dict[str, str]:
-    kind = _endpoint_kinds.get(address)
-    if kind is None:
-        try:
-            ipaddress.ip_address(address)
-            kind = "ip"
-        except ValueError:
-            kind = "name"  # "console", a proxy's label: not an address
-        if len(_endpoint_kinds) < 65_536:
-            _endpoint_kinds[address] = kind
-    return {kind: address}
+class _Memo(dict):
+    """Parts of views that repeat across lines (actors, addresses, agents), built once. Bounded: a
+    bundle of unique values fills it once and then builds each part afresh."""
+
+    def __init__(self, make) -> None:
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, key):
+        value = self.make(*key) if isinstance(key, tuple) else self.make(key)
+        if len(self) < _MEMO_LIMIT:
+            self[key] = value
+        return value
+
+
+def _make_head(action: str, outcome: str) -> dict[str, Any]:
+    activity_id, _ = _activity(action)
+    status_id, _ = _STATUS.get(outcome, (99, "Other"))
+    return {
+        "class_uid": _API_ACTIVITY,
+        "category_uid": _APPLICATION_ACTIVITY,
+        "activity_id": activity_id,
+        "type_uid": _API_ACTIVITY * 100 + activity_id,
+        "severity_id": 1,
+        "status_id": status_id,
+        "status_detail": outcome,
+    }
+
+
+def _make_actor(kind: str, actor_id: str | None, grant_id: str | None) -> dict[str, Any]:
+    user: dict[str, Any] = {"type": kind}
+    if actor_id is not None:
+        user["uid"] = actor_id
+    actor: dict[str, Any] = {"user": user}
+    if grant_id is not None:
+        actor["authorizations"] = [{"policy": {"uid": grant_id, "name": "operator grant"}}]
+    return actor
+
+
+def _make_endpoint(address: str) -> dict[str, str]:
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return {"name": address}  # "console", a proxy's label: not an address
+    return {"ip": address}
+
+
+def _make_seconds(second: str) -> int:
+    """Epoch milliseconds of a "YYYY-MM-DDTHH:MM:SS" UTC second (events of one second share it)."""
+    return (datetime.fromisoformat(second).replace(tzinfo=UTC) - _EPOCH) // _MILLISECOND
+
+
+_heads = _Memo(_make_head)
+_seconds = _Memo(_make_seconds)
+_actors = _Memo(_make_actor)
+_endpoints = _Memo(_make_endpoint)
+_agents = _Memo(lambda agent: {"user_agent": agent})
 
 
 def ocsf(tenant_id: str, seq: int, fields: EventFields) -> dict[str, Any]:
-    """The OCSF-shaped view of one event: everything but `unmapped`."""
-    activity_id, activity_name = _activity(fields.action)
-    status_id, status = _STATUS.get(fields.outcome, (99, "Other"))
-    moment = datetime.fromisoformat(fields.occurred_at)
-    user: dict[str, Any] = {"type": fields.actor_kind}
-    if fields.actor_id is not None:
-        user["uid"] = fields.actor_id
-    actor: dict[str, Any] = {"user": user}
-    if fields.grant_id is not None:
-        actor["authorizations"] = [{"policy": {"uid": fields.grant_id, "name": "operator grant"}}]
-    api: dict[str, Any] = {"operation": fields.action}
-    request: dict[str, Any] = {}
-    if fields.request_id is not None:
-        request["uid"] = fields.request_id
-    if fields.details:
-        request["data"] = fields.details
-    if request:
-        api["request"] = request
-    view: dict[str, Any] = {
-        "class_uid": _API_ACTIVITY,
-        "class_name": "API Activity",
-        "category_uid": _APPLICATION_ACTIVITY,
-        "category_name": "Application Activity",
-        "activity_id": activity_id,
-        "activity_name": activity_name,
-        "type_uid": _API_ACTIVITY * 100 + activity_id,
-        "severity_id": 1,
-        "severity": "Informational",
-        "status_id": status_id,
-        "status": status,
-        "status_detail": fields.outcome,
-        "time": int(moment.timestamp() * 1000),
-        "time_dt": fields.occurred_at,
-        "message": fields.action,
-        "actor": actor,
-        "api": api,
-        "metadata": {
-            "version": OCSF_VERSION,
-            "product": _PRODUCT,
-            "log_name": "audit",
-            "uid": fields.id,
-            "sequence": seq,
-            "tenant_uid": tenant_id,
-            **({"correlation_uid": fields.request_id} if fields.request_id is not None else {}),
-        },
-    }
+    """The OCSF-shaped view of one event: everything but `unmapped` (which holds the details)."""
+    view = _heads[fields.action, fields.outcome].copy()
+    view["time"] = _seconds[fields.occurred_at[:19]] + int(fields.occurred_at[20:23])
+    view["actor"] = _actors[fields.actor_kind, fields.actor_id, fields.grant_id]
+    view["api"] = {"operation": fields.action} if fields.request_id is None else \
+        {"operation": fields.action, "request": {"uid": fields.request_id}}
+    view["metadata"] = {"version": OCSF_VERSION, "product": _PRODUCT, "log_name": "audit", "uid": fields.id,
+                        "sequence": seq, "tenant_uid": tenant_id}
     if fields.source_address is not None:
-        view["src_endpoint"] = _endpoint(fields.source_address)
+        view["src_endpoint"] = _endpoints[fields.source_address]
     if fields.user_agent is not None:
-        view["http_request"] = {"user_agent": fields.user_agent}
+        view["http_request"] = _agents[fields.user_agent]
     if fields.target_kind is not None or fields.target_id is not None:
-        resource = {"type": fields.target_kind}
-        if fields.target_id is not None:
-            resource["uid"] = fields.target_id
-        view["resources"] = [resource]
+        view["resources"] = [{"type": fields.target_kind} if fields.target_id is None else
+                             {"type": fields.target_kind, "uid": fields.target_id}]
     return view
 
 
 def render_line(tenant_id: str, fields: EventFields, unmapped: Unmapped) -> bytes:
     """The exact bytes of an event's line (without the newline); export and verification share it."""
-    return _encode({**ocsf(tenant_id, unmapped.seq, fields), "unmapped": unmapped})
+    view = ocsf(tenant_id, unmapped.seq, fields)
+    view["unmapped"] = unmapped
+    return _encode(view)
 
 
 # -- export ----------------------------------------------------------------------------------------
@@ -279,12 +293,8 @@ def verify_bundle(path: Path, pinned: bytes | None = None) -> tuple[ChainReport,
     names the first broken event.
     """
     notes: list[str] = []
-    try:
-        tar = tarfile.open(path, mode="r:*")  # noqa: SIM115 - closed by the with below
-    except (OSError, tarfile.TarError) as exc:
-        raise InvalidInput(f"{path}: not a readable bundle ({exc})") from None
-    with tar:
-        manifest = _json_member(tar, MANIFEST)
+    with _members(path) as (small, events):
+        manifest = _json(small, MANIFEST)
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
             raise InvalidInput(f"{path}: not a {FORMAT} version {VERSION}")
         try:
@@ -294,11 +304,11 @@ def verify_bundle(path: Path, pinned: bytes | None = None) -> tuple[ChainReport,
             head = (int(head["seq"]), bytes.fromhex(head["hash"])) if head is not None else None
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"{path}: malformed manifest ({exc!r})") from None
-        listed = _json_member(tar, CHECKPOINTS)
+        listed = _json(small, CHECKPOINTS)
         if not isinstance(listed, list):
             raise InvalidInput(f"{path}: {CHECKPOINTS} is not a list")
         signed = [signing.Checkpoint.from_json(c) for c in listed]
-        bundled = signing.decode_public_key(_member(tar, PUBLIC_KEY).read().decode())
+        bundled = signing.decode_public_key(small[PUBLIC_KEY].decode(errors="replace"))
         if pinned is None:
             notes.append(f"trusting the bundle's own public key {signing.key_id(bundled)}; "
                          "pin the platform's with --public-key to rule out a re-signed bundle")
@@ -311,7 +321,7 @@ def verify_bundle(path: Path, pinned: bytes | None = None) -> tuple[ChainReport,
             verifier.fail_start(problem)
         if not verifier.failed:
             try:
-                verifier.feed(_links(_member(tar, EVENTS), str(tenant_id)))
+                verifier.feed(_links(events, str(tenant_id)))
             except _LineProblem as exc:
                 verifier._fail(exc.seq, exc.event_id, exc.problem)
     return verifier.finish(head), notes
@@ -330,10 +340,21 @@ def _start(seq: int, hash_: bytes, signed: list[signing.Checkpoint]) -> tuple[St
     return Start(seq, hash_, frontier, "dropped segment"), None
 
 
-def _links(lines: IO[bytes], tenant_id: str) -> Iterator[EventLink]:
+def _lines(member: IO[bytes], chunk: int = 1 << 22) -> Iterator[bytes]:
+    """Lines of a (decompressing) member, read in large blocks: readline() would decompress in small steps."""
+    rest = b""
+    while block := member.read(chunk):
+        lines = (rest + block).split(b"\n")
+        rest = lines.pop()
+        yield from lines
+    if rest:
+        yield rest
+
+
+def _links(member: IO[bytes], tenant_id: str) -> Iterator[EventLink]:
     sha256, fromhex, decode_line, decode_fields = hashlib.sha256, bytes.fromhex, _decode_line, _decode_fields
     seq, event_id = None, None
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(_lines(member), start=1):
         try:
             unmapped = decode_line(line).unmapped
             seq, raw = unmapped.seq, unmapped.event
@@ -349,7 +370,7 @@ def _links(lines: IO[bytes], tenant_id: str) -> Iterator[EventLink]:
                                f"line {number} of {EVENTS} is not a bundle event ({exc})") from None
         # Only an event whose hashed fields hold is worth comparing with its OCSF view; a changed field
         # is reported as such by the chain check.
-        if digest == stored and render_line(tenant_id, fields, unmapped) != line.rstrip(b"\n") \
+        if digest == stored and render_line(tenant_id, fields, unmapped) != line \
                 and not _same_view(line, tenant_id, fields, unmapped):
             raise _LineProblem(seq, event_id, "the OCSF fields of its line differ from the event that was hashed")
         yield links
@@ -365,18 +386,123 @@ def _same_view(line: bytes, tenant_id: str, fields: EventFields, unmapped: Unmap
     return _decode_any(line) == expected
 
 
-def _member(tar: tarfile.TarFile, name: str) -> IO[bytes]:
+_SMALL = (MANIFEST, CHECKPOINTS, PUBLIC_KEY)
+_SMALL_LIMIT = 64 << 20  # a manifest, checkpoints and a key: anything larger is not a bundle
+
+
+@contextmanager
+def _members(path: Path) -> Iterator[tuple[dict[str, bytes], IO[bytes]]]:
+    """The bundle's small members read whole, and events.jsonl as a stream.
+
+    A gzip bundle laid out as export writes it (events last) is read as a stream decompressed on a
+    helper thread, a block ahead of the verifier; any other layout is read by random access.
+    """
     try:
-        member = tar.extractfile(name)
+        with open(path, "rb") as probe:
+            gzipped = probe.read(2) == b"\x1f\x8b"
+        if gzipped:
+            inflated = _Inflated(path)
+            try:
+                with tarfile.open(fileobj=inflated, mode="r|") as tar:
+                    small: dict[str, bytes] = {}
+                    for member in tar:
+                        if member.name == EVENTS and all(name in small for name in _SMALL):
+                            yield small, _extract(tar, member)
+                            return
+                        if member.name == EVENTS:
+                            break
+                        if member.name in _SMALL:
+                            small[member.name] = _extract(tar, member).read(_SMALL_LIMIT)
+            finally:
+                inflated.close()
+        with tarfile.open(path, mode="r:*") as tar:
+            members = {m.name: m for m in tar.getmembers()}
+            missing = [name for name in (*_SMALL, EVENTS) if name not in members]
+            if missing:
+                raise InvalidInput(f"{path}: the bundle has no {', '.join(missing)}")
+            small = {name: _extract(tar, members[name]).read(_SMALL_LIMIT) for name in _SMALL}
+            yield small, _extract(tar, members[EVENTS])
+    except (OSError, EOFError, tarfile.TarError, zlib.error) as exc:
+        raise InvalidInput(f"{path}: not a readable bundle ({exc})") from None
+
+
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
+    extracted = tar.extractfile(member)
+    if extracted is None:
+        raise InvalidInput(f"{member.name} in the bundle is not a file")
+    return extracted
+
+
+def _json(small: dict[str, bytes], name: str) -> Any:
+    try:
+        return json.loads(small[name])
     except KeyError:
-        member = None
-    if member is None:
-        raise InvalidInput(f"the bundle has no {name}")
-    return member
-
-
-def _json_member(tar: tarfile.TarFile, name: str) -> Any:
-    try:
-        return json.loads(_member(tar, name).read())
+        raise InvalidInput(f"the bundle has no {name}") from None
     except ValueError as exc:
         raise InvalidInput(f"{name} in the bundle is not JSON ({exc})") from None
+
+
+class _Inflated:
+    """A gzip file decompressed on a helper thread, up to a few blocks ahead of its reader.
+
+    zlib releases the GIL while it inflates, so decompression runs beside the verifier's hashing
+    instead of before it. Only `read(n)` is offered: what a tar stream needs.
+    """
+
+    def __init__(self, path: Path, block: int = 1 << 20) -> None:
+        self._ready: queue.Queue = queue.Queue(maxsize=8)
+        self._stop = threading.Event()
+        self._buffer, self._offset, self._done = b"", 0, False
+        self._source = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._thread = threading.Thread(target=self._inflate, args=(block,), name="bundle-inflate", daemon=True)
+        self._thread.start()
+
+    def _inflate(self, block: int) -> None:
+        try:
+            inflater = zlib.decompressobj(31)
+            while compressed := self._source.read(block):
+                if self._stop.is_set():
+                    return
+                while compressed:
+                    self._put(inflater.decompress(compressed))
+                    if inflater.eof and inflater.unused_data:  # another gzip member follows
+                        compressed, inflater = inflater.unused_data, zlib.decompressobj(31)
+                    else:
+                        compressed = b""
+            if not inflater.eof:
+                raise EOFError("compressed file ended before the end-of-stream marker was reached")
+            self._put(b"")
+        except BaseException as exc:  # handed to the reader's thread
+            self._put(exc)
+
+    def _put(self, item: Any) -> None:
+        while not self._stop.is_set():
+            try:
+                self._ready.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def read(self, size: int = -1) -> bytes:
+        pieces, wanted = [], size
+        while wanted != 0:
+            if self._offset >= len(self._buffer):
+                if self._done:
+                    break
+                item = self._ready.get()
+                if isinstance(item, BaseException):
+                    raise item
+                self._buffer, self._offset, self._done = item, 0, item == b""
+                continue
+            end = len(self._buffer) if wanted < 0 else self._offset + wanted
+            piece = self._buffer[self._offset : end]
+            self._offset += len(piece)
+            pieces.append(piece)
+            if wanted > 0:
+                wanted -= len(piece)
+        return b"".join(pieces)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._source.close()
