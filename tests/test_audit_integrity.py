@@ -652,3 +652,28 @@ def test_a_bundle_in_another_member_order_verifies_and_a_truncated_one_is_refuse
     cut.write_bytes(export(chain, tmp_path).read_bytes()[:-200])
     result = verify_file(cut)
     assert result.exit_code == 2 and "not a readable bundle" in result.output
+
+
+def test_verifying_a_chain_while_it_grows_reports_no_false_tampering(committed_db, chain, key):
+    import threading
+
+    stop = threading.Event()
+    failures = []
+
+    def keep_writing():
+        try:
+            while not stop.is_set():
+                write_events(committed_db, chain, 1)
+        except Exception as exc:  # pragma: no cover - reported below
+            failures.append(exc)
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        reports = [check(committed_db, chain, key) for _ in range(25)]
+    finally:
+        stop.set()
+        writer.join()
+    assert failures == []
+    assert all(r.clean for r in reports), [str(r.finding) for r in reports if not r.clean]
+    assert reports[-1].events > reports[0].events

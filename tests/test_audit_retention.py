@@ -151,3 +151,16 @@ def test_the_retention_job_uses_the_configured_period(committed_db, aged, key, m
             assert checkpoints.segment_boundary(session)[0] == 20
     finally:
         get_settings.cache_clear()
+
+
+def test_the_worker_declares_the_audit_duties(db):
+    from bookwarden.db.session import platform_session
+    from bookwarden.jobs.housekeeping import DUTIES
+    from bookwarden.jobs.models import JobSchedule
+
+    assert {"bookwarden.audit.checkpoints", "bookwarden.audit.retention"} <= set(DUTIES)
+    checkpoints.declare_schedules(db)
+    retention.declare_schedules(db)
+    with platform_session(db) as session:
+        every = {s.name: s.every_seconds for s in session.query(JobSchedule)}
+    assert every[checkpoints.CHECKPOINT_JOB] == 60 and every[retention.RETENTION_JOB] == 86_400

@@ -234,14 +234,19 @@ class ChainVerifier:
             size, event_id, f"the chain hash at seq {size} differs from the one the checkpoint signed", size
         )
 
-    def finish(self, head: tuple[int, bytes] | None) -> ChainReport:
-        """After the last event: the chain head and checkpoints beyond the end."""
+    def finish(self, head: tuple[int, bytes] | None, head_before: tuple[int, bytes] | None = None) -> ChainReport:
+        """After the last event: the chain head and checkpoints beyond the end.
+
+        On a live chain, pass the head as read before the events were fetched (`head_before`) and
+        after (`head`): events appended meanwhile then never pass for missing or forged ones.
+        """
         report = self.report
         report.seconds = time.perf_counter() - self._started
         report.cpu_seconds = time.process_time() - self._cpu_started
         if self.failed:
             return report
         last = self.expected - 1
+        before = head_before if head_before is not None else head
         if self.pending:
             first = self.pending[0]
             self._fail(
@@ -251,12 +256,12 @@ class ChainVerifier:
                 f"{first.tree_size} events but the chain ends at seq {last}",
                 first.tree_size,
             )
-        elif head is None:
+        elif head is None or before is None:
             if last > 0:
                 self._fail(last, self.last_id, "the chain has events but no head")
-        elif head[0] > last:
+        elif before[0] > last:
             self._fail(
-                last + 1, None, f"events missing: the chain head is at seq {head[0]} but the events end at seq {last}"
+                last + 1, None, f"events missing: the chain head is at seq {before[0]} but the events end at seq {last}"
             )
         elif head[0] < last:
             self._fail(
@@ -264,8 +269,10 @@ class ChainVerifier:
                 None,
                 f"events after the chain head (seq {head[0]}): appended outside bookwarden_audit_append",
             )
-        elif last > 0 and head[1] != self.prev:
-            self._fail(last, self.last_id, "the chain head's hash differs from the last event's hash")
+        elif last > 0:
+            seen = head if head[0] == last else before if before[0] == last else None
+            if seen is not None and seen[1] != self.prev:
+                self._fail(last, self.last_id, "the chain head's hash differs from the last event's hash")
         return report
 
 
@@ -481,6 +488,7 @@ def verify_chain(db: Database, tenant_id: UUID, keys: TrustedKeys, since: int | 
         verifier.report.notes.extend(notes)
         if problem is not None:
             verifier.fail_start(problem)
+        head_before = store.chain_head(session)
         if not verifier.failed:
             raw = session.connection().connection.driver_connection
             with raw.cursor(name="bookwarden_audit_verify", binary=True) as cursor:
@@ -490,5 +498,5 @@ def verify_chain(db: Database, tenant_id: UUID, keys: TrustedKeys, since: int | 
                     (tenant_id, start.seq),
                 )
                 verifier.feed(links(prefetched(cursor)))
-        head = store.chain_head(session)
-    return verifier.finish(head)
+        head = store.chain_head(session)  # read committed: a statement of its own sees later appends
+    return verifier.finish(head, head_before)
