@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tarfile
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -322,12 +322,14 @@ def test_checkpoints_are_made_when_due_and_extend_the_previous_frontier(committe
     write_events(committed_db, tenant_id, 5)
     with tenant_session(committed_db, tenant_id) as session:
         assert checkpoints.make_checkpoint(session, key, every_events=10, every=None) is None  # 5 < 10, no time rule
-        from datetime import timedelta
-
         assert checkpoints.make_checkpoint(session, key, every_events=10, every=timedelta(minutes=10)) is None
         later = datetime.now(UTC) + timedelta(minutes=11)
         first = checkpoints.make_checkpoint(session, key, every_events=10, every=timedelta(minutes=10), now=later)
     assert first.tree_size == 5
+    with tenant_session(committed_db, tenant_id) as session:  # only the seal's own event is new: not due
+        much_later = datetime.now(UTC) + timedelta(hours=1)
+        assert checkpoints.make_checkpoint(session, key, every_events=10, every=timedelta(minutes=10),
+                                           now=much_later) is None
     write_events(committed_db, tenant_id, 10)
     made = checkpoints.checkpoint_all(committed_db, key, every_events=10, every=None)
     mine = [c for c in made if c.tenant_id == tenant_id]

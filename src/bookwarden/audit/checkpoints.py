@@ -148,13 +148,17 @@ def make_checkpoint(
 def _due(session, sealed: int, head: int, now: datetime, every_events: int | None, every: timedelta | None) -> bool:
     if every_events is not None and head - sealed >= every_events:
         return True
+    oldest = session.execute(
+        text("SELECT occurred_at, action FROM audit_events WHERE tenant_id = :t AND seq = :s"),
+        {"t": session.tenant_id, "s": sealed + 1},
+    ).first()
+    if oldest is not None and head - sealed == 1 and oldest.action == Action.AUDIT_CHECKPOINTED:
+        # Only the previous seal's own event: sealing it would record another, every T minutes, for
+        # ever, on every idle chain. It is sealed with the next real event.
+        return False
     if every is None:
         return False
-    oldest = session.execute(
-        text("SELECT occurred_at FROM audit_events WHERE tenant_id = :t AND seq = :s"),
-        {"t": session.tenant_id, "s": sealed + 1},
-    ).scalar()
-    return oldest is None or oldest <= now - every
+    return oldest is None or oldest.occurred_at <= now - every
 
 
 def _extend(session, base: merkle.Frontier, base_hash: bytes, upto: int) -> tuple[merkle.Frontier, bytes]:
