@@ -36,6 +36,9 @@ class Permission(enum.StrEnum):
     AUDIT_READ = "audit.read"
     PRIVACY_REQUESTS_HANDLE = "privacy.requests.handle"
     PRIVACY_ERASURE_APPROVE = "privacy.erasure.approve"
+    PRIVACY_RECORDS_READ = "privacy.records.read"  # records of processing: categories, purposes, no data
+    PRIVACY_COMPLAINTS_REGISTER = "privacy.complaints.register"  # take a complaint on a patron's behalf
+    PRIVACY_COMPLAINTS_HANDLE = "privacy.complaints.handle"  # read, answer and follow complaints
     OPERATOR_GRANTS_APPROVE = "operator_grants.approve"
     # The patron's own data, through the privacy portal.
     SELF_SERVICE = "self.service"
@@ -86,9 +89,17 @@ PLATFORM_ROLES = frozenset({BuiltinRole.OPERATOR_SUPPORT, BuiltinRole.OPERATOR_O
 
 BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
     BuiltinRole.PATRON: frozenset({P.SELF_SERVICE}),
-    BuiltinRole.CIRCULATION_STAFF: LIBRARY_READ | {P.PATRONS_WRITE, P.LOANS_WRITE},
+    BuiltinRole.CIRCULATION_STAFF: LIBRARY_READ | {P.PATRONS_WRITE, P.LOANS_WRITE, P.PRIVACY_COMPLAINTS_REGISTER},
     BuiltinRole.PRIVACY_OFFICER: LIBRARY_READ
-    | {P.PRIVACY_REQUESTS_HANDLE, P.PRIVACY_ERASURE_APPROVE, P.PATRONS_EXPORT, P.AUDIT_READ},
+    | {
+        P.PRIVACY_REQUESTS_HANDLE,
+        P.PRIVACY_ERASURE_APPROVE,
+        P.PATRONS_EXPORT,
+        P.AUDIT_READ,
+        P.PRIVACY_RECORDS_READ,
+        P.PRIVACY_COMPLAINTS_REGISTER,
+        P.PRIVACY_COMPLAINTS_HANDLE,
+    },
     # The admin runs accounts and roles but is not also the one who audits them (see sod.py).
     BuiltinRole.TENANT_ADMIN: LIBRARY_READ
     | LIBRARY_WRITE
@@ -103,6 +114,7 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
         P.SSO_MANAGE,
         P.SECURITY_CONTACTS_MANAGE,
         P.OPERATOR_GRANTS_APPROVE,
+        P.PRIVACY_RECORDS_READ,
     },
     BuiltinRole.SECURITY_OFFICER: frozenset(
         {P.ACCOUNTS_READ, P.ROLES_READ, P.POLICY_MANAGE, P.SECURITY_CONTACTS_MANAGE, P.AUDIT_READ}

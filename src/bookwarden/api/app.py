@@ -36,6 +36,8 @@ ROUTERS = (
     "bookwarden.identity.mfa_routes",
     "bookwarden.identity.saml_routes",
     "bookwarden.audit.routes",
+    "bookwarden.privacy.records_routes",
+    "bookwarden.privacy.complaint_routes",
 )
 
 

@@ -11,4 +11,5 @@ from bookwarden.identity import saml_models as saml  # noqa: F401
 from bookwarden.jobs import models as jobs  # noqa: F401
 from bookwarden.library import models as library  # noqa: F401
 from bookwarden.notify import models as notify  # noqa: F401
+from bookwarden.privacy import complaint_models as complaints  # noqa: F401
 from bookwarden.tenancy import models as tenancy  # noqa: F401

@@ -34,6 +34,7 @@ DUTIES = (
     "bookwarden.access.grants",
     "bookwarden.audit.checkpoints",
     "bookwarden.audit.retention",
+    "bookwarden.privacy.complaints",
 )
 
 
