@@ -51,7 +51,6 @@ FORMAT = "bookwarden-audit-bundle"
 VERSION = 1
 OCSF_VERSION = "1.3.0"
 EVENTS, CHECKPOINTS, PUBLIC_KEY, MANIFEST = "events.jsonl", "checkpoints.json", "public-key", "manifest.json"
-_PRODUCT = {"name": "Bookwarden", "vendor_name": "Bookwarden"}
 _API_ACTIVITY, _APPLICATION_ACTIVITY = 6003, 6
 _ACTIVITIES = {  # the verb ending an action name -> OCSF API Activity activity_id (and its name)
     "created": (1, "Create"), "added": (1, "Create"), "invited": (1, "Create"), "issued": (1, "Create"),
@@ -86,6 +85,8 @@ class EventFields(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Unmapped(msgspec.Struct, forbid_unknown_fields=True):
+    """What the chain hashed: the canonical event itself (verbatim), its place and its links."""
+
     event: msgspec.Raw
     seq: int
     body_digest: str
@@ -93,22 +94,93 @@ class Unmapped(msgspec.Struct, forbid_unknown_fields=True):
     hash: str
 
 
-class _LineChain(msgspec.Struct):
-    """Only what the chain check needs from a line; the rest is compared as rendered bytes."""
+# The OCSF view of a line. Export encodes it; verification decodes a line into it (unknown keys refused)
+# and compares it with the view rebuilt from the hashed event: one definition for both, compared field
+# by field in C, whatever a JSON tool did to the line's layout. Absent and null are the same.
 
+
+class _View(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    pass
+
+
+class User(_View):
+    type: str
+    uid: str | None = None
+
+
+class Policy(_View):
+    uid: str
+    name: str
+
+
+class Authorization(_View):
+    policy: Policy
+
+
+class Actor(_View):
+    user: User
+    authorizations: list[Authorization] | None = None
+
+
+class Request(_View):
+    uid: str
+
+
+class Api(_View):
+    operation: str
+    request: Request | None = None
+
+
+class Product(_View):
+    name: str
+    vendor_name: str
+
+
+class Metadata(_View):
+    version: str
+    product: Product
+    log_name: str
+    uid: str
+    sequence: int
+    tenant_uid: str
+
+
+class Endpoint(_View):
+    ip: str | None = None
+    name: str | None = None  # "console", a proxy's label: not an address
+
+
+class HttpRequest(_View):
+    user_agent: str
+
+
+class Resource(_View):
+    type: str | None = None
+    uid: str | None = None
+
+
+class Line(_View, kw_only=True):
+    class_uid: int
+    category_uid: int
+    activity_id: int
+    type_uid: int
+    severity_id: int
+    status_id: int
+    status_detail: str
+    time: int
+    actor: Actor
+    api: Api
+    metadata: Metadata
+    src_endpoint: Endpoint | None = None
+    http_request: HttpRequest | None = None
+    resources: list[Resource] | None = None
     unmapped: Unmapped
 
 
-_decode_line = msgspec.json.Decoder(_LineChain).decode
+_decode_line = msgspec.json.Decoder(Line).decode
 _decode_fields = msgspec.json.Decoder(EventFields).decode
-_decode_any = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
-
-
-def _activity(action: str) -> tuple[int, str]:
-    return _ACTIVITIES.get(action.rsplit(".", 1)[-1], _OTHER)
-
-
+_PRODUCT = Product("Bookwarden", "Bookwarden")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
 _MEMO_LIMIT = 65_536
@@ -129,74 +201,64 @@ class _Memo(dict):
         return value
 
 
-def _make_head(action: str, outcome: str) -> dict[str, Any]:
-    activity_id, _ = _activity(action)
+def _make_head(action: str, outcome: str) -> tuple[int, int, str]:
+    activity_id, _ = _ACTIVITIES.get(action.rsplit(".", 1)[-1], _OTHER)
     status_id, _ = _STATUS.get(outcome, (99, "Other"))
-    return {
-        "class_uid": _API_ACTIVITY,
-        "category_uid": _APPLICATION_ACTIVITY,
-        "activity_id": activity_id,
-        "type_uid": _API_ACTIVITY * 100 + activity_id,
-        "severity_id": 1,
-        "status_id": status_id,
-        "status_detail": outcome,
-    }
+    return activity_id, status_id, outcome
 
 
-def _make_actor(kind: str, actor_id: str | None, grant_id: str | None) -> dict[str, Any]:
-    user: dict[str, Any] = {"type": kind}
-    if actor_id is not None:
-        user["uid"] = actor_id
-    actor: dict[str, Any] = {"user": user}
-    if grant_id is not None:
-        actor["authorizations"] = [{"policy": {"uid": grant_id, "name": "operator grant"}}]
-    return actor
+def _make_actor(kind: str, actor_id: str | None, grant_id: str | None) -> Actor:
+    grant = [Authorization(Policy(grant_id, "operator grant"))] if grant_id is not None else None
+    return Actor(User(kind, actor_id), grant)
 
 
-def _make_endpoint(address: str) -> dict[str, str]:
+def _make_endpoint(address: str) -> Endpoint:
     try:
         ipaddress.ip_address(address)
     except ValueError:
-        return {"name": address}  # "console", a proxy's label: not an address
-    return {"ip": address}
+        return Endpoint(name=address)
+    return Endpoint(ip=address)
 
 
-def _make_seconds(second: str) -> int:
+def _make_second(second: str) -> int:
     """Epoch milliseconds of a "YYYY-MM-DDTHH:MM:SS" UTC second (events of one second share it)."""
     return (datetime.fromisoformat(second).replace(tzinfo=UTC) - _EPOCH) // _MILLISECOND
 
 
 _heads = _Memo(_make_head)
-_seconds = _Memo(_make_seconds)
 _actors = _Memo(_make_actor)
 _endpoints = _Memo(_make_endpoint)
-_agents = _Memo(lambda agent: {"user_agent": agent})
+_agents = _Memo(HttpRequest)
+_seconds = _Memo(_make_second)
 
 
-def ocsf(tenant_id: str, seq: int, fields: EventFields) -> dict[str, Any]:
-    """The OCSF-shaped view of one event: everything but `unmapped` (which holds the details)."""
-    view = _heads[fields.action, fields.outcome].copy()
-    view["time"] = _seconds[fields.occurred_at[:19]] + int(fields.occurred_at[20:23])
-    view["actor"] = _actors[fields.actor_kind, fields.actor_id, fields.grant_id]
-    view["api"] = {"operation": fields.action} if fields.request_id is None else \
-        {"operation": fields.action, "request": {"uid": fields.request_id}}
-    view["metadata"] = {"version": OCSF_VERSION, "product": _PRODUCT, "log_name": "audit", "uid": fields.id,
-                        "sequence": seq, "tenant_uid": tenant_id}
-    if fields.source_address is not None:
-        view["src_endpoint"] = _endpoints[fields.source_address]
-    if fields.user_agent is not None:
-        view["http_request"] = _agents[fields.user_agent]
-    if fields.target_kind is not None or fields.target_id is not None:
-        view["resources"] = [{"type": fields.target_kind} if fields.target_id is None else
-                             {"type": fields.target_kind, "uid": fields.target_id}]
-    return view
+def view(tenant_id: str, fields: EventFields, unmapped: Unmapped) -> Line:
+    """An event's line, shaped after OCSF 1.3 (class API Activity); details stay in `unmapped`."""
+    activity_id, status_id, outcome = _heads[fields.action, fields.outcome]
+    occurred_at = fields.occurred_at
+    return Line(
+        class_uid=_API_ACTIVITY,
+        category_uid=_APPLICATION_ACTIVITY,
+        activity_id=activity_id,
+        type_uid=_API_ACTIVITY * 100 + activity_id,
+        severity_id=1,  # informational
+        status_id=status_id,
+        status_detail=outcome,
+        time=_seconds[occurred_at[:19]] + int(occurred_at[20:23]),
+        actor=_actors[fields.actor_kind, fields.actor_id, fields.grant_id],
+        api=Api(fields.action, Request(fields.request_id) if fields.request_id is not None else None),
+        metadata=Metadata(OCSF_VERSION, _PRODUCT, "audit", fields.id, unmapped.seq, tenant_id),
+        src_endpoint=_endpoints[fields.source_address] if fields.source_address is not None else None,
+        http_request=_agents[fields.user_agent] if fields.user_agent is not None else None,
+        resources=[Resource(fields.target_kind, fields.target_id)]
+        if fields.target_kind is not None or fields.target_id is not None else None,
+        unmapped=unmapped,
+    )
 
 
 def render_line(tenant_id: str, fields: EventFields, unmapped: Unmapped) -> bytes:
-    """The exact bytes of an event's line (without the newline); export and verification share it."""
-    view = ocsf(tenant_id, unmapped.seq, fields)
-    view["unmapped"] = unmapped
-    return _encode(view)
+    """An event's line as export writes it (without the newline)."""
+    return _encode(view(tenant_id, fields, unmapped))
 
 
 # -- export ----------------------------------------------------------------------------------------
@@ -354,9 +416,10 @@ def _lines(member: IO[bytes], chunk: int = 1 << 22) -> Iterator[bytes]:
 def _links(member: IO[bytes], tenant_id: str) -> Iterator[EventLink]:
     sha256, fromhex, decode_line, decode_fields = hashlib.sha256, bytes.fromhex, _decode_line, _decode_fields
     seq, event_id = None, None
-    for number, line in enumerate(_lines(member), start=1):
+    for number, text in enumerate(_lines(member), start=1):
         try:
-            unmapped = decode_line(line).unmapped
+            line = decode_line(text)
+            unmapped = line.unmapped
             seq, raw = unmapped.seq, unmapped.event
             fields = decode_fields(raw)
             event_id = fields.id
@@ -370,20 +433,13 @@ def _links(member: IO[bytes], tenant_id: str) -> Iterator[EventLink]:
                                f"line {number} of {EVENTS} is not a bundle event ({exc})") from None
         # Only an event whose hashed fields hold is worth comparing with its OCSF view; a changed field
         # is reported as such by the chain check.
-        if digest == stored and render_line(tenant_id, fields, unmapped) != line \
-                and not _same_view(line, tenant_id, fields, unmapped):
+        if digest == stored and line != view(tenant_id, fields, unmapped):
             raise _LineProblem(seq, event_id, "the OCSF fields of its line differ from the event that was hashed")
         yield links
 
 
 def _canonical(raw: msgspec.Raw) -> bytes:
     return json.dumps(json.loads(bytes(raw)), sort_keys=True, separators=(",", ":")).encode()
-
-
-def _same_view(line: bytes, tenant_id: str, fields: EventFields, unmapped: Unmapped) -> bool:
-    """A line that is not byte for byte ours (re-serialised by a tool) still says the same."""
-    expected = _decode_any(render_line(tenant_id, fields, unmapped))
-    return _decode_any(line) == expected
 
 
 _SMALL = (MANIFEST, CHECKPOINTS, PUBLIC_KEY)
