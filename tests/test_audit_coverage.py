@@ -836,6 +836,78 @@ def _(w):
     return Call(client, "POST", f"{SSO}/{w.tenant.slug}/acs", Action.SIGN_IN_SUCCEEDED, w.tenant.id, data=form)
 
 
+# privacy: records of processing, complaints
+
+PRIVACY = "/api/v1/privacy"
+COMPLAINT = {"subject": "My loans were shown to another patron", "body": "At the desk, on the screen."}
+
+
+def _patron_browser(w: World) -> TestClient:
+    """A browser signed in as a new patron account holding the patron role (the privacy portal)."""
+    from bookwarden.access import service as access
+
+    username = f"patron-{uuid.uuid4().hex[:6]}"
+    account = w.account(username, kind=AccountKind.PATRON)
+    with tenant_session(w.db, w.tenant.id) as session:
+        access.grant_role(session, w.as_admin(), account.id, BuiltinRole.PATRON)
+    client = w.browser()
+    w.login(client, username)
+    return client
+
+
+def _complaint(w: World) -> UUID:
+    from bookwarden.privacy import complaints
+
+    desk = Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), w.tenant.id, {Permission.PRIVACY_COMPLAINTS_REGISTER})
+    patron_id = UUID(w.records[library.PATRONS]["id"])  # made through the API first, in its own session
+    with tenant_session(w.db, w.tenant.id) as session:
+        return complaints.register_for_patron(session, desk, patron_id, **COMPLAINT).id
+
+
+@route("GET", f"{PRIVACY}/records-of-processing")
+def _(w):
+    client = w.client({Permission.PRIVACY_RECORDS_READ})
+    url = f"{PRIVACY}/records-of-processing"
+    return Call(client, "GET", url, Action.RECORDS_OF_PROCESSING_EXPORTED, w.tenant.id)
+
+
+@route("POST", f"{PRIVACY}/complaints")
+def _(w):
+    client = w.client({Permission.PRIVACY_COMPLAINTS_REGISTER})
+    body = {"patron_id": w.records[library.PATRONS]["id"], **COMPLAINT}
+    return Call(client, "POST", f"{PRIVACY}/complaints", Action.COMPLAINT_REGISTERED, w.tenant.id, json=body)
+
+
+@route("POST", f"{PRIVACY}/me/complaints")
+def _(w):
+    client = _patron_browser(w)
+    return Call(client, "POST", f"{PRIVACY}/me/complaints", Action.COMPLAINT_REGISTERED, w.tenant.id, json=COMPLAINT)
+
+
+@route("GET", f"{PRIVACY}/me/complaints")
+def _(w):
+    return Call(_patron_browser(w), "GET", f"{PRIVACY}/me/complaints", Action.COMPLAINT_LISTED, w.tenant.id)
+
+
+@route("GET", f"{PRIVACY}/complaints")
+def _(w):
+    client = w.client({Permission.PRIVACY_COMPLAINTS_HANDLE})
+    return Call(client, "GET", f"{PRIVACY}/complaints", Action.COMPLAINT_LISTED, w.tenant.id)
+
+
+@route("GET", f"{PRIVACY}/complaints/{{complaint_id}}")
+def _(w):
+    client = w.client({Permission.PRIVACY_COMPLAINTS_HANDLE})
+    return Call(client, "GET", f"{PRIVACY}/complaints/{_complaint(w)}", Action.COMPLAINT_VIEWED, w.tenant.id)
+
+
+@route("POST", f"{PRIVACY}/complaints/{{complaint_id}}/answer")
+def _(w):
+    client = w.client({Permission.PRIVACY_COMPLAINTS_HANDLE})
+    url = f"{PRIVACY}/complaints/{_complaint(w)}/answer"
+    return Call(client, "POST", url, Action.COMPLAINT_ANSWERED, w.tenant.id, json={"answer": "The screen was moved."})
+
+
 # -- the route test ----------------------------------------------------------------------------
 
 
@@ -1181,6 +1253,12 @@ def _(c):
 def _(c):
     c.tenant()
     return Command(["usage", "report"], Action.USAGE_REPORTED, PLATFORM_CHAIN)
+
+
+@command("privacy", "records")
+def _(c):
+    args = ["privacy", "records", "--tenant", "north", "--format", "csv"]
+    return Command(args, Action.RECORDS_OF_PROCESSING_EXPORTED, c.tenant())
 
 
 def _commands(typer_app, prefix: tuple[str, ...] = ()):
