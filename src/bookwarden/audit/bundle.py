@@ -325,7 +325,7 @@ def export_bundle(db: Database, tenant_id: UUID, path: Path, public_key: bytes) 
         }
         # 0600 from the first byte: the events name addresses and user agents.
         with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out, \
-                tarfile.open(fileobj=out, mode="w:gz") as tar:
+                tarfile.open(fileobj=out, mode="w:gz", compresslevel=6) as tar:
             for name, data in members.items():
                 _add(tar, name, io.BytesIO(data), len(data))
             with open(events_path, "rb") as events:
