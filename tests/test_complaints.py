@@ -15,10 +15,13 @@ from sqlalchemy import select, text
 from bookwarden.access import service as access
 from bookwarden.access.notices import add_security_contact
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, LIBRARY_WRITE, BuiltinRole, Permission
-from bookwarden.db.session import tenant_session
+from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity import accounts, passwords
 from bookwarden.identity.models import AccountKind, AccountStatus
 from bookwarden.identity.principal import Principal, PrincipalKind
+from bookwarden.jobs.housekeeping import DUTIES
+from bookwarden.jobs.models import JobSchedule
+from bookwarden.jobs.service import handler_for
 from bookwarden.jobs.worker import Worker
 from bookwarden.library import service as library
 from bookwarden.library.schemas import PatronCreate
@@ -329,7 +332,6 @@ def test_a_complaint_36_days_old_is_escalated_to_the_handlers_then_overdue_then_
 
 
 def _slug(db, tenant_id) -> str:
-    from bookwarden.db.session import platform_session
     from bookwarden.tenancy.service import get_tenant
 
     with platform_session(db) as session:
@@ -343,9 +345,13 @@ def test_an_acknowledgement_not_sent_in_24_hours_is_escalated_to_the_security_co
     with tenant_session(db, tenant.id) as session:
         _age(session, complaint_id, timedelta(hours=25))  # and no worker ever delivered the acknowledgement
 
-    report = complaints.process_deadlines(db)
+    # The worker's duty, as the worker finds it: declared hourly, run by its registered handler.
+    assert "bookwarden.privacy.complaints" in DUTIES
+    complaints.declare_schedules(db)
+    handler_for(complaints.DEADLINES)(db, {})
 
-    assert report.escalated == 1
+    with platform_session(db) as session:
+        assert session.get(JobSchedule, complaints.DEADLINES).every_seconds == 3600
     with tenant_session(db, tenant.id) as session:
         stored = session.get(Complaint, (tenant.id, complaint_id))
         assert stored.ack_escalated_at is not None and stored.acknowledged_at is None
