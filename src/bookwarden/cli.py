@@ -718,7 +718,11 @@ def audit_verify_bundle(
         raise typer.Exit(1)
 
 
-audit_verify_bundle.offline = True  # no database, no console event: see its docstring
+# Commands that must run with no database at all, so declare no permission and leave no event (an
+# auditor's machine has no Bookwarden database to check or record against), each with its reason.
+OFFLINE_COMMANDS = {
+    ("audit", "verify-bundle"): "verifies a bundle file anywhere, trusting only the file and a pinned key",
+}
 
 
 # -- usage -----------------------------------------------------------------------------------
