@@ -19,6 +19,7 @@ leaves the database unencrypted except to the complainant and to whoever reads i
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import uuid
 from collections import defaultdict
@@ -373,12 +374,29 @@ def process_deadlines(db: Database, batch: int = DEADLINES_BATCH) -> DeadlineRep
     report = DeadlineReport()
     for tenant_id, complaint_ids in per_tenant.items():
         with tenant_session(db, tenant_id) as session:
+            recipients = _Recipients(session)
             for complaint_id in complaint_ids:
-                _settle(session, complaint_id, report)
+                _settle(session, complaint_id, report, recipients)
     return report
 
 
-def _settle(session: TenantSession, complaint_id: UUID, report: DeadlineReport) -> None:
+class _Recipients:
+    """Whom one tenant's escalations go to, looked up (and decrypted) once per run, not per complaint."""
+
+    def __init__(self, session: TenantSession):
+        self.session = session
+
+    @functools.cached_property
+    def handlers(self) -> list[tuple[UUID, str]]:
+        return complaint_handlers(self.session)
+
+    @functools.cached_property
+    def addresses(self) -> list[str]:
+        # Nobody handles complaints: the security contacts are the institution's last resort, told rather than nobody.
+        return [address for _, address in self.handlers] or security_contacts(self.session)
+
+
+def _settle(session: TenantSession, complaint_id: UUID, report: DeadlineReport, recipients: _Recipients) -> None:
     complaint = session.scalars(
         select(Complaint)
         .where(Complaint.tenant_id == session.tenant_id, Complaint.id == complaint_id)
@@ -409,25 +427,23 @@ def _settle(session: TenantSession, complaint_id: UUID, report: DeadlineReport) 
         return
     if complaint.acknowledged_at is None and complaint.ack_escalated_at is None and complaint.ack_due_at <= now:
         complaint.ack_escalated_at = now
-        _escalate(session, complaint, Escalation.UNACKNOWLEDGED, now)
+        _escalate(session, complaint, Escalation.UNACKNOWLEDGED, now, recipients)
         report.escalated += 1
     if complaint.overdue_escalated_at is None and complaint.due_at <= now:
         complaint.overdue_escalated_at = now
-        _escalate(session, complaint, Escalation.OVERDUE, now)
+        _escalate(session, complaint, Escalation.OVERDUE, now, recipients)
         report.escalated += 1
     elif complaint.at_risk_escalated_at is None and complaint.at_risk_at <= now < complaint.due_at:
         complaint.at_risk_escalated_at = now
-        _escalate(session, complaint, Escalation.AT_RISK, now)
+        _escalate(session, complaint, Escalation.AT_RISK, now, recipients)
         report.escalated += 1
 
 
-def _escalate(session: TenantSession, complaint: Complaint, level: Escalation, now: datetime) -> None:
-    handlers = complaint_handlers(session)
-    addresses = [address for _, address in handlers]
-    fallback = not addresses
-    if fallback:
-        # Nobody holds the role: the security contacts are the institution's last resort, told rather than nobody.
-        addresses = security_contacts(session)
+def _escalate(
+    session: TenantSession, complaint: Complaint, level: Escalation, now: datetime, recipients: _Recipients
+) -> None:
+    handlers, addresses = recipients.handlers, recipients.addresses
+    fallback = not handlers
     institution = _institution(session)
     level_text, explanation = EXPLANATIONS[level]
     for address in addresses:
