@@ -249,7 +249,8 @@ def sla_view(session: TenantSession, actor: Principal, state: SlaState = SlaStat
     elif state == SlaState.ANSWERED:
         query = query.where(Complaint.status == ComplaintStatus.ANSWERED.value)
     found = [_sla(row, now) for row in session.execute(query.order_by(Complaint.due_at).limit(LIST_LIMIT))]
-    audit.record(session, Action.COMPLAINT_LISTED, actor=actor, details={"state": state, "count": len(found)})
+    details = {"state": state, "count": len(found), "ids": [c.id for c in found]}
+    audit.record(session, Action.COMPLAINT_LISTED, actor=actor, details=details)
     return found
 
 
@@ -260,7 +261,8 @@ def own_complaints(session: TenantSession, actor: Principal) -> list[ComplaintSl
     now = _db_now(session)
     query = _sla_query(session).where(Complaint.account_id == account.id).order_by(Complaint.created_at.desc())
     found = [_sla(row, now) for row in session.execute(query.limit(LIST_LIMIT))]
-    audit.record(session, Action.COMPLAINT_LISTED, actor=actor, details={"state": "own", "count": len(found)})
+    details = {"state": "own", "count": len(found), "ids": [c.id for c in found]}
+    audit.record(session, Action.COMPLAINT_LISTED, actor=actor, details=details)
     return found
 
 
