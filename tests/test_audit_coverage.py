@@ -1249,6 +1249,12 @@ def _(c):
     return Command(["audit", "verify", "--tenant", "north"], Action.AUDIT_VERIFIED, c.tenant())
 
 
+@command("audit", "export")
+def _(c):
+    output = str(c.home / "north-audit.tar.gz")
+    return Command(["audit", "export", "--tenant", "north", "--output", output], Action.AUDIT_EXPORTED, c.tenant())
+
+
 @command("usage", "report")
 def _(c):
     c.tenant()
@@ -1262,7 +1268,10 @@ def _(c):
 
 
 def _commands(typer_app, prefix: tuple[str, ...] = ()):
+    """Every command but those that run with no database (cli.OFFLINE_COMMANDS, each with its reason)."""
     for info in typer_app.registered_commands:
+        if (*prefix, info.name) in cli.OFFLINE_COMMANDS:
+            continue
         yield (*prefix, info.name or info.callback.__name__), info.callback
     for group in typer_app.registered_groups:
         yield from _commands(group.typer_instance, (*prefix, group.name))
