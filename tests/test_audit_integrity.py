@@ -260,8 +260,20 @@ def tamper_checkpoint_size(conn, t):
     conn.execute("UPDATE audit_checkpoints SET tree_size = 39 WHERE tenant_id = %s AND tree_size = 40", (t,))
 
 
+def tamper_float_detail(conn, t):
+    """A value record() never writes (a float): reported, not a crash."""
+    conn.execute("""UPDATE audit_events SET details = '{"ratio": 1.5e300}' WHERE tenant_id = %s AND seq = 14""", (t,))
+
+
+def tamper_far_future(conn, t):
+    """A time Python cannot even hold (year 20000): reported, not a crash."""
+    conn.execute("UPDATE audit_events SET occurred_at = '20000-01-01' WHERE tenant_id = %s AND seq = 15", (t,))
+
+
 TAMPERING = [
     (tamper_field, 7, "a field was changed"),
+    (tamper_float_detail, 14, "a field was changed"),
+    (tamper_far_future, 15, "a field was changed"),
     (tamper_details, 12, "a field was changed"),
     (tamper_delete, 9, "event missing"),
     (tamper_insert_forged, 20, "was inserted"),

@@ -42,7 +42,7 @@ from bookwarden.audit import signing
 from bookwarden.audit.events import GENESIS
 from bookwarden.audit.merkle import Frontier
 from bookwarden.audit.verify import ChainReport, ChainVerifier, EventLink, Start
-from bookwarden.errors import InvalidInput
+from bookwarden.errors import IntegrityFailure, InvalidInput
 
 if TYPE_CHECKING:
     from bookwarden.db.session import Database
@@ -298,7 +298,11 @@ def export_bundle(db: Database, tenant_id: UUID, path: Path, public_key: bytes) 
                 )
                 for rows in prefetched(cursor):
                     for row in rows:
-                        body = canonical_body(row)
+                        try:
+                            body = canonical_body(row)
+                        except (ValueError, TypeError, OverflowError):
+                            raise IntegrityFailure(f"event seq {row[13]} holds values no recorded event can have; "
+                                                   "run bookwarden audit verify") from None
                         seq, body_digest, prev_hash, chain_hash = row[13:]
                         unmapped = Unmapped(msgspec.Raw(body), seq, bytes(body_digest).hex(), bytes(prev_hash).hex(),
                                             bytes(chain_hash).hex())

@@ -336,9 +336,21 @@ def reference_digest(row: Sequence[Any]) -> bytes:
     return reference_event(row).body_digest()
 
 
+def _reference_or_nothing(row: Sequence[Any]) -> bytes:
+    """The reference digest; empty (matching no digest) for stored values Event cannot even hold,
+    such as a year past 9999 or an infinite number: no event recorded through record() has them."""
+    try:
+        return reference_digest(row)
+    except (ValueError, TypeError, OverflowError):
+        return b""
+
+
 def canonical_body(row: Sequence[Any]) -> bytes:
     """The exact bytes a row's body digest was computed over (fast path, or Event.canonical())."""
-    details = msgspec.Raw(_encode_sorted(_decode(row[3])))
+    try:
+        details = msgspec.Raw(_encode_sorted(_decode(row[3])))
+    except (msgspec.DecodeError, msgspec.EncodeError):
+        details = msgspec.Raw(b"null")  # not what record() wrote: the reference encoding below decides
     encoded = _encode(_Body(*row[:3], details, *row[4:13]))
     if encoded.isascii() and _sha256(encoded).digest() == bytes(row[14]):
         return encoded
@@ -380,7 +392,10 @@ def links(batches: Iterable[Sequence[tuple]]) -> Iterator[EventLink]:
                     details_cache.clear()
                 # Sorted keys as Event.canonical() writes them; non-ASCII text fails isascii() below and
                 # takes the reference path.
-                canonical_details = details_cache[details] = msgspec.Raw(_encode_sorted(_decode(details)))
+                try:
+                    canonical_details = details_cache[details] = msgspec.Raw(_encode_sorted(_decode(details)))
+                except (msgspec.DecodeError, msgspec.EncodeError):  # 1e400: not what record() wrote
+                    canonical_details = msgspec.Raw(b"null")  # fails the digest; the reference path decides
             encoded = encode(
                 body(
                     action,
@@ -398,9 +413,9 @@ def links(batches: Iterable[Sequence[tuple]]) -> Iterator[EventLink]:
                     user_agent,
                 )
             )
-            digest = sha256(encoded).digest() if encoded.isascii() else reference_digest(row)
+            digest = sha256(encoded).digest() if encoded.isascii() else _reference_or_nothing(row)
             if digest != stored_digest:
-                digest = reference_digest(row)  # the fast path may differ only where it cannot escape alike
+                digest = _reference_or_nothing(row)  # the fast path may differ only where it cannot escape alike
             yield seq, id_, digest, stored_digest, prev_hash, stored_hash
 
 
