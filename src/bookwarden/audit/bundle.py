@@ -2,9 +2,10 @@
 
 A bundle is a .tar.gz holding
 - `events.jsonl`: one event per line, shaped after OCSF 1.3 (class API Activity: activity, time,
-  actor, src_endpoint, api, resources, metadata...). Its `unmapped` object holds what the chain
-  hashed: `event` is the event's canonical encoding itself (the exact bytes of `Event.canonical()`,
-  sorted keys, no whitespace, ASCII), with `seq`, `body_digest`, `prev_hash` and `hash`;
+  actor, src_endpoint, http_request, api, resources, metadata...). Its `unmapped` object holds what
+  the chain hashed: `event` is the event's canonical encoding itself (the exact bytes of
+  `Event.canonical()`: sorted keys, no whitespace, ASCII; the details are there only), with `seq`,
+  `body_digest`, `prev_hash` and `hash`;
 - `checkpoints.json`: the chain's signed checkpoints;
 - `public-key`: the platform's checkpoint key (base64 raw Ed25519), as `bookwarden audit public-key`;
 - `manifest.json`: tenant, where the events start (genesis, or a dropped segment's boundary), the
@@ -12,7 +13,8 @@ A bundle is a .tar.gz holding
 
 `verify_bundle` runs the same chain verification as the database check and also requires every
 line's OCSF fields to say exactly what its hashed event says, so nobody can edit what an auditor
-reads without breaking a hash. Nothing here imports the database: a bundle is verified anywhere.
+reads without breaking a hash. Nothing here connects to a database (the export imports its session
+code when called): a bundle is verified anywhere.
 """
 
 from __future__ import annotations
@@ -389,7 +391,7 @@ def verify_bundle(path: Path, pinned: bytes | None = None) -> tuple[ChainReport,
             try:
                 verifier.feed(_links(events, str(tenant_id)))
             except _LineProblem as exc:
-                verifier._fail(exc.seq, exc.event_id, exc.problem)
+                verifier.fail(exc.seq, exc.event_id, exc.problem)
     return verifier.finish(head), notes
 
 

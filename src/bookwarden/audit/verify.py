@@ -137,21 +137,21 @@ class ChainVerifier:
     def failed(self) -> bool:
         return self.report.finding is not None
 
-    def _fail(self, seq: int | None, event_id: str | None, problem: str, checkpoint: int | None = None) -> bool:
+    def fail(self, seq: int | None, event_id: str | None, problem: str, checkpoint: int | None = None) -> bool:
         if self.report.finding is None:
             self.report.finding = Finding(self.tenant_id, seq, event_id, problem, checkpoint)
         return False
 
     def fail_start(self, problem: str) -> None:
-        self._fail(self.expected, None, problem, self.expected - 1)
+        self.fail(self.expected, None, problem, self.expected - 1)
 
     def _check_signed(self, checkpoint: Checkpoint) -> bool:
         self.report.checkpoints += 1
         if checkpoint.tenant_id != self.tenant_id:
-            return self._fail(None, None, f"checkpoint belongs to tenant {checkpoint.tenant_id}", checkpoint.tree_size)
+            return self.fail(None, None, f"checkpoint belongs to tenant {checkpoint.tenant_id}", checkpoint.tree_size)
         problem = self.keys.check(checkpoint) or checkpoint.frontier_problem()
         if problem:
-            return self._fail(None, None, f"checkpoint at size {checkpoint.tree_size}: {problem}", checkpoint.tree_size)
+            return self.fail(None, None, f"checkpoint at size {checkpoint.tree_size}: {problem}", checkpoint.tree_size)
         return True
 
     def feed(self, events: Iterable[EventLink]) -> bool:
@@ -168,25 +168,25 @@ class ChainVerifier:
             for seq, event_id, digest, stored_digest, prev_hash, stored_hash in events:
                 if seq != expected:
                     if seq > expected:
-                        return self._fail(
+                        return self.fail(
                             expected,
                             None,
                             f"event missing: the chain jumps from seq {expected - 1} to seq {seq} (event {event_id})",
                         )
-                    return self._fail(seq, event_id, f"seq {seq} out of order, expected {expected}")
+                    return self.fail(seq, event_id, f"seq {seq} out of order, expected {expected}")
                 if digest != stored_digest:
-                    return self._fail(
+                    return self.fail(
                         seq, event_id, "the stored fields do not match the event's body digest (a field was changed)"
                     )
                 if prev_hash != prev:
                     if prev_hash == before and seq > self.report.start.seq + 1:
                         # It links to the event two back: the one in between was slipped in.
-                        return self._fail(seq - 1, last_id, f"the event at seq {seq - 1} was inserted: seq {seq} "
+                        return self.fail(seq - 1, last_id, f"the event at seq {seq - 1} was inserted: seq {seq} "
                                           f"links to seq {seq - 2}")
-                    return self._fail(seq, event_id, "prev_hash does not link to the previous event's hash")
+                    return self.fail(seq, event_id, "prev_hash does not link to the previous event's hash")
                 link = _sha256(prev + seq.to_bytes(8, "big") + digest).digest()
                 if link != stored_hash:
-                    return self._fail(seq, event_id, "hash is not SHA-256(prev_hash || seq || body digest)")
+                    return self.fail(seq, event_id, "hash is not SHA-256(prev_hash || seq || body digest)")
                 before, prev, last_id = prev, link, event_id
                 count += 1
                 expected = seq + 1
@@ -221,7 +221,7 @@ class ChainVerifier:
         start = 0
         for width, mine, signed in zip(subtree_sizes(size), ours.hashes, checkpoint.frontier, strict=True):
             if mine != signed:
-                return self._fail(
+                return self.fail(
                     start + 1,
                     None,
                     f"events {start + 1}..{start + width} do not match what the "
@@ -230,7 +230,7 @@ class ChainVerifier:
                     size,
                 )
             start += width
-        return self._fail(
+        return self.fail(
             size, event_id, f"the chain hash at seq {size} differs from the one the checkpoint signed", size
         )
 
@@ -249,7 +249,7 @@ class ChainVerifier:
         before = head_before if head_before is not None else head
         if self.pending:
             first = self.pending[0]
-            self._fail(
+            self.fail(
                 last + 1,
                 None,
                 f"events missing: the checkpoint at size {first.tree_size} was signed over "
@@ -258,13 +258,13 @@ class ChainVerifier:
             )
         elif head is None or before is None:
             if last > 0:
-                self._fail(last, self.last_id, "the chain has events but no head")
+                self.fail(last, self.last_id, "the chain has events but no head")
         elif before[0] > last:
-            self._fail(
+            self.fail(
                 last + 1, None, f"events missing: the chain head is at seq {before[0]} but the events end at seq {last}"
             )
         elif head[0] < last:
-            self._fail(
+            self.fail(
                 head[0] + 1,
                 None,
                 f"events after the chain head (seq {head[0]}): appended outside bookwarden_audit_append",
@@ -272,7 +272,7 @@ class ChainVerifier:
         elif last > 0:
             seen = head if head[0] == last else before if before[0] == last else None
             if seen is not None and seen[1] != self.prev:
-                self._fail(last, self.last_id, "the chain head's hash differs from the last event's hash")
+                self.fail(last, self.last_id, "the chain head's hash differs from the last event's hash")
         return report
 
 
