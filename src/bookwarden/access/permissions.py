@@ -100,7 +100,9 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
         P.PRIVACY_COMPLAINTS_REGISTER,
         P.PRIVACY_COMPLAINTS_HANDLE,
     },
-    # The admin runs accounts and roles but is not also the one who audits them (see sod.py).
+    # The admin runs accounts and roles but does not also hold the auditor role (see sod.py). Reading
+    # the trail is allowed: an admin investigating an incident needs it, and reading changes nothing
+    # (the trail is append-only and chained; evidence bundles and verification stay the auditor's view).
     BuiltinRole.TENANT_ADMIN: LIBRARY_READ
     | LIBRARY_WRITE
     | {
@@ -115,6 +117,7 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
         P.SECURITY_CONTACTS_MANAGE,
         P.OPERATOR_GRANTS_APPROVE,
         P.PRIVACY_RECORDS_READ,
+        P.AUDIT_READ,
     },
     BuiltinRole.SECURITY_OFFICER: frozenset(
         {P.ACCOUNTS_READ, P.ROLES_READ, P.POLICY_MANAGE, P.SECURITY_CONTACTS_MANAGE, P.AUDIT_READ}
