@@ -113,6 +113,8 @@ class Action(enum.StrEnum):
     SSO_CONFIGURED = "sso.configured"
     SSO_REMOVED = "sso.removed"
     SSO_VIEWED = "sso.viewed"
+    SSO_METADATA_SERVED = "sso.metadata_served"  # the institution's public SP metadata
+    SSO_SIGN_IN_STARTED = "auth.sign_in.started"  # a browser sent to the institution's IdP
     APPROVAL_REQUESTED = "approval.requested"
     APPROVAL_APPROVED = "approval.approved"
     APPROVAL_REJECTED = "approval.rejected"

@@ -30,7 +30,8 @@ asserts a multi-factor authentication context (saml_protocol.MFA_CONTEXTS) the s
 taken as done; otherwise the session waits for POST /api/v1/auth/mfa like a password sign-in does.
 
 Every sign-in leaves one audit event: auth.sign_in.succeeded, or auth.sign_in.failed with
-{"method": "saml", "reason": ...}, the latter committed in its own transaction.
+{"method": "saml", "reason": ...}, the latter committed in its own transaction. Starting one
+records auth.sign_in.started, and serving the public SP metadata sso.metadata_served.
 """
 
 from __future__ import annotations
@@ -243,7 +244,10 @@ def _institution(db: Database, slug: str) -> Tenant:
 
 def sp_metadata(db: Database, slug: str) -> bytes:
     """The SP metadata of an active institution, configured or not: its IdP needs it first."""
-    return saml_protocol.sp_metadata(saml_protocol.sp_urls(_institution(db, slug).slug))
+    tenant = _institution(db, slug)
+    with tenant_session(db, tenant.id) as session:
+        record(session, Action.SSO_METADATA_SERVED, ("tenant", tenant.id))
+    return saml_protocol.sp_metadata(saml_protocol.sp_urls(tenant.slug))
 
 
 @dataclass(frozen=True)
@@ -278,6 +282,7 @@ def start_sign_in(db: Database, slug: str, next_path: str) -> SignInStarted:
                 expires_at=func.now() + REQUEST_LIFETIME,
             )
         )
+        record(session, Action.SSO_SIGN_IN_STARTED, details={"method": "saml", "saml_request_id": request_id})
     return SignInStarted(url, browser_token, urlsplit(sp.acs_url).path)
 
 
