@@ -106,6 +106,18 @@ def test_every_route_declares_the_permission_it_needs(app):
         "/api/v1/auth/me/mfa/webauthn/options",
         "/api/v1/auth/me/mfa/webauthn/credentials",
         "/api/v1/auth/me/mfa/webauthn/credentials/{key_id}",
+        # An administrator's enrolment link after an MFA reset: authorised by the signed one-time link and
+        # the account's password, then by the pending session it opened (identity/enrolment_links.py).
+        "/api/v1/auth/mfa-enrolment",
+        "/api/v1/auth/mfa-enrolment/confirm",
+        # Operators signing in (identity/operator_routes.py): enrolment authorised by the one-time link,
+        # login and mfa before authentication, logout and me on the caller's own session only.
+        "/api/v1/operator/auth/enrolment",
+        "/api/v1/operator/auth/enrolment/complete",
+        "/api/v1/operator/auth/login",
+        "/api/v1/operator/auth/mfa",
+        "/api/v1/operator/auth/logout",
+        "/api/v1/operator/auth/me",
         # Institutional sign-on (identity/saml_routes.py), before authentication and on no one's data:
         # SP metadata is public by nature, login only sends the browser to its IdP, and the ACS is
         # authorised by the IdP's signature plus the cookie of the browser that started the sign-in.

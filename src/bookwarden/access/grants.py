@@ -122,7 +122,7 @@ def break_glass(db: Database, ciso: Principal, tenant_id: UUID, grant_id: UUID) 
         entitlement_changed(
             session,
             ciso,
-            EntitlementEvent.OPERATOR_GRANT_APPROVED,
+            EntitlementEvent.OPERATOR_GRANT_BREAK_GLASS,
             f"operator {grant.operator_id}",
             {**_describe(grant), "break_glass": "YES - approved by the platform CISO, not by you"},
         )

@@ -10,6 +10,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import (
+    ARRAY,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -75,4 +76,7 @@ class SecurityContact(Base):
     email: Mapped[bytes] = mapped_column(
         LargeBinary, info=personal(Category.CONTACT, Protection.TENANT_KEY, subject=SubjectKind.CONTACT)
     )
+    # Notice kinds (access/notices.py NoticeKind) this contact does not want; administrative kinds
+    # are never muted whatever this holds (migration 0012).
+    muted_notices: Mapped[list[str]] = mapped_column(ARRAY(String(48)), default=list, info=SETTING)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

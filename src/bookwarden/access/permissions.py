@@ -52,6 +52,7 @@ class Permission(enum.StrEnum):
     # The platform console (bookwarden CLI): each command declares one of these (or another above).
     PLATFORM_DATABASE_MANAGE = "platform.database.manage"
     PLATFORM_TOKENS_ISSUE = "platform.tokens.issue"
+    PLATFORM_OPERATORS_MANAGE = "platform.operators.manage"  # operator accounts: create, disable, enable
     PLATFORM_KEYS_ROTATE = "platform.keys.rotate"
     PLATFORM_SERVICES_RUN = "platform.services.run"
     PLATFORM_DEMO_SEED = "platform.demo.seed"

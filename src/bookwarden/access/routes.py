@@ -234,6 +234,59 @@ def add_contact(
     return Response(status_code=204)
 
 
+# Only kinds that exist can be named; the administrative ones are refused by the service, naming the rule.
+NoticeKindName = enum.StrEnum("NoticeKindName", {k.name: k.value for k in notices.NoticeKind})
+
+
+class MutesIn(Input):
+    muted: list[NoticeKindName] = Field(max_length=len(notices.NoticeKind), description="the kinds to mute")
+
+
+class MutesOut(BaseModel):
+    contact_id: UUID
+    email: str
+    muted: list[str]
+    mutable: list[str] = Field(description="every kind that can be muted; administrative kinds never can")
+
+
+def _mutes_out(contact: notices.Contact) -> MutesOut:
+    return MutesOut(
+        contact_id=contact.id, email=contact.address, muted=list(contact.muted), mutable=list(notices.MUTABLE)
+    )
+
+
+@router.get("/security-contacts/mutes", response_model=list[MutesOut])
+def list_mutes(
+    principal: Principal = Depends(requires(Permission.SECURITY_CONTACTS_MANAGE)), db: Database = Depends(database)
+):
+    """Every security contact, with its id and the notice kinds it has muted."""
+    with tenant_scope(db, principal) as session:
+        return [_mutes_out(contact) for contact in notices.contact_mutes(session)]
+
+
+@router.get("/security-contacts/{contact_id}/mutes", response_model=MutesOut, responses=responses(404))
+def contact_mutes(
+    contact_id: UUID,
+    principal: Principal = Depends(requires(Permission.SECURITY_CONTACTS_MANAGE)),
+    db: Database = Depends(database),
+):
+    with tenant_scope(db, principal) as session:
+        return _mutes_out(notices.mutes_of(session, contact_id))
+
+
+@router.put("/security-contacts/{contact_id}/mutes", response_model=MutesOut, responses=responses(404))
+def set_contact_mutes(
+    contact_id: UUID,
+    body: MutesIn,
+    principal: Principal = Depends(requires(Permission.SECURITY_CONTACTS_MANAGE)),
+    db: Database = Depends(database),
+):
+    """Replace the kinds this contact does not want mailed. An administrative kind is refused (422, naming
+    the rule) and stays delivered whatever is stored; every contact is told of the change."""
+    with tenant_scope(db, principal) as session:
+        return _mutes_out(notices.set_mutes(session, principal, contact_id, [k.value for k in body.muted]))
+
+
 def _add_policy_route(role_class: RoleClass) -> None:
     body_model = _policy_input(role_class)
 

@@ -58,6 +58,7 @@ def create_role(
         EntitlementEvent.ROLE_PERMISSIONS_CHANGED,
         f"role {name}",
         {"permissions": ", ".join(sorted(permissions)) or "(none)"},
+        permissions=permissions,
     )
     return role
 
@@ -86,6 +87,7 @@ def set_role_permissions(session: TenantSession, actor: Principal, name: str, pe
             "added": ", ".join(sorted(permissions - before)) or "(none)",
             "removed": ", ".join(sorted(before - permissions)) or "(none)",
         },
+        permissions=permissions ^ before,
     )
     return role
 

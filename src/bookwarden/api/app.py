@@ -35,6 +35,7 @@ ROUTERS = (
     "bookwarden.identity.account_routes",
     "bookwarden.identity.mfa_routes",
     "bookwarden.identity.saml_routes",
+    "bookwarden.identity.operator_routes",
     "bookwarden.audit.routes",
     "bookwarden.privacy.records_routes",
     "bookwarden.privacy.complaint_routes",

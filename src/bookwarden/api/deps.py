@@ -1,5 +1,8 @@
 """The request pipeline: bearer token or session cookie -> principal -> (tenant context) -> route.
 
+Operators sign in too (identity/operator_signin.py, cookie bw_operator_session): their session
+resolves to the same platform principal an operator token does, through the same grant header.
+
 API tokens (machines) and sign-in sessions (people in a browser) resolve to the same
 `Principal` through `authenticate` here, so every route works with either unchanged; SAML
 sign-on will end in a session too.
@@ -26,7 +29,7 @@ from bookwarden.access.permissions import Permission
 from bookwarden.audit import record as audit
 from bookwarden.db.session import Database, TenantSession, tenant_session
 from bookwarden.errors import Forbidden, Unauthenticated
-from bookwarden.identity import signin, tokens
+from bookwarden.identity import operator_signin, signin, tokens
 from bookwarden.identity.principal import Principal
 from bookwarden.identity.sessions import COOKIE_NAME
 from bookwarden.tenancy.service import ensure_active
@@ -34,6 +37,11 @@ from bookwarden.tenancy.service import ensure_active
 bearer = HTTPBearer(auto_error=False, description="an API token (bookwarden token create)")
 session_cookie = APIKeyCookie(
     name=COOKIE_NAME, auto_error=False, description="a sign-in session (POST /api/v1/auth/login)"
+)
+operator_cookie = APIKeyCookie(
+    name=operator_signin.COOKIE_NAME,
+    auto_error=False,
+    description="an operator's sign-in session (POST /api/v1/operator/auth/login)",
 )
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 GRANT_HEADER = "X-Operator-Grant"
@@ -47,22 +55,34 @@ def authenticate(
     request: Request,
     credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
     cookie: str | None = Depends(session_cookie),
+    operator: str | None = Depends(operator_cookie),
     db: Database = Depends(database),
 ) -> Principal:
     if credentials is None and cookie:
         check_same_origin(request)
         principal = signin.authenticate_session(db, cookie)
         return _authenticated(request, principal)
+    if credentials is None and operator:
+        # An operator signed in with password and second factor: the same principal an operator token gives.
+        check_same_origin(request)
+        principal = operator_signin.authenticate_session(db, operator)
+        return _authenticated(request, _through_grant(db, request, principal))
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated("send an API token as: Authorization: Bearer <token>")
     principal = tokens.authenticate(db, credentials.credentials)
-    if principal is not None and principal.is_operator and request.headers.get(GRANT_HEADER):
-        # The one path from an operator into a tenant: an approved grant, current, issued to them.
-        principal = grants.open_grant(db, principal, _grant_id(request.headers[GRANT_HEADER]))
+    if principal is not None:
+        principal = _through_grant(db, request, principal)
     if principal is None:
         # One answer for unknown, expired and revoked tokens: nothing to learn from probing.
         raise Unauthenticated("the token is not valid (unknown, expired or revoked)")
     return _authenticated(request, principal)
+
+
+def _through_grant(db: Database, request: Request, principal: Principal) -> Principal:
+    if principal.is_operator and request.headers.get(GRANT_HEADER):
+        # The one path from an operator into a tenant: an approved grant, current, issued to them.
+        return grants.open_grant(db, principal, _grant_id(request.headers[GRANT_HEADER]))
+    return principal
 
 
 def _authenticated(request: Request, principal: Principal) -> Principal:

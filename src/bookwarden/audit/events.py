@@ -130,6 +130,15 @@ class Action(enum.StrEnum):
     GRANT_EXPIRED = "operator_grant.expired"
     GRANT_USED = "operator_grant.used"
     GRANT_LISTED = "operator_grant.listed"
+    MFA_ENROLMENT_LINK_SENT = "mfa.enrolment_link_sent"  # an administrator's link to enrol after a reset
+    NOTICE_MUTES_VIEWED = "security_contact.mutes_viewed"
+    NOTICE_MUTES_CHANGED = "security_contact.mutes_changed"
+    OPERATOR_ACCOUNT_CREATED = "operator_account.created"
+    OPERATOR_ACCOUNT_LISTED = "operator_account.listed"
+    OPERATOR_ACCOUNT_DISABLED = "operator_account.disabled"
+    OPERATOR_ACCOUNT_ENABLED = "operator_account.enabled"
+    OPERATOR_ENROLMENT_LINK_ISSUED = "operator_account.enrolment_link_issued"
+    OPERATOR_ACCOUNT_ENROLLED = "operator_account.enrolled"  # password set and authenticator app confirmed
     TOKEN_ISSUED = "token.issued"
     TOKEN_REVOKED = "token.revoked"
     # The platform.

@@ -46,7 +46,8 @@ from bookwarden.tenancy.service import get_tenant, list_tenants
 MONTH = re.compile(r"^([1-9][0-9]{3})-(0[1-9]|1[0-2])$")
 CUSTOMER_TABLES: tuple[Table, ...] = tuple(kind.model.__table__ for kind in KINDS)
 AUDIT_TABLE = "audit_events"
-PLATFORM_ACTORS = (PrincipalKind.SYSTEM.value, PrincipalKind.OPERATOR_TOKEN.value)  # their requests are not calls
+# Their requests are not calls: the platform's own duties and its operators, by token or account.
+PLATFORM_ACTORS = (PrincipalKind.SYSTEM.value, PrincipalKind.OPERATOR_TOKEN.value, PrincipalKind.OPERATOR.value)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from bookwarden.access import approval_models as approvals  # noqa: F401
 from bookwarden.access import grant_models as grants  # noqa: F401
 from bookwarden.access import models as access  # noqa: F401
 from bookwarden.identity import models as identity  # noqa: F401
+from bookwarden.identity import operator_models as operators  # noqa: F401
 from bookwarden.identity import saml_models as saml  # noqa: F401
 from bookwarden.jobs import models as jobs  # noqa: F401
 from bookwarden.library import models as library  # noqa: F401

@@ -167,6 +167,8 @@ def set_password_policy(
     settings = {"min_length": row.min_length, "max_length": row.max_length, "history": row.history}
     details = {**settings, "expiry_days": row.expiry_days, "approval_id": approval.id if approval else None}
     record(session, Action.POLICY_CHANGED, ("password_policy", None), details={"role_class": cls.value, **details})
+    notice = {**{k: str(v) for k, v in settings.items()}, "expiry_days": str(row.expiry_days or "never")}
+    entitlement_changed(session, actor, EntitlementEvent.PASSWORD_POLICY_CHANGED, f"{cls} password policy", notice)
     return policy
 
 
@@ -190,7 +192,7 @@ def reset_password(session: TenantSession, actor: Principal, account_id: UUID, n
         ("account", account.id),
         details={"by": "administrator", "sessions_ended": ended},
     )
-    entitlement_changed(session, actor, EntitlementEvent.PASSWORD_RESET, f"account {account.id}")
+    entitlement_changed(session, actor, EntitlementEvent.PASSWORD_RESET, f"account {account.id}", account_id=account.id)
 
 
 def _set_password(session: TenantSession, account: Account, new_password: str) -> None:

@@ -568,6 +568,7 @@ def reset_second_factors(session: TenantSession, actor: Principal, account_id: U
             "recovery codes removed": str(removed.recovery_codes),
             "sessions ended": str(removed.sessions_ended),
         },
+        account_id=account.id,
     )
     return removed
 
@@ -734,8 +735,12 @@ def _proved_here(session: TenantSession, row: SignInSession) -> str | None:
     return sessions.second_factor_verified(session, row)
 
 
-def _has_factor(session: TenantSession, account: Account) -> bool:
+def has_factor(session: TenantSession, account: Account) -> bool:
     """An authenticator app or a security key; recovery codes only stand in for one of them."""
+    return _has_factor(session, account)
+
+
+def _has_factor(session: TenantSession, account: Account) -> bool:
     return account.totp_secret is not None or _key_count(session, account.id) > 0
 
 

@@ -70,15 +70,32 @@ log = structlog.get_logger()
 class LinkPurpose(enum.StrEnum):
     INVITE = "invite"
     RESET = "reset"
+    # An administrator's link to enrol a new second factor after an MFA reset (identity/enrolment.py).
+    MFA_ENROLMENT = "mfa-enrolment"
+    # A new operator account's link to set its password and enrol its authenticator app
+    # (identity/operator_accounts.py); its tenant is the platform's nil id, PLATFORM.
+    OPERATOR_ENROLMENT = "operator-enrolment"
 
 
-LIFETIME = {LinkPurpose.INVITE: timedelta(hours=72), LinkPurpose.RESET: timedelta(hours=1)}
+LIFETIME = {
+    LinkPurpose.INVITE: timedelta(hours=72),
+    LinkPurpose.RESET: timedelta(hours=1),
+    LinkPurpose.MFA_ENROLMENT: timedelta(hours=24),
+    LinkPurpose.OPERATOR_ENROLMENT: timedelta(hours=24),
+}
 # Where each link leads in the web console; the page posts the token to the matching API route.
-PAGE = {LinkPurpose.INVITE: "accept-invitation", LinkPurpose.RESET: "reset-password"}
+PAGE = {
+    LinkPurpose.INVITE: "accept-invitation",
+    LinkPurpose.RESET: "reset-password",
+    LinkPurpose.MFA_ENROLMENT: "enrol-second-factor",
+    LinkPurpose.OPERATOR_ENROLMENT: "operator/enrol",
+}
 MAIL = {
     LinkPurpose.INVITE: ("invitation.txt", "your invitation"),
     LinkPurpose.RESET: ("password_reset.txt", "reset your password"),
+    LinkPurpose.MFA_ENROLMENT: ("mfa_enrolment.txt", "set up your second factor again"),
 }
+PLATFORM = uuid.UUID(int=0)  # the "tenant" of links made for the platform's own staff
 # The status an account must have for each kind of link to be made or used.
 REQUIRED_STATUS = {LinkPurpose.INVITE: AccountStatus.INVITED, LinkPurpose.RESET: AccountStatus.ACTIVE}
 
@@ -158,6 +175,11 @@ def state_of(master: MasterKeys, account: Account | None) -> str:
     else:
         email_index = account.email_index.hex() if account.email_index else "none"
         material = f"{account.password_hash or 'none'}\x00{account.status.value}\x00{email_index}"
+    return fingerprint(master, material)
+
+
+def fingerprint(master: MasterKeys, material: str) -> str:
+    """The keyed state a link is bound to, from whatever text describes the state (`state_of`'s form)."""
     # Keyed: the payload is readable by whoever holds the link, and must tell them nothing of the hash.
     digest = hmac.new(_derived_key(master, "account state"), material.encode(), hashlib.sha256).digest()
     return _b64(digest[:_STATE_BYTES])
@@ -182,11 +204,22 @@ def issue(
     master: MasterKeys, purpose: LinkPurpose, tenant_id: UUID, account: Account | None, *, now: float | None = None
 ) -> IssuedLink:
     """A link for `account`; with None, a link for a random account that nothing will ever accept."""
+    account_id = account.id if account is not None else uuid.uuid4()
+    return issue_for(master, purpose, tenant_id, account_id, state_of(master, account), now=now)
+
+
+def issue_for(
+    master: MasterKeys, purpose: LinkPurpose, tenant_id: UUID, subject_id: UUID, state: str, *, now: float | None = None
+) -> IssuedLink:
+    """A link for `subject_id` bound to `state` (a `fingerprint`), for callers that keep their own state."""
     issued_at = time.time() if now is None else now
     expires = int(issued_at + LIFETIME[purpose].total_seconds())
-    account_id = account.id if account is not None else uuid.uuid4()
-    token = sign(master, LinkClaims(purpose, tenant_id, account_id, expires, state_of(master, account)))
+    token = sign(master, LinkClaims(purpose, tenant_id, subject_id, expires, state))
     return IssuedLink(token, datetime.fromtimestamp(expires, UTC))
+
+
+def state_matches(claims: LinkClaims, state: str) -> bool:
+    return hmac.compare_digest(state.encode(), claims.state.encode())
 
 
 def verify(master: MasterKeys, token: str, purpose: LinkPurpose, *, now: float | None = None) -> LinkClaims:
@@ -243,7 +276,7 @@ def send_invitation(session: TenantSession, master: MasterKeys, actor: Principal
             "password; send a password reset to an active account"
         )
     institution = session.get(Tenant, session.tenant_id).name
-    link = _mail_link(session, master, account, LinkPurpose.INVITE, f"an administrator of {institution}")
+    link = mail_link(session, master, account, LinkPurpose.INVITE, f"an administrator of {institution}")
     record(session, Action.ACCOUNT_INVITED, ("account", account.id), details={"link_expires_at": _when(link)})
     return link
 
@@ -258,7 +291,7 @@ def send_reset(session: TenantSession, master: MasterKeys, actor: Principal, acc
             "(re-send the invitation to an invited account; enable a disabled one first)"
         )
     institution = session.get(Tenant, session.tenant_id).name
-    link = _mail_link(session, master, account, LinkPurpose.RESET, f"an administrator of {institution}")
+    link = mail_link(session, master, account, LinkPurpose.RESET, f"an administrator of {institution}")
     details = {"by": "administrator", "link_expires_at": _when(link)}
     record(session, Action.PASSWORD_RESET_REQUESTED, ("account", account.id), details=details)
     return link
@@ -268,9 +301,16 @@ def _when(link: IssuedLink) -> str:
     return link.expires_at.isoformat()
 
 
-def _mail_link(
-    session: TenantSession, master: MasterKeys, account: Account, purpose: LinkPurpose, sender: str
+def mail_link(
+    session: TenantSession,
+    master: MasterKeys,
+    account: Account,
+    purpose: LinkPurpose,
+    sender: str,
+    *,
+    state: str | None = None,
 ) -> IssuedLink:
+    """Mail the holder a link for `purpose`, bound to `state` when given, else to `state_of(account)`."""
     key = session.keyring.subject_key(session.tenant_id, account.id)
 
     def field(column: str) -> str | None:
@@ -280,7 +320,10 @@ def _mail_link(
     if address is None:
         raise Conflict(f"account {account.id} has no email address, so a link cannot reach its holder")
     tenant = session.get(Tenant, session.tenant_id)
-    link = issue(master, purpose, session.tenant_id, account)
+    if state is None:
+        link = issue(master, purpose, session.tenant_id, account)
+    else:
+        link = issue_for(master, purpose, session.tenant_id, account.id, state)
     template, subject = MAIL[purpose]
     queue_mail(
         session,
@@ -326,7 +369,9 @@ def reset_with_link(db: Database, token: str, password: str) -> UUID:
         holder = _holder(session, account)
         details = {"by": "holder", "sessions_ended": ended}
         record(session, Action.PASSWORD_RESET, ("account", account.id), details=details, actor=holder)
-        entitlement_changed(session, holder, EntitlementEvent.PASSWORD_RESET, f"account {account.id}")
+        entitlement_changed(
+            session, holder, EntitlementEvent.PASSWORD_RESET, f"account {account.id}", account_id=account.id
+        )
         return account.id
 
 
@@ -402,7 +447,7 @@ def request_reset(db: Database, institution: str, username: str, source_address:
             record(session, Action.PASSWORD_RESET_REQUESTED, target, outcome=Outcome.FAILED, details=details)
             return
         try:
-            link = _mail_link(session, db.master, account, LinkPurpose.RESET, _SELF_SERVICE)
+            link = mail_link(session, db.master, account, LinkPurpose.RESET, _SELF_SERVICE)
         except InvalidInput:
             # An address stored before addresses were checked: the asker must still get the usual
             # answer, not a 422 that would tell them this account exists.

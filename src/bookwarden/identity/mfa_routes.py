@@ -8,7 +8,11 @@
   its holders unable to protect themselves). See `open_routes` in tests/test_api.py.
 - /api/v1/auth/mfa/webauthn...: a security key as the second step of a sign-in. Like POST
   /api/v1/auth/mfa they come before authentication, so they check the same-origin rule themselves.
-- /api/v1/accounts/{account_id}/mfa-reset: an administrator's reset, under accounts.manage.
+- /api/v1/accounts/{account_id}/mfa-reset: an administrator's reset, under accounts.manage; then
+  /api/v1/accounts/{account_id}/mfa-enrolment-link mails the holder a one-time link, with which
+  /api/v1/auth/mfa-enrolment (link and password) and /api/v1/auth/mfa-enrolment/confirm (the app's
+  code) enrol a new authenticator app and end in a normal session (identity/enrolment_links.py).
+  Like the other link routes they come before authentication and declare no permission.
 
 Security keys are used at BOOKWARDEN_PUBLIC_URL (see enrolment.RelyingParty), read and checked
 when this module loads: a wrong setting stops the application, not a sign-in.
@@ -29,7 +33,7 @@ from bookwarden.api.problems import responses
 from bookwarden.api.text import plain_text
 from bookwarden.db.session import Database
 from bookwarden.errors import Forbidden, Unauthenticated
-from bookwarden.identity import enrolment, sessions
+from bookwarden.identity import enrolment, enrolment_links, sessions
 from bookwarden.identity.enrolment import RelyingParty, SignedInAccount, relying_party
 from bookwarden.identity.models import SecurityKey
 from bookwarden.identity.principal import Principal, PrincipalKind
@@ -312,7 +316,7 @@ def reset_second_factors(
 ):
     """Remove every second factor of an account and end its sessions, for a holder who lost them all.
 
-    The institution's security contacts are told (a notice that cannot be muted).
+    The institution's security contacts are told (a notice that cannot be muted for an administrator's account).
     """
     with tenant_scope(db, principal) as session:
         reset = enrolment.reset_second_factors(session, principal, account_id)
@@ -323,3 +327,83 @@ def reset_second_factors(
         recovery_codes_removed=reset.recovery_codes,
         sessions_ended=reset.sessions_ended,
     )
+
+
+# --- an administrator's enrolment link, after a reset ------------------------------------------
+
+
+class EnrolmentLinkOut(BaseModel):
+    account_id: UUID
+    expires_at: datetime = Field(description="the link, mailed to the account's own address, works once until then")
+
+
+class EnrolmentBeginIn(Input):
+    token: str = Field(min_length=1, max_length=1024, description="the token from the link's #token= fragment")
+    # The policy ceiling (passwords.MAX_LENGTH_CEILING): longer input is no password of ours.
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class EnrolmentBegunOut(TotpStartOut):
+    account_id: UUID
+
+
+class EnrolledOut(RecoveryCodesOut):
+    account_id: UUID
+
+
+@router.post(
+    "/api/v1/accounts/{account_id}/mfa-enrolment-link",
+    response_model=EnrolmentLinkOut,
+    tags=["accounts"],
+    responses=responses(401, 403, 404, 409),
+)
+def send_enrolment_link(
+    account_id: UUID,
+    principal: Principal = Depends(requires(Permission.ACCOUNTS_MANAGE)),
+    db: Database = Depends(database),
+):
+    """Mail an account without a second factor (after a reset) a one-time link to enrol a new one (24 hours).
+
+    The link goes to the account's own address and is never shown here; the security contacts are told.
+    """
+    with tenant_scope(db, principal) as session:
+        sent = enrolment_links.send_link(session, db.master, principal, account_id)
+    return EnrolmentLinkOut(account_id=sent.account_id, expires_at=sent.expires_at)
+
+
+@router.post(
+    "/api/v1/auth/mfa-enrolment", status_code=201, response_model=EnrolmentBegunOut, responses=responses(401, 429)
+)
+def begin_enrolment(body: EnrolmentBeginIn, request: Request, response: Response, db: Database = Depends(database)):
+    """With an administrator's enrolment link and your password: a new authenticator app secret.
+
+    The answer sets a session cookie that can do one thing: confirm the app's code at
+    /api/v1/auth/mfa-enrolment/confirm. A wrong password is refused like a sign-in (401, throttled).
+    """
+    try:
+        begun = enrolment_links.begin(
+            db, body.token, body.password, source_address(request), request.headers.get("user-agent", "")
+        )
+    except TooManyAttempts as refused:
+        return too_many_attempts(request, refused)
+    set_session_cookie(response, begun.session_token)
+    return EnrolmentBegunOut(
+        account_id=begun.account_id,
+        secret=begun.secret,
+        otpauth_uri=begun.provisioning_uri,
+        expires_at=begun.expires_at,
+    )
+
+
+@router.post("/api/v1/auth/mfa-enrolment/confirm", response_model=EnrolledOut, responses=responses(401, 403, 409))
+def confirm_enrolment(
+    body: CodeIn,
+    request: Request,
+    response: Response,
+    cookie: str | None = Depends(session_cookie),
+    db: Database = Depends(database),
+):
+    """Activate the new app with its current code: ten recovery codes (shown once), and you are signed in."""
+    enrolled = enrolment_links.confirm(db, _pending_cookie(request, cookie), body.code)
+    set_session_cookie(response, enrolled.session_token)
+    return EnrolledOut(account_id=enrolled.account_id, recovery_codes=enrolled.recovery_codes)

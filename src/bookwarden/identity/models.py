@@ -243,3 +243,25 @@ class TotpEnrolment(Base):
     secret: Mapped[bytes] = mapped_column(LargeBinary, info=personal(Category.CREDENTIALS))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class MfaEnrolmentLink(Base):
+    """An administrator's enrolment link after an MFA reset: one outstanding per account (migration 0012).
+
+    The link itself is signed and carries no secret of ours; this row is what makes it one-time. Its
+    `nonce` is covered by the link's state fingerprint, so issuing a new link (a new nonce) ends the
+    old one, and completing the enrolment deletes the row. `session_id` is the sign-in session that
+    proved the account's password with this link: only that session may enrol the new factor.
+    identity/enrolment.py holds what is done with it.
+    """
+
+    __tablename__ = "mfa_enrolment_links"
+    __table_args__ = (tenant_fk("mfa_enrolment_links", "account_id", "accounts", "account"),)
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    account_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    nonce: Mapped[bytes] = mapped_column(LargeBinary, info=RANDOM_SECRET)
+    issued_by: Mapped[uuid.UUID]
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    session_id: Mapped[uuid.UUID | None]

@@ -14,6 +14,7 @@ class PrincipalKind(enum.StrEnum):
     API_TOKEN = "api_token"  # noqa: S105
     OPERATOR_TOKEN = "operator_token"  # noqa: S105
     ACCOUNT = "account"
+    OPERATOR = "operator"  # an operator account's sign-in session: acts exactly as an operator token does
     SYSTEM = "system"  # the platform's own scheduled duties (grant expiry, purges)
 
 

@@ -94,7 +94,7 @@ class SecondFactorEnrolmentRequired(BookwardenError):
     def __init__(self, roles: list[str]):
         super().__init__(
             f"your role ({', '.join(roles)}) requires a second factor and none is enrolled on this account; "
-            "ask an administrator of your institution to enrol an authenticator app for you, then sign in again"
+            "ask an administrator of your institution to send you an enrolment link, and follow it"
         )
 
 

@@ -242,6 +242,11 @@ _ADMIT_ACCOUNT = text(
 
 
 def admit_account(session: TenantSession, account_id: UUID, *, honour_lock: bool = True) -> Admission | None:
+    """`admit_key` for a tenant account, keyed under its tenant's index key."""
+    return admit_key(session, account_key(session, account_id), honour_lock=honour_lock)
+
+
+def admit_key(session: Session, key: bytes, *, honour_lock: bool = True) -> Admission | None:
     """Let one credential check on the account through, counted as a failure until `clear_account`.
 
     None when the account is locked or has reached the hard cap: the caller must then refuse
@@ -254,7 +259,7 @@ def admit_account(session: TenantSession, account_id: UUID, *, honour_lock: bool
     admitted = session.execute(
         _ADMIT_ACCOUNT,
         {
-            "key": account_key(session, account_id),
+            "key": key,
             "lock_after": ACCOUNT_LOCK_AFTER,
             "first": ACCOUNT_FIRST_LOCK,
             "cap": ACCOUNT_MAX_LOCK,
@@ -269,10 +274,12 @@ def admit_account(session: TenantSession, account_id: UUID, *, honour_lock: bool
 
 def clear_account(session: TenantSession, account_id: UUID) -> None:
     """End the account's failure streak: after a complete sign-in, or an administrator's password reset."""
-    session.execute(
-        text("DELETE FROM auth_failures WHERE scope = 'account' AND key = :key"),
-        {"key": account_key(session, account_id)},
-    )
+    clear_key(session, account_key(session, account_id))
+
+
+def clear_key(session: Session, key: bytes) -> None:
+    """End the failure streak of the account counted under `key` (operator accounts use their own keys)."""
+    session.execute(text("DELETE FROM auth_failures WHERE scope = 'account' AND key = :key"), {"key": key})
 
 
 def account_failures(session: TenantSession, account_id: UUID) -> int:
