@@ -32,11 +32,11 @@ import psycopg
 import pyotp
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import select, text
 from typer.testing import CliRunner
 
 from bookwarden import cli
-from bookwarden.access import approvals, grants
+from bookwarden.access import approvals, grants, notices
 from bookwarden.access.approval_models import SensitiveAction
 from bookwarden.access.grant_models import GrantScope
 from bookwarden.access.permissions import (
@@ -53,10 +53,12 @@ from bookwarden.config import Settings, get_settings
 from bookwarden.crypto.fields import encrypt_field
 from bookwarden.db import provision
 from bookwarden.db.session import platform_session, tenant_session
-from bookwarden.identity import accounts, links, passwords
+from bookwarden.identity import accounts, enrolment_links, links, operator_accounts, passwords
 from bookwarden.identity.models import Account, AccountKind, AccountStatus
 from bookwarden.identity.principal import Principal, PrincipalKind
 from bookwarden.library import service as library
+from bookwarden.notify.models import OutboxMessage
+from bookwarden.notify.service import open_mail
 from bookwarden.tenancy import service as tenancy
 from tests.conftest import TEST_DATABASE
 from tests.helpers import CHANGES, PATHS, fresh_address, populate
@@ -348,9 +350,12 @@ class World:
             )
 
     def saml_configured(self) -> None:
+        """Sign-on asked by one administrator and approved by another (maker-checker)."""
         provider = self.request.getfixturevalue("idp")
         body = {"idp_metadata": provider.metadata(), "role_mappings": MAPPINGS, "create_accounts": True}
-        assert self.admin.put("/api/v1/sso/saml", json=body).status_code == 200
+        asked = self.admin.put("/api/v1/sso/saml", json=body)
+        assert asked.status_code == 202, asked.text
+        assert self.client(ADMIN).post(f"/api/v1/approvals/{asked.json()['id']}/approve").status_code == 200
 
 
 @pytest.fixture
@@ -801,7 +806,7 @@ SSO = "/api/v1/sso/saml"
 def _(w):
     provider = w.request.getfixturevalue("idp")
     body = {"idp_metadata": provider.metadata(), "role_mappings": MAPPINGS, "create_accounts": True}
-    return Call(w.admin, "PUT", SSO, Action.SSO_CONFIGURED, w.tenant.id, json=body)
+    return Call(w.admin, "PUT", SSO, Action.APPROVAL_REQUESTED, w.tenant.id, json=body)  # applied once approved
 
 
 @route("GET", SSO)
@@ -813,7 +818,7 @@ def _(w):
 @route("DELETE", SSO)
 def _(w):
     w.saml_configured()
-    return Call(w.admin, "DELETE", SSO, Action.SSO_REMOVED, w.tenant.id)
+    return Call(w.admin, "DELETE", SSO, Action.APPROVAL_REQUESTED, w.tenant.id)  # applied once approved
 
 
 @route("GET", f"{SSO}/{{tenant_slug}}/metadata")
@@ -906,6 +911,135 @@ def _(w):
     client = w.client({Permission.PRIVACY_COMPLAINTS_HANDLE})
     url = f"{PRIVACY}/complaints/{_complaint(w)}/answer"
     return Call(client, "POST", url, Action.COMPLAINT_ANSWERED, w.tenant.id, json={"answer": "The screen was moved."})
+
+
+# notice mutes, an administrator's enrolment link after a reset, operators signing in
+
+
+def _contact(w) -> str:
+    with tenant_session(w.db, w.tenant.id) as session:
+        return str(notices.add_security_contact(session, "security@alpha.example").id)
+
+
+@route("GET", "/api/v1/security-contacts/mutes")
+def _(w):
+    _contact(w)
+    return Call(w.admin, "GET", "/api/v1/security-contacts/mutes", Action.NOTICE_MUTES_VIEWED, w.tenant.id)
+
+
+@route("GET", "/api/v1/security-contacts/{contact_id}/mutes")
+def _(w):
+    url = f"/api/v1/security-contacts/{_contact(w)}/mutes"
+    return Call(w.admin, "GET", url, Action.NOTICE_MUTES_VIEWED, w.tenant.id)
+
+
+@route("PUT", "/api/v1/security-contacts/{contact_id}/mutes")
+def _(w):
+    url = f"/api/v1/security-contacts/{_contact(w)}/mutes"
+    body = {"muted": ["api_token_created", "operator_grant_used"]}
+    return Call(w.admin, "PUT", url, Action.NOTICE_MUTES_CHANGED, w.tenant.id, json=body)
+
+
+@route("POST", f"{ACCOUNTS}/{{account_id}}/mfa-enrolment-link")
+def _(w):
+    url = f"{ACCOUNTS}/{w.account('lena').id}/mfa-enrolment-link"
+    return Call(w.admin, "POST", url, Action.MFA_ENROLMENT_LINK_SENT, w.tenant.id)
+
+
+def _enrolment_token(w, username: str) -> str:
+    """The token of an administrator's enrolment link mailed to a new account without a factor."""
+    account = w.account(username)
+    with tenant_session(w.db, w.tenant.id) as session:
+        enrolment_links.send_link(session, w.db.master, w.as_admin(), account.id)
+    with tenant_session(w.db, w.tenant.id) as session:
+        bodies = [open_mail(session, row).body for row in session.scalars(select(OutboxMessage))]
+    return next(b for b in bodies if "#token=" in b).split("#token=", 1)[1].split()[0]
+
+
+@route("POST", "/api/v1/auth/mfa-enrolment")
+def _(w):
+    body = {"token": _enrolment_token(w, "lena"), "password": PASSWORD}
+    return Call(w.browser(), "POST", "/api/v1/auth/mfa-enrolment", Action.MFA_ENROLMENT_STARTED, w.tenant.id, json=body)
+
+
+@route("POST", "/api/v1/auth/mfa-enrolment/confirm")
+def _(w):
+    client = w.browser()
+    begun = client.post("/api/v1/auth/mfa-enrolment", json={"token": _enrolment_token(w, "lena"), "password": PASSWORD})
+    assert begun.status_code == 201, begun.text
+    body = {"code": pyotp.TOTP(begun.json()["secret"]).now()}
+    return Call(client, "POST", "/api/v1/auth/mfa-enrolment/confirm", Action.MFA_ENROLLED, w.tenant.id, json=body)
+
+
+OPERATOR_AUTH = "/api/v1/operator/auth"
+OPERATOR_PASSWORD = "granite orchard lantern 93 violet"
+
+
+def _operator_link(w, username: str = "olga.ops") -> str:
+    with platform_session(w.db) as session:
+        made = operator_accounts.create_operator(session, w.db.keyring, w.db.master, username, "operator_ops")
+    return made.url.split("#token=", 1)[1]
+
+
+def _operator_enrolled(w, username: str = "olga.ops") -> pyotp.TOTP:
+    token, client = _operator_link(w, username), w.browser()
+    totp = pyotp.TOTP(client.post(f"{OPERATOR_AUTH}/enrolment", json={"token": token}).json()["secret"])
+    body = {"token": token, "password": OPERATOR_PASSWORD, "code": totp.now()}
+    assert client.post(f"{OPERATOR_AUTH}/enrolment/complete", json=body).status_code == 200
+    with platform_session(w.db) as session:  # the confirming code is spent; the clock stands still here
+        session.execute(text("UPDATE operator_accounts SET totp_last_step = totp_last_step - 2"))
+    return totp
+
+
+def _operator_pending(w) -> tuple[TestClient, pyotp.TOTP]:
+    totp, client = _operator_enrolled(w), w.browser()
+    body = {"username": "olga.ops", "password": OPERATOR_PASSWORD}
+    assert client.post(f"{OPERATOR_AUTH}/login", json=body).status_code == 200
+    return client, totp
+
+
+def _operator_signed_in(w) -> TestClient:
+    client, totp = _operator_pending(w)
+    assert client.post(f"{OPERATOR_AUTH}/mfa", json={"code": totp.now()}).status_code == 200
+    return client
+
+
+@route("POST", f"{OPERATOR_AUTH}/enrolment")
+def _(w):
+    body, url = {"token": _operator_link(w)}, f"{OPERATOR_AUTH}/enrolment"
+    return Call(w.browser(), "POST", url, Action.MFA_ENROLMENT_STARTED, PLATFORM_CHAIN, json=body)
+
+
+@route("POST", f"{OPERATOR_AUTH}/enrolment/complete")
+def _(w):
+    token, client = _operator_link(w), w.browser()
+    totp = pyotp.TOTP(client.post(f"{OPERATOR_AUTH}/enrolment", json={"token": token}).json()["secret"])
+    body = {"token": token, "password": OPERATOR_PASSWORD, "code": totp.now()}
+    url = f"{OPERATOR_AUTH}/enrolment/complete"
+    return Call(client, "POST", url, Action.OPERATOR_ACCOUNT_ENROLLED, PLATFORM_CHAIN, json=body)
+
+
+@route("POST", f"{OPERATOR_AUTH}/login")
+def _(w):
+    _operator_enrolled(w)
+    body = {"username": "olga.ops", "password": OPERATOR_PASSWORD}
+    return Call(w.browser(), "POST", f"{OPERATOR_AUTH}/login", Action.SIGN_IN_SUCCEEDED, PLATFORM_CHAIN, json=body)
+
+
+@route("POST", f"{OPERATOR_AUTH}/mfa")
+def _(w):
+    client, totp = _operator_pending(w)
+    return Call(client, "POST", f"{OPERATOR_AUTH}/mfa", Action.MFA_PASSED, PLATFORM_CHAIN, json={"code": totp.now()})
+
+
+@route("POST", f"{OPERATOR_AUTH}/logout")
+def _(w):
+    return Call(_operator_signed_in(w), "POST", f"{OPERATOR_AUTH}/logout", Action.SIGNED_OUT, PLATFORM_CHAIN)
+
+
+@route("GET", f"{OPERATOR_AUTH}/me")
+def _(w):
+    return Call(_operator_signed_in(w), "GET", f"{OPERATOR_AUTH}/me", Action.SESSION_VIEWED, PLATFORM_CHAIN)
 
 
 # -- the route test ----------------------------------------------------------------------------
@@ -1259,6 +1393,37 @@ def _(c):
 def _(c):
     c.tenant()
     return Command(["usage", "report"], Action.USAGE_REPORTED, PLATFORM_CHAIN)
+
+
+@command("operator", "create")
+def _(c):
+    args = ["operator", "create", "olga.ops", "--role", "operator_ops"]
+    return Command(args, Action.OPERATOR_ACCOUNT_CREATED, PLATFORM_CHAIN)
+
+
+@command("operator", "enrolment-link")
+def _(c):
+    c.run("operator", "create", "olga.ops", "--role", "operator_ops")
+    return Command(["operator", "enrolment-link", "olga.ops"], Action.OPERATOR_ENROLMENT_LINK_ISSUED, PLATFORM_CHAIN)
+
+
+@command("operator", "disable")
+def _(c):
+    c.run("operator", "create", "olga.ops", "--role", "operator_ops")
+    return Command(["operator", "disable", "olga.ops"], Action.OPERATOR_ACCOUNT_DISABLED, PLATFORM_CHAIN)
+
+
+@command("operator", "enable")
+def _(c):
+    c.run("operator", "create", "olga.ops", "--role", "operator_ops")
+    c.run("operator", "disable", "olga.ops")
+    return Command(["operator", "enable", "olga.ops"], Action.OPERATOR_ACCOUNT_ENABLED, PLATFORM_CHAIN)
+
+
+@command("operator", "list")
+def _(c):
+    c.run("operator", "create", "olga.ops", "--role", "operator_ops")
+    return Command(["operator", "list"], Action.OPERATOR_ACCOUNT_LISTED, PLATFORM_CHAIN)
 
 
 @command("privacy", "records")
