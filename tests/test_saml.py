@@ -9,7 +9,10 @@ Every refusal is checked to leave no session and an audit event naming its reaso
 from __future__ import annotations
 
 import hashlib
+import itertools
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs, urlsplit
 
 import pyotp
@@ -17,16 +20,19 @@ import pytest
 import saml2.time_util
 from sqlalchemy import select, text
 
-from bookwarden.access import notices
+from bookwarden.access import approvals, notices
+from bookwarden.access import service as access
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
 from bookwarden.crypto.fields import encrypt_field
-from bookwarden.identity import accounts, saml, saml_protocol, sessions
+from bookwarden.db.session import platform_session, tenant_session
+from bookwarden.identity import accounts, saml, saml_config, saml_protocol, sessions
 from bookwarden.identity.models import Account, AccountKind, AccountStatus
 from bookwarden.identity.principal import Principal, PrincipalKind
 from bookwarden.identity.saml_protocol import Refusal
 from bookwarden.notify.models import MailCategory, OutboxMessage
 from bookwarden.notify.service import open_mail
-from tests.helpers import grant
+from bookwarden.tenancy.models import Tenant
+from tests.helpers import fresh_address, grant
 from tests.saml_idp import IDP, IDP_SSO, STAFF, Answer, IdentityProvider, key_pair
 
 MFA = "https://refeds.org/profile/mfa"
@@ -36,6 +42,7 @@ MAPPINGS = [
     {"attribute": "eduPersonAffiliation", "value": "library-privacy", "role": "privacy_officer"},
 ]
 PROBLEM = "application/problem+json"
+ADMIN = BUILTIN_PERMISSIONS[BuiltinRole.TENANT_ADMIN]
 
 
 # -- the identity provider -----------------------------------------------------------------
@@ -52,7 +59,8 @@ def key_pairs(tmp_path_factory):
 
 
 def _admin_token(issue_token, tenant) -> str:
-    return issue_token(tenant, permissions={Permission.SSO_MANAGE})
+    # sso.manage to ask for a change and approve another's; accounts.read to reach the approvals.
+    return issue_token(tenant, permissions={Permission.SSO_MANAGE, Permission.ACCOUNTS_READ})
 
 
 @pytest.fixture
@@ -84,18 +92,20 @@ def idp(key_pairs, sp_metadata, tenant, other_tenant):
     return IdentityProvider(key_pairs["idp"], [alpha, sp_metadata("beta"), other])
 
 
+def _body(idp, metadata: str | None = None, **settings) -> dict:
+    return {"idp_metadata": metadata or idp.metadata(), "role_mappings": MAPPINGS, "create_accounts": True, **settings}
+
+
 @pytest.fixture
 def configure(admin, idp):
-    """configure(tenant, **settings) -> the PUT response; by default JIT accounts and the staff mapping."""
+    """configure(tenant, **settings) -> asked by one administrator and approved by another (maker-checker):
+    the approval's response, or the PUT's when it refused. By default JIT accounts and the staff mapping."""
 
     def put(t, *, metadata: str | None = None, **settings):
-        body = {
-            "idp_metadata": metadata or idp.metadata(),
-            "role_mappings": MAPPINGS,
-            "create_accounts": True,
-            **settings,
-        }
-        return admin(t).put("/api/v1/sso/saml", json=body)
+        asked = admin(t).put("/api/v1/sso/saml", json=_body(idp, metadata, **settings))
+        if asked.status_code != 202:
+            return asked
+        return admin(t).post(f"/api/v1/approvals/{asked.json()['id']}/approve")
 
     return put
 
@@ -502,20 +512,25 @@ def test_the_service_provider_metadata_is_public_and_asks_for_signed_assertions(
 def test_administrators_read_replace_and_remove_the_configuration(admin, configure, idp, in_tenant, tenant, contacts):
     client = admin(tenant)
     assert client.get("/api/v1/sso/saml").status_code == 404
-    put = configure(tenant, create_accounts=False)
-    assert put.status_code == 200, put.text
-    body = put.json()
+    approved = configure(tenant, create_accounts=False)
+    assert approved.status_code == 200, approved.text
+    body = client.get("/api/v1/sso/saml").json()
     assert body["idp_entity_id"] == IDP and body["idp_sso_url"] == IDP_SSO
     (certificate,) = body["idp_signing_certificates"]
     assert certificate["subject"] == "CN=idp" and len(certificate["sha256"]) == 95
     assert body["sp_entity_id"] == saml_protocol.sp_urls("alpha").entity_id
     assert body["role_mappings"] == MAPPINGS and body["create_accounts"] is False
-    assert client.get("/api/v1/sso/saml").json() == body
 
-    assert client.delete("/api/v1/sso/saml").status_code == 204
+    removal = client.delete("/api/v1/sso/saml")
+    assert removal.status_code == 202, removal.text
+    assert removal.json()["action"] == "remove_sso" and removal.json()["params"]["idp_entity_id"] == IDP
+    assert client.get("/api/v1/sso/saml").status_code == 200  # in force until another administrator approves
+    assert admin(tenant).post(f"/api/v1/approvals/{removal.json()['id']}/approve").status_code == 200
     assert client.get("/api/v1/sso/saml").status_code == 404
+    assert client.delete("/api/v1/sso/saml").status_code == 404  # nothing left to remove
     assert [e["outcome"] for e in _events(in_tenant, tenant, "sso.configured")] == ["succeeded"]
-    assert len(_events(in_tenant, tenant, "sso.removed")) == 1
+    (removed,) = _events(in_tenant, tenant, "sso.removed")
+    assert removed["details"]["approval_id"] == removal.json()["id"]
     subjects = _security_mail(in_tenant, tenant)
     assert any("institutional sign-on configured" in s for s in subjects)
     assert any("institutional sign-on removed" in s for s in subjects)
@@ -621,27 +636,49 @@ def test_login_refuses_an_address_on_another_site(browser, configure, tenant):
         assert response.status_code == 422, target
 
 
-def test_one_answer_posted_twice_at_once_signs_in_once(committed_db, committed_tenant, settings, key_pairs):
-    """Two posts racing with the same answer (a double submit, or a thief racing the browser):
-    the request is taken by one of them only, with real commits and two connections."""
-    from concurrent.futures import ThreadPoolExecutor
+# -- real commits: races -------------------------------------------------------------------
 
-    from fastapi.testclient import TestClient
 
+def _configured_by_two(database, tenant_id, settings_in: saml_config.SamlSettings) -> None:
+    """Sign-on configured as the platform requires: asked by one administrator, approved by another."""
+    maker, checker = (
+        Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant_id, frozenset({Permission.SSO_MANAGE}))
+        for _ in range(2)
+    )
+    with tenant_session(database, tenant_id) as session:
+        asked = saml_config.ask_change(session, maker, settings_in)
+    with tenant_session(database, tenant_id) as session:
+        approvals.approve(session, checker, asked.id)
+
+
+def _committed_sign_on(committed_db, committed_tenant, settings, key_pairs, mappings=()):
+    """An app over really committed data, an institution with sign-on configured, and its IdP."""
     from bookwarden.api.app import create_app
-    from bookwarden.db.session import platform_session, tenant_session
-    from bookwarden.tenancy.models import Tenant
 
     app = create_app(committed_db, settings)
     tenant_id = committed_tenant()
     with platform_session(committed_db) as session:
         slug = session.get(Tenant, tenant_id).slug
-    browsers = [TestClient(app, base_url="https://testserver", raise_server_exceptions=False) for _ in range(2)]
-    idp = IdentityProvider(key_pairs["idp"], [browsers[0].get(f"/api/v1/sso/saml/{slug}/metadata").text])
-    admin = Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant_id, frozenset({Permission.SSO_MANAGE}))
-    settings_in = saml.SamlSettings(idp.metadata(), "eduPersonPrincipalName", None, None, (), True, AccountKind.STAFF)
-    with tenant_session(committed_db, tenant_id) as session:
-        saml.configure(session, admin, settings_in)
+    idp = IdentityProvider(key_pairs["idp"], [_committed_browser(app).get(f"/api/v1/sso/saml/{slug}/metadata").text])
+    settings_in = saml_config.SamlSettings(
+        idp.metadata(), "eduPersonPrincipalName", None, None, tuple(mappings), True, AccountKind.STAFF
+    )
+    _configured_by_two(committed_db, tenant_id, settings_in)
+    return app, tenant_id, slug, idp
+
+
+def _committed_browser(app):
+    from fastapi.testclient import TestClient
+
+    address = (fresh_address(), 50000)
+    return TestClient(app, base_url="https://testserver", client=address, raise_server_exceptions=False)
+
+
+def test_one_answer_posted_twice_at_once_signs_in_once(committed_db, committed_tenant, settings, key_pairs):
+    """Two posts racing with the same answer (a double submit, or a thief racing the browser):
+    the request is taken by one of them only, with real commits and two connections."""
+    app, tenant_id, slug, idp = _committed_sign_on(committed_db, committed_tenant, settings, key_pairs)
+    browsers = [_committed_browser(app) for _ in range(2)]
     answer = idp.answer(_start(browsers[0], slug))
     acs_path = f"/api/v1/sso/saml/{slug}/acs"
     browsers[1].cookies.set(saml.BROWSER_COOKIE, browsers[0].cookies.get(saml.BROWSER_COOKIE), path=acs_path)
@@ -653,3 +690,70 @@ def test_one_answer_posted_twice_at_once_signs_in_once(committed_db, committed_t
     with tenant_session(committed_db, tenant_id) as session:
         assert session.execute(text("SELECT count(*) FROM sessions")).scalar_one() == 1
         assert session.execute(text("SELECT count(*) FROM accounts")).scalar_one() == 1
+
+
+STAFF_MAPPING = (saml_config.RoleMapping("eduPersonAffiliation", "staff", "circulation_staff"),)
+NOT_STAFF = {**STAFF, "eduPersonAffiliation": ["member"]}
+RACES = {
+    # case: (the account before, what the IdP asserts, the roles after, the event only the first records,
+    #        how many look-ups: a new username's loser runs again; an existing account's waits on its row lock)
+    "first sign-in of a new username": (None, STAFF, ["circulation_staff"], "account.created", 3),
+    "a role gained by an existing account": ([], STAFF, ["circulation_staff"], "role.granted", 2),
+    "a role lost by an existing account": (["circulation_staff"], NOT_STAFF, [], "role.revoked", 2),
+}
+
+
+@pytest.mark.parametrize("case", list(RACES))
+def test_two_simultaneous_sign_ins_of_one_person_both_end_signed_in_as_one_account(
+    committed_db, committed_tenant, settings, key_pairs, monkeypatch, case
+):
+    """Two tabs finish signing in at the same moment. Both look the username up before either writes
+    (a barrier holds each until the other has looked). A new username: both create the account, the
+    unique index lets one commit, and the other, instead of a 500, runs again and signs in as the account
+    the first one committed. An existing account: the second waits for the first and grants or revokes
+    nothing twice. Real commits, two threads, two connections."""
+    app, tenant_id, slug, idp = _committed_sign_on(committed_db, committed_tenant, settings, key_pairs, STAFF_MAPPING)
+    before, identity, roles_after, first_only, lookups_expected = RACES[case]
+    if before is not None:
+        with tenant_session(committed_db, tenant_id) as session:
+            maker = Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant_id, ADMIN)
+            account = accounts.create_account(session, maker, kind=AccountKind.STAFF, username="jdoe@alpha.example")
+            account.status = AccountStatus.ACTIVE
+            for role in before:  # as an earlier sign-in granted it
+                access.grant_role(session, saml.identity_provider(tenant_id), account.id, role)
+    with tenant_session(committed_db, tenant_id) as session:
+        events_before = session.execute(text("SELECT count(*) FROM audit_events")).scalar_one()
+    browsers = [_committed_browser(app) for _ in range(2)]
+    answers = [idp.answer(_start(b, slug), identity) for b in browsers]
+
+    real_lookup, lookups = accounts.find_by_username, itertools.count()
+    both_looked = threading.Barrier(2, timeout=20)
+
+    def look_up_then_wait(session, username):
+        found = real_lookup(session, username)
+        if next(lookups) < 2:  # the first look-up of each sign-in; a run after a lost race goes straight on
+            both_looked.wait()
+        return found
+
+    monkeypatch.setattr(saml.accounts, "find_by_username", look_up_then_wait)
+    with ThreadPoolExecutor(2) as pool:
+        responses = list(pool.map(lambda pair: _post(pair[0], pair[1], slug=slug), zip(browsers, answers, strict=True)))
+
+    assert [r.status_code for r in responses] == [303, 303], [r.text for r in responses]
+    signed_in_as = {r.json()["account_id"] for r in responses}
+    assert len(signed_in_as) == 1
+    assert next(lookups) == lookups_expected
+    with tenant_session(committed_db, tenant_id) as session:
+        assert session.execute(text("SELECT count(*) FROM accounts")).scalar_one() == 1
+        assert session.execute(text("SELECT count(*) FROM sessions WHERE revoked_at IS NULL")).scalar_one() == 2
+        assert access.held_roles(session, uuid.UUID(signed_in_as.pop())) == roles_after
+        actions = (
+            session.execute(text("SELECT action FROM audit_events WHERE seq > :n"), {"n": events_before})
+            .scalars()
+            .all()
+        )
+    assert actions.count("auth.sign_in.succeeded") == 2
+    assert actions.count(first_only) == 1  # nothing done twice, and a lost run left nothing behind
+    assert "auth.sign_in.failed" not in actions
+    for client in browsers:
+        assert client.get("/api/v1/auth/me").status_code == 200

@@ -37,6 +37,9 @@ class ApprovalRequest(Base):
 class SensitiveAction(enum.StrEnum):
     GRANT_ADMIN_ROLE = "grant_admin_role"
     CHANGE_PASSWORD_POLICY = "change_password_policy"  # noqa: S105 - an action name
+    # Institutional sign-on: whoever controls the IdP decides who signs in as whom (identity/saml_config.py).
+    CONFIGURE_SSO = "configure_sso"
+    REMOVE_SSO = "remove_sso"
 
 
 def require_approval(approval: ApprovalRequest | None, action: SensitiveAction, params: dict, what: str) -> None:

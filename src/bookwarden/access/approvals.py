@@ -2,8 +2,9 @@
 
 A request names the action and its exact parameters; another holder of the permission the
 action needs approves it, and the action is carried out at that moment, under that approval.
-Sensitive now: granting an administrative role, changing a password policy. Bulk export and
-erasure approval join when those features land.
+Sensitive now: granting an administrative role, changing a password policy, configuring or
+removing institutional sign-on (identity/saml_config.py). Bulk export and erasure approval join
+when those features land.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ from bookwarden.identity.principal import Principal
 PERMISSION = {
     SensitiveAction.GRANT_ADMIN_ROLE: Permission.ROLES_ASSIGN,
     SensitiveAction.CHANGE_PASSWORD_POLICY: Permission.POLICY_MANAGE,
+    SensitiveAction.CONFIGURE_SSO: Permission.SSO_MANAGE,
+    SensitiveAction.REMOVE_SSO: Permission.SSO_MANAGE,
 }
+SIGN_ON = frozenset({SensitiveAction.CONFIGURE_SSO, SensitiveAction.REMOVE_SSO})
 KEEP_OPEN = timedelta(days=7)
 
 
@@ -53,8 +57,10 @@ def ask(session: TenantSession, actor: Principal, action: SensitiveAction, param
 
 
 def _record(session: TenantSession, action: Action, request: ApprovalRequest) -> None:
-    # The parameters are ids, role names and policy numbers: nothing personal.
-    details = {"sensitive_action": request.action, "requested_by": request.requested_by, **request.params}
+    # The parameters are ids, role names, policy numbers and sign-on settings: nothing personal. A sign-on
+    # change's `content` (kilobytes of IdP metadata) is recorded by its digest, content_sha256, which binds it.
+    params = {key: value for key, value in request.params.items() if key != "content"}
+    details = {"sensitive_action": request.action, "requested_by": request.requested_by, **params}
     record(session, action, ("approval", request.id), details=details)
 
 
@@ -91,7 +97,9 @@ def pending(session: TenantSession) -> list[ApprovalRequest]:
 
 def _carry_out(session: TenantSession, approver: Principal, request: ApprovalRequest) -> None:
     params = dict(request.params)
-    if request.action == SensitiveAction.GRANT_ADMIN_ROLE:
+    if request.action in SIGN_ON:
+        _sign_on().carry_out(session, approver, request)
+    elif request.action == SensitiveAction.GRANT_ADMIN_ROLE:
         access.grant_role(session, approver, UUID(params["account_id"]), params["role"], approval=request)
     else:
         role_class = RoleClass(params.pop("role_class"))
@@ -99,6 +107,8 @@ def _carry_out(session: TenantSession, approver: Principal, request: ApprovalReq
 
 
 def _checked(session: TenantSession, action: SensitiveAction, params: dict) -> dict:
+    if action in SIGN_ON:
+        return _sign_on().checked_params(session, action, params)
     if action is SensitiveAction.GRANT_ADMIN_ROLE:
         if params.get("role") not in {r.value for r in ADMIN_ROLES}:
             raise InvalidInput(f"role: only {', '.join(sorted(ADMIN_ROLES))} need an approval; grant others directly")
@@ -125,3 +135,10 @@ def _pending(session: TenantSession, request_id: UUID) -> ApprovalRequest:
     if request.expires_at <= datetime.now(UTC):
         raise Conflict("the request has expired; ask again")
     return request
+
+
+def _sign_on():
+    # Imported when used: identity/saml_config.py asks through this module.
+    from bookwarden.identity import saml_config
+
+    return saml_config

@@ -2,7 +2,10 @@
 
 Expired sessions, unanswered WebAuthn challenges and unconfirmed TOTP enrolments are useless
 once past their time, and a session row names an address and a browser: it is not kept longer
-than a day after it ended.
+than a day after it ended. Institutional sign-ins left unanswered (saml_requests, 10 minutes) and
+the ids of used SAML assertions past their own expiry (kept only to refuse a replay until then)
+go too: a new sign-in start clears its institution's expired requests, but an institution nobody
+signs in to any more would keep a flood of abandoned ones.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from sqlalchemy import delete, or_
 
 from bookwarden.db.session import Database, platform_session, tenant_session
 from bookwarden.identity.models import MfaChallenge, SignInSession, TotpEnrolment
+from bookwarden.identity.saml_models import SamlConsumedAssertion, SamlRequest
 from bookwarden.identity.throttle import forget_quiet_addresses
 from bookwarden.jobs.service import handler, schedule
 from bookwarden.tenancy.service import list_tenants
@@ -34,7 +38,8 @@ def _purge(db: Database, payload: dict) -> None:
 
 
 def purge_expired(db: Database) -> int:
-    """Delete ended sessions (a day after they ended), expired challenges and enrolments; returns rows."""
+    """Delete ended sessions (a day after they ended), expired challenges, enrolments, sign-on requests and
+    used-assertion ids; returns rows."""
     now = datetime.now(UTC)
     with platform_session(db) as session:
         tenant_ids = [t.id for t in list_tenants(session)]
@@ -50,6 +55,8 @@ def purge_expired(db: Database) -> int:
                 delete(SignInSession).where(ended),
                 delete(MfaChallenge).where(MfaChallenge.expires_at < now),
                 delete(TotpEnrolment).where(TotpEnrolment.expires_at < now),
+                delete(SamlRequest).where(SamlRequest.expires_at < now),
+                delete(SamlConsumedAssertion).where(SamlConsumedAssertion.expires_at < now),
             ):
                 removed += session.execute(statement).rowcount
     return removed

@@ -1,10 +1,8 @@
-"""Institutional sign-on (SAML 2.0): each tenant's identity provider, and sign-in through it.
+"""Institutional sign-on (SAML 2.0): sign-in through each tenant's identity provider.
 
-Configuration (tenant administrators, permission sso.manage): the IdP's metadata, checked on
-upload (identity/saml_protocol.py), which attribute carries the username, which attribute values
-give which roles, and whether an unknown username gets an account on first sign-in or is refused.
-Every change is audited and mailed to the security contacts: whoever controls the IdP decides who
-signs in as whom, so the configuration is an entitlement in itself.
+The configuration (which IdP, which attribute carries the username, which attribute values give
+which roles, whether an unknown username gets an account) is changed only with a second
+administrator's approval: identity/saml_config.py.
 
 Sign-in, as the browser sees it:
 
@@ -32,63 +30,64 @@ taken as done; otherwise the session waits for POST /api/v1/auth/mfa like a pass
 Every sign-in leaves one audit event: auth.sign_in.succeeded, or auth.sign_in.failed with
 {"method": "saml", "reason": ...}, the latter committed in its own transaction. Starting one
 records auth.sign_in.started, and serving the public SP metadata sso.metadata_served.
+
+Starting is public and writes (a request row, an audit event), so it is throttled per source
+address with the sign-in throttle (identity/throttle.py, same limits: 5 in 15 minutes, then
+doubling delays, 429 with Retry-After), under a key of its own so that it never eats into the
+password sign-in's allowance. A start counts until its sign-in succeeds, when the count is taken
+back: people who finish signing in are never slowed, however many share an address (a campus
+NAT); only starts left unanswered add up. A refusal records auth.sign_in.throttled. Request rows
+of abandoned sign-ins are purged hourly (identity/housekeeping.py) as well as by later starts.
+
+Concurrent sign-ins of one person (two tabs, a double click at the IdP): for an existing account
+the second waits on the account's row lock until the first commits, then reads the roles it granted
+or revoked. A new username has no row to lock: both find no account and both create it, the unique
+username index lets one commit and makes the other fail. The loser's transaction is then run again
+from the start: it now finds the account the winner created (with its roles) and signs in as it.
+Only after `_ATTEMPTS` such losses in a row is it refused, with 409 concurrent-sign-in, which
+starting again resolves.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import uuid
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from urllib.parse import urlsplit
 from uuid import UUID
 
 import structlog
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 
 from bookwarden.access import service as access
-from bookwarden.access.authorize import authorize
 from bookwarden.access.models import AccountRole, Role
-from bookwarden.access.notices import EntitlementEvent, entitlement_changed
 from bookwarden.access.permissions import (
-    ADMIN_ROLES,
     MFA_REQUIRED,
-    BuiltinRole,
     Permission,
 )
 from bookwarden.audit.events import Action, Outcome
 from bookwarden.audit.record import acting, current, record, record_now
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
-from bookwarden.errors import BookwardenError, InvalidInput, NotFound, SegregationOfDutiesError
-from bookwarden.identity import accounts, saml_protocol, sessions, signin
+from bookwarden.errors import BookwardenError, Conflict, InvalidInput, NotFound, SegregationOfDutiesError
+from bookwarden.identity import accounts, saml_config, saml_protocol, sessions, signin, throttle
 from bookwarden.identity.models import Account, AccountKind, AccountStatus
 from bookwarden.identity.principal import Principal, PrincipalKind
 from bookwarden.identity.saml_models import SamlConfig, SamlConsumedAssertion, SamlRequest
-from bookwarden.identity.saml_protocol import EXPLANATION, IdpMetadata, Refusal, ResponseRefused
+from bookwarden.identity.saml_protocol import EXPLANATION, Refusal, ResponseRefused
 from bookwarden.tenancy.models import Tenant, TenantStatus
-from bookwarden.tenancy.service import SLUG
 
 log = structlog.get_logger()
 
 REQUEST_LIFETIME = timedelta(minutes=10)  # time to authenticate at the IdP, second factor included
 BROWSER_COOKIE = "bw_saml_request"
 _BROWSER_BYTES = 32
-# Permissions that run access control: a custom role holding one is administrative in all but name,
-# so sign-on may not hand it out (the built-in ones are refused by name, ADMIN_ROLES).
-ACCESS_CONTROL = frozenset(
-    {
-        Permission.ACCOUNTS_MANAGE,
-        Permission.ROLES_MANAGE,
-        Permission.ROLES_ASSIGN,
-        Permission.TOKENS_MANAGE,
-        Permission.POLICY_MANAGE,
-        Permission.SSO_MANAGE,
-        Permission.SECURITY_CONTACTS_MANAGE,
-        Permission.OPERATOR_GRANTS_APPROVE,
-    }
-)
+UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE for a unique index refusing a second row
 _IDP_NAMESPACE = uuid.UUID("5d0a6a53-8a57-4f6c-9a3e-2f4b1c6d9e71")
 
 
@@ -104,27 +103,6 @@ class SamlSignInRefused(BookwardenError):
         self.account_id = account_id  # when the refusal concerns a known account (audit target)
 
 
-# --- configuration ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RoleMapping:
-    attribute: str
-    value: str
-    role: str
-
-
-@dataclass(frozen=True)
-class SamlSettings:
-    idp_metadata: str
-    username_attribute: str
-    email_attribute: str | None
-    display_name_attribute: str | None
-    role_mappings: tuple[RoleMapping, ...]
-    create_accounts: bool
-    new_account_kind: AccountKind
-
-
 def identity_provider(tenant_id: UUID) -> Principal:
     """Who acts when sign-on creates an account or grants a role: the tenant's IdP, under a stable id.
 
@@ -138,105 +116,17 @@ def identity_provider(tenant_id: UUID) -> Principal:
     )
 
 
-def configure(session: TenantSession, actor: Principal, settings: SamlSettings) -> tuple[SamlConfig, IdpMetadata]:
-    """Create or replace the tenant's IdP configuration; raises InvalidInput naming what is wrong."""
-    authorize(actor, Permission.SSO_MANAGE)
-    metadata = saml_protocol.parse_idp_metadata(settings.idp_metadata)
-    for index, mapping in enumerate(settings.role_mappings):
-        _check_mappable(session, mapping.role, f"role_mappings[{index}].role")
-    config = session.get(SamlConfig, session.tenant_id) or SamlConfig(tenant_id=session.tenant_id)
-    config.idp_entity_id = metadata.entity_id
-    config.idp_metadata = settings.idp_metadata
-    config.username_attribute = settings.username_attribute
-    config.email_attribute = settings.email_attribute
-    config.display_name_attribute = settings.display_name_attribute
-    config.role_mappings = [
-        {"attribute": m.attribute, "value": m.value, "role": m.role} for m in settings.role_mappings
-    ]
-    config.create_accounts = settings.create_accounts
-    config.new_account_kind = settings.new_account_kind.value
-    config.updated_by = actor.id
-    config.updated_at = datetime.now(UTC)
-    session.add(config)
-    session.flush()
-    summary = {
-        "idp_entity_id": metadata.entity_id,
-        "signing_certificates": [c.sha256 for c in metadata.certificates],
-        "username_attribute": settings.username_attribute,
-        "role_mappings": [f"{m.attribute}={m.value} -> {m.role}" for m in settings.role_mappings],
-        "create_accounts": settings.create_accounts,
-    }
-    record(session, Action.SSO_CONFIGURED, ("tenant", session.tenant_id), details=summary, actor=actor)
-    entitlement_changed(
-        session,
-        actor,
-        EntitlementEvent.SSO_CONFIGURED,
-        "institutional sign-on (SAML)",
-        {
-            "identity provider": metadata.entity_id,
-            "signing certificates (SHA-256)": ", ".join(summary["signing_certificates"]),
-            "role mappings": "; ".join(summary["role_mappings"]) or "(none)",
-            "unknown usernames": "get an account" if settings.create_accounts else "are refused",
-        },
-    )
-    return config, metadata
-
-
-def _check_mappable(session: TenantSession, role: str, field: str) -> None:
-    if role in {r.value for r in BuiltinRole}:
-        if BuiltinRole(role).is_platform:
-            raise InvalidInput(f"{field}: {role} is a platform role, not an institution's")
-        if role in ADMIN_ROLES:
-            raise InvalidInput(
-                f"{field}: {role} is an administrative role; it is granted only with a second administrator's "
-                "approval (POST /api/v1/approvals), never by sign-on attributes"
-            )
-        return
-    custom = session.scalar(select(Role).where(Role.tenant_id == session.tenant_id, Role.name == role))
-    if custom is None:
-        raise NotFound(f"{field}: no role named {role} in this institution")
-    held = ACCESS_CONTROL & access.role_permissions(session, custom)
-    if held:
-        raise InvalidInput(
-            f"{field}: role {role} holds access-control permissions ({', '.join(sorted(held))}), which sign-on "
-            "may not hand out"
-        )
-
-
-def read_config(session: TenantSession, actor: Principal) -> tuple[SamlConfig, IdpMetadata]:
-    authorize(actor, Permission.SSO_MANAGE)
-    config = _config(session)
-    record(session, Action.SSO_VIEWED, ("tenant", session.tenant_id), actor=actor)
-    return config, saml_protocol.parse_idp_metadata(config.idp_metadata, check_validity=False)
-
-
-def remove_config(session: TenantSession, actor: Principal) -> None:
-    """Institutional sign-on off: sign-ins in flight end; accounts and their roles stay."""
-    authorize(actor, Permission.SSO_MANAGE)
-    config = _config(session)
-    idp = config.idp_entity_id
-    session.delete(config)
-    session.flush()
-    record(session, Action.SSO_REMOVED, ("tenant", session.tenant_id), details={"idp_entity_id": idp}, actor=actor)
-    entitlement_changed(
-        session, actor, EntitlementEvent.SSO_REMOVED, "institutional sign-on (SAML)", {"identity provider": idp}
-    )
-
-
-def _config(session: TenantSession) -> SamlConfig:
-    config = session.get(SamlConfig, session.tenant_id)
-    if config is None:
-        raise NotFound("institutional sign-on is not configured for this institution")
-    return config
-
-
 # --- public, per institution ------------------------------------------------------------------
 
 
 def _institution(db: Database, slug: str) -> Tenant:
     """An active institution by slug; NotFound otherwise (a suspended one has nobody to sign in)."""
     with platform_session(db) as session:
-        tenant = session.scalar(select(Tenant).where(Tenant.slug == slug)) if SLUG.match(slug) else None
+        tenant = signin.institution(session, slug)
+    return _active(tenant, slug)
+
+
+def _active(tenant: Tenant | None, slug: str) -> Tenant:
     if tenant is None or tenant.status is not TenantStatus.ACTIVE:
         raise NotFound(f"no institution {slug} offers sign-on here")
     return tenant
@@ -257,11 +147,32 @@ class SignInStarted:
     cookie_path: str
 
 
-def start_sign_in(db: Database, slug: str, next_path: str) -> SignInStarted:
-    tenant = _institution(db, slug)
+def start_key(db: Database, source_address: str) -> bytes:
+    """The address's throttle key for sign-in starts: its sign-in key (same /64 grouping for IPv6)
+    under a label of its own, so that starts and password failures are counted apart."""
+    return hmac.new(throttle.address_key(db.master, source_address), b"saml sign-in start", hashlib.sha256).digest()
+
+
+def start_sign_in(db: Database, slug: str, next_path: str, source_address: str) -> SignInStarted:
+    """Send the browser to its institution's IdP; raises TooManyAttempts (recorded) while its address waits."""
+    address = start_key(db, source_address)
+    with platform_session(db) as session:
+        # Before anything else, as for a password sign-in: a waiting caller learns nothing more.
+        try:
+            throttle.admit_address(session, address)
+            throttled = None
+        except throttle.TooManyAttempts as refused:
+            throttled = refused
+        named = signin.institution(session, slug)
+    if throttled is not None:
+        details = {"attempt": "saml sign-in start"}
+        tenant_id = named.id if named is not None else None
+        record_now(db, Action.SIGN_IN_THROTTLED, outcome=Outcome.DENIED, details=details, tenant_id=tenant_id)
+        raise throttled
+    tenant = _active(named, slug)
     sp = saml_protocol.sp_urls(tenant.slug)
     with tenant_session(db, tenant.id) as session:
-        config = _config(session)
+        config = saml_config.configured(session)
         relay_state = secrets.token_urlsafe(32)  # 43 characters: within SAML's 80-byte RelayState limit
         browser_token = secrets.token_urlsafe(_BROWSER_BYTES)
         try:
@@ -354,8 +265,36 @@ def _finish(db: Database, tenant: Tenant, answer: SamlAnswer) -> SamlSignedIn:
         fresh = _spend_assertion(session, verified)
     if not fresh:
         raise SamlSignInRefused(Refusal.REPLAYED)
-    with tenant_session(db, tenant.id) as session:
-        return _sign_in(session, config, verified, answer, next_path)
+    return _sign_in_settled(db, tenant, config, verified, answer, next_path)
+
+
+_ATTEMPTS = 3  # one loss per concurrent sign-in of the same person; three in a row is no longer a race
+
+
+class _LostRace(Exception):
+    """Another sign-in of the same person committed first what this one was writing."""
+
+
+def _sign_in_settled(
+    db: Database,
+    tenant: Tenant,
+    config: SamlConfig,
+    verified: saml_protocol.VerifiedAssertion,
+    answer: SamlAnswer,
+    next_path: str,
+) -> SamlSignedIn:
+    """`_sign_in` in a transaction of its own, run again when a concurrent sign-in won a race:
+    the next run reads what the winner committed (READ COMMITTED) and goes on from there."""
+    start = start_key(db, answer.source_address)
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            with tenant_session(db, tenant.id) as session:
+                return _sign_in(session, config, verified, answer, next_path, start)
+        except (IntegrityError, StaleDataError, _LostRace) as lost:
+            if isinstance(lost, IntegrityError) and getattr(lost.orig, "sqlstate", None) != UNIQUE_VIOLATION:
+                raise
+            log.info("saml.sign_in_race_lost", tenant_id=str(tenant.id), attempt=attempt, error=type(lost).__name__)
+    raise SamlSignInRefused(Refusal.CONCURRENT_SIGN_IN, status=409)
 
 
 def _take_request(session: TenantSession, answer: SamlAnswer) -> tuple[str, str, bool] | None:
@@ -396,10 +335,15 @@ def _sign_in(
     verified: saml_protocol.VerifiedAssertion,
     answer: SamlAnswer,
     next_path: str,
+    start: bytes,
 ) -> SamlSignedIn:
     idp = identity_provider(session.tenant_id)
     username = _username(config, verified)
     account = accounts.find_by_username(session, username)
+    if account is not None:
+        # One sign-in of an account at a time: a concurrent one waits here for the other to commit, then
+        # reads the roles it granted or revoked, instead of granting or revoking them a second time.
+        session.refresh(account, with_for_update=True)
     created = account is None
     if account is not None and account.status is AccountStatus.DISABLED:
         raise SamlSignInRefused(Refusal.ACCOUNT_DISABLED, account_id=account.id)
@@ -409,7 +353,11 @@ def _sign_in(
     # and the notices they queue name it, not an anonymous caller.
     with acting(replace(current(), principal=idp)):
         if account is None:
-            account = _create_account(session, config, verified, username, idp)
+            try:
+                account = _create_account(session, config, verified, username, idp)
+            except Conflict:
+                # create_account found the account on its own look-up: a sign-in committed it meanwhile.
+                raise _LostRace from None
         elif account.status is AccountStatus.INVITED:
             # Invited and not yet set up: the IdP has now vouched for the person, as the mailed link would.
             account.status = AccountStatus.ACTIVE
@@ -419,6 +367,9 @@ def _sign_in(
             granted, revoked = _sync_roles(session, config, account, verified.attributes, idp)
         except SegregationOfDutiesError:
             raise SamlSignInRefused(Refusal.ROLE_CONFLICT, account_id=account.id) from None
+        except (Conflict, NotFound):
+            # "holds it already" / "does not hold it": a concurrent sign-in granted or revoked it meanwhile.
+            raise _LostRace from None
     by_idp = verified.second_factor_asserted
     pending = signin.second_factor_needed(session, account) and not by_idp
     if pending and _roles_requiring_second_factor(session, account) and not signin.enrolled(session, account):
@@ -434,6 +385,7 @@ def _sign_in(
         # The IdP checked a second factor: the session completes its second step as a code would
         # (sessions.second_factor_verified), so it holds the same state and gets a new value.
         token = sessions.second_factor_verified(session, row)
+    throttle.release_address(session, start)  # the start this sign-in finished no longer counts
     record(
         session,
         Action.SIGN_IN_SUCCEEDED,
@@ -498,7 +450,7 @@ def _sync_roles(
     grantable = set()
     for role in earned:
         try:
-            _check_mappable(session, role, "role")
+            saml_config.check_mappable(session, role, "role")
         except (InvalidInput, NotFound):
             log.warning("saml.role_mapping_skipped", tenant_id=str(session.tenant_id), role=role)
             continue

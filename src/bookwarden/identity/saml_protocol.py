@@ -120,6 +120,7 @@ class Refusal(enum.StrEnum):
     ACCOUNT_DISABLED = "account-disabled"
     ROLE_CONFLICT = "role-conflict"
     SECOND_FACTOR_ENROLMENT_REQUIRED = "second-factor-enrolment-required"
+    CONCURRENT_SIGN_IN = "concurrent-sign-in"
 
 
 EXPLANATION = {
@@ -153,6 +154,8 @@ EXPLANATION = {
     "have (segregation of duties); ask an administrator",
     Refusal.SECOND_FACTOR_ENROLMENT_REQUIRED: "your role requires a second factor, the identity provider did not "
     "assert one, and none is enrolled on your account; ask an administrator to enrol one",
+    Refusal.CONCURRENT_SIGN_IN: "other sign-ins of yours were being completed at the same moment and this one could "
+    "not settle after them; start again from the sign-in page",
 }
 
 

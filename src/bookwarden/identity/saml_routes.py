@@ -1,6 +1,10 @@
 """Institutional sign-on (SAML 2.0) over HTTP: the tenant administrators' configuration, and the three
 public addresses an identity provider and a browser use (identity/saml.py says what each does).
 
+Changing the configuration is maker-checker (identity/saml_config.py): PUT and DELETE answer 202
+with an approval request, and the change is made when another holder of sso.manage approves it at
+POST /api/v1/approvals/{id}/approve.
+
 The public routes (metadata, login, acs) come before authentication and act on no one's data, so
 they declare no permission (see `open_routes` in tests/test_api.py): the SP metadata is public by
 nature, login only sends the browser to its institution's IdP, and the ACS is authorised by the
@@ -19,20 +23,22 @@ from typing import Annotated
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from fastapi.responses import RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from bookwarden.access.permissions import ADMIN_ROLES, BuiltinRole, Permission
+from bookwarden.access.routes import ApprovalOut
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import problem, responses
 from bookwarden.api.text import plain_text
 from bookwarden.db.session import Database
-from bookwarden.identity import saml, saml_protocol
+from bookwarden.identity import saml, saml_config, saml_protocol
 from bookwarden.identity.models import AccountKind
 from bookwarden.identity.principal import Principal
-from bookwarden.identity.routes import SignInOut, set_session_cookie, source_address
+from bookwarden.identity.routes import SignInOut, set_session_cookie, source_address, too_many_attempts
 from bookwarden.identity.saml_models import SamlConfig
 from bookwarden.identity.saml_protocol import IdpMetadata
+from bookwarden.identity.throttle import TooManyAttempts
 from bookwarden.tenancy.service import get_tenant
 
 router = APIRouter(prefix=saml_protocol.SSO_PREFIX, tags=["institutional sign-on"], responses=responses(422))
@@ -144,26 +150,33 @@ def _out(config: SamlConfig, metadata: IdpMetadata, slug: str) -> SamlConfigOut:
 # -- configuration (tenant administrators) -------------------------------------------------
 
 
-@router.put("", response_model=SamlConfigOut, responses=responses(401, 403, 404))
+def _asked(request) -> JSONResponse:
+    return JSONResponse(ApprovalOut.model_validate(request).model_dump(mode="json"), status_code=202)
+
+
+ASKED = {202: {"model": ApprovalOut, "description": "asked: applied when another holder of sso.manage approves"}}
+
+
+@router.put("", status_code=202, response_model=ApprovalOut, responses={**ASKED, **responses(401, 403, 404, 409)})
 def configure(
     body: SamlConfigIn,
     principal: Principal = Depends(requires(Permission.SSO_MANAGE)),
     db: Database = Depends(database),
 ):
-    """Set (or replace) the institution's identity provider; bad metadata is a 422 naming the problem,
-    a mapping to a role the institution does not have a 404."""
-    settings = saml.SamlSettings(
+    """Ask to set (or replace) the institution's identity provider, the first time included: 202 with the
+    approval request, applied when another holder of sso.manage approves it. Bad metadata is a 422 naming
+    the problem, a mapping to a role the institution does not have a 404, the configuration in force 409."""
+    settings = saml_config.SamlSettings(
         idp_metadata=body.idp_metadata,
         username_attribute=body.username_attribute,
         email_attribute=body.email_attribute,
         display_name_attribute=body.display_name_attribute,
-        role_mappings=tuple(saml.RoleMapping(m.attribute, m.value, m.role) for m in body.role_mappings),
+        role_mappings=tuple(saml_config.RoleMapping(m.attribute, m.value, m.role) for m in body.role_mappings),
         create_accounts=body.create_accounts,
         new_account_kind=body.new_account_kind,
     )
     with tenant_scope(db, principal) as session:
-        config, metadata = saml.configure(session, principal, settings)
-        return _out(config, metadata, get_tenant(session, principal.tenant_id).slug)
+        return _asked(saml_config.ask_change(session, principal, settings))
 
 
 @router.get("", response_model=SamlConfigOut, responses=responses(401, 403, 404))
@@ -171,18 +184,18 @@ def read_configuration(
     principal: Principal = Depends(requires(Permission.SSO_MANAGE)), db: Database = Depends(database)
 ):
     with tenant_scope(db, principal) as session:
-        config, metadata = saml.read_config(session, principal)
+        config, metadata = saml_config.read_config(session, principal)
         return _out(config, metadata, get_tenant(session, principal.tenant_id).slug)
 
 
-@router.delete("", status_code=204, responses=responses(401, 403, 404))
+@router.delete("", status_code=202, response_model=ApprovalOut, responses={**ASKED, **responses(401, 403, 404)})
 def remove_configuration(
     principal: Principal = Depends(requires(Permission.SSO_MANAGE)), db: Database = Depends(database)
 ):
-    """Turn institutional sign-on off. Accounts stay, with their roles; password sign-in is unchanged."""
+    """Ask to turn institutional sign-on off (202, applied when another holder of sso.manage approves).
+    Accounts stay, with their roles; password sign-in is unchanged."""
     with tenant_scope(db, principal) as session:
-        saml.remove_config(session, principal)
-    return Response(status_code=204)
+        return _asked(saml_config.ask_removal(session, principal))
 
 
 # -- public: the identity provider and the browser -----------------------------------------
@@ -202,11 +215,18 @@ def sp_metadata(tenant_slug: TenantSlug, db: Database = Depends(database)):
     "/{tenant_slug}/login",
     status_code=303,
     response_class=RedirectResponse,
-    responses={303: {"description": "to the identity provider (HTTP-Redirect binding)"}, **responses(404, 409)},
+    responses={
+        303: {"description": "to the identity provider (HTTP-Redirect binding)"},
+        **responses(404, 409, 429),
+    },
 )
-def login(tenant_slug: TenantSlug, next_path: NextPath = "/", db: Database = Depends(database)):
-    """Start a sign-in: the browser goes to the institution's identity provider."""
-    started = saml.start_sign_in(db, tenant_slug, next_path)
+def login(request: Request, tenant_slug: TenantSlug, next_path: NextPath = "/", db: Database = Depends(database)):
+    """Start a sign-in: the browser goes to the institution's identity provider. Throttled per source
+    address (429 with Retry-After) while sign-ins started from it are left unfinished."""
+    try:
+        started = saml.start_sign_in(db, tenant_slug, next_path, source_address(request))
+    except TooManyAttempts as refused:
+        return too_many_attempts(request, refused)
     response = RedirectResponse(started.redirect_url, status_code=303)
     response.set_cookie(
         saml.BROWSER_COOKIE,
