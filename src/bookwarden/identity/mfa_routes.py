@@ -372,7 +372,10 @@ def send_enrolment_link(
 
 
 @router.post(
-    "/api/v1/auth/mfa-enrolment", status_code=201, response_model=EnrolmentBegunOut, responses=responses(401, 429)
+    "/api/v1/auth/mfa-enrolment",
+    status_code=201,
+    response_model=EnrolmentBegunOut,
+    responses=responses(401, 403, 429),
 )
 def begin_enrolment(body: EnrolmentBeginIn, request: Request, response: Response, db: Database = Depends(database)):
     """With an administrator's enrolment link and your password: a new authenticator app secret.
