@@ -14,8 +14,9 @@ Measured, each three times, single-threaded:
   of every line compared, the same chain check);
 - baseline: fetching the same rows through the same cursor, with no verification at all.
 The summary value is the median DB verify rate (wall clock); baseline the median bare fetch rate; target
-100,000/s. Rates per CPU-second of this process are reported too: on a shared machine they say what
-the verifier costs, where the wall-clock rates also say how busy the machine was.
+100,000/s. Rates per CPU-second of this process are reported too (not counting the database server,
+nor the child process that decompresses a bundle): on a shared machine they say what the verifier
+costs, where the wall-clock rates also say how busy the machine was.
 """
 
 from __future__ import annotations
@@ -158,8 +159,8 @@ def run(quick: bool) -> Iterator[dict[str, Any]]:
             NAME, "db_verify_events_per_s", db, fetch, "events/s",
             config=f"one chain of {size:,} events, a checkpoint every {PER_TRANSACTION:,}; median of {RUNS}",
             bundle_verify_events_per_s=round(offline_rate), bundle_ratio_to_fetch=round(offline_rate / fetch, 4),
-            # Per second of this process's CPU (helper threads included; the database server's excluded):
-            # what the verifier itself costs, whatever else the machine is running.
+            # Per second of this process's CPU (its threads included; the database server and the bundle's
+            # gunzip child process excluded): what the verifier itself costs, whatever else the machine runs.
             db_verify_events_per_cpu_s=round(statistics.median(db_cpu)),
             bundle_verify_events_per_cpu_s=round(statistics.median(bundle_cpu)),
             target=TARGET, meets_target=db >= TARGET and offline_rate >= TARGET,

@@ -84,7 +84,7 @@ class ChainReport:
     last_seq: int = 0
     checkpoints: int = 0
     seconds: float = 0.0
-    cpu_seconds: float = 0.0  # this process's CPU, helper threads included (not the database server's)
+    cpu_seconds: float = 0.0  # this process's CPU, its threads included (not the database's, nor child processes')
     finding: Finding | None = None
     notes: list[str] = field(default_factory=list)
 
