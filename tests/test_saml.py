@@ -10,24 +10,30 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
 import pyotp
 import pytest
 import saml2.time_util
 from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 
 from bookwarden.access import approvals, notices
 from bookwarden.access import service as access
+from bookwarden.access.approval_models import ApprovalRequest, SensitiveAction
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
 from bookwarden.crypto.fields import encrypt_field
 from bookwarden.db.session import platform_session, tenant_session
-from bookwarden.identity import accounts, saml, saml_config, saml_protocol, sessions
+from bookwarden.errors import ApprovalRequired
+from bookwarden.identity import accounts, housekeeping, saml, saml_config, saml_protocol, sessions, throttle
 from bookwarden.identity.models import Account, AccountKind, AccountStatus
 from bookwarden.identity.principal import Principal, PrincipalKind
+from bookwarden.identity.saml_models import SamlConfig
 from bookwarden.identity.saml_protocol import Refusal
 from bookwarden.notify.models import MailCategory, OutboxMessage
 from bookwarden.notify.service import open_mail
@@ -536,6 +542,225 @@ def test_administrators_read_replace_and_remove_the_configuration(admin, configu
     assert any("institutional sign-on removed" in s for s in subjects)
 
 
+# -- maker-checker: who controls the IdP decides who signs in as whom -----------------------
+
+
+def _whoami(client) -> str:
+    return client.get("/api/v1/auth/me").json()["id"]
+
+
+def _security_mails(in_tenant, t) -> list[tuple[str, str]]:
+    with in_tenant(t) as session:
+        rows = session.scalars(select(OutboxMessage).where(OutboxMessage.category == MailCategory.SECURITY)).all()
+        return [(mail.subject, mail.body) for mail in (open_mail(session, row) for row in rows)]
+
+
+def test_the_first_configuration_is_only_asked_and_the_asker_cannot_approve_it(
+    admin, idp, browser, in_tenant, tenant, contacts
+):
+    maker, checker = admin(tenant), admin(tenant)
+    asked = maker.put("/api/v1/sso/saml", json=_body(idp))
+
+    assert asked.status_code == 202, asked.text
+    request = asked.json()
+    assert request["action"] == "configure_sso" and request["status"] == "pending"
+    assert request["requested_by"] == _whoami(maker)
+    params = request["params"]
+    assert params["content"]["idp_metadata"] == idp.metadata()  # the approver sees exactly what would apply
+    assert params["content_sha256"] == saml_config.digest(params["content"])
+    assert params["replaces_sha256"] is None  # nothing in force yet: the first configuration needs approval too
+    assert params["idp_entity_id"] == IDP and len(params["signing_certificates"]) == 1
+    assert maker.get("/api/v1/sso/saml").status_code == 404  # not in force
+    assert browser().get("/api/v1/sso/saml/alpha/login", follow_redirects=False).status_code == 404
+    # The security contacts hear of it before anyone can approve it.
+    (subject, body), *_ = _security_mails(in_tenant, tenant)
+    assert "institutional sign-on change asked" in subject
+    assert params["content_sha256"] in body and request["id"] in body
+
+    own = maker.post(f"/api/v1/approvals/{request['id']}/approve")
+    assert own.status_code == 409, own.text
+    assert own.json()["type"] == "urn:bookwarden:problem:segregation-of-duties"
+    assert maker.get("/api/v1/sso/saml").status_code == 404
+
+    approved = checker.post(f"/api/v1/approvals/{request['id']}/approve")
+
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["status"] == "approved" and approved.json()["decided_by"] == _whoami(checker)
+    assert maker.get("/api/v1/sso/saml").json()["idp_entity_id"] == IDP
+    assert browser().get("/api/v1/sso/saml/alpha/login", follow_redirects=False).status_code == 303
+    (requested,) = _events(in_tenant, tenant, "approval.requested")
+    assert "content" not in requested["details"]  # the metadata is recorded by its digest
+    assert requested["details"]["content_sha256"] == params["content_sha256"]
+    assert requested["details"]["sensitive_action"] == "configure_sso"
+    assert len(_events(in_tenant, tenant, "approval.approved")) == 1
+    (configured,) = _events(in_tenant, tenant, "sso.configured")
+    assert configured["details"]["approval_id"] == request["id"]
+    assert configured["details"]["requested_by"] == _whoami(maker)
+    assert configured["details"]["content_sha256"] == params["content_sha256"]
+    subjects = [subject for subject, _ in _security_mails(in_tenant, tenant)]
+    assert sum("institutional sign-on configured" in s for s in subjects) == 1
+
+
+def test_the_database_refuses_an_asker_deciding_their_own_request(admin, idp, in_tenant, tenant):
+    asked = admin(tenant).put("/api/v1/sso/saml", json=_body(idp)).json()
+    with pytest.raises(IntegrityError, match="checker_is_not_maker"), in_tenant(tenant) as session:
+        session.execute(
+            text("UPDATE approval_requests SET status = 'approved', decided_by = requested_by WHERE id = :id"),
+            {"id": asked["id"]},
+        )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"metadata": "impostor"},  # another IdP: the attack this guards against
+        {"role_mappings": [{"attribute": "eduPersonAffiliation", "value": "member", "role": "privacy_officer"}]},
+        {"create_accounts": False},
+        {"username_attribute": "NameID"},
+    ],
+    ids=["identity provider", "role mapping", "accounts on first sign-in", "username attribute"],
+)
+def test_every_change_of_a_configuration_in_force_waits_for_a_second_administrator(
+    key_pairs, admin, configure, idp, sp_metadata, in_tenant, tenant, change
+):
+    assert configure(tenant).status_code == 200
+    before = admin(tenant).get("/api/v1/sso/saml").json()
+    if change.get("metadata") == "impostor":
+        change = {"metadata": IdentityProvider(key_pairs["impostor"], [sp_metadata("alpha")]).metadata()}
+
+    asked = admin(tenant).put("/api/v1/sso/saml", json=_body(idp, **change))
+
+    assert asked.status_code == 202, asked.text
+    assert asked.json()["params"]["replaces_sha256"] is not None
+    assert admin(tenant).get("/api/v1/sso/saml").json() == before  # nothing changed yet
+    assert admin(tenant).post(f"/api/v1/approvals/{asked.json()['id']}/approve").status_code == 200
+    assert admin(tenant).get("/api/v1/sso/saml").json() != before
+
+
+def test_asking_for_the_configuration_in_force_is_refused(admin, configure, idp, tenant):
+    assert configure(tenant).status_code == 200
+    again = admin(tenant).put("/api/v1/sso/saml", json=_body(idp))
+    assert again.status_code == 409
+    assert "nothing to approve" in again.json()["detail"]
+
+
+def _approved_request(in_tenant, tenant, action, params) -> ApprovalRequest:
+    """An approval request as a caller of the service could hold one: asked, and marked approved."""
+    maker = Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant.id, ADMIN)
+    with in_tenant(tenant) as session:
+        request = approvals.ask(session, maker, action, params)
+        request.status = "approved"
+        request.decided_by = uuid.uuid4()
+        return request
+
+
+def test_an_approval_covers_exactly_the_content_asked_for(key_pairs, idp, sp_metadata, in_tenant, tenant):
+    """The service itself refuses any content but the approved one: an approval cannot carry another IdP."""
+    asked_for = saml_config.SamlSettings(
+        idp.metadata(), "eduPersonPrincipalName", None, None, (), True, AccountKind.STAFF
+    )
+    impostor = IdentityProvider(key_pairs["impostor"], [sp_metadata("alpha")]).metadata()
+    approval = _approved_request(
+        in_tenant, tenant, SensitiveAction.CONFIGURE_SSO, {"content": saml_config.content(asked_for)}
+    )
+    checker = Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant.id, ADMIN)
+    other_contents = [
+        replace(asked_for, idp_metadata=impostor),
+        replace(asked_for, create_accounts=False),
+        replace(asked_for, role_mappings=(saml_config.RoleMapping("title", "x", "privacy_officer"),)),
+    ]
+    for other in other_contents:
+        with pytest.raises(ApprovalRequired), in_tenant(tenant) as session:
+            saml_config.configure(session, checker, other, approval=approval)
+    with pytest.raises(ApprovalRequired), in_tenant(tenant) as session:
+        saml_config.configure(session, checker, asked_for)  # no approval at all, even for a first configuration
+    policy = _approved_request(
+        in_tenant, tenant, SensitiveAction.CHANGE_PASSWORD_POLICY, {"role_class": "staff", "min_length": 14}
+    )
+    with pytest.raises(ApprovalRequired), in_tenant(tenant) as session:
+        saml_config.configure(session, checker, asked_for, approval=policy)  # an approval of something else
+    with in_tenant(tenant) as session:
+        assert session.get(SamlConfig, tenant.id) is None
+        saml_config.configure(session, checker, asked_for, approval=approval)  # the content asked for: applied
+        assert session.get(SamlConfig, tenant.id).idp_metadata == idp.metadata()
+
+
+def _swapped_idp(session, params: dict, metadata: str, *, consistent: bool) -> dict:
+    content = {**params["content"], "idp_metadata": metadata}
+    if consistent:  # a careful tamperer writes the row exactly as asking for the impostor would have
+        return saml_config.checked_params(session, SensitiveAction.CONFIGURE_SSO, {"content": content})
+    return {**params, "content": content}
+
+
+@pytest.mark.parametrize("consistent", [False, True], ids=["only the metadata", "digest and summary too"])
+def test_a_request_altered_in_the_database_after_it_was_asked_is_not_applied(
+    key_pairs, admin, idp, sp_metadata, in_tenant, tenant, consistent
+):
+    """Someone with write access to the approval table swaps the reviewed IdP for theirs before approval."""
+    asked = admin(tenant).put("/api/v1/sso/saml", json=_body(idp)).json()
+    impostor = IdentityProvider(key_pairs["impostor"], [sp_metadata("alpha")])
+    with in_tenant(tenant) as session:
+        session.execute(
+            text("UPDATE approval_requests SET params = CAST(:p AS jsonb) WHERE id = :id"),
+            {
+                "p": json.dumps(_swapped_idp(session, asked["params"], impostor.metadata(), consistent=consistent)),
+                "id": asked["id"],
+            },
+        )
+
+    refused = admin(tenant).post(f"/api/v1/approvals/{asked['id']}/approve")
+
+    assert refused.status_code == 409, refused.text
+    # The row no longer matches itself; or it does, but not the digest the audit chain recorded when asked.
+    expected = "integrity-failure" if consistent else "approval-required"
+    assert refused.json()["type"] == f"urn:bookwarden:problem:{expected}"
+    assert admin(tenant).get("/api/v1/sso/saml").status_code == 404  # nothing applied
+    with in_tenant(tenant) as session:
+        assert session.get(ApprovalRequest, (tenant.id, uuid.UUID(asked["id"]))).status == "pending"
+
+
+def test_a_request_made_stale_by_another_approved_change_is_refused(admin, configure, idp, in_tenant, tenant):
+    """Two changes asked from the same configuration: approving the second after the first was applied
+    would silently overwrite it. It is refused; the configuration applied stays."""
+    first = admin(tenant).put("/api/v1/sso/saml", json=_body(idp, create_accounts=False)).json()
+    second = admin(tenant).put("/api/v1/sso/saml", json=_body(idp, create_accounts=True)).json()
+    assert admin(tenant).post(f"/api/v1/approvals/{second['id']}/approve").status_code == 200
+
+    stale = admin(tenant).post(f"/api/v1/approvals/{first['id']}/approve")
+
+    assert stale.status_code == 409
+    assert "has changed since" in stale.json()["detail"]
+    assert admin(tenant).get("/api/v1/sso/saml").json()["create_accounts"] is True
+    removal = admin(tenant).delete("/api/v1/sso/saml").json()
+    assert admin(tenant).post(f"/api/v1/approvals/{removal['id']}/approve").status_code == 200
+    # A removal asked for one configuration does not remove another one either.
+    assert configure(tenant).status_code == 200
+    late = admin(tenant).delete("/api/v1/sso/saml").json()
+    assert configure(tenant, create_accounts=False).status_code == 200
+    assert admin(tenant).post(f"/api/v1/approvals/{late['id']}/approve").status_code == 409
+    assert admin(tenant).get("/api/v1/sso/saml").status_code == 200
+
+
+def test_a_mapped_role_that_gained_access_control_powers_since_the_request_is_refused_at_approval(
+    admin, client_for, idp, tenant
+):
+    """Asked with a harmless custom role; the role then gets roles.assign: approving would let the IdP
+    hand out access control. The approval re-checks the content and refuses."""
+    roles = client_for(tenant, permissions={Permission.ROLES_MANAGE})
+    assert roles.post("/api/v1/roles", json={"name": "desk_lead", "permissions": ["loans.read"]}).status_code == 201
+    mapping = [{"attribute": "title", "value": "lead", "role": "desk_lead"}]
+    asked = admin(tenant).put("/api/v1/sso/saml", json=_body(idp, role_mappings=mapping))
+    assert asked.status_code == 202, asked.text
+    grown = roles.put("/api/v1/roles/desk_lead/permissions", json={"permissions": ["loans.read", "roles.assign"]})
+    assert grown.status_code == 200, grown.text
+
+    refused = admin(tenant).post(f"/api/v1/approvals/{asked.json()['id']}/approve")
+
+    assert refused.status_code == 422
+    assert "roles.assign" in refused.json()["detail"]
+    assert admin(tenant).get("/api/v1/sso/saml").status_code == 404
+
+
 def test_configuration_needs_the_sso_permission(client_for, tenant):
     client = client_for(tenant, permissions={Permission.ACCOUNTS_MANAGE})
     response = client.put("/api/v1/sso/saml", json={"idp_metadata": "<x/>"})
@@ -634,6 +859,88 @@ def test_login_refuses_an_address_on_another_site(browser, configure, tenant):
     for target in ("//evil.example/", "/\\evil.example", "https://evil.example/", "/search?q=private"):
         response = browser().get("/api/v1/sso/saml/alpha/login", params={"next": target}, follow_redirects=False)
         assert response.status_code == 422, target
+
+
+# -- starting a sign-in: throttled per address; abandoned requests purged -------------------
+
+
+def _request_rows(in_tenant, t) -> int:
+    with in_tenant(t) as session:
+        return session.execute(text("SELECT count(*) FROM saml_requests")).scalar_one()
+
+
+def test_a_burst_of_sign_in_starts_from_one_address_is_throttled_and_others_are_not(
+    browser, configure, in_tenant, tenant
+):
+    configure(tenant)
+    burst = browser("192.0.2.10")
+    for _ in range(throttle.ADDRESS_FREE_FAILURES):
+        _start(burst)
+    rows = _request_rows(in_tenant, tenant)
+
+    refused = burst.get("/api/v1/sso/saml/alpha/login", follow_redirects=False)
+
+    assert refused.status_code == 429
+    assert refused.headers["content-type"] == PROBLEM
+    assert refused.json()["type"] == "urn:bookwarden:problem:too-many-attempts"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 30
+    assert _request_rows(in_tenant, tenant) == rows  # refused before anything was written
+    # Another browser on the same address waits too (the count is the address's); an unknown institution too.
+    assert browser("192.0.2.10").get("/api/v1/sso/saml/nowhere/login", follow_redirects=False).status_code == 429
+    (throttled,) = _events(in_tenant, tenant, "auth.sign_in.throttled")  # the unknown one: the platform's chain
+    assert throttled["outcome"] == "denied" and throttled["details"] == {"attempt": "saml sign-in start"}
+    # Other addresses are not affected, nor is the password sign-in from the throttled address.
+    assert browser("192.0.2.11").get("/api/v1/sso/saml/alpha/login", follow_redirects=False).status_code == 303
+    password = burst.post("/api/v1/auth/login", json={"institution": "alpha", "username": "x", "password": "y"})
+    assert password.status_code == 401
+
+
+def test_an_ipv6_burst_counts_per_64_network(browser, configure, tenant):
+    configure(tenant)
+    for host in range(1, throttle.ADDRESS_FREE_FAILURES + 1):
+        _start(browser(f"2001:db8:1:2::{host:x}"))  # a fresh address each time, inside one /64
+    assert browser("2001:db8:1:2::ff").get("/api/v1/sso/saml/alpha/login").status_code == 429
+    assert browser("2001:db8:1:3::1").get("/api/v1/sso/saml/alpha/login", follow_redirects=False).status_code == 303
+
+
+def test_sign_ins_that_finish_give_their_start_back(browser, idp, configure, tenant):
+    """A campus behind one address: people who finish signing in are never slowed, however many."""
+    configure(tenant)
+    for _ in range(throttle.ADDRESS_FREE_FAILURES + 3):
+        client = browser("192.0.2.20")
+        response = _post(client, idp.answer(_start(client)))
+        assert response.status_code == 303, response.text
+
+
+def test_the_hourly_purge_removes_expired_sign_on_requests_and_used_assertions(
+    db, browser, configure, in_tenant, tenant
+):
+    configure(tenant)
+    for _ in range(3):
+        _start(browser())
+    with in_tenant(tenant) as session:
+        session.execute(
+            text(
+                "UPDATE saml_requests SET expires_at = now() - interval '1 minute' WHERE relay_state IN "
+                "(SELECT relay_state FROM saml_requests ORDER BY created_at, relay_state LIMIT 2)"
+            )
+        )
+        session.execute(
+            text(
+                "INSERT INTO saml_consumed_assertions (tenant_id, assertion_id, expires_at) VALUES "
+                "(:t, 'used-long-ago', now() - interval '1 minute'), "
+                "(:t, 'used-just-now', now() + interval '5 minutes')"
+            ),
+            {"t": tenant.id},
+        )
+
+    housekeeping.purge_expired(db)
+
+    with in_tenant(tenant) as session:
+        left = session.execute(text("SELECT expires_at > now() FROM saml_requests")).scalars().all()
+        used = session.execute(text("SELECT assertion_id FROM saml_consumed_assertions")).scalars().all()
+    assert left == [True]  # the live request stays
+    assert used == ["used-just-now"]  # still refuses a replay until it expires
 
 
 # -- real commits: races -------------------------------------------------------------------
@@ -757,3 +1064,41 @@ def test_two_simultaneous_sign_ins_of_one_person_both_end_signed_in_as_one_accou
     assert "auth.sign_in.failed" not in actions
     for client in browsers:
         assert client.get("/api/v1/auth/me").status_code == 200
+
+
+def test_a_sign_in_that_cannot_settle_after_concurrent_ones_is_a_clean_retryable_refusal(
+    committed_db, committed_tenant, settings, key_pairs, monkeypatch
+):
+    """With no second run allowed, the loser of a first sign-in race gets 409 concurrent-sign-in (audited),
+    never a 500, and signs in by starting again."""
+    app, tenant_id, slug, idp = _committed_sign_on(committed_db, committed_tenant, settings, key_pairs)
+    monkeypatch.setattr(saml, "_ATTEMPTS", 1)
+    browsers = [_committed_browser(app) for _ in range(2)]
+    answers = [idp.answer(_start(b, slug)) for b in browsers]
+    real_lookup, both_looked = accounts.find_by_username, threading.Barrier(2, timeout=20)
+
+    def look_up_then_wait(session, username):
+        found = real_lookup(session, username)
+        both_looked.wait()
+        return found
+
+    monkeypatch.setattr(saml.accounts, "find_by_username", look_up_then_wait)
+    with ThreadPoolExecutor(2) as pool:
+        responses = list(pool.map(lambda pair: _post(pair[0], pair[1], slug=slug), zip(browsers, answers, strict=True)))
+    monkeypatch.setattr(saml.accounts, "find_by_username", real_lookup)
+
+    assert sorted(r.status_code for r in responses) == [303, 409]
+    (lost,) = [r for r in responses if r.status_code == 409]
+    assert lost.json()["type"] == "urn:bookwarden:problem:saml-sign-in-refused"
+    assert "start again" in lost.json()["detail"]
+    loser = browsers[responses.index(lost)]
+    with tenant_session(committed_db, tenant_id) as session:
+        reasons = (
+            session.execute(text("SELECT details->>'reason' FROM audit_events WHERE action = 'auth.sign_in.failed'"))
+            .scalars()
+            .all()
+        )
+    assert reasons == [Refusal.CONCURRENT_SIGN_IN.value]
+    again = _post(loser, idp.answer(_start(loser, slug)), slug=slug)
+    assert again.status_code == 303
+    assert again.json()["account_id"] == next(r for r in responses if r.status_code == 303).json()["account_id"]

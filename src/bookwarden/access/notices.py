@@ -64,6 +64,7 @@ class EntitlementEvent(enum.StrEnum):
     NOTICE_MUTES_CHANGED = "security notice mutes changed"
     SSO_CONFIGURED = "institutional sign-on configured"
     SSO_REMOVED = "institutional sign-on removed"
+    SSO_CHANGE_ASKED = "institutional sign-on change asked, waiting for a second administrator"
     OPERATOR_GRANT_REQUESTED = "operator access requested"
     OPERATOR_GRANT_APPROVED = "operator access approved"
     OPERATOR_GRANT_BREAK_GLASS = "operator access approved by break-glass"
@@ -145,6 +146,7 @@ _KINDS: dict[EntitlementEvent, tuple[NoticeKind, NoticeKind | None]] = {
     E.NOTICE_MUTES_CHANGED: (K.NOTICE_MUTES_CHANGED, None),
     E.SSO_CONFIGURED: (K.SSO_CONFIGURED, None),
     E.SSO_REMOVED: (K.SSO_REMOVED, None),
+    E.SSO_CHANGE_ASKED: (K.SSO_CONFIGURED, None),  # a sign-on change, seen before anyone can approve it
     E.OPERATOR_GRANT_REQUESTED: (K.OPERATOR_GRANT_REQUESTED, None),
     E.OPERATOR_GRANT_APPROVED: (K.OPERATOR_GRANT_APPROVED, None),
     E.OPERATOR_GRANT_BREAK_GLASS: (K.OPERATOR_GRANT_BREAK_GLASS, None),

@@ -152,12 +152,38 @@ def _in_force(config: SamlConfig | None) -> str | None:
 
 def ask_change(session: TenantSession, actor: Principal, settings: SamlSettings) -> ApprovalRequest:
     """Ask for these settings (first configuration or replacement); applied when another admin approves."""
-    return approvals.ask(session, actor, CHANGE, {"content": content(settings)})
+    asked = approvals.ask(session, actor, CHANGE, {"content": content(settings)})
+    _notify_asked(session, actor, asked, {"change": "set or replace the identity provider", **_notice(asked.params)})
+    return asked
 
 
 def ask_removal(session: TenantSession, actor: Principal) -> ApprovalRequest:
     """Ask for sign-on to be turned off; NotFound when it is not configured."""
-    return approvals.ask(session, actor, REMOVAL, {})
+    asked = approvals.ask(session, actor, REMOVAL, {})
+    removal = {"change": "turn sign-on off", "identity provider": asked.params["idp_entity_id"]}
+    _notify_asked(session, actor, asked, removal)
+    return asked
+
+
+def _notify_asked(session: TenantSession, actor: Principal, asked: ApprovalRequest, details: dict[str, str]) -> None:
+    # Told at once, not only when it takes effect: the contacts can stop a rogue change before anyone approves it.
+    details = {
+        **details,
+        "approval request": str(asked.id),
+        "in force": "not yet: only when another administrator approves it at POST /api/v1/approvals/{id}/approve",
+    }
+    entitlement_changed(session, actor, EntitlementEvent.SSO_CHANGE_ASKED, WHAT, details)
+
+
+def _notice(params: dict) -> dict[str, str]:
+    """A sign-on configuration as the security contacts read it (from the request's summary)."""
+    return {
+        "identity provider": params["idp_entity_id"],
+        "signing certificates (SHA-256)": ", ".join(params["signing_certificates"]),
+        "role mappings": "; ".join(params["role_mappings"]) or "(none)",
+        "unknown usernames": "get an account" if params["create_accounts"] else "are refused",
+        "settings digest (SHA-256)": params["content_sha256"],
+    }
 
 
 def checked_params(session: TenantSession, action: SensitiveAction, params: dict) -> dict:
@@ -264,22 +290,10 @@ def configure(
     config.updated_at = datetime.now(UTC)
     session.add(config)
     session.flush()
-    summary = _summary(metadata, settings)
-    details = {**summary, **_approval_details(approval, expected)}
+    details = {**_summary(metadata, settings), **_approval_details(approval, expected)}
     record(session, Action.SSO_CONFIGURED, ("tenant", session.tenant_id), details=details, actor=actor)
-    entitlement_changed(
-        session,
-        actor,
-        EntitlementEvent.SSO_CONFIGURED,
-        WHAT,
-        {
-            "identity provider": metadata.entity_id,
-            "signing certificates (SHA-256)": ", ".join(summary["signing_certificates"]),
-            "role mappings": "; ".join(summary["role_mappings"]) or "(none)",
-            "unknown usernames": "get an account" if settings.create_accounts else "are refused",
-            **_approval_notice(approval, expected),
-        },
-    )
+    notice = {**_notice(expected), **_approval_notice(approval)}
+    entitlement_changed(session, actor, EntitlementEvent.SSO_CONFIGURED, WHAT, notice)
     return config, metadata
 
 
@@ -299,7 +313,7 @@ def remove_config(session: TenantSession, actor: Principal, *, approval: Approva
         actor,
         EntitlementEvent.SSO_REMOVED,
         WHAT,
-        {"identity provider": idp, **_approval_notice(approval, expected)},
+        {"identity provider": idp, **_approval_notice(approval)},
     )
 
 
@@ -352,12 +366,9 @@ def _approval_details(approval: ApprovalRequest, expected: dict) -> dict:
     }
 
 
-def _approval_notice(approval: ApprovalRequest, expected: dict) -> dict[str, str]:
+def _approval_notice(approval: ApprovalRequest) -> dict[str, str]:
     # "Changed by" in the notice is the approver; the asker is named here.
-    notice = {"asked by": str(approval.requested_by), "approval request": str(approval.id)}
-    if expected.get("content_sha256"):
-        notice["settings digest (SHA-256)"] = expected["content_sha256"]
-    return notice
+    return {"asked by": str(approval.requested_by), "approval request": str(approval.id)}
 
 
 # --- reading ----------------------------------------------------------------------------------

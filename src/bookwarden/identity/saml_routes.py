@@ -293,7 +293,7 @@ ACS_FORM = {
     openapi_extra=ACS_FORM,
     responses={
         303: {"description": "signed in: a session cookie, and on to the page asked for at login"},
-        **responses(401, 403, 404),
+        **responses(401, 403, 404, 409),
     },
 )
 def assertion_consumer_service(
