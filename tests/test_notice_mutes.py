@@ -65,7 +65,7 @@ def test_a_muted_kind_is_not_mailed_and_an_administrative_one_is_refused_and_sti
     refused = client.put(
         f"/api/v1/security-contacts/{soc}/mutes", json={"muted": ["role_granted", "admin_role_granted"]}
     )
-    assert refused.status_code == 422 and refused.json()["type"] == PROBLEM + "notice-not-mutable"
+    assert refused.status_code == 409 and refused.json()["type"] == PROBLEM + "notice-not-mutable"
     assert "admin_role_granted cannot be muted" in refused.json()["detail"]
     assert "administrative role" in refused.json()["detail"]  # the rule, named
     assert client.get(f"/api/v1/security-contacts/{soc}/mutes").json()["muted"] == ["api_token_created", "role_granted"]
@@ -122,7 +122,7 @@ def test_every_administrative_kind_is_refused_naming_its_rule(client_for, contac
     client = client_for(tenant, permissions=ADMIN)
     for kind, rule in NEVER_MUTED.items():
         refused = client.put(f"/api/v1/security-contacts/{contacts[0]}/mutes", json={"muted": [kind.value]})
-        assert refused.status_code == 422, kind
+        assert refused.status_code == 409, kind
         assert rule in refused.json()["detail"]
     kinds = client.get(f"/api/v1/security-contacts/{contacts[0]}/mutes").json()
     assert kinds["muted"] == [] and set(kinds["mutable"]) == set(NoticeKind) - set(NEVER_MUTED)

@@ -172,7 +172,8 @@ ADMINISTRATIVE_PERMISSIONS = frozenset(
 
 
 class NoticeNotMutable(BookwardenError):
-    slug, status, title = "notice-not-mutable", 422, "Notice cannot be muted"
+    # 409, like the refusal to remove a last required factor: a valid request that a standing rule forbids.
+    slug, status, title = "notice-not-mutable", 409, "Notice cannot be muted"
 
     def __init__(self, kind: NoticeKind):
         super().__init__(

@@ -274,14 +274,14 @@ def contact_mutes(
         return _mutes_out(notices.mutes_of(session, contact_id))
 
 
-@router.put("/security-contacts/{contact_id}/mutes", response_model=MutesOut, responses=responses(404))
+@router.put("/security-contacts/{contact_id}/mutes", response_model=MutesOut, responses=responses(404, 409))
 def set_contact_mutes(
     contact_id: UUID,
     body: MutesIn,
     principal: Principal = Depends(requires(Permission.SECURITY_CONTACTS_MANAGE)),
     db: Database = Depends(database),
 ):
-    """Replace the kinds this contact does not want mailed. An administrative kind is refused (422, naming
+    """Replace the kinds this contact does not want mailed. An administrative kind is refused (409, naming
     the rule) and stays delivered whatever is stored; every contact is told of the change."""
     with tenant_scope(db, principal) as session:
         return _mutes_out(notices.set_mutes(session, principal, contact_id, [k.value for k in body.muted]))
