@@ -601,6 +601,21 @@ def test_the_first_configuration_is_only_asked_and_the_asker_cannot_approve_it(
     assert sum("institutional sign-on configured" in s for s in subjects) == 1
 
 
+def test_a_rejected_change_is_never_applied_and_the_asker_cannot_decide_it_either_way(admin, idp, in_tenant, tenant):
+    maker = admin(tenant)
+    asked = maker.put("/api/v1/sso/saml", json=_body(idp)).json()
+    own = maker.post(f"/api/v1/approvals/{asked['id']}/reject")
+    assert own.status_code == 409 and own.json()["type"] == "urn:bookwarden:problem:segregation-of-duties"
+
+    rejected = admin(tenant).post(f"/api/v1/approvals/{asked['id']}/reject")
+
+    assert rejected.status_code == 200 and rejected.json()["status"] == "rejected"
+    assert admin(tenant).post(f"/api/v1/approvals/{asked['id']}/approve").status_code == 409  # decided already
+    assert maker.get("/api/v1/sso/saml").status_code == 404
+    (event,) = _events(in_tenant, tenant, "approval.rejected")
+    assert event["details"]["content_sha256"] == asked["params"]["content_sha256"]
+
+
 def test_the_database_refuses_an_asker_deciding_their_own_request(admin, idp, in_tenant, tenant):
     asked = admin(tenant).put("/api/v1/sso/saml", json=_body(idp)).json()
     with pytest.raises(IntegrityError, match="checker_is_not_maker"), in_tenant(tenant) as session:

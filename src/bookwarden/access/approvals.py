@@ -79,6 +79,12 @@ def approve(session: TenantSession, approver: Principal, request_id: UUID) -> Ap
 def reject(session: TenantSession, approver: Principal, request_id: UUID) -> ApprovalRequest:
     request = _pending(session, request_id)
     authorize(approver, PERMISSION[SensitiveAction(request.action)])
+    if approver.id == request.requested_by:
+        # Said here, not left to the database's checker_is_not_maker constraint (which would be a 500).
+        raise SegregationOfDutiesError(
+            "the one who asked cannot decide the request: another holder of the permission rejects it, "
+            f"or it lapses after {KEEP_OPEN.days} days"
+        )
     request.status, request.decided_by, request.decided_at = "rejected", approver.id, datetime.now(UTC)
     session.flush()
     _record(session, Action.APPROVAL_REJECTED, request)
