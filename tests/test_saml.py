@@ -700,16 +700,29 @@ def test_an_approval_covers_exactly_the_content_asked_for(key_pairs, idp, sp_met
         assert session.get(SamlConfig, tenant.id).idp_metadata == idp.metadata()
 
 
-def _swapped_idp(session, params: dict, metadata: str, *, consistent: bool) -> dict:
+TAMPERING = {
+    # how the row is rewritten: (the answer to the approval, its problem type)
+    # The row no longer matches itself:
+    "only the metadata": (409, "approval-required"),
+    # It does (digest and summary recomputed), but not the digests the audit chain recorded when asked:
+    "digest and summary too": (409, "integrity-failure"),
+    # Not a configuration at all: a clear refusal, not a 500.
+    "nonsense": (422, "invalid-input"),
+}
+
+
+def _swapped_idp(session, params: dict, metadata: str, how: str) -> dict:
     content = {**params["content"], "idp_metadata": metadata}
-    if consistent:  # a careful tamperer writes the row exactly as asking for the impostor would have
+    if how == "digest and summary too":  # a careful tamperer writes the row as asking for the impostor would
         return saml_config.checked_params(session, SensitiveAction.CONFIGURE_SSO, {"content": content})
+    if how == "nonsense":
+        return {**params, "content": {**content, "idp_metadata": 5, "create_accounts": "yes"}}
     return {**params, "content": content}
 
 
-@pytest.mark.parametrize("consistent", [False, True], ids=["only the metadata", "digest and summary too"])
+@pytest.mark.parametrize("how", list(TAMPERING))
 def test_a_request_altered_in_the_database_after_it_was_asked_is_not_applied(
-    key_pairs, admin, idp, sp_metadata, in_tenant, tenant, consistent
+    key_pairs, admin, idp, sp_metadata, in_tenant, tenant, how
 ):
     """Someone with write access to the approval table swaps the reviewed IdP for theirs before approval."""
     asked = admin(tenant).put("/api/v1/sso/saml", json=_body(idp)).json()
@@ -717,18 +730,14 @@ def test_a_request_altered_in_the_database_after_it_was_asked_is_not_applied(
     with in_tenant(tenant) as session:
         session.execute(
             text("UPDATE approval_requests SET params = CAST(:p AS jsonb) WHERE id = :id"),
-            {
-                "p": json.dumps(_swapped_idp(session, asked["params"], impostor.metadata(), consistent=consistent)),
-                "id": asked["id"],
-            },
+            {"p": json.dumps(_swapped_idp(session, asked["params"], impostor.metadata(), how)), "id": asked["id"]},
         )
 
     refused = admin(tenant).post(f"/api/v1/approvals/{asked['id']}/approve")
 
-    assert refused.status_code == 409, refused.text
-    # The row no longer matches itself; or it does, but not the digest the audit chain recorded when asked.
-    expected = "integrity-failure" if consistent else "approval-required"
-    assert refused.json()["type"] == f"urn:bookwarden:problem:{expected}"
+    status, problem_type = TAMPERING[how]
+    assert refused.status_code == status, refused.text
+    assert refused.json()["type"] == f"urn:bookwarden:problem:{problem_type}"
     assert admin(tenant).get("/api/v1/sso/saml").status_code == 404  # nothing applied
     with in_tenant(tenant) as session:
         assert session.get(ApprovalRequest, (tenant.id, uuid.UUID(asked["id"]))).status == "pending"

@@ -110,14 +110,26 @@ def content(settings: SamlSettings) -> dict[str, Any]:
 
 
 def settings_from(stored: Any) -> SamlSettings:
-    """The settings an approval request holds; InvalidInput when it holds no such thing."""
+    """The settings an approval request holds; InvalidInput when it holds no such thing (a row written by
+    hand: a request asked through the API always holds what `content` made)."""
+
+    def text_of(value: Any, *, optional: bool = False) -> str | None:
+        if isinstance(value, str) or (optional and value is None):
+            return value
+        raise TypeError(value)
+
     try:
+        if not isinstance(stored["create_accounts"], bool):
+            raise TypeError(stored["create_accounts"])
         return SamlSettings(
-            idp_metadata=stored["idp_metadata"],
-            username_attribute=stored["username_attribute"],
-            email_attribute=stored["email_attribute"],
-            display_name_attribute=stored["display_name_attribute"],
-            role_mappings=tuple(RoleMapping(m["attribute"], m["value"], m["role"]) for m in stored["role_mappings"]),
+            idp_metadata=text_of(stored["idp_metadata"]),
+            username_attribute=text_of(stored["username_attribute"]),
+            email_attribute=text_of(stored["email_attribute"], optional=True),
+            display_name_attribute=text_of(stored["display_name_attribute"], optional=True),
+            role_mappings=tuple(
+                RoleMapping(text_of(m["attribute"]), text_of(m["value"]), text_of(m["role"]))
+                for m in stored["role_mappings"]
+            ),
             create_accounts=stored["create_accounts"],
             new_account_kind=AccountKind(stored["new_account_kind"]),
         )
