@@ -178,3 +178,35 @@ def test_concurrent_writers_never_share_a_sequence_number_or_predecessor(committ
     assert_chained(events)
     assert len({bytes(e["prev_hash"]) for e in events}) == len(events)
     assert (head.seq, bytes(head.hash)) == (events[-1]["seq"], bytes(events[-1]["hash"]))
+
+
+
+def _commit_mode_after_append(db, tenant_id, wrote_first: bool) -> str:
+    with tenant_session(db, tenant_id) as session:
+        if wrote_first:
+            # What any INSERT, UPDATE or DELETE does first: take a transaction id.
+            session.execute(text("SELECT pg_current_xact_id()"))
+        audit.record(session, Action.PATRON_VIEWED, ("patron", uuid.uuid4()), actor=actor(tenant_id))
+        audit.append_pending(session, tenant_id)
+        return session.execute(text("SHOW synchronous_commit")).scalar_one()
+
+
+def test_a_read_commits_its_events_without_waiting_for_the_disk_and_a_change_waits(committed_db, committed_tenant):
+    tenant_id = committed_tenant()
+    assert _commit_mode_after_append(committed_db, tenant_id, wrote_first=False) == "off"
+    assert _commit_mode_after_append(committed_db, tenant_id, wrote_first=True) == "on"
+    # The setting dies with its transaction: the next one waits for the disk again.
+    with tenant_session(committed_db, tenant_id) as session:
+        assert session.execute(text("SHOW synchronous_commit")).scalar_one() == "on"
+        events = rows(session)
+    assert_chained(events)
+
+
+def test_a_real_patron_change_is_committed_synchronously(committed_db, committed_tenant):
+    from bookwarden.library import schemas, service
+
+    tenant_id = committed_tenant()
+    with audit.acting(audit.Context(actor(tenant_id))), tenant_session(committed_db, tenant_id) as session:
+        service.create(session, service.PATRONS, schemas.PatronCreate(name="Ada"))
+        audit.append_pending(session, tenant_id)
+        assert session.execute(text("SHOW synchronous_commit")).scalar_one() == "on"

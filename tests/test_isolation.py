@@ -134,9 +134,10 @@ def test_the_tenant_setting_is_made_in_exactly_one_place():
     writers = []
     for path in SRC.rglob("*.py"):
         source = path.read_text()
-        # Any set_config but the audit segment-drop switch (a different setting, only in a definer function).
+        # Any set_config but two other settings made inside audit definer functions: the segment-drop
+        # switch and synchronous_commit for reads.
         writes = re.search(
-            r"set_config\s*\((?!'bookwarden\.audit_segment_drop')|SET\s+(LOCAL\s+|SESSION\s+)?bookwarden\.tenant_id",
+            r"set_config\s*\((?!'bookwarden\.audit_segment_drop'|'synchronous_commit')|SET\s+(LOCAL\s+|SESSION\s+)?bookwarden\.tenant_id",
             source,
             re.I,
         )
