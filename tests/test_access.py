@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -18,7 +19,7 @@ from bookwarden.access.permissions import (
     Permission,
 )
 from bookwarden.errors import Conflict, Forbidden, InvalidInput, NotFound, SegregationOfDutiesError
-from bookwarden.identity import accounts
+from bookwarden.identity import accounts, tokens
 from bookwarden.identity.models import AccountKind
 from bookwarden.identity.principal import Principal, PrincipalKind
 from bookwarden.notify.models import OutboxMessage
@@ -132,6 +133,7 @@ def test_every_entitlement_change_queues_a_notice_to_the_security_contacts(db, t
         access.create_role(session, _admin(tenant), "helpers", {Permission.POSTS_READ})
         accounts.disable_account(session, _admin(tenant), staff["bob"].id)
         accounts.delete_account(session, _admin(tenant), staff["cy"].id)
+        tokens.issue_api_token(session, "catalogue sync", [Permission.PATRONS_READ], timedelta(days=1))
         messages = session.scalars(select(OutboxMessage)).all()
-        assert len(messages) == before + 5
+        assert len(messages) == before + 6
         assert {m.category for m in messages} == {"security"}

@@ -110,6 +110,11 @@ def _console(ctx: typer.Context) -> None:
     )
     ctx.with_resource(audit.acting(context))
     ctx.with_resource(_running())
+    from bookwarden import logs
+
+    # Logs of a one-shot command go to stderr: its stdout is what it prints (a token, JSON, CSV).
+    # `serve` and `worker` configure their own logs on stdout, as services.
+    logs.configure(get_settings().log_level, stream="stderr")
 
 
 def command(group: typer.Typer, name: str, permission: Permission, **options: Any) -> Callable:

@@ -24,19 +24,34 @@ def redact_secrets(_logger, _method, event: dict) -> dict:
     return event
 
 
-class _Stdout(logging.StreamHandler):
-    """Writes to sys.stdout as it is at each record, not as it was at configure() time."""
+class _Following:
+    """sys.stdout or sys.stderr as it is at each write, not as it was at configure() time."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def write(self, text: str) -> int:
+        return getattr(sys, self.name).write(text)
+
+    def flush(self) -> None:
+        getattr(sys, self.name).flush()
+
+
+class _Handler(logging.StreamHandler):
+    def __init__(self, name: str) -> None:
+        super().__init__(_Following(name))
 
     @property
     def stream(self):
-        return sys.stdout
+        return self._following
 
     @stream.setter
-    def stream(self, _value) -> None:
-        pass
+    def stream(self, value) -> None:
+        self._following = value
 
 
-def configure(level: str = "INFO") -> None:
+def configure(level: str = "INFO", stream: str = "stdout") -> None:
+    """JSON logs to `stream`: stdout for the services; stderr for console commands, whose stdout is output."""
     shared = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -44,7 +59,7 @@ def configure(level: str = "INFO") -> None:
         redact_secrets,
     ]
     # Libraries that log through the standard library (uvicorn, SQLAlchemy) get the same JSON lines.
-    handler = _Stdout()
+    handler = _Handler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
@@ -60,7 +75,7 @@ def configure(level: str = "INFO") -> None:
     structlog.configure(
         processors=[*shared, structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(),  # stdout as it is when a line is written
+        logger_factory=structlog.PrintLoggerFactory(_Following(stream)),
         # Not cached: module-level loggers then follow a later configure() (tests, embedding apps).
         cache_logger_on_first_use=False,
     )

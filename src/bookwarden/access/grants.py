@@ -26,7 +26,7 @@ from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.errors import Conflict, Forbidden, InvalidInput, NotFound, SegregationOfDutiesError
-from bookwarden.identity.principal import Principal, PrincipalKind
+from bookwarden.identity.principal import SYSTEM, Principal
 from bookwarden.jobs.service import handler, schedule
 from bookwarden.tenancy.service import get_tenant
 
@@ -181,7 +181,7 @@ def end_expired_grants(db: Database, batch: int = 500) -> int:
         ended = session.execute(
             text("SELECT tenant_id, grant_id FROM bookwarden_ended_operator_grants(:n)"), {"n": batch}
         ).all()
-    system = Principal(kind=PrincipalKind.SYSTEM, id=uuid.UUID(int=0), tenant_id=None, permissions=frozenset())
+    system = SYSTEM
     for tenant_id, grant_id in ended:
         with tenant_session(db, tenant_id) as session:
             grant = _get(session, grant_id)

@@ -10,7 +10,6 @@ next checkpoint.
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -24,13 +23,12 @@ from bookwarden.audit.record import record
 from bookwarden.audit.signing import Checkpoint, SigningKey
 from bookwarden.db.session import Database, TenantSession, tenant_session
 from bookwarden.errors import Conflict, IntegrityFailure, InvalidInput, NotFound
-from bookwarden.identity.principal import Principal, PrincipalKind
+from bookwarden.identity.principal import SYSTEM, Principal
 from bookwarden.jobs.service import handler, schedule
 
 CHECKPOINT_JOB = "audit.checkpoints"
 EVERY_EVENTS = 1000
 EVERY = timedelta(minutes=10)
-SYSTEM = Principal(PrincipalKind.SYSTEM, uuid.UUID(int=0), None, frozenset())
 
 log = structlog.get_logger()
 

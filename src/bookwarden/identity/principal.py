@@ -32,6 +32,10 @@ class Principal:
         return self.tenant_id is None
 
 
+# The platform's own scheduled duties acting (grant expiry, checkpoints, deadlines): no tenant, no permission.
+SYSTEM = Principal(PrincipalKind.SYSTEM, UUID(int=0), None, frozenset())
+
+
 def permissions_from(names: list[str]) -> frozenset[Permission]:
     """Stored permission names to the catalogue; a name no longer in the catalogue grants nothing."""
     known = {p.value for p in Permission}

@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session
 
 from bookwarden.access.permissions import PLATFORM_PERMISSIONS, TENANT_PERMISSIONS, Permission
 from bookwarden.audit.events import Action
-from bookwarden.audit.record import record
+from bookwarden.audit.record import current, record
 from bookwarden.db.session import Database, TenantSession, platform_session
 from bookwarden.errors import InvalidInput
 from bookwarden.identity.models import ApiToken, OperatorToken
-from bookwarden.identity.principal import Principal, PrincipalKind, permissions_from
+from bookwarden.identity.principal import SYSTEM, Principal, PrincipalKind, permissions_from
 
 TENANT_PREFIX = "bwt_"
 OPERATOR_PREFIX = "bwo_"
@@ -57,6 +57,17 @@ def issue_api_token(
     session.add(row)
     session.flush()
     record(session, Action.TOKEN_ISSUED, ("api_token", row.id), details=_issued(row))
+    # A new machine credential is an entitlement: the security contacts hear of it (never its secret).
+    from bookwarden.access import notices
+
+    notices.entitlement_changed(
+        session,
+        current().principal or SYSTEM,
+        notices.EntitlementEvent.API_TOKEN_CREATED,
+        f"API token {name!r}",
+        {"permissions": ", ".join(row.scopes), "expires_at": row.expires_at.isoformat(timespec="seconds")},
+        permissions=permissions,
+    )
     return row, secret
 
 

@@ -41,7 +41,7 @@ from bookwarden.crypto.keyring import KeyDestroyed
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.errors import Conflict, Forbidden, InvalidInput, NotFound
 from bookwarden.identity.models import Account, AccountKind, AccountStatus
-from bookwarden.identity.principal import Principal, PrincipalKind
+from bookwarden.identity.principal import SYSTEM, Principal, PrincipalKind
 from bookwarden.jobs.service import handler, schedule
 from bookwarden.library.models import Patron
 from bookwarden.notify.models import MailCategory, OutboxMessage, OutboxStatus
@@ -61,7 +61,6 @@ DEADLINES = "privacy.complaint_deadlines"
 DEADLINES_EVERY = timedelta(hours=1)
 DEADLINES_BATCH = 500
 LIST_LIMIT = 500
-SYSTEM = Principal(kind=PrincipalKind.SYSTEM, id=uuid.UUID(int=0), tenant_id=None, permissions=frozenset())
 
 
 class Escalation(enum.StrEnum):
