@@ -508,6 +508,28 @@ def _(w):
     return Call(w.admin, "POST", url, Action.APPROVAL_REJECTED, w.tenant.id)
 
 
+# A bulk export of patrons: asked by one privacy officer, approved by another (who also reads accounts,
+# as the approval route requires), downloaded by the one who asked.
+EXPORTER = BUILTIN_PERMISSIONS[BuiltinRole.PRIVACY_OFFICER]
+EXPORTS = "/api/v1/patrons/exports"
+
+
+@route("POST", EXPORTS)
+def _(w):
+    return Call(w.client(EXPORTER), "POST", EXPORTS, Action.APPROVAL_REQUESTED, w.tenant.id, json={"format": "csv"})
+
+
+@route("GET", f"{EXPORTS}/{{approval_id}}")
+def _(w):
+    w.records  # noqa: B018 - a patron to export
+    asker = w.client(EXPORTER)
+    asked = asker.post(EXPORTS, json={"format": "jsonl"})
+    assert asked.status_code == 202, asked.text
+    checker = w.client(EXPORTER | {Permission.ACCOUNTS_READ})
+    assert checker.post(f"/api/v1/approvals/{asked.json()['id']}/approve").status_code == 200
+    return Call(asker, "GET", f"{EXPORTS}/{asked.json()['id']}", Action.PATRON_EXPORTED, w.tenant.id)
+
+
 @route("GET", "/api/v1/security-contacts")
 def _(w):
     return Call(w.admin, "GET", "/api/v1/security-contacts", Action.SECURITY_CONTACT_LISTED, w.tenant.id)

@@ -40,6 +40,8 @@ class SensitiveAction(enum.StrEnum):
     # Institutional sign-on: whoever controls the IdP decides who signs in as whom (identity/saml_config.py).
     CONFIGURE_SSO = "configure_sso"
     REMOVE_SSO = "remove_sso"
+    # Every patron of the institution, decrypted, in one file (library/export.py).
+    EXPORT_PATRONS = "export_patrons"
 
 
 def require_approval(approval: ApprovalRequest | None, action: SensitiveAction, params: dict, what: str) -> None:

@@ -3,8 +3,9 @@
 A request names the action and its exact parameters; another holder of the permission the
 action needs approves it, and the action is carried out at that moment, under that approval.
 Sensitive now: granting an administrative role, changing a password policy, configuring or
-removing institutional sign-on (identity/saml_config.py). Bulk export and erasure approval join
-when those features land.
+removing institutional sign-on (identity/saml_config.py), a bulk export of patrons
+(library/export.py: approving carries nothing out, it lets the asker download once). Erasure
+approval joins when that feature lands.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ PERMISSION = {
     SensitiveAction.CHANGE_PASSWORD_POLICY: Permission.POLICY_MANAGE,
     SensitiveAction.CONFIGURE_SSO: Permission.SSO_MANAGE,
     SensitiveAction.REMOVE_SSO: Permission.SSO_MANAGE,
+    SensitiveAction.EXPORT_PATRONS: Permission.PATRONS_EXPORT,
 }
+EXPORT_FORMATS = ("jsonl", "csv")
 SIGN_ON = frozenset({SensitiveAction.CONFIGURE_SSO, SensitiveAction.REMOVE_SSO})
 KEEP_OPEN = timedelta(days=7)
 
@@ -105,6 +108,8 @@ def _carry_out(session: TenantSession, approver: Principal, request: ApprovalReq
     params = dict(request.params)
     if request.action in SIGN_ON:
         _sign_on().carry_out(session, approver, request)
+    elif request.action == SensitiveAction.EXPORT_PATRONS:
+        pass  # the asker downloads it later, once, under this approval (library/export.py)
     elif request.action == SensitiveAction.GRANT_ADMIN_ROLE:
         access.grant_role(session, approver, UUID(params["account_id"]), params["role"], approval=request)
     else:
@@ -120,6 +125,10 @@ def _checked(session: TenantSession, action: SensitiveAction, params: dict) -> d
             raise InvalidInput(f"role: only {', '.join(sorted(ADMIN_ROLES))} need an approval; grant others directly")
         account = accounts.get_account(session, UUID(str(params["account_id"])))
         return {"account_id": str(account.id), "role": str(params["role"])}
+    if action is SensitiveAction.EXPORT_PATRONS:
+        if params.get("format") not in EXPORT_FORMATS:
+            raise InvalidInput(f"format: one of {', '.join(EXPORT_FORMATS)}")
+        return {"format": params["format"]}
     role_class = RoleClass(params["role_class"])
     settings = {k: params.get(k) for k in ("min_length", "max_length", "history", "expiry_days") if k in params}
     policy = PasswordPolicy.for_role(role_class, **settings)  # a setting below a floor is refused now

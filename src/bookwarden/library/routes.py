@@ -3,17 +3,23 @@
 # No `from __future__ import annotations`: FastAPI reads these annotations at definition time,
 # and they name each kind's own schemas.
 
+import functools
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict
 
 from bookwarden.access.permissions import Permission
+from bookwarden.access.routes import ApprovalOut
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import responses
+from bookwarden.audit import record as audit
+from bookwarden.audit.routes import _closing as closing  # closes the chunks when the reader goes away
 from bookwarden.db.session import Database
 from bookwarden.identity.principal import Principal
-from bookwarden.library import schemas, service
+from bookwarden.library import export, schemas, service
 from bookwarden.library.service import RecordKind
 
 router = APIRouter(prefix="/api/v1", responses=responses(401, 403, 422))
@@ -114,3 +120,50 @@ def lookup_patrons(
     """Exact match on one of email, institutional id or barcode (blind indexes; nothing decrypted to search)."""
     with tenant_scope(db, principal) as session:
         return service.lookup_patrons(session, body)
+
+
+# -- bulk export of patrons (maker-checker: library/export.py) --------------------------------
+
+
+class ExportIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    format: export.ExportFormat = export.ExportFormat.JSONL
+
+
+@router.post("/patrons/exports", status_code=202, response_model=ApprovalOut, tags=["patrons"])
+def ask_patron_export(
+    body: ExportIn,
+    principal: Principal = Depends(requires(Permission.PATRONS_EXPORT)),
+    db: Database = Depends(database),
+):
+    """Ask for every patron in one file; another holder of patrons.export approves at /approvals/{id}/approve."""
+    with tenant_scope(db, principal) as session:
+        return export.ask(session, principal, body.format)
+
+
+EXPORT_CONTENT = {media: {"schema": {"type": "string"}} for media in export.MEDIA_TYPES.values()}
+
+
+@router.get(
+    "/patrons/exports/{approval_id}",
+    response_class=StreamingResponse,
+    tags=["patrons"],
+    responses={
+        **responses(404, 409),
+        200: {"content": EXPORT_CONTENT, "description": "every patron as JSON lines or CSV, as an attachment"},
+    },
+)
+def download_patron_export(
+    approval_id: UUID,
+    principal: Principal = Depends(requires(Permission.PATRONS_EXPORT)),
+    db: Database = Depends(database),
+):
+    """The approved export, for the one who asked: once, within 24 hours of the approval."""
+    # Opened here, before answering: a refusal (not the asker's, not approved, spent) is still a problem.
+    scope = functools.partial(tenant_scope, db, principal)
+    fmt, chunks = export.open_download(db, scope, principal, approval_id, audit.current())
+    return StreamingResponse(
+        closing(b"", chunks),
+        media_type=export.MEDIA_TYPES[fmt],
+        headers={"Content-Disposition": f'attachment; filename="patrons-{approval_id}.{fmt.value}"'},
+    )
