@@ -151,3 +151,44 @@ def test_asking_and_a_refused_download_are_in_the_trail(asker, checker, in_tenan
         actions = session.execute(text("SELECT action, outcome FROM audit_events ORDER BY seq")).all()
     assert ("approval.requested", "succeeded") in actions
     assert actions[-1][1] != "succeeded"  # the refusal, recorded as one
+
+
+def test_two_downloads_at_once_cannot_both_pass_and_a_reader_who_stops_spends_it(committed_db, committed_tenant):
+    """With real commits: the first download holds the approval locked while it streams."""
+    import functools
+    import uuid
+
+    from bookwarden.access import approvals
+    from bookwarden.audit import record as audit
+    from bookwarden.db.session import tenant_session
+    from bookwarden.errors import Conflict
+    from bookwarden.identity.principal import Principal, PrincipalKind
+    from bookwarden.library import export, schemas, service
+
+    tenant_id = committed_tenant()
+    asker = Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant_id, PRIVACY)
+    checker = Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant_id, CHECKER)
+    scope = functools.partial(tenant_session, committed_db, tenant_id)
+    with scope() as session:
+        for n in range(3):
+            service.create(session, service.PATRONS, schemas.PatronCreate(name=f"Patron {n}"))
+        approval_id = export.ask(session, asker, export.ExportFormat.JSONL).id
+    with scope() as session:
+        approvals.approve(session, checker, approval_id)
+
+    context = audit.Context(principal=asker)
+    fmt, first = export.open_download(committed_db, scope, asker, approval_id, context)
+    assert fmt is export.ExportFormat.JSONL
+    assert next(first) == b""  # the (empty) header of JSON lines: the download is under way
+    with pytest.raises(Conflict, match="being downloaded right now"):
+        export.open_download(committed_db, scope, asker, approval_id, context)
+    assert len(next(first).splitlines()) == 3
+    first.close()  # the reader goes away before the end: what it received was exported all the same
+    with pytest.raises(Conflict, match="downloaded already"):
+        export.open_download(committed_db, scope, asker, approval_id, context)
+    with scope() as session:
+        details = session.execute(
+            text("SELECT details FROM audit_events WHERE action = 'patron.exported' AND target_id = :a"),
+            {"a": approval_id},
+        ).scalar_one()
+    assert details["count"] == 3 and details["completed"] is False
