@@ -96,6 +96,8 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
         P.PRIVACY_REQUESTS_HANDLE,
         P.PRIVACY_ERASURE_APPROVE,
         P.PATRONS_EXPORT,
+        # The approvals queue (where a colleague's bulk export waits for this officer) names accounts.
+        P.ACCOUNTS_READ,
         P.AUDIT_READ,
         P.PRIVACY_RECORDS_READ,
         P.PRIVACY_COMPLAINTS_REGISTER,
