@@ -3,7 +3,6 @@ follow the SLA view, read a complaint and answer it."""
 
 # No `from __future__ import annotations`: FastAPI reads these annotations at definition time.
 
-from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -18,7 +17,6 @@ from bookwarden.db.session import Database
 from bookwarden.identity.principal import Principal
 from bookwarden.notify.service import EmailAddress
 from bookwarden.privacy import complaints
-from bookwarden.privacy.complaint_models import ComplaintChannel, ComplaintStatus
 from bookwarden.privacy.complaints import SlaState
 
 router = APIRouter(prefix="/api/v1/privacy", tags=["privacy: complaints"], responses=responses(401, 403, 422))
@@ -48,26 +46,8 @@ class AnswerIn(Input):
     answer: Body
 
 
-class ComplaintOut(BaseModel):
-    """Where a complaint stands: its deadlines, flags and days remaining; never its text."""
-
-    id: UUID
-    status: ComplaintStatus
-    channel: ComplaintChannel
-    patron_id: UUID | None
-    account_id: UUID | None
-    created_at: datetime
-    ack_due_at: datetime
-    acknowledged_at: datetime | None
-    at_risk_at: datetime
-    due_at: datetime
-    days_remaining: int | None
-    at_risk: bool
-    overdue: bool
-    ack_escalated_at: datetime | None
-    at_risk_escalated_at: datetime | None
-    overdue_escalated_at: datetime | None
-    answered_at: datetime | None
+# What the SLA view holds is exactly what the API shows: one model, defined with the service.
+ComplaintOut = complaints.ComplaintSla
 
 
 class ComplaintDetailOut(ComplaintOut):
@@ -79,10 +59,6 @@ class ComplaintDetailOut(ComplaintOut):
 
 class ComplaintList(BaseModel):
     items: list[ComplaintOut]
-
-
-def _out(sla: complaints.ComplaintSla) -> ComplaintOut:
-    return ComplaintOut(**sla.__dict__)
 
 
 @router.post("/complaints", status_code=201, response_model=ComplaintOut, responses=responses(404))
@@ -97,7 +73,7 @@ def register_complaint(body: ComplaintIn, principal: Principal = REGISTER, db: D
             body=body.body,
             contact_email=body.contact_email,
         )
-        return _out(complaints.sla_of(session, complaint.id))
+        return complaints.sla_of(session, complaint.id)
 
 
 @router.post("/me/complaints", status_code=201, response_model=ComplaintOut)
@@ -107,14 +83,14 @@ def register_own_complaint(body: OwnComplaintIn, principal: Principal = PATRON, 
         complaint = complaints.register_own(
             session, principal, subject=body.subject, body=body.body, contact_email=body.contact_email
         )
-        return _out(complaints.sla_of(session, complaint.id))
+        return complaints.sla_of(session, complaint.id)
 
 
 @router.get("/me/complaints", response_model=ComplaintList)
 def list_own_complaints(principal: Principal = PATRON, db: Database = Depends(database)):
     """The signed-in patron's complaints and where each stands."""
     with tenant_scope(db, principal) as session:
-        return ComplaintList(items=[_out(s) for s in complaints.own_complaints(session, principal)])
+        return ComplaintList(items=complaints.own_complaints(session, principal))
 
 
 @router.get("/complaints", response_model=ComplaintList)
@@ -127,7 +103,7 @@ def complaint_sla(
 ):
     """The SLA view: complaints with their deadlines and days remaining, the most urgent first."""
     with tenant_scope(db, principal) as session:
-        return ComplaintList(items=[_out(s) for s in complaints.sla_view(session, principal, state)])
+        return ComplaintList(items=complaints.sla_view(session, principal, state))
 
 
 @router.get("/complaints/{complaint_id}", response_model=ComplaintDetailOut, responses=responses(404))
@@ -135,7 +111,7 @@ def read_complaint(complaint_id: UUID, principal: Principal = HANDLE, db: Databa
     """One complaint with what the complainant wrote and the answer given."""
     with tenant_scope(db, principal) as session:
         sla, opened = complaints.read(session, principal, complaint_id)
-        return ComplaintDetailOut(**sla.__dict__, **opened.__dict__)
+        return ComplaintDetailOut(**sla.model_dump(), **opened.__dict__)
 
 
 @router.post("/complaints/{complaint_id}/answer", response_model=ComplaintOut, responses=responses(404, 409))
@@ -145,4 +121,4 @@ def answer_complaint(
     """Answer a complaint: it is closed and the answer is mailed to the complainant."""
     with tenant_scope(db, principal) as session:
         complaints.answer(session, principal, complaint_id, body.answer)
-        return _out(complaints.sla_of(session, complaint_id))
+        return complaints.sla_of(session, complaint_id)

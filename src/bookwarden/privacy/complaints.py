@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 import structlog
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Select, func, or_, select, text
 
 from bookwarden.access.authorize import authorize
@@ -86,9 +87,10 @@ EXPLANATIONS = {
 }
 
 
-@dataclass(frozen=True)
-class ComplaintSla:
-    """A complaint as the SLA view shows it: deadlines and flags, never its text."""
+class ComplaintSla(BaseModel):
+    """A complaint as the SLA view (and the API) shows it: deadlines and flags, never its text."""
+
+    model_config = ConfigDict(frozen=True)
 
     id: UUID
     status: ComplaintStatus
