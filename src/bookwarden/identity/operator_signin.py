@@ -48,13 +48,13 @@ from bookwarden.identity import mfa, operator_accounts, passwords, sessions, thr
 from bookwarden.identity.operator_accounts import USERNAME, failure_key, normal_username
 from bookwarden.identity.operator_models import OperatorAccount, OperatorSession, OperatorStatus
 from bookwarden.identity.principal import Principal, PrincipalKind
+from bookwarden.identity.signin import SECOND_FACTOR_TRIES, InvalidSecondFactor  # one answer, one limit
 from bookwarden.identity.throttle import Admission, TooManyAttempts
 
 COOKIE_NAME = "bw_operator_session"
 IDLE_TIMEOUT = timedelta(minutes=15)
 ABSOLUTE_TIMEOUT = timedelta(hours=8)
 SECOND_FACTOR_TIMEOUT = sessions.SECOND_FACTOR_TIMEOUT
-SECOND_FACTOR_TRIES = 5
 SLIDE_EVERY = sessions.SLIDE_EVERY
 TOTP, RECOVERY_CODE = "totp", "recovery code"
 
@@ -66,16 +66,6 @@ class InvalidCredentials(BookwardenError):
         super().__init__(
             "the username or password is not right, or sign-in to this account is paused after repeated "
             "failures; check them and try again later"
-        )
-
-
-class InvalidSecondFactor(BookwardenError):
-    slug, status, title = "invalid-second-factor", 401, "Second factor refused"
-
-    def __init__(self) -> None:
-        super().__init__(
-            "the code is not right or was used before: type the current code from your authenticator app, or one "
-            f"of your recovery codes; after {SECOND_FACTOR_TRIES} wrong codes you must sign in again"
         )
 
 
