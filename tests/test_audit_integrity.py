@@ -306,6 +306,18 @@ def test_tampering_is_detected_and_the_first_broken_event_named(committed_db, ch
         assert f"seq {seq}" in result.stdout
 
 
+def test_a_tampered_verdict_is_a_finding_not_a_failed_command(committed_db, chain, key, superuser_conn, cli_env):
+    tamper_field(superuser_conn, chain)
+    assert bw("audit", "verify", "--tenant", str(chain)).exit_code == 1
+    action, outcome, details = superuser_conn.execute(
+        "SELECT action, outcome, details FROM audit_events WHERE tenant_id = %s ORDER BY seq DESC LIMIT 1",
+        (PLATFORM_CHAIN,),
+    ).fetchone()
+    # The command did its whole work: its run is console.command with the code; the finding is in audit.verified.
+    assert (action, outcome, details["command"], details["exit_code"]) == ("console.command", "succeeded",
+                                                                            "audit verify", 1)
+
+
 def test_the_forged_row_is_named_with_its_event_id(committed_db, chain, key, superuser_conn):
     tamper_insert_forged(superuser_conn, chain)
     forged_id = superuser_conn.execute("SELECT id FROM audit_events WHERE tenant_id = %s AND seq = 20",

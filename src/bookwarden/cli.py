@@ -153,6 +153,14 @@ def _group_name(group: typer.Typer) -> str | None:
     return next((info.name for info in app.registered_groups if info.typer_instance is group), None)
 
 
+class Verdict(typer.Exit):
+    """The command did its whole work and its exit code reports what it found (1: tampered).
+
+    The run is recorded as console.command with that code, not as a failed request: the
+    command's own event (audit.verified, outcome failed) carries the finding.
+    """
+
+
 def _fail(message: str) -> typer.Exit:
     err.print(f"[red]error:[/red] {message}")
     return typer.Exit(2)
@@ -191,6 +199,9 @@ def _console_run(permission: Permission) -> Iterator[None]:
         given = {"permission": exc.permission} if denied and exc.permission else {}
         _console_event(action, Outcome.DENIED if denied else Outcome.FAILED, problem=exc.slug, **given)
         raise
+    except Verdict as exc:
+        _command_succeeded(permission, exit_code=exc.exit_code)
+        raise
     except typer.Exit as exc:
         if exc.exit_code:
             _console_event(Action.REQUEST_FAILED, Outcome.FAILED, problem="invalid-input", permission=permission)
@@ -203,14 +214,14 @@ def _console_run(permission: Permission) -> Iterator[None]:
     _command_succeeded(permission)
 
 
-def _command_succeeded(permission: Permission) -> None:
+def _command_succeeded(permission: Permission, **details: Any) -> None:
     """console.command, once per run (`db stop` records it before the database goes away)."""
     run = _run.get()
     if run is not None and run.succeeded_recorded:
         return
     if run is not None:
         run.succeeded_recorded = True
-    _console_event(Action.CONSOLE_COMMAND, Outcome.SUCCEEDED, permission=permission)
+    _console_event(Action.CONSOLE_COMMAND, Outcome.SUCCEEDED, permission=permission, **details)
 
 
 def _console_event(action, outcome, **details: Any) -> None:
@@ -759,7 +770,7 @@ def audit_verify(
             err.print(f"[red]warning:[/red] the audit.verified event was not recorded ({type(exc).__name__})")
         err.print(f"{report.events:,} events in {report.seconds:.2f} s ({report.rate:,.0f}/s)")
     if tampered:
-        raise typer.Exit(1)
+        raise Verdict(1)
 
 
 @command(audit_app, "export", Permission.AUDIT_READ)
