@@ -70,6 +70,15 @@ class Action(enum.StrEnum):
     COMPLAINT_VIEWED = "complaint.viewed"
     COMPLAINT_LISTED = "complaint.listed"
     RECORDS_OF_PROCESSING_EXPORTED = "privacy.records_of_processing.exported"
+    # Access packages and erasures: built, downloaded by link, expired; a patron erased, its certificate.
+    SUBJECT_EXPORT_BUILT = "subject_export.built"
+    SUBJECT_EXPORT_DOWNLOADED = "subject_export.downloaded"
+    SUBJECT_EXPORT_EXPIRED = "subject_export.expired"  # rows deleted and the package key destroyed
+    PATRON_ERASED = "patron.erased"  # every declared location, the subject key shredded, a certificate signed
+    ERASURE_CERTIFICATE_VIEWED = "erasure_certificate.viewed"
+    ERASURE_CERTIFICATE_VERIFIED = "erasure_certificate.verified"
+    ERASURE_POLICY_VIEWED = "erasure_policy.viewed"
+    ERASURE_POLICY_CHANGED = "erasure_policy.changed"
     # Access control.
     ACCESS_DENIED = "access.denied"
     AUTH_REJECTED = "auth.rejected"  # a credential that resolved to no principal
