@@ -179,7 +179,9 @@ def payload_of(tenant_id, message_id) -> dict[str, str]:
 
 def test_a_queued_mail_arrives_rendered_with_its_headers(committed_db, committed_tenant, smtp_server, monkeypatch):
     monkeypatch.setenv("BOOKWARDEN_SMTP_FROM", "Alpha Library <library@alpha.example.org>")
-    message_id = queue(committed_db, committed_tenant.id, category=MailCategory.OPTIONAL, headers=UNSUBSCRIBE)
+    # Optional mail (with its one-click unsubscribe) is tested end to end in tests/test_unsubscribe.py.
+    headers = {"List-Id": "<notices.alpha.example.org>"}
+    message_id = queue(committed_db, committed_tenant.id, category=MailCategory.SERVICE, headers=headers)
 
     assert Worker(committed_db, "t").run_one() is True
 
@@ -193,8 +195,9 @@ def test_a_queued_mail_arrives_rendered_with_its_headers(committed_db, committed
     assert "Hello Zoë Patron," in body
     assert "Fines & fees are unchanged." in body
     assert "Alpha University, through Bookwarden" in body
-    assert got["List-Unsubscribe"] == UNSUBSCRIBE["List-Unsubscribe"]
-    assert got["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert got["List-Id"] == "<notices.alpha.example.org>"
+    assert got["List-Unsubscribe"] is None
+    assert "This is a service message: it cannot be unsubscribed from, because" in body
     assert got["Auto-Submitted"] == "auto-generated"
     assert got["Date"] is not None
     assert got["Message-ID"] == f"<{message_id}@alpha.example.org>"

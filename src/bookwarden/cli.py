@@ -908,6 +908,29 @@ def privacy_records(
     sys.stdout.write(body if body.endswith("\n") else body + "\n")
 
 
+@command(privacy_app, "disclosures", Permission.PRIVACY_DISCLOSURES_MANAGE)
+def privacy_disclosures(
+    tenant: Annotated[str, typer.Option(help="institution id or slug")],
+    patron: Annotated[str | None, typer.Option(help="only the disclosures naming this patron id")] = None,
+) -> None:
+    """An institution's disclosures of personal data to third parties, newest first, as JSON lines:
+    recipient, kind, purpose, basis, categories and counts (never who; the API shows that)."""
+    import json
+
+    from bookwarden.db.session import platform_session, tenant_session
+    from bookwarden.privacy import disclosures
+    from bookwarden.tenancy import service
+
+    patron_id = _uuid_option("--patron", patron)
+    db = _connect()
+    with platform_session(db) as session:
+        tenant_id = service.get_tenant(session, tenant).id
+    with tenant_session(db, tenant_id) as session:
+        found = disclosures.list_disclosures(session, console_principal(), patron_id=patron_id)
+        lines = [json.dumps(disclosures.summary(d), sort_keys=True) for d in found]
+    sys.stdout.write("".join(line + "\n" for line in lines))
+
+
 def main() -> None:
     try:
         app()

@@ -39,6 +39,8 @@ class Permission(enum.StrEnum):
     PRIVACY_RECORDS_READ = "privacy.records.read"  # records of processing: categories, purposes, no data
     PRIVACY_COMPLAINTS_REGISTER = "privacy.complaints.register"  # take a complaint on a patron's behalf
     PRIVACY_COMPLAINTS_HANDLE = "privacy.complaints.handle"  # read, answer and follow complaints
+    PRIVACY_PREFERENCES_MANAGE = "privacy.preferences.manage"  # a patron's preferences and consents, on their behalf
+    PRIVACY_DISCLOSURES_MANAGE = "privacy.disclosures.manage"  # record and list disclosures to third parties
     OPERATOR_GRANTS_APPROVE = "operator_grants.approve"
     # The patron's own data, through the privacy portal.
     SELF_SERVICE = "self.service"
@@ -90,7 +92,8 @@ PLATFORM_ROLES = frozenset({BuiltinRole.OPERATOR_SUPPORT, BuiltinRole.OPERATOR_O
 
 BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
     BuiltinRole.PATRON: frozenset({P.SELF_SERVICE}),
-    BuiltinRole.CIRCULATION_STAFF: LIBRARY_READ | {P.PATRONS_WRITE, P.LOANS_WRITE, P.PRIVACY_COMPLAINTS_REGISTER},
+    BuiltinRole.CIRCULATION_STAFF: LIBRARY_READ
+    | {P.PATRONS_WRITE, P.LOANS_WRITE, P.PRIVACY_COMPLAINTS_REGISTER, P.PRIVACY_PREFERENCES_MANAGE},
     BuiltinRole.PRIVACY_OFFICER: LIBRARY_READ
     | {
         P.PRIVACY_REQUESTS_HANDLE,
@@ -102,6 +105,8 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
         P.PRIVACY_RECORDS_READ,
         P.PRIVACY_COMPLAINTS_REGISTER,
         P.PRIVACY_COMPLAINTS_HANDLE,
+        P.PRIVACY_PREFERENCES_MANAGE,
+        P.PRIVACY_DISCLOSURES_MANAGE,
     },
     # The admin runs accounts and roles but does not also hold the auditor role (see sod.py). Reading
     # the trail is allowed: an admin investigating an incident needs it, and reading changes nothing

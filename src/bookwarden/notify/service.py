@@ -37,6 +37,9 @@ MAX_DELIVERY_ATTEMPTS = 20
 TABLE = "outbox"
 TEMPLATES = Path(__file__).parent / "templates"
 
+# Service and security mail say, at their end, that they cannot be unsubscribed from and why.
+FOOTERS = {MailCategory.SERVICE: "service_footer.txt", MailCategory.SECURITY: "security_footer.txt"}
+
 MAX_SUBJECT = 250
 MAX_HEADER_VALUE = 900  # RFC 5322 caps a line at 998 characters, name and folding included
 MAX_HEADERS = 20
@@ -104,7 +107,10 @@ def queue_mail(
 ) -> OutboxMessage:
     """Render `template` with `context` and queue it for `to`; sent by a worker after commit.
 
-    Everything is checked before anything is written, so a refusal leaves no trace.
+    Everything is checked before anything is written, so a refusal leaves no trace. Service and
+    security mail get a closing paragraph saying why they cannot be unsubscribed from; optional mail
+    is refused unless it carries the platform's one-click link (privacy/unsubscribe.py) and the
+    patron agrees to its topic now.
     `send_after` (timezone-aware) defers delivery; by default it is as soon as possible.
     """
     category = _checked_category(category)
@@ -114,6 +120,14 @@ def queue_mail(
     if send_after is not None and (send_after.tzinfo is None or send_after.utcoffset() is None):
         raise InvalidInput("send_after must be timezone-aware (e.g. datetime.now(UTC)), got a naive datetime")
     body = render(template, context)
+    if category is MailCategory.OPTIONAL:
+        # Where every mail is queued, whoever queues it: an optional mail carries our signed
+        # unsubscribe link and goes only to a patron who agrees to its topic now.
+        from bookwarden.privacy.unsubscribe import check_optional_mail
+
+        check_optional_mail(session, extra, body)
+    else:
+        body += render(FOOTERS[category], {})  # why this mail cannot be unsubscribed from
 
     message = _sealed(session, category, Mail(to=address, subject=subject, body=body), extra)
     if send_after is not None:
