@@ -62,7 +62,7 @@ def _archive(db, package) -> zipfile.ZipFile:
 
 
 def test_the_package_holds_every_table_the_registry_links_to_the_patron(db, tenant, client_for):
-    patron_id, made = _subject_with_everything(db, tenant, client_for)
+    patron_id, _ = _subject_with_everything(db, tenant, client_for)
     package = _build(db, tenant, patron_id)
     archive = _archive(db, package)
     manifest = json.loads(archive.read("manifest.json"))
@@ -75,7 +75,7 @@ def test_the_package_holds_every_table_the_registry_links_to_the_patron(db, tena
 
 
 def test_records_are_decrypted_and_only_the_subjects(db, tenant, client_for):
-    patron_id, made = _subject_with_everything(db, tenant, client_for)
+    patron_id, _ = _subject_with_everything(db, tenant, client_for)
     archive = _archive(db, _build(db, tenant, patron_id))
 
     def records(name: str) -> list[dict]:
@@ -163,8 +163,8 @@ def test_expired_packages_are_deleted_with_their_key_by_the_recurring_job(db, te
     assert subject_export.purge_expired(db) == 1
     with tenant_session(db, tenant.id) as session:
         assert session.get(SubjectExportPackage, (tenant.id, package.id)) is None
-        left = session.scalar(text("SELECT count(*) FROM subject_export_chunks WHERE package_id = :p"), {"p": package.id})
-        assert left == 0
+        chunks = text("SELECT count(*) FROM subject_export_chunks WHERE package_id = :p")
+        assert session.scalar(chunks, {"p": package.id}) == 0
     with db.keyring.engine.connect() as conn:
         keys = conn.execute(select(subject_keys.c.subject_id).where(subject_keys.c.tenant_id == tenant.id)).scalars()
         keys = set(keys)

@@ -111,6 +111,10 @@ class Subject:
     keys: dict[UUID, Any]  # subject id -> AES-GCM cipher; a destroyed key is absent
     tenant_key: Any
     addresses: frozenset[str]  # normalised email addresses on the patron's and accounts' records
+    # Blind indexes of those addresses (patrons.email_index, accounts.email_index): they outlive a
+    # destroyed key, so an erasure interrupted after its shred still finds mail sent to the subject.
+    address_indexes: frozenset[bytes] = frozenset()
+    index_key: bytes | None = None
 
     @property
     def ids(self) -> tuple[UUID, ...]:
@@ -229,8 +233,17 @@ def subject(session: TenantSession, patron_id: UUID) -> Subject:
                 addresses.add(_address(decrypt_field(key, session.tenant_id, table, "email", row.id, row.email)))
             except DecryptionError:
                 log.warning("integrity failure", table=table, column="email", record_id=str(row.id))
+    indexes = {bytes(patron.email_index)} if patron.email_index is not None else set()
+    indexes |= {bytes(a.email_index) for a in account_rows if a.email_index is not None}
     return Subject(
-        session.tenant_id, patron_id, tuple(a.id for a in account_rows), keys, tenant_key, frozenset(addresses)
+        session.tenant_id,
+        patron_id,
+        tuple(a.id for a in account_rows),
+        keys,
+        tenant_key,
+        frozenset(addresses),
+        frozenset(indexes),
+        session.keyring.index_key(session.tenant_id),
     )
 
 
@@ -293,9 +306,18 @@ def _addressed_to(location: Location, row: Any, who: Subject) -> bool:
             value = decrypt_field(who.tenant_key, who.tenant_id, location.name, column, _row_id(location, row), sealed)
         except DecryptionError:
             continue
-        if _address(value) in who.addresses:
+        if _address(value) in who.addresses or (
+            who.index_key is not None and _indexes(who.index_key, value) & who.address_indexes
+        ):
             return True
     return False
+
+
+def _indexes(index_key: bytes, value: str) -> set[bytes]:
+    """The blind indexes an address has on a patron record and on an account record."""
+    from bookwarden.crypto.keyring import blind_index
+
+    return {blind_index(index_key, "email", value), blind_index(index_key, "account-email", value)}
 
 
 def _row_id(location: Location, row: Any) -> Any:
