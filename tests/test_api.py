@@ -124,6 +124,12 @@ def test_every_route_declares_the_permission_it_needs(app):
         "/api/v1/sso/saml/{tenant_slug}/metadata",
         "/api/v1/sso/saml/{tenant_slug}/login",
         "/api/v1/sso/saml/{tenant_slug}/acs",
+        # Data-subject requests without an account (privacy/request_routes.py): the form and the forwarding
+        # of an inquiry answer everyone alike, and the verification is authorised by the one-time code
+        # mailed to the address on file.
+        "/api/v1/privacy/requests/form",
+        "/api/v1/privacy/requests/form/verify",
+        "/api/v1/privacy/inquiries/forward",
         # An access package's download link: the link's random token is the credential (privacy/subject_export.py).
         "/api/v1/privacy/subject-exports/download/{token}",
     }

@@ -149,8 +149,15 @@ def command(group: typer.Typer, name: str, permission: Permission, **options: An
     return register
 
 
-def _group_name(group: typer.Typer) -> str | None:
-    return next((info.name for info in app.registered_groups if info.typer_instance is group), None)
+def _group_name(group: typer.Typer, parent: typer.Typer | None = None) -> str | None:
+    """The words naming `group` on the command line ("privacy requests" for a group inside a group)."""
+    for info in (parent or app).registered_groups:
+        if info.typer_instance is group:
+            return info.name
+        inner = _group_name(group, info.typer_instance)
+        if inner is not None:
+            return f"{info.name} {inner}"
+    return None
 
 
 class Verdict(typer.Exit):
@@ -929,6 +936,59 @@ def privacy_disclosures(
         found = disclosures.list_disclosures(session, console_principal(), patron_id=patron_id)
         lines = [json.dumps(disclosures.summary(d), sort_keys=True) for d in found]
     sys.stdout.write("".join(line + "\n" for line in lines))
+
+
+# -- data-subject requests ------------------------------------------------------------------
+
+privacy_requests_app = typer.Typer(help="Data-subject requests: an institution's queue.", no_args_is_help=True)
+privacy_app.add_typer(privacy_requests_app, name="requests")
+
+
+def _request_row(found) -> dict[str, Any]:
+    # States, kinds, ids and dates: the console shows no corrections or reasons (sealed; the API opens them).
+    return found.model_dump(mode="json")
+
+
+@command(privacy_requests_app, "list", Permission.PRIVACY_REQUESTS_HANDLE)
+def privacy_requests_list(
+    tenant: Annotated[str, typer.Option(help="institution id or slug")],
+    view: Annotated[str, typer.Option(help="open, overdue, on_legal_hold, closed or all")] = "open",
+) -> None:
+    """An institution's data-subject requests, the most urgent first, as JSON lines (no personal values)."""
+    import json
+
+    from bookwarden.db.session import platform_session, tenant_session
+    from bookwarden.privacy import requests
+    from bookwarden.tenancy import service
+
+    chosen = _choice("--view", view, requests.QueueView)
+    db = _connect()
+    with platform_session(db) as session:
+        tenant_id = service.get_tenant(session, tenant).id
+    with tenant_session(db, tenant_id) as session:
+        found = requests.queue(session, console_principal(), chosen)  # recorded in the institution's trail
+    sys.stdout.write("".join(json.dumps(_request_row(r), sort_keys=True) + "\n" for r in found))
+
+
+@command(privacy_requests_app, "show", Permission.PRIVACY_REQUESTS_HANDLE)
+def privacy_requests_show(
+    request_id: Annotated[str, typer.Argument(help="the request's id")],
+    tenant: Annotated[str, typer.Option(help="institution id or slug")],
+) -> None:
+    """One data-subject request: kind, state, deadlines, decisions and holds (no corrections or reasons)."""
+    import json
+
+    from bookwarden.db.session import platform_session, tenant_session
+    from bookwarden.privacy import requests
+    from bookwarden.tenancy import service
+
+    chosen = _uuid_option("request_id", request_id)
+    db = _connect()
+    with platform_session(db) as session:
+        tenant_id = service.get_tenant(session, tenant).id
+    with tenant_session(db, tenant_id) as session:
+        found, _ = requests.read(session, console_principal(), chosen, opened=False)
+    sys.stdout.write(json.dumps(_request_row(found), sort_keys=True, indent=2) + "\n")
 
 
 def main() -> None:

@@ -42,6 +42,8 @@ class SensitiveAction(enum.StrEnum):
     REMOVE_SSO = "remove_sso"
     # Every patron of the institution, decrypted, in one file (library/export.py).
     EXPORT_PATRONS = "export_patrons"
+    # A staff-initiated erasure request: a second privacy officer approves it (privacy/requests.py).
+    APPROVE_ERASURE_REQUEST = "approve_erasure_request"
 
 
 def require_approval(approval: ApprovalRequest | None, action: SensitiveAction, params: dict, what: str) -> None:

@@ -4,8 +4,8 @@ A request names the action and its exact parameters; another holder of the permi
 action needs approves it, and the action is carried out at that moment, under that approval.
 Sensitive now: granting an administrative role, changing a password policy, configuring or
 removing institutional sign-on (identity/saml_config.py), a bulk export of patrons
-(library/export.py: approving carries nothing out, it lets the asker download once). Erasure
-approval joins when that feature lands.
+(library/export.py: approving carries nothing out, it lets the asker download once), approving a
+staff-initiated erasure request (privacy/requests.py: approving moves the request to approved).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ PERMISSION = {
     SensitiveAction.CONFIGURE_SSO: Permission.SSO_MANAGE,
     SensitiveAction.REMOVE_SSO: Permission.SSO_MANAGE,
     SensitiveAction.EXPORT_PATRONS: Permission.PATRONS_EXPORT,
+    SensitiveAction.APPROVE_ERASURE_REQUEST: Permission.PRIVACY_ERASURE_APPROVE,
 }
 EXPORT_FORMATS = ("jsonl", "csv")
 SIGN_ON = frozenset({SensitiveAction.CONFIGURE_SSO, SensitiveAction.REMOVE_SSO})
@@ -110,6 +111,8 @@ def _carry_out(session: TenantSession, approver: Principal, request: ApprovalReq
         _sign_on().carry_out(session, approver, request)
     elif request.action == SensitiveAction.EXPORT_PATRONS:
         pass  # the asker downloads it later, once, under this approval (library/export.py)
+    elif request.action == SensitiveAction.APPROVE_ERASURE_REQUEST:
+        _privacy_requests().approved_by_checker(session, approver, request)
     elif request.action == SensitiveAction.GRANT_ADMIN_ROLE:
         access.grant_role(session, approver, UUID(params["account_id"]), params["role"], approval=request)
     else:
@@ -125,6 +128,8 @@ def _checked(session: TenantSession, action: SensitiveAction, params: dict) -> d
             raise InvalidInput(f"role: only {', '.join(sorted(ADMIN_ROLES))} need an approval; grant others directly")
         account = accounts.get_account(session, UUID(str(params["account_id"])))
         return {"account_id": str(account.id), "role": str(params["role"])}
+    if action is SensitiveAction.APPROVE_ERASURE_REQUEST:
+        return _privacy_requests().checked_erasure_params(session, params)
     if action is SensitiveAction.EXPORT_PATRONS:
         if params.get("format") not in EXPORT_FORMATS:
             raise InvalidInput(f"format: one of {', '.join(EXPORT_FORMATS)}")
@@ -150,6 +155,13 @@ def _pending(session: TenantSession, request_id: UUID) -> ApprovalRequest:
     if request.expires_at <= datetime.now(UTC):
         raise Conflict("the request has expired; ask again")
     return request
+
+
+def _privacy_requests():
+    # Imported when used: privacy/requests.py asks through this module.
+    from bookwarden.privacy import requests
+
+    return requests
 
 
 def _sign_on():

@@ -35,6 +35,7 @@ class Permission(enum.StrEnum):
     SECURITY_CONTACTS_MANAGE = "security_contacts.manage"
     AUDIT_READ = "audit.read"
     PRIVACY_REQUESTS_HANDLE = "privacy.requests.handle"
+    PRIVACY_REQUESTS_REGISTER = "privacy.requests.register"  # take a data-subject request on a patron's behalf
     PRIVACY_ERASURE_APPROVE = "privacy.erasure.approve"
     PRIVACY_RECORDS_READ = "privacy.records.read"  # records of processing: categories, purposes, no data
     PRIVACY_COMPLAINTS_REGISTER = "privacy.complaints.register"  # take a complaint on a patron's behalf
@@ -93,11 +94,18 @@ PLATFORM_ROLES = frozenset({BuiltinRole.OPERATOR_SUPPORT, BuiltinRole.OPERATOR_O
 BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
     BuiltinRole.PATRON: frozenset({P.SELF_SERVICE}),
     BuiltinRole.CIRCULATION_STAFF: LIBRARY_READ
-    | {P.PATRONS_WRITE, P.LOANS_WRITE, P.PRIVACY_COMPLAINTS_REGISTER, P.PRIVACY_PREFERENCES_MANAGE},
+    | {
+        P.PATRONS_WRITE,
+        P.LOANS_WRITE,
+        P.PRIVACY_COMPLAINTS_REGISTER,
+        P.PRIVACY_PREFERENCES_MANAGE,
+        P.PRIVACY_REQUESTS_REGISTER,
+    },
     BuiltinRole.PRIVACY_OFFICER: LIBRARY_READ
     | {
         P.PRIVACY_REQUESTS_HANDLE,
         P.PRIVACY_ERASURE_APPROVE,
+        P.PRIVACY_REQUESTS_REGISTER,
         P.PATRONS_EXPORT,
         # The approvals queue (where a colleague's bulk export waits for this officer) names accounts.
         P.ACCOUNTS_READ,

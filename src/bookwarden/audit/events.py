@@ -94,6 +94,42 @@ class Action(enum.StrEnum):
     DISCLOSURE_VIEWED = "privacy.disclosure.viewed"
     DISCLOSURE_POLICY_VIEWED = "privacy.disclosure_policy.viewed"
     DISCLOSURE_POLICY_CHANGED = "privacy.disclosure_policy.changed"
+    # Data-subject requests: every transition of the lifecycle, the queue read, the institution's deadline.
+    PRIVACY_REQUEST_RECEIVED = "privacy_request.received"
+    PRIVACY_REQUEST_CODE_SENT = "privacy_request.code_sent"  # a one-time code mailed to the address on file
+    PRIVACY_REQUEST_VERIFIED = "privacy_request.identity_verified"
+    PRIVACY_REQUEST_APPROVED = "privacy_request.approved"
+    PRIVACY_REQUEST_DENIED = "privacy_request.denied"
+    PRIVACY_REQUEST_STARTED = "privacy_request.in_progress"
+    PRIVACY_REQUEST_COMPLETED = "privacy_request.completed"
+    PRIVACY_REQUEST_HELD = "privacy_request.on_legal_hold"
+    PRIVACY_REQUEST_RESUMED = "privacy_request.resumed"
+    PRIVACY_REQUEST_REMINDED = "privacy_request.reminded"  # officers told the due date is near
+    PRIVACY_REQUEST_ESCALATED = "privacy_request.escalated"  # overdue: officers (or security contacts) told
+    PRIVACY_REQUEST_LISTED = "privacy_request.listed"
+    PRIVACY_REQUEST_VIEWED = "privacy_request.viewed"
+    PRIVACY_REQUEST_POLICY_VIEWED = "privacy_request.policy_viewed"
+    PRIVACY_REQUEST_POLICY_CHANGED = "privacy_request.policy_changed"
+    PRIVACY_RESTRICTION_APPLIED = "privacy_restriction.applied"
+    PRIVACY_RESTRICTION_LIFTED = "privacy_restriction.lifted"
+    PRIVACY_INQUIRY_RECEIVED = "privacy_inquiry.received"  # sent to the platform, no institution named
+    PRIVACY_INQUIRY_FORWARDED = "privacy_inquiry.forwarded"  # into the named institution's queue
+    PRIVACY_INQUIRY_LAPSED = "privacy_inquiry.lapsed"  # never named within 30 days: contact shredded
+    # Consent, preferences, cookie choices, objections and disclosures (privacy/consent.py, disclosures.py).
+    PREFERENCES_VIEWED = "privacy.preferences.viewed"
+    PREFERENCES_CHANGED = "privacy.preferences.changed"  # consent records appended
+    CONSENTS_VIEWED = "privacy.consents.viewed"  # the consent history read
+    UNSUBSCRIBE_VIEWED = "privacy.unsubscribe.viewed"  # the confirmation page of a one-click link
+    UNSUBSCRIBED = "privacy.unsubscribed"  # a one-click unsubscribe honoured
+    COOKIE_CHOICE_RECORDED = "privacy.cookie_choice.recorded"
+    COOKIE_CHOICE_VIEWED = "privacy.cookie_choice.viewed"
+    OBJECTION_RECORDED = "privacy.objection.recorded"
+    OBJECTION_WITHDRAWN = "privacy.objection.withdrawn"
+    DISCLOSED = "privacy.disclosure.made"  # personal data shared with a third party
+    DISCLOSURE_LISTED = "privacy.disclosure.listed"
+    DISCLOSURE_VIEWED = "privacy.disclosure.viewed"
+    DISCLOSURE_POLICY_VIEWED = "privacy.disclosure_policy.viewed"
+    DISCLOSURE_POLICY_CHANGED = "privacy.disclosure_policy.changed"
     # Access control.
     ACCESS_DENIED = "access.denied"
     AUTH_REJECTED = "auth.rejected"  # a credential that resolved to no principal

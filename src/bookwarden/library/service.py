@@ -36,6 +36,7 @@ from bookwarden.db.session import TenantSession
 from bookwarden.errors import Conflict, IntegrityFailure, InvalidInput, NotFound
 from bookwarden.library import schemas
 from bookwarden.library.models import Loan, Patron, Post, ReadingList, ReadingListItem, Search
+from bookwarden.privacy import restrictions
 from bookwarden.privacy.sensitive import check_fields
 
 log = structlog.get_logger()
@@ -295,13 +296,19 @@ def _subject_details(kind: RecordKind, subject: UUID) -> dict[str, Any]:
     return {} if kind is PATRONS else {"patron_id": subject}
 
 
-def update(session: TenantSession, kind: RecordKind, record_id: UUID, changes: BaseModel) -> BaseModel:
+def update(
+    session: TenantSession, kind: RecordKind, record_id: UUID, changes: BaseModel, *, rectifying: bool = False
+) -> BaseModel:
+    """Change a record. A restricted patron (privacy/restrictions.py) refuses every change but the
+    correction an approved rectification request carries out (`rectifying`)."""
     values = changes.model_dump(exclude_unset=True)
     check_fields(values)
     for column, value in values.items():
         if value is None and not kind.model.__table__.c[column].nullable:
             raise InvalidInput(f"{column}: may be changed but not removed")
     row, subject = _fetch(session, kind, record_id)
+    if kind is PATRONS and not rectifying:
+        restrictions.ensure_unrestricted(session, record_id)
     if values:
         _seal(session, kind, row, _key_for_change(session, kind, subject), values)
         _flush(session, kind)

@@ -36,6 +36,7 @@ class Category(enum.StrEnum):
     PREFERENCES = "preferences"
     CORRESPONDENCE = "correspondence"
     COMPLAINTS = "complaints"
+    PRIVACY_REQUESTS = "privacy_requests"
     STAFF_ACTIVITY = "staff_activity"
 
 

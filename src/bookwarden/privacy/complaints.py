@@ -377,14 +377,15 @@ def process_deadlines(db: Database, batch: int = DEADLINES_BATCH) -> DeadlineRep
     report = DeadlineReport()
     for tenant_id, complaint_ids in per_tenant.items():
         with tenant_session(db, tenant_id) as session:
-            recipients = _Recipients(session)
+            recipients = EscalationRecipients(session)
             for complaint_id in complaint_ids:
                 _settle(session, complaint_id, report, recipients)
     return report
 
 
-class _Recipients:
-    """Whom one tenant's escalations go to, looked up (and decrypted) once per run, not per complaint."""
+class EscalationRecipients:
+    """Whom one tenant's escalations go to, looked up (and decrypted) once per run, not per complaint. Data-subject
+    requests (privacy/requests.py) remind and escalate to exactly these people too."""
 
     def __init__(self, session: TenantSession):
         self.session = session
@@ -399,7 +400,9 @@ class _Recipients:
         return [address for _, address in self.handlers] or security_contacts(self.session)
 
 
-def _settle(session: TenantSession, complaint_id: UUID, report: DeadlineReport, recipients: _Recipients) -> None:
+def _settle(
+    session: TenantSession, complaint_id: UUID, report: DeadlineReport, recipients: EscalationRecipients
+) -> None:
     complaint = session.scalars(
         select(Complaint)
         .where(Complaint.tenant_id == session.tenant_id, Complaint.id == complaint_id)
@@ -443,7 +446,7 @@ def _settle(session: TenantSession, complaint_id: UUID, report: DeadlineReport, 
 
 
 def _escalate(
-    session: TenantSession, complaint: Complaint, level: Escalation, now: datetime, recipients: _Recipients
+    session: TenantSession, complaint: Complaint, level: Escalation, now: datetime, recipients: EscalationRecipients
 ) -> None:
     handlers, addresses = recipients.handlers, recipients.addresses
     fallback = not handlers

@@ -226,6 +226,13 @@ POLICIES: Mapping[Category, CategoryPolicy] = {
         "3 years after the answer, to show how the complaint was handled",
         1095,
     ),
+    Category.PRIVACY_REQUESTS: CategoryPolicy(
+        "data-subject requests: corrections asked for, reasons of decisions and legal holds, contact addresses",
+        ("receive, verify, decide and carry out data-subject requests within their deadlines",),
+        (STAFF + " (privacy officers)", PLATFORM),
+        "3 years after the request is completed or denied, to show how it was handled",
+        1095,
+    ),
     Category.STAFF_ACTIVITY: CategoryPolicy(
         "why operator staff asked for access to the institution's data",
         ("let the institution decide on and review operator access",),
