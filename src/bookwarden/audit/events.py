@@ -115,21 +115,6 @@ class Action(enum.StrEnum):
     PRIVACY_INQUIRY_RECEIVED = "privacy_inquiry.received"  # sent to the platform, no institution named
     PRIVACY_INQUIRY_FORWARDED = "privacy_inquiry.forwarded"  # into the named institution's queue
     PRIVACY_INQUIRY_LAPSED = "privacy_inquiry.lapsed"  # never named within 30 days: contact shredded
-    # Consent, preferences, cookie choices, objections and disclosures (privacy/consent.py, disclosures.py).
-    PREFERENCES_VIEWED = "privacy.preferences.viewed"
-    PREFERENCES_CHANGED = "privacy.preferences.changed"  # consent records appended
-    CONSENTS_VIEWED = "privacy.consents.viewed"  # the consent history read
-    UNSUBSCRIBE_VIEWED = "privacy.unsubscribe.viewed"  # the confirmation page of a one-click link
-    UNSUBSCRIBED = "privacy.unsubscribed"  # a one-click unsubscribe honoured
-    COOKIE_CHOICE_RECORDED = "privacy.cookie_choice.recorded"
-    COOKIE_CHOICE_VIEWED = "privacy.cookie_choice.viewed"
-    OBJECTION_RECORDED = "privacy.objection.recorded"
-    OBJECTION_WITHDRAWN = "privacy.objection.withdrawn"
-    DISCLOSED = "privacy.disclosure.made"  # personal data shared with a third party
-    DISCLOSURE_LISTED = "privacy.disclosure.listed"
-    DISCLOSURE_VIEWED = "privacy.disclosure.viewed"
-    DISCLOSURE_POLICY_VIEWED = "privacy.disclosure_policy.viewed"
-    DISCLOSURE_POLICY_CHANGED = "privacy.disclosure_policy.changed"
     # Access control.
     ACCESS_DENIED = "access.denied"
     AUTH_REJECTED = "auth.rejected"  # a credential that resolved to no principal
