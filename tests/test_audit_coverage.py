@@ -180,10 +180,17 @@ class Call:
     json: Any = None
     params: dict | None = None
     data: dict | None = None
+    content: bytes | None = None  # a raw body (a CSV upload)
 
     def send(self):
         return self.client.request(
-            self.method, self.url, json=self.json, params=self.params, data=self.data, follow_redirects=False
+            self.method,
+            self.url,
+            json=self.json,
+            params=self.params,
+            data=self.data,
+            content=self.content,
+            follow_redirects=False,
         )
 
 
@@ -935,6 +942,80 @@ def _(w):
     return Call(client, "POST", url, Action.COMPLAINT_ANSWERED, w.tenant.id, json={"answer": "The screen was moved."})
 
 
+# anonymized publisher reports
+
+REPORTS = "/api/v1/reports"
+REPORT_CATALOGUE = b"item_id,title,publisher\nitem-9,Beloved,Vintage\nitem-1,Middlemarch,Penguin\n"
+REPORT_ASK = {"publisher": "Vintage", "first_month": "2026-01", "months": 2}
+
+
+def _reports(w: World, *permissions: Permission) -> TestClient:
+    """A client holding `permissions`, the catalogue loaded first (by another client, in its own request)."""
+    loader = w.client({Permission.REPORTS_CATALOGUE_MANAGE})
+    assert loader.post(f"{REPORTS}/catalogue", content=REPORT_CATALOGUE).status_code == 200
+    return w.client(set(permissions))
+
+
+@route("POST", f"{REPORTS}/catalogue")
+def _(w):
+    client = w.client({Permission.REPORTS_CATALOGUE_MANAGE})
+    url = f"{REPORTS}/catalogue"
+    return Call(client, "POST", url, Action.CATALOGUE_IMPORTED, w.tenant.id, content=REPORT_CATALOGUE)
+
+
+@route("GET", f"{REPORTS}/catalogue")
+def _(w):
+    client = _reports(w, Permission.REPORTS_PUBLISHERS)
+    return Call(client, "GET", f"{REPORTS}/catalogue", Action.CATALOGUE_LISTED, w.tenant.id)
+
+
+@route("GET", f"{REPORTS}/policy")
+def _(w):
+    client = w.client({Permission.REPORTS_PUBLISHERS})
+    return Call(client, "GET", f"{REPORTS}/policy", Action.PUBLISHER_REPORT_POLICY_VIEWED, w.tenant.id)
+
+
+@route("PUT", f"{REPORTS}/policy")
+def _(w):
+    client = w.client({Permission.REPORTS_POLICY_MANAGE})
+    body = {"k": 12, "noise": True}
+    return Call(client, "PUT", f"{REPORTS}/policy", Action.PUBLISHER_REPORT_POLICY_CHANGED, w.tenant.id, json=body)
+
+
+@route("GET", f"{REPORTS}/budgets")
+def _(w):
+    client = w.client({Permission.REPORTS_PUBLISHERS})
+    return Call(client, "GET", f"{REPORTS}/budgets", Action.PUBLISHER_BUDGET_LISTED, w.tenant.id)
+
+
+@route("PUT", f"{REPORTS}/budgets")
+def _(w):
+    client = _reports(w, Permission.REPORTS_POLICY_MANAGE)
+    body = {"publisher": "Vintage", "budget": 5.0}
+    return Call(client, "PUT", f"{REPORTS}/budgets", Action.PUBLISHER_BUDGET_CHANGED, w.tenant.id, json=body)
+
+
+@route("POST", f"{REPORTS}/publishers")
+def _(w):
+    client = _reports(w, Permission.REPORTS_PUBLISHERS)
+    return Call(client, "POST", f"{REPORTS}/publishers", Action.PUBLISHER_REPORT_RELEASED, w.tenant.id, json=REPORT_ASK)
+
+
+@route("GET", f"{REPORTS}/publishers")
+def _(w):
+    client = w.client({Permission.REPORTS_PUBLISHERS})
+    return Call(client, "GET", f"{REPORTS}/publishers", Action.PUBLISHER_REPORT_LISTED, w.tenant.id)
+
+
+@route("GET", f"{REPORTS}/publishers/{{report_id}}")
+def _(w):
+    client = _reports(w, Permission.REPORTS_PUBLISHERS)
+    released = client.post(f"{REPORTS}/publishers", json=REPORT_ASK)
+    assert released.status_code == 201, released.text
+    url = f"{REPORTS}/publishers/{released.json()['report_id']}"
+    return Call(client, "GET", url, Action.PUBLISHER_REPORT_VIEWED, w.tenant.id, params={"format": "csv"})
+
+
 # notice mutes, an administrator's enrolment link after a reset, operators signing in
 
 
@@ -1452,6 +1533,51 @@ def _(c):
 def _(c):
     args = ["privacy", "records", "--tenant", "north", "--format", "csv"]
     return Command(args, Action.RECORDS_OF_PROCESSING_EXPORTED, c.tenant())
+
+
+def _report_catalogue(c: Console) -> str:
+    """The catalogue file of the reports commands, loaded into "north" (made here)."""
+    file = c.home.parent / "report-catalogue.csv"
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_bytes(REPORT_CATALOGUE)
+    c.tenant()
+    c.run("reports", "catalogue-import", str(file), "--tenant", "north")
+    return str(file)
+
+
+@command("reports", "catalogue-import")
+def _(c):
+    file = c.home.parent / "report-catalogue.csv"
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_bytes(REPORT_CATALOGUE)
+    args = ["reports", "catalogue-import", str(file), "--tenant", "north"]
+    return Command(args, Action.CATALOGUE_IMPORTED, c.tenant())
+
+
+@command("reports", "policy")
+def _(c):
+    args = ["reports", "policy", "--tenant", "north", "--k", "15"]
+    return Command(args, Action.PUBLISHER_REPORT_POLICY_CHANGED, c.tenant())
+
+
+@command("reports", "budget")
+def _(c):
+    _report_catalogue(c)
+    args = ["reports", "budget", "--tenant", "north", "--publisher", "Vintage", "--budget", "4"]
+    return Command(args, Action.PUBLISHER_BUDGET_CHANGED, None)
+
+
+@command("reports", "publishers")
+def _(c):
+    _report_catalogue(c)
+    months = ["--from", "2026-01", "--to", "2026-02"]
+    args = ["reports", "publishers", "--tenant", "north", "--publisher", "Vintage", *months]
+    return Command(args, Action.PUBLISHER_REPORT_RELEASED, None)
+
+
+@command("reports", "list")
+def _(c):
+    return Command(["reports", "list", "--tenant", "north"], Action.PUBLISHER_REPORT_LISTED, c.tenant())
 
 
 def _commands(typer_app, prefix: tuple[str, ...] = ()):

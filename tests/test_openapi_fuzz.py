@@ -13,12 +13,15 @@ from hypothesis import strategies as st
 
 from bookwarden.access.permissions import TENANT_PERMISSIONS
 from tests.saml_idp import sample_metadata
+from tests.test_publisher_reports import catalogue_files
 
 EXAMPLES_PER_OPERATION = 25
 
 # Values whose validity no JSON Schema can state get a valid sample as positive data, so that a
 # 422 for them still means good input refused: an IdP's SAML metadata (identity/saml_routes.py).
 schemathesis.openapi.format("saml-metadata", st.builds(sample_metadata))
+# A catalogue upload (privacy/report_routes.py): CSV, each item id once.
+schemathesis.openapi.format("catalogue-csv", catalogue_files())
 
 
 def test_no_server_error_and_responses_match_the_schema(app, tenant, issue_token, operator_token):

@@ -42,6 +42,10 @@ class Permission(enum.StrEnum):
     PRIVACY_COMPLAINTS_HANDLE = "privacy.complaints.handle"  # read, answer and follow complaints
     PRIVACY_PREFERENCES_MANAGE = "privacy.preferences.manage"  # a patron's preferences and consents, on their behalf
     PRIVACY_DISCLOSURES_MANAGE = "privacy.disclosures.manage"  # record and list disclosures to third parties
+    # Anonymized publisher reports: releasing them, loading the catalogue they join, their privacy rules.
+    REPORTS_PUBLISHERS = "reports.publishers"  # release and read anonymized usage reports for publishers
+    REPORTS_CATALOGUE_MANAGE = "reports.catalogue.manage"  # load titles and publishers of items
+    REPORTS_POLICY_MANAGE = "reports.policy.manage"  # k, noise, epsilon per report, publishers' budgets
     OPERATOR_GRANTS_APPROVE = "operator_grants.approve"
     # The patron's own data, through the privacy portal.
     SELF_SERVICE = "self.service"
@@ -113,6 +117,9 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
         P.PRIVACY_RECORDS_READ,
         P.PRIVACY_COMPLAINTS_REGISTER,
         P.PRIVACY_COMPLAINTS_HANDLE,
+        # Publisher reports are the officer's call: how anonymous (k, noise, budgets) and what leaves.
+        P.REPORTS_PUBLISHERS,
+        P.REPORTS_POLICY_MANAGE,
         P.PRIVACY_PREFERENCES_MANAGE,
         P.PRIVACY_DISCLOSURES_MANAGE,
     },
@@ -132,6 +139,7 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
         P.SSO_MANAGE,
         P.SECURITY_CONTACTS_MANAGE,
         P.OPERATOR_GRANTS_APPROVE,
+        P.REPORTS_CATALOGUE_MANAGE,
         P.PRIVACY_RECORDS_READ,
         P.AUDIT_READ,
     },

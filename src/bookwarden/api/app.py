@@ -39,6 +39,7 @@ ROUTERS = (
     "bookwarden.audit.routes",
     "bookwarden.privacy.records_routes",
     "bookwarden.privacy.complaint_routes",
+    "bookwarden.privacy.report_routes",
     "bookwarden.privacy.request_routes",
     "bookwarden.privacy.consent_routes",
     "bookwarden.privacy.disclosure_routes",

@@ -70,6 +70,16 @@ class Action(enum.StrEnum):
     COMPLAINT_VIEWED = "complaint.viewed"
     COMPLAINT_LISTED = "complaint.listed"
     RECORDS_OF_PROCESSING_EXPORTED = "privacy.records_of_processing.exported"
+    # Anonymized publisher reports: the catalogue they join, their rules, each release (a disclosure).
+    CATALOGUE_IMPORTED = "catalogue.imported"
+    CATALOGUE_LISTED = "catalogue.listed"
+    PUBLISHER_REPORT_POLICY_VIEWED = "publisher_report.policy_viewed"
+    PUBLISHER_REPORT_POLICY_CHANGED = "publisher_report.policy_changed"
+    PUBLISHER_BUDGET_LISTED = "publisher_report.budget_listed"
+    PUBLISHER_BUDGET_CHANGED = "publisher_report.budget_changed"
+    PUBLISHER_REPORT_RELEASED = "publisher_report.released"  # anonymized counts left, epsilon spent
+    PUBLISHER_REPORT_LISTED = "publisher_report.listed"
+    PUBLISHER_REPORT_VIEWED = "publisher_report.viewed"  # a release read again: the same numbers, no new epsilon
     # Access packages and erasures: built, downloaded by link, expired; a patron erased, its certificate.
     SUBJECT_EXPORT_BUILT = "subject_export.built"
     SUBJECT_EXPORT_DOWNLOADED = "subject_export.downloaded"
