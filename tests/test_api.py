@@ -124,6 +124,9 @@ def test_every_route_declares_the_permission_it_needs(app):
         "/api/v1/sso/saml/{tenant_slug}/metadata",
         "/api/v1/sso/saml/{tenant_slug}/login",
         "/api/v1/sso/saml/{tenant_slug}/acs",
+        # Self-registration (privacy/self_registration.py): a person who is no patron yet registers; off
+        # unless the institution opens it, throttled per address, the age gate before anything is kept.
+        "/api/v1/self-registration",
         # Data-subject requests without an account (privacy/request_routes.py): the form and the forwarding
         # of an inquiry answer everyone alike, and the verification is authorised by the one-time code
         # mailed to the address on file.

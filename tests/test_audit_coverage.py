@@ -1016,6 +1016,102 @@ def _(w):
     return Call(client, "GET", url, Action.PUBLISHER_REPORT_VIEWED, w.tenant.id, params={"format": "csv"})
 
 
+# retention, legal holds, self-registration
+
+RETENTION = f"{PRIVACY}/retention"
+RETENTION_OFFICER = {Permission.PRIVACY_RETENTION_MANAGE}
+HOLDS = f"{PRIVACY}/holds"
+HOLD = {"reason": "Court order 2026-CV-0042", "category": "searches"}
+
+
+def _retention_run(w: World) -> UUID:
+    from bookwarden.privacy import retention
+
+    return retention.run_purge(w.db, w.tenant.id)
+
+
+@route("GET", f"{RETENTION}/policies")
+def _(w):
+    url = f"{RETENTION}/policies"
+    return Call(w.client(RETENTION_OFFICER), "GET", url, Action.RETENTION_POLICY_VIEWED, w.tenant.id)
+
+
+def _period_recipe(category: str, days: int) -> None:
+    @route("PUT", f"{RETENTION}/policies/{category}")
+    def _(w):
+        url = f"{RETENTION}/policies/{category}"
+        client = w.client(RETENTION_OFFICER)
+        return Call(client, "PUT", url, Action.APPROVAL_REQUESTED, w.tenant.id, json={"keep_days": days})
+
+
+for _category, _days in (("loan_history", 400), ("searches", 30), ("posts", 365), ("inactive_patrons", 1000),
+                         ("exports", 14), ("audit_segments", 3650)):  # fmt: skip
+    _period_recipe(_category, _days)
+
+
+@route("GET", f"{RETENTION}/preview")
+def _(w):
+    return Call(w.client(RETENTION_OFFICER), "GET", f"{RETENTION}/preview", Action.RETENTION_PREVIEWED, w.tenant.id)
+
+
+@route("GET", f"{RETENTION}/runs")
+def _(w):
+    _retention_run(w)
+    return Call(w.client(RETENTION_OFFICER), "GET", f"{RETENTION}/runs", Action.RETENTION_RUN_LISTED, w.tenant.id)
+
+
+@route("GET", f"{RETENTION}/runs/{{run_id}}")
+def _(w):
+    url = f"{RETENTION}/runs/{_retention_run(w)}"
+    return Call(w.client(RETENTION_OFFICER), "GET", url, Action.RETENTION_RUN_VIEWED, w.tenant.id)
+
+
+@route("POST", HOLDS)
+def _(w):
+    client = w.client({Permission.PRIVACY_HOLDS_MANAGE})
+    return Call(client, "POST", HOLDS, Action.LEGAL_HOLD_PLACED, w.tenant.id, json=HOLD)
+
+
+@route("GET", HOLDS)
+def _(w):
+    return Call(w.client({Permission.PRIVACY_HOLDS_MANAGE}), "GET", HOLDS, Action.LEGAL_HOLD_LISTED, w.tenant.id)
+
+
+@route("POST", f"{HOLDS}/{{hold_id}}/lift")
+def _(w):
+    client = w.client({Permission.PRIVACY_HOLDS_MANAGE})
+    placed = client.post(HOLDS, json=HOLD)
+    assert placed.status_code == 201, placed.text
+    return Call(client, "POST", f"{HOLDS}/{placed.json()['id']}/lift", Action.LEGAL_HOLD_LIFTED, w.tenant.id)
+
+
+SELF_REGISTRATION = "/api/v1/self-registration"
+
+
+def _registration_open(w: World) -> None:
+    opened = w.admin.put(f"{SELF_REGISTRATION}/settings", json={"enabled": True, "timezone": "UTC"})
+    assert opened.status_code == 200, opened.text
+
+
+@route("POST", SELF_REGISTRATION)
+def _(w):
+    _registration_open(w)
+    body = {"institution": w.tenant.slug, "name": "Sam Reader", "email": "sam@example.org", "birth_date": "1990-05-01"}
+    return Call(w.browser(), "POST", SELF_REGISTRATION, Action.SELF_REGISTERED, w.tenant.id, json=body)
+
+
+@route("GET", f"{SELF_REGISTRATION}/settings")
+def _(w):
+    url = f"{SELF_REGISTRATION}/settings"
+    return Call(w.admin, "GET", url, Action.SELF_REGISTRATION_SETTINGS_VIEWED, w.tenant.id)
+
+
+@route("PUT", f"{SELF_REGISTRATION}/settings")
+def _(w):
+    url, body = f"{SELF_REGISTRATION}/settings", {"enabled": True, "timezone": "Europe/Paris"}
+    return Call(w.admin, "PUT", url, Action.SELF_REGISTRATION_SETTINGS_CHANGED, w.tenant.id, json=body)
+
+
 # notice mutes, an administrator's enrolment link after a reset, operators signing in
 
 
@@ -1578,6 +1674,34 @@ def _(c):
 @command("reports", "list")
 def _(c):
     return Command(["reports", "list", "--tenant", "north"], Action.PUBLISHER_REPORT_LISTED, c.tenant())
+
+
+@command("retention", "preview")
+def _(c):
+    return Command(["retention", "preview", "--tenant", "north"], Action.RETENTION_PREVIEWED, c.tenant())
+
+
+@command("retention", "policies")
+def _(c):
+    return Command(["retention", "policies", "--tenant", "north"], Action.RETENTION_POLICY_VIEWED, c.tenant())
+
+
+@command("retention", "set")
+def _(c):
+    args = ["retention", "set", "--tenant", "north", "--category", "searches", "--days", "30"]
+    return Command(args, Action.APPROVAL_REQUESTED, c.tenant())
+
+
+@command("retention", "run")
+def _(c):
+    return Command(["retention", "run", "--tenant", "north"], Action.RETENTION_RUN_COMPLETED, c.tenant())
+
+
+@command("retention", "runs")
+def _(c):
+    tenant_id = c.tenant()
+    c.run("retention", "run", "--tenant", "north")
+    return Command(["retention", "runs", "--tenant", "north"], Action.RETENTION_RUN_LISTED, tenant_id)
 
 
 def _commands(typer_app, prefix: tuple[str, ...] = ()):

@@ -46,6 +46,8 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(usage_app, name="usage")
 app.add_typer(privacy_app, name="privacy")
+retention_app = typer.Typer(help="Retention: periods, the purge preview and run reports.", no_args_is_help=True)
+app.add_typer(retention_app, name="retention")
 operator_app = typer.Typer(
     help="Operator accounts: platform staff who sign in with a password and an authenticator app.", no_args_is_help=True
 )
@@ -993,6 +995,116 @@ def privacy_requests_show(
     with tenant_session(db, tenant_id) as session:
         found, _ = requests.read(session, console_principal(), chosen, opened=False)
     sys.stdout.write(json.dumps(_request_row(found), sort_keys=True, indent=2) + "\n")
+
+
+# -- retention -------------------------------------------------------------------------------
+
+
+def _tenant_ids(tenant: str | None) -> list[uuid.UUID]:
+    """The institution named, or every institution."""
+    from bookwarden.db.session import platform_session
+    from bookwarden.privacy import retention
+    from bookwarden.tenancy import service
+
+    db = _connect()
+    if tenant is None:
+        return retention.tenant_ids(db)
+    with platform_session(db) as session:
+        return [service.get_tenant(session, tenant).id]
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.isoformat(timespec="seconds") if moment else "-"
+
+
+@command(retention_app, "preview", Permission.PRIVACY_RETENTION_MANAGE)
+def retention_preview(
+    tenant: Annotated[str | None, typer.Option(help="institution id or slug; default: every institution")] = None,
+) -> None:
+    """What the next purge would remove, per institution and category: counts, the oldest date, and what
+    legal holds keep (the purge's own selection)."""
+    from bookwarden.db.session import tenant_session
+    from bookwarden.privacy import retention
+
+    table = Table("institution", "category", "keep days", "cutoff", "due", "held", "oldest due")
+    db = _connect()
+    for tenant_id in _tenant_ids(tenant):
+        with tenant_session(db, tenant_id) as session:
+            for line in retention.preview(session, console_principal()):
+                days = "until deleted" if line.keep_days is None else str(line.keep_days)
+                table.add_row(str(tenant_id), line.category.value, days, _when(line.cutoff), f"{line.due:,}",
+                              f"{line.held:,}", _when(line.oldest))  # fmt: skip
+    out.print(table)
+
+
+@command(retention_app, "policies", Permission.PRIVACY_RETENTION_MANAGE)
+def retention_policies(tenant: Annotated[str, typer.Option(help="institution id or slug")]) -> None:
+    """An institution's period per category: what applies, its source, the default and the bounds."""
+    from bookwarden.db.session import tenant_session
+    from bookwarden.privacy import retention
+
+    table = Table("category", "keep days", "source", "default", "bounds")
+    (tenant_id,) = _tenant_ids(tenant)
+    with tenant_session(_connect(), tenant_id) as session:
+        for period in retention.view_periods(session, console_principal()):
+            bounds = f"{period.least_days}-{period.most_days}" + (" or until deleted" if period.forever_allowed else "")
+            table.add_row(period.category.value, str(period.keep_days or "until deleted"), period.source,
+                          str(period.default_days or "until deleted"), bounds)  # fmt: skip
+    out.print(table)
+
+
+@command(retention_app, "set", Permission.PRIVACY_RETENTION_MANAGE)
+def retention_set(
+    tenant: Annotated[str, typer.Option(help="institution id or slug")],
+    category: Annotated[str, typer.Option(help="loan_history, searches, posts, inactive_patrons, exports...")],
+    days: Annotated[int | None, typer.Option(min=1, help="keep-for period in days")] = None,
+    forever: Annotated[bool, typer.Option(help="keep until deleted (posts only)")] = False,
+) -> None:
+    """Ask for a new period: an approval request the institution's second officer approves
+    (POST /api/v1/approvals/{id}/approve); nothing changes until then."""
+    from bookwarden.db.session import tenant_session
+    from bookwarden.privacy import retention
+    from bookwarden.privacy.retention_models import RetentionCategory
+
+    chosen = _choice("--category", category, RetentionCategory)
+    if (days is None) == (not forever):
+        raise _fail("give either --days N or --forever")
+    (tenant_id,) = _tenant_ids(tenant)
+    with tenant_session(_connect(), tenant_id) as session:
+        asked = retention.ask_change(session, console_principal(), chosen, None if forever else days)
+    out.print(f"approval request {asked.id}: waiting for a second holder of privacy.retention.manage")
+
+
+@command(retention_app, "run", Permission.PRIVACY_RETENTION_MANAGE)
+def retention_run(
+    tenant: Annotated[str | None, typer.Option(help="institution id or slug; default: every institution")] = None,
+) -> None:
+    """Purge now what is past its period (as the daily job does); resumes an unfinished run."""
+    from bookwarden.privacy import retention
+
+    db = _connect()
+    for tenant_id in _tenant_ids(tenant):
+        run_id = retention.run_purge(db, tenant_id, triggered_by="console")
+        err.print(f"{tenant_id}: run {run_id} completed")
+
+
+@command(retention_app, "runs", Permission.PRIVACY_RETENTION_MANAGE)
+def retention_runs(
+    tenant: Annotated[str, typer.Option(help="institution id or slug")],
+    limit: Annotated[int, typer.Option(min=1, max=500, help="how many runs, newest first")] = 10,
+) -> None:
+    """Purge run reports: per category what was removed, kept by a legal hold, or failed."""
+    from bookwarden.db.session import tenant_session
+    from bookwarden.privacy import retention
+
+    table = Table("run", "status", "as of", "category", "removed", "held", "errors")
+    (tenant_id,) = _tenant_ids(tenant)
+    with tenant_session(_connect(), tenant_id) as session:
+        for run in retention.list_runs(session, console_principal(), limit=limit):
+            for line in run.categories:
+                table.add_row(str(run.id), run.status.value, _when(run.as_of), line.category.value,
+                              f"{line.removed:,}", f"{line.held:,}", f"{line.errors:,}")  # fmt: skip
+    out.print(table)
 
 
 # -- publisher reports -----------------------------------------------------------------------

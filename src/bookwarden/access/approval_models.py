@@ -42,6 +42,8 @@ class SensitiveAction(enum.StrEnum):
     REMOVE_SSO = "remove_sso"
     # Every patron of the institution, decrypted, in one file (library/export.py).
     EXPORT_PATRONS = "export_patrons"
+    # How long each category of personal data is kept: when it is destroyed (privacy/retention.py).
+    CHANGE_RETENTION_POLICY = "change_retention_policy"
     # A staff-initiated erasure request: a second privacy officer approves it (privacy/requests.py).
     APPROVE_ERASURE_REQUEST = "approve_erasure_request"
 

@@ -34,6 +34,7 @@ PERMISSION = {
     SensitiveAction.CONFIGURE_SSO: Permission.SSO_MANAGE,
     SensitiveAction.REMOVE_SSO: Permission.SSO_MANAGE,
     SensitiveAction.EXPORT_PATRONS: Permission.PATRONS_EXPORT,
+    SensitiveAction.CHANGE_RETENTION_POLICY: Permission.PRIVACY_RETENTION_MANAGE,
     SensitiveAction.APPROVE_ERASURE_REQUEST: Permission.PRIVACY_ERASURE_APPROVE,
 }
 EXPORT_FORMATS = ("jsonl", "csv")
@@ -111,6 +112,8 @@ def _carry_out(session: TenantSession, approver: Principal, request: ApprovalReq
         _sign_on().carry_out(session, approver, request)
     elif request.action == SensitiveAction.EXPORT_PATRONS:
         pass  # the asker downloads it later, once, under this approval (library/export.py)
+    elif request.action == SensitiveAction.CHANGE_RETENTION_POLICY:
+        _retention().set_period(session, approver, params["category"], params["keep_days"], approval=request)
     elif request.action == SensitiveAction.APPROVE_ERASURE_REQUEST:
         _privacy_requests().approved_by_checker(session, approver, request)
     elif request.action == SensitiveAction.GRANT_ADMIN_ROLE:
@@ -130,6 +133,8 @@ def _checked(session: TenantSession, action: SensitiveAction, params: dict) -> d
         return {"account_id": str(account.id), "role": str(params["role"])}
     if action is SensitiveAction.APPROVE_ERASURE_REQUEST:
         return _privacy_requests().checked_erasure_params(session, params)
+    if action is SensitiveAction.CHANGE_RETENTION_POLICY:
+        return _retention().checked_params(params)
     if action is SensitiveAction.EXPORT_PATRONS:
         if params.get("format") not in EXPORT_FORMATS:
             raise InvalidInput(f"format: one of {', '.join(EXPORT_FORMATS)}")
@@ -162,6 +167,13 @@ def _privacy_requests():
     from bookwarden.privacy import requests
 
     return requests
+
+
+def _retention():
+    # Imported when used: privacy/retention.py asks through this module.
+    from bookwarden.privacy import retention
+
+    return retention
 
 
 def _sign_on():

@@ -56,6 +56,7 @@ class EntitlementEvent(enum.StrEnum):
     ROLE_PERMISSIONS_CHANGED = "permission set of a role changed"
     PASSWORD_RESET = "password reset"  # noqa: S105 - an event name
     PASSWORD_POLICY_CHANGED = "password policy changed"  # noqa: S105 - an event name
+    RETENTION_POLICY_CHANGED = "retention period of personal data changed"
     MFA_RESET = "second factor reset"
     MFA_ENROLMENT_LINK_SENT = "second factor enrolment link sent"
     MFA_ENROLLED_WITH_LINK = "second factor enrolled with an administrator's link"
@@ -98,6 +99,7 @@ class NoticeKind(enum.StrEnum):
     ADMIN_MFA_RESET = "admin_mfa_reset"
     ADMIN_MFA_ENROLMENT = "admin_mfa_enrolment"
     PASSWORD_POLICY_CHANGED = "password_policy_changed"  # noqa: S105 - a notice kind
+    RETENTION_POLICY_CHANGED = "retention_policy_changed"
     OPERATOR_GRANT_BREAK_GLASS = "operator_grant_break_glass"
     SSO_CONFIGURED = "sso_configured"
     SSO_REMOVED = "sso_removed"
@@ -121,6 +123,7 @@ NEVER_MUTED: dict[NoticeKind, str] = {
     K.ADMIN_MFA_RESET: _ADMIN_CREDENTIALS,
     K.ADMIN_MFA_ENROLMENT: _ADMIN_CREDENTIALS,
     K.PASSWORD_POLICY_CHANGED: "password policy changes are always notified",
+    K.RETENTION_POLICY_CHANGED: "changes to how long personal data is kept are always notified",
     K.OPERATOR_GRANT_BREAK_GLASS: "break-glass access to the institution's data by the platform is always notified",
     K.SSO_CONFIGURED: "changes to institutional sign-on are always notified",
     K.SSO_REMOVED: "changes to institutional sign-on are always notified",
@@ -138,6 +141,7 @@ _KINDS: dict[EntitlementEvent, tuple[NoticeKind, NoticeKind | None]] = {
     E.ROLE_PERMISSIONS_CHANGED: (K.ROLE_PERMISSIONS_CHANGED, K.ADMIN_ROLE_PERMISSIONS_CHANGED),
     E.PASSWORD_RESET: (K.PASSWORD_RESET, K.ADMIN_PASSWORD_RESET),
     E.PASSWORD_POLICY_CHANGED: (K.PASSWORD_POLICY_CHANGED, None),
+    E.RETENTION_POLICY_CHANGED: (K.RETENTION_POLICY_CHANGED, None),
     E.MFA_RESET: (K.MFA_RESET, K.ADMIN_MFA_RESET),
     E.MFA_ENROLMENT_LINK_SENT: (K.MFA_ENROLMENT, K.ADMIN_MFA_ENROLMENT),
     E.MFA_ENROLLED_WITH_LINK: (K.MFA_ENROLMENT, K.ADMIN_MFA_ENROLMENT),

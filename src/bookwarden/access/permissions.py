@@ -40,6 +40,8 @@ class Permission(enum.StrEnum):
     PRIVACY_RECORDS_READ = "privacy.records.read"  # records of processing: categories, purposes, no data
     PRIVACY_COMPLAINTS_REGISTER = "privacy.complaints.register"  # take a complaint on a patron's behalf
     PRIVACY_COMPLAINTS_HANDLE = "privacy.complaints.handle"  # read, answer and follow complaints
+    PRIVACY_RETENTION_MANAGE = "privacy.retention.manage"  # keep-for periods (asked, approved), purge reports
+    PRIVACY_HOLDS_MANAGE = "privacy.holds.manage"  # place and lift legal holds
     PRIVACY_PREFERENCES_MANAGE = "privacy.preferences.manage"  # a patron's preferences and consents, on their behalf
     PRIVACY_DISCLOSURES_MANAGE = "privacy.disclosures.manage"  # record and list disclosures to third parties
     # Anonymized publisher reports: releasing them, loading the catalogue they join, their privacy rules.
@@ -120,6 +122,9 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
         # Publisher reports are the officer's call: how anonymous (k, noise, budgets) and what leaves.
         P.REPORTS_PUBLISHERS,
         P.REPORTS_POLICY_MANAGE,
+        # Retention and legal holds: what is kept, for how long, and what must not go yet.
+        P.PRIVACY_RETENTION_MANAGE,
+        P.PRIVACY_HOLDS_MANAGE,
         P.PRIVACY_PREFERENCES_MANAGE,
         P.PRIVACY_DISCLOSURES_MANAGE,
     },

@@ -40,6 +40,8 @@ ROUTERS = (
     "bookwarden.privacy.records_routes",
     "bookwarden.privacy.complaint_routes",
     "bookwarden.privacy.report_routes",
+    "bookwarden.privacy.retention_routes",
+    "bookwarden.privacy.self_registration_routes",
     "bookwarden.privacy.request_routes",
     "bookwarden.privacy.consent_routes",
     "bookwarden.privacy.disclosure_routes",

@@ -80,6 +80,22 @@ class Action(enum.StrEnum):
     PUBLISHER_REPORT_RELEASED = "publisher_report.released"  # anonymized counts left, epsilon spent
     PUBLISHER_REPORT_LISTED = "publisher_report.listed"
     PUBLISHER_REPORT_VIEWED = "publisher_report.viewed"  # a release read again: the same numbers, no new epsilon
+    # Retention: periods, legal holds, purge runs; the age gate of self-registration.
+    RETENTION_POLICY_VIEWED = "retention_policy.viewed"
+    RETENTION_POLICY_CHANGED = "retention_policy.changed"
+    RETENTION_PREVIEWED = "retention.previewed"
+    RETENTION_RUN_STARTED = "retention.run_started"
+    RETENTION_PURGED = "retention.purged"  # one committed batch: category, count, ids
+    RETENTION_RUN_COMPLETED = "retention.run_completed"
+    RETENTION_RUN_LISTED = "retention.run_listed"
+    RETENTION_RUN_VIEWED = "retention.run_viewed"
+    LEGAL_HOLD_PLACED = "legal_hold.placed"
+    LEGAL_HOLD_LIFTED = "legal_hold.lifted"
+    LEGAL_HOLD_LISTED = "legal_hold.listed"
+    SELF_REGISTRATION_SETTINGS_VIEWED = "self_registration.settings_viewed"
+    SELF_REGISTRATION_SETTINGS_CHANGED = "self_registration.settings_changed"
+    SELF_REGISTERED = "patron.self_registered"
+    SELF_REGISTRATION_REFUSED = "patron.self_registration_refused"  # never a name, address or birth date
     # Access packages and erasures: built, downloaded by link, expired; a patron erased, its certificate.
     SUBJECT_EXPORT_BUILT = "subject_export.built"
     SUBJECT_EXPORT_DOWNLOADED = "subject_export.downloaded"

@@ -35,10 +35,11 @@ class Drop:
     events: int
 
 
-def drop_expired_segment(
-    session: TenantSession, retention: timedelta, *, now: datetime | None = None, actor: Principal = SYSTEM
-) -> Drop | None:
-    """Drop the longest sealed segment of the chain in context that is wholly past `retention`."""
+def expired_segment(
+    session: TenantSession, retention: timedelta, *, now: datetime | None = None, keep_from: int | None = None
+) -> tuple[int, int] | None:
+    """(previous boundary, end) of the longest sealed segment of the chain in context wholly past
+    `retention`, or None. `keep_from`: the first seq that must stay whatever its age (a legal hold)."""
     cutoff = (now or datetime.now(UTC)) - retention
     chain = session.tenant_id
     previous = segment_boundary(session)
@@ -50,13 +51,31 @@ def drop_expired_segment(
              "ORDER BY seq LIMIT 1"),
         {"t": chain, "after": dropped_upto, "cutoff": cutoff},
     ).scalar()
+    if keep_from is not None:
+        first_kept = keep_from if first_kept is None else min(first_kept, keep_from)
     upto = session.execute(
         text("SELECT max(tree_size) FROM audit_checkpoints WHERE tenant_id = :t AND tree_size > :after "
              "AND (CAST(:before AS bigint) IS NULL OR tree_size < :before)"),
         {"t": chain, "after": dropped_upto, "before": first_kept},
     ).scalar()
-    if upto is None:
+    return None if upto is None else (dropped_upto, upto)
+
+
+def drop_expired_segment(
+    session: TenantSession,
+    retention: timedelta,
+    *,
+    now: datetime | None = None,
+    actor: Principal = SYSTEM,
+    keep_from: int | None = None,
+) -> Drop | None:
+    """Drop the longest sealed segment of the chain in context that is wholly past `retention`
+    (and ends before `keep_from`, when given)."""
+    chain = session.tenant_id
+    segment = expired_segment(session, retention, now=now, keep_from=keep_from)
+    if segment is None:
         return None
+    upto = segment[1]
     count = session.execute(
         text("SELECT bookwarden_audit_drop_segment(:t, :upto, make_interval(secs => :seconds))"),
         {"t": chain, "upto": upto, "seconds": retention.total_seconds()},
@@ -86,8 +105,10 @@ def drop_expired_segments(db: Database, retention: timedelta, *, now: datetime |
 @handler(RETENTION_JOB)
 def _retention_job(db: Database, payload: dict) -> None:
     from bookwarden.config import get_settings
+    from bookwarden.privacy import retention as tenant_retention
 
-    drop_expired_segments(db, timedelta(days=get_settings().audit_retention_days))
+    # Each institution's chain keeps its own period (never under the platform's) and its legal holds.
+    tenant_retention.drop_audit_segments(db, timedelta(days=get_settings().audit_retention_days))
 
 
 def declare_schedules(db: Database) -> None:

@@ -319,6 +319,12 @@ def update(
 
 def delete(session: TenantSession, kind: RecordKind, record_id: UUID) -> None:
     row, subject = _fetch(session, kind, record_id)
+    if kind is PATRONS:
+        from bookwarden.privacy.holds import active_hold  # the privacy area builds on this module
+
+        hold = active_hold(session, record_id)
+        if hold is not None:
+            raise Conflict(f"patron {record_id} is under legal hold {hold.id}: nothing about them goes until it ends")
     session.delete(row)
     session.flush()
     details = _subject_details(kind, subject)
