@@ -368,6 +368,23 @@ def test_a_report_the_budget_cannot_pay_for_is_refused_before_anything_is_releas
     assert [d["epsilon"] for _, d in released] == ["1.0", "1.0", "0.5"]
 
 
+def test_a_release_that_fails_after_the_debit_spends_nothing(tenant, in_tenant, monkeypatch):
+    with in_tenant(tenant) as session:
+        _many_cells(session)
+        _with_noise(session, epsilon_per_report=1.0)
+
+    def broken(*args):
+        raise RuntimeError("the disk filled up while the report was written")
+
+    monkeypatch.setattr(publisher_reports, "_body", broken)
+    with pytest.raises(RuntimeError), in_tenant(tenant) as session:
+        publisher_reports.release(session, _as(session), "Penguin", "2026-01", "2026-01")
+    with in_tenant(tenant) as session:
+        # The debit and the release are one transaction: neither is left.
+        assert session.scalars(select(PublisherBudget.spent)).all() in ([], [0.0])
+        assert session.scalars(select(PublisherReport)).all() == []
+
+
 def test_the_database_refuses_an_overdraft_whatever_the_code(tenant, in_tenant):
     with in_tenant(tenant) as session:
         _many_cells(session)
