@@ -93,9 +93,20 @@ def retention_run(run_id: UUID, principal: Principal = MANAGE, db: Database = De
 
 class HoldIn(Input):
     reason: Annotated[plain_text(500), Field(min_length=3, description="the matter: a case or court reference")]
-    patron_id: UUID | None = None
-    category: RetentionCategory | None = None
     held_until: AwareDatetime | None = None  # None: until lifted
+
+
+class PatronHoldIn(HoldIn):
+    """A patron's data: all of it, or one category."""
+
+    patron_id: UUID
+    category: RetentionCategory | None = None
+
+
+class CategoryHoldIn(HoldIn):
+    """One category of every patron's data."""
+
+    category: RetentionCategory
 
 
 class HoldOut(BaseModel):
@@ -113,7 +124,7 @@ class HoldOut(BaseModel):
 
 
 @router.post("/holds", status_code=201, response_model=HoldOut, responses=responses(404, 409))
-def place_hold(body: HoldIn, principal: Principal = HOLDS, db: Database = Depends(database)):
+def place_hold(body: PatronHoldIn | CategoryHoldIn, principal: Principal = HOLDS, db: Database = Depends(database)):
     """Keep a patron's data (all of it, or one category), or a whole category, whatever its period:
     nothing it covers is purged or erased until it is lifted or `held_until` passes."""
     with tenant_scope(db, principal) as session:
@@ -121,7 +132,7 @@ def place_hold(body: HoldIn, principal: Principal = HOLDS, db: Database = Depend
             session,
             principal,
             reason=body.reason,
-            patron_id=body.patron_id,
+            patron_id=getattr(body, "patron_id", None),
             category=body.category,
             held_until=body.held_until,
         )
