@@ -1241,6 +1241,164 @@ def _(w):
     return Call(_operator_signed_in(w), "GET", f"{OPERATOR_AUTH}/me", Action.SESSION_VIEWED, PLATFORM_CHAIN)
 
 
+# privacy: preferences, consents, cookie choices, one-click unsubscribe, disclosures
+
+PREFERENCE_CHOICE = {"choices": [{"channel": "email", "topic": "events", "subscribed": True}], "notice_version": "v1"}
+COOKIES = {"analytics": True, "preferences": False, "notice_version": "cookies-v1"}
+
+
+def _own_patron_browser(w: World) -> TestClient:
+    """A browser signed in as a patron account linked to a patron record (what /privacy/me/... needs)."""
+    from bookwarden.access import service as access
+
+    username = f"reader-{uuid.uuid4().hex[:6]}"
+    patron_id = UUID(w.records[library.PATRONS]["id"])  # made through the API first, in its own session
+    account = w.account(username, kind=AccountKind.PATRON)
+    with tenant_session(w.db, w.tenant.id) as session:
+        session.get(Account, (w.tenant.id, account.id)).patron_id = patron_id
+        access.grant_role(session, w.as_admin(), account.id, BuiltinRole.PATRON)
+    client = w.browser()
+    w.login(client, username)
+    return client
+
+
+def _preferences_staff(w: World) -> TestClient:
+    return w.client({Permission.PRIVACY_PREFERENCES_MANAGE})
+
+
+def _unsubscribe_link(w: World) -> str:
+    from bookwarden.privacy import unsubscribe
+    from bookwarden.privacy.consent import Topic
+
+    token = unsubscribe.sign(w.db.master, w.tenant.id, UUID(w.records[library.PATRONS]["id"]), Topic.NEWSLETTERS)
+    return f"{unsubscribe.PATH}{token}"
+
+
+def _disclosure(w: World) -> UUID:
+    from bookwarden.privacy import disclosures
+
+    officer = Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), w.tenant.id, {Permission.PRIVACY_DISCLOSURES_MANAGE})
+    patron_id = UUID(w.records[library.PATRONS]["id"])
+    with tenant_session(w.db, w.tenant.id) as session:
+        made = disclosures.disclose(session, actor=officer, **DISCLOSURE, patron_ids=[patron_id])
+        return made.disclosure.id
+
+
+DISCLOSURE = {
+    "recipient": "Metro Analytics Ltd",
+    "kind": "usage_analysis",
+    "purpose": "usage_analysis",
+    "basis": "legitimate_interests",
+    "categories": ["circulation_history"],
+}
+
+
+@route("GET", f"{PRIVACY}/me/preferences")
+def _(w):
+    return Call(_own_patron_browser(w), "GET", f"{PRIVACY}/me/preferences", Action.PREFERENCES_VIEWED, w.tenant.id)
+
+
+@route("PUT", f"{PRIVACY}/me/preferences")
+def _(w):
+    client, url = _own_patron_browser(w), f"{PRIVACY}/me/preferences"
+    return Call(client, "PUT", url, Action.PREFERENCES_CHANGED, w.tenant.id, json=PREFERENCE_CHOICE)
+
+
+@route("GET", f"{PRIVACY}/patrons/{{patron_id}}/preferences")
+def _(w):
+    url = f"{PRIVACY}/patrons/{w.records[library.PATRONS]['id']}/preferences"
+    return Call(_preferences_staff(w), "GET", url, Action.PREFERENCES_VIEWED, w.tenant.id)
+
+
+@route("PUT", f"{PRIVACY}/patrons/{{patron_id}}/preferences")
+def _(w):
+    url = f"{PRIVACY}/patrons/{w.records[library.PATRONS]['id']}/preferences"
+    body = {**PREFERENCE_CHOICE, "method": "form"}
+    return Call(_preferences_staff(w), "PUT", url, Action.PREFERENCES_CHANGED, w.tenant.id, json=body)
+
+
+@route("GET", f"{PRIVACY}/me/consents")
+def _(w):
+    return Call(_own_patron_browser(w), "GET", f"{PRIVACY}/me/consents", Action.CONSENTS_VIEWED, w.tenant.id)
+
+
+@route("GET", f"{PRIVACY}/patrons/{{patron_id}}/consents")
+def _(w):
+    url = f"{PRIVACY}/patrons/{w.records[library.PATRONS]['id']}/consents"
+    return Call(_preferences_staff(w), "GET", url, Action.CONSENTS_VIEWED, w.tenant.id)
+
+
+@route("GET", "/api/v1/portal/{tenant_slug}/cookie-choice")
+def _(w):
+    url = f"/api/v1/portal/{w.tenant.slug}/cookie-choice"
+    return Call(w.browser(), "GET", url, Action.COOKIE_CHOICE_VIEWED, w.tenant.id)
+
+
+@route("PUT", "/api/v1/portal/{tenant_slug}/cookie-choice")
+def _(w):
+    url = f"/api/v1/portal/{w.tenant.slug}/cookie-choice"
+    return Call(w.browser(), "PUT", url, Action.COOKIE_CHOICE_RECORDED, w.tenant.id, json=COOKIES)
+
+
+@route("GET", f"{PRIVACY}/me/cookie-choice")
+def _(w):
+    url = f"{PRIVACY}/me/cookie-choice"
+    return Call(_own_patron_browser(w), "GET", url, Action.COOKIE_CHOICE_VIEWED, w.tenant.id)
+
+
+@route("PUT", f"{PRIVACY}/me/cookie-choice")
+def _(w):
+    url = f"{PRIVACY}/me/cookie-choice"
+    return Call(_own_patron_browser(w), "PUT", url, Action.COOKIE_CHOICE_RECORDED, w.tenant.id, json=COOKIES)
+
+
+@route("GET", "/api/v1/unsubscribe/{token}")
+def _(w):
+    return Call(w.browser(), "GET", _unsubscribe_link(w), Action.UNSUBSCRIBE_VIEWED, w.tenant.id)
+
+
+@route("POST", "/api/v1/unsubscribe/{token}")
+def _(w):
+    return Call(w.browser(), "POST", _unsubscribe_link(w), Action.UNSUBSCRIBED, w.tenant.id)
+
+
+@route("POST", f"{PRIVACY}/disclosures")
+def _(w):
+    client = w.client({Permission.PRIVACY_DISCLOSURES_MANAGE})
+    body = {**DISCLOSURE, "patron_ids": [w.records[library.PATRONS]["id"]]}
+    return Call(client, "POST", f"{PRIVACY}/disclosures", Action.DISCLOSED, w.tenant.id, json=body)
+
+
+@route("GET", f"{PRIVACY}/disclosures")
+def _(w):
+    client = w.client({Permission.PRIVACY_DISCLOSURES_MANAGE})
+    return Call(client, "GET", f"{PRIVACY}/disclosures", Action.DISCLOSURE_LISTED, w.tenant.id)
+
+
+@route("GET", f"{PRIVACY}/disclosures/{{disclosure_id}}")
+def _(w):
+    client = w.client({Permission.PRIVACY_DISCLOSURES_MANAGE})
+    return Call(client, "GET", f"{PRIVACY}/disclosures/{_disclosure(w)}", Action.DISCLOSURE_VIEWED, w.tenant.id)
+
+
+@route("GET", f"{PRIVACY}/me/disclosures")
+def _(w):
+    url = f"{PRIVACY}/me/disclosures"
+    return Call(_own_patron_browser(w), "GET", url, Action.DISCLOSURE_LISTED, w.tenant.id)
+
+
+@route("GET", f"{PRIVACY}/disclosure-policy")
+def _(w):
+    client = w.client({Permission.PRIVACY_DISCLOSURES_MANAGE})
+    return Call(client, "GET", f"{PRIVACY}/disclosure-policy", Action.DISCLOSURE_POLICY_VIEWED, w.tenant.id)
+
+
+@route("PUT", f"{PRIVACY}/disclosure-policy/{{kind}}")
+def _(w):
+    client, url = w.client({Permission.PRIVACY_DISCLOSURES_MANAGE}), f"{PRIVACY}/disclosure-policy/legal_request"
+    return Call(client, "PUT", url, Action.DISCLOSURE_POLICY_CHANGED, w.tenant.id, json={"notify": False})
+
+
 # -- the route test ----------------------------------------------------------------------------
 
 
@@ -1702,6 +1860,11 @@ def _(c):
     tenant_id = c.tenant()
     c.run("retention", "run", "--tenant", "north")
     return Command(["retention", "runs", "--tenant", "north"], Action.RETENTION_RUN_LISTED, tenant_id)
+
+
+@command("privacy", "disclosures")
+def _(c):
+    return Command(["privacy", "disclosures", "--tenant", "north"], Action.DISCLOSURE_LISTED, c.tenant())
 
 
 def _commands(typer_app, prefix: tuple[str, ...] = ()):

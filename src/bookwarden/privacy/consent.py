@@ -203,7 +203,7 @@ def set_preferences(
     for choice in choices:
         name = purpose(choice.channel, choice.topic)
         if name in wanted and wanted[name] != choice.subscribed:
-            raise InvalidInput(f"choices: {choice.channel.value} {choice.topic.value} is both on and off")
+            raise Conflict(f"choices: {choice.channel.value} {choice.topic.value} is both on and off")
         wanted[name] = choice.subscribed
     if any(wanted.values()) and not notice_version:
         raise InvalidInput("notice_version: say which version of the privacy notice the patron was shown")

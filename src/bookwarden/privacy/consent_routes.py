@@ -55,7 +55,7 @@ class ChoiceIn(Input):
 
 class OwnPreferencesIn(Input):
     choices: Annotated[list[ChoiceIn], Field(min_length=1, max_length=50)]
-    notice_version: NoticeVersion | None = None  # required when any choice is a yes
+    notice_version: NoticeVersion  # the privacy notice shown when the choice was made
 
 
 class PreferencesIn(OwnPreferencesIn):

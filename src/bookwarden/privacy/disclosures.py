@@ -116,7 +116,8 @@ def disclose(
     if notice_withheld_reason is not None:
         notice_withheld_reason = _text(notice_withheld_reason, "notice_withheld_reason", 500)
         if kind is not DisclosureKind.LEGAL_REQUEST:
-            raise InvalidInput("notice_withheld_reason: only a legal request may keep the subjects from being told")
+            # A well-formed request that a standing rule forbids: 409, so the API schema stays exact.
+            raise Conflict("notice_withheld_reason: only a legal request may keep the subjects from being told")
     _require_patrons(session, subjects)
 
     refused: set[UUID] = set()
@@ -350,9 +351,10 @@ def _checked(enum_type, value, field: str):
 
 
 def _text(value: str, field: str, limit: int) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > limit or "\x00" in value:
+    # The API's rule exactly (api/text.py plain_text): no NUL, something besides spaces, tabs and line ends.
+    if not isinstance(value, str) or not value.strip(" \t\r\n") or len(value) > limit or "\x00" in value:
         raise InvalidInput(f"{field}: 1-{limit} characters of text")
-    return value.strip()
+    return value
 
 
 def _require_patrons(session: TenantSession, patron_ids: list[UUID]) -> None:
