@@ -942,6 +942,67 @@ def _(w):
     return Call(client, "POST", url, Action.COMPLAINT_ANSWERED, w.tenant.id, json={"answer": "The screen was moved."})
 
 
+# privacy: access packages, erasure certificates, the erasure policy
+
+
+def _certificate(w: World) -> UUID:
+    """A patron erased, certified with the key the app verifies against."""
+    from bookwarden.audit import signing
+    from bookwarden.privacy import erasure
+
+    patron_id = UUID(w.new_record(library.PATRONS)["id"])
+    key = signing.load_signing_key(w.app.state.settings)
+    with tenant_session(w.db, w.tenant.id) as session:
+        return erasure.erase_patron(session, patron_id, signing_key=key).id
+
+
+@route("POST", f"{PRIVACY}/subject-exports")
+def _(w):
+    client = w.client({Permission.PRIVACY_REQUESTS_HANDLE})
+    body = {"patron_id": w.records[library.PATRONS]["id"]}
+    return Call(client, "POST", f"{PRIVACY}/subject-exports", Action.SUBJECT_EXPORT_BUILT, w.tenant.id, json=body)
+
+
+@route("GET", f"{PRIVACY}/subject-exports/download/{{token}}")
+def _(w):
+    from bookwarden.privacy import subject_export
+
+    patron_id = UUID(w.records[library.PATRONS]["id"])  # made through the API first, in its own session
+    with tenant_session(w.db, w.tenant.id) as session:
+        package = subject_export.build_package(session, patron_id)
+    anonymous = TestClient(w.app, raise_server_exceptions=False)  # the link is the credential
+    return Call(anonymous, "GET", package.download_path, Action.SUBJECT_EXPORT_DOWNLOADED, w.tenant.id)
+
+
+@route("GET", f"{PRIVACY}/erasure-certificates/{{certificate_id}}")
+def _(w):
+    client = w.client({Permission.PRIVACY_REQUESTS_HANDLE})
+    url = f"{PRIVACY}/erasure-certificates/{_certificate(w)}"
+    return Call(client, "GET", url, Action.ERASURE_CERTIFICATE_VIEWED, w.tenant.id)
+
+
+@route("POST", f"{PRIVACY}/erasure-certificates/verify")
+def _(w):
+    client = w.client({Permission.PRIVACY_REQUESTS_HANDLE})
+    document = client.get(f"{PRIVACY}/erasure-certificates/{_certificate(w)}").json()
+    body = {name: document[name] for name in ("statement", "signature", "key_id", "public_key")}
+    url = f"{PRIVACY}/erasure-certificates/verify"
+    return Call(client, "POST", url, Action.ERASURE_CERTIFICATE_VERIFIED, w.tenant.id, json=body)
+
+
+@route("GET", f"{PRIVACY}/erasure-policy")
+def _(w):
+    client = w.client({Permission.POLICY_MANAGE})
+    return Call(client, "GET", f"{PRIVACY}/erasure-policy", Action.ERASURE_POLICY_VIEWED, w.tenant.id)
+
+
+@route("PUT", f"{PRIVACY}/erasure-policy")
+def _(w):
+    client = w.client({Permission.POLICY_MANAGE})
+    body = {"keep_posts_anonymized": True}
+    return Call(client, "PUT", f"{PRIVACY}/erasure-policy", Action.ERASURE_POLICY_CHANGED, w.tenant.id, json=body)
+
+
 # anonymized publisher reports
 
 REPORTS = "/api/v1/reports"
@@ -1787,6 +1848,43 @@ def _(c):
 def _(c):
     args = ["privacy", "records", "--tenant", "north", "--format", "csv"]
     return Command(args, Action.RECORDS_OF_PROCESSING_EXPORTED, c.tenant())
+
+
+def _erased_certificate(c: Console) -> tuple[UUID, UUID]:
+    """(tenant, certificate) of a patron of "north" erased and certified with the console's key."""
+    from bookwarden.audit import signing
+    from bookwarden.privacy import erasure
+
+    tenant_id = c.tenant()
+    with tenant_session(c.db, tenant_id) as session:
+        patron = library.create(session, library.PATRONS, library.PATRONS.create(name="Erased Patron"))
+    get_settings.cache_clear()
+    key = signing.load_signing_key(get_settings())
+    with tenant_session(c.db, tenant_id) as session:
+        return tenant_id, erasure.erase_patron(session, patron.id, signing_key=key).id
+
+
+@command("privacy", "export")
+def _(c):
+    tenant_id = c.tenant()
+    with tenant_session(c.db, tenant_id) as session:
+        patron = library.create(session, library.PATRONS, library.PATRONS.create(name="Asking Patron"))
+    args = ["privacy", "export", "--tenant", "north", "--patron", str(patron.id)]
+    return Command(args, Action.SUBJECT_EXPORT_BUILT, tenant_id)
+
+
+@command("privacy", "certificate", "show")
+def _(c):
+    tenant_id, certificate = _erased_certificate(c)
+    args = ["privacy", "certificate", "show", str(certificate), "--tenant", "north"]
+    return Command(args, Action.ERASURE_CERTIFICATE_VIEWED, tenant_id)
+
+
+@command("privacy", "certificate", "verify")
+def _(c):
+    tenant_id, certificate = _erased_certificate(c)
+    args = ["privacy", "certificate", "verify", str(certificate), "--tenant", "north"]
+    return Command(args, Action.ERASURE_CERTIFICATE_VERIFIED, tenant_id)
 
 
 def _report_catalogue(c: Console) -> str:

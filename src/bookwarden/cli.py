@@ -902,6 +902,94 @@ def _usage_table(usages) -> Table:
 # -- privacy ---------------------------------------------------------------------------------
 
 
+certificate_app = typer.Typer(help="Erasure certificates: show and verify.", no_args_is_help=True)
+privacy_app.add_typer(certificate_app, name="certificate")
+
+
+def _institution_id(tenant: str) -> uuid.UUID:
+    from bookwarden.db.session import platform_session
+    from bookwarden.tenancy import service
+
+    with platform_session(_connect()) as session:
+        return service.get_tenant(session, tenant).id
+
+
+@command(privacy_app, "export", Permission.PRIVACY_REQUESTS_HANDLE)
+def privacy_export(
+    tenant: Annotated[str, typer.Option(help="institution id or slug")],
+    patron: Annotated[str, typer.Option(help="the patron's id")],
+    request: Annotated[str | None, typer.Option(help="the data-subject request it answers")] = None,
+) -> None:
+    """Build a patron's access package; print its id, expiry and download link (shown once, valid 7 days)."""
+    import json
+
+    from bookwarden.db.session import tenant_session
+    from bookwarden.privacy import subject_export
+
+    patron_id = _uuid_option("--patron", patron)
+    request_id = _uuid_option("--request", request)
+    with tenant_session(_connect(), _institution_id(tenant)) as session:
+        package = subject_export.build_package(session, patron_id, request_id=request_id)
+    print(json.dumps({"id": str(package.id), "patron_id": str(package.patron_id), "records": package.record_count,
+                      "bytes": package.size_bytes, "expires_at": package.expires_at.isoformat(),
+                      "download_path": package.download_path}, indent=2))  # fmt: skip
+
+
+@command(certificate_app, "show", Permission.PRIVACY_REQUESTS_HANDLE)
+def privacy_certificate_show(
+    certificate: Annotated[str, typer.Argument(help="the certificate's id")],
+    tenant: Annotated[str, typer.Option(help="institution id or slug")],
+) -> None:
+    """Print an erasure certificate: its signed statement, the signature and the key that made it."""
+    import json
+
+    from bookwarden.audit import signing
+    from bookwarden.db.session import tenant_session
+    from bookwarden.privacy import erasure
+
+    key = signing.load_signing_key(get_settings())
+    with tenant_session(_connect(), _institution_id(tenant)) as session:
+        found = erasure.view_certificate(session, _uuid_option("CERTIFICATE", certificate))
+        print(json.dumps(erasure.document(found, key.public), indent=2, sort_keys=True))
+
+
+@command(certificate_app, "verify", Permission.PRIVACY_REQUESTS_HANDLE)
+def privacy_certificate_verify(
+    tenant: Annotated[str, typer.Option(help="institution id or slug")],
+    certificate: Annotated[str | None, typer.Argument(help="a stored certificate's id")] = None,
+    file: Annotated[Path | None, typer.Option(help="a certificate as `show` or the API gave it (JSON)")] = None,
+    public_key: Annotated[list[str] | None, typer.Option(help="also trust this key (base64); repeatable")] = None,
+) -> None:
+    """Check an erasure certificate's signature against the platform's key. Exit 0 valid, 1 not."""
+    import json
+
+    from bookwarden.audit import signing
+    from bookwarden.db.session import tenant_session
+    from bookwarden.privacy import erasure
+
+    if (certificate is None) == (file is None):
+        raise _fail("give a certificate id or --file, one of them")
+    pinned = [signing.decode_public_key(k) for k in public_key or []]
+    trusted = [signing.load_signing_key(get_settings()).public, *pinned]
+    with tenant_session(_connect(), _institution_id(tenant)) as session:
+        if file is not None:
+            try:
+                document = json.loads(file.read_text())
+            except (OSError, ValueError) as exc:
+                raise _fail(f"cannot read a certificate from {file}: {exc}") from None
+            if not isinstance(document, dict):
+                raise _fail(f"{file} holds no certificate")
+            verdict = erasure.verify_document(document, trusted)
+            erasure.record_verification(session, verdict)
+        else:
+            _, verdict = erasure.verify_stored(session, _uuid_option("CERTIFICATE", certificate), trusted)
+    if verdict.valid:
+        print(f"certificate {verdict.certificate_id}: valid, signed by key {verdict.key_id}")
+        return
+    print(f"certificate {verdict.certificate_id}: NOT VALID: {verdict.problem}")
+    raise Verdict(1)
+
+
 @command(privacy_app, "records", Permission.PRIVACY_RECORDS_READ)
 def privacy_records(
     tenant: Annotated[str, typer.Option(help="institution id or slug")],
