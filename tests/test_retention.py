@@ -393,3 +393,48 @@ def test_a_hold_keeps_the_audit_events_about_its_patron(committed_db, committed_
     run_id = retention.run_purge(committed_db, tenant_id)
     assert report(committed_db, tenant_id, run_id)[C.AUDIT_SEGMENTS].removed == 20
     assert _first_seq(committed_db, tenant_id) == 21
+
+
+def test_old_export_approvals_and_access_packages_go_with_their_keys(db, tenant):
+    from bookwarden.access import approvals
+    from bookwarden.access.approval_models import SensitiveAction
+    from bookwarden.crypto.keyring import KeyDestroyed
+    from bookwarden.privacy import subject_export
+
+    exporter = [Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant.id, {Permission.PATRONS_EXPORT}) for _ in "ab"]
+    with tenant_session(db, tenant.id) as session:
+        reader = patron(session)
+        old, pending, recent = (
+            approvals.ask(session, exporter[0], SensitiveAction.EXPORT_PATRONS, {"format": "csv"}) for _ in range(3)
+        )
+        approvals.approve(session, exporter[1], old.id)
+        session.execute(
+            text("UPDATE approval_requests SET requested_at = now() - interval '40 days' WHERE id IN (:a, :b)"),
+            {"a": old.id, "b": pending.id},
+        )
+        package = subject_export.build_package(session, reader)
+        session.execute(
+            text("UPDATE subject_export_packages SET created_at = now() - interval '40 days' WHERE id = :id"),
+            {"id": package.id},
+        )
+    assert due(db, tenant.id)[C.EXPORTS].due == 2  # the decided approval and the package; not the pending one
+    run_id = retention.run_purge(db, tenant.id)
+    assert report(db, tenant.id, run_id)[C.EXPORTS].removed == 2
+    with tenant_session(db, tenant.id) as session:
+        left = set(session.scalars(text("SELECT id FROM approval_requests")))
+        assert left == {pending.id, recent.id}
+        assert count(session, "subject_export_packages") == 0 and count(session, "subject_export_chunks") == 0
+        with pytest.raises(KeyDestroyed):
+            session.keyring.subject_key(tenant.id, package.id)
+
+
+def test_the_daily_job_purges_every_institution(db, make_tenant):
+    first, second = make_tenant(), make_tenant()
+    for institution in (first, second):
+        with tenant_session(db, institution.id) as session:
+            search(session, patron(session), days_ago=200)
+    handler_for(retention.PURGE_JOB)(db, {})
+    for institution in (first, second):
+        with tenant_session(db, institution.id) as session:
+            assert count(session, "searches") == 0
+            assert session.scalars(select(RetentionRun.status)).all() == ["completed"]

@@ -29,7 +29,7 @@ from uuid import UUID
 
 import structlog
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import ColumnElement, Select, Table, and_, delete, exists, false, func, not_, select, text
+from sqlalchemy import ColumnElement, Select, Table, and_, delete, exists, false, func, not_, or_, select, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from bookwarden.access.approval_models import ApprovalRequest, SensitiveAction, require_approval
@@ -41,14 +41,13 @@ from bookwarden.audit.checkpoints import chain_ids
 from bookwarden.audit.events import PLATFORM_CHAIN, Action
 from bookwarden.audit.record import record
 from bookwarden.config import get_settings
-from bookwarden.db.base import Base
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.errors import BookwardenError, Conflict, InvalidInput, NotFound
 from bookwarden.identity.models import Account, SignInSession
 from bookwarden.identity.principal import SYSTEM, Principal
 from bookwarden.jobs.service import handler, schedule
 from bookwarden.library.models import Loan, Patron, Post, Search
-from bookwarden.privacy import holds
+from bookwarden.privacy import holds, subject_export
 from bookwarden.privacy.classification import Category
 from bookwarden.privacy.registry import POLICIES
 from bookwarden.privacy.retention_models import (
@@ -58,6 +57,7 @@ from bookwarden.privacy.retention_models import (
     RetentionRunCount,
     RunStatus,
 )
+from bookwarden.privacy.subject_models import ErasurePolicy, SubjectExportPackage
 from bookwarden.tenancy.models import Tenant
 
 log = structlog.get_logger()
@@ -251,6 +251,8 @@ class Source:
     moment: ColumnElement[datetime]  # when the row's period started
     patron: ColumnElement[UUID] | None  # whose data it is (legal holds name patrons)
     where: tuple[ColumnElement[bool], ...] = ()
+    # How a batch goes, when more than its rows must (a package's key); default: the rows are deleted.
+    remove: Callable[[TenantSession, list[UUID]], int] | None = None
 
 
 def _last_activity() -> ColumnElement[datetime]:
@@ -274,13 +276,10 @@ def _last_activity() -> ColumnElement[datetime]:
     )
 
 
-def _not_placeholder(patrons: Table) -> tuple[ColumnElement[bool], ...]:
+def _not_placeholder(patrons: Table) -> ColumnElement[bool]:
     """The erasure's "former member" placeholder (kept posts are moved to it) is nobody: never inactive."""
-    policies = Base.metadata.tables.get("erasure_policies")
-    if policies is None or "anonymous_author_id" not in policies.c:
-        return ()
-    placeholder = select(policies.c.anonymous_author_id).where(policies.c.anonymous_author_id.is_not(None))
-    return (patrons.c.id.not_in(placeholder),)
+    placeholder = select(ErasurePolicy.anonymous_author_id).where(ErasurePolicy.anonymous_author_id.is_not(None))
+    return patrons.c.id.not_in(placeholder)
 
 
 def sources(category: RetentionCategory) -> list[Source]:
@@ -299,7 +298,7 @@ def sources(category: RetentionCategory) -> list[Source]:
         open_loan = exists().where(
             loans.c.tenant_id == patrons.c.tenant_id, loans.c.patron_id == patrons.c.id, loans.c.returned_at.is_(None)
         )
-        return [Source(patrons, _last_activity(), patrons.c.id, (not_(open_loan), *_not_placeholder(patrons)))]
+        return [Source(patrons, _last_activity(), patrons.c.id, (not_(open_loan), _not_placeholder(patrons)))]
     if category is C.EXPORTS:
         approvals = ApprovalRequest.__table__
         found = [
@@ -307,14 +306,19 @@ def sources(category: RetentionCategory) -> list[Source]:
                 approvals,
                 approvals.c.requested_at,
                 None,
-                (approvals.c.action == SensitiveAction.EXPORT_PATRONS.value, approvals.c.status != "pending"),
+                # Decided, or lapsed undecided: either way nobody can use it any more.
+                (
+                    approvals.c.action == SensitiveAction.EXPORT_PATRONS.value,
+                    or_(approvals.c.status != "pending", approvals.c.expires_at <= func.now()),
+                ),
             )
         ]
-        # Subject access packages (privacy/subject_models.py), when that area is installed: chunks go with
-        # their package (foreign key, ON DELETE CASCADE).
-        packages = Base.metadata.tables.get("subject_export_packages")
-        if packages is not None:
-            found.append(Source(packages, packages.c.created_at, packages.c.patron_id))
+        # Subject access packages: their chunks go with them and their keys are destroyed. The link lasts
+        # 7 days and privacy/subject_export.py purges expired ones hourly; this is the period's backstop.
+        packages = SubjectExportPackage.__table__
+        found.append(
+            Source(packages, packages.c.created_at, packages.c.patron_id, remove=subject_export.remove_packages)
+        )
         return found
     return []
 
@@ -640,6 +644,8 @@ def _purge_batch(
                     failed.append(patron_id)  # not tried again in this run: the next run will
                     count.errors, count.last_error = count.errors + 1, _error_kind(exc)
                     log.warning("retention.patron_not_removed", patron_id=str(patron_id), error=_error_kind(exc))
+        elif source.remove is not None:
+            removed = ids if source.remove(session, ids) == len(ids) else _still_gone(session, source, ids)
         else:
             table = source.table
             removed = list(
@@ -650,6 +656,13 @@ def _purge_batch(
         count.removed += len(removed)
         _record_batch(session, run_id, category, len(removed), removed, table=source.table.name)
     return True
+
+
+def _still_gone(session: TenantSession, source: Source, ids: list[UUID]) -> list[UUID]:
+    """Of `ids`, those no longer there (another remover, such as the package expiry, took some first)."""
+    table = source.table
+    left = set(session.scalars(select(table.c.id).where(table.c.tenant_id == session.tenant_id, table.c.id.in_(ids))))
+    return [i for i in ids if i not in left]
 
 
 def _remove_patron(session: TenantSession, patron_id: UUID) -> None:
