@@ -170,15 +170,22 @@ def test_posts_are_kept_anonymized_when_the_institution_chose_so(db, tenant, cli
     assert post.patron_id in authors
 
 
-def test_erasure_is_refused_while_a_legal_hold_covers_the_patron(db, tenant, client_for, key, monkeypatch):
+def test_erasure_is_refused_while_a_legal_hold_covers_the_patron(db, tenant, client_for, key):
+    from bookwarden.privacy import holds
+
     patron_id, _ = _subject(db, tenant, client_for)
-    hold = type("Hold", (), {"id": uuid.uuid4(), "held_until": None})()
-    monkeypatch.setattr(erasure, "_active_hold", lambda session, pid: hold if pid == patron_id else None)
+    officer = Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant.id, {Permission.PRIVACY_HOLDS_MANAGE})
+    with tenant_session(db, tenant.id) as session:
+        hold = holds.place(session, officer, reason="case 2026-17", patron_id=patron_id)
     before = _counts(db, tenant.id, patron_id)
     with pytest.raises(Conflict, match=str(hold.id)):
         _erase(db, tenant.id, patron_id, key)
     assert _counts(db, tenant.id, patron_id) == before
     assert db.keyring.subject_key(tenant.id, patron_id)  # not shredded
+    with tenant_session(db, tenant.id) as session:
+        holds.lift(session, officer, hold.id)
+    _erase(db, tenant.id, patron_id, key)  # lifted: the erasure goes ahead
+    assert not any(_counts(db, tenant.id, patron_id, ()).values())
 
 
 def test_an_unknown_patron_is_not_found(db, tenant, key):

@@ -184,11 +184,9 @@ def _refuse_if_held(session: TenantSession, patron_id: UUID) -> None:
 
 
 def _active_hold(session: TenantSession, patron_id: UUID) -> Any:
-    """The legal hold covering the patron's data, if any: the one call point into privacy/holds.py."""
-    try:
-        from bookwarden.privacy.holds import active_hold  # type: ignore[import-not-found]
-    except ImportError:
-        return None  # legal holds are not part of this build yet
+    """The legal hold covering the patron's data, if any (privacy/holds.py)."""
+    from bookwarden.privacy.holds import active_hold
+
     return active_hold(session, patron_id)
 
 
