@@ -329,7 +329,6 @@ def expired(
     cutoff: datetime,
     *,
     held: bool = False,
-    skip: Select | list[UUID] | None = None,
 ) -> Select:
     """Ids (and their moment) of `source` rows past `cutoff`: those no hold covers, or with `held`,
     those a hold on their patron keeps. A hold on the whole category is the caller's (`category_held`)."""
@@ -337,8 +336,6 @@ def expired(
     query = select(source.table.c.id, source.moment.label("moment")).where(
         source.moment < cutoff, *source.where, by_hold if held else not_(by_hold)
     )
-    if skip:
-        query = query.where(source.table.c.id.not_in(skip))
     return query
 
 
@@ -600,10 +597,10 @@ def _purge_category(db: Database, tenant_id: UUID, run_id: UUID, category: Reten
             count.held, count.done = _count(session, category, count.cutoff)[1], True
             return
         count.held = _held_only(session, category, count.cutoff)
-    failed: list[UUID] = []
     for source in sources(category):
-        while _purge_batch(db, tenant_id, run_id, category, source, batch, failed):
-            pass
+        after = _purge_batch(db, tenant_id, run_id, category, source, batch, None)
+        while after is not None:
+            after = _purge_batch(db, tenant_id, run_id, category, source, batch, after)
     with tenant_session(db, tenant_id) as session:
         _count_row(session, run_id, category).done = True
 
@@ -623,16 +620,35 @@ def _purge_batch(
     category: RetentionCategory,
     source: Source,
     batch: int,
-    failed: list[UUID],
-) -> bool:
-    """Remove one batch in one transaction with its count and its event; False when nothing is left."""
+    after: UUID | None,
+) -> UUID | None:
+    """Remove one batch in one transaction with its count and its event; the last id it looked at (the
+    next batch starts after it: a walk along the primary key, each row looked at once), None at the end."""
     patrons = category is C.INACTIVE_PATRONS
     with tenant_session(db, tenant_id) as session:
         count = _count_row(session, run_id, category)
-        query = expired(source, category, count.cutoff, skip=failed).order_by(source.moment)
-        ids = [row.id for row in session.execute(query.limit(PATRON_BATCH if patrons else batch))]
+        query = expired(source, category, count.cutoff)
+        if after is not None:
+            query = query.where(source.table.c.id > after)
+        query = query.order_by(source.table.c.id).limit(PATRON_BATCH if patrons else batch)
+        if not patrons and source.remove is None:
+            # One statement chooses and deletes: no list of ids travels to the server and back.
+            table, chosen = source.table, query.subquery()
+            removed = list(
+                session.scalars(
+                    delete(table)
+                    .where(table.c.tenant_id == tenant_id, table.c.id.in_(select(chosen.c.id)))
+                    .returning(table.c.id)
+                )
+            )
+            if not removed:
+                return None
+            count.removed += len(removed)
+            _record_batch(session, run_id, category, len(removed), removed, table=table.name)
+            return max(removed)
+        ids = [row.id for row in session.execute(query)]
         if not ids:
-            return False
+            return None
         if patrons:
             removed = []
             for patron_id in ids:
@@ -641,21 +657,14 @@ def _purge_batch(
                         _remove_patron(session, patron_id)
                     removed.append(patron_id)
                 except (BookwardenError, SQLAlchemyError) as exc:
-                    failed.append(patron_id)  # not tried again in this run: the next run will
+                    # Left for the next run (this one walks on past it).
                     count.errors, count.last_error = count.errors + 1, _error_kind(exc)
                     log.warning("retention.patron_not_removed", patron_id=str(patron_id), error=_error_kind(exc))
-        elif source.remove is not None:
-            removed = ids if source.remove(session, ids) == len(ids) else _still_gone(session, source, ids)
         else:
-            table = source.table
-            removed = list(
-                session.scalars(
-                    delete(table).where(table.c.tenant_id == tenant_id, table.c.id.in_(ids)).returning(table.c.id)
-                )
-            )
+            removed = ids if source.remove(session, ids) == len(ids) else _still_gone(session, source, ids)
         count.removed += len(removed)
         _record_batch(session, run_id, category, len(removed), removed, table=source.table.name)
-    return True
+    return ids[-1]
 
 
 def _still_gone(session: TenantSession, source: Source, ids: list[UUID]) -> list[UUID]:
