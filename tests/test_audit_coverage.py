@@ -1460,6 +1460,13 @@ def _(w):
     return Call(client, "PUT", url, Action.DISCLOSURE_POLICY_CHANGED, w.tenant.id, json={"notify": False})
 
 
+@route("POST", f"{PRIVACY}/mailings")
+def _(w):
+    client = w.client({Permission.MAILINGS_SEND})
+    body = {"topic": "newsletters", "subject": "Alpha Library news", "message": "The reading room reopens."}
+    return Call(client, "POST", f"{PRIVACY}/mailings", Action.MAILING_SENT, w.tenant.id, json=body)
+
+
 # -- the route test ----------------------------------------------------------------------------
 
 

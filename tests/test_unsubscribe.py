@@ -287,3 +287,47 @@ def test_optional_mail_needs_an_https_public_url(db, tenant, in_tenant, monkeypa
         patron_id = _subscribed_patron(session)
         with pytest.raises(InvalidInput, match="https"):
             _queue_newsletter(session, patron_id)
+
+
+# -- mailings: the platform's optional mail -----------------------------------------------------------
+
+
+def test_a_mailing_goes_only_to_patrons_who_agreed_each_with_its_own_link(client_for, tenant, in_tenant):
+    from bookwarden.access.permissions import Permission
+    from bookwarden.notify.service import open_mail
+
+    with in_tenant(tenant) as session:
+        agreed = _subscribed_patron(session, email="yes@alpha.example")
+        withdrew = _subscribed_patron(session, email="no-more@alpha.example")
+        _subscribed_patron(session, topics=(Topic.EVENTS,), email="events-only@alpha.example")
+        library.create(session, library.PATRONS, PatronCreate(name="Never Asked", email="never@alpha.example"))
+        _subscribed_patron(session, email=None)  # agreed at the desk, but no address on file
+        consent.withdraw(session, withdrew, Channel.EMAIL, Topic.NEWSLETTERS, ConsentMethod.UNSUBSCRIBE_LINK)
+    sender = client_for(tenant, permissions={Permission.MAILINGS_SEND})
+
+    response = sender.post(
+        "/api/v1/privacy/mailings",
+        json={"topic": "newsletters", "subject": "Alpha Library news", "message": "The reading room reopens."},
+    )
+
+    assert response.status_code == 202, response.text
+    assert response.json() == {"topic": "newsletters", "queued": 1, "without_address": 1}
+    with in_tenant(tenant) as session:
+        [message] = session.scalars(select(OutboxMessage)).all()
+        mail = open_mail(session, message)
+        claims = unsubscribe.verify(db_master(session), _token_of(message.headers["List-Unsubscribe"][1:-1]))
+    assert mail.to == "yes@alpha.example" and "The reading room reopens." in mail.body
+    assert (claims.patron_id, claims.topic) == (agreed, Topic.NEWSLETTERS)
+    assert message.headers["List-Unsubscribe"][1:-1] in mail.body
+    # A service topic is no mailing; and sending needs mailings.send.
+    refused = sender.post("/api/v1/privacy/mailings", json={"topic": "security", "subject": "x", "message": "y"})
+    assert refused.status_code == 422
+    other = client_for(tenant, permissions={Permission.PRIVACY_PREFERENCES_MANAGE})
+    assert (
+        other.post("/api/v1/privacy/mailings", json={"topic": "events", "subject": "x", "message": "y"}).status_code
+        == 403
+    )
+
+
+def db_master(session):
+    return session.keyring.master

@@ -44,6 +44,7 @@ class Permission(enum.StrEnum):
     PRIVACY_HOLDS_MANAGE = "privacy.holds.manage"  # place and lift legal holds
     PRIVACY_PREFERENCES_MANAGE = "privacy.preferences.manage"  # a patron's preferences and consents, on their behalf
     PRIVACY_DISCLOSURES_MANAGE = "privacy.disclosures.manage"  # record and list disclosures to third parties
+    MAILINGS_SEND = "mailings.send"  # optional mail (newsletters, events...) to the patrons who agreed to it
     # Anonymized publisher reports: releasing them, loading the catalogue they join, their privacy rules.
     REPORTS_PUBLISHERS = "reports.publishers"  # release and read anonymized usage reports for publishers
     REPORTS_CATALOGUE_MANAGE = "reports.catalogue.manage"  # load titles and publishers of items
@@ -147,6 +148,7 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
         P.REPORTS_CATALOGUE_MANAGE,
         P.PRIVACY_RECORDS_READ,
         P.AUDIT_READ,
+        P.MAILINGS_SEND,
     },
     BuiltinRole.SECURITY_OFFICER: frozenset(
         {P.ACCOUNTS_READ, P.ROLES_READ, P.POLICY_MANAGE, P.SECURITY_CONTACTS_MANAGE, P.AUDIT_READ}

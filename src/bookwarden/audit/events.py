@@ -120,6 +120,7 @@ class Action(enum.StrEnum):
     DISCLOSURE_VIEWED = "privacy.disclosure.viewed"
     DISCLOSURE_POLICY_VIEWED = "privacy.disclosure_policy.viewed"
     DISCLOSURE_POLICY_CHANGED = "privacy.disclosure_policy.changed"
+    MAILING_SENT = "mailing.sent"  # optional mail queued to the patrons who agreed to its topic
     # Data-subject requests: every transition of the lifecycle, the queue read, the institution's deadline.
     PRIVACY_REQUEST_RECEIVED = "privacy_request.received"
     PRIVACY_REQUEST_CODE_SENT = "privacy_request.code_sent"  # a one-time code mailed to the address on file

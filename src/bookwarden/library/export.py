@@ -9,6 +9,11 @@ JSON lines or CSV (cells a spreadsheet would run as a formula start with ').
 its target, and a download is refused when such an event exists. The trail is append-only, so
 nothing can make an approval usable again; the approval row is locked for the whole download, so
 two downloads at the same moment cannot both pass the check.
+
+The download is no disclosure to a third party (privacy/disclosures.py): it hands the institution,
+the controller, its own data, to its own staff, under its own maker-checker. Passing the file on to
+anyone else is the institution's disclosure; it records it (POST /api/v1/privacy/disclosures), which
+leaves out the patrons who objected and tells the subjects when its policy says so.
 """
 
 from __future__ import annotations

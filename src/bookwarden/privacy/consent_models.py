@@ -7,7 +7,8 @@ refuses UPDATE for every role. The rows go with their patron (tenant foreign key
 CASCADE), as everything about them does: erasing a patron removes their choices with them.
 
 None of these rows holds a value that names the person: they say what was chosen, when, how and
-under which notice, and are about the patron only through patron_id.
+under which notice, and are about the patron only through patron_id. The choice itself is personal
+data (category preferences), readable by the database, which must test it for every optional mail.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from bookwarden.db.base import Base, tenant_fk
 from bookwarden.library.models import Patron  # noqa: F401 - target of the patron foreign key
-from bookwarden.privacy.classification import STATE, not_personal, pseudonymous
+from bookwarden.privacy.classification import STATE, Category, Protection, not_personal, personal, pseudonymous
 
 ORDER = not_personal("order of the history: a database sequence")
 NOTICE = not_personal("version of the institution's privacy or cookie notice shown when the choice was made")
-CHOSEN = not_personal("what was chosen (given or withdrawn): the record of a choice, not a trait of the person")
+# A person's choice about their own data: personal (category preferences), kept readable because every
+# optional mail and every disclosure must test it in SQL; it says nothing without the row's patron.
+CHOSEN = personal(Category.PREFERENCES, Protection.PLAIN)
 # Set to clock_timestamp(), not now(): every row of one transaction gets its own time.
 CLOCK = text("clock_timestamp()")
 

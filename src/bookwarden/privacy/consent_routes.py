@@ -16,7 +16,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from bookwarden.access.permissions import Permission
 from bookwarden.api.deps import database, requires, tenant_scope
@@ -24,7 +24,7 @@ from bookwarden.api.problems import responses
 from bookwarden.api.text import plain_text
 from bookwarden.db.session import Database, platform_session, tenant_session
 from bookwarden.identity.principal import Principal
-from bookwarden.privacy import consent, objections, unsubscribe
+from bookwarden.privacy import consent, mailings, objections, unsubscribe
 from bookwarden.privacy.consent import Channel, Choice, CookieState, Topic
 from bookwarden.privacy.consent_models import ConsentMethod
 from bookwarden.tenancy.service import get_tenant
@@ -328,3 +328,37 @@ def unsubscribe_now(token: Token, db: Database = Depends(database)):
     what, institution = html.escape(consent.LABELS[done.topic]), html.escape(done.institution)
     body = f"<p>You will no longer receive {what} from {institution} by email.</p>"
     return _page("Unsubscribed", body)
+
+
+# -- mailings ------------------------------------------------------------------------------------------
+
+
+# One header line: no control character or line separator anywhere, something besides spaces
+# (notify/service.py checks the same).
+CONTROL = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+SUBJECT_LINE = rf"^[^{CONTROL}]*[^{CONTROL}\s][^{CONTROL}]*$"
+
+
+class MailingIn(Input):
+    topic: Literal["newsletters", "events", "recommendations", "surveys"]  # optional topics only
+    subject: Annotated[str, StringConstraints(max_length=200, pattern=SUBJECT_LINE)]
+    message: plain_text(20_000)
+
+
+class MailingOut(BaseModel):
+    topic: Topic
+    queued: int
+    without_address: int
+
+
+@router.post(f"{PRIVACY}/mailings", status_code=202, response_model=MailingOut, responses=responses(401, 403, 422))
+def send_mailing(
+    body: MailingIn,
+    principal: Principal = Depends(requires(Permission.MAILINGS_SEND)),
+    db: Database = Depends(database),
+):
+    """Queue optional mail on a topic to every patron who agreed to it by email; each message carries its
+    own one-click unsubscribe link. Patrons who did not agree, or withdrew, get nothing."""
+    with tenant_scope(db, principal) as session:
+        sent = mailings.send(session, principal, Topic(body.topic), subject=body.subject, message=body.message)
+        return MailingOut(topic=sent.topic, queued=sent.queued, without_address=sent.without_address)

@@ -176,7 +176,7 @@ def queue_optional_mail(
             "BOOKWARDEN_PUBLIC_URL must be an https URL to send optional mail: its one-click unsubscribe "
             "link (RFC 8058) must be https"
         )
-    address = _patron_email(session, patron_id)
+    address = patron_email(session, patron_id)
     if not address:
         raise InvalidInput(f"patron {patron_id} has no email address on file")
     url = link(public_url, sign(session.keyring.master, session.tenant_id, patron_id, topic))
@@ -262,8 +262,11 @@ def _institution(session: TenantSession, claims: UnsubscribeClaims) -> str:
     return tenant.name
 
 
-def _patron_email(session: TenantSession, patron_id: UUID) -> str | None:
+def patron_email(session: TenantSession, patron_id: UUID) -> str | None:
+    """The address on the patron's record; None when there is none or the patron was erased."""
     patron = session.get(Patron, (session.tenant_id, patron_id))
+    if patron is None or patron.email is None:
+        return None
     try:
         key = session.keyring.subject_key(session.tenant_id, patron_id)
     except KeyDestroyed:
