@@ -100,6 +100,7 @@ def test_registrations_are_throttled_per_address(db, tenant, app):
     assert answers == [201] * 5 + [429]
     throttled = client.post(URL, json=body(tenant.slug, born))
     assert throttled.status_code == 429 and int(throttled.headers["Retry-After"]) > 0
+    assert client.post(URL, json=body("no-such-place", born)).status_code == 429  # no probing slugs meanwhile
     assert browser(app).post(URL, json=body(tenant.slug, born)).status_code == 201  # another address
 
 

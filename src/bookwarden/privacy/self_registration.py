@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict
 
 from bookwarden.access.authorize import authorize
 from bookwarden.access.permissions import Permission
-from bookwarden.audit.events import Action, Outcome
+from bookwarden.audit.events import PLATFORM_CHAIN, Action, Outcome
 from bookwarden.audit.record import record, record_now
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.errors import BookwardenError, InvalidInput, NotFound
@@ -154,12 +154,16 @@ def register(
         except throttle.TooManyAttempts as refused:
             throttled = RegistrationThrottled(refused.retry_after)
         tenant = signin.institution(session, slug)
-    if tenant is None or tenant.status is not TenantStatus.ACTIVE:
+    known = tenant is not None and tenant.status is TenantStatus.ACTIVE
+    if throttled is not None:  # before anything else: a waiting caller learns nothing more, not even a slug
+        _record_refusal(db, tenant.id if known else PLATFORM_CHAIN, throttled)
+        raise throttled
+    if not known:
         raise NotFound(f"no institution {slug} here")
-    refusal: BookwardenError | None = throttled
+    refusal: BookwardenError | None = None
     with tenant_session(db, tenant.id) as session:
         setting = settings_of(session)
-        if refusal is None and not setting.enabled:
+        if not setting.enabled:
             refusal = SelfRegistrationClosed(tenant.slug)
         if refusal is None and not old_enough(birth_date, today or today_in(setting.timezone)):
             refusal = UnderMinimumAge()
