@@ -256,3 +256,24 @@ def test_the_notice_policy_is_shown_with_its_defaults_and_changed(client_for, te
     assert changed.status_code == 200 and changed.json() == {"kind": "usage_analysis", "notify": True, "default": False}
     after = {p["kind"]: p["notify"] for p in officer.get("/api/v1/privacy/disclosure-policy").json()["items"]}
     assert after["usage_analysis"] is True
+
+
+def test_a_patron_whose_processing_is_restricted_is_left_out_but_for_a_legal_obligation(db, in_tenant, tenant):
+    from bookwarden.privacy import restrictions
+
+    with in_tenant(tenant) as session:
+        ann, bo = _patrons(session, 2)
+        restrictions.restrict(session, _principal(tenant.id, OFFICER), bo, None)
+
+        shared = _disclose(session, [ann, bo])
+        ordered = _disclose(
+            session,
+            [ann, bo],
+            recipient="Crown Court, Leeds",
+            purpose="court_order",
+            basis=LegalBasis.LEGAL_OBLIGATION,
+            kind=DisclosureKind.LEGAL_REQUEST,
+        )
+
+    assert (shared.patron_ids, shared.refused_patron_ids) == ([ann], [bo])
+    assert (ordered.patron_ids, ordered.refused_patron_ids) == ([ann, bo], [])

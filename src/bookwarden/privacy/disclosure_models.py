@@ -84,7 +84,7 @@ class Disclosure(Base):
         String(200), info=not_personal("the recipient's or the institution's reference: a contract, an order number")
     )
     subject_count: Mapped[int] = mapped_column(Integer, info=COUNTER)
-    refused_count: Mapped[int] = mapped_column(Integer, info=COUNTER)  # subjects left out: they objected
+    refused_count: Mapped[int] = mapped_column(Integer, info=COUNTER)  # left out: objected or restricted
     notices_queued: Mapped[int] = mapped_column(Integer, info=COUNTER)
     notice_withheld_reason: Mapped[str | None] = mapped_column(
         String(500), info=not_personal("why the subjects were not told (the law forbids it), in staff's words")

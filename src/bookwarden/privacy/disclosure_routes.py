@@ -62,7 +62,7 @@ class DisclosureOut(BaseModel):
 
 class DisclosureMadeOut(DisclosureOut):
     patron_ids: list[UUID]  # share the data of these patrons, and no others
-    refused_patron_ids: list[UUID]  # left out: they objected
+    refused_patron_ids: list[UUID]  # left out: they objected, or their processing is restricted
 
 
 class DisclosureDetailOut(DisclosureOut):
@@ -89,9 +89,9 @@ class NoticePolicyIn(Input):
 
 @router.post("/disclosures", status_code=201, response_model=DisclosureMadeOut, responses=responses(404, 409))
 def record_disclosure(body: DisclosureIn, principal: Principal = MANAGE, db: Database = Depends(database)):
-    """Record a sharing of personal data with a third party before it happens: patrons who objected are
-    left out (unless the basis is a legal obligation), and the subjects are told when the policy says so.
-    Share only the data of the patrons returned in patron_ids."""
+    """Record a sharing of personal data with a third party before it happens: patrons who objected, or
+    whose processing is restricted, are left out (unless the basis is a legal obligation), and the subjects
+    are told when the policy says so. Share only the data of the patrons returned in patron_ids."""
     with tenant_scope(db, principal) as session:
         made = disclosures.disclose(
             session,

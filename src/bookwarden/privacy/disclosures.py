@@ -3,7 +3,8 @@
 One function, so that no sharing can skip its three duties:
 
 1. Objections. A subject who objects to disclosure to third parties, or to the disclosure's purpose
-   (`purpose:<purpose>`), is left out, unless the basis is a legal obligation (OBJECTIONS_CANNOT_STOP):
+   (`purpose:<purpose>`), or whose processing is restricted (art. 18: the data is only kept), is left
+   out, unless the basis is a legal obligation (OBJECTIONS_CANNOT_STOP):
    an objection (GDPR art. 21) weighs against the controller's own interests or task; it cannot
    override a law that obliges the institution to disclose (art. 6(1)(c), which art. 21 does not
    reach). The subjects left out are returned, and the caller shares only `patron_ids` of the result;
@@ -53,6 +54,7 @@ from bookwarden.privacy.disclosure_models import (
     DisclosureSubject,
     LegalBasis,
 )
+from bookwarden.privacy.request_models import Restriction
 from bookwarden.tenancy.models import Tenant
 
 TARGET = "disclosure"
@@ -75,7 +77,7 @@ NOTICE_DEFAULTS: dict[DisclosureKind, bool] = {
 class DisclosureResult:
     disclosure: Disclosure
     patron_ids: list[UUID]  # the subjects whose data may be shared: share these and no others
-    refused_patron_ids: list[UUID]  # left out: they objected
+    refused_patron_ids: list[UUID]  # left out: they objected, or their processing is restricted
 
 
 @dataclass(frozen=True)
@@ -123,11 +125,13 @@ def disclose(
     refused: set[UUID] = set()
     if basis not in OBJECTIONS_CANNOT_STOP:
         refused = objections.objectors(session, subjects, [objections.THIRD_PARTY_DISCLOSURE, purpose_scope])
+        refused |= _restricted(session, subjects)
     allowed = [p for p in subjects if p not in refused]
     if not allowed:
         raise Conflict(
             f"every one of the {len(subjects)} patrons named objected to this disclosure (to third parties or "
-            f"to the purpose {purpose}); nothing may be shared on the basis {basis.value}"
+            f"to the purpose {purpose}) or has their processing restricted; nothing may be shared on the basis "
+            f"{basis.value}"
         )
 
     principal = actor or audit.current().principal or SYSTEM
@@ -365,6 +369,15 @@ def _require_patrons(session: TenantSession, patron_ids: list[UUID]) -> None:
     if missing:
         shown = ", ".join(str(p) for p in missing[:5])
         raise NotFound(f"no patron {shown}{' and others' if len(missing) > 5 else ''} ({len(missing)} unknown)")
+
+
+def _restricted(session: TenantSession, patron_ids: list[UUID]) -> set[UUID]:
+    """Of `patron_ids`, those whose processing is restricted (GDPR art. 18): their data is only kept, so it
+    is not shared either, but for what a legal obligation demands (the same rule as objections)."""
+    found = select(Restriction.patron_id).where(
+        Restriction.tenant_id == session.tenant_id, Restriction.patron_id.in_(patron_ids)
+    )
+    return set(session.scalars(found))
 
 
 def _digest(patron_ids: list[UUID]) -> str:
