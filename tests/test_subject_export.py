@@ -174,6 +174,8 @@ def test_expired_packages_are_deleted_with_their_key_by_the_recurring_job(db, te
 
 def test_a_large_subject_is_cut_into_many_sealed_chunks_that_read_back_whole(db, tenant, client_for, monkeypatch):
     monkeypatch.setattr(subject_export, "CHUNK_BYTES", 4096)
+    monkeypatch.setattr(subject_export, "ROWS_PER_BATCH", 50)
+    monkeypatch.setattr(subject_export, "CSV_BUFFER_BYTES", 2000)  # the CSV is read again, not kept
     patron_id, _ = _subject_with_everything(db, tenant, client_for)
     with tenant_session(db, tenant.id) as session:
         for n in range(200):
@@ -184,6 +186,8 @@ def test_a_large_subject_is_cut_into_many_sealed_chunks_that_read_back_whole(db,
     assert row.chunk_count > 1
     archive = _archive(db, package)
     assert len(json.loads(archive.read("records/searches.json"))) == 201
+    searches = list(csv.DictReader(io.StringIO(archive.read("records/searches.csv").decode())))
+    assert sorted(row["query"] for row in searches) == sorted(["rare herbals", *(f"q {n}" for n in range(200))])
     assert archive.testzip() is None
 
 

@@ -29,7 +29,7 @@ import json
 import secrets
 import zipfile
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -56,6 +56,8 @@ log = structlog.get_logger()
 
 VALID_FOR = timedelta(days=7)
 CHUNK_BYTES = 1 << 20
+CSV_BUFFER_BYTES = 8 << 20  # CSV lines of one table kept while its JSON is written
+ROWS_PER_BATCH = 1000
 TARGET = "subject_export"
 TOKEN_SECRET_BYTES = 32
 TOKEN_LENGTH = 86  # base64url, unpadded, of tenant id (16) + package id (16) + secret (32)
@@ -167,16 +169,17 @@ def _write_zip(session: TenantSession, who: Subject, sink: _SealedSink, now: dat
         for location in subject_data.locations():
             if location.name in EXCLUDED:
                 continue
-            columns = [name for name, reading in location.readings if reading is not subject_data.Reading.OMITTED]
-            rows = lambda loc=location: subject_data.rows(session, loc, who)  # noqa: E731 - read twice
-            counts[location.name] = _write_table(archive, f"records/{location.name}", columns, rows)
+            rows = lambda loc=location: subject_data.rows(session, loc, who)  # noqa: E731 - may be read twice
+            counts[location.name] = _write_table(
+                archive, f"records/{location.name}", subject_data.columns(location), rows
+            )
             manifest["tables"][location.name] = {
                 "records": counts[location.name],
                 "categories": [c.value for c in location.categories],
             }
         audit_rows = lambda: subject_data.audit_rows(session, who)  # noqa: E731
         counts[subject_data.AUDIT_TABLE] = _write_table(
-            archive, f"records/{subject_data.AUDIT_TABLE}", list(subject_data.AUDIT_FIELDS), audit_rows
+            archive, f"records/{subject_data.AUDIT_TABLE}", subject_data.AUDIT_FIELDS, audit_rows
         )
         manifest["tables"][subject_data.AUDIT_TABLE] = {"records": counts[subject_data.AUDIT_TABLE], "categories": []}
         institution = session.execute(text("SELECT name FROM tenants WHERE id = :id"), {"id": who.tenant_id}).scalar()
@@ -185,28 +188,63 @@ def _write_zip(session: TenantSession, who: Subject, sink: _SealedSink, now: dat
     return counts
 
 
-def _write_table(archive: zipfile.ZipFile, stem: str, columns: list[str], rows) -> int:
-    """`stem`.json (an array of objects) and `stem`.csv (a header, then one line per row): two reads
-    of the same rows, so neither file is ever held whole in memory."""
+def _write_table(archive: zipfile.ZipFile, stem: str, columns: Sequence[str], rows) -> int:
+    """`stem`.json (an array of objects) and `stem`.csv (a header, then one line per row).
+
+    Rows are rendered a batch at a time. One read of the rows writes the JSON and keeps the CSV aside,
+    up to CSV_BUFFER_BYTES; a table whose CSV outgrows that is read a second time for it. Memory stays
+    bounded either way.
+    """
     count = 0
+    kept: list[bytes] | None = []
+    kept_bytes = 0
     with archive.open(f"{stem}.json", "w") as raw:
         raw.write(b"[")
-        for row in rows():
-            raw.write((b",\n" if count else b"\n") + json.dumps(row, ensure_ascii=False, default=str).encode())
-            count += 1
+        for batch in _batched(rows(), ROWS_PER_BATCH):
+            records = [dict(zip(columns, values, strict=True)) for values in batch]
+            text = json.dumps(records, ensure_ascii=False, default=str)
+            raw.write((b",\n" if count else b"\n") + text[1:-1].encode())  # the batch's array, unwrapped
+            count += len(batch)
+            if kept is not None:
+                kept.append(_csv(batch))
+                kept_bytes += len(kept[-1])
+                if kept_bytes > CSV_BUFFER_BYTES:
+                    kept = None  # too big to keep: read again below
         raw.write(b"\n]\n")
-    with archive.open(f"{stem}.csv", "w") as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as out:
-        writer = csv.writer(out, lineterminator="\r\n")
-        writer.writerow(columns)
-        for row in rows():
-            writer.writerow([_csv_value(row.get(name)) for name in columns])
+    with archive.open(f"{stem}.csv", "w") as raw:
+        raw.write(_csv([columns]))
+        if kept is not None:
+            raw.write(b"".join(kept))
+        else:
+            for batch in _batched(rows(), ROWS_PER_BATCH):
+                raw.write(_csv(batch))
     return count
 
 
+def _batched(items: Iterator[tuple], size: int) -> Iterator[list[tuple]]:
+    batch: list[tuple] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _csv(lines: Sequence[Sequence[Any]]) -> bytes:
+    """CSV lines as bytes; cells a spreadsheet would run as a formula start with '."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerows([_csv_value(v) for v in line] for line in lines)
+    return buffer.getvalue().encode()
+
+
 def _csv_value(value: Any) -> Any:
+    if value.__class__ is str:
+        return csv_cell(value)
     if isinstance(value, dict | list):
-        value = json.dumps(value, ensure_ascii=False, sort_keys=True)
-    return csv_cell(value)  # a cell a spreadsheet would run as a formula starts with '
+        return csv_cell(json.dumps(value, ensure_ascii=False, sort_keys=True))
+    return value
 
 
 def _chunk_aad(tenant_id: UUID, package_id: UUID, seq: int, final: bool) -> bytes:
