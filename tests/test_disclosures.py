@@ -18,6 +18,7 @@ from bookwarden.notify.service import open_mail
 from bookwarden.privacy import disclosures, objections
 from bookwarden.privacy.classification import Category
 from bookwarden.privacy.disclosure_models import DisclosureKind, DisclosureSubject, LegalBasis
+from tests.test_cli import cli_env  # noqa: F401 - fixture
 from tests.test_complaints import PASSWORD, _account, _patron, _principal
 
 OFFICER = frozenset(BUILTIN_PERMISSIONS[BuiltinRole.PRIVACY_OFFICER])
@@ -277,3 +278,35 @@ def test_a_patron_whose_processing_is_restricted_is_left_out_but_for_a_legal_obl
 
     assert (shared.patron_ids, shared.refused_patron_ids) == ([ann], [bo])
     assert (ordered.patron_ids, ordered.refused_patron_ids) == ([ann, bo], [])
+
+
+def test_the_command_line_lists_disclosures_with_counts_never_subjects(
+    cli_env,  # noqa: F811 - the fixture imported above
+    committed_db,
+    committed_tenant,
+):
+    import json
+
+    from bookwarden.db.session import tenant_session
+    from tests.test_cli import _run
+
+    tenant_id = committed_tenant()
+    with tenant_session(committed_db, tenant_id) as session:
+        ann, bo = _patrons(session, 2)
+        objections.record_objection(session, bo, "third_party_disclosure")
+        made = _disclose(session, [ann, bo], reference="DPA-2026-07")
+
+    lines = _run("privacy", "disclosures", "--tenant", str(tenant_id)).splitlines()
+    about_bo = _run("privacy", "disclosures", "--tenant", str(tenant_id), "--patron", str(bo))
+
+    [listed] = [json.loads(line) for line in lines]
+    assert listed["id"] == str(made.disclosure.id)
+    assert (listed["recipient"], listed["subject_count"], listed["refused_count"]) == ("Metro Analytics Ltd", 1, 1)
+    assert str(ann) not in "".join(lines) and about_bo == ""
+    with tenant_session(committed_db, tenant_id) as session:
+        actors = (
+            session.execute(text("SELECT actor_kind FROM audit_events WHERE action = 'privacy.disclosure.listed'"))
+            .scalars()
+            .all()
+        )
+    assert actors == ["system", "system"]  # the console, naming the OS user in its own event
