@@ -5,7 +5,8 @@ action needs approves it, and the action is carried out at that moment, under th
 Sensitive now: granting an administrative role, changing a password policy, configuring or
 removing institutional sign-on (identity/saml_config.py), a bulk export of patrons
 (library/export.py: approving carries nothing out, it lets the asker download once), approving a
-staff-initiated erasure request (privacy/requests.py: approving moves the request to approved).
+staff-initiated erasure request (privacy/requests.py: approving moves the request to approved),
+changing how long a category of personal data is kept (privacy/retention.py).
 """
 
 from __future__ import annotations
