@@ -438,3 +438,25 @@ def test_the_daily_job_purges_every_institution(db, make_tenant):
         with tenant_session(db, institution.id) as session:
             assert count(session, "searches") == 0
             assert session.scalars(select(RetentionRun.status)).all() == ["completed"]
+
+
+def test_the_records_of_processing_state_the_institutions_own_periods(db, tenant):
+    import json
+
+    from bookwarden.access import approvals
+    from bookwarden.access.approval_models import SensitiveAction
+    from bookwarden.privacy import records
+
+    with tenant_session(db, tenant.id) as session:
+        asked = retention.ask_change(session, officer(tenant.id), C.LOAN_HISTORY, 60)
+        approvals.approve(session, officer(tenant.id), asked.id)
+        params = {"category": "inactive_patrons", "keep_days": 400}
+        asked = approvals.ask(session, officer(tenant.id), SensitiveAction.CHANGE_RETENTION_POLICY, params)
+        approvals.approve(session, officer(tenant.id), asked.id)
+        exported = json.loads(records.export(session, records.RecordsFormat.JSON))
+    found = {activity["category"]: activity for activity in exported["activities"]}
+    loans, contact, searches = found["circulation_history"], found["contact"], found["search_history"]
+    assert loans["keep_days"] == 60
+    assert loans["retention"] == "60 days after the item is returned (the institution's own period)"
+    assert contact["keep_days"] == 400 and "erased after 400 days without any activity" in contact["retention"]
+    assert searches["keep_days"] == 90 and "institution" not in searches["retention"]  # the registry's default

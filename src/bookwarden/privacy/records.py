@@ -24,7 +24,7 @@ from bookwarden.audit.events import Action
 from bookwarden.audit.search import csv_cell
 from bookwarden.db.session import TenantSession
 from bookwarden.errors import NotFound
-from bookwarden.privacy.classification import Protection
+from bookwarden.privacy.classification import Category, Protection
 from bookwarden.privacy.registry import SUBJECT_DESCRIPTIONS, Registry, registry
 from bookwarden.tenancy.models import Tenant
 
@@ -148,9 +148,14 @@ class RecordsOfProcessing:
 
 
 def generate(
-    tenant: Tenant, found: Registry | None = None, settings: ProcessorSettings | None = None
+    tenant: Tenant,
+    found: Registry | None = None,
+    settings: ProcessorSettings | None = None,
+    periods: dict[Category, tuple[int | None, str]] | None = None,
 ) -> RecordsOfProcessing:
-    """The records of `tenant`, from the registry (the institution's tables only)."""
+    """The records of `tenant`, from the registry (the institution's tables only). `periods`: the
+    retention the institution set itself, per category (days, what it says), over the registry's."""
+    periods = periods or {}
     found = found or registry()
     settings = settings or ProcessorSettings()
     activities = []
@@ -165,8 +170,8 @@ def generate(
                 data_subjects=tuple(SUBJECT_DESCRIPTIONS[k] for k in found.subjects_of(category, tenant_only=True)),
                 purposes=policy.purposes,
                 recipients=policy.recipients,
-                retention=policy.retention,
-                keep_days=policy.keep_days,
+                retention=periods[category][1] if category in periods else policy.retention,
+                keep_days=periods[category][0] if category in periods else policy.keep_days,
                 locations=tuple(c.qualified for c in locations),
                 protection=tuple(sorted({_protection(c.protection) for c in locations})),
             )
@@ -199,7 +204,9 @@ def export(session: TenantSession, fmt: RecordsFormat) -> str:
     tenant = session.get(Tenant, session.tenant_id)
     if tenant is None:
         raise NotFound(f"no institution {session.tenant_id}")
-    records = generate(tenant)
+    from bookwarden.privacy import retention  # retention builds on the registry this module reads too
+
+    records = generate(tenant, periods=retention.institution_periods(session))
     audit.record(
         session,
         Action.RECORDS_OF_PROCESSING_EXPORTED,

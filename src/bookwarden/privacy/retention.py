@@ -166,6 +166,38 @@ def view_periods(session: TenantSession, actor: Principal) -> list[PeriodOut]:
     return found
 
 
+# What a period means for the registry's categories, as the records of processing say it.
+PERIOD_TEXT: dict[RetentionCategory, str] = {
+    C.LOAN_HISTORY: "{} after the item is returned",
+    C.SEARCHES: "{} after the search",
+    C.POSTS: "{} after posting",
+    C.INACTIVE_PATRONS: "while the patron is active; erased after {} without any activity",
+}
+# The registry's categories a period governs: a patron's own record goes with an inactive patron.
+GOVERNS: dict[Category, RetentionCategory] = {
+    **{registry_category: category for category, registry_category in REGISTRY_CATEGORY.items()},
+    Category.CONTACT: C.INACTIVE_PATRONS,
+    Category.INSTITUTIONAL_ID: C.INACTIVE_PATRONS,
+    Category.AFFILIATION: C.INACTIVE_PATRONS,
+}
+
+
+def institution_periods(session: TenantSession) -> dict[Category, tuple[int | None, str]]:
+    """The registry's categories whose retention the institution set itself: (days, what it says)."""
+    own = {c: p for c, p in periods(session).items() if p.source == "institution"}
+    found = {}
+    for registry_category, category in GOVERNS.items():
+        if category in own:
+            days = own[category].keep_days
+            said = (
+                "until deleted by the author or a moderator"
+                if days is None
+                else PERIOD_TEXT[category].format(_days_text(days))
+            )
+            found[registry_category] = (days, f"{said} (the institution's own period)")
+    return found
+
+
 # -- changing a period (maker-checker) -----------------------------------------------------------
 
 
