@@ -20,6 +20,7 @@ under a grant, a refused request, a refused command.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -942,6 +943,179 @@ def _(w):
     return Call(client, "POST", url, Action.COMPLAINT_ANSWERED, w.tenant.id, json={"answer": "The screen was moved."})
 
 
+# privacy: data-subject requests (the queue, the patron's own, the form without an account)
+
+OFFICER_PERMISSIONS = {Permission.PRIVACY_REQUESTS_HANDLE}
+
+
+def _linked_patron_browser(w: World) -> TestClient:
+    """A browser signed in as a patron account linked to the patron record made through the API."""
+    from bookwarden.access import service as access
+
+    username = f"linked-{uuid.uuid4().hex[:6]}"
+    patron_id = UUID(w.records[library.PATRONS]["id"])  # made through the API first, in its own session
+    account = w.account(username, kind=AccountKind.PATRON)
+    with tenant_session(w.db, w.tenant.id) as session:
+        session.get(Account, (w.tenant.id, account.id)).patron_id = patron_id
+        access.grant_role(session, w.as_admin(), account.id, BuiltinRole.PATRON)
+    client = w.browser()
+    w.login(client, username)
+    return client
+
+
+def _privacy_request(w: World, kind: str = "access", to: str = "identity_verified") -> UUID:
+    """A request registered by desk staff for the API's patron, moved on to `to` by an officer."""
+    from bookwarden.privacy import requests
+
+    desk = Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), w.tenant.id, {Permission.PRIVACY_REQUESTS_REGISTER})
+    officer = Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), w.tenant.id, OFFICER_PERMISSIONS)
+    patron_id = UUID(w.records[library.PATRONS]["id"])
+    with tenant_session(w.db, w.tenant.id) as session:
+        request = requests.register_for_patron(session, desk, patron_id, requests.RequestKind(kind))
+        if to == "on_legal_hold":
+            requests.hold(session, officer, request.id, "court order 12")
+        if to in ("approved", "in_progress"):
+            requests.decide(session, officer, request.id, requests.Decision.APPROVE)
+        if to == "in_progress":
+            requests.start(session, officer, request.id)
+        return request.id
+
+
+def _form_sent(w: World) -> tuple[str, str]:
+    """(verification id, code) of a form naming the API's patron: the code read from the outbox."""
+    from bookwarden.privacy import request_form
+
+    answer = request_form.submit(
+        w.db,
+        institution=w.tenant.slug,
+        kind="access",
+        by="email",
+        value=w.records[library.PATRONS]["email"],
+        source_address=fresh_address(),
+    )
+    with tenant_session(w.db, w.tenant.id) as session:
+        [message] = session.scalars(select(OutboxMessage).order_by(OutboxMessage.created_at.desc()).limit(1)).all()
+        [code] = re.findall(r"^\s+(\d{6})\s*$", open_mail(session, message).body, re.MULTILINE)
+    return str(answer.verification_id), code
+
+
+@route("POST", f"{PRIVACY}/me/requests")
+def _(w):
+    client = _linked_patron_browser(w)
+    body = {"kind": "objection", "objection_scope": "third_party_disclosure"}
+    return Call(client, "POST", f"{PRIVACY}/me/requests", Action.PRIVACY_REQUEST_RECEIVED, w.tenant.id, json=body)
+
+
+@route("GET", f"{PRIVACY}/me/requests")
+def _(w):
+    client = _linked_patron_browser(w)
+    return Call(client, "GET", f"{PRIVACY}/me/requests", Action.PRIVACY_REQUEST_LISTED, w.tenant.id)
+
+
+@route("POST", f"{PRIVACY}/requests")
+def _(w):
+    client = w.client({Permission.PRIVACY_REQUESTS_REGISTER})
+    body = {"patron_id": w.records[library.PATRONS]["id"], "kind": "access"}
+    return Call(client, "POST", f"{PRIVACY}/requests", Action.PRIVACY_REQUEST_RECEIVED, w.tenant.id, json=body)
+
+
+@route("GET", f"{PRIVACY}/requests")
+def _(w):
+    client = w.client(OFFICER_PERMISSIONS)
+    return Call(client, "GET", f"{PRIVACY}/requests", Action.PRIVACY_REQUEST_LISTED, w.tenant.id)
+
+
+@route("GET", f"{PRIVACY}/requests/{{request_id}}")
+def _(w):
+    url = f"{PRIVACY}/requests/{_privacy_request(w)}"
+    return Call(w.client(OFFICER_PERMISSIONS), "GET", url, Action.PRIVACY_REQUEST_VIEWED, w.tenant.id)
+
+
+@route("POST", f"{PRIVACY}/requests/{{request_id}}/decision")
+def _(w):
+    url = f"{PRIVACY}/requests/{_privacy_request(w)}/decision"
+    body = {"decision": "approve"}
+    return Call(w.client(OFFICER_PERMISSIONS), "POST", url, Action.PRIVACY_REQUEST_APPROVED, w.tenant.id, json=body)
+
+
+@route("POST", f"{PRIVACY}/requests/{{request_id}}/start")
+def _(w):
+    url = f"{PRIVACY}/requests/{_privacy_request(w, to='approved')}/start"
+    return Call(w.client(OFFICER_PERMISSIONS), "POST", url, Action.PRIVACY_REQUEST_STARTED, w.tenant.id)
+
+
+@route("POST", f"{PRIVACY}/requests/{{request_id}}/complete")
+def _(w):
+    url = f"{PRIVACY}/requests/{_privacy_request(w, 'restriction', to='in_progress')}/complete"
+    return Call(w.client(OFFICER_PERMISSIONS), "POST", url, Action.PRIVACY_REQUEST_COMPLETED, w.tenant.id)
+
+
+@route("POST", f"{PRIVACY}/requests/{{request_id}}/hold")
+def _(w):
+    url = f"{PRIVACY}/requests/{_privacy_request(w)}/hold"
+    body = {"reason": "litigation hold, case 2026-14"}
+    return Call(w.client(OFFICER_PERMISSIONS), "POST", url, Action.PRIVACY_REQUEST_HELD, w.tenant.id, json=body)
+
+
+@route("POST", f"{PRIVACY}/requests/{{request_id}}/resume")
+def _(w):
+    url = f"{PRIVACY}/requests/{_privacy_request(w, to='on_legal_hold')}/resume"
+    return Call(w.client(OFFICER_PERMISSIONS), "POST", url, Action.PRIVACY_REQUEST_RESUMED, w.tenant.id)
+
+
+@route("GET", f"{PRIVACY}/request-policy")
+def _(w):
+    url = f"{PRIVACY}/request-policy"
+    return Call(w.client(OFFICER_PERMISSIONS), "GET", url, Action.PRIVACY_REQUEST_POLICY_VIEWED, w.tenant.id)
+
+
+@route("PUT", f"{PRIVACY}/request-policy")
+def _(w):
+    url, body = f"{PRIVACY}/request-policy", {"respond_within_days": 20, "remind_before_days": 5}
+    client = w.client(OFFICER_PERMISSIONS)
+    return Call(client, "PUT", url, Action.PRIVACY_REQUEST_POLICY_CHANGED, w.tenant.id, json=body)
+
+
+@route("DELETE", f"{PRIVACY}/restrictions/{{patron_id}}")
+def _(w):
+    from bookwarden.privacy import restrictions
+
+    patron_id = UUID(w.records[library.PATRONS]["id"])
+    with tenant_session(w.db, w.tenant.id) as session:
+        restrictions.restrict(session, w.as_admin(), patron_id, None)
+    url = f"{PRIVACY}/restrictions/{patron_id}"
+    return Call(w.client(OFFICER_PERMISSIONS), "DELETE", url, Action.PRIVACY_RESTRICTION_LIFTED, w.tenant.id)
+
+
+@route("POST", f"{PRIVACY}/requests/form")
+def _(w):
+    body = {"institution": w.tenant.slug, "kind": "access", "by": "email", "value": w.records[library.PATRONS]["email"]}
+    return Call(
+        w.browser(), "POST", f"{PRIVACY}/requests/form", Action.PRIVACY_REQUEST_RECEIVED, w.tenant.id, json=body
+    )
+
+
+@route("POST", f"{PRIVACY}/requests/form/verify")
+def _(w):
+    verification_id, code = _form_sent(w)
+    body = {"institution": w.tenant.slug, "verification_id": verification_id, "code": code}
+    url = f"{PRIVACY}/requests/form/verify"
+    return Call(w.browser(), "POST", url, Action.PRIVACY_REQUEST_VERIFIED, w.tenant.id, json=body)
+
+
+@route("POST", f"{PRIVACY}/inquiries/forward")
+def _(w):
+    from bookwarden.privacy import request_form
+
+    email = w.records[library.PATRONS]["email"]
+    asked = request_form.submit(
+        w.db, institution=None, kind="erasure", by="email", value=email, source_address=fresh_address()
+    )
+    body = {"reference": asked.inquiry_reference, "institution": w.tenant.slug}
+    url = f"{PRIVACY}/inquiries/forward"
+    return Call(w.browser(), "POST", url, Action.PRIVACY_INQUIRY_FORWARDED, PLATFORM_CHAIN, json=body)
+
+
 # privacy: access packages, erasure certificates, the erasure policy
 
 
@@ -1849,6 +2023,24 @@ def _(c):
 def _(c):
     c.run("operator", "create", "olga.ops", "--role", "operator_ops")
     return Command(["operator", "list"], Action.OPERATOR_ACCOUNT_LISTED, PLATFORM_CHAIN)
+
+
+@command("privacy", "requests", "list")
+def _(c):
+    return Command(["privacy", "requests", "list", "--tenant", "north"], Action.PRIVACY_REQUEST_LISTED, c.tenant())
+
+
+@command("privacy", "requests", "show")
+def _(c):
+    from bookwarden.privacy import requests
+
+    tenant_id = c.tenant()
+    desk = Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant_id, {Permission.PRIVACY_REQUESTS_REGISTER})
+    with tenant_session(c.db, tenant_id) as session:
+        patron = library.create(session, library.PATRONS, library.PATRONS.create(name="Asking Patron"))
+        request = requests.register_for_patron(session, desk, patron.id, requests.RequestKind.ACCESS)
+    args = ["privacy", "requests", "show", str(request.id), "--tenant", "north"]
+    return Command(args, Action.PRIVACY_REQUEST_VIEWED, tenant_id)
 
 
 @command("privacy", "records")

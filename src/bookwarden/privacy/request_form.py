@@ -43,7 +43,7 @@ from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed, blind_index
 from bookwarden.crypto.master import MasterKeys
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
-from bookwarden.errors import InvalidInput, NotFound
+from bookwarden.errors import Conflict, NotFound
 from bookwarden.identity import signin, throttle
 from bookwarden.identity.links import PLATFORM
 from bookwarden.jobs.service import handler, schedule
@@ -274,7 +274,8 @@ def _code_hash(session: TenantSession, challenge_id: UUID, code: str) -> bytes:
 
 def _inquiry(db: Database, kind: RequestKind, by: LookupField, value: str, scope: str | None) -> FormAnswer:
     if by is not LookupField.EMAIL or not ADDRESS.fullmatch(value.strip()):
-        raise InvalidInput(
+        # A valid form the platform cannot take as it is (409, not 422): it needs an address to hold.
+        raise Conflict(
             "institution: name the institution that holds your data; without one, identify yourself with "
             'by "email" and your email address, and we will ask you which institution'
         )
@@ -327,6 +328,12 @@ def forward(
         key = db.keyring.subject_key(PLATFORM, inquiry.id)
         contact = decrypt_field(key, PLATFORM, INQUIRY_TABLE, "contact_address", inquiry.id, inquiry.contact_address)
         inquiry_id, kind, scope = inquiry.id, RequestKind(inquiry.kind), inquiry.objection_scope
+    if (kind is RequestKind.RECTIFICATION) != (corrections is not None):
+        raise Conflict(
+            "corrections: the inquiry is a rectification, name the fields to correct"
+            if kind is RequestKind.RECTIFICATION
+            else f"corrections: the inquiry is a {kind.value} request, which corrects nothing"
+        )
     scope, changes = requests.checked_details(kind, scope, corrections)
     tenant = _institution(db, institution)
     answer = _submit_in(db, tenant, kind, LookupField.EMAIL, contact, scope, changes, inquiry_id)
@@ -385,7 +392,7 @@ def _institution(db: Database, slug: str) -> Tenant:
     with platform_session(db) as session:
         tenant = signin.institution(session, slug)
     if tenant is None or tenant.status is not TenantStatus.ACTIVE:
-        raise InvalidInput("institution: no institution with this identifier takes requests here; check its spelling")
+        raise NotFound("institution: no institution with this identifier takes requests here; check its spelling")
     return tenant
 
 

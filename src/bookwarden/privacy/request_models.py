@@ -161,13 +161,13 @@ class RequestChallenge(Base):
 
 
 class RequestPolicy(Base):
-    """The institution's deadline for answering requests; absent: the defaults (30 days, reminded 7 before)."""
+    """The institution's deadline for answering requests; absent: the defaults (30 days, reminded 7 before).
+    A reminder period as long as the deadline reminds as soon as a request is verified."""
 
     __tablename__ = "privacy_request_policies"
     __table_args__ = (
         CheckConstraint(
-            "respond_within_days BETWEEN 1 AND 90 AND remind_before_days BETWEEN 0 AND 30 "
-            "AND remind_before_days < respond_within_days",
+            "respond_within_days BETWEEN 1 AND 90 AND remind_before_days BETWEEN 0 AND 30",
             name="days_in_range",
         ),
     )

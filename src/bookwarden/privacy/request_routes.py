@@ -12,11 +12,11 @@ verification is authorised by the one-time code mailed to the address on file.
 
 # No `from __future__ import annotations`: FastAPI reads these annotations at definition time.
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, Union
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 from bookwarden.access.permissions import Permission
 from bookwarden.api.deps import database, requires, tenant_scope
@@ -32,7 +32,7 @@ from bookwarden.privacy.request_form import CodeResult, FormAnswer
 from bookwarden.privacy.request_models import RequestKind
 from bookwarden.privacy.requests import Corrections, Decision, QueueView
 
-router = APIRouter(prefix="/api/v1/privacy", tags=["privacy: requests"], responses=responses(422))
+router = APIRouter(prefix="/api/v1/privacy", tags=["privacy: requests"], responses=responses(401, 403, 422))
 REGISTER = Depends(requires(Permission.PRIVACY_REQUESTS_REGISTER))
 HANDLE = Depends(requires(Permission.PRIVACY_REQUESTS_HANDLE))
 PATRON = Depends(requires(Permission.SELF_SERVICE))
@@ -49,21 +49,48 @@ class Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class OwnRequestIn(Input):
-    kind: RequestKind
-    objection_scope: ObjectionScope | None = Field(
-        None, description='objection only: "third_party_disclosure" or "purpose:<name>"'
-    )
-    corrections: Corrections | None = Field(None, description="rectification only: the patron fields to correct")
-
-
-class RequestIn(OwnRequestIn):
+class StaffIn(Input):
     patron_id: UUID
 
 
-class DecisionIn(Input):
-    decision: Decision
-    reason: Reason | None = Field(None, description="required to deny: why (the patron is entitled to know)")
+class FormBase(Input):
+    institution: Slug | None = Field(None, description="the institution's identifier; none: we ask which")
+    by: LookupField = Field(description="how you identify yourself: email, institutional_id or barcode")
+    value: Identifier
+
+
+def _per_kind(base: type[BaseModel], name: str):
+    """One body schema per kind, told apart by `kind`: an objection must carry its scope, a rectification
+    its corrections, and no other kind may carry either. The schema is then exactly what is accepted."""
+    variants = []
+    for kind in RequestKind:
+        fields: dict[str, Any] = {"kind": (Literal[kind.value], ...)}
+        if kind is RequestKind.OBJECTION:
+            fields["objection_scope"] = (
+                ObjectionScope,
+                Field(description='"third_party_disclosure" or "purpose:<name>"'),
+            )
+        if kind is RequestKind.RECTIFICATION:
+            fields["corrections"] = (Corrections, Field(description="the patron fields to correct, and their values"))
+        variants.append(create_model(f"{name}{kind.value.title()}", __base__=base, **fields))
+    return Annotated[Union[tuple(variants)], Field(discriminator="kind")]  # noqa: UP007 - built at runtime
+
+
+OwnRequestIn = _per_kind(Input, "OwnRequest")
+RequestIn = _per_kind(StaffIn, "Request")
+FormIn = _per_kind(FormBase, "Form")
+
+
+class ApproveIn(Input):
+    decision: Literal["approve"]
+
+
+class DenyIn(Input):
+    decision: Literal["deny"]
+    reason: Reason = Field(description="why (the patron is entitled to know)")
+
+
+DecisionIn = Annotated[Union[ApproveIn, DenyIn], Field(discriminator="decision")]  # noqa: UP007
 
 
 class HoldIn(Input):
@@ -80,15 +107,6 @@ class PolicyOut(BaseModel):
     respond_within_days: int
     remind_before_days: int
     default: bool
-
-
-class FormIn(Input):
-    institution: Slug | None = Field(None, description="the institution's identifier; none: we ask which")
-    kind: RequestKind
-    by: LookupField = Field(description="how you identify yourself: email, institutional_id or barcode")
-    value: Identifier
-    objection_scope: ObjectionScope | None = None
-    corrections: Corrections | None = None
 
 
 class VerifyIn(Input):
@@ -117,7 +135,12 @@ class RequestList(BaseModel):
 
 
 def _corrections(body) -> dict | None:
-    return body.corrections.model_dump(mode="json", exclude_unset=True) if body.corrections is not None else None
+    corrections = getattr(body, "corrections", None)
+    return corrections.model_dump(mode="json", exclude_unset=True) if corrections is not None else None
+
+
+def _scope(body) -> str | None:
+    return getattr(body, "objection_scope", None)
 
 
 # -- asking ----------------------------------------------------------------------------------
@@ -128,7 +151,7 @@ def register_own_request(body: OwnRequestIn, principal: Principal = PATRON, db: 
     """A signed-in patron asks about their own data; their sign-in verified who they are."""
     with tenant_scope(db, principal) as session:
         made = requests.register_own(
-            session, principal, body.kind, objection_scope=body.objection_scope, corrections=_corrections(body)
+            session, principal, body.kind, objection_scope=_scope(body), corrections=_corrections(body)
         )
         return requests.summary_of(session, made.id)
 
@@ -149,7 +172,7 @@ def register_request(body: RequestIn, principal: Principal = REGISTER, db: Datab
             principal,
             body.patron_id,
             body.kind,
-            objection_scope=body.objection_scope,
+            objection_scope=_scope(body),
             corrections=_corrections(body),
         )
         return requests.summary_of(session, made.id)
@@ -182,7 +205,7 @@ def decide_request(request_id: UUID, body: DecisionIn, principal: Principal = HA
     """Approve or deny (with a reason) a verified request. A staff-initiated erasure is not approved at once:
     the answer names the approval (approval_id) a second officer gives at POST /api/v1/approvals/{id}/approve."""
     with tenant_scope(db, principal) as session:
-        requests.decide(session, principal, request_id, body.decision, body.reason)
+        requests.decide(session, principal, request_id, Decision(body.decision), getattr(body, "reason", None))
         return requests.summary_of(session, request_id)
 
 
@@ -244,7 +267,7 @@ def lift_restriction(patron_id: UUID, principal: Principal = HANDLE, db: Databas
 # -- the form (no account) -------------------------------------------------------------------
 
 
-@router.post("/requests/form", status_code=202, response_model=FormAnswer, responses=responses(429))
+@router.post("/requests/form", status_code=202, response_model=FormAnswer, responses=responses(404, 409, 429))
 def submit_form(body: FormIn, request: Request, db: Database = Depends(database)):
     """Ask without an account. A code goes to the address on file of the patron you name, if one matches;
     the answer is the same either way. Without an institution, the answer asks which one."""
@@ -256,7 +279,7 @@ def submit_form(body: FormIn, request: Request, db: Database = Depends(database)
             by=body.by,
             value=body.value,
             source_address=source_address(request),
-            objection_scope=body.objection_scope,
+            objection_scope=_scope(body),
             corrections=_corrections(body),
         )
     except TooManyAttempts as refused:
@@ -295,7 +318,7 @@ def verify_form(body: VerifyIn, request: Request, db: Database = Depends(databas
     return problem(401, slug, title, detail, request)
 
 
-@router.post("/inquiries/forward", status_code=202, response_model=FormAnswer, responses=responses(404, 429))
+@router.post("/inquiries/forward", status_code=202, response_model=FormAnswer, responses=responses(404, 409, 429))
 def forward_inquiry(body: ForwardIn, request: Request, db: Database = Depends(database)):
     """Name the institution of a request sent without one: it is forwarded into that institution's queue."""
     try:

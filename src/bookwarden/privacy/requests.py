@@ -429,8 +429,10 @@ def hold(
     check_fields({"reason": reason})
     request = _locked(session, request_id)
     now = db_now(session)
-    if until is not None and (until.tzinfo is None or until <= now):
-        raise InvalidInput("until: a time in the future, with its time zone")
+    if until is not None and until.tzinfo is None:
+        raise InvalidInput("until: a time with its time zone")
+    if until is not None and until <= now:
+        raise Conflict(f"until: {until.isoformat()} has passed already; a hold ends in the future, or when lifted")
     held_from = RequestState(request.state)
     _check_move(request, S.ON_LEGAL_HOLD)
     request.held_from, request.held_by, request.held_at, request.held_until = held_from.value, actor.id, now, until
@@ -572,8 +574,9 @@ def set_policy(session: TenantSession, actor: Principal, respond_within_days: in
     _institution_only(actor, "set the institution's request deadline")
     if not 1 <= respond_within_days <= 90:
         raise InvalidInput("respond_within_days: from 1 to 90 days")
-    if not 0 <= remind_before_days <= 30 or remind_before_days >= respond_within_days:
-        raise InvalidInput("remind_before_days: from 0 to 30 days, and fewer than respond_within_days")
+    if not 0 <= remind_before_days <= 30:
+        # As long as the deadline or longer: officers are reminded as soon as a request is verified.
+        raise InvalidInput("remind_before_days: from 0 to 30 days")
     before = policy_of(session)
     row = session.get(RequestPolicy, session.tenant_id) or RequestPolicy(tenant_id=session.tenant_id)
     row.respond_within_days, row.remind_before_days = respond_within_days, remind_before_days

@@ -118,8 +118,7 @@ def upgrade() -> None:
             CONSTRAINT pk_privacy_request_policies PRIMARY KEY (tenant_id),
             CONSTRAINT fk_privacy_request_policies_tenant_id FOREIGN KEY(tenant_id) REFERENCES tenants (id),
             CONSTRAINT ck_privacy_request_policies_days_in_range
-                CHECK (respond_within_days BETWEEN 1 AND 90 AND remind_before_days BETWEEN 0 AND 30
-                       AND remind_before_days < respond_within_days)
+                CHECK (respond_within_days BETWEEN 1 AND 90 AND remind_before_days BETWEEN 0 AND 30)
         );
         """
     )
