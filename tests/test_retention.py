@@ -31,6 +31,7 @@ from bookwarden.notify.service import open_mail
 from bookwarden.privacy import holds, retention
 from bookwarden.privacy.retention_models import RetentionCategory, RetentionRun
 from bookwarden.privacy.retention_routes import router
+from tests.test_cli import cli_env  # noqa: F401 - fixture
 
 C = RetentionCategory
 OFFICER = frozenset({Permission.PRIVACY_RETENTION_MANAGE, Permission.PRIVACY_HOLDS_MANAGE, Permission.ACCOUNTS_READ})
@@ -460,3 +461,32 @@ def test_the_records_of_processing_state_the_institutions_own_periods(db, tenant
     assert loans["retention"] == "60 days after the item is returned (the institution's own period)"
     assert contact["keep_days"] == 400 and "erased after 400 days without any activity" in contact["retention"]
     assert searches["keep_days"] == 90 and "institution" not in searches["retention"]  # the registry's default
+
+
+def test_the_console_previews_runs_and_reports(cli_env, committed_db, committed_tenant, monkeypatch):  # noqa: F811
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    from bookwarden import cli
+
+    tenant_id = committed_tenant()
+    with tenant_session(committed_db, tenant_id) as session:
+        reader = patron(session)
+        for _ in range(3):
+            search(session, reader, days_ago=100)
+
+    def run(*args: str) -> list[list[str]]:
+        monkeypatch.setattr(cli, "out", Console(width=300, color_system=None))
+        result = CliRunner().invoke(cli.app, list(args), catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return [[cell.strip() for cell in line.split("│")[1:-1]] for line in result.stdout.splitlines() if "│" in line]
+
+    def searches_line(rows: list[list[str]]) -> list[str]:
+        return next(row for row in rows if str(tenant_id) in row and "searches" in row)
+
+    every = run("retention", "preview")  # every institution
+    assert searches_line(every)[4:6] == ["3", "0"]  # due, held
+    run("retention", "run", "--tenant", str(tenant_id))
+    (line,) = [row for row in run("retention", "runs", "--tenant", str(tenant_id)) if "searches" in row]
+    assert line[1] == "completed" and line[4:] == ["3", "0", "0"]  # removed, held, errors
+    assert searches_line(run("retention", "preview", "--tenant", str(tenant_id)))[4] == "0"
