@@ -256,3 +256,23 @@ def test_a_request_without_an_institution_is_asked_which_and_forwarded(
     again = visitor.post(FORWARD, json={"reference": answer["inquiry_reference"], "institution": institution.slug})
     unknown = visitor.post(FORWARD, json={"reference": uuid.uuid4().hex, "institution": institution.slug})
     assert (again.status_code, unknown.status_code) == (404, 404)
+
+
+def test_an_inquiry_never_named_lapses_and_its_address_is_shredded(form_app, committed_db, owner_conn):
+    from bookwarden.identity.links import PLATFORM
+    from bookwarden.privacy import request_form
+
+    answer = _visitor(form_app).post(FORM, json={"kind": "access", "by": "email", "value": ON_FILE}).json()
+    with platform_session(committed_db) as session:
+        inquiry_id = session.scalar(select(PrivacyInquiry.id))
+        session.execute(text("UPDATE privacy_inquiries SET expires_at = now() - interval '1 second'"))
+    assert committed_db.keyring.subject_keys(PLATFORM, [inquiry_id])  # readable until it lapses
+
+    assert request_form.lapse_inquiries(committed_db) == 1
+    assert request_form.lapse_inquiries(committed_db) == 0
+
+    [(status, contact)] = owner_conn.execute("SELECT status, contact_address FROM privacy_inquiries").fetchall()
+    assert (status, contact) == ("lapsed", None)
+    assert not committed_db.keyring.subject_keys(PLATFORM, [inquiry_id])  # shredded
+    late = _visitor(form_app).post(FORWARD, json={"reference": answer["inquiry_reference"], "institution": "x"})
+    assert late.status_code == 404
