@@ -381,15 +381,17 @@ class Verification:
 def verify_document(doc: dict[str, Any], trusted: list[bytes]) -> Verification:
     """Check a certificate document against trusted public keys (never the key the document carries)."""
     try:
-        statement = doc["statement"]
-        signature = base64.b64decode(doc["signature"], validate=True)
-        key_id = str(doc["key_id"])
-        if not isinstance(statement, dict):
-            raise TypeError("statement is not an object")
-    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
-        raise InvalidInput(f"not an erasure certificate: {exc!r}") from None
+        statement, encoded, key_id = doc["statement"], doc["signature"], str(doc["key_id"])
+        if not isinstance(statement, dict) or not isinstance(encoded, str):
+            raise TypeError("a certificate has a statement (an object) and a signature (base64 text)")
+    except (KeyError, TypeError) as exc:
+        raise InvalidInput(f"not an erasure certificate: {exc}") from None
     named = statement.get("certificate_id")
     certificate_id = None if named is None else str(named)
+    try:
+        signature = base64.b64decode(encoded, validate=True)
+    except (ValueError, binascii.Error):
+        return Verification(False, "the signature is not base64", key_id, certificate_id)
     by_id = {signing.key_id(k): k for k in trusted}
     if statement.get("format") != FORMAT:
         return Verification(False, f"unknown format {statement.get('format')!r}", key_id, certificate_id)
