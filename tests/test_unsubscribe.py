@@ -240,7 +240,7 @@ def test_the_outbox_refuses_optional_mail_to_a_patron_who_never_agreed_or_withdr
 
 @pytest.mark.parametrize(
     "problem",
-    ["link not ours", "link of another institution", "link missing from the body"],
+    ["link not ours", "link of another institution", "link missing from the body", "another address"],
 )
 def test_the_outbox_refuses_optional_mail_without_the_platforms_own_link(db, tenant, other_tenant, in_tenant, problem):
     with in_tenant(tenant) as session:
@@ -252,7 +252,7 @@ def test_the_outbox_refuses_optional_mail_without_the_platforms_own_link(db, ten
         with pytest.raises(InvalidInput):
             queue_mail(
                 session,
-                to="zoe@alpha.example",
+                to="someone.else@alpha.example" if problem == "another address" else "zoe@alpha.example",
                 subject="News",
                 template="generic.txt",
                 context={"recipient_name": "Zoe", "message": message, "institution": "Alpha"},

@@ -125,7 +125,7 @@ def queue_mail(
         # unsubscribe link and goes only to a patron who agrees to its topic now.
         from bookwarden.privacy.unsubscribe import check_optional_mail
 
-        check_optional_mail(session, extra, body)
+        check_optional_mail(session, address, extra, body)
     else:
         body += render(FOOTERS[category], {})  # why this mail cannot be unsubscribed from
 

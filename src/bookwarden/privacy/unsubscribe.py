@@ -191,10 +191,10 @@ def queue_optional_mail(
     )
 
 
-def check_optional_mail(session: TenantSession, headers: dict[str, str], body: str) -> None:
+def check_optional_mail(session: TenantSession, to: str, headers: dict[str, str], body: str) -> None:
     """The outbox's own check of an optional mail (notify/service.py calls it for every one): its
-    List-Unsubscribe is our signed link for this institution, the body carries the same link, and
-    the patron it names agrees to its topic now."""
+    List-Unsubscribe is our signed link for this institution, the body carries the same link, it goes
+    to the address on the record of the patron the link names, and that patron agrees to its topic now."""
     found = _LINK.search(headers.get("List-Unsubscribe", ""))
     url = found.group(1) if found else ""
     token = url.rpartition(PATH)[2] if PATH in url else ""
@@ -213,6 +213,9 @@ def check_optional_mail(session: TenantSession, headers: dict[str, str], body: s
         raise OptedOut(
             f"patron {claims.patron_id} has not agreed to {claims.topic.value} by email (or withdrew): not queued"
         )
+    if (patron_email(session, claims.patron_id) or "").lower() != to.lower():
+        # One patron's yes is not a licence to mail another address with their link.
+        raise InvalidInput("an optional mail goes to the address on the record of the patron its link names")
 
 
 # -- following the link ------------------------------------------------------------------------------
