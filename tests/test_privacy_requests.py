@@ -18,15 +18,19 @@ from bookwarden.access import approvals
 from bookwarden.access.notices import add_security_contact
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, LIBRARY_WRITE, BuiltinRole, Permission
 from bookwarden.audit import record as audit
+from bookwarden.db.session import platform_session
 from bookwarden.errors import Conflict, Forbidden, InvalidInput, NotFound, SegregationOfDutiesError
 from bookwarden.identity import accounts, passwords
 from bookwarden.identity.models import AccountKind, AccountStatus
 from bookwarden.identity.principal import Principal, PrincipalKind
+from bookwarden.jobs.housekeeping import DUTIES
+from bookwarden.jobs.models import JobSchedule
+from bookwarden.jobs.service import handler_for
 from bookwarden.library import service as library
 from bookwarden.library.schemas import PatronCreate, PatronUpdate
 from bookwarden.notify.models import OutboxMessage
 from bookwarden.notify.service import open_mail
-from bookwarden.privacy import requests, restrictions
+from bookwarden.privacy import request_form, requests, restrictions
 from bookwarden.privacy.request_models import PrivacyRequest, RequestKind, RequestState
 from bookwarden.privacy.requests import Decision
 from bookwarden.privacy.sensitive import SensitiveDataRefused
@@ -544,16 +548,23 @@ def test_officers_are_reminded_before_the_due_date_and_told_when_overdue(in_tena
     assert {r.id for r in listed} == {request.id, unverified.id}
 
 
-def test_with_no_officer_the_escalation_goes_to_the_security_contacts(in_tenant, tenant, db):
+def test_the_hourly_duty_escalates_to_the_security_contacts_when_there_is_no_officer(in_tenant, tenant, db):
     with in_tenant(tenant) as session:
         add_security_contact(session, "security@alpha.example")
         request = _staff_request(session)
         _age(session, request.id, timedelta(days=31))
-    report = requests.process_deadlines(db)
+    # The worker's duties, as the worker finds them: declared hourly, run by their registered handlers.
+    assert "bookwarden.privacy.requests" in DUTIES
+    requests.declare_schedules(db)
+    with platform_session(db) as session:
+        assert session.get(JobSchedule, requests.DEADLINES).every_seconds == 3600
+        assert session.get(JobSchedule, request_form.LAPSE).every_seconds == 3600
+    handler_for(request_form.LAPSE)(db, {})
+    handler_for(requests.DEADLINES)(db, {})
     with in_tenant(tenant) as session:
         [(to, subject, _)] = _mails(session)
         [(_, _, details)] = [e for e in _events(session, request.id) if e[0] == "privacy_request.escalated"]
-    assert report.escalated == 1 and to == "security@alpha.example" and "overdue" in subject
+    assert to == "security@alpha.example" and "overdue" in subject
     assert details["security_contacts_notified"] == 1 and details["notified_accounts"] == []
 
 
