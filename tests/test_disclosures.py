@@ -310,3 +310,69 @@ def test_the_command_line_lists_disclosures_with_counts_never_subjects(
             .all()
         )
     assert actors == ["system", "system"]  # the console, naming the OS user in its own event
+
+
+def test_erasure_takes_a_patrons_choices_and_their_place_in_disclosures_but_leaves_the_count(db, in_tenant, tenant):
+    """The histories refuse DELETE to the service, yet erasure (privacy/erasure.py) removes the patron's rows:
+    they go with the patron (foreign-key cascade). A disclosure keeps how many it concerned, not who."""
+    import uuid as uuid_module
+
+    from bookwarden.privacy import consent, erasure
+    from bookwarden.privacy.consent import Channel, Choice, Topic
+    from bookwarden.privacy.consent_models import ConsentMethod
+
+    with in_tenant(tenant) as session:
+        ann, bo = _patrons(session, 2)
+        consent.set_preferences(
+            session,
+            _principal(tenant.id, OFFICER),
+            ann,
+            [Choice(Channel.EMAIL, Topic.EVENTS, True)],
+            method=ConsentMethod.STAFF,
+            notice_version="v1",
+        )
+        consent.record_cookie_choice(
+            session, uuid_module.uuid4(), analytics=True, preferences=True, notice_version="c1", patron_id=ann
+        )
+        objections.record_objection(session, ann, "purpose:research_sharing")
+        made = _disclose(session, [ann, bo])
+
+        erasure.erase_patron(session, ann)
+
+        for table in ("consent_records", "cookie_choices", "objections"):
+            assert session.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() == 0, table  # noqa: S608
+        assert session.scalars(select(DisclosureSubject.patron_id)).all() == [bo]
+        assert disclosures.disclosures_about(session, bo)[0].subject_count == 2
+        assert made.disclosure.id == disclosures.disclosures_about(session, bo)[0].id
+
+
+def test_the_access_package_lists_the_patrons_consents_objections_and_disclosures(db, in_tenant, tenant):
+    import io
+    import json
+    import zipfile
+
+    from bookwarden.privacy import consent, subject_export
+    from bookwarden.privacy.consent import Channel, Choice, Topic
+    from bookwarden.privacy.consent_models import ConsentMethod
+
+    with in_tenant(tenant) as session:
+        (ann,) = _patrons(session, 1)
+        consent.set_preferences(
+            session,
+            _principal(tenant.id, OFFICER),
+            ann,
+            [Choice(Channel.EMAIL, Topic.EVENTS, True)],
+            method=ConsentMethod.STAFF,
+            notice_version="v1",
+        )
+        objections.record_objection(session, ann, "purpose:research_sharing")
+        made = _disclose(session, [ann])
+        package = subject_export.build_package(session, ann)
+    archive = zipfile.ZipFile(io.BytesIO(subject_export.read_package(db, package.token)))
+
+    def records(name):
+        return json.loads(archive.read(f"records/{name}.json"))
+
+    assert [(r["purpose"], r["given"]) for r in records("consent_records")] == [("communication:email:events", True)]
+    assert [r["scope"] for r in records("objections")] == ["purpose:research_sharing"]
+    assert [r["disclosure_id"] for r in records("disclosure_subjects")] == [str(made.disclosure.id)]
