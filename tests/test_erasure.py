@@ -199,11 +199,11 @@ def test_a_crash_midway_leaves_everything_as_it_was(db, tenant, client_for, key,
     real = erasure._erase
     done = []
 
-    def dies_on_the_fifth_location(session, location, who):
+    def dies_on_the_fifth_location(session, location, who, deletable):
         if len(done) == 4:
             raise RuntimeError("power cut")
         done.append(location.name)
-        return real(session, location, who)
+        return real(session, location, who, deletable)
 
     monkeypatch.setattr(erasure, "_erase", dies_on_the_fifth_location)
     with pytest.raises(RuntimeError, match="power cut"):

@@ -212,3 +212,16 @@ def test_staff_build_a_package_over_the_api_and_the_subject_downloads_it_by_link
     assert anonymous.get("/api/v1/privacy/subject-exports/download/" + "A" * 86).status_code == 404
     refused = client_for(tenant).post("/api/v1/privacy/subject-exports", json={"patron_id": str(patron_id)})
     assert refused.status_code == 403
+
+
+def test_a_cell_a_spreadsheet_would_run_as_a_formula_is_defused_in_the_csv_only(db, tenant, client_for):
+    patron_id, _ = _subject_with_everything(db, tenant, client_for)
+    formula = '=HYPERLINK("http://evil.example","x")'
+    with tenant_session(db, tenant.id) as session:
+        library.create(session, library.SEARCHES, library.SEARCHES.create(patron_id=patron_id, query=formula))
+    archive = _archive(db, _build(db, tenant, patron_id))
+    searches = list(csv.DictReader(io.StringIO(archive.read("records/searches.csv").decode())))
+    assert "'" + formula in {row["query"] for row in searches}
+    assert formula in {row["query"] for row in json.loads(archive.read("records/searches.json"))}
+    trail = list(csv.DictReader(io.StringIO(archive.read("records/audit_events.csv").decode())))
+    assert all(json.loads(row["details"]) is not None for row in trail)  # objects as JSON text

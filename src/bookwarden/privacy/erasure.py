@@ -142,10 +142,12 @@ def erase_patron(
     erased: list[Erased] = []
     if policy.keep_posts_anonymized:
         erased.append(_anonymize_posts(session, who, policy))
-    for location in subject_data.locations():
+    locations = subject_data.locations()
+    deletable = _deletable(session, [location.name for location in locations])
+    for location in locations:
         if location.name == "posts" and policy.keep_posts_anonymized:
             continue
-        erased.append(_erase(session, location, who))
+        erased.append(_erase(session, location, who, deletable))
     session.flush()
     # Every key of the subject is gone once this returns: destroyed now, or by an earlier run that
     # shredded and then lost its commit (that run's rows are what this one deletes).
@@ -196,7 +198,7 @@ def _platform_signing_key() -> signing.SigningKey:
     return signing.load_signing_key(get_settings())
 
 
-def _erase(session: TenantSession, location: Location, who: Subject) -> Erased:
+def _erase(session: TenantSession, location: Location, who: Subject, deletable: frozenset[str]) -> Erased:
     table = location.table
     sealed = tuple(
         sorted(
@@ -222,7 +224,7 @@ def _erase(session: TenantSession, location: Location, who: Subject) -> Erased:
             pk = tuple(table.primary_key.columns)
             rows = session.execute(delete(table).where(tuple_(*pk).in_(ids))).rowcount
         return Erased(location.name, "deleted", rows, categories, sealed)
-    if not _may_delete(session, location.name) and all(p.hops[0].ondelete == "CASCADE" for p in location.paths):
+    if location.name not in deletable and all(p.hops[0].ondelete == "CASCADE" for p in location.paths):
         # A table the service may only append to (consent records as proof): its rows go with the patron
         # or account they belong to, by the database's cascade, in this same transaction.
         rows = len(subject_data.matching_ids(session, location, who))
@@ -231,8 +233,13 @@ def _erase(session: TenantSession, location: Location, who: Subject) -> Erased:
     return Erased(location.name, "deleted", rows, categories, sealed)
 
 
-def _may_delete(session: TenantSession, table: str) -> bool:
-    return session.execute(text("SELECT has_table_privilege(:t, 'DELETE')"), {"t": table}).scalar_one()
+def _deletable(session: TenantSession, tables: list[str]) -> frozenset[str]:
+    """Which of `tables` this role may delete from (one query for all)."""
+    found = session.execute(
+        text("SELECT t FROM unnest(CAST(:tables AS text[])) AS t WHERE has_table_privilege(t, 'DELETE')"),
+        {"tables": tables},
+    ).scalars()
+    return frozenset(found)
 
 
 def _registry_columns(location: Location):

@@ -280,6 +280,16 @@ def columns(location: Location) -> tuple[str, ...]:
     return tuple(name for name, reading in location.readings if reading is not Reading.OMITTED)
 
 
+def structured(location: Location) -> tuple[str, ...]:
+    """Columns whose values are lists or objects (arrays, JSON): a CSV cell holds them as JSON text."""
+    from sqlalchemy import ARRAY, JSON
+
+    return tuple(name for name in columns(location) if isinstance(location.table.c[name].type, ARRAY | JSON))
+
+
+AUDIT_STRUCTURED = ("details",)
+
+
 def rows(session: TenantSession, location: Location, who: Subject) -> Iterator[tuple]:
     """The rows of `location` about `who`, decrypted and rendered (ids, times and enums as text), as
     tuples in the order of `columns(location)`.

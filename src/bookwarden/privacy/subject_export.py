@@ -40,7 +40,7 @@ from sqlalchemy import delete, func, insert, select, text, update
 
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
-from bookwarden.audit.search import csv_cell
+from bookwarden.audit.search import FORMULA_STARTS
 from bookwarden.crypto.aead import cipher, open_sealed, seal
 from bookwarden.crypto.keyring import KeyDestroyed
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
@@ -171,7 +171,11 @@ def _write_zip(session: TenantSession, who: Subject, sink: _SealedSink, now: dat
                 continue
             rows = lambda loc=location: subject_data.rows(session, loc, who)  # noqa: E731 - may be read twice
             counts[location.name] = _write_table(
-                archive, f"records/{location.name}", subject_data.columns(location), rows
+                archive,
+                f"records/{location.name}",
+                subject_data.columns(location),
+                subject_data.structured(location),
+                rows,
             )
             manifest["tables"][location.name] = {
                 "records": counts[location.name],
@@ -179,7 +183,11 @@ def _write_zip(session: TenantSession, who: Subject, sink: _SealedSink, now: dat
             }
         audit_rows = lambda: subject_data.audit_rows(session, who)  # noqa: E731
         counts[subject_data.AUDIT_TABLE] = _write_table(
-            archive, f"records/{subject_data.AUDIT_TABLE}", subject_data.AUDIT_FIELDS, audit_rows
+            archive,
+            f"records/{subject_data.AUDIT_TABLE}",
+            subject_data.AUDIT_FIELDS,
+            subject_data.AUDIT_STRUCTURED,
+            audit_rows,
         )
         manifest["tables"][subject_data.AUDIT_TABLE] = {"records": counts[subject_data.AUDIT_TABLE], "categories": []}
         institution = session.execute(text("SELECT name FROM tenants WHERE id = :id"), {"id": who.tenant_id}).scalar()
@@ -188,7 +196,9 @@ def _write_zip(session: TenantSession, who: Subject, sink: _SealedSink, now: dat
     return counts
 
 
-def _write_table(archive: zipfile.ZipFile, stem: str, columns: Sequence[str], rows) -> int:
+def _write_table(
+    archive: zipfile.ZipFile, stem: str, columns: Sequence[str], structured: Sequence[str], rows
+) -> int:
     """`stem`.json (an array of objects) and `stem`.csv (a header, then one line per row).
 
     Rows are rendered a batch at a time. One read of the rows writes the JSON and keeps the CSV aside,
@@ -196,6 +206,7 @@ def _write_table(archive: zipfile.ZipFile, stem: str, columns: Sequence[str], ro
     bounded either way.
     """
     count = 0
+    as_json = tuple(columns.index(name) for name in structured)
     kept: list[bytes] | None = []
     kept_bytes = 0
     with archive.open(f"{stem}.json", "w") as raw:
@@ -206,18 +217,18 @@ def _write_table(archive: zipfile.ZipFile, stem: str, columns: Sequence[str], ro
             raw.write((b",\n" if count else b"\n") + text[1:-1].encode())  # the batch's array, unwrapped
             count += len(batch)
             if kept is not None:
-                kept.append(_csv(batch))
+                kept.append(_csv(batch, as_json))
                 kept_bytes += len(kept[-1])
                 if kept_bytes > CSV_BUFFER_BYTES:
                     kept = None  # too big to keep: read again below
         raw.write(b"\n]\n")
     with archive.open(f"{stem}.csv", "w") as raw:
-        raw.write(_csv([columns]))
+        raw.write(_csv([columns], ()))
         if kept is not None:
             raw.write(b"".join(kept))
         else:
             for batch in _batched(rows(), ROWS_PER_BATCH):
-                raw.write(_csv(batch))
+                raw.write(_csv(batch, as_json))
     return count
 
 
@@ -232,19 +243,21 @@ def _batched(items: Iterator[tuple], size: int) -> Iterator[list[tuple]]:
         yield batch
 
 
-def _csv(lines: Sequence[Sequence[Any]]) -> bytes:
-    """CSV lines as bytes; cells a spreadsheet would run as a formula start with '."""
+def _csv(lines: Sequence[Sequence[Any]], as_json: tuple[int, ...]) -> bytes:
+    """CSV lines as bytes: lists and objects (at `as_json`) as JSON text; a cell a spreadsheet would run
+    as a formula starts with ' (the guard of audit exports, inlined: it runs on every cell)."""
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerows([_csv_value(v) for v in line] for line in lines)
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    for line in lines:
+        if as_json:
+            line = list(line)
+            for index in as_json:
+                if line[index] is not None:
+                    line[index] = json.dumps(line[index], ensure_ascii=False, sort_keys=True)
+        writer.writerow([
+            "'" + v if v.__class__ is str and v.startswith(FORMULA_STARTS) else v for v in line
+        ])  # fmt: skip
     return buffer.getvalue().encode()
-
-
-def _csv_value(value: Any) -> Any:
-    if value.__class__ is str:
-        return csv_cell(value)
-    if isinstance(value, dict | list):
-        return csv_cell(json.dumps(value, ensure_ascii=False, sort_keys=True))
-    return value
 
 
 def _chunk_aad(tenant_id: UUID, package_id: UUID, seq: int, final: bool) -> bytes:
