@@ -44,6 +44,7 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Date, cast, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
 
 from bookwarden.access.authorize import authorize
 from bookwarden.access.permissions import Permission
@@ -121,18 +122,18 @@ def set_policy(session: TenantSession, actor: Principal, **changes: Any) -> Poli
     unknown = set(changes) - set(DEFAULT_POLICY.__dict__)
     if unknown:
         raise InvalidInput(f"no such rule: {', '.join(sorted(unknown))}")
+    # Locked while read and rewritten: two changes of different rules at once both take effect.
+    session.execute(select(PublisherReportPolicy.tenant_id).with_for_update())
     before = current_policy(session)
     policy = replace(before, **changes)
     _check_policy(policy)
-    row = session.get(PublisherReportPolicy, session.tenant_id, with_for_update=True)
-    if row is None:
-        row = PublisherReportPolicy(tenant_id=session.tenant_id, updated_by=actor.id, **policy.as_dict())
-        session.add(row)
-    for name, value in policy.as_dict().items():
-        setattr(row, name, value)
-    row.updated_by = actor.id
-    row.updated_at = func.now()
-    session.flush()
+    # One statement whether or not the row exists yet: two first changes at once cannot both insert it.
+    values = {**policy.as_dict(), "updated_by": actor.id, "updated_at": func.now()}
+    session.execute(
+        insert(PublisherReportPolicy)
+        .values(tenant_id=session.tenant_id, **values)
+        .on_conflict_do_update(index_elements=[PublisherReportPolicy.tenant_id], set_=values)
+    )
     changed = sorted(name for name in changes if getattr(before, name) != getattr(policy, name))
     audit.record(
         session,
@@ -197,8 +198,6 @@ def set_budget(session: TenantSession, actor: Principal, publisher: str, budget:
 
 def _budget_row(session: TenantSession, publisher: str, *, lock: bool) -> PublisherBudget:
     """The publisher's budget row, created at the institution's default budget on first use."""
-    from sqlalchemy.dialects.postgresql import insert
-
     default = current_policy(session).publisher_budget
     session.execute(
         insert(PublisherBudget)
