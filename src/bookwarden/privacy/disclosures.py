@@ -31,8 +31,8 @@ import uuid
 from dataclasses import dataclass
 from uuid import UUID
 
-from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Uuid, any_, bindparam, func, literal, select, text
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 
 from bookwarden.access.authorize import authorize
 from bookwarden.access.permissions import Permission
@@ -60,6 +60,7 @@ from bookwarden.tenancy.models import Tenant
 TARGET = "disclosure"
 MAX_SUBJECTS = 10_000
 LIST_LIMIT = 500
+UUIDS = ARRAY(Uuid)
 # The one rule objections cannot pass: a legal obligation to disclose (GDPR art. 6(1)(c)).
 OBJECTIONS_CANNOT_STOP = frozenset({LegalBasis.LEGAL_OBLIGATION})
 # Whether subjects are told when the institution has set nothing for a kind. A legal request is
@@ -156,13 +157,18 @@ def disclose(
     disclosure.notices_queued = len(notices)
     session.add(disclosure)
     session.flush()
+    # One statement for any number of subjects: two arrays unnested side by side.
     session.execute(
-        insert(DisclosureSubject),
-        [
-            {"tenant_id": session.tenant_id, "disclosure_id": disclosure.id, "patron_id": p, "notice_message_id": n}
-            for p in allowed
-            for n in [notices.get(p)]
-        ],
+        text(
+            "INSERT INTO disclosure_subjects (tenant_id, disclosure_id, patron_id, notice_message_id) "
+            "SELECT :tenant, :disclosure, patron, notice FROM unnest(:patrons, :notices) AS s(patron, notice)"
+        ).bindparams(bindparam("patrons", type_=UUIDS), bindparam("notices", type_=UUIDS)),
+        {
+            "tenant": session.tenant_id,
+            "disclosure": disclosure.id,
+            "patrons": allowed,
+            "notices": [notices.get(p) for p in allowed],
+        },
     )
     audit.record(
         session,
@@ -199,7 +205,7 @@ def _notify(session: TenantSession, disclosure: Disclosure, patron_ids: list[UUI
     }
     queued: dict[UUID, UUID] = {}
     patrons = session.scalars(
-        select(Patron).where(Patron.tenant_id == session.tenant_id, Patron.id.in_(patron_ids))
+        select(Patron).where(Patron.tenant_id == session.tenant_id, Patron.id == any_(_ids(patron_ids)))
     ).all()
     keys = session.keyring.subject_keys(session.tenant_id, [p.id for p in patrons])
     for patron in patrons:
@@ -363,7 +369,9 @@ def _text(value: str, field: str, limit: int) -> str:
 
 def _require_patrons(session: TenantSession, patron_ids: list[UUID]) -> None:
     found = set(
-        session.scalars(select(Patron.id).where(Patron.tenant_id == session.tenant_id, Patron.id.in_(patron_ids)))
+        session.scalars(
+            select(Patron.id).where(Patron.tenant_id == session.tenant_id, Patron.id == any_(_ids(patron_ids)))
+        )
     )
     missing = [p for p in patron_ids if p not in found]
     if missing:
@@ -375,9 +383,14 @@ def _restricted(session: TenantSession, patron_ids: list[UUID]) -> set[UUID]:
     """Of `patron_ids`, those whose processing is restricted (GDPR art. 18): their data is only kept, so it
     is not shared either, but for what a legal obligation demands (the same rule as objections)."""
     found = select(Restriction.patron_id).where(
-        Restriction.tenant_id == session.tenant_id, Restriction.patron_id.in_(patron_ids)
+        Restriction.tenant_id == session.tenant_id, Restriction.patron_id == any_(_ids(patron_ids))
     )
     return set(session.scalars(found))
+
+
+def _ids(ids: list[UUID]):
+    """A list of ids as one uuid[] parameter (= ANY): one bind whatever the count, not one per id."""
+    return literal(list(ids), type_=UUIDS)
 
 
 def _digest(patron_ids: list[UUID]) -> str:

@@ -14,7 +14,8 @@ import re
 from collections.abc import Iterable
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import Uuid, any_, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
@@ -82,7 +83,11 @@ def objectors(session: TenantSession, patron_ids: Iterable[UUID], scopes: Iterab
         return set()
     latest = (
         select(Objection.patron_id, Objection.objected)
-        .where(Objection.tenant_id == session.tenant_id, Objection.patron_id.in_(ids), Objection.scope.in_(scopes))
+        .where(
+            Objection.tenant_id == session.tenant_id,
+            Objection.patron_id == any_(literal(ids, ARRAY(Uuid))),
+            Objection.scope.in_(scopes),
+        )
         .distinct(Objection.patron_id, Objection.scope)
         .order_by(Objection.patron_id, Objection.scope, Objection.seq.desc())
     )
