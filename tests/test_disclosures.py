@@ -135,7 +135,8 @@ def test_subjects_are_told_when_the_policy_says_so(db, in_tenant, tenant):
         message = session.get(OutboxMessage, (tenant.id, notice_ids[ann]))
         mail = open_mail(session, message)
     assert mail.to == "p0@alpha.example"
-    assert "Bindery Services plc" in mail.subject
+    assert mail.subject == "[Alpha University] your personal data was shared with a third party"
+    assert "Recipient: Bindery Services plc" in mail.body
     assert "Legal basis: contract" in mail.body and "book_repair_logistics" in mail.body
     assert "cannot be unsubscribed" in mail.body and "List-Unsubscribe" not in message.headers
 

@@ -54,6 +54,7 @@ from bookwarden.privacy.disclosure_models import (
     DisclosureSubject,
     LegalBasis,
 )
+from bookwarden.privacy.registry import POLICIES
 from bookwarden.privacy.request_models import Restriction
 from bookwarden.tenancy.models import Tenant
 
@@ -199,7 +200,7 @@ def _notify(session: TenantSession, disclosure: Disclosure, patron_ids: list[UUI
         "recipient": disclosure.recipient,
         "purpose": disclosure.purpose,
         "basis": disclosure.basis,
-        "categories": ", ".join(disclosure.categories),
+        "categories": "; ".join(POLICIES[Category(c)].description for c in disclosure.categories),
         "disclosed": disclosure.disclosed_at.isoformat(timespec="minutes"),
         "reference": disclosure.reference or str(disclosure.id),
     }
@@ -216,7 +217,8 @@ def _notify(session: TenantSession, disclosure: Disclosure, patron_ids: list[UUI
         message = queue_mail(
             session,
             to=address,
-            subject=f"[{institution}] your personal data was shared with {disclosure.recipient}",
+            # The recipient is named in the body: a subject line is one short line of header.
+            subject=f"[{institution}] your personal data was shared with a third party",
             template="disclosure_notice.txt",
             context=context,
             category=MailCategory.SERVICE,
