@@ -118,9 +118,7 @@ def download_subject_export(
     return StreamingResponse(download.chunks, media_type=subject_export.MEDIA_TYPE, headers=headers)
 
 
-@router.get(
-    "/erasure-certificates/{certificate_id}", response_model=CertificateOut, responses=responses(401, 403, 404)
-)
+@router.get("/erasure-certificates/{certificate_id}", response_model=CertificateOut, responses=responses(401, 403, 404))
 def read_erasure_certificate(
     certificate_id: UUID, request: Request, principal: Principal = HANDLE, db: Database = Depends(database)
 ):
@@ -133,9 +131,7 @@ def read_erasure_certificate(
     return CertificateOut(**document, valid=verdict.valid)
 
 
-@router.post(
-    "/erasure-certificates/verify", response_model=VerificationOut, responses=responses(401, 403)
-)
+@router.post("/erasure-certificates/verify", response_model=VerificationOut, responses=responses(401, 403))
 def verify_erasure_certificate(
     body: CertificateDocument, request: Request, principal: Principal = HANDLE, db: Database = Depends(database)
 ):
