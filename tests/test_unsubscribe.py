@@ -128,6 +128,28 @@ def test_an_optional_mail_arrives_with_one_click_headers_and_its_link_unsubscrib
     assert [e["changed"] for e in events] == [True, False]  # idempotent: the second click changed nothing
 
 
+def test_a_mail_queued_before_an_unsubscribe_is_not_sent_after_it(
+    committed_db,
+    committed_tenant,
+    smtp_server,  # noqa: F811
+):
+    from bookwarden.notify.models import OutboxStatus
+
+    tenant_id = committed_tenant()
+    with tenant_session(committed_db, tenant_id) as session:
+        patron_id = _subscribed_patron(session)
+        message = _queue_newsletter(session, patron_id)
+    unsubscribe.unsubscribe(committed_db, _token_of(message.headers["List-Unsubscribe"][1:-1]))
+
+    assert Worker(committed_db, "t").run_one() is True
+
+    assert smtp_server.messages == []
+    with tenant_session(committed_db, tenant_id) as session:
+        settled = session.get(OutboxMessage, (tenant_id, message.id))
+        assert (settled.status, settled.attempts) == (OutboxStatus.FAILED, 0)
+        assert "unsubscribed" in settled.last_error
+
+
 def test_opening_the_link_shows_a_page_and_unsubscribes_nobody(db, tenant, in_tenant, app):
     with in_tenant(tenant) as session:
         patron_id = _subscribed_patron(session)

@@ -27,7 +27,7 @@ from sqlalchemy import func, select, text
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.jobs.service import handler, schedule
 from bookwarden.notify import service
-from bookwarden.notify.models import OutboxMessage, OutboxStatus
+from bookwarden.notify.models import MailCategory, OutboxMessage, OutboxStatus
 
 DELIVER = service.DELIVER
 SWEEP = "notify.sweep"
@@ -146,6 +146,10 @@ def _deliver(session: TenantSession, message_id: UUID, settings: SmtpSettings) -
     if message.status is not OutboxStatus.QUEUED:
         log.info("notify.skipped", outcome=f"already_{message.status.value}", **fields)
         return None
+    if message.category is MailCategory.OPTIONAL and not _still_wanted(session, message):
+        # An unsubscribe is honoured at once: also for optional mail queued before it and not sent yet.
+        _settle_failed(message, "not sent: the recipient unsubscribed from its topic after it was queued", fields)
+        return None
 
     message.attempts += 1
     try:
@@ -163,6 +167,12 @@ def _deliver(session: TenantSession, message_id: UUID, settings: SmtpSettings) -
     message.message_id = email["Message-ID"]
     log.info("notify.sent", outcome="sent", attempt=message.attempts, **fields)
     return None
+
+
+def _still_wanted(session: TenantSession, message: OutboxMessage) -> bool:
+    from bookwarden.privacy.unsubscribe import still_wanted
+
+    return still_wanted(session, message.headers)
 
 
 def _record_failure(message: OutboxMessage, failure: DeliveryFailed, fields: dict[str, str]) -> DeliveryFailed | None:

@@ -195,18 +195,12 @@ def check_optional_mail(session: TenantSession, to: str, headers: dict[str, str]
     """The outbox's own check of an optional mail (notify/service.py calls it for every one): its
     List-Unsubscribe is our signed link for this institution, the body carries the same link, it goes
     to the address on the record of the patron the link names, and that patron agrees to its topic now."""
-    found = _LINK.search(headers.get("List-Unsubscribe", ""))
-    url = found.group(1) if found else ""
-    token = url.rpartition(PATH)[2] if PATH in url else ""
-    try:
-        claims = verify(session.keyring.master, token)
-    except InvalidUnsubscribeLink:
+    url, claims = _link_of(session, headers)
+    if claims is None:
         raise InvalidInput(
-            "optional mail must carry the platform's signed unsubscribe link (privacy/unsubscribe.py "
-            "queue_optional_mail builds it)"
-        ) from None
-    if claims.tenant_id != session.tenant_id:
-        raise InvalidInput("the unsubscribe link of this optional mail names another institution")
+            "optional mail must carry the platform's signed unsubscribe link for this institution "
+            "(privacy/unsubscribe.py queue_optional_mail builds it)"
+        )
     if url not in body:
         raise InvalidInput("an optional mail must show its unsubscribe link in the body too")
     if not consent.is_subscribed(session, claims.patron_id, Channel.EMAIL, claims.topic):
@@ -216,6 +210,24 @@ def check_optional_mail(session: TenantSession, to: str, headers: dict[str, str]
     if (patron_email(session, claims.patron_id) or "").lower() != to.lower():
         # One patron's yes is not a licence to mail another address with their link.
         raise InvalidInput("an optional mail goes to the address on the record of the patron its link names")
+
+
+def still_wanted(session: TenantSession, headers: dict[str, str]) -> bool:
+    """At delivery: whether the patron an optional mail's link names still agrees to its topic (a mail
+    queued before an unsubscribe is not sent after it). A link that is not ours is not wanted either."""
+    _, claims = _link_of(session, headers)
+    return claims is not None and consent.is_subscribed(session, claims.patron_id, Channel.EMAIL, claims.topic)
+
+
+def _link_of(session: TenantSession, headers: dict[str, str]) -> tuple[str, UnsubscribeClaims | None]:
+    """The List-Unsubscribe URL and its claims; None unless it is our genuine link for this institution."""
+    found = _LINK.search(headers.get("List-Unsubscribe", ""))
+    url = found.group(1) if found else ""
+    try:
+        claims = verify(session.keyring.master, url.rpartition(PATH)[2] if PATH in url else "")
+    except InvalidUnsubscribeLink:
+        return url, None
+    return url, claims if claims.tenant_id == session.tenant_id else None
 
 
 # -- following the link ------------------------------------------------------------------------------
