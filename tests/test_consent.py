@@ -255,9 +255,11 @@ def test_a_visitors_cookie_choice_is_recorded_with_its_notice_and_remembered(app
     url = f"/api/v1/portal/{tenant.slug}/cookie-choice"
 
     chosen = visitor.put(url, json={"analytics": True, "preferences": False, "notice_version": "cookies-v2"})
+    again = visitor.put(url, json={"analytics": True, "preferences": False, "notice_version": "cookies-v2"})
     later = visitor.put(url, json={"analytics": False, "preferences": True, "notice_version": "cookies-v2"})
 
-    assert chosen.status_code == later.status_code == 200, chosen.text
+    assert chosen.status_code == again.status_code == later.status_code == 200, chosen.text
+    assert again.json()["recorded_at"] == chosen.json()["recorded_at"]  # the same choice: no second row
     visitor_id = uuid.UUID(visitor.cookies["bw_visitor"])
     now = visitor.get(url).json()
     assert (now["analytics"], now["preferences"], now["chosen"], now["notice_version"]) == (

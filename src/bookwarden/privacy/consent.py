@@ -323,17 +323,37 @@ def record_cookie_choice(
     patron_id: UUID | None = None,
     actor: Principal | None = None,
 ) -> CookieState:
-    """Record a browser's cookie choice (and the patron's, when one is signed in)."""
-    choice = CookieChoice(
-        tenant_id=session.tenant_id,
-        visitor_id=visitor_id,
-        patron_id=patron_id,
-        analytics=analytics,
-        preferences=preferences,
-        notice_version=notice_version,
+    """Record a browser's cookie choice (and the patron's, when one is signed in). The same choice made
+    again by the same browser under the same notice adds no row (a banner shown twice is one choice)."""
+    latest = session.scalars(
+        select(CookieChoice)
+        .where(CookieChoice.tenant_id == session.tenant_id, CookieChoice.visitor_id == visitor_id)
+        .order_by(CookieChoice.seq.desc())
+        .limit(1)
+    ).first()
+    wanted = (patron_id, analytics, preferences, notice_version)
+    unchanged = (
+        latest is not None
+        and (
+            latest.patron_id,
+            latest.analytics,
+            latest.preferences,
+            latest.notice_version,
+        )
+        == wanted
     )
-    session.add(choice)
-    session.flush()
+    choice = latest if unchanged else None
+    if choice is None:
+        choice = CookieChoice(
+            tenant_id=session.tenant_id,
+            visitor_id=visitor_id,
+            patron_id=patron_id,
+            analytics=analytics,
+            preferences=preferences,
+            notice_version=notice_version,
+        )
+        session.add(choice)
+        session.flush()
     audit.record(
         session,
         Action.COOKIE_CHOICE_RECORDED,
@@ -344,6 +364,7 @@ def record_cookie_choice(
             "preferences": preferences,
             "notice_version": notice_version,
             "patron_id": patron_id,
+            "unchanged": unchanged,
         },
     )
     return _cookie_state(choice)
