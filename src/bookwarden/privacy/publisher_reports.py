@@ -43,7 +43,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Date, cast, func, select, text, update
+from sqlalchemy import ARRAY, Date, String, any_, bindparam, cast, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from bookwarden.access.authorize import authorize
@@ -260,19 +260,32 @@ def _contributions(
     """(title, month, patron, loans) for every patron who borrowed one of the publisher's titles.
 
     Patron ids stay in this function's caller, which only counts them: no report carries one.
+    The publisher's items are read first and the loans matched against them as one array: row-level
+    security hides from the planner how many rows are the institution's, and a join it misjudges
+    (a nested loop over every loan) takes minutes where this takes one pass over the loans.
     """
+    titles = dict(
+        session.execute(select(CatalogueItem.item_id, CatalogueItem.title).where(CatalogueItem.publisher == publisher))
+        .tuples()
+        .all()
+    )
+    if not titles:
+        return []
     month = cast(func.date_trunc("month", func.timezone("UTC", Loan.borrowed_at)), Date).label("month")
+    items = bindparam("items", list(titles), type_=ARRAY(String))
     query = (
-        select(CatalogueItem.title, month, Loan.patron_id, func.count().label("loans"))
-        .join(CatalogueItem, (CatalogueItem.tenant_id == Loan.tenant_id) & (CatalogueItem.item_id == Loan.item_id))
+        select(Loan.item_id, month, Loan.patron_id, func.count().label("loans"))
         .where(
-            CatalogueItem.publisher == publisher,
+            Loan.item_id == any_(items),
             Loan.borrowed_at >= _utc(first),
             Loan.borrowed_at < _utc(_next_month(last)),
         )
-        .group_by(CatalogueItem.title, month, Loan.patron_id)
+        .group_by(Loan.item_id, month, Loan.patron_id)
     )
-    return [tuple(row) for row in session.execute(query)]
+    per_title: dict[tuple[str, date, UUID], int] = defaultdict(int)
+    for item_id, loan_month, patron_id, count in session.execute(query):
+        per_title[(titles[item_id], loan_month, patron_id)] += count  # copies of one title count together
+    return [(title, loan_month, patron_id, count) for (title, loan_month, patron_id), count in per_title.items()]
 
 
 def _utc(day: date) -> datetime:
