@@ -423,6 +423,39 @@ def test_two_releases_at_once_cannot_both_spend_the_last_of_a_budget(committed_d
         assert len(session.scalars(select(PublisherReport)).all()) == 1
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    loans=st.lists(
+        st.tuples(st.integers(0, 12), st.sampled_from(["A", "B", "C"]), st.integers(1, 4), st.integers(1, 6)),
+        min_size=1,
+        max_size=120,
+    ),
+    max_cells=st.integers(1, 5),
+    max_loans=st.integers(1, 4),
+)
+def test_one_patron_moves_the_noised_vector_by_at_most_the_sensitivity(loans, max_cells, max_loans):
+    """The epsilon OpenDP's map gives holds only if one patron's presence moves the vector by at most d_in."""
+    merged: dict[tuple, int] = {}
+    for patron, title, month, count in loans:
+        key = (title, date(2026, month, 1), uuid.UUID(int=patron))
+        merged[key] = merged.get(key, 0) + count
+    rows = [(t, m, p, c) for (t, m, p), c in merged.items()]
+    cells = true_cells(rows)
+    gone = rows[0][2]
+    without = [row for row in rows if row[2] != gone]
+
+    moved = sum(
+        abs(a - b)
+        for a, b in zip(
+            bounded_counts(rows, cells, max_cells, max_loans),
+            bounded_counts(without, cells, max_cells, max_loans),
+            strict=True,
+        )
+    )
+
+    assert moved <= report_noise.sensitivity(max_cells, max_loans)
+
+
 def test_bounding_counts_each_patron_in_at_most_max_cells_with_at_most_max_loans():
     one, two = uuid.UUID(int=1), uuid.UUID(int=2)
     jan, feb = date(2026, 1, 1), date(2026, 2, 1)
