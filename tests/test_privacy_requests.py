@@ -522,17 +522,18 @@ def test_officers_are_reminded_before_the_due_date_and_told_when_overdue(in_tena
         fresh = _staff_request(session)
         unverified = _in_state(session, S.RECEIVED)
         _age(session, request.id, timedelta(days=24))  # 6 days left: inside the 7-day reminder
-        _age(session, unverified.id, timedelta(days=40))  # not verified: nobody is chased for it
+        _age(session, unverified.id, timedelta(hours=23))  # not verified: nobody is chased for it
 
     first = requests.process_deadlines(db)
     again = requests.process_deadlines(db)
 
-    assert (first.reminded, first.escalated, again.reminded, again.escalated) == (1, 0, 0, 0)
+    assert (first.reminded, first.escalated, first.lapsed, again.reminded, again.escalated) == (1, 0, 0, 0, 0)
     with in_tenant(tenant) as session:
         [(to, subject, body)] = _mails(session)
         assert to == "olivia@alpha.example" and "due soon" in subject and str(request.id) in subject
         assert "Days remaining: 6" in body
         _age(session, request.id, timedelta(days=7))  # now a day overdue
+        _age(session, unverified.id, timedelta(hours=2))  # a day and an hour without its code
     overdue = requests.process_deadlines(db)
     with in_tenant(tenant) as session:
         mails = _mails(session)
@@ -540,12 +541,15 @@ def test_officers_are_reminded_before_the_due_date_and_told_when_overdue(in_tena
         actions = [(a, d.get("notified_accounts")) for a, _, d in _events(session, request.id)][-2:]
         assert session.get(PrivacyRequest, (tenant.id, fresh.id)).reminded_at is None
         listed = requests.queue(session, _principal(tenant.id, OFFICER), requests.QueueView.OVERDUE)
-    assert (overdue.reminded, overdue.escalated) == (0, 1)
+    assert (overdue.reminded, overdue.escalated, overdue.lapsed) == (0, 1, 1)
+    with in_tenant(tenant) as session:
+        assert session.get(PrivacyRequest, (tenant.id, unverified.id)) is None
+        assert [a for a, _, _ in _events(session, unverified.id)][-1] == "privacy_request.lapsed"
     # One transaction in this test: both mails carry the same time, so look at them as a set.
     assert sorted("overdue" in subject for _, subject, _ in mails) == [False, True]
     assert stored.escalated_at is not None and stored.reminded_at is not None
     assert [a for a, _ in actions] == ["privacy_request.reminded", "privacy_request.escalated"]
-    assert {r.id for r in listed} == {request.id, unverified.id}
+    assert {r.id for r in listed} == {request.id}  # the unverified one lapsed: a day without its code
 
 
 def test_the_hourly_duty_escalates_to_the_security_contacts_when_there_is_no_officer(in_tenant, tenant, db):

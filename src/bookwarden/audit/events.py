@@ -131,6 +131,7 @@ class Action(enum.StrEnum):
     PRIVACY_REQUEST_COMPLETED = "privacy_request.completed"
     PRIVACY_REQUEST_HELD = "privacy_request.on_legal_hold"
     PRIVACY_REQUEST_RESUMED = "privacy_request.resumed"
+    PRIVACY_REQUEST_LAPSED = "privacy_request.lapsed"  # a form never confirmed with its code: removed
     PRIVACY_REQUEST_REMINDED = "privacy_request.reminded"  # officers told the due date is near
     PRIVACY_REQUEST_ESCALATED = "privacy_request.escalated"  # overdue: officers (or security contacts) told
     PRIVACY_REQUEST_LISTED = "privacy_request.listed"

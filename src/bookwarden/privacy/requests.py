@@ -19,7 +19,8 @@ neither the asker nor the one who registered it, approves that.
 Deadlines are data: the due date is set at receipt from the institution's policy (default 30
 days); an hourly job reminds the privacy officers before it and escalates once it has passed, to
 exactly the people complaints escalate to (privacy/complaints.py EscalationRecipients). The job
-also resumes a request whose hold has an end that has passed.
+also resumes a request whose hold has an end that has passed, and removes a form's request never
+confirmed with its code within a day (nobody proved they asked; the trail keeps that it lapsed).
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ REMIND_BEFORE_DAYS = 7
 DEADLINES = "privacy.request_deadlines"
 DEADLINES_EVERY = timedelta(hours=1)
 DEADLINES_BATCH = 500
+UNCONFIRMED = timedelta(days=1)  # a form's request not confirmed by then lapses (its code lasted 30 minutes)
 LIST_LIMIT = 500
 PLATFORM_KINDS = frozenset({PrincipalKind.OPERATOR, PrincipalKind.OPERATOR_TOKEN, PrincipalKind.SYSTEM})
 OBJECTION_SCOPE = r"^(third_party_disclosure|purpose:[a-z0-9_]{1,72})$"  # as objections.py accepts, within 80
@@ -601,12 +603,19 @@ class DeadlineReport:
     reminded: int = 0
     escalated: int = 0
     resumed: int = 0
+    lapsed: int = 0
 
 
 @handler(DEADLINES)
 def _deadlines_job(db: Database, payload: dict) -> None:
     report = process_deadlines(db)
-    log.info("privacy.request_deadlines", reminded=report.reminded, escalated=report.escalated, resumed=report.resumed)
+    log.info(
+        "privacy.request_deadlines",
+        reminded=report.reminded,
+        escalated=report.escalated,
+        resumed=report.resumed,
+        lapsed=report.lapsed,
+    )
 
 
 def declare_schedules(db: Database) -> None:
@@ -651,6 +660,18 @@ def _settle(
     if request is None:
         return  # another run holds it
     now = db_now(session)
+    if (
+        request.state == S.RECEIVED
+        and request.channel == RequestChannel.FORM
+        and request.received_at <= now - UNCONFIRMED
+    ):
+        # Nobody confirmed it with the code mailed to the address on file (long expired): nobody asked.
+        session.delete(request)
+        session.flush()
+        details = {"kind": request.kind, "received_at": request.received_at.isoformat()}
+        audit.record(session, Action.PRIVACY_REQUEST_LAPSED, (TARGET, request.id), actor=SYSTEM, details=details)
+        report.lapsed += 1
+        return
     if request.state == S.ON_LEGAL_HOLD and request.held_until is not None and request.held_until <= now:
         _resume(session, SYSTEM, request, "hold ended")
         report.resumed += 1

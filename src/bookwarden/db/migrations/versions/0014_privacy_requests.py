@@ -172,7 +172,8 @@ def upgrade() -> None:
 
     # The hourly job runs without a tenant context: like bookwarden_complaints_due, one narrow definer
     # function (the owner reads through a read-only policy) returns the ids of requests with something
-    # due, never their content: a reminder before the due date, an escalation after it, a hold that ended.
+    # due, never their content: a reminder before the due date, an escalation after it, a hold that ended,
+    # a form never confirmed (its code long expired: the request lapses).
     for table in ("privacy_requests", "privacy_request_policies"):
         op.execute(f"CREATE POLICY privacy_request_deadlines ON {table} FOR SELECT TO bookwarden_owner USING (true)")
     op.execute(
@@ -190,6 +191,7 @@ def upgrade() -> None:
                         AND r.due_at - make_interval(days => coalesce(p.remind_before_days, 7)) <= now())
                 )
             ) OR (r.state = 'on_legal_hold' AND r.held_until IS NOT NULL AND r.held_until <= now())
+            OR (r.state = 'received' AND r.channel = 'form' AND r.received_at <= now() - interval '1 day')
             ORDER BY r.due_at
             LIMIT max_rows
         $$
