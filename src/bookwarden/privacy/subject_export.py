@@ -451,5 +451,5 @@ def expire_now(session: TenantSession, package_id: UUID) -> None:
     session.execute(
         update(SubjectExportPackage)
         .where(SubjectExportPackage.tenant_id == session.tenant_id, SubjectExportPackage.id == package_id)
-        .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        .values(expires_at=func.now() - timedelta(seconds=1))  # the database clock, which expiry is read by
     )
