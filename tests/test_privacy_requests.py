@@ -282,6 +282,25 @@ def test_rectification_corrects_the_patron_record(in_tenant, tenant):
         assert done["fields"] == ["name"]
 
 
+def test_an_erasure_leaves_a_rectification_naming_its_fields_but_not_their_values(in_tenant, tenant):
+    officer = _principal(tenant.id, OFFICER)
+    with in_tenant(tenant) as session:
+        fix = _staff_request(session, RequestKind.RECTIFICATION, corrections={"name": "Ann Corrected"})
+        assert requests.read(session, officer, fix.id)[1].corrections == {"name": "Ann Corrected"}
+        erasure = requests.receive(
+            session,
+            _principal(tenant.id, {Permission.SELF_SERVICE}),
+            requests.RequestChannel.PATRON,
+            fix.patron_id,
+            RequestKind.ERASURE,
+            verified=requests.Verification.SIGNED_IN,
+        )
+        _run(session, erasure.id)
+        # The request still proves what was asked (the field names); the values went with the subject key.
+        found, opened = requests.read(session, officer, fix.id)
+        assert (found.correction_fields, opened.corrections) == (["name"], None)
+
+
 def test_restriction_stops_changes_until_lifted(in_tenant, tenant):
     officer = _principal(tenant.id, OFFICER)
     with in_tenant(tenant) as session:

@@ -111,7 +111,8 @@ class PrivacyRequest(Base):
     correction_fields: Mapped[list[str] | None] = mapped_column(
         ARRAY(String(32)), info=not_personal("names of the patron fields a rectification corrects, never values")
     )
-    corrections: Mapped[bytes | None] = mapped_column(LargeBinary, info=SEALED)
+    # Under the patron's subject key (shredded by an erasure), unlike the reasons, which are the institution's.
+    corrections: Mapped[bytes | None] = mapped_column(LargeBinary, info=personal(Category.PRIVACY_REQUESTS))
     state: Mapped[str] = mapped_column(String(24), info=STATE)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

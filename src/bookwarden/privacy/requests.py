@@ -47,6 +47,7 @@ from bookwarden.access.permissions import Permission
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
+from bookwarden.crypto.keyring import KeyDestroyed
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.errors import Conflict, Forbidden, InvalidInput, NotFound, SegregationOfDutiesError
 from bookwarden.identity.models import Account, AccountKind
@@ -247,7 +248,7 @@ def receive(
         state=S.RECEIVED.value,
     )
     if changes is not None:
-        request.corrections = _seal(session, request.id, "corrections", json.dumps(changes, sort_keys=True))
+        request.corrections = _seal_corrections(session, request, changes)
     now = db_now(session)
     request.received_at = now
     request.due_at = now + timedelta(days=policy_of(session).respond_within_days)
@@ -407,7 +408,7 @@ def complete(session: TenantSession, actor: Principal, request_id: UUID) -> Priv
     _institution_only(actor, "carry out a data-subject request")
     request = _locked(session, request_id)
     _check_move(request, S.COMPLETED)
-    corrections = json.loads(_unseal(session, request, "corrections") or "null")
+    corrections = _corrections(session, request)
     done = request_fulfilment.carry_out(session, actor, request, corrections)
     _move(session, request, S.COMPLETED)
     now = db_now(session)
@@ -509,7 +510,7 @@ def read(
     text_ = None
     if opened:
         text_ = RequestText(
-            corrections=json.loads(_unseal(session, request, "corrections") or "null"),
+            corrections=_corrections(session, request),
             decision_reason=_unseal(session, request, "decision_reason"),
             hold_reason=_unseal(session, request, "hold_reason"),
         )
@@ -776,6 +777,24 @@ def _locked(session: TenantSession, request_id: UUID) -> PrivacyRequest:
 def _seal(session: TenantSession, request_id: UUID, column: str, value: str) -> bytes:
     key = session.keyring.tenant_own_key(session.tenant_id)
     return encrypt_field(key, session.tenant_id, TABLE, column, request_id, value)
+
+
+def _seal_corrections(session: TenantSession, request: PrivacyRequest, changes: dict[str, Any]) -> bytes:
+    # Corrections are the patron's own values, so they are sealed under the patron's subject key:
+    # an erasure shreds that key and the request keeps only which fields were corrected.
+    key = session.keyring.subject_key(session.tenant_id, request.patron_id)
+    return encrypt_field(key, session.tenant_id, TABLE, "corrections", request.id, json.dumps(changes, sort_keys=True))
+
+
+def _corrections(session: TenantSession, request: PrivacyRequest) -> dict[str, Any] | None:
+    """The corrections a rectification carries; None when there are none or the patron was erased."""
+    if request.corrections is None:
+        return None
+    try:
+        key = session.keyring.subject_key(session.tenant_id, request.patron_id)
+    except KeyDestroyed:
+        return None
+    return json.loads(decrypt_field(key, session.tenant_id, TABLE, "corrections", request.id, request.corrections))
 
 
 def _unseal(session: TenantSession, request: PrivacyRequest, column: str) -> str | None:

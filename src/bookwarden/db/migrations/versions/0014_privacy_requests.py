@@ -26,8 +26,9 @@ RESUMABLE = "'received', 'identity_verified', 'approved', 'in_progress'"
 
 def upgrade() -> None:
     # patron_id has no foreign key on purpose: the request (and the proof that it was carried out) must
-    # outlive the patron record an erasure removes. corrections, decision_reason and hold_reason are
-    # AES-256-GCM ciphertext under the tenant's own key.
+    # outlive the patron record an erasure removes. decision_reason and hold_reason are AES-256-GCM
+    # ciphertext under the tenant's own key; corrections (the patron's own values) under the patron's
+    # subject key, so the shred of an erasure covers them.
     op.execute(
         f"""
         CREATE TABLE privacy_requests (
