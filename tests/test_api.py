@@ -124,15 +124,15 @@ def test_every_route_declares_the_permission_it_needs(app):
         "/api/v1/sso/saml/{tenant_slug}/metadata",
         "/api/v1/sso/saml/{tenant_slug}/login",
         "/api/v1/sso/saml/{tenant_slug}/acs",
+        # Self-registration (privacy/self_registration.py): a person who is no patron yet registers; off
+        # unless the institution opens it, throttled per address, the age gate before anything is kept.
+        "/api/v1/self-registration",
         # One-click unsubscribe (RFC 8058, privacy/unsubscribe.py): authorised by the link's signed token, which
         # names institution, patron and topic; a mail client POSTs it with no sign-in, and GET only shows a page.
         "/api/v1/unsubscribe/{token}",
         # The portal's cookie banner, before anyone signs in: it records and reads this browser's own choice only
         # (a random id in its own cookie), never a patron's data (privacy/consent_routes.py).
         "/api/v1/portal/{tenant_slug}/cookie-choice",
-        # Self-registration (privacy/self_registration.py): a person who is no patron yet registers; off
-        # unless the institution opens it, throttled per address, the age gate before anything is kept.
-        "/api/v1/self-registration",
         # Data-subject requests without an account (privacy/request_routes.py): the form and the forwarding
         # of an inquiry answer everyone alike, and the verification is authorised by the one-time code
         # mailed to the address on file.

@@ -1177,80 +1177,6 @@ def _(w):
     return Call(client, "PUT", f"{PRIVACY}/erasure-policy", Action.ERASURE_POLICY_CHANGED, w.tenant.id, json=body)
 
 
-# anonymized publisher reports
-
-REPORTS = "/api/v1/reports"
-REPORT_CATALOGUE = b"item_id,title,publisher\nitem-9,Beloved,Vintage\nitem-1,Middlemarch,Penguin\n"
-REPORT_ASK = {"publisher": "Vintage", "first_month": "2026-01", "months": 2}
-
-
-def _reports(w: World, *permissions: Permission) -> TestClient:
-    """A client holding `permissions`, the catalogue loaded first (by another client, in its own request)."""
-    loader = w.client({Permission.REPORTS_CATALOGUE_MANAGE})
-    assert loader.post(f"{REPORTS}/catalogue", content=REPORT_CATALOGUE).status_code == 200
-    return w.client(set(permissions))
-
-
-@route("POST", f"{REPORTS}/catalogue")
-def _(w):
-    client = w.client({Permission.REPORTS_CATALOGUE_MANAGE})
-    url = f"{REPORTS}/catalogue"
-    return Call(client, "POST", url, Action.CATALOGUE_IMPORTED, w.tenant.id, content=REPORT_CATALOGUE)
-
-
-@route("GET", f"{REPORTS}/catalogue")
-def _(w):
-    client = _reports(w, Permission.REPORTS_PUBLISHERS)
-    return Call(client, "GET", f"{REPORTS}/catalogue", Action.CATALOGUE_LISTED, w.tenant.id)
-
-
-@route("GET", f"{REPORTS}/policy")
-def _(w):
-    client = w.client({Permission.REPORTS_PUBLISHERS})
-    return Call(client, "GET", f"{REPORTS}/policy", Action.PUBLISHER_REPORT_POLICY_VIEWED, w.tenant.id)
-
-
-@route("PUT", f"{REPORTS}/policy")
-def _(w):
-    client = w.client({Permission.REPORTS_POLICY_MANAGE})
-    body = {"k": 12, "noise": True}
-    return Call(client, "PUT", f"{REPORTS}/policy", Action.PUBLISHER_REPORT_POLICY_CHANGED, w.tenant.id, json=body)
-
-
-@route("GET", f"{REPORTS}/budgets")
-def _(w):
-    client = w.client({Permission.REPORTS_PUBLISHERS})
-    return Call(client, "GET", f"{REPORTS}/budgets", Action.PUBLISHER_BUDGET_LISTED, w.tenant.id)
-
-
-@route("PUT", f"{REPORTS}/budgets")
-def _(w):
-    client = _reports(w, Permission.REPORTS_POLICY_MANAGE)
-    body = {"publisher": "Vintage", "budget": 5.0}
-    return Call(client, "PUT", f"{REPORTS}/budgets", Action.PUBLISHER_BUDGET_CHANGED, w.tenant.id, json=body)
-
-
-@route("POST", f"{REPORTS}/publishers")
-def _(w):
-    client = _reports(w, Permission.REPORTS_PUBLISHERS)
-    return Call(client, "POST", f"{REPORTS}/publishers", Action.PUBLISHER_REPORT_RELEASED, w.tenant.id, json=REPORT_ASK)
-
-
-@route("GET", f"{REPORTS}/publishers")
-def _(w):
-    client = w.client({Permission.REPORTS_PUBLISHERS})
-    return Call(client, "GET", f"{REPORTS}/publishers", Action.PUBLISHER_REPORT_LISTED, w.tenant.id)
-
-
-@route("GET", f"{REPORTS}/publishers/{{report_id}}")
-def _(w):
-    client = _reports(w, Permission.REPORTS_PUBLISHERS)
-    released = client.post(f"{REPORTS}/publishers", json=REPORT_ASK)
-    assert released.status_code == 201, released.text
-    url = f"{REPORTS}/publishers/{released.json()['report_id']}"
-    return Call(client, "GET", url, Action.PUBLISHER_REPORT_VIEWED, w.tenant.id, params={"format": "csv"})
-
-
 # retention, legal holds, self-registration
 
 RETENTION = f"{PRIVACY}/retention"
@@ -1345,6 +1271,80 @@ def _(w):
 def _(w):
     url, body = f"{SELF_REGISTRATION}/settings", {"enabled": True, "timezone": "Europe/Paris"}
     return Call(w.admin, "PUT", url, Action.SELF_REGISTRATION_SETTINGS_CHANGED, w.tenant.id, json=body)
+
+
+# anonymized publisher reports
+
+REPORTS = "/api/v1/reports"
+REPORT_CATALOGUE = b"item_id,title,publisher\nitem-9,Beloved,Vintage\nitem-1,Middlemarch,Penguin\n"
+REPORT_ASK = {"publisher": "Vintage", "first_month": "2026-01", "months": 2}
+
+
+def _reports(w: World, *permissions: Permission) -> TestClient:
+    """A client holding `permissions`, the catalogue loaded first (by another client, in its own request)."""
+    loader = w.client({Permission.REPORTS_CATALOGUE_MANAGE})
+    assert loader.post(f"{REPORTS}/catalogue", content=REPORT_CATALOGUE).status_code == 200
+    return w.client(set(permissions))
+
+
+@route("POST", f"{REPORTS}/catalogue")
+def _(w):
+    client = w.client({Permission.REPORTS_CATALOGUE_MANAGE})
+    url = f"{REPORTS}/catalogue"
+    return Call(client, "POST", url, Action.CATALOGUE_IMPORTED, w.tenant.id, content=REPORT_CATALOGUE)
+
+
+@route("GET", f"{REPORTS}/catalogue")
+def _(w):
+    client = _reports(w, Permission.REPORTS_PUBLISHERS)
+    return Call(client, "GET", f"{REPORTS}/catalogue", Action.CATALOGUE_LISTED, w.tenant.id)
+
+
+@route("GET", f"{REPORTS}/policy")
+def _(w):
+    client = w.client({Permission.REPORTS_PUBLISHERS})
+    return Call(client, "GET", f"{REPORTS}/policy", Action.PUBLISHER_REPORT_POLICY_VIEWED, w.tenant.id)
+
+
+@route("PUT", f"{REPORTS}/policy")
+def _(w):
+    client = w.client({Permission.REPORTS_POLICY_MANAGE})
+    body = {"k": 12, "noise": True}
+    return Call(client, "PUT", f"{REPORTS}/policy", Action.PUBLISHER_REPORT_POLICY_CHANGED, w.tenant.id, json=body)
+
+
+@route("GET", f"{REPORTS}/budgets")
+def _(w):
+    client = w.client({Permission.REPORTS_PUBLISHERS})
+    return Call(client, "GET", f"{REPORTS}/budgets", Action.PUBLISHER_BUDGET_LISTED, w.tenant.id)
+
+
+@route("PUT", f"{REPORTS}/budgets")
+def _(w):
+    client = _reports(w, Permission.REPORTS_POLICY_MANAGE)
+    body = {"publisher": "Vintage", "budget": 5.0}
+    return Call(client, "PUT", f"{REPORTS}/budgets", Action.PUBLISHER_BUDGET_CHANGED, w.tenant.id, json=body)
+
+
+@route("POST", f"{REPORTS}/publishers")
+def _(w):
+    client = _reports(w, Permission.REPORTS_PUBLISHERS)
+    return Call(client, "POST", f"{REPORTS}/publishers", Action.PUBLISHER_REPORT_RELEASED, w.tenant.id, json=REPORT_ASK)
+
+
+@route("GET", f"{REPORTS}/publishers")
+def _(w):
+    client = w.client({Permission.REPORTS_PUBLISHERS})
+    return Call(client, "GET", f"{REPORTS}/publishers", Action.PUBLISHER_REPORT_LISTED, w.tenant.id)
+
+
+@route("GET", f"{REPORTS}/publishers/{{report_id}}")
+def _(w):
+    client = _reports(w, Permission.REPORTS_PUBLISHERS)
+    released = client.post(f"{REPORTS}/publishers", json=REPORT_ASK)
+    assert released.status_code == 201, released.text
+    url = f"{REPORTS}/publishers/{released.json()['report_id']}"
+    return Call(client, "GET", url, Action.PUBLISHER_REPORT_VIEWED, w.tenant.id, params={"format": "csv"})
 
 
 # notice mutes, an administrator's enrolment link after a reset, operators signing in
@@ -2086,6 +2086,34 @@ def _(c):
     return Command(args, Action.ERASURE_CERTIFICATE_VERIFIED, tenant_id)
 
 
+@command("retention", "preview")
+def _(c):
+    return Command(["retention", "preview", "--tenant", "north"], Action.RETENTION_PREVIEWED, c.tenant())
+
+
+@command("retention", "policies")
+def _(c):
+    return Command(["retention", "policies", "--tenant", "north"], Action.RETENTION_POLICY_VIEWED, c.tenant())
+
+
+@command("retention", "set")
+def _(c):
+    args = ["retention", "set", "--tenant", "north", "--category", "searches", "--days", "30"]
+    return Command(args, Action.APPROVAL_REQUESTED, c.tenant())
+
+
+@command("retention", "run")
+def _(c):
+    return Command(["retention", "run", "--tenant", "north"], Action.RETENTION_RUN_COMPLETED, c.tenant())
+
+
+@command("retention", "runs")
+def _(c):
+    tenant_id = c.tenant()
+    c.run("retention", "run", "--tenant", "north")
+    return Command(["retention", "runs", "--tenant", "north"], Action.RETENTION_RUN_LISTED, tenant_id)
+
+
 def _report_catalogue(c: Console) -> str:
     """The catalogue file of the reports commands, loaded into "north" (made here)."""
     file = c.home.parent / "report-catalogue.csv"
@@ -2129,34 +2157,6 @@ def _(c):
 @command("reports", "list")
 def _(c):
     return Command(["reports", "list", "--tenant", "north"], Action.PUBLISHER_REPORT_LISTED, c.tenant())
-
-
-@command("retention", "preview")
-def _(c):
-    return Command(["retention", "preview", "--tenant", "north"], Action.RETENTION_PREVIEWED, c.tenant())
-
-
-@command("retention", "policies")
-def _(c):
-    return Command(["retention", "policies", "--tenant", "north"], Action.RETENTION_POLICY_VIEWED, c.tenant())
-
-
-@command("retention", "set")
-def _(c):
-    args = ["retention", "set", "--tenant", "north", "--category", "searches", "--days", "30"]
-    return Command(args, Action.APPROVAL_REQUESTED, c.tenant())
-
-
-@command("retention", "run")
-def _(c):
-    return Command(["retention", "run", "--tenant", "north"], Action.RETENTION_RUN_COMPLETED, c.tenant())
-
-
-@command("retention", "runs")
-def _(c):
-    tenant_id = c.tenant()
-    c.run("retention", "run", "--tenant", "north")
-    return Command(["retention", "runs", "--tenant", "north"], Action.RETENTION_RUN_LISTED, tenant_id)
 
 
 @command("privacy", "disclosures")

@@ -1032,169 +1032,6 @@ def privacy_disclosures(
     sys.stdout.write("".join(line + "\n" for line in lines))
 
 
-# -- data-subject requests ------------------------------------------------------------------
-
-privacy_requests_app = typer.Typer(help="Data-subject requests: an institution's queue.", no_args_is_help=True)
-privacy_app.add_typer(privacy_requests_app, name="requests")
-
-
-def _request_row(found) -> dict[str, Any]:
-    # States, kinds, ids and dates: the console shows no corrections or reasons (sealed; the API opens them).
-    return found.model_dump(mode="json")
-
-
-@command(privacy_requests_app, "list", Permission.PRIVACY_REQUESTS_HANDLE)
-def privacy_requests_list(
-    tenant: Annotated[str, typer.Option(help="institution id or slug")],
-    view: Annotated[str, typer.Option(help="open, overdue, on_legal_hold, closed or all")] = "open",
-) -> None:
-    """An institution's data-subject requests, the most urgent first, as JSON lines (no personal values)."""
-    import json
-
-    from bookwarden.db.session import platform_session, tenant_session
-    from bookwarden.privacy import requests
-    from bookwarden.tenancy import service
-
-    chosen = _choice("--view", view, requests.QueueView)
-    db = _connect()
-    with platform_session(db) as session:
-        tenant_id = service.get_tenant(session, tenant).id
-    with tenant_session(db, tenant_id) as session:
-        found = requests.queue(session, console_principal(), chosen)  # recorded in the institution's trail
-    sys.stdout.write("".join(json.dumps(_request_row(r), sort_keys=True) + "\n" for r in found))
-
-
-@command(privacy_requests_app, "show", Permission.PRIVACY_REQUESTS_HANDLE)
-def privacy_requests_show(
-    request_id: Annotated[str, typer.Argument(help="the request's id")],
-    tenant: Annotated[str, typer.Option(help="institution id or slug")],
-) -> None:
-    """One data-subject request: kind, state, deadlines, decisions and holds (no corrections or reasons)."""
-    import json
-
-    from bookwarden.db.session import platform_session, tenant_session
-    from bookwarden.privacy import requests
-    from bookwarden.tenancy import service
-
-    chosen = _uuid_option("request_id", request_id)
-    db = _connect()
-    with platform_session(db) as session:
-        tenant_id = service.get_tenant(session, tenant).id
-    with tenant_session(db, tenant_id) as session:
-        found, _ = requests.read(session, console_principal(), chosen, opened=False)
-    sys.stdout.write(json.dumps(_request_row(found), sort_keys=True, indent=2) + "\n")
-
-
-# -- retention -------------------------------------------------------------------------------
-
-
-def _tenant_ids(tenant: str | None) -> list[uuid.UUID]:
-    """The institution named, or every institution."""
-    from bookwarden.db.session import platform_session
-    from bookwarden.privacy import retention
-    from bookwarden.tenancy import service
-
-    db = _connect()
-    if tenant is None:
-        return retention.tenant_ids(db)
-    with platform_session(db) as session:
-        return [service.get_tenant(session, tenant).id]
-
-
-def _when(moment: datetime | None) -> str:
-    return moment.isoformat(timespec="seconds") if moment else "-"
-
-
-@command(retention_app, "preview", Permission.PRIVACY_RETENTION_MANAGE)
-def retention_preview(
-    tenant: Annotated[str | None, typer.Option(help="institution id or slug; default: every institution")] = None,
-) -> None:
-    """What the next purge would remove, per institution and category: counts, the oldest date, and what
-    legal holds keep (the purge's own selection)."""
-    from bookwarden.db.session import tenant_session
-    from bookwarden.privacy import retention
-
-    table = Table("institution", "category", "keep days", "cutoff", "due", "held", "oldest due")
-    db = _connect()
-    for tenant_id in _tenant_ids(tenant):
-        with tenant_session(db, tenant_id) as session:
-            for line in retention.preview(session, console_principal()):
-                days = "until deleted" if line.keep_days is None else str(line.keep_days)
-                table.add_row(str(tenant_id), line.category.value, days, _when(line.cutoff), f"{line.due:,}",
-                              f"{line.held:,}", _when(line.oldest))  # fmt: skip
-    out.print(table)
-
-
-@command(retention_app, "policies", Permission.PRIVACY_RETENTION_MANAGE)
-def retention_policies(tenant: Annotated[str, typer.Option(help="institution id or slug")]) -> None:
-    """An institution's period per category: what applies, its source, the default and the bounds."""
-    from bookwarden.db.session import tenant_session
-    from bookwarden.privacy import retention
-
-    table = Table("category", "keep days", "source", "default", "bounds")
-    (tenant_id,) = _tenant_ids(tenant)
-    with tenant_session(_connect(), tenant_id) as session:
-        for period in retention.view_periods(session, console_principal()):
-            bounds = f"{period.least_days}-{period.most_days}" + (" or until deleted" if period.forever_allowed else "")
-            table.add_row(period.category.value, str(period.keep_days or "until deleted"), period.source,
-                          str(period.default_days or "until deleted"), bounds)  # fmt: skip
-    out.print(table)
-
-
-@command(retention_app, "set", Permission.PRIVACY_RETENTION_MANAGE)
-def retention_set(
-    tenant: Annotated[str, typer.Option(help="institution id or slug")],
-    category: Annotated[str, typer.Option(help="loan_history, searches, posts, inactive_patrons, exports...")],
-    days: Annotated[int | None, typer.Option(min=1, help="keep-for period in days")] = None,
-    forever: Annotated[bool, typer.Option(help="keep until deleted (posts only)")] = False,
-) -> None:
-    """Ask for a new period: an approval request the institution's second officer approves
-    (POST /api/v1/approvals/{id}/approve); nothing changes until then."""
-    from bookwarden.db.session import tenant_session
-    from bookwarden.privacy import retention
-    from bookwarden.privacy.retention_models import RetentionCategory
-
-    chosen = _choice("--category", category, RetentionCategory)
-    if (days is None) == (not forever):
-        raise _fail("give either --days N or --forever")
-    (tenant_id,) = _tenant_ids(tenant)
-    with tenant_session(_connect(), tenant_id) as session:
-        asked = retention.ask_change(session, console_principal(), chosen, None if forever else days)
-    out.print(f"approval request {asked.id}: waiting for a second holder of privacy.retention.manage")
-
-
-@command(retention_app, "run", Permission.PRIVACY_RETENTION_MANAGE)
-def retention_run(
-    tenant: Annotated[str | None, typer.Option(help="institution id or slug; default: every institution")] = None,
-) -> None:
-    """Purge now what is past its period (as the daily job does); resumes an unfinished run."""
-    from bookwarden.privacy import retention
-
-    db = _connect()
-    for tenant_id in _tenant_ids(tenant):
-        run_id = retention.run_purge(db, tenant_id, triggered_by="console")
-        err.print(f"{tenant_id}: run {run_id} completed")
-
-
-@command(retention_app, "runs", Permission.PRIVACY_RETENTION_MANAGE)
-def retention_runs(
-    tenant: Annotated[str, typer.Option(help="institution id or slug")],
-    limit: Annotated[int, typer.Option(min=1, max=500, help="how many runs, newest first")] = 10,
-) -> None:
-    """Purge run reports: per category what was removed, kept by a legal hold, or failed."""
-    from bookwarden.db.session import tenant_session
-    from bookwarden.privacy import retention
-
-    table = Table("run", "status", "as of", "category", "removed", "held", "errors")
-    (tenant_id,) = _tenant_ids(tenant)
-    with tenant_session(_connect(), tenant_id) as session:
-        for run in retention.list_runs(session, console_principal(), limit=limit):
-            for line in run.categories:
-                table.add_row(str(run.id), run.status.value, _when(run.as_of), line.category.value,
-                              f"{line.removed:,}", f"{line.held:,}", f"{line.errors:,}")  # fmt: skip
-    out.print(table)
-
-
 # -- publisher reports -----------------------------------------------------------------------
 
 
@@ -1342,6 +1179,169 @@ def reports_list(
         table.add_row(r["id"], r["publisher"], f"{r['first_month']}..{r['last_month']}", str(r["k"]), epsilon,
                       str(r["cells_published"]), r["released_at"])  # fmt: skip
     out.print(table)
+
+
+# -- retention -------------------------------------------------------------------------------
+
+
+def _tenant_ids(tenant: str | None) -> list[uuid.UUID]:
+    """The institution named, or every institution."""
+    from bookwarden.db.session import platform_session
+    from bookwarden.privacy import retention
+    from bookwarden.tenancy import service
+
+    db = _connect()
+    if tenant is None:
+        return retention.tenant_ids(db)
+    with platform_session(db) as session:
+        return [service.get_tenant(session, tenant).id]
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.isoformat(timespec="seconds") if moment else "-"
+
+
+@command(retention_app, "preview", Permission.PRIVACY_RETENTION_MANAGE)
+def retention_preview(
+    tenant: Annotated[str | None, typer.Option(help="institution id or slug; default: every institution")] = None,
+) -> None:
+    """What the next purge would remove, per institution and category: counts, the oldest date, and what
+    legal holds keep (the purge's own selection)."""
+    from bookwarden.db.session import tenant_session
+    from bookwarden.privacy import retention
+
+    table = Table("institution", "category", "keep days", "cutoff", "due", "held", "oldest due")
+    db = _connect()
+    for tenant_id in _tenant_ids(tenant):
+        with tenant_session(db, tenant_id) as session:
+            for line in retention.preview(session, console_principal()):
+                days = "until deleted" if line.keep_days is None else str(line.keep_days)
+                table.add_row(str(tenant_id), line.category.value, days, _when(line.cutoff), f"{line.due:,}",
+                              f"{line.held:,}", _when(line.oldest))  # fmt: skip
+    out.print(table)
+
+
+@command(retention_app, "policies", Permission.PRIVACY_RETENTION_MANAGE)
+def retention_policies(tenant: Annotated[str, typer.Option(help="institution id or slug")]) -> None:
+    """An institution's period per category: what applies, its source, the default and the bounds."""
+    from bookwarden.db.session import tenant_session
+    from bookwarden.privacy import retention
+
+    table = Table("category", "keep days", "source", "default", "bounds")
+    (tenant_id,) = _tenant_ids(tenant)
+    with tenant_session(_connect(), tenant_id) as session:
+        for period in retention.view_periods(session, console_principal()):
+            bounds = f"{period.least_days}-{period.most_days}" + (" or until deleted" if period.forever_allowed else "")
+            table.add_row(period.category.value, str(period.keep_days or "until deleted"), period.source,
+                          str(period.default_days or "until deleted"), bounds)  # fmt: skip
+    out.print(table)
+
+
+@command(retention_app, "set", Permission.PRIVACY_RETENTION_MANAGE)
+def retention_set(
+    tenant: Annotated[str, typer.Option(help="institution id or slug")],
+    category: Annotated[str, typer.Option(help="loan_history, searches, posts, inactive_patrons, exports...")],
+    days: Annotated[int | None, typer.Option(min=1, help="keep-for period in days")] = None,
+    forever: Annotated[bool, typer.Option(help="keep until deleted (posts only)")] = False,
+) -> None:
+    """Ask for a new period: an approval request the institution's second officer approves
+    (POST /api/v1/approvals/{id}/approve); nothing changes until then."""
+    from bookwarden.db.session import tenant_session
+    from bookwarden.privacy import retention
+    from bookwarden.privacy.retention_models import RetentionCategory
+
+    chosen = _choice("--category", category, RetentionCategory)
+    if (days is None) == (not forever):
+        raise _fail("give either --days N or --forever")
+    (tenant_id,) = _tenant_ids(tenant)
+    with tenant_session(_connect(), tenant_id) as session:
+        asked = retention.ask_change(session, console_principal(), chosen, None if forever else days)
+    out.print(f"approval request {asked.id}: waiting for a second holder of privacy.retention.manage")
+
+
+@command(retention_app, "run", Permission.PRIVACY_RETENTION_MANAGE)
+def retention_run(
+    tenant: Annotated[str | None, typer.Option(help="institution id or slug; default: every institution")] = None,
+) -> None:
+    """Purge now what is past its period (as the daily job does); resumes an unfinished run."""
+    from bookwarden.privacy import retention
+
+    db = _connect()
+    for tenant_id in _tenant_ids(tenant):
+        run_id = retention.run_purge(db, tenant_id, triggered_by="console")
+        err.print(f"{tenant_id}: run {run_id} completed")
+
+
+@command(retention_app, "runs", Permission.PRIVACY_RETENTION_MANAGE)
+def retention_runs(
+    tenant: Annotated[str, typer.Option(help="institution id or slug")],
+    limit: Annotated[int, typer.Option(min=1, max=500, help="how many runs, newest first")] = 10,
+) -> None:
+    """Purge run reports: per category what was removed, kept by a legal hold, or failed."""
+    from bookwarden.db.session import tenant_session
+    from bookwarden.privacy import retention
+
+    table = Table("run", "status", "as of", "category", "removed", "held", "errors")
+    (tenant_id,) = _tenant_ids(tenant)
+    with tenant_session(_connect(), tenant_id) as session:
+        for run in retention.list_runs(session, console_principal(), limit=limit):
+            for line in run.categories:
+                table.add_row(str(run.id), run.status.value, _when(run.as_of), line.category.value,
+                              f"{line.removed:,}", f"{line.held:,}", f"{line.errors:,}")  # fmt: skip
+    out.print(table)
+
+
+# -- data-subject requests ------------------------------------------------------------------
+
+privacy_requests_app = typer.Typer(help="Data-subject requests: an institution's queue.", no_args_is_help=True)
+privacy_app.add_typer(privacy_requests_app, name="requests")
+
+
+def _request_row(found) -> dict[str, Any]:
+    # States, kinds, ids and dates: the console shows no corrections or reasons (sealed; the API opens them).
+    return found.model_dump(mode="json")
+
+
+@command(privacy_requests_app, "list", Permission.PRIVACY_REQUESTS_HANDLE)
+def privacy_requests_list(
+    tenant: Annotated[str, typer.Option(help="institution id or slug")],
+    view: Annotated[str, typer.Option(help="open, overdue, on_legal_hold, closed or all")] = "open",
+) -> None:
+    """An institution's data-subject requests, the most urgent first, as JSON lines (no personal values)."""
+    import json
+
+    from bookwarden.db.session import platform_session, tenant_session
+    from bookwarden.privacy import requests
+    from bookwarden.tenancy import service
+
+    chosen = _choice("--view", view, requests.QueueView)
+    db = _connect()
+    with platform_session(db) as session:
+        tenant_id = service.get_tenant(session, tenant).id
+    with tenant_session(db, tenant_id) as session:
+        found = requests.queue(session, console_principal(), chosen)  # recorded in the institution's trail
+    sys.stdout.write("".join(json.dumps(_request_row(r), sort_keys=True) + "\n" for r in found))
+
+
+@command(privacy_requests_app, "show", Permission.PRIVACY_REQUESTS_HANDLE)
+def privacy_requests_show(
+    request_id: Annotated[str, typer.Argument(help="the request's id")],
+    tenant: Annotated[str, typer.Option(help="institution id or slug")],
+) -> None:
+    """One data-subject request: kind, state, deadlines, decisions and holds (no corrections or reasons)."""
+    import json
+
+    from bookwarden.db.session import platform_session, tenant_session
+    from bookwarden.privacy import requests
+    from bookwarden.tenancy import service
+
+    chosen = _uuid_option("request_id", request_id)
+    db = _connect()
+    with platform_session(db) as session:
+        tenant_id = service.get_tenant(session, tenant).id
+    with tenant_session(db, tenant_id) as session:
+        found, _ = requests.read(session, console_principal(), chosen, opened=False)
+    sys.stdout.write(json.dumps(_request_row(found), sort_keys=True, indent=2) + "\n")
 
 
 def main() -> None:

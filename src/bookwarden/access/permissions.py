@@ -120,14 +120,14 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
         P.PRIVACY_RECORDS_READ,
         P.PRIVACY_COMPLAINTS_REGISTER,
         P.PRIVACY_COMPLAINTS_HANDLE,
-        # Publisher reports are the officer's call: how anonymous (k, noise, budgets) and what leaves.
-        P.REPORTS_PUBLISHERS,
-        P.REPORTS_POLICY_MANAGE,
         # Retention and legal holds: what is kept, for how long, and what must not go yet.
         P.PRIVACY_RETENTION_MANAGE,
         P.PRIVACY_HOLDS_MANAGE,
         P.PRIVACY_PREFERENCES_MANAGE,
         P.PRIVACY_DISCLOSURES_MANAGE,
+        # Publisher reports are the officer's call: how anonymous (k, noise, budgets) and what leaves.
+        P.REPORTS_PUBLISHERS,
+        P.REPORTS_POLICY_MANAGE,
     },
     # The admin runs accounts and roles but does not also hold the auditor role (see sod.py). Reading
     # the trail is allowed: an admin investigating an incident needs it, and reading changes nothing
@@ -145,10 +145,10 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
         P.SSO_MANAGE,
         P.SECURITY_CONTACTS_MANAGE,
         P.OPERATOR_GRANTS_APPROVE,
-        P.REPORTS_CATALOGUE_MANAGE,
         P.PRIVACY_RECORDS_READ,
         P.AUDIT_READ,
         P.MAILINGS_SEND,
+        P.REPORTS_CATALOGUE_MANAGE,
     },
     BuiltinRole.SECURITY_OFFICER: frozenset(
         {P.ACCOUNTS_READ, P.ROLES_READ, P.POLICY_MANAGE, P.SECURITY_CONTACTS_MANAGE, P.AUDIT_READ}

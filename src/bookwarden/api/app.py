@@ -39,13 +39,13 @@ ROUTERS = (
     "bookwarden.audit.routes",
     "bookwarden.privacy.records_routes",
     "bookwarden.privacy.complaint_routes",
-    "bookwarden.privacy.report_routes",
-    "bookwarden.privacy.retention_routes",
-    "bookwarden.privacy.self_registration_routes",
     "bookwarden.privacy.request_routes",
+    "bookwarden.privacy.subject_routes",
     "bookwarden.privacy.consent_routes",
     "bookwarden.privacy.disclosure_routes",
-    "bookwarden.privacy.subject_routes",
+    "bookwarden.privacy.retention_routes",
+    "bookwarden.privacy.self_registration_routes",
+    "bookwarden.privacy.report_routes",
 )
 
 

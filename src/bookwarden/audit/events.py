@@ -70,16 +70,15 @@ class Action(enum.StrEnum):
     COMPLAINT_VIEWED = "complaint.viewed"
     COMPLAINT_LISTED = "complaint.listed"
     RECORDS_OF_PROCESSING_EXPORTED = "privacy.records_of_processing.exported"
-    # Anonymized publisher reports: the catalogue they join, their rules, each release (a disclosure).
-    CATALOGUE_IMPORTED = "catalogue.imported"
-    CATALOGUE_LISTED = "catalogue.listed"
-    PUBLISHER_REPORT_POLICY_VIEWED = "publisher_report.policy_viewed"
-    PUBLISHER_REPORT_POLICY_CHANGED = "publisher_report.policy_changed"
-    PUBLISHER_BUDGET_LISTED = "publisher_report.budget_listed"
-    PUBLISHER_BUDGET_CHANGED = "publisher_report.budget_changed"
-    PUBLISHER_REPORT_RELEASED = "publisher_report.released"  # anonymized counts left, epsilon spent
-    PUBLISHER_REPORT_LISTED = "publisher_report.listed"
-    PUBLISHER_REPORT_VIEWED = "publisher_report.viewed"  # a release read again: the same numbers, no new epsilon
+    # Access packages and erasures: built, downloaded by link, expired; a patron erased, its certificate.
+    SUBJECT_EXPORT_BUILT = "subject_export.built"
+    SUBJECT_EXPORT_DOWNLOADED = "subject_export.downloaded"
+    SUBJECT_EXPORT_EXPIRED = "subject_export.expired"  # rows deleted and the package key destroyed
+    PATRON_ERASED = "patron.erased"  # every declared location, the subject key shredded, a certificate signed
+    ERASURE_CERTIFICATE_VIEWED = "erasure_certificate.viewed"
+    ERASURE_CERTIFICATE_VERIFIED = "erasure_certificate.verified"
+    ERASURE_POLICY_VIEWED = "erasure_policy.viewed"
+    ERASURE_POLICY_CHANGED = "erasure_policy.changed"
     # Retention: periods, legal holds, purge runs; the age gate of self-registration.
     RETENTION_POLICY_VIEWED = "retention_policy.viewed"
     RETENTION_POLICY_CHANGED = "retention_policy.changed"
@@ -96,31 +95,16 @@ class Action(enum.StrEnum):
     SELF_REGISTRATION_SETTINGS_CHANGED = "self_registration.settings_changed"
     SELF_REGISTERED = "patron.self_registered"
     SELF_REGISTRATION_REFUSED = "patron.self_registration_refused"  # never a name, address or birth date
-    # Access packages and erasures: built, downloaded by link, expired; a patron erased, its certificate.
-    SUBJECT_EXPORT_BUILT = "subject_export.built"
-    SUBJECT_EXPORT_DOWNLOADED = "subject_export.downloaded"
-    SUBJECT_EXPORT_EXPIRED = "subject_export.expired"  # rows deleted and the package key destroyed
-    PATRON_ERASED = "patron.erased"  # every declared location, the subject key shredded, a certificate signed
-    ERASURE_CERTIFICATE_VIEWED = "erasure_certificate.viewed"
-    ERASURE_CERTIFICATE_VERIFIED = "erasure_certificate.verified"
-    ERASURE_POLICY_VIEWED = "erasure_policy.viewed"
-    ERASURE_POLICY_CHANGED = "erasure_policy.changed"
-    # Consent, preferences, cookie choices, objections and disclosures (privacy/consent.py, disclosures.py).
-    PREFERENCES_VIEWED = "privacy.preferences.viewed"
-    PREFERENCES_CHANGED = "privacy.preferences.changed"  # consent records appended
-    CONSENTS_VIEWED = "privacy.consents.viewed"  # the consent history read
-    UNSUBSCRIBE_VIEWED = "privacy.unsubscribe.viewed"  # the confirmation page of a one-click link
-    UNSUBSCRIBED = "privacy.unsubscribed"  # a one-click unsubscribe honoured
-    COOKIE_CHOICE_RECORDED = "privacy.cookie_choice.recorded"
-    COOKIE_CHOICE_VIEWED = "privacy.cookie_choice.viewed"
-    OBJECTION_RECORDED = "privacy.objection.recorded"
-    OBJECTION_WITHDRAWN = "privacy.objection.withdrawn"
-    DISCLOSED = "privacy.disclosure.made"  # personal data shared with a third party
-    DISCLOSURE_LISTED = "privacy.disclosure.listed"
-    DISCLOSURE_VIEWED = "privacy.disclosure.viewed"
-    DISCLOSURE_POLICY_VIEWED = "privacy.disclosure_policy.viewed"
-    DISCLOSURE_POLICY_CHANGED = "privacy.disclosure_policy.changed"
-    MAILING_SENT = "mailing.sent"  # optional mail queued to the patrons who agreed to its topic
+    # Anonymized publisher reports: the catalogue they join, their rules, each release (a disclosure).
+    CATALOGUE_IMPORTED = "catalogue.imported"
+    CATALOGUE_LISTED = "catalogue.listed"
+    PUBLISHER_REPORT_POLICY_VIEWED = "publisher_report.policy_viewed"
+    PUBLISHER_REPORT_POLICY_CHANGED = "publisher_report.policy_changed"
+    PUBLISHER_BUDGET_LISTED = "publisher_report.budget_listed"
+    PUBLISHER_BUDGET_CHANGED = "publisher_report.budget_changed"
+    PUBLISHER_REPORT_RELEASED = "publisher_report.released"  # anonymized counts left, epsilon spent
+    PUBLISHER_REPORT_LISTED = "publisher_report.listed"
+    PUBLISHER_REPORT_VIEWED = "publisher_report.viewed"  # a release read again: the same numbers, no new epsilon
     # Data-subject requests: every transition of the lifecycle, the queue read, the institution's deadline.
     PRIVACY_REQUEST_RECEIVED = "privacy_request.received"
     PRIVACY_REQUEST_CODE_SENT = "privacy_request.code_sent"  # a one-time code mailed to the address on file
@@ -143,6 +127,22 @@ class Action(enum.StrEnum):
     PRIVACY_INQUIRY_RECEIVED = "privacy_inquiry.received"  # sent to the platform, no institution named
     PRIVACY_INQUIRY_FORWARDED = "privacy_inquiry.forwarded"  # into the named institution's queue
     PRIVACY_INQUIRY_LAPSED = "privacy_inquiry.lapsed"  # never named within 30 days: contact shredded
+    # Consent, preferences, cookie choices, objections and disclosures (privacy/consent.py, disclosures.py).
+    PREFERENCES_VIEWED = "privacy.preferences.viewed"
+    PREFERENCES_CHANGED = "privacy.preferences.changed"  # consent records appended
+    CONSENTS_VIEWED = "privacy.consents.viewed"  # the consent history read
+    UNSUBSCRIBE_VIEWED = "privacy.unsubscribe.viewed"  # the confirmation page of a one-click link
+    UNSUBSCRIBED = "privacy.unsubscribed"  # a one-click unsubscribe honoured
+    COOKIE_CHOICE_RECORDED = "privacy.cookie_choice.recorded"
+    COOKIE_CHOICE_VIEWED = "privacy.cookie_choice.viewed"
+    OBJECTION_RECORDED = "privacy.objection.recorded"
+    OBJECTION_WITHDRAWN = "privacy.objection.withdrawn"
+    DISCLOSED = "privacy.disclosure.made"  # personal data shared with a third party
+    DISCLOSURE_LISTED = "privacy.disclosure.listed"
+    DISCLOSURE_VIEWED = "privacy.disclosure.viewed"
+    DISCLOSURE_POLICY_VIEWED = "privacy.disclosure_policy.viewed"
+    DISCLOSURE_POLICY_CHANGED = "privacy.disclosure_policy.changed"
+    MAILING_SENT = "mailing.sent"  # optional mail queued to the patrons who agreed to its topic
     # Access control.
     ACCESS_DENIED = "access.denied"
     AUTH_REJECTED = "auth.rejected"  # a credential that resolved to no principal

@@ -35,9 +35,9 @@ DUTIES = (
     "bookwarden.audit.checkpoints",
     "bookwarden.audit.retention",
     "bookwarden.privacy.complaints",
-    "bookwarden.privacy.retention",
     "bookwarden.privacy.requests",
     "bookwarden.privacy.subject_export",
+    "bookwarden.privacy.retention",
 )
 
 
