@@ -368,6 +368,15 @@ def test_the_access_package_lists_the_patrons_consents_objections_and_disclosure
         )
         objections.record_objection(session, ann, "purpose:research_sharing")
         made = _disclose(session, [ann])
+        _disclose(  # the law forbids telling: not in the subject's copy either
+            session,
+            [ann],
+            recipient="Regional Police",
+            purpose="criminal_investigation",
+            basis=LegalBasis.LEGAL_OBLIGATION,
+            kind=DisclosureKind.LEGAL_REQUEST,
+            notice_withheld_reason="court order forbids telling until 2027",
+        )
         package = subject_export.build_package(session, ann)
     archive = zipfile.ZipFile(io.BytesIO(subject_export.read_package(db, package.token)))
 
@@ -376,4 +385,8 @@ def test_the_access_package_lists_the_patrons_consents_objections_and_disclosure
 
     assert [(r["purpose"], r["given"]) for r in records("consent_records")] == [("communication:email:events", True)]
     assert [r["scope"] for r in records("objections")] == ["purpose:research_sharing"]
-    assert [r["disclosure_id"] for r in records("disclosure_subjects")] == [str(made.disclosure.id)]
+    listed = [(r["id"], r["recipient"], r["purpose"], r["basis"]) for r in records("disclosures")]
+    assert listed == [(str(made.disclosure.id), "Metro Analytics Ltd", "usage_analysis", "legitimate_interests")]
+    assert sorted(records("disclosures")[0]["categories"]) == ["affiliation", "circulation_history"]
+    assert "Regional Police" not in archive.read("records/disclosures.csv").decode()
+    assert "withheld_disclosures" in json.loads(archive.read("manifest.json"))["left_out"]

@@ -48,6 +48,7 @@ from bookwarden.errors import NotFound
 from bookwarden.identity.principal import SYSTEM
 from bookwarden.jobs.service import handler, schedule
 from bookwarden.privacy import subject_data
+from bookwarden.privacy.disclosures import disclosures_about
 from bookwarden.privacy.subject_data import Subject
 from bookwarden.privacy.subject_models import SubjectExportChunk, SubjectExportPackage
 from bookwarden.tenancy.service import ensure_active
@@ -72,7 +73,13 @@ EXCLUDED = {
     "subject_export_chunks": "the sealed bytes of earlier access packages",
     # A hold's reason names a legal matter: telling its subject may prejudice it; the institution decides.
     "legal_holds": "legal holds on the data: disclosed by the institution when the matter allows, not here",
+    # Each row only names a disclosure; records/disclosures says to whom, why and on what basis.
+    "disclosure_subjects": "listed in records/disclosures with the recipient, purpose, basis and categories",
 }
+DISCLOSURES = "disclosures"
+DISCLOSURE_FIELDS = ("id", "disclosed_at", "recipient", "kind", "purpose", "basis", "categories", "reference")
+# Where the law forbids telling the subject (a court order), the disclosure is not in their copy either.
+WITHHELD = "disclosures whose notice the law forbids (a legal request with a stated reason), until it is lifted"
 README = """Everything {institution} holds about you, as of {generated_at} UTC.
 
 Each file under records/ is one kind of record, twice: as JSON (for programs) and as CSV (for
@@ -190,10 +197,21 @@ def _write_zip(session: TenantSession, who: Subject, sink: _SealedSink, now: dat
             audit_rows,
         )
         manifest["tables"][subject_data.AUDIT_TABLE] = {"records": counts[subject_data.AUDIT_TABLE], "categories": []}
+        counts[DISCLOSURES] = _write_table(
+            archive, f"records/{DISCLOSURES}", DISCLOSURE_FIELDS, ("categories",), lambda: _disclosures(session, who)
+        )
+        manifest["tables"][DISCLOSURES] = {"records": counts[DISCLOSURES], "categories": []}
+        manifest["left_out"] = {**EXCLUDED, "withheld_disclosures": WITHHELD}
         institution = session.execute(text("SELECT name FROM tenants WHERE id = :id"), {"id": who.tenant_id}).scalar()
         archive.writestr("README.txt", README.format(institution=institution, generated_at=now.isoformat()))
         archive.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
     return counts
+
+
+def _disclosures(session: TenantSession, who: Subject) -> Iterator[tuple]:
+    for made in disclosures_about(session, who.patron_id):
+        if made.notice_withheld_reason is None:
+            yield tuple(subject_data.plain(getattr(made, name)) for name in DISCLOSURE_FIELDS)
 
 
 def _write_table(
