@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from bookwarden.db import provision
+from bookwarden.db.server import pg_bin
 from bookwarden.library import service
 from bookwarden.library.routes import PATHS
 
-__all__ = ["CHANGES", "PATHS", "fresh_address", "grant", "populate"]
+__all__ = ["CHANGES", "PATHS", "Backup", "fresh_address", "grant", "populate", "restored_dump"]
 
 _addresses = iter(range(1, 1_000_000))
 
@@ -89,3 +99,39 @@ def grant(session, tenant_id, account_id, role) -> None:
         session, maker, SensitiveAction.GRANT_ADMIN_ROLE, {"account_id": str(account_id), "role": str(role)}
     )
     approvals.approve(session, checker, asked.id)
+
+
+@dataclass
+class Backup:
+    dump: str  # the pg_dump as text
+    conn: psycopg.Connection  # to the scratch database it was restored into, row security off
+
+
+@contextmanager
+def restored_dump(admin_url, scratch_name: str) -> Iterator[Backup]:
+    """pg_dump of the test data database now, restored into a scratch database dropped afterwards."""
+    from tests.conftest import TEST_DATABASE
+
+    admin = provision.libpq(admin_url.set(database=TEST_DATABASE))
+    dump = subprocess.run(
+        [pg_bin("pg_dump"), "--no-owner", "--no-privileges", admin], check=True, capture_output=True, text=True
+    ).stdout
+    scratch = f"{TEST_DATABASE}_{scratch_name}"
+    scratch_url = provision.libpq(admin_url.set(database=scratch))
+    with psycopg.connect(provision.libpq(admin_url), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(scratch)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
+    try:
+        subprocess.run(
+            [pg_bin("psql"), "-q", "-v", "ON_ERROR_STOP=1", scratch_url],
+            input=dump,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        with psycopg.connect(scratch_url) as conn:
+            conn.execute("SET row_security = off")
+            yield Backup(dump, conn)
+    finally:
+        with psycopg.connect(provision.libpq(admin_url), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch)))

@@ -6,12 +6,9 @@ from __future__ import annotations
 import base64
 import os
 import stat
-import subprocess
 import uuid
 
-import psycopg
 import pytest
-from psycopg import sql
 from sqlalchemy import select, text
 
 from bookwarden.config import Settings
@@ -21,11 +18,11 @@ from bookwarden.crypto.fields import decrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed, blind_index, subject_keys, tenant_keys
 from bookwarden.crypto.master import MasterKeyError, key_file, load_master_keys
 from bookwarden.db import provision
-from bookwarden.db.server import pg_bin
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.library import schemas, service
 from bookwarden.library.models import Patron
 from bookwarden.tenancy import service as tenancy
+from tests.helpers import restored_dump
 
 ADA = schemas.PatronCreate(
     name="Ada Lovelace",
@@ -209,29 +206,9 @@ def test_a_backup_taken_before_a_shred_cannot_be_read_after_it(committed_db, adm
     with platform_session(db) as session:
         tenant = tenancy.create_tenant(session, db.keyring, home, "shred", "Shredding")
     ada = _create(db, tenant)
-    from tests.conftest import TEST_DATABASE
-
-    admin = provision.libpq(admin_url.set(database=TEST_DATABASE))
-    dump = subprocess.run(
-        [pg_bin("pg_dump"), "--no-owner", "--no-privileges", admin], check=True, capture_output=True, text=True
-    ).stdout
-    assert "Ada" not in dump and "subject_keys" not in dump and "tenant_keys" not in dump
-
-    scratch = f"{TEST_DATABASE}_scratch"
-    scratch_url = provision.libpq(admin_url.set(database=scratch))
-    with psycopg.connect(provision.libpq(admin_url), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(scratch)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
-    try:
-        subprocess.run(
-            [pg_bin("psql"), "-q", "-v", "ON_ERROR_STOP=1", scratch_url],
-            input=dump,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        with psycopg.connect(scratch_url) as conn:
-            restored = conn.execute("SELECT name, email FROM patrons WHERE id = %s", (ada.id,)).fetchone()
+    with restored_dump(admin_url, "scratch") as backup:
+        assert "Ada" not in backup.dump and "subject_keys" not in backup.dump and "tenant_keys" not in backup.dump
+        restored = backup.conn.execute("SELECT name, email FROM patrons WHERE id = %s", (ada.id,)).fetchone()
 
         def read_restored() -> str:
             key = db.keyring.subject_key(tenant.id, ada.id)
@@ -247,9 +224,6 @@ def test_a_backup_taken_before_a_shred_cannot_be_read_after_it(committed_db, adm
         for _purpose, key in ((p, db.keyring.tenant_key(tenant.id, p)[1]) for p in ("data", "index")):
             with pytest.raises(DecryptionError):
                 decrypt_field(key, tenant.id, "patrons", "name", ada.id, restored[0])
-    finally:
-        with psycopg.connect(provision.libpq(admin_url), autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch)))
 
 
 def test_a_tenant_key_rotation_that_crashes_midway_finishes_on_the_next_run(committed_db, home, monkeypatch):

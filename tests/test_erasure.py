@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import uuid
-from contextlib import contextmanager
 from uuid import UUID
 
-import psycopg
 import pytest
 from psycopg import sql
 from sqlalchemy import select, text
@@ -19,8 +16,6 @@ from bookwarden.audit import signing
 from bookwarden.crypto.aead import DecryptionError, cipher
 from bookwarden.crypto.fields import decrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed
-from bookwarden.db import provision
-from bookwarden.db.server import pg_bin
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.errors import Conflict, NotFound
 from bookwarden.identity import accounts
@@ -30,7 +25,7 @@ from bookwarden.library import service as library
 from bookwarden.privacy import complaints, erasure, subject_data, subject_export
 from bookwarden.privacy.subject_models import ErasureCertificate
 from bookwarden.tenancy import service as tenancy
-from tests.helpers import populate
+from tests.helpers import populate, restored_dump
 
 STAFF = frozenset({Permission.ACCOUNTS_MANAGE, Permission.PRIVACY_COMPLAINTS_REGISTER})
 PERSONAL_VALUES = ("Patron 1", "patron1@example.org", "Middlemarch", "rare herbals", "chapter 3", "Loved it",
@@ -232,36 +227,6 @@ def test_a_crash_after_the_shred_is_finished_by_running_the_erasure_again(db, te
 # -- backups -------------------------------------------------------------------------------------
 
 
-@contextmanager
-def restored_dump(admin_url):
-    """pg_dump of the data database now, restored into a scratch database: yields a connection to it."""
-    from tests.conftest import TEST_DATABASE
-
-    admin = provision.libpq(admin_url.set(database=TEST_DATABASE))
-    dump = subprocess.run(
-        [pg_bin("pg_dump"), "--no-owner", "--no-privileges", admin], check=True, capture_output=True, text=True
-    ).stdout
-    scratch = f"{TEST_DATABASE}_erasure_scratch"
-    scratch_url = provision.libpq(admin_url.set(database=scratch))
-    with psycopg.connect(provision.libpq(admin_url), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(scratch)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
-    try:
-        subprocess.run(
-            [pg_bin("psql"), "-q", "-v", "ON_ERROR_STOP=1", scratch_url],
-            input=dump,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        with psycopg.connect(scratch_url) as conn:
-            conn.execute("SET row_security = off")
-            yield conn
-    finally:
-        with psycopg.connect(provision.libpq(admin_url), autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch)))
-
-
 def test_a_backup_taken_before_the_erasure_cannot_be_decrypted_after_it(committed_db, admin_url, home, key):
     db = committed_db
     with platform_session(db) as session:
@@ -282,7 +247,8 @@ def test_a_backup_taken_before_the_erasure_cannot_be_decrypted_after_it(committe
             ),
         )
     sealed = {("patrons", "name", patron.id), ("patrons", "email", patron.id), ("loans", "item_title", loan.id)}
-    with restored_dump(admin_url) as backup:
+    with restored_dump(admin_url, "erasure_scratch") as restored:
+        backup = restored.conn
 
         def read_backup(table: str, column: str, row_id: UUID) -> str:
             (value,) = backup.execute(
