@@ -134,6 +134,20 @@ def test_a_certificate_altered_or_signed_by_another_key_does_not_verify(db, tena
     assert not verdict.valid and "not trusted" in verdict.problem
 
 
+def test_a_caller_sent_certificate_keeps_its_untrusted_key_id_out_of_the_trail(db, tenant, client_for):
+    from bookwarden.access.permissions import Permission
+
+    client = client_for(tenant, permissions={Permission.PRIVACY_REQUESTS_HANDLE})
+    forged = {"statement": {"format": "x"}, "signature": "AAAA", "key_id": "evil\u0000key"}
+    response = client.post("/api/v1/privacy/erasure-certificates/verify", json=forged)
+    assert response.status_code == 200 and response.json()["valid"] is False
+    with tenant_session(db, tenant.id) as session:
+        details = session.execute(
+            text("SELECT details FROM audit_events WHERE action = 'erasure_certificate.verified' ORDER BY seq DESC")
+        ).scalar()
+    assert details == {"valid": False, "key_id": None}
+
+
 def test_nothing_personal_is_left_in_the_audit_trail(db, tenant, client_for, key):
     patron_id, _ = _subject(db, tenant, client_for)
     _erase(db, tenant.id, patron_id, key)

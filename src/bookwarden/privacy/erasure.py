@@ -431,11 +431,12 @@ def verify_stored(
 
 def record_verification(session: TenantSession, verdict: Verification) -> None:
     certificate_id = _uuid_or_none(verdict.certificate_id)
+    # The document came from the caller: its key id is recorded only once it named a trusted key.
     audit.record(
         session,
         Action.ERASURE_CERTIFICATE_VERIFIED,
         (TARGET, certificate_id),
-        details={"valid": verdict.valid, "key_id": verdict.key_id},
+        details={"valid": verdict.valid, "key_id": verdict.key_id if verdict.valid else None},
     )
 
 
