@@ -19,7 +19,7 @@ from sqlalchemy import Select, and_, delete, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from bookwarden.db.session import Database
+from bookwarden.db.session import Database, db_now
 from bookwarden.errors import InvalidInput, NotFound
 from bookwarden.jobs.models import Job, JobSchedule, JobStatus
 
@@ -164,7 +164,7 @@ def claim_next(session: Session, worker: str, lease: timedelta) -> Job | None:
     queueing behind them. A lost job that has used all its attempts is failed here,
     otherwise a job that kills its worker would be retried forever.
     """
-    now = _db_now(session)
+    now = db_now(session)
     while True:
         job = session.scalars(_next_runnable()).first()
         if job is None:
@@ -200,7 +200,7 @@ def record_success(session: Session, job_id: int, worker: str, attempt: int) -> 
     job = _leased(session, job_id, worker, attempt)
     if job is None:
         return False
-    _finish(job, JobStatus.SUCCEEDED, _db_now(session), job.last_error)
+    _finish(job, JobStatus.SUCCEEDED, db_now(session), job.last_error)
     return True
 
 
@@ -213,7 +213,7 @@ def record_failure(session: Session, job_id: int, worker: str, attempt: int, err
     job = _leased(session, job_id, worker, attempt)
     if job is None:
         return None
-    now = _db_now(session)
+    now = db_now(session)
     error = error[:MAX_ERROR_LENGTH]
     if job.attempts >= job.max_attempts:
         _finish(job, JobStatus.FAILED, now, error)
@@ -241,7 +241,7 @@ def enqueue_due_schedules(session: Session) -> list[Job]:
     ).all()
     if not due:
         return []
-    now = _db_now(session)
+    now = db_now(session)
     jobs = []
     for planned in due:
         jobs.append(enqueue(session, planned.kind, dict(planned.payload)))
@@ -304,10 +304,6 @@ def _finish(job: Job, status: JobStatus, now: datetime, error: str | None) -> No
     job.last_error = error
     job.locked_by = None
     job.locked_until = None
-
-
-def _db_now(session: Session) -> datetime:
-    return session.scalar(select(func.now()))
 
 
 def _check_kind(kind: str) -> None:

@@ -39,7 +39,7 @@ from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed
-from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
+from bookwarden.db.session import Database, TenantSession, db_now, platform_session, tenant_session
 from bookwarden.errors import Conflict, Forbidden, InvalidInput, NotFound
 from bookwarden.identity.models import Account, AccountKind, AccountStatus
 from bookwarden.identity.principal import SYSTEM, Principal, PrincipalKind
@@ -193,7 +193,7 @@ def _register(
         for column, value in (("subject", subject), ("body", body), ("contact_address", address))
     )
     # The database clock, as for every deadline: workers and HTTP processes share it.
-    now = _db_now(session)
+    now = db_now(session)
     complaint.created_at = now
     complaint.ack_due_at = now + ACKNOWLEDGE_WITHIN
     complaint.at_risk_at = now + AT_RISK_AFTER
@@ -239,7 +239,7 @@ def sla_view(session: TenantSession, actor: Principal, state: SlaState = SlaStat
     """Complaints in `state` with their deadlines and days remaining, the most urgent first."""
     authorize(actor, Permission.PRIVACY_COMPLAINTS_HANDLE)
     state = SlaState(state)
-    now = _db_now(session)
+    now = db_now(session)
     query = _sla_query(session)
     if state in (SlaState.OPEN, SlaState.AT_RISK, SlaState.OVERDUE):
         query = query.where(Complaint.status == ComplaintStatus.OPEN.value)
@@ -259,7 +259,7 @@ def own_complaints(session: TenantSession, actor: Principal) -> list[ComplaintSl
     """The signed-in patron's own complaints and where each stands."""
     authorize(actor, Permission.SELF_SERVICE)
     account = _patron_account(session, actor)
-    now = _db_now(session)
+    now = db_now(session)
     query = _sla_query(session).where(Complaint.account_id == account.id).order_by(Complaint.created_at.desc())
     found = [_sla(row, now) for row in session.execute(query.limit(LIST_LIMIT))]
     details = {"state": "own", "count": len(found), "ids": [c.id for c in found]}
@@ -272,7 +272,7 @@ def sla_of(session: TenantSession, complaint_id: UUID) -> ComplaintSla:
     row = session.execute(_sla_query(session).where(Complaint.id == complaint_id)).first()
     if row is None:
         raise NotFound(f"no complaint {complaint_id}")
-    return _sla(row, _db_now(session))
+    return _sla(row, db_now(session))
 
 
 def read(session: TenantSession, actor: Principal, complaint_id: UUID) -> tuple[ComplaintSla, ComplaintText]:
@@ -289,7 +289,7 @@ def read(session: TenantSession, actor: Principal, complaint_id: UUID) -> tuple[
         answer=_unseal(session, complaint, "answer"),
     )
     audit.record(session, Action.COMPLAINT_VIEWED, (TARGET, complaint.id), actor=actor)
-    return _sla(row, _db_now(session)), opened
+    return _sla(row, db_now(session)), opened
 
 
 # -- answering -------------------------------------------------------------------------------
@@ -308,7 +308,7 @@ def answer(session: TenantSession, actor: Principal, complaint_id: UUID, answer_
     if complaint.status != ComplaintStatus.OPEN:
         raise Conflict(f"complaint {complaint_id} was answered already, at {_when(complaint.answered_at)} UTC")
     check_fields({"answer": answer_text})
-    now = _db_now(session)
+    now = db_now(session)
     complaint.answer = _seal(session, complaint.id, "answer", answer_text)
     complaint.answered_at, complaint.answered_by = now, actor.id
     complaint.status = ComplaintStatus.ANSWERED.value
@@ -410,7 +410,7 @@ def _settle(
     ).first()
     if complaint is None:
         return  # another run holds it
-    now = _db_now(session)
+    now = db_now(session)
     if complaint.acknowledged_at is None and complaint.ack_message_id is not None:
         sent_at = session.scalar(
             select(OutboxMessage.sent_at).where(
@@ -599,10 +599,6 @@ def _unseal(session: TenantSession, complaint: Complaint, column: str) -> str | 
 
 def _institution(session: TenantSession) -> str:
     return session.get(Tenant, session.tenant_id).name
-
-
-def _db_now(session: TenantSession) -> datetime:
-    return session.scalar(select(func.now()))
 
 
 def _when(moment: datetime) -> str:

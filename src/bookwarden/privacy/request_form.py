@@ -42,7 +42,7 @@ from bookwarden.audit.events import Action, Outcome
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed, blind_index
 from bookwarden.crypto.master import MasterKeys
-from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
+from bookwarden.db.session import Database, TenantSession, db_now, platform_session, tenant_session
 from bookwarden.errors import Conflict, NotFound
 from bookwarden.identity import signin, throttle
 from bookwarden.identity.links import PLATFORM
@@ -146,7 +146,7 @@ def verify(db: Database, *, institution: str, verification_id: UUID, code: str) 
         ).first()
         if challenge is None:
             return CodeCheck(CodeResult.WRONG, CODE_TRIES)
-        now = requests.db_now(session)
+        now = db_now(session)
         if challenge.verified_at is not None or challenge.expires_at <= now:
             return _refused(session, challenge, CodeResult.EXPIRED)
         if challenge.attempts >= CODE_TRIES:
@@ -188,7 +188,7 @@ def _submit_in(
         code = "".join(secrets.choice("0123456789") for _ in range(CODE_DIGITS))
         challenge = RequestChallenge(tenant_id=tenant.id, id=uuid4(), attempts=0)
         challenge.code_hash = _code_hash(session, challenge.id, code)
-        challenge.expires_at = requests.db_now(session) + CODE_VALID
+        challenge.expires_at = db_now(session) + CODE_VALID
         patron, address, unmatched = _match(session, by, value)
         if patron is None:
             session.add(challenge)
@@ -287,7 +287,7 @@ def _inquiry(db: Database, kind: RequestKind, by: LookupField, value: str, scope
             kind=kind.value,
             objection_scope=scope,
             status=InquiryStatus.PENDING.value,
-            expires_at=requests.db_now(session) + INQUIRY_KEPT,
+            expires_at=db_now(session) + INQUIRY_KEPT,
         )
         db.keyring.create_tenant(PLATFORM)  # the platform's own keyring slot; idempotent
         key = db.keyring.create_subject(PLATFORM, inquiry.id)
@@ -321,7 +321,7 @@ def forward(
         inquiry = session.scalar(
             select(PrivacyInquiry).where(PrivacyInquiry.reference_hash == _reference_hash(reference))
         )
-        if inquiry is None or inquiry.status != InquiryStatus.PENDING or inquiry.expires_at <= requests.db_now(session):
+        if inquiry is None or inquiry.status != InquiryStatus.PENDING or inquiry.expires_at <= db_now(session):
             raise NotFound(
                 "no pending inquiry with this reference (unknown, forwarded already, or lapsed after 30 days)"
             )
@@ -344,7 +344,7 @@ def forward(
             .values(
                 status=InquiryStatus.FORWARDED.value,
                 forwarded_to=tenant.id,
-                forwarded_at=requests.db_now(session),
+                forwarded_at=db_now(session),
                 contact_address=None,
             )
         )
@@ -371,7 +371,7 @@ def lapse_inquiries(db: Database, batch: int = 500) -> int:
             select(PrivacyInquiry)
             .where(
                 PrivacyInquiry.status == InquiryStatus.PENDING.value,
-                PrivacyInquiry.expires_at <= requests.db_now(session),
+                PrivacyInquiry.expires_at <= db_now(session),
             )
             .limit(batch)
             .with_for_update(skip_locked=True)

@@ -38,7 +38,6 @@ from uuid import UUID, uuid4
 import structlog
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from sqlalchemy import Select, select, text
-from sqlalchemy import func as sql
 
 from bookwarden.access import approvals
 from bookwarden.access.approval_models import ApprovalRequest, SensitiveAction
@@ -48,7 +47,7 @@ from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed
-from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
+from bookwarden.db.session import Database, TenantSession, db_now, platform_session, tenant_session
 from bookwarden.errors import Conflict, Forbidden, InvalidInput, NotFound, SegregationOfDutiesError
 from bookwarden.identity.models import Account, AccountKind
 from bookwarden.identity.principal import SYSTEM, Principal, PrincipalKind
@@ -804,11 +803,6 @@ def _unseal(session: TenantSession, request: PrivacyRequest, column: str) -> str
 
 def _institution(session: TenantSession) -> str:
     return session.get(Tenant, session.tenant_id).name
-
-
-def db_now(session) -> datetime:
-    # The database clock, as for every deadline: workers and HTTP processes share it.
-    return session.scalar(select(sql.now()))
 
 
 def _when(moment: datetime) -> str:
