@@ -582,6 +582,31 @@ def _(w):
     return Call(w.operator, "POST", url, Action.GRANT_BREAK_GLASS, w.tenant.id)
 
 
+# the platform DPO's oversight
+
+
+def _escalated(db, tenant_id: UUID) -> UUID:
+    """An escalation as the hourly job raises it for an overdue request (metadata only)."""
+    from bookwarden.privacy.dpo_escalations import raise_escalation
+    from bookwarden.privacy.escalation_models import Level, SubjectKind
+
+    with tenant_session(db, tenant_id) as session:
+        due = session.execute(text("SELECT now() - interval '1 day'")).scalar_one()
+        return raise_escalation(session, SubjectKind.PRIVACY_REQUEST, uuid.uuid4(), Level.OVERDUE, due)
+
+
+@route("GET", "/api/v1/operator/privacy/escalations")
+def _(w):
+    _escalated(w.db, w.tenant.id)
+    return Call(w.operator, "GET", "/api/v1/operator/privacy/escalations", Action.DPO_ESCALATION_LISTED, PLATFORM_CHAIN)
+
+
+@route("POST", "/api/v1/operator/privacy/escalations/{tenant_id}/{escalation_id}/acknowledge")
+def _(w):
+    url = f"/api/v1/operator/privacy/escalations/{w.tenant.id}/{_escalated(w.db, w.tenant.id)}/acknowledge"
+    return Call(w.operator, "POST", url, Action.DPO_ESCALATION_ACKNOWLEDGED, w.tenant.id)
+
+
 @route("GET", "/api/v1/operator-grants")
 def _(w):
     return Call(w.admin, "GET", "/api/v1/operator-grants", Action.GRANT_LISTED, w.tenant.id)
@@ -2041,6 +2066,19 @@ def _(c):
         request = requests.register_for_patron(session, desk, patron.id, requests.RequestKind.ACCESS)
     args = ["privacy", "requests", "show", str(request.id), "--tenant", "north"]
     return Command(args, Action.PRIVACY_REQUEST_VIEWED, tenant_id)
+
+
+@command("privacy", "escalations", "list")
+def _(c):
+    _escalated(c.db, c.tenant())
+    return Command(["privacy", "escalations", "list", "--view", "all"], Action.DPO_ESCALATION_LISTED, PLATFORM_CHAIN)
+
+
+@command("privacy", "escalations", "acknowledge")
+def _(c):
+    tenant_id = c.tenant()
+    args = ["privacy", "escalations", "acknowledge", str(_escalated(c.db, tenant_id)), "--tenant", "north"]
+    return Command(args, Action.DPO_ESCALATION_ACKNOWLEDGED, tenant_id)
 
 
 @command("privacy", "records")

@@ -1344,6 +1344,41 @@ def privacy_requests_show(
     sys.stdout.write(json.dumps(_request_row(found), sort_keys=True, indent=2) + "\n")
 
 
+privacy_escalations_app = typer.Typer(
+    help="The platform DPO's oversight: late requests and complaints of every institution.", no_args_is_help=True
+)
+privacy_app.add_typer(privacy_escalations_app, name="escalations")
+
+
+@command(privacy_escalations_app, "list", Permission.PLATFORM_PRIVACY_OVERSIGHT)
+def privacy_escalations_list(
+    view: Annotated[str, typer.Option(help="unacknowledged (the worklist), open or all")] = "unacknowledged",
+) -> None:
+    """Escalations to the DPO across institutions, the longest overdue first, as JSON lines (metadata only)."""
+    import json
+
+    from bookwarden.privacy import dpo_escalations
+
+    chosen = _choice("--view", view, dpo_escalations.View)
+    found = dpo_escalations.listing(_connect(), console_principal(), chosen)
+    sys.stdout.write("".join(json.dumps(e.model_dump(mode="json"), sort_keys=True) + "\n" for e in found))
+
+
+@command(privacy_escalations_app, "acknowledge", Permission.PLATFORM_PRIVACY_OVERSIGHT)
+def privacy_escalations_acknowledge(
+    escalation_id: Annotated[str, typer.Argument(help="the escalation's id")],
+    tenant: Annotated[str, typer.Option(help="institution id or slug")],
+) -> None:
+    """Take an escalation up; the institution sees it in its own audit trail."""
+    import json
+
+    from bookwarden.privacy import dpo_escalations
+
+    chosen = _uuid_option("escalation_id", escalation_id)
+    found = dpo_escalations.acknowledge(_connect(), console_principal(), tenant, chosen)
+    sys.stdout.write(json.dumps(found.model_dump(mode="json"), sort_keys=True, indent=2) + "\n")
+
+
 def main() -> None:
     try:
         app()

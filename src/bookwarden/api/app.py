@@ -46,6 +46,7 @@ ROUTERS = (
     "bookwarden.privacy.retention_routes",
     "bookwarden.privacy.self_registration_routes",
     "bookwarden.privacy.report_routes",
+    "bookwarden.privacy.escalation_routes",
 )
 
 

@@ -68,6 +68,8 @@ class Action(enum.StrEnum):
     COMPLAINT_ESCALATED = "complaint.escalated"  # at risk, overdue or unacknowledged: officers told
     COMPLAINT_ANSWERED = "complaint.answered"
     COMPLAINT_VIEWED = "complaint.viewed"
+    DPO_ESCALATION_LISTED = "dpo_escalation.listed"  # the platform DPO read the list across institutions
+    DPO_ESCALATION_ACKNOWLEDGED = "dpo_escalation.acknowledged"  # the platform DPO took a late matter up
     COMPLAINT_LISTED = "complaint.listed"
     RECORDS_OF_PROCESSING_EXPORTED = "privacy.records_of_processing.exported"
     # Access packages and erasures: built, downloaded by link, expired; a patron erased, its certificate.

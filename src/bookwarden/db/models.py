@@ -15,6 +15,7 @@ from bookwarden.notify import models as notify  # noqa: F401
 from bookwarden.privacy import complaint_models as complaints  # noqa: F401
 from bookwarden.privacy import consent_models as consents  # noqa: F401
 from bookwarden.privacy import disclosure_models as disclosures  # noqa: F401
+from bookwarden.privacy import escalation_models as dpo_escalations  # noqa: F401
 from bookwarden.privacy import report_models as publisher_reports  # noqa: F401
 from bookwarden.privacy import request_models as privacy_requests  # noqa: F401
 from bookwarden.privacy import retention_models as retention  # noqa: F401

@@ -48,6 +48,9 @@ from bookwarden.library.models import Patron
 from bookwarden.notify.models import MailCategory, OutboxMessage, OutboxStatus
 from bookwarden.notify.service import queue_mail
 from bookwarden.privacy.complaint_models import Complaint, ComplaintChannel, ComplaintStatus
+from bookwarden.privacy.dpo_escalations import raise_escalation
+from bookwarden.privacy.escalation_models import Level as Escalation
+from bookwarden.privacy.escalation_models import SubjectKind
 from bookwarden.privacy.sensitive import check_fields
 from bookwarden.tenancy.models import Tenant
 
@@ -62,12 +65,6 @@ DEADLINES = "privacy.complaint_deadlines"
 DEADLINES_EVERY = timedelta(hours=1)
 DEADLINES_BATCH = 500
 LIST_LIMIT = 500
-
-
-class Escalation(enum.StrEnum):
-    UNACKNOWLEDGED = "unacknowledged"
-    AT_RISK = "at_risk"
-    OVERDUE = "overdue"
 
 
 EXPLANATIONS = {
@@ -452,6 +449,7 @@ def _escalate(
     fallback = not handlers
     institution = _institution(session)
     level_text, explanation = EXPLANATIONS[level]
+    escalation = raise_escalation(session, SubjectKind.COMPLAINT, complaint.id, level, complaint.due_at)
     for address in addresses:
         queue_mail(
             session,
@@ -481,6 +479,7 @@ def _escalate(
             "level": level,
             "notified_accounts": [account_id for account_id, _ in handlers],
             "security_contacts_notified": len(addresses) if fallback else 0,
+            "dpo_escalation": str(escalation),
         },
     )
 

@@ -58,6 +58,8 @@ from bookwarden.notify.models import MailCategory
 from bookwarden.notify.service import queue_mail
 from bookwarden.privacy import request_fulfilment
 from bookwarden.privacy.complaints import EscalationRecipients
+from bookwarden.privacy.dpo_escalations import raise_escalation
+from bookwarden.privacy.escalation_models import Level, SubjectKind
 from bookwarden.privacy.request_models import (
     PrivacyRequest,
     RequestChannel,
@@ -679,7 +681,8 @@ def _settle(
         return
     if request.escalated_at is None and request.due_at <= now:
         request.escalated_at = now
-        _notify(session, request, recipients, now, overdue=True)
+        escalation = raise_escalation(session, SubjectKind.PRIVACY_REQUEST, request.id, Level.OVERDUE, request.due_at)
+        _notify(session, request, recipients, now, overdue=True, dpo_escalation=escalation)
         report.escalated += 1
     elif (
         request.reminded_at is None
@@ -691,7 +694,13 @@ def _settle(
 
 
 def _notify(
-    session: TenantSession, request: PrivacyRequest, recipients: EscalationRecipients, now: datetime, *, overdue: bool
+    session: TenantSession,
+    request: PrivacyRequest,
+    recipients: EscalationRecipients,
+    now: datetime,
+    *,
+    overdue: bool,
+    dpo_escalation: UUID | None = None,
 ) -> None:
     handlers, addresses = recipients.handlers, recipients.addresses
     institution = _institution(session)
@@ -725,6 +734,8 @@ def _notify(
         "notified_accounts": [account_id for account_id, _ in handlers],
         "security_contacts_notified": len(addresses) if not handlers else 0,
     }
+    if dpo_escalation is not None:
+        details["dpo_escalation"] = str(dpo_escalation)
     audit.record(session, action, (TARGET, request.id), actor=SYSTEM, details=details)
 
 

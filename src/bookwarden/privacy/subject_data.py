@@ -366,8 +366,10 @@ def _plan(location: Location) -> _Plan:
             steps.append((index, _Step.ISO, name))
         elif not isinstance(column.type, Uuid | String | Integer | Boolean) or getattr(column.type, "enums", None):
             steps.append((index, _Step.PLAIN, name))
-    id_name = "id" if "id" in location.table.c else next(
-        c.name for c in location.table.primary_key.columns if c.name != "tenant_id"
+    id_name = (
+        "id"
+        if "id" in location.table.c
+        else next(c.name for c in location.table.primary_key.columns if c.name != "tenant_id")
     )
     key_column = None
     if location.name not in SUBJECT_TABLES and not any(p.end is SubjectKind.PATRON for p in location.paths):

@@ -214,9 +214,7 @@ def _disclosures(session: TenantSession, who: Subject) -> Iterator[tuple]:
             yield tuple(subject_data.plain(getattr(made, name)) for name in DISCLOSURE_FIELDS)
 
 
-def _write_table(
-    archive: zipfile.ZipFile, stem: str, columns: Sequence[str], structured: Sequence[str], rows
-) -> int:
+def _write_table(archive: zipfile.ZipFile, stem: str, columns: Sequence[str], structured: Sequence[str], rows) -> int:
     """`stem`.json (an array of objects) and `stem`.csv (a header, then one line per row).
 
     Rows are rendered a batch at a time. One read of the rows writes the JSON and keeps the CSV aside,
