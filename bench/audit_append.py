@@ -5,8 +5,10 @@ k times, then the session appends the queue through `bookwarden_audit_append` (c
 events numbered and hashed in the database) and commits.
 
 Bare side: the same rows (same columns, the digest computed in Python as `record` does) INSERTed
-into `bare_audit_events`, a copy of the table with no row-level security, no trigger, no chain
-and a sequence for the number, in a transaction of the same size on the SAME app pool.
+into `bare_audit_events`, a copy of the table with the same keys and search indexes but no
+row-level security, no trigger, no chain and a sequence for the number, in a transaction of the
+same size on the SAME app pool. The indexes serve search, not the chain; both sides pay for them,
+so the ratio is the cost of the chain alone.
 
 The chained transactions take a transaction id first, as the change they record would, so
 both sides wait for the disk at commit (a read's events would not; see migration 0013).
@@ -45,8 +47,12 @@ CREATE TABLE bare_audit_events (
     actor_kind VARCHAR(32) NOT NULL, actor_id UUID, grant_id UUID, action VARCHAR(64) NOT NULL,
     target_kind VARCHAR(64), target_id UUID, outcome VARCHAR(16) NOT NULL, source_address VARCHAR(64),
     user_agent VARCHAR(512), request_id VARCHAR(64), details JSONB NOT NULL, body_digest BYTEA NOT NULL,
-    PRIMARY KEY (tenant_id, seq)
+    PRIMARY KEY (tenant_id, seq), UNIQUE (tenant_id, id)
 );
+CREATE INDEX ON bare_audit_events (tenant_id, occurred_at);
+CREATE INDEX ON bare_audit_events (tenant_id, actor_id, occurred_at);
+CREATE INDEX ON bare_audit_events (tenant_id, target_id, occurred_at);
+CREATE INDEX ON bare_audit_events (tenant_id, action, occurred_at);
 GRANT SELECT, INSERT ON bare_audit_events TO bookwarden_app;
 GRANT USAGE ON SEQUENCE bare_audit_events_seq_seq TO bookwarden_app;
 """

@@ -187,7 +187,7 @@ def _commit_mode_after_append(db, tenant_id, wrote_first: bool) -> str:
             # What any INSERT, UPDATE or DELETE does first: take a transaction id.
             session.execute(text("SELECT pg_current_xact_id()"))
         audit.record(session, Action.PATRON_VIEWED, ("patron", uuid.uuid4()), actor=actor(tenant_id))
-        audit.append_pending(session, tenant_id)
+        audit.append_pending(session, tenant_id, commit=False)
         return session.execute(text("SHOW synchronous_commit")).scalar_one()
 
 
@@ -208,5 +208,63 @@ def test_a_real_patron_change_is_committed_synchronously(committed_db, committed
     tenant_id = committed_tenant()
     with audit.acting(audit.Context(actor(tenant_id))), tenant_session(committed_db, tenant_id) as session:
         service.create(session, service.PATRONS, schemas.PatronCreate(name="Ada"))
-        audit.append_pending(session, tenant_id)
+        audit.append_pending(session, tenant_id, commit=False)
         assert session.execute(text("SHOW synchronous_commit")).scalar_one() == "on"
+
+
+# -- the append and the commit in one round trip ------------------------------------------------
+
+
+def _patrons(db, tenant_id) -> list[str]:
+    with tenant_session(db, tenant_id) as session:
+        return list(session.execute(text("SELECT id::text FROM patrons")).scalars())
+
+
+def test_an_append_that_fails_in_the_pipeline_commits_nothing_and_the_connection_goes_on(
+    committed_db, committed_tenant, monkeypatch
+):
+    from bookwarden.library import schemas, service
+
+    tenant_id = committed_tenant()
+    with tenant_session(committed_db, tenant_id) as session:
+        audit.record(session, Action.PATRON_VIEWED, ("patron", uuid.uuid4()), actor=actor(tenant_id))
+    monkeypatch.setattr(audit, "_row", lambda event: {**_original_row(event), "body_digest": "not hex"})
+
+    with pytest.raises(psycopg.Error), tenant_session(committed_db, tenant_id) as session:
+        service.create(session, service.PATRONS, schemas.PatronCreate(name="Ada"))
+        audit.record(session, Action.PATRON_CHANGED, ("patron", uuid.uuid4()), actor=actor(tenant_id))
+
+    monkeypatch.undo()
+    assert _patrons(committed_db, tenant_id) == []  # the action went with its refused event
+    with tenant_session(committed_db, tenant_id) as session:  # the pooled connections still work
+        audit.record(session, Action.PATRON_VIEWED, ("patron", uuid.uuid4()), actor=actor(tenant_id))
+    with tenant_session(committed_db, tenant_id) as session:
+        events = rows(session)
+    assert [e["action"] for e in events] == ["patron.viewed", "patron.viewed"]
+    assert_chained(events)
+
+
+_original_row = audit._row
+
+
+def test_a_server_gone_at_commit_loses_the_action_and_its_connection_not_the_pool(
+    committed_db, committed_tenant, superuser_conn
+):
+    from bookwarden.library import schemas, service
+
+    tenant_id = committed_tenant()
+    with pytest.raises(psycopg.OperationalError), tenant_session(committed_db, tenant_id) as session:
+        service.create(session, service.PATRONS, schemas.PatronCreate(name="Ada"))
+        session.flush()
+        audit.record(session, Action.PATRON_CHANGED, ("patron", uuid.uuid4()), actor=actor(tenant_id))
+        pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        superuser_conn.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+
+    assert _patrons(committed_db, tenant_id) == []
+    for _ in range(committed_db.engine.pool.size() + 1):  # every pooled connection handed out works
+        with tenant_session(committed_db, tenant_id) as session:
+            audit.record(session, Action.PATRON_VIEWED, ("patron", uuid.uuid4()), actor=actor(tenant_id))
+    with tenant_session(committed_db, tenant_id) as session:
+        events = rows(session)
+    assert len(events) == committed_db.engine.pool.size() + 1
+    assert_chained(events)

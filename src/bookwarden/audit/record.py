@@ -3,7 +3,9 @@
 `record` queues the event on the session; the session's context manager (`tenant_session`,
 `platform_session`) appends the queue just before it commits, through the database function
 that numbers and chains the events. Queuing to the end keeps the chain head's row lock for
-the shortest time: from the append to the commit, not for the whole request. If the action
+the shortest time: from the append to the commit, not for the whole request; and the append and
+the COMMIT go to the server together, in one round trip, so no client work is done while every
+other writer of the chain waits (see `append_pending`). If the action
 fails, its transaction rolls back and its events with it: no record of an action that did
 not happen. Refusals are different: the refused action's transaction is gone, so
 `record_now` writes them in a transaction of their own.
@@ -24,6 +26,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+import psycopg
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -101,15 +104,40 @@ def record_now(
         return record(session, action, target, outcome=outcome, details=details, actor=actor)
 
 
-def append_pending(session: Session, chain: UUID) -> None:
-    """Append the session's queued events to `chain` (called by the session context managers)."""
+def append_pending(session: Session, chain: UUID, *, commit: bool) -> None:
+    """Append the session's queued events to `chain` (called by the session context managers).
+
+    The action's own writes are flushed first, before the append locks the chain head. With
+    `commit`, the append and the COMMIT are sent in one pipeline: the head is locked from the append
+    until the commit is durable, and every other writer of the chain waits for exactly that long, so
+    a client round trip in between (driver, ORM, the GIL among request threads) would be waited for
+    by all of them. `python -m bench audit_append` measured it: one event per transaction with four
+    writers went from 0.40 to 0.63 of plain INSERTs. SQLAlchemy's own commit then finds the
+    transaction closed and sends nothing. Without `commit` (a test's outer transaction, which must
+    not commit), only the append is sent.
+    """
+    session.flush()
     events: list[Event] = session.info.pop(PENDING, [])
     if not events:
         return
     payload = json.dumps([_row(e) for e in events], separators=(",", ":"))
-    session.connection().execute(
-        text("SELECT bookwarden_audit_append(:chain, CAST(:events AS jsonb))"), {"chain": chain, "events": payload}
-    )
+    if not commit:
+        session.connection().execute(APPEND, {"chain": chain, "events": payload})
+        return
+    connection = session.connection()
+    driver = connection.connection.driver_connection
+    try:
+        with driver.pipeline():
+            driver.execute(APPEND_DRIVER, (chain, payload))
+            driver.commit()
+    except psycopg.Error as exc:
+        if driver.broken:  # the server went away mid-commit: never hand this connection out again
+            connection.invalidate(exc)
+        raise
+
+
+APPEND = text("SELECT bookwarden_audit_append(:chain, CAST(:events AS jsonb))")
+APPEND_DRIVER = "SELECT bookwarden_audit_append(%s, %s::jsonb)"
 
 
 def _event(

@@ -96,7 +96,9 @@ def tenant_session(db: Database, tenant_id: UUID) -> Iterator[TenantSession]:
     with session, session.begin():
         _set_tenant(session, str(tenant_id))
         yield session
-        append_pending(session, tenant_id)  # the audit events of what this transaction did, last
+        # The audit events of what this transaction did, last, and the commit with them. A test's
+        # outer transaction (bind set) must not commit: there the append alone is sent.
+        append_pending(session, tenant_id, commit=db.bind is None)
         if db.bind is not None:
             # Savepoint mode (tests): SET LOCAL outlives a released savepoint, so clear it by hand to
             # give the next session in the same outer transaction the fresh context production has.
@@ -116,4 +118,4 @@ def platform_session(db: Database) -> Iterator[Session]:
     session = db._session()
     with session, session.begin():
         yield session
-        append_pending(session, PLATFORM_CHAIN)
+        append_pending(session, PLATFORM_CHAIN, commit=db.bind is None)
