@@ -322,6 +322,32 @@ def test_a_recipient_the_server_refuses_fails_at_once_and_the_error_does_not_nam
     assert smtp_server.messages == []
 
 
+def test_a_mail_queued_to_be_forgotten_leaves_no_row_once_sent(committed_db, committed_tenant, smtp_server):
+    kept = queue(committed_db, committed_tenant.id)
+    forgotten = queue(committed_db, committed_tenant.id, forget_when_settled=True)
+    assert stored(committed_db, committed_tenant.id, forgotten).status is OutboxStatus.QUEUED  # kept until settled
+
+    assert run_until_idle(committed_db) == 2
+
+    assert [m.recipients for m in smtp_server.messages] == [[ADDRESS], [ADDRESS]]
+    assert stored(committed_db, committed_tenant.id, forgotten) is None
+    assert stored(committed_db, committed_tenant.id, kept).status is OutboxStatus.SENT
+    [job, _] = delivery_jobs(committed_db)
+    assert job.status is JobStatus.SUCCEEDED
+
+
+def test_a_mail_queued_to_be_forgotten_leaves_no_row_once_given_up(committed_db, committed_tenant, smtp_server):
+    smtp_server.refused.add(ADDRESS)
+    forgotten = queue(committed_db, committed_tenant.id, forget_when_settled=True)
+
+    assert Worker(committed_db, "t").run_one() is True
+
+    assert stored(committed_db, committed_tenant.id, forgotten) is None
+    assert outbox_count(committed_db, committed_tenant.id) == 0
+    delivery.sweep(committed_db, {})
+    assert len(delivery_jobs(committed_db)) == 1  # nothing left for the sweep to send again
+
+
 def test_a_message_whose_ciphertext_was_moved_is_not_sent(committed_db, committed_tenant, smtp_server):
     tampered = queue(committed_db, committed_tenant.id, to="attacker@evil.example.org")
     intact = queue(committed_db, committed_tenant.id)

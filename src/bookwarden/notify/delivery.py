@@ -22,7 +22,7 @@ from uuid import UUID
 import structlog
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy import func, select, text
+from sqlalchemy import delete, func, select, text
 
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.jobs.service import handler, schedule
@@ -96,6 +96,7 @@ def deliver(db: Database, payload: dict[str, Any]) -> None:
     settings = SmtpSettings()
     with tenant_session(db, tenant_id) as session:
         failure = _deliver(session, message_id, settings)
+        _forget_if_settled(session, message_id)
     # Raised after the commit, so the attempt recorded on the row is kept while the job
     # queue schedules the retry with backoff (or records the job's final failure).
     if failure is not None:
@@ -167,6 +168,20 @@ def _deliver(session: TenantSession, message_id: UUID, settings: SmtpSettings) -
     message.message_id = email["Message-ID"]
     log.info("notify.sent", outcome="sent", attempt=message.attempts, **fields)
     return None
+
+
+def _forget_if_settled(session: TenantSession, message_id: UUID) -> None:
+    """A message queued to be forgotten goes, address and all, in the transaction that settles it."""
+    forgotten = session.execute(
+        delete(OutboxMessage).where(
+            OutboxMessage.tenant_id == session.tenant_id,
+            OutboxMessage.id == message_id,
+            OutboxMessage.forget_when_settled,
+            OutboxMessage.status != OutboxStatus.QUEUED,
+        )
+    ).rowcount
+    if forgotten:
+        log.info("notify.forgotten", tenant_id=str(session.tenant_id), message_id=str(message_id))
 
 
 def _still_wanted(session: TenantSession, message: OutboxMessage) -> bool:

@@ -12,7 +12,19 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, DateTime, Enum, ForeignKey, Index, Integer, LargeBinary, Text, func, text
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    Text,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -95,3 +107,8 @@ class OutboxMessage(Base):
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The RFC 5322 Message-ID header the mail went out with (the row id is `id`).
     message_id: Mapped[str | None] = mapped_column(Text, info=MACHINE)
+    # Deleted once sent or given up (notify/delivery.py): an erasure's confirmation must not keep the
+    # address the erasure removed everywhere else.
+    forget_when_settled: Mapped[bool] = mapped_column(
+        Boolean, server_default=text("false"), default=False, info=MACHINE
+    )

@@ -104,6 +104,7 @@ def queue_mail(
     category: MailCategory,
     headers: dict[str, str] | None = None,
     send_after: datetime | None = None,
+    forget_when_settled: bool = False,
 ) -> OutboxMessage:
     """Render `template` with `context` and queue it for `to`; sent by a worker after commit.
 
@@ -112,6 +113,7 @@ def queue_mail(
     is refused unless it carries the platform's one-click link (privacy/unsubscribe.py) and the
     patron agrees to its topic now.
     `send_after` (timezone-aware) defers delivery; by default it is as soon as possible.
+    `forget_when_settled`: the row is deleted once the mail is sent or given up (delivery.py).
     """
     category = _checked_category(category)
     address = _checked_address(to)
@@ -132,11 +134,24 @@ def queue_mail(
     message = _sealed(session, category, Mail(to=address, subject=subject, body=body), extra)
     if send_after is not None:
         message.send_after = send_after
+    message.forget_when_settled = forget_when_settled
     session.add(message)
     session.flush()
     enqueue_delivery(session, session.tenant_id, message.id, run_at=send_after)
     log.info("notify.queued", tenant_id=str(session.tenant_id), message_id=str(message.id), category=category.value)
     return message
+
+
+def institution_name(session: TenantSession) -> str:
+    """The institution's name, as the mail it sends shows it."""
+    from bookwarden.tenancy.models import Tenant
+
+    return session.get(Tenant, session.tenant_id).name
+
+
+def mail_time(moment: datetime) -> str:
+    """A time as mail shows it: to the minute (the database's times are UTC)."""
+    return moment.isoformat(timespec="minutes")
 
 
 def render(template: str, context: dict[str, Any]) -> str:

@@ -46,13 +46,12 @@ from bookwarden.identity.principal import SYSTEM, Principal, PrincipalKind
 from bookwarden.jobs.service import handler, schedule
 from bookwarden.library.models import Patron
 from bookwarden.notify.models import MailCategory, OutboxMessage, OutboxStatus
-from bookwarden.notify.service import queue_mail
+from bookwarden.notify.service import institution_name, mail_time, queue_mail
 from bookwarden.privacy.complaint_models import Complaint, ComplaintChannel, ComplaintStatus
 from bookwarden.privacy.dpo_escalations import raise_escalation
 from bookwarden.privacy.escalation_models import Level as Escalation
 from bookwarden.privacy.escalation_models import SubjectKind
 from bookwarden.privacy.sensitive import check_fields
-from bookwarden.tenancy.models import Tenant
 
 log = structlog.get_logger()
 
@@ -197,7 +196,7 @@ def _register(
     complaint.due_at = now + ANSWER_WITHIN
     session.add(complaint)
     session.flush()
-    institution = _institution(session)
+    institution = institution_name(session)
     acknowledgement = queue_mail(
         session,
         to=address,
@@ -206,8 +205,8 @@ def _register(
         context={
             "institution": institution,
             "reference": str(complaint.id),
-            "received": _when(complaint.created_at),
-            "due": _when(complaint.due_at),
+            "received": mail_time(complaint.created_at),
+            "due": mail_time(complaint.due_at),
             "summary": subject,
         },
         category=MailCategory.SERVICE,
@@ -303,13 +302,13 @@ def answer(session: TenantSession, actor: Principal, complaint_id: UUID, answer_
     if complaint is None:
         raise NotFound(f"no complaint {complaint_id}")
     if complaint.status != ComplaintStatus.OPEN:
-        raise Conflict(f"complaint {complaint_id} was answered already, at {_when(complaint.answered_at)} UTC")
+        raise Conflict(f"complaint {complaint_id} was answered already, at {mail_time(complaint.answered_at)} UTC")
     check_fields({"answer": answer_text})
     now = db_now(session)
     complaint.answer = _seal(session, complaint.id, "answer", answer_text)
     complaint.answered_at, complaint.answered_by = now, actor.id
     complaint.status = ComplaintStatus.ANSWERED.value
-    institution = _institution(session)
+    institution = institution_name(session)
     mailed = queue_mail(
         session,
         to=_unseal(session, complaint, "contact_address"),
@@ -318,8 +317,8 @@ def answer(session: TenantSession, actor: Principal, complaint_id: UUID, answer_
         context={
             "institution": institution,
             "reference": str(complaint.id),
-            "received": _when(complaint.created_at),
-            "answered": _when(now),
+            "received": mail_time(complaint.created_at),
+            "answered": mail_time(now),
             "answer": answer_text,
         },
         category=MailCategory.SERVICE,
@@ -447,7 +446,7 @@ def _escalate(
 ) -> None:
     handlers, addresses = recipients.handlers, recipients.addresses
     fallback = not handlers
-    institution = _institution(session)
+    institution = institution_name(session)
     level_text, explanation = EXPLANATIONS[level]
     escalation = raise_escalation(session, SubjectKind.COMPLAINT, complaint.id, level, complaint.due_at)
     for address in addresses:
@@ -461,9 +460,9 @@ def _escalate(
                 "level_text": level_text,
                 "explanation": explanation,
                 "reference": str(complaint.id),
-                "received": _when(complaint.created_at),
-                "acknowledged": _when(complaint.acknowledged_at) if complaint.acknowledged_at else "not yet",
-                "due": _when(complaint.due_at),
+                "received": mail_time(complaint.created_at),
+                "acknowledged": mail_time(complaint.acknowledged_at) if complaint.acknowledged_at else "not yet",
+                "due": mail_time(complaint.due_at),
                 "days_remaining": _days_remaining(complaint.due_at, now),
             },
             category=MailCategory.SERVICE,
@@ -594,11 +593,3 @@ def _seal(session: TenantSession, complaint_id: UUID, column: str, value: str) -
 def _unseal(session: TenantSession, complaint: Complaint, column: str) -> str | None:
     key = session.keyring.tenant_own_key(session.tenant_id)
     return decrypt_field(key, session.tenant_id, TABLE, column, complaint.id, getattr(complaint, column))
-
-
-def _institution(session: TenantSession) -> str:
-    return session.get(Tenant, session.tenant_id).name
-
-
-def _when(moment: datetime) -> str:
-    return moment.isoformat(timespec="minutes")

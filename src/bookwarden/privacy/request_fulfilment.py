@@ -21,17 +21,20 @@ from uuid import UUID
 
 from bookwarden.db.session import TenantSession
 from bookwarden.errors import Conflict
+from bookwarden.identity.links import LinkSettings
 from bookwarden.identity.principal import Principal
 from bookwarden.library import service as library
 from bookwarden.library.schemas import PatronUpdate
 from bookwarden.privacy import restrictions
 from bookwarden.privacy.request_models import PrivacyRequest, RequestKind
+from bookwarden.privacy.request_notices import Outcome
 
 
 @dataclass(frozen=True)
 class Fulfilled:
     outcome_id: UUID | None  # the package, certificate or objection that carried the request out
     details: dict[str, Any] = field(default_factory=dict)  # ids and times for the audit event, never values
+    told: Outcome = field(default_factory=Outcome)  # what the patron's mail carries (the package link): never recorded
 
 
 def carry_out(
@@ -43,13 +46,15 @@ def carry_out(
 def _package(session, actor, request, corrections) -> Fulfilled:
     build_package = _interface(request.kind, "bookwarden.privacy.subject_export", "build_package")
     package = build_package(session, request.patron_id, request_id=request.id)
-    return Fulfilled(package.id, {"package_id": package.id, "package_expires_at": package.expires_at.isoformat()})
+    link = str(LinkSettings().public_url).rstrip("/") + package.download_path
+    details = {"package_id": package.id, "package_expires_at": package.expires_at.isoformat()}
+    return Fulfilled(package.id, details, Outcome(link=link, link_expires=package.expires_at))
 
 
 def _erasure(session, actor, request, corrections) -> Fulfilled:
     erase_patron = _interface(request.kind, "bookwarden.privacy.erasure", "erase_patron")
     certificate = erase_patron(session, request.patron_id, request_id=request.id)
-    return Fulfilled(certificate.id, {"certificate_id": certificate.id})
+    return Fulfilled(certificate.id, {"certificate_id": certificate.id}, Outcome(certificate_id=certificate.id))
 
 
 def _objection(session, actor, request, corrections) -> Fulfilled:

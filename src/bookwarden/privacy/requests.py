@@ -55,8 +55,8 @@ from bookwarden.jobs.service import handler, schedule
 from bookwarden.library.models import Patron
 from bookwarden.library.schemas import PatronUpdate
 from bookwarden.notify.models import MailCategory
-from bookwarden.notify.service import queue_mail
-from bookwarden.privacy import request_fulfilment
+from bookwarden.notify.service import institution_name, mail_time, queue_mail
+from bookwarden.privacy import request_fulfilment, request_notices
 from bookwarden.privacy.complaints import EscalationRecipients
 from bookwarden.privacy.dpo_escalations import raise_escalation
 from bookwarden.privacy.escalation_models import Level, SubjectKind
@@ -69,7 +69,6 @@ from bookwarden.privacy.request_models import (
     Verification,
 )
 from bookwarden.privacy.sensitive import check_fields
-from bookwarden.tenancy.models import Tenant
 
 log = structlog.get_logger()
 
@@ -328,7 +327,9 @@ def decide(
             raise InvalidInput("reason: a denial says why; the patron is entitled to know")
         check_fields({"reason": reason})
         request.decision_reason = _seal(session, request.id, "decision_reason", reason)
-        _decided(session, actor, request, S.DENIED, Action.PRIVACY_REQUEST_DENIED, {"kind": request.kind})
+        told = request_notices.tell_refused(session, request, reason)
+        details = {"kind": request.kind, "patron_told": told}
+        _decided(session, actor, request, S.DENIED, Action.PRIVACY_REQUEST_DENIED, details)
         return request
     if needs_second_officer(request):
         waiting = _pending_approval(session, request)
@@ -410,11 +411,14 @@ def complete(session: TenantSession, actor: Principal, request_id: UUID) -> Priv
     request = _locked(session, request_id)
     _check_move(request, S.COMPLETED)
     corrections = _corrections(session, request)
+    address = request_notices.address_on_file(session, request)  # before an erasure removes it
     done = request_fulfilment.carry_out(session, actor, request, corrections)
     _move(session, request, S.COMPLETED)
     now = db_now(session)
     request.completed_at, request.completed_by, request.outcome_id = now, actor.id, done.outcome_id
+    told = request_notices.tell_completed(session, request, address, done.told)
     details = {"kind": request.kind, "on_time": now <= request.due_at, "outcome_id": done.outcome_id, **done.details}
+    details["patron_told"] = told
     audit.record(session, Action.PRIVACY_REQUEST_COMPLETED, (TARGET, request.id), actor=actor, details=details)
     return request
 
@@ -703,7 +707,7 @@ def _notify(
     dpo_escalation: UUID | None = None,
 ) -> None:
     handlers, addresses = recipients.handlers, recipients.addresses
-    institution = _institution(session)
+    institution = institution_name(session)
     days = math.ceil((request.due_at - now).total_seconds() / 86400)
     level = "overdue" if overdue else "due soon"
     for address in addresses:
@@ -719,8 +723,8 @@ def _notify(
                 "reference": str(request.id),
                 "kind": request.kind,
                 "state": request.state,
-                "received": _when(request.received_at),
-                "due": _when(request.due_at),
+                "received": mail_time(request.received_at),
+                "due": mail_time(request.due_at),
                 "days_remaining": days,
             },
             category=MailCategory.SERVICE,
@@ -810,11 +814,3 @@ def _corrections(session: TenantSession, request: PrivacyRequest) -> dict[str, A
 def _unseal(session: TenantSession, request: PrivacyRequest, column: str) -> str | None:
     key = session.keyring.tenant_own_key(session.tenant_id)
     return decrypt_field(key, session.tenant_id, TABLE, column, request.id, getattr(request, column))
-
-
-def _institution(session: TenantSession) -> str:
-    return session.get(Tenant, session.tenant_id).name
-
-
-def _when(moment: datetime) -> str:
-    return moment.isoformat(timespec="minutes")
