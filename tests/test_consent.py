@@ -6,12 +6,14 @@ only; every read and change of someone's choices is in the audit trail."""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import psycopg
 import pytest
 from sqlalchemy import select, text
 
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, LIBRARY_WRITE, BuiltinRole, Permission
+from bookwarden.db.session import platform_session
 from bookwarden.errors import Conflict, InvalidInput
 from bookwarden.identity import passwords
 from bookwarden.identity.models import AccountKind
@@ -245,6 +247,40 @@ def test_no_cookie_choice_means_strictly_necessary_only(app, tenant):
         "recorded_at": None,
     }
     assert "bw_visitor" not in shown.cookies  # nothing is set before a choice
+
+
+def test_the_open_cookie_banner_has_a_budget_per_network_address(app, tenant, in_tenant, monkeypatch, db):
+    from fastapi.testclient import TestClient
+
+    from bookwarden.identity import throttle
+    from tests.helpers import fresh_address
+
+    monkeypatch.setattr(throttle, "COOKIE_CHOICE", throttle.Budget("cookie_choice", 3, timedelta(minutes=10)))
+    campus, elsewhere = fresh_address(), fresh_address()
+    url = f"/api/v1/portal/{tenant.slug}/cookie-choice"
+    body = {"analytics": False, "preferences": False, "notice_version": "cookies-v2"}
+
+    def browser(address):  # a fresh browser each time: many people behind one campus address
+        return TestClient(app, base_url="https://testserver", client=(address, 50000), raise_server_exceptions=False)
+
+    spent = [browser(campus).put(url, json=body).status_code for _ in range(3)]
+    refused = browser(campus).put(url, json=body)
+
+    assert spent == [200, 200, 200]
+    assert refused.status_code == 429 and refused.json()["type"].endswith("too-many-attempts")
+    assert 0 < int(refused.headers["Retry-After"]) <= 600
+    assert "sign-in" not in refused.json()["detail"]
+    assert browser(elsewhere).put(url, json=body).status_code == 200  # another address: its own budget
+    with in_tenant(tenant) as session:
+        recorded = session.execute(text("SELECT count(*) FROM cookie_choices")).scalar_one()
+    assert recorded == 4  # the refused one wrote nothing
+    with platform_session(db) as session:  # the budget names no address, only its keyed hash
+        keys = session.execute(text("SELECT key FROM rate_budgets")).scalars().all()
+        assert len(keys) == 2 and all(campus.encode() not in bytes(k) for k in keys)
+        session.execute(text("UPDATE rate_budgets SET window_start = window_start - interval '10 minutes'"))
+    assert browser(campus).put(url, json=body).status_code == 200  # a new window: a fresh budget
+    with platform_session(db) as session:
+        assert throttle.forget_spent_budgets(session, (throttle.COOKIE_CHOICE,)) == 1  # the other's window ended
 
 
 def test_a_visitors_cookie_choice_is_recorded_with_its_notice_and_remembered(app, tenant, in_tenant):

@@ -109,7 +109,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(BookwardenError)
     async def domain_error(request: Request, exc: BookwardenError):
         await run_in_threadpool(_record_refusal, request, exc.slug, getattr(exc, "permission", None))
-        return problem(exc.status, exc.slug, exc.title, exc.detail, request)
+        response = problem(exc.status, exc.slug, exc.title, exc.detail, request)
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:  # a throttle's refusal (429) says how long to wait
+            response.headers["Retry-After"] = str(retry_after)
+        return response
 
     @app.exception_handler(SensitiveDataRefused)
     async def sensitive(request: Request, exc: SensitiveDataRefused):

@@ -402,6 +402,73 @@ def _mail_holder(session: TenantSession, account: Account, subject: str, message
         log.warning("signin.lock_notice_unsent", reason="account email refused", account_id=str(account.id))
 
 
+# --- budgets of open routes ----------------------------------------------------------------
+
+
+class BudgetSpent(TooManyAttempts):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.detail = (
+            f"too many requests from your network address; wait {retry_after} seconds before trying again "
+            "(the Retry-After header says the same)"
+        )
+        self.args = (self.detail,)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """So many writes per address bucket per window, for an open route that is not a sign-in.
+
+    Not the failure throttle: a campus behind one NAT address makes many legitimate requests,
+    and five would lock it out. A budget only caps a flood: once spent, the address waits for
+    the window to end (429 with Retry-After), and the next window starts afresh.
+    """
+
+    purpose: str  # a name the rate_budgets table knows (its CHECK)
+    limit: int
+    window: timedelta
+
+
+# One choice per browser every six months; 120 in 10 minutes is a busy campus, not a person.
+COOKIE_CHOICE = Budget("cookie_choice", limit=120, window=timedelta(minutes=10))
+
+_SPEND = text(
+    """
+    INSERT INTO rate_budgets AS b (purpose, key, window_start, spent) VALUES (:purpose, :key, now(), 1)
+    ON CONFLICT (purpose, key) DO UPDATE SET
+        window_start = CASE WHEN b.window_start <= now() - :window THEN now() ELSE b.window_start END,
+        spent = CASE WHEN b.window_start <= now() - :window THEN 1 ELSE b.spent + 1 END
+    WHERE b.window_start <= now() - :window OR b.spent < :limit
+    RETURNING b.spent
+    """
+)
+
+
+def spend(session: Session, budget: Budget, master: MasterKeys, source_address: str) -> None:
+    """Take one from the address's budget, or raise BudgetSpent (429) until its window ends.
+
+    One atomic upsert, so concurrent requests on any number of instances never overspend."""
+    key = hmac.new(address_key(master, source_address), budget.purpose.encode(), hashlib.sha256).digest()
+    parameters = {"purpose": budget.purpose, "key": key, "window": budget.window, "limit": budget.limit}
+    if session.execute(_SPEND, parameters).first() is None:
+        left = session.execute(
+            text("SELECT window_start + :window - now() FROM rate_budgets WHERE purpose = :purpose AND key = :key"),
+            parameters,
+        ).scalar_one()
+        raise BudgetSpent(max(1, math.ceil(left.total_seconds())))
+
+
+def forget_spent_budgets(session: Session, budgets: tuple[Budget, ...]) -> int:
+    """Delete budgets whose window ended: the next request starts a fresh one anyway."""
+    return sum(
+        session.execute(
+            text("DELETE FROM rate_budgets WHERE purpose = :purpose AND window_start <= now() - :window"),
+            {"purpose": budget.purpose, "window": budget.window},
+        ).rowcount
+        for budget in budgets
+    )
+
+
 # --- housekeeping --------------------------------------------------------------------------
 
 

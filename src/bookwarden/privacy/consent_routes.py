@@ -23,7 +23,9 @@ from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import responses
 from bookwarden.api.text import plain_text
 from bookwarden.db.session import Database, platform_session, tenant_session
+from bookwarden.identity import throttle
 from bookwarden.identity.principal import Principal
+from bookwarden.identity.routes import source_address
 from bookwarden.privacy import consent, mailings, objections, unsubscribe
 from bookwarden.privacy.consent import Channel, Choice, CookieState, Topic
 from bookwarden.privacy.consent_models import ConsentMethod
@@ -235,7 +237,9 @@ def visitor_cookie_choice(request: Request, tenant_slug: TenantSlug, db: Databas
         return _cookie_out(consent.cookie_choice(session, visitor_id=_visitor(request)))
 
 
-@router.put("/api/v1/portal/{tenant_slug}/cookie-choice", response_model=CookieChoiceOut, responses=responses(404, 422))
+@router.put(
+    "/api/v1/portal/{tenant_slug}/cookie-choice", response_model=CookieChoiceOut, responses=responses(404, 422, 429)
+)
 def record_visitor_cookie_choice(
     request: Request,
     response: Response,
@@ -243,7 +247,10 @@ def record_visitor_cookie_choice(
     body: CookieChoiceIn,
     db: Database = Depends(database),
 ):
-    """Record this browser's cookie choice (the portal's banner, before anyone signs in)."""
+    """Record this browser's cookie choice (the portal's banner, before anyone signs in). Open to anyone,
+    so each network address has a budget of writes (identity/throttle.py COOKIE_CHOICE), then 429."""
+    with platform_session(db) as session:
+        throttle.spend(session, throttle.COOKIE_CHOICE, db.master, source_address(request))
     tenant_id = _tenant_id(db, tenant_slug)
     visitor_id = _visitor(request) or uuid.uuid4()
     with tenant_session(db, tenant_id) as session:

@@ -115,6 +115,13 @@ UNMAPPED: Mapping[str, Mapping[str, dict[str, Any]]] = {
         locked_until=RECORD_TIME,
         notice_sent_at=RECORD_TIME,
     ),
+    # Per-address budgets of open routes (migration 0021): a platform table written with plain SQL.
+    "rate_budgets": _declared(
+        purpose=STATE,
+        key=pseudonymous("HMAC of a source address bucket (key derived from the master key)"),
+        window_start=RECORD_TIME,
+        spent=COUNTER,
+    ),
     "alembic_version": _declared(version_num=MACHINE),
 }
 
@@ -374,7 +381,7 @@ def registry() -> Registry:
 
 TENANT_REASON = "the institution the row belongs to (the controller), not a person"
 # Tables declared in UNMAPPED that belong to no institution (no tenant_id column).
-PLATFORM_UNMAPPED = frozenset({"auth_failures", "alembic_version"})
+PLATFORM_UNMAPPED = frozenset({"auth_failures", "rate_budgets", "alembic_version"})
 
 
 def _tenant_column(table: str) -> ColumnEntry:
