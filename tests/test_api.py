@@ -353,7 +353,11 @@ def test_health_and_metrics(app, client_for, tenant):
 def test_every_response_carries_a_request_id_and_a_given_one_is_kept(app):
     client = _anonymous(app)
     assert uuid.UUID(client.get("/healthz").headers["x-request-id"])
-    assert client.get("/healthz", headers={"X-Request-ID": "abcdef12-3456"}).headers["x-request-id"] == "abcdef12-3456"
+    echoed = client.get("/healthz", headers={"X-Request-ID": "abcdef12-3456"}).headers["x-request-id"]
+    again = client.get("/healthz", headers={"X-Request-ID": "abcdef12-3456"}).headers["x-request-id"]
+    assert echoed.startswith("abcdef12-3456-") and again.startswith("abcdef12-3456-")
+    assert echoed != again  # a reused id still names each request apart (usage metering counts them)
+    assert len(client.get("/healthz", headers={"X-Request-ID": "a" * 64}).headers["x-request-id"]) == 64
     assert client.get("/healthz", headers={"X-Request-ID": "bad id\n"}).headers["x-request-id"] != "bad id\n"
 
 

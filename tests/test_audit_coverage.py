@@ -1730,7 +1730,8 @@ def test_a_patron_read_records_who_read_which_patron_in_which_request(world):
     assert (event.chain, event.action, event.outcome) == (world.tenant.id, "patron.viewed", "succeeded")
     assert (event.actor_kind, event.actor_id, event.grant_id) == ("api_token", token_id, None)
     assert (event.target_kind, event.target_id) == ("patron", UUID(patron["id"]))
-    assert (event.request_id, event.source_address) == ("read-0001-patron", "testclient")
+    assert (event.request_id, event.source_address) == (response.headers["x-request-id"], "testclient")
+    assert event.request_id.startswith("read-0001-patron-")  # the caller's id, made unique per request
     assert patron["email"] not in json.dumps(event.details) and patron["name"] not in json.dumps(event.details)
 
 
@@ -1807,7 +1808,7 @@ def test_a_refused_request_records_access_denied_with_the_permission(world):
     assert response.status_code == 403
     (event,) = world.trail.since(before)
     assert (event.chain, event.action, event.outcome) == (world.tenant.id, "access.denied", "denied")
-    assert event.details["permission"] == "patrons.write" and event.request_id == "denied-0001"
+    assert event.details["permission"] == "patrons.write" and event.request_id == response.headers["x-request-id"]
 
 
 # -- the command line ------------------------------------------------------------------------------

@@ -39,9 +39,8 @@ def rid() -> str:
 
 def call(client, method: str, path: str, **kw):
     """One request under a request id of its own; returns (response, request id)."""
-    request_id = rid()
-    response = client.request(method, path, headers={"X-Request-ID": request_id, **kw.pop("headers", {})}, **kw)
-    return response, request_id
+    response = client.request(method, path, headers={"X-Request-ID": rid(), **kw.pop("headers", {})}, **kw)
+    return response, response.headers["x-request-id"]
 
 
 def everything(auditor, **params) -> list[dict]:

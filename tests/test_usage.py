@@ -48,8 +48,9 @@ class Counted:
         self.client, self.request_ids = client, []
 
     def request(self, method: str, path: str, **kw):
-        self.request_ids.append(rid())
-        return self.client.request(method, path, headers={"X-Request-ID": self.request_ids[-1]}, **kw)
+        response = self.client.request(method, path, headers={"X-Request-ID": rid()}, **kw)
+        self.request_ids.append(response.headers["x-request-id"])
+        return response
 
     def post(self, path: str, **kw):
         return self.request("POST", path, **kw)
@@ -80,6 +81,9 @@ def test_a_month_with_known_traffic(committed_db, committed_tenant, settings, su
     assert reader.post("/api/v1/patrons", json={"name": "Refused"}).status_code == 403
     forged = TestClient(app, raise_server_exceptions=False, headers={"Authorization": "Bearer bwt_" + "x" * 43})
     assert forged.get("/api/v1/patrons").status_code == 401  # reached no institution: not its call
+    reused = clerk(app, committed_db, ours, LIBRARY_READ)  # one X-Request-ID for three calls: still three
+    for _ in range(3):
+        assert reused.get("/api/v1/patrons", headers={"X-Request-ID": "same-id-every-time"}).status_code == 200
     populate(Counted(clerk(app, committed_db, theirs)), 1)  # another institution's traffic and records
     console = Principal(PrincipalKind.SYSTEM, uuid.uuid4(), None, frozenset(Permission))
     context = audit.Context(console, "console", "bookwarden-cli", rid())
@@ -88,7 +92,7 @@ def test_a_month_with_known_traffic(committed_db, committed_tenant, settings, su
 
     month = metering.current_month()
     [(slug, usage)] = metering.report(committed_db, month, ours)
-    assert usage.api_calls == len(desk.request_ids) + len(reader.request_ids) == 9
+    assert usage.api_calls == len(desk.request_ids) + len(reader.request_ids) + 3 == 12
     with tenant_session(committed_db, ours) as session:
         chain_length = session.execute(text("SELECT seq FROM audit_heads")).scalar_one()
     assert usage.events_recorded == chain_length >= 10  # every event of the fresh institution is this month's

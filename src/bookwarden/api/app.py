@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import secrets
 import time
 import uuid
 
@@ -50,6 +51,20 @@ ROUTERS = (
 )
 
 
+def request_id_for(given: str) -> str:
+    """This request's id: the caller's X-Request-ID, when it is a plain one, with a random suffix.
+
+    Every request gets an id of its own even when a client sends the same X-Request-ID twice:
+    usage metering counts API calls as distinct request ids in the trail (audit/metering.py), so a
+    reused id must not make many calls count as one. The caller's id stays the prefix, so its own
+    logs still find ours; the id we used comes back in the response's X-Request-ID.
+    """
+    suffix = secrets.token_hex(6)
+    if REQUEST_ID.match(given):
+        return f"{given[: 64 - len(suffix) - 1]}-{suffix}"
+    return str(uuid.uuid4())
+
+
 def create_app(db: Database, settings: Settings) -> FastAPI:
 
     app = FastAPI(
@@ -76,7 +91,7 @@ def _observability(app: FastAPI, db: Database) -> None:
     @app.middleware("http")
     async def observe(request: Request, call_next):
         given = request.headers.get("x-request-id", "")
-        request_id = given if REQUEST_ID.match(given) else str(uuid.uuid4())
+        request_id = request_id_for(given)
         request.state.request_id = request_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)

@@ -9,8 +9,8 @@ What is measured, and how:
   refusal that names the institution (denied, invalid, not found), so each HTTP request made
   for the institution is one id here and a request that wrote several events counts once.
   Requests that never reached the institution (no valid credential, health checks, metrics)
-  leave nothing in its chain and are not counted. A client may choose its own X-Request-ID;
-  one that reuses an id across requests is undercounted by as many requests.
+  leave nothing in its chain and are not counted. A client's own X-Request-ID only prefixes
+  the id (api/app.py `request_id_for` adds a random suffix), so reusing one cannot merge calls.
 - **Events recorded**: the month's events in the institution's chain, all actors included.
 - **Records held**: rows per customer-data table (the hosted library domain), counted when
   the report runs, not at the month's end: the tables keep no history to count from.
