@@ -132,7 +132,7 @@ def run(quick: bool) -> Iterator[dict[str, Any]]:
         with tempfile.TemporaryDirectory(prefix="bookwarden-bench-bundle-") as scratch:
             path = Path(scratch) / "chain.tar.gz"
             started = time.perf_counter()
-            exported = bundle.export_bundle(env.db, tenant_id, path, key.public)
+            exported = bundle.export_bundle(env.db, tenant_id, path, [key.public])
             export_seconds = time.perf_counter() - started
             yield {"bench": NAME, "event": "exported", "events": exported.events,
                    "seconds": round(export_seconds, 2), "bytes": path.stat().st_size}
@@ -144,7 +144,7 @@ def run(quick: bool) -> Iterator[dict[str, Any]]:
                     raise RuntimeError(f"the bench chain does not verify: {report.finding}")
                 db_rates.append(report.rate)
                 children = _children_cpu()
-                offline, _ = bundle.verify_bundle(path, key.public)
+                offline, _ = bundle.verify_bundle(path, [key.public])
                 children = _children_cpu() - children
                 if not offline.clean:
                     raise RuntimeError(f"the bench bundle does not verify: {offline.finding}")

@@ -38,7 +38,7 @@ def in_workers(monkeypatch):
 
 
 def test_a_clean_bundle_verifies_in_workers(chain, key, cli_env, tmp_path, in_workers):  # noqa: F811
-    report, _ = bundle.verify_bundle(export(chain, tmp_path), key.public)
+    report, _ = bundle.verify_bundle(export(chain, tmp_path), [key.public])
     assert report.clean, report.finding
     assert report.events == 46 and report.checkpoints == 2
     assert in_workers and in_workers[0] >= 2
@@ -51,7 +51,7 @@ def test_every_edit_is_found_at_the_same_event_in_workers(chain, key, cli_env, t
     members = unpack(path)
     tamper(members, chain)
     repack(path, members)
-    report, _ = bundle.verify_bundle(path, key.public)
+    report, _ = bundle.verify_bundle(path, [key.public])
     assert not report.clean and words in report.finding.problem, report.finding
     assert report.finding.seq == seq, report.finding
     assert in_workers
@@ -66,7 +66,7 @@ def test_an_unreadable_line_is_named_wherever_it_falls_in_a_block(chain, key, tm
     edited[at] = b'{"not": "an event"}'
     members[bundle.EVENTS] = b"".join(line + b"\n" for line in edited)
     repack(path, members)
-    report, _ = bundle.verify_bundle(path, key.public)
+    report, _ = bundle.verify_bundle(path, [key.public])
     sequential = _sequentially(path, key)
     assert not report.clean and f"line {at + 1} of events.jsonl" in report.finding.problem
     assert (report.finding.seq, report.finding.problem) == (sequential.seq, sequential.problem)
@@ -77,7 +77,7 @@ def _sequentially(path, signing_key):
     saved = bundle.PARALLEL_FROM
     bundle.PARALLEL_FROM = 10**9
     try:
-        report, _ = bundle.verify_bundle(path, signing_key.public)
+        report, _ = bundle.verify_bundle(path, [signing_key.public])
     finally:
         bundle.PARALLEL_FROM = saved
     return report.finding
@@ -89,6 +89,6 @@ def test_a_re_serialised_bundle_takes_the_full_path_and_still_verifies_in_worker
     members = unpack(path)
     put_lines(members, lines(members))  # json.dumps layout: every line differs from what export writes
     repack(path, members)
-    report, _ = bundle.verify_bundle(path, key.public)
+    report, _ = bundle.verify_bundle(path, [key.public])
     assert report.clean, report.finding
     assert in_workers

@@ -1988,6 +1988,11 @@ def _(c):
     return Command(["audit", "public-key"], Action.AUDIT_KEY_VIEWED, PLATFORM_CHAIN)
 
 
+@command("audit", "rotate-signing-key")
+def _(c):
+    return Command(["audit", "rotate-signing-key"], Action.KEY_ROTATED, PLATFORM_CHAIN)
+
+
 @command("audit", "checkpoint")
 def _(c):
     c.tenant()

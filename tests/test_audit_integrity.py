@@ -644,7 +644,7 @@ def test_editing_a_bundle_is_detected_by_verify_bundle(chain, key, cli_env, tmp_
     members = unpack(path)
     tamper(members, chain)
     repack(path, members)
-    report, _ = bundle.verify_bundle(path, key.public)
+    report, _ = bundle.verify_bundle(path, [key.public])
     assert not report.clean and words in report.finding.problem, report.finding
     assert report.finding.seq == seq, report.finding
     result = verify_file(path, "--public-key", signing.encode_public_key(key.public))

@@ -77,8 +77,8 @@ def test_a_segment_past_retention_is_dropped_and_the_rest_still_verifies(committ
             checkpoints.inclusion_proof(session, 5)
 
     path = tmp_path / "after-drop.tar.gz"
-    bundle.export_bundle(committed_db, aged, path, key.public)
-    report, _ = bundle.verify_bundle(path, key.public)
+    bundle.export_bundle(committed_db, aged, path, [key.public])
+    report, _ = bundle.verify_bundle(path, [key.public])
     assert report.clean and report.start.seq == 20 and report.events == 8
 
     # Sealing goes on from the newest checkpoint.

@@ -691,6 +691,18 @@ def audit_public_key() -> None:
     print(f"key id {key.key_id}")
 
 
+@command(audit_app, "rotate-signing-key", Permission.PLATFORM_KEYS_ROTATE)
+def audit_rotate_signing_key() -> None:
+    """A new key signs checkpoints and erasure certificates from now on; the old public key is kept as
+    retired (<home>/audit-signing-retired.pub), so what it signed still verifies. Key-file mode only."""
+    from bookwarden.audit import signing
+
+    old, new = signing.rotate_signing_key(get_settings())  # refused (nothing written) in environment-key mode
+    _record(Action.KEY_ROTATED, key="audit_signing", retired_key_id=old, key_id=new)
+    err.print(f"audit signing key rotated: key {new} signs from now on; key {old} is retired and still trusted")
+    err.print("give auditors the new public key: bookwarden audit public-key")
+
+
 @command(audit_app, "checkpoint", Permission.PLATFORM_SERVICES_RUN)
 def audit_checkpoint(
     tenant: Annotated[str | None, typer.Option(help=_EVERY_CHAIN)] = None,
@@ -758,7 +770,7 @@ def audit_verify(
     if since is not None and tenant is None:
         raise _fail("--since needs --tenant: checkpoint sizes belong to one chain")
     pinned = [signing.decode_public_key(k) for k in public_key or []]
-    keys = signing.TrustedKeys(signing.load_signing_key(get_settings()).public, *pinned)
+    keys = signing.TrustedKeys(*signing.trusted_public_keys(get_settings()), *pinned)
     db = _connect()
     chains = [_chain_id(tenant)] if tenant is not None else checkpoints.chain_ids(db)
     tampered = False
@@ -797,9 +809,8 @@ def audit_export(
     """
     from bookwarden.audit import bundle, signing
 
-    key = signing.load_signing_key(get_settings())
     chain = _chain_id(tenant)
-    summary = bundle.export_bundle(_connect(), chain, output, key.public)
+    summary = bundle.export_bundle(_connect(), chain, output, signing.trusted_public_keys(get_settings()))
     _record(Action.AUDIT_EXPORTED, ("audit_chain", chain), tenant_id=chain, format="bundle", events=summary.events,
             first_seq=summary.first_seq, last_seq=summary.last_seq)
     err.print(f"{summary.events:,} events (seq {summary.first_seq}..{summary.last_seq}) and "
@@ -809,8 +820,9 @@ def audit_export(
 @audit_app.command("verify-bundle")
 def audit_verify_bundle(
     file: Annotated[Path, typer.Argument(help="a bundle written by bookwarden audit export")],
-    public_key: Annotated[str | None, typer.Option(help="trust only this key (base64, from `bookwarden audit "
-                                                        "public-key`); default: the bundle's own")] = None,
+    public_key: Annotated[list[str] | None, typer.Option(help="trust only these keys (base64, from `bookwarden "
+                                                              "audit public-key`); repeatable; default: the "
+                                                              "bundle's own")] = None,
 ) -> None:
     """Verify a bundle offline: chain, checkpoints, signatures, OCSF fields. Exit 0 clean, 1 tampered.
 
@@ -819,7 +831,7 @@ def audit_verify_bundle(
     """
     from bookwarden.audit import bundle, signing
 
-    pinned = signing.decode_public_key(public_key) if public_key is not None else None
+    pinned = [signing.decode_public_key(k) for k in public_key] if public_key else None
     report, notes = bundle.verify_bundle(file, pinned)
     for note in notes:
         err.print(note)
@@ -970,7 +982,7 @@ def privacy_certificate_verify(
     if (certificate is None) == (file is None):
         raise _fail("give a certificate id or --file, one of them")
     pinned = [signing.decode_public_key(k) for k in public_key or []]
-    trusted = [signing.load_signing_key(get_settings()).public, *pinned]
+    trusted = [*signing.trusted_public_keys(get_settings()), *pinned]
     with tenant_session(_connect(), _institution_id(tenant)) as session:
         if file is not None:
             try:

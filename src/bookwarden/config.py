@@ -23,6 +23,12 @@ class Settings(BaseSettings):
         default=None,
         description="base64 of the 32-byte Ed25519 seed signing audit checkpoints; unset = <home>/audit-signing.key",
     )
+    audit_retired_keys: str | None = Field(
+        default=None,
+        description="base64 public keys that signed audit checkpoints and certificates before a rotation of "
+        "BOOKWARDEN_AUDIT_SIGNING_KEY, comma-separated; still trusted when verifying (key-file mode keeps them in "
+        "<home>/audit-signing-retired.pub)",
+    )
     audit_retention_days: int = Field(
         default=2555, ge=0, description="audit segments whose newest event is older than this are dropped (7 years)"
     )

@@ -33,7 +33,7 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -280,7 +280,7 @@ class ExportSummary:
     path: Path
 
 
-def export_bundle(db: Database, tenant_id: UUID, path: Path, public_key: bytes) -> ExportSummary:
+def export_bundle(db: Database, tenant_id: UUID, path: Path, public_keys: Sequence[bytes]) -> ExportSummary:
     """Write `tenant_id`'s chain (from genesis or its dropped boundary) to a bundle at `path` (mode 0600)."""
     from bookwarden.audit import checkpoints as store
     from bookwarden.audit.verify import BATCH, EVENT_COLUMNS, canonical_body, prefetched
@@ -326,12 +326,13 @@ def export_bundle(db: Database, tenant_id: UUID, path: Path, public_key: bytes) 
             "head": {"seq": head[0], "hash": head[1].hex()} if head is not None else None,
             "events": {"file": EVENTS, "count": count, "first_seq": first, "last_seq": last},
             "checkpoints": {"file": CHECKPOINTS, "count": len(signed)},
-            "public_key": {"file": PUBLIC_KEY, "key_id": signing.key_id(public_key)},
+            # The current key first, then the retired ones that signed earlier checkpoints.
+            "public_key": {"file": PUBLIC_KEY, "key_ids": [signing.key_id(k) for k in public_keys]},
         }
         members = {
             MANIFEST: json.dumps(manifest, indent=2).encode(),
             CHECKPOINTS: json.dumps([c.as_json() for c in signed], indent=2).encode(),
-            PUBLIC_KEY: (signing.encode_public_key(public_key) + "\n").encode(),
+            PUBLIC_KEY: "".join(signing.encode_public_key(k) + "\n" for k in public_keys).encode(),
         }
         # 0600 from the first byte: the events name addresses and user agents.
         with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out, \
@@ -361,8 +362,8 @@ class _LineProblem(Exception):
         return _LineProblem, (self.seq, self.event_id, self.problem)
 
 
-def verify_bundle(path: Path, pinned: bytes | None = None) -> tuple[ChainReport, list[str]]:
-    """Verify a bundle file; trust only `pinned` when given, else the bundle's own key (noted).
+def verify_bundle(path: Path, pinned: Sequence[bytes] | None = None) -> tuple[ChainReport, list[str]]:
+    """Verify a bundle file; trust only the `pinned` keys when given, else the bundle's own keys (noted).
 
     InvalidInput when the file is not a readable bundle at all; otherwise the report says clean or
     names the first broken event.
@@ -383,13 +384,17 @@ def verify_bundle(path: Path, pinned: bytes | None = None) -> tuple[ChainReport,
         if not isinstance(listed, list):
             raise InvalidInput(f"{path}: {CHECKPOINTS} is not a list")
         signed = [signing.Checkpoint.from_json(c) for c in listed]
-        bundled = signing.decode_public_key(small[PUBLIC_KEY].decode(errors="replace"))
+        lines = small[PUBLIC_KEY].decode(errors="replace").splitlines()
+        bundled = [signing.decode_public_key(line) for line in lines if line.strip()]
+        if not bundled:
+            raise InvalidInput(f"{path}: {PUBLIC_KEY} holds no key")
         if pinned is None:
-            notes.append(f"trusting the bundle's own public key {signing.key_id(bundled)}; "
+            ids = ", ".join(signing.key_id(k) for k in bundled)
+            notes.append(f"trusting the bundle's own public keys {ids}; "
                          "pin the platform's with --public-key to rule out a re-signed bundle")
-            keys = signing.TrustedKeys(bundled)
+            keys = signing.TrustedKeys(*bundled)
         else:
-            keys = signing.TrustedKeys(pinned)
+            keys = signing.TrustedKeys(*pinned)
         start, problem = _start(start_seq, start_hash, signed)
         verifier = ChainVerifier(tenant_id, start, signed, keys)
         if problem is not None:

@@ -16,8 +16,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -30,6 +32,7 @@ from bookwarden.config import Settings
 from bookwarden.errors import BookwardenError, InvalidInput
 
 KEY_FILE = "audit-signing.key"
+RETIRED_FILE = "audit-signing-retired.pub"  # public halves of earlier keys, one base64 key per line
 STATEMENT_PREFIX = b"bookwarden-audit-checkpoint-v1\n"
 PUBLIC_KEY_BYTES = 32
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -86,6 +89,51 @@ def load_signing_key(settings: Settings) -> SigningKey:
     except MasterKeyError as exc:
         raise SigningKeyUnavailable(str(exc)) from None
     return SigningKey.from_seed(seed)
+
+
+def trusted_public_keys(settings: Settings) -> list[bytes]:
+    """The current key's public half, then every retired one: what this platform's own verification trusts.
+
+    Retired keys come from outside the database (the file next to the key, or the environment), like
+    the current one: a tamperer who can write the database cannot add a key of their own here.
+    """
+    path = _retired_file(settings)
+    retired = path.read_text().splitlines() if path.exists() else []
+    retired += (settings.audit_retired_keys or "").split(",")
+    keys = [load_signing_key(settings).public]
+    for text in retired:
+        if text.strip() and (key := decode_public_key(text)) not in keys:
+            keys.append(key)
+    return keys
+
+
+def rotate_signing_key(settings: Settings) -> tuple[str, str]:
+    """A new signing key in the key file; the old public half kept as retired. Returns (old id, new id).
+
+    Crash-safe in this order: the old public key is appended to the retired file (synced) before the
+    key file is replaced (atomically), so at every moment each key that ever signed is trusted. Run
+    again after a crash between the two steps, it retires the same key twice, which reads as once.
+    """
+    from bookwarden.crypto.aead import new_key
+    from bookwarden.crypto.master import write_key_file
+
+    if settings.audit_signing_key is not None:
+        raise InvalidInput(
+            "the signing key comes from BOOKWARDEN_AUDIT_SIGNING_KEY: rotate it in your secret store and list "
+            "the old public key (bookwarden audit public-key) in BOOKWARDEN_AUDIT_RETIRED_KEYS"
+        )
+    old = load_signing_key(settings)
+    retired = _retired_file(settings)
+    with retired.open("a") as out:
+        out.write(encode_public_key(old.public) + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    write_key_file(settings.resolved_home / KEY_FILE, new_key())
+    return old.key_id, load_signing_key(settings).key_id
+
+
+def _retired_file(settings: Settings) -> Path:
+    return settings.resolved_home / RETIRED_FILE
 
 
 class TrustedKeys:

@@ -77,7 +77,7 @@ class PolicyOut(BaseModel):
 
 
 def _trusted(request: Request) -> list[bytes]:
-    return [signing.load_signing_key(request.app.state.settings).public]
+    return signing.trusted_public_keys(request.app.state.settings)
 
 
 @router.post("/subject-exports", status_code=201, response_model=PackageOut, responses=responses(401, 403, 404))
