@@ -179,6 +179,15 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+def _institution_id(tenant: str) -> uuid.UUID:
+    """An institution named by id or slug, as every --tenant option takes it."""
+    from bookwarden.db.session import platform_session
+    from bookwarden.tenancy import service
+
+    with platform_session(_connect()) as session:
+        return service.get_tenant(session, tenant).id
+
+
 def _connect():
     """The database of this run: one set of pools per command, closed when the command ends."""
     from bookwarden.db.session import connect
@@ -383,7 +392,6 @@ def token_create(
     from bookwarden.access.permissions import BUILTIN_PERMISSIONS, LIBRARY_READ, LIBRARY_WRITE, BuiltinRole, Permission
     from bookwarden.db.session import platform_session, tenant_session
     from bookwarden.identity import tokens
-    from bookwarden.tenancy import service
 
     if operator == (tenant is not None):
         raise _fail("give either --tenant or --operator")
@@ -399,8 +407,7 @@ def token_create(
                 session, name, sorted(chosen or {Permission.PLATFORM_TENANTS_MANAGE}), timedelta(days=days)
             )
     else:
-        with platform_session(db) as session:
-            tenant_id = service.get_tenant(session, tenant).id
+        tenant_id = _institution_id(tenant)
         with tenant_session(db, tenant_id) as session:
             _, secret = tokens.issue_api_token(
                 session, name, sorted(chosen or LIBRARY_READ | LIBRARY_WRITE), timedelta(days=days)
@@ -492,12 +499,9 @@ def operator_list() -> None:
 @command(keys_app, "rotate-tenant", Permission.PLATFORM_KEYS_ROTATE)
 def keys_rotate_tenant(tenant: str) -> None:
     """New tenant data key; re-wrap every subject key under it (no data re-encrypted). Resumable."""
-    from bookwarden.db.session import platform_session
-    from bookwarden.tenancy import service
 
     db = _connect()
-    with platform_session(db) as session:
-        tenant_id = service.get_tenant(session, tenant).id
+    tenant_id = _institution_id(tenant)
     count = db.keyring.rotate_tenant_key(tenant_id)
     _record(Action.KEY_ROTATED, ("tenant", tenant_id), tenant_id=tenant_id, key="tenant", subject_keys_rewrapped=count)
     err.print(f"tenant key rotated; {count} subject keys re-wrapped")
@@ -592,8 +596,7 @@ def audit_search(
     from bookwarden.audit import record as audit
     from bookwarden.audit import search
     from bookwarden.audit.events import Action, Outcome
-    from bookwarden.db.session import platform_session, tenant_session
-    from bookwarden.tenancy import service
+    from bookwarden.db.session import tenant_session
 
     query = search.EventQuery(
         actor_id=_uuid_option("--actor-id", actor_id),
@@ -607,8 +610,7 @@ def audit_search(
         order=_choice("--order", order, search.Order),
     )
     db = _connect()
-    with platform_session(db) as session:
-        tenant_id = service.get_tenant(session, tenant).id
+    tenant_id = _institution_id(tenant)
     chunks = search.export(
         db,
         lambda: tenant_session(db, tenant_id),
@@ -918,13 +920,6 @@ certificate_app = typer.Typer(help="Erasure certificates: show and verify.", no_
 privacy_app.add_typer(certificate_app, name="certificate")
 
 
-def _institution_id(tenant: str) -> uuid.UUID:
-    from bookwarden.db.session import platform_session
-    from bookwarden.tenancy import service
-
-    with platform_session(_connect()) as session:
-        return service.get_tenant(session, tenant).id
-
 
 @command(privacy_app, "export", Permission.PRIVACY_REQUESTS_HANDLE)
 def privacy_export(
@@ -1008,14 +1003,12 @@ def privacy_records(
     fmt: Annotated[str, typer.Option("--format", help="json or csv (one row per category)")] = "json",
 ) -> None:
     """An institution's records of processing (GDPR art. 30), generated from the personal-data registry."""
-    from bookwarden.db.session import platform_session, tenant_session
+    from bookwarden.db.session import tenant_session
     from bookwarden.privacy import records
-    from bookwarden.tenancy import service
 
     chosen = _choice("--format", fmt, records.RecordsFormat)
     db = _connect()
-    with platform_session(db) as session:
-        tenant_id = service.get_tenant(session, tenant).id
+    tenant_id = _institution_id(tenant)
     with tenant_session(db, tenant_id) as session:
         body = records.export(session, chosen)  # recorded in the institution's trail
     sys.stdout.write(body if body.endswith("\n") else body + "\n")
@@ -1030,14 +1023,12 @@ def privacy_disclosures(
     recipient, kind, purpose, basis, categories and counts (never who; the API shows that)."""
     import json
 
-    from bookwarden.db.session import platform_session, tenant_session
+    from bookwarden.db.session import tenant_session
     from bookwarden.privacy import disclosures
-    from bookwarden.tenancy import service
 
     patron_id = _uuid_option("--patron", patron)
     db = _connect()
-    with platform_session(db) as session:
-        tenant_id = service.get_tenant(session, tenant).id
+    tenant_id = _institution_id(tenant)
     with tenant_session(db, tenant_id) as session:
         found = disclosures.list_disclosures(session, console_principal(), patron_id=patron_id)
         lines = [json.dumps(disclosures.summary(d), sort_keys=True) for d in found]
@@ -1046,13 +1037,6 @@ def privacy_disclosures(
 
 # -- publisher reports -----------------------------------------------------------------------
 
-
-def _reports_tenant(tenant: str) -> uuid.UUID:
-    from bookwarden.db.session import platform_session
-    from bookwarden.tenancy import service
-
-    with platform_session(_connect()) as session:
-        return service.get_tenant(session, tenant).id
 
 
 @command(reports_app, "catalogue-import", Permission.REPORTS_CATALOGUE_MANAGE)
@@ -1069,7 +1053,7 @@ def reports_catalogue_import(
         content = file.read_bytes()
     except OSError as exc:
         raise _fail(f"cannot read {file}: {exc.strerror}") from None
-    with tenant_session(_connect(), _reports_tenant(tenant)) as session:
+    with tenant_session(_connect(), _institution_id(tenant)) as session:
         summary = catalogue.load(session, console_principal(), content, replace=replace)
     err.print(
         f"{summary.items:,} items: {summary.added:,} added, {summary.changed:,} changed, "
@@ -1101,7 +1085,7 @@ def reports_policy(
         "max_cells_per_patron": max_cells_per_patron,
         "max_loans_per_cell": max_loans_per_cell,
     }
-    with tenant_session(_connect(), _reports_tenant(tenant)) as session:
+    with tenant_session(_connect(), _institution_id(tenant)) as session:
         if any(value is not None for value in changes.values()):
             policy = publisher_reports.set_policy(session, console_principal(), **changes)
         else:
@@ -1121,7 +1105,7 @@ def reports_budget(
 
     if (publisher is None) != (budget is None):
         raise _fail("--publisher and --budget go together (neither: list the budgets)")
-    with tenant_session(_connect(), _reports_tenant(tenant)) as session:
+    with tenant_session(_connect(), _institution_id(tenant)) as session:
         if publisher is not None and budget is not None:
             rows = [publisher_reports.set_budget(session, console_principal(), publisher, budget)]
         else:
@@ -1146,7 +1130,7 @@ def reports_publishers(
     from bookwarden.privacy import publisher_reports
 
     chosen = _choice("--format", fmt, publisher_reports.ReportFormat)
-    with tenant_session(_connect(), _reports_tenant(tenant)) as session:
+    with tenant_session(_connect(), _institution_id(tenant)) as session:
         report = publisher_reports.release(
             session, console_principal(), publisher, first_month, last_month, epsilon=epsilon
         )
@@ -1168,7 +1152,7 @@ def reports_list(
 
     if fmt not in ("table", "json"):
         raise _fail(f"--format: {fmt!r} is none of table, json")
-    with tenant_session(_connect(), _reports_tenant(tenant)) as session:
+    with tenant_session(_connect(), _institution_id(tenant)) as session:
         found = [
             {
                 "id": str(r.id),
@@ -1198,15 +1182,11 @@ def reports_list(
 
 def _tenant_ids(tenant: str | None) -> list[uuid.UUID]:
     """The institution named, or every institution."""
-    from bookwarden.db.session import platform_session
     from bookwarden.privacy import retention
-    from bookwarden.tenancy import service
 
-    db = _connect()
     if tenant is None:
-        return retention.tenant_ids(db)
-    with platform_session(db) as session:
-        return [service.get_tenant(session, tenant).id]
+        return retention.tenant_ids(_connect())
+    return [_institution_id(tenant)]
 
 
 def _when(moment: datetime | None) -> str:
@@ -1322,14 +1302,12 @@ def privacy_requests_list(
     """An institution's data-subject requests, the most urgent first, as JSON lines (no personal values)."""
     import json
 
-    from bookwarden.db.session import platform_session, tenant_session
+    from bookwarden.db.session import tenant_session
     from bookwarden.privacy import requests
-    from bookwarden.tenancy import service
 
     chosen = _choice("--view", view, requests.QueueView)
     db = _connect()
-    with platform_session(db) as session:
-        tenant_id = service.get_tenant(session, tenant).id
+    tenant_id = _institution_id(tenant)
     with tenant_session(db, tenant_id) as session:
         found = requests.queue(session, console_principal(), chosen)  # recorded in the institution's trail
     sys.stdout.write("".join(json.dumps(_request_row(r), sort_keys=True) + "\n" for r in found))
@@ -1343,14 +1321,12 @@ def privacy_requests_show(
     """One data-subject request: kind, state, deadlines, decisions and holds (no corrections or reasons)."""
     import json
 
-    from bookwarden.db.session import platform_session, tenant_session
+    from bookwarden.db.session import tenant_session
     from bookwarden.privacy import requests
-    from bookwarden.tenancy import service
 
     chosen = _uuid_option("request_id", request_id)
     db = _connect()
-    with platform_session(db) as session:
-        tenant_id = service.get_tenant(session, tenant).id
+    tenant_id = _institution_id(tenant)
     with tenant_session(db, tenant_id) as session:
         found, _ = requests.read(session, console_principal(), chosen, opened=False)
     sys.stdout.write(json.dumps(_request_row(found), sort_keys=True, indent=2) + "\n")
