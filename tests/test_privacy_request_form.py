@@ -6,7 +6,9 @@ an institution, answered asking which one and forwarded when named. Real commits
 from __future__ import annotations
 
 import re
+import time
 import uuid
+from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
@@ -197,6 +199,26 @@ def test_an_expired_code_is_refused(
     assert (late.status_code, late.json()["type"]) == (401, "urn:bookwarden:problem:verification-code-expired")
     with tenant_session(committed_db, institution.id) as session:
         assert session.scalar(select(PrivacyRequest.state)) == "received"
+
+
+def test_a_match_and_no_match_are_answered_after_the_same_floor(form_app, committed_db, institution, monkeypatch):
+    """Not a timed test: the clock is read, and the wait asked for, through the module; both paths must
+    ask to be held until the same floor, so neither answers sooner than the other."""
+    from bookwarden.privacy import request_form
+
+    waits: list[float] = []
+    monkeypatch.setattr(request_form, "ANSWER_FLOOR", 60.0)
+    clock = SimpleNamespace(monotonic=time.monotonic, sleep=waits.append)  # this module's clock only
+    monkeypatch.setattr(request_form, "time", clock)
+    base = {"institution": institution.slug, "kind": "access", "by": "email"}
+
+    matched = _visitor(form_app).post(FORM, json={**base, "value": ON_FILE})
+    unmatched = _visitor(form_app).post(FORM, json={**base, "value": "nobody@alpha.example"})
+
+    assert matched.status_code == unmatched.status_code == 202
+    _same_answer(matched.json(), unmatched.json())
+    assert len(waits) == 2 and all(55 < w <= 60 for w in waits)  # each held to 60 s after it began
+    assert _outbox_count(committed_db, institution.id) == 1  # one was a real match
 
 
 def test_the_form_is_throttled_per_address(form_app, committed_db, institution):
