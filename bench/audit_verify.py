@@ -172,7 +172,9 @@ def run(quick: bool) -> Iterator[dict[str, Any]]:
             # ...and per CPU-second of every process it uses (the worker processes and the gunzip child
             # included): divided into the cores free, what the bundle check can reach on a quiet machine.
             bundle_verify_events_per_cpu_s_all_processes=round(statistics.median(bundle_all_cpu)),
-            target=TARGET, meets_target=db >= TARGET and offline_rate >= TARGET,
+            # The summary value (DB verify) against the target, and the offline bundle check on its own:
+            # one flag for both hid which of the two fell short.
+            target=TARGET, meets_target=db >= TARGET, bundle_meets_target=offline_rate >= TARGET,
             load_average_1m=harness.load_average(),
         )
 
