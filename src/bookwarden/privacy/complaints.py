@@ -49,8 +49,7 @@ from bookwarden.notify.models import MailCategory, OutboxMessage, OutboxStatus
 from bookwarden.notify.service import institution_name, mail_time, queue_mail
 from bookwarden.privacy.complaint_models import Complaint, ComplaintChannel, ComplaintStatus
 from bookwarden.privacy.dpo_escalations import raise_escalation
-from bookwarden.privacy.escalation_models import Level as Escalation
-from bookwarden.privacy.escalation_models import SubjectKind
+from bookwarden.privacy.escalation_models import Level, SubjectKind
 from bookwarden.privacy.sensitive import check_fields
 
 log = structlog.get_logger()
@@ -67,16 +66,16 @@ LIST_LIMIT = 500
 
 
 EXPLANATIONS = {
-    Escalation.UNACKNOWLEDGED: (
+    Level.UNACKNOWLEDGED: (
         "acknowledgement not sent",
         "The automatic acknowledgement has not left within 24 hours (mail delivery failing, or no valid "
         "address). Acknowledge the complaint by another way and check the outbox.",
     ),
-    Escalation.AT_RISK: (
+    Level.AT_RISK: (
         "answer at risk",
         "The complaint has been open for 35 days without an answer; the answer is due within 45 days.",
     ),
-    Escalation.OVERDUE: (
+    Level.OVERDUE: (
         "answer overdue",
         "The 45 days to answer have passed. Answer now, and tell the complainant why it took longer.",
     ),
@@ -429,20 +428,20 @@ def _settle(
         return
     if complaint.acknowledged_at is None and complaint.ack_escalated_at is None and complaint.ack_due_at <= now:
         complaint.ack_escalated_at = now
-        _escalate(session, complaint, Escalation.UNACKNOWLEDGED, now, recipients)
+        _escalate(session, complaint, Level.UNACKNOWLEDGED, now, recipients)
         report.escalated += 1
     if complaint.overdue_escalated_at is None and complaint.due_at <= now:
         complaint.overdue_escalated_at = now
-        _escalate(session, complaint, Escalation.OVERDUE, now, recipients)
+        _escalate(session, complaint, Level.OVERDUE, now, recipients)
         report.escalated += 1
     elif complaint.at_risk_escalated_at is None and complaint.at_risk_at <= now < complaint.due_at:
         complaint.at_risk_escalated_at = now
-        _escalate(session, complaint, Escalation.AT_RISK, now, recipients)
+        _escalate(session, complaint, Level.AT_RISK, now, recipients)
         report.escalated += 1
 
 
 def _escalate(
-    session: TenantSession, complaint: Complaint, level: Escalation, now: datetime, recipients: EscalationRecipients
+    session: TenantSession, complaint: Complaint, level: Level, now: datetime, recipients: EscalationRecipients
 ) -> None:
     handlers, addresses = recipients.handlers, recipients.addresses
     fallback = not handlers
