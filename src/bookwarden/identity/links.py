@@ -112,6 +112,11 @@ class LinkSettings(BaseSettings):
     public_url: HttpUrl = HttpUrl("http://127.0.0.1:8000")
 
 
+def public_url_for(path: str) -> str:
+    """The platform's absolute URL for `path` (which starts with "/"), from BOOKWARDEN_PUBLIC_URL."""
+    return str(LinkSettings().public_url).rstrip("/") + path
+
+
 class InvalidLink(BookwardenError):
     """The one answer for every link that cannot be used, whatever the reason."""
 
@@ -259,8 +264,7 @@ def _claims(payload: bytes) -> LinkClaims | None:
 
 def link_url(purpose: LinkPurpose, token: str) -> str:
     # In the fragment: browsers send it to no server, so it stays out of access logs and Referer headers.
-    base = str(LinkSettings().public_url).rstrip("/")
-    return f"{base}/{PAGE[purpose]}#token={token}"
+    return public_url_for(f"/{PAGE[purpose]}#token={token}")
 
 
 # --- mailing links -------------------------------------------------------------------------

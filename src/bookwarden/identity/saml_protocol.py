@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.utils import CryptographyDeprecationWarning
 
 from bookwarden.errors import InvalidInput
-from bookwarden.identity.links import LinkSettings
+from bookwarden.identity.links import public_url_for
 
 with warnings.catch_warnings():
     # pysaml2 still names a cipher mode that cryptography has moved (CFB); nothing here uses it.
@@ -183,7 +183,7 @@ class SpUrls:
 
 def sp_urls(tenant_slug: str) -> SpUrls:
     # From BOOKWARDEN_PUBLIC_URL: changing it changes every entity id, so IdPs must be told.
-    base = f"{str(LinkSettings().public_url).rstrip('/')}{SSO_PREFIX}/{tenant_slug}"
+    base = public_url_for(f"{SSO_PREFIX}/{tenant_slug}")
     return SpUrls(entity_id=f"{base}/metadata", acs_url=f"{base}/acs", login_url=f"{base}/login")
 
 

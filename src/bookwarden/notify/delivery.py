@@ -22,7 +22,7 @@ from uuid import UUID
 import structlog
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import func, select, text
 
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.jobs.service import handler, schedule
@@ -171,16 +171,13 @@ def _deliver(session: TenantSession, message_id: UUID, settings: SmtpSettings) -
 
 
 def _forget_if_settled(session: TenantSession, message_id: UUID) -> None:
-    """A message queued to be forgotten goes, address and all, in the transaction that settles it."""
-    forgotten = session.execute(
-        delete(OutboxMessage).where(
-            OutboxMessage.tenant_id == session.tenant_id,
-            OutboxMessage.id == message_id,
-            OutboxMessage.forget_when_settled,
-            OutboxMessage.status != OutboxStatus.QUEUED,
-        )
-    ).rowcount
-    if forgotten:
+    """A message queued to be forgotten goes, address and all, in the transaction that settles it.
+
+    The row is the one `_deliver` locked and settled, from the session's identity map: no query."""
+    message = session.identity_map.get(session.identity_key(OutboxMessage, (session.tenant_id, message_id)))
+    if message is not None and message.forget_when_settled and message.status is not OutboxStatus.QUEUED:
+        session.delete(message)
+        session.flush()
         log.info("notify.forgotten", tenant_id=str(session.tenant_id), message_id=str(message_id))
 
 

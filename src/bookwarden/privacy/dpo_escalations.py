@@ -120,12 +120,8 @@ def acknowledge(db: Database, actor: Principal, tenant_ref: UUID | str, escalati
                 "level": escalation.level,
             },
         )
-        row = {column: getattr(escalation, column) for column in _COLUMNS}
+        row = {c.name: getattr(escalation, c.name) for c in DpoEscalation.__table__.columns}
         return _out({**row, "tenant_slug": slug, "subject_state": _state_of(session, escalation)}, now)
-
-
-_COLUMNS = ("tenant_id", "id", "subject_kind", "subject_id", "level", "due_at", "raised_at", "acknowledged_at")
-_COLUMNS += ("acknowledged_by",)
 
 
 def _state_of(session: TenantSession, escalation: DpoEscalation) -> str:

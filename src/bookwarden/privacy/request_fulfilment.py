@@ -21,7 +21,7 @@ from uuid import UUID
 
 from bookwarden.db.session import TenantSession
 from bookwarden.errors import Conflict
-from bookwarden.identity.links import LinkSettings
+from bookwarden.identity.links import public_url_for
 from bookwarden.identity.principal import Principal
 from bookwarden.library import service as library
 from bookwarden.library.schemas import PatronUpdate
@@ -46,7 +46,7 @@ def carry_out(
 def _package(session, actor, request, corrections) -> Fulfilled:
     build_package = _interface(request.kind, "bookwarden.privacy.subject_export", "build_package")
     package = build_package(session, request.patron_id, request_id=request.id)
-    link = str(LinkSettings().public_url).rstrip("/") + package.download_path
+    link = public_url_for(package.download_path)
     details = {"package_id": package.id, "package_expires_at": package.expires_at.isoformat()}
     return Fulfilled(package.id, details, Outcome(link=link, link_expires=package.expires_at))
 
