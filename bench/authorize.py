@@ -25,14 +25,14 @@ from typing import Any
 import structlog
 
 from bench import harness
-from bookwarden.access import service as access
 from bookwarden.access.authorize import authorize
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, TENANT_PERMISSIONS, BuiltinRole, Permission
+from bookwarden.access.principal import Principal, PrincipalKind
+from bookwarden.access.roles import service as access
+from bookwarden.core.errors import Forbidden
 from bookwarden.db.session import platform_session, tenant_session
-from bookwarden.errors import Forbidden
-from bookwarden.identity import accounts
+from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import AccountKind
-from bookwarden.identity.principal import Principal, PrincipalKind
 from bookwarden.tenancy import service as tenancy
 
 NAME = "authorize"

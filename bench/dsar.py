@@ -42,7 +42,9 @@ from bookwarden.crypto.aead import cipher, new_key, seal
 from bookwarden.crypto.fields import field_aad
 from bookwarden.db.session import TENANT_SETTING, platform_session, tenant_session
 from bookwarden.library import service as library
-from bookwarden.privacy import erasure, subject_data, subject_export
+from bookwarden.privacy.subjects import data as subject_data
+from bookwarden.privacy.subjects import erasure
+from bookwarden.privacy.subjects import export as subject_export
 from bookwarden.tenancy import service as tenancy
 
 NAME = "dsar"

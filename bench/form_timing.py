@@ -22,11 +22,11 @@ from fastapi.testclient import TestClient
 
 from bench import harness
 from bookwarden.api.app import create_app
-from bookwarden.config import Settings
+from bookwarden.core.config import Settings
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.library import service as library
 from bookwarden.library.schemas import PatronCreate
-from bookwarden.privacy import request_form
+from bookwarden.privacy.requests import form as request_form
 from bookwarden.tenancy import service as tenancy
 
 NAME = "form_timing"

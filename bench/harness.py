@@ -35,7 +35,7 @@ from rich.progress import (
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, make_url
 
-from bookwarden.config import Settings
+from bookwarden.core.config import Settings
 from bookwarden.crypto.aead import new_key
 from bookwarden.crypto.master import MasterKeys, key_id
 from bookwarden.db import provision

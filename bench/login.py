@@ -21,10 +21,12 @@ from typing import Any
 
 from bench import harness
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole
+from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.db.session import platform_session, tenant_session
-from bookwarden.identity import accounts, passwords, signin
+from bookwarden.identity import passwords
+from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import AccountKind
-from bookwarden.identity.principal import Principal, PrincipalKind
+from bookwarden.identity.signin import service as signin
 from bookwarden.tenancy import service as tenancy
 
 NAME = "login"

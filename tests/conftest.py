@@ -157,7 +157,7 @@ def in_tenant(db):
 
 @pytest.fixture
 def settings(home):
-    from bookwarden.config import Settings
+    from bookwarden.core.config import Settings
 
     return Settings(home=home)
 

@@ -82,11 +82,11 @@ def grant(session, tenant_id, account_id, role) -> None:
     administrator and approved by another (maker-checker)."""
     import uuid
 
-    from bookwarden.access import approvals
-    from bookwarden.access import service as access
-    from bookwarden.access.approval_models import SensitiveAction
+    from bookwarden.access.approvals import service as approvals
+    from bookwarden.access.approvals.models import SensitiveAction
     from bookwarden.access.permissions import ADMIN_ROLES, BUILTIN_PERMISSIONS, BuiltinRole
-    from bookwarden.identity.principal import Principal, PrincipalKind
+    from bookwarden.access.principal import Principal, PrincipalKind
+    from bookwarden.access.roles import service as access
 
     maker, checker = (
         Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant_id, BUILTIN_PERMISSIONS[BuiltinRole.TENANT_ADMIN])

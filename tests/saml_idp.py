@@ -23,7 +23,7 @@ from saml2.metadata import create_metadata_string
 from saml2.saml import NAME_FORMAT_URI, NAMEID_FORMAT_PERSISTENT
 from saml2.server import Server
 
-from bookwarden.identity import saml_protocol
+from bookwarden.identity.saml import protocol as saml_protocol
 
 IDP = "https://idp.alpha.example/idp"
 IDP_SSO = "https://idp.alpha.example/sso/redirect"

@@ -8,7 +8,6 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from bookwarden.access import service as access
 from bookwarden.access.authorize import authorize
 from bookwarden.access.notices import add_security_contact
 from bookwarden.access.permissions import (
@@ -18,10 +17,12 @@ from bookwarden.access.permissions import (
     BuiltinRole,
     Permission,
 )
-from bookwarden.errors import Conflict, Forbidden, InvalidInput, NotFound, SegregationOfDutiesError
-from bookwarden.identity import accounts, tokens
+from bookwarden.access.principal import Principal, PrincipalKind
+from bookwarden.access.roles import service as access
+from bookwarden.core.errors import Conflict, Forbidden, InvalidInput, NotFound, SegregationOfDutiesError
+from bookwarden.identity import tokens
+from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import AccountKind
-from bookwarden.identity.principal import Principal, PrincipalKind
 from bookwarden.notify.models import OutboxMessage
 from tests.helpers import grant
 

@@ -99,7 +99,7 @@ def test_every_route_declares_the_permission_it_needs(app):
         "/api/v1/auth/mfa/webauthn",
         # The signed-in account's own second factors: they require an account session (an API token
         # gets 403) and reach nothing but the caller's own account; every account may protect itself
-        # whatever its roles, so no catalogue permission fits (identity/mfa_routes.py).
+        # whatever its roles, so no catalogue permission fits (identity/mfa/routes.py).
         "/api/v1/auth/me/mfa/totp",
         "/api/v1/auth/me/mfa/totp/confirm",
         "/api/v1/auth/me/mfa/recovery-codes",
@@ -107,10 +107,10 @@ def test_every_route_declares_the_permission_it_needs(app):
         "/api/v1/auth/me/mfa/webauthn/credentials",
         "/api/v1/auth/me/mfa/webauthn/credentials/{key_id}",
         # An administrator's enrolment link after an MFA reset: authorised by the signed one-time link and
-        # the account's password, then by the pending session it opened (identity/enrolment_links.py).
+        # the account's password, then by the pending session it opened (identity/mfa/enrolment_links.py).
         "/api/v1/auth/mfa-enrolment",
         "/api/v1/auth/mfa-enrolment/confirm",
-        # Operators signing in (identity/operator_routes.py): enrolment authorised by the one-time link,
+        # Operators signing in (identity/operators/routes.py): enrolment authorised by the one-time link,
         # login and mfa before authentication, logout and me on the caller's own session only.
         "/api/v1/operator/auth/enrolment",
         "/api/v1/operator/auth/enrolment/complete",
@@ -118,28 +118,28 @@ def test_every_route_declares_the_permission_it_needs(app):
         "/api/v1/operator/auth/mfa",
         "/api/v1/operator/auth/logout",
         "/api/v1/operator/auth/me",
-        # Institutional sign-on (identity/saml_routes.py), before authentication and on no one's data:
+        # Institutional sign-on (identity/saml/routes.py), before authentication and on no one's data:
         # SP metadata is public by nature, login only sends the browser to its IdP, and the ACS is
         # authorised by the IdP's signature plus the cookie of the browser that started the sign-in.
         "/api/v1/sso/saml/{tenant_slug}/metadata",
         "/api/v1/sso/saml/{tenant_slug}/login",
         "/api/v1/sso/saml/{tenant_slug}/acs",
-        # Self-registration (privacy/self_registration.py): a person who is no patron yet registers; off
+        # Self-registration (privacy/registration/service.py): a person who is no patron yet registers; off
         # unless the institution opens it, throttled per address, the age gate before anything is kept.
         "/api/v1/self-registration",
-        # One-click unsubscribe (RFC 8058, privacy/unsubscribe.py): authorised by the link's signed token, which
+        # One-click unsubscribe (RFC 8058, privacy/consent/unsubscribe.py): authorised by the link's signed token, which
         # names institution, patron and topic; a mail client POSTs it with no sign-in, and GET only shows a page.
         "/api/v1/unsubscribe/{token}",
         # The portal's cookie banner, before anyone signs in: it records and reads this browser's own choice only
-        # (a random id in its own cookie), never a patron's data (privacy/consent_routes.py).
+        # (a random id in its own cookie), never a patron's data (privacy/consent/routes.py).
         "/api/v1/portal/{tenant_slug}/cookie-choice",
-        # Data-subject requests without an account (privacy/request_routes.py): the form and the forwarding
+        # Data-subject requests without an account (privacy/requests/routes.py): the form and the forwarding
         # of an inquiry answer everyone alike, and the verification is authorised by the one-time code
         # mailed to the address on file.
         "/api/v1/privacy/requests/form",
         "/api/v1/privacy/requests/form/verify",
         "/api/v1/privacy/inquiries/forward",
-        # An access package's download link: the link's random token is the credential (privacy/subject_export.py).
+        # An access package's download link: the link's random token is the credential (privacy/subjects/export.py).
         "/api/v1/privacy/subject-exports/download/{token}",
     }
     checked = 0
@@ -365,7 +365,7 @@ def test_every_response_carries_a_request_id_and_a_given_one_is_kept(app):
 def json_logs():
     import structlog
 
-    from bookwarden import logs
+    from bookwarden.core import logs
 
     logs.configure("INFO")
     yield

@@ -9,11 +9,11 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
+from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import GENESIS, PLATFORM_CHAIN, Action, Event, Outcome, chain_hash
 from bookwarden.db import provision
 from bookwarden.db.session import platform_session, tenant_session
-from bookwarden.identity.principal import Principal, PrincipalKind
 
 COLUMNS = (
     "seq, id, occurred_at, actor_kind, actor_id, grant_id, action, target_kind, target_id, outcome, "

@@ -37,9 +37,11 @@ from sqlalchemy import select, text
 from typer.testing import CliRunner
 
 from bookwarden import cli
-from bookwarden.access import approvals, grants, notices
-from bookwarden.access.approval_models import SensitiveAction
-from bookwarden.access.grant_models import GrantScope
+from bookwarden.access import notices
+from bookwarden.access.approvals import service as approvals
+from bookwarden.access.approvals.models import SensitiveAction
+from bookwarden.access.grants import service as grants
+from bookwarden.access.grants.models import GrantScope
 from bookwarden.access.permissions import (
     BUILTIN_PERMISSIONS,
     LIBRARY_READ,
@@ -48,15 +50,19 @@ from bookwarden.access.permissions import (
     BuiltinRole,
     Permission,
 )
+from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.api.app import create_app
 from bookwarden.audit.events import PLATFORM_CHAIN, Action
-from bookwarden.config import Settings, get_settings
+from bookwarden.core.config import Settings, get_settings
 from bookwarden.crypto.fields import encrypt_field
 from bookwarden.db import provision
 from bookwarden.db.session import platform_session, tenant_session
-from bookwarden.identity import accounts, enrolment_links, links, operator_accounts, passwords
+from bookwarden.identity import passwords
+from bookwarden.identity.accounts import links
+from bookwarden.identity.accounts import service as accounts
+from bookwarden.identity.mfa import enrolment_links
 from bookwarden.identity.models import Account, AccountKind, AccountStatus
-from bookwarden.identity.principal import Principal, PrincipalKind
+from bookwarden.identity.operators import service as operator_accounts
 from bookwarden.library import service as library
 from bookwarden.notify.models import OutboxMessage
 from bookwarden.notify.service import open_mail
@@ -587,8 +593,8 @@ def _(w):
 
 def _escalated(db, tenant_id: UUID) -> UUID:
     """An escalation as the hourly job raises it for an overdue request (metadata only)."""
-    from bookwarden.privacy.dpo_escalations import raise_escalation
-    from bookwarden.privacy.escalation_models import Level, SubjectKind
+    from bookwarden.privacy.escalations.models import Level, SubjectKind
+    from bookwarden.privacy.escalations.service import raise_escalation
 
     with tenant_session(db, tenant_id) as session:
         due = session.execute(text("SELECT now() - interval '1 day'")).scalar_one()
@@ -904,7 +910,7 @@ COMPLAINT = {"subject": "My loans were shown to another patron", "body": "At the
 
 def _patron_browser(w: World) -> TestClient:
     """A browser signed in as a new patron account holding the patron role (the privacy portal)."""
-    from bookwarden.access import service as access
+    from bookwarden.access.roles import service as access
 
     username = f"patron-{uuid.uuid4().hex[:6]}"
     account = w.account(username, kind=AccountKind.PATRON)
@@ -916,7 +922,7 @@ def _patron_browser(w: World) -> TestClient:
 
 
 def _complaint(w: World) -> UUID:
-    from bookwarden.privacy import complaints
+    from bookwarden.privacy.complaints import service as complaints
 
     desk = Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), w.tenant.id, {Permission.PRIVACY_COMPLAINTS_REGISTER})
     patron_id = UUID(w.records[library.PATRONS]["id"])  # made through the API first, in its own session
@@ -975,7 +981,7 @@ OFFICER_PERMISSIONS = {Permission.PRIVACY_REQUESTS_HANDLE}
 
 def _linked_patron_browser(w: World) -> TestClient:
     """A browser signed in as a patron account linked to the patron record made through the API."""
-    from bookwarden.access import service as access
+    from bookwarden.access.roles import service as access
 
     username = f"linked-{uuid.uuid4().hex[:6]}"
     patron_id = UUID(w.records[library.PATRONS]["id"])  # made through the API first, in its own session
@@ -990,7 +996,7 @@ def _linked_patron_browser(w: World) -> TestClient:
 
 def _privacy_request(w: World, kind: str = "access", to: str = "identity_verified") -> UUID:
     """A request registered by desk staff for the API's patron, moved on to `to` by an officer."""
-    from bookwarden.privacy import requests
+    from bookwarden.privacy.requests import service as requests
 
     desk = Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), w.tenant.id, {Permission.PRIVACY_REQUESTS_REGISTER})
     officer = Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), w.tenant.id, OFFICER_PERMISSIONS)
@@ -1008,7 +1014,7 @@ def _privacy_request(w: World, kind: str = "access", to: str = "identity_verifie
 
 def _form_sent(w: World) -> tuple[str, str]:
     """(verification id, code) of a form naming the API's patron: the code read from the outbox."""
-    from bookwarden.privacy import request_form
+    from bookwarden.privacy.requests import form as request_form
 
     answer = request_form.submit(
         w.db,
@@ -1103,7 +1109,7 @@ def _(w):
 
 @route("DELETE", f"{PRIVACY}/restrictions/{{patron_id}}")
 def _(w):
-    from bookwarden.privacy import restrictions
+    from bookwarden.privacy.requests import restrictions
 
     patron_id = UUID(w.records[library.PATRONS]["id"])
     with tenant_session(w.db, w.tenant.id) as session:
@@ -1130,7 +1136,7 @@ def _(w):
 
 @route("POST", f"{PRIVACY}/inquiries/forward")
 def _(w):
-    from bookwarden.privacy import request_form
+    from bookwarden.privacy.requests import form as request_form
 
     email = w.records[library.PATRONS]["email"]
     asked = request_form.submit(
@@ -1147,7 +1153,7 @@ def _(w):
 def _certificate(w: World) -> UUID:
     """A patron erased, certified with the key the app verifies against."""
     from bookwarden.audit import signing
-    from bookwarden.privacy import erasure
+    from bookwarden.privacy.subjects import erasure
 
     patron_id = UUID(w.new_record(library.PATRONS)["id"])
     key = signing.load_signing_key(w.app.state.settings)
@@ -1164,7 +1170,7 @@ def _(w):
 
 @route("GET", f"{PRIVACY}/subject-exports/download/{{token}}")
 def _(w):
-    from bookwarden.privacy import subject_export
+    from bookwarden.privacy.subjects import export as subject_export
 
     patron_id = UUID(w.records[library.PATRONS]["id"])  # made through the API first, in its own session
     with tenant_session(w.db, w.tenant.id) as session:
@@ -1211,7 +1217,7 @@ HOLD = {"reason": "Court order 2026-CV-0042", "category": "searches"}
 
 
 def _retention_run(w: World) -> UUID:
-    from bookwarden.privacy import retention
+    from bookwarden.privacy.retention import service as retention
 
     return retention.run_purge(w.db, w.tenant.id)
 
@@ -1509,7 +1515,7 @@ COOKIES = {"analytics": True, "preferences": False, "notice_version": "cookies-v
 
 def _own_patron_browser(w: World) -> TestClient:
     """A browser signed in as a patron account linked to a patron record (what /privacy/me/... needs)."""
-    from bookwarden.access import service as access
+    from bookwarden.access.roles import service as access
 
     username = f"reader-{uuid.uuid4().hex[:6]}"
     patron_id = UUID(w.records[library.PATRONS]["id"])  # made through the API first, in its own session
@@ -1527,15 +1533,15 @@ def _preferences_staff(w: World) -> TestClient:
 
 
 def _unsubscribe_link(w: World) -> str:
-    from bookwarden.privacy import unsubscribe
-    from bookwarden.privacy.consent import Topic
+    from bookwarden.privacy.consent import unsubscribe
+    from bookwarden.privacy.consent.service import Topic
 
     token = unsubscribe.sign(w.db.master, w.tenant.id, UUID(w.records[library.PATRONS]["id"]), Topic.NEWSLETTERS)
     return f"{unsubscribe.PATH}{token}"
 
 
 def _disclosure(w: World) -> UUID:
-    from bookwarden.privacy import disclosures
+    from bookwarden.privacy.disclosures import service as disclosures
 
     officer = Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), w.tenant.id, {Permission.PRIVACY_DISCLOSURES_MANAGE})
     patron_id = UUID(w.records[library.PATRONS]["id"])
@@ -2063,7 +2069,7 @@ def _(c):
 
 @command("privacy", "requests", "show")
 def _(c):
-    from bookwarden.privacy import requests
+    from bookwarden.privacy.requests import service as requests
 
     tenant_id = c.tenant()
     desk = Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant_id, {Permission.PRIVACY_REQUESTS_REGISTER})
@@ -2096,7 +2102,7 @@ def _(c):
 def _erased_certificate(c: Console) -> tuple[UUID, UUID]:
     """(tenant, certificate) of a patron of "north" erased and certified with the console's key."""
     from bookwarden.audit import signing
-    from bookwarden.privacy import erasure
+    from bookwarden.privacy.subjects import erasure
 
     tenant_id = c.tenant()
     with tenant_session(c.db, tenant_id) as session:

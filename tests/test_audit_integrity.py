@@ -22,13 +22,13 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
+from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.audit import bundle, checkpoints, signing, verify
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import PLATFORM_CHAIN, Action, Event, Outcome, chain_hash
-from bookwarden.config import get_settings
+from bookwarden.core.config import get_settings
+from bookwarden.core.errors import BookwardenError
 from bookwarden.db.session import tenant_session
-from bookwarden.errors import BookwardenError
-from bookwarden.identity.principal import Principal, PrincipalKind
 from tests.conftest import TEST_DATABASE
 
 CONTENT = (
@@ -382,7 +382,7 @@ def test_the_checkpoint_job_seals_every_chain_including_the_platform(committed_d
 
 
 def test_the_signer_refuses_to_seal_a_broken_chain(committed_db, chain, key, superuser_conn):
-    from bookwarden.errors import IntegrityFailure
+    from bookwarden.core.errors import IntegrityFailure
 
     tamper_field(superuser_conn, chain)  # before the last checkpoint: the signer does not recompute digests
     superuser_conn.execute("UPDATE audit_events SET prev_hash = sha256(prev_hash) WHERE tenant_id = %s AND seq = 43",
@@ -434,7 +434,7 @@ def test_public_key_and_checkpoint_commands(committed_db, committed_tenant, key,
 def test_the_key_file_is_made_0600_and_refused_when_others_can_read_it(tmp_path):
     import stat
 
-    from bookwarden.config import Settings
+    from bookwarden.core.config import Settings
 
     settings = Settings(home=tmp_path / "home")
     first = signing.load_signing_key(settings)

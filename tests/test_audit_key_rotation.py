@@ -12,7 +12,7 @@ import os
 from sqlalchemy import text
 
 from bookwarden.audit import signing
-from bookwarden.config import get_settings
+from bookwarden.core.config import get_settings
 from bookwarden.db.session import tenant_session
 from tests.test_audit_integrity import bw, write_events
 from tests.test_cli import cli_env  # noqa: F401 - fixture: key-file mode under a fresh home

@@ -11,12 +11,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
+from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.audit import bundle, checkpoints, retention, signing, verify
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
+from bookwarden.core.errors import NotFound
 from bookwarden.db.session import tenant_session
-from bookwarden.errors import NotFound
-from bookwarden.identity.principal import Principal, PrincipalKind
 
 SEVEN_YEARS = timedelta(days=2555)
 
@@ -135,7 +135,7 @@ def test_an_event_after_the_boundary_changed_is_named(committed_db, aged, key, s
 
 
 def test_the_retention_job_uses_the_configured_period(committed_db, aged, key, monkeypatch):
-    from bookwarden.config import get_settings
+    from bookwarden.core.config import get_settings
     from bookwarden.jobs.service import handler_for
 
     monkeypatch.setenv("BOOKWARDEN_AUDIT_RETENTION_DAYS", "3650")  # ten years: the old events stay

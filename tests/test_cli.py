@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from bookwarden.config import get_settings
+from bookwarden.core.config import get_settings
 from bookwarden.db.server import pg_bin
 from tests.conftest import TEST_DATABASE
 
@@ -145,7 +145,7 @@ def test_demo_seeds_once_and_issues_fresh_tokens(committed_db, settings):
         assert len(page.items) == 3 and all(p.name and p.email for p in page.items)
         assert service.list_page(session, service.LOANS, cursor=None, limit=50).items
 
-    from bookwarden.identity import signin
+    from bookwarden.identity.signin import service as signin
 
     desk = second["riverside-public"]
     signed = signin.sign_in(

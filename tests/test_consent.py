@@ -13,13 +13,14 @@ import pytest
 from sqlalchemy import select, text
 
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, LIBRARY_WRITE, BuiltinRole, Permission
+from bookwarden.core.errors import Conflict, InvalidInput
 from bookwarden.db.session import platform_session
-from bookwarden.errors import Conflict, InvalidInput
 from bookwarden.identity import passwords
 from bookwarden.identity.models import AccountKind
-from bookwarden.privacy import consent, objections
-from bookwarden.privacy.consent import Channel, Choice, Topic
-from bookwarden.privacy.consent_models import ConsentMethod, ConsentRecord
+from bookwarden.privacy.consent import objections
+from bookwarden.privacy.consent import service as consent
+from bookwarden.privacy.consent.models import ConsentMethod, ConsentRecord
+from bookwarden.privacy.consent.service import Channel, Choice, Topic
 from tests.test_complaints import PASSWORD, _account, _patron, _principal
 
 DESK = frozenset(BUILTIN_PERMISSIONS[BuiltinRole.CIRCULATION_STAFF])
@@ -252,7 +253,7 @@ def test_no_cookie_choice_means_strictly_necessary_only(app, tenant):
 def test_the_open_cookie_banner_has_a_budget_per_network_address(app, tenant, in_tenant, monkeypatch, db):
     from fastapi.testclient import TestClient
 
-    from bookwarden.identity import throttle
+    from bookwarden.identity.signin import throttle
     from tests.helpers import fresh_address
 
     monkeypatch.setattr(throttle, "COOKIE_CHOICE", throttle.Budget("cookie_choice", 3, timedelta(minutes=10)))

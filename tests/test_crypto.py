@@ -11,7 +11,7 @@ import uuid
 import pytest
 from sqlalchemy import select, text
 
-from bookwarden.config import Settings
+from bookwarden.core.config import Settings
 from bookwarden.crypto import rotation
 from bookwarden.crypto.aead import DecryptionError
 from bookwarden.crypto.fields import decrypt_field

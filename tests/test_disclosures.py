@@ -10,14 +10,15 @@ import pytest
 from sqlalchemy import select, text
 
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, LIBRARY_WRITE, BuiltinRole, Permission
-from bookwarden.errors import Conflict, InvalidInput, NotFound
+from bookwarden.core.classification import Category
+from bookwarden.core.errors import Conflict, InvalidInput, NotFound
 from bookwarden.identity import passwords
 from bookwarden.identity.models import AccountKind
 from bookwarden.notify.models import OutboxMessage
 from bookwarden.notify.service import open_mail
-from bookwarden.privacy import disclosures, objections
-from bookwarden.privacy.classification import Category
-from bookwarden.privacy.disclosure_models import DisclosureKind, DisclosureSubject, LegalBasis
+from bookwarden.privacy.consent import objections
+from bookwarden.privacy.disclosures import service as disclosures
+from bookwarden.privacy.disclosures.models import DisclosureKind, DisclosureSubject, LegalBasis
 from tests.test_cli import cli_env  # noqa: F401 - fixture
 from tests.test_complaints import PASSWORD, _account, _patron, _principal
 
@@ -261,7 +262,7 @@ def test_the_notice_policy_is_shown_with_its_defaults_and_changed(client_for, te
 
 
 def test_a_patron_whose_processing_is_restricted_is_left_out_but_for_a_legal_obligation(db, in_tenant, tenant):
-    from bookwarden.privacy import restrictions
+    from bookwarden.privacy.requests import restrictions
 
     with in_tenant(tenant) as session:
         ann, bo = _patrons(session, 2)
@@ -314,13 +315,14 @@ def test_the_command_line_lists_disclosures_with_counts_never_subjects(
 
 
 def test_erasure_takes_a_patrons_choices_and_their_place_in_disclosures_but_leaves_the_count(db, in_tenant, tenant):
-    """The histories refuse DELETE to the service, yet erasure (privacy/erasure.py) removes the patron's rows:
+    """The histories refuse DELETE to the service, yet erasure (privacy/subjects/erasure.py) removes the patron's rows:
     they go with the patron (foreign-key cascade). A disclosure keeps how many it concerned, not who."""
     import uuid as uuid_module
 
-    from bookwarden.privacy import consent, erasure
-    from bookwarden.privacy.consent import Channel, Choice, Topic
-    from bookwarden.privacy.consent_models import ConsentMethod
+    from bookwarden.privacy.consent import service as consent
+    from bookwarden.privacy.consent.models import ConsentMethod
+    from bookwarden.privacy.consent.service import Channel, Choice, Topic
+    from bookwarden.privacy.subjects import erasure
 
     with in_tenant(tenant) as session:
         ann, bo = _patrons(session, 2)
@@ -352,9 +354,10 @@ def test_the_access_package_lists_the_patrons_consents_objections_and_disclosure
     import json
     import zipfile
 
-    from bookwarden.privacy import consent, subject_export
-    from bookwarden.privacy.consent import Channel, Choice, Topic
-    from bookwarden.privacy.consent_models import ConsentMethod
+    from bookwarden.privacy.consent import service as consent
+    from bookwarden.privacy.consent.models import ConsentMethod
+    from bookwarden.privacy.consent.service import Channel, Choice, Topic
+    from bookwarden.privacy.subjects import export as subject_export
 
     with in_tenant(tenant) as session:
         (ann,) = _patrons(session, 1)

@@ -20,10 +20,12 @@ from sqlalchemy import text
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, PLATFORM_PERMISSIONS, BuiltinRole, Permission
 from bookwarden.db.session import platform_session
 from bookwarden.identity import tokens
-from bookwarden.privacy import complaints, dpo_escalations, requests
-from bookwarden.privacy.dpo_escalations import View
-from bookwarden.privacy.escalation_models import DpoEscalation
-from bookwarden.privacy.requests import Decision
+from bookwarden.privacy.complaints import service as complaints
+from bookwarden.privacy.escalations import service as dpo_escalations
+from bookwarden.privacy.escalations.models import DpoEscalation
+from bookwarden.privacy.escalations.service import View
+from bookwarden.privacy.requests import service as requests
+from bookwarden.privacy.requests.service import Decision
 from tests.test_complaints import SUBJECT
 from tests.test_complaints import _age as _age_complaint
 from tests.test_privacy_requests import OFFICER, _age, _events, _mails, _officer_account, _principal, _staff_request

@@ -6,10 +6,10 @@ import uuid
 
 from bookwarden.access.notices import add_security_contact
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole
+from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.db.session import platform_session, tenant_session
-from bookwarden.identity import accounts
+from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import AccountKind
-from bookwarden.identity.principal import Principal, PrincipalKind
 from bookwarden.jobs.worker import Worker
 from bookwarden.tenancy import service as tenancy
 from tests.helpers import grant

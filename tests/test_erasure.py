@@ -12,18 +12,21 @@ from psycopg import sql
 from sqlalchemy import select, text
 
 from bookwarden.access.permissions import Permission
+from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.audit import signing
+from bookwarden.core.errors import Conflict, NotFound
 from bookwarden.crypto.aead import DecryptionError, cipher
 from bookwarden.crypto.fields import decrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed
 from bookwarden.db.session import platform_session, tenant_session
-from bookwarden.errors import Conflict, NotFound
-from bookwarden.identity import accounts
+from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import Account, AccountKind
-from bookwarden.identity.principal import Principal, PrincipalKind
 from bookwarden.library import service as library
-from bookwarden.privacy import complaints, erasure, subject_data, subject_export
-from bookwarden.privacy.subject_models import ErasureCertificate
+from bookwarden.privacy.complaints import service as complaints
+from bookwarden.privacy.subjects import data as subject_data
+from bookwarden.privacy.subjects import erasure
+from bookwarden.privacy.subjects import export as subject_export
+from bookwarden.privacy.subjects.models import ErasureCertificate
 from bookwarden.tenancy import service as tenancy
 from tests.helpers import populate, restored_dump
 
@@ -180,7 +183,7 @@ def test_posts_are_kept_anonymized_when_the_institution_chose_so(db, tenant, cli
 
 
 def test_erasure_is_refused_while_a_legal_hold_covers_the_patron(db, tenant, client_for, key):
-    from bookwarden.privacy import holds
+    from bookwarden.privacy.retention import holds
 
     patron_id, _ = _subject(db, tenant, client_for)
     officer = Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant.id, {Permission.PRIVACY_HOLDS_MANAGE})

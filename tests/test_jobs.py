@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import func, select, update
 from structlog.testing import capture_logs
 
+from bookwarden.core.errors import InvalidInput, NotFound
 from bookwarden.db.session import platform_session
-from bookwarden.errors import InvalidInput, NotFound
 from bookwarden.jobs import service
 from bookwarden.jobs.models import Job, JobSchedule, JobStatus
 from bookwarden.jobs.worker import Worker, stop_on_signals

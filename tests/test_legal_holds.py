@@ -12,7 +12,7 @@ from bookwarden.access.permissions import Permission
 from bookwarden.db.session import tenant_session
 from bookwarden.library import service as library
 from bookwarden.library.schemas import PatronCreate
-from bookwarden.privacy import holds
+from bookwarden.privacy.retention import holds
 
 HOLDS = "/api/v1/privacy/holds"
 OFFICER = frozenset({Permission.PRIVACY_HOLDS_MANAGE})

@@ -26,9 +26,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bookwarden.errors import BookwardenError, InvalidInput
-from bookwarden.identity import mfa
-from bookwarden.identity.mfa import MfaError, MfaFailure, MfaRegistrationError
+from bookwarden.core.errors import BookwardenError, InvalidInput
+from bookwarden.identity.mfa import service as mfa
+from bookwarden.identity.mfa.service import MfaError, MfaFailure, MfaRegistrationError
 
 # ---------------------------------------------------------------------------------------------
 # TOTP

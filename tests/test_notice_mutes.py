@@ -11,15 +11,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
 from bookwarden.access import notices
-from bookwarden.access import service as access
 from bookwarden.access.notices import NEVER_MUTED, NoticeKind, add_security_contact
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
+from bookwarden.access.principal import Principal, PrincipalKind
+from bookwarden.access.roles import service as access
 from bookwarden.api.app import create_app
-from bookwarden.config import Settings
+from bookwarden.core.config import Settings
 from bookwarden.db.session import platform_session, tenant_session
-from bookwarden.identity import accounts, tokens
+from bookwarden.identity import tokens
+from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import AccountKind
-from bookwarden.identity.principal import Principal, PrincipalKind
 from bookwarden.jobs.worker import Worker
 from bookwarden.notify.models import OutboxMessage
 from bookwarden.notify.service import open_mail

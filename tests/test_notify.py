@@ -17,8 +17,8 @@ from pydantic import ValidationError
 from sqlalchemy import delete, func, select, text, update
 from structlog.testing import capture_logs
 
+from bookwarden.core.errors import InvalidInput
 from bookwarden.db.session import platform_session, tenant_session
-from bookwarden.errors import InvalidInput
 from bookwarden.jobs.models import Job, JobSchedule, JobStatus
 from bookwarden.jobs.service import describe_error
 from bookwarden.jobs.worker import Worker

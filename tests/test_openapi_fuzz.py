@@ -18,9 +18,9 @@ from tests.test_publisher_reports import catalogue_files
 EXAMPLES_PER_OPERATION = 25
 
 # Values whose validity no JSON Schema can state get a valid sample as positive data, so that a
-# 422 for them still means good input refused: an IdP's SAML metadata (identity/saml_routes.py).
+# 422 for them still means good input refused: an IdP's SAML metadata (identity/saml/routes.py).
 schemathesis.openapi.format("saml-metadata", st.builds(sample_metadata))
-# A catalogue upload (privacy/report_routes.py): CSV, each item id once.
+# A catalogue upload (privacy/reports/routes.py): CSV, each item id once.
 schemathesis.openapi.format("catalogue-csv", catalogue_files())
 
 

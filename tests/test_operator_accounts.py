@@ -13,13 +13,15 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
 
-from bookwarden.access import grants
+from bookwarden.access.grants import service as grants
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole
+from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.audit.events import PLATFORM_CHAIN
+from bookwarden.core.errors import Conflict, InvalidInput
 from bookwarden.db.session import platform_session, tenant_session
-from bookwarden.errors import Conflict, InvalidInput
-from bookwarden.identity import operator_accounts, passwords, throttle
-from bookwarden.identity.principal import Principal, PrincipalKind
+from bookwarden.identity import passwords
+from bookwarden.identity.operators import service as operator_accounts
+from bookwarden.identity.signin import throttle
 from tests.helpers import populate
 
 AUTH = "/api/v1/operator/auth"

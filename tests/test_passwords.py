@@ -19,7 +19,7 @@ from argon2 import PasswordHasher, Type
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from bookwarden.errors import InvalidInput
+from bookwarden.core.errors import InvalidInput
 from bookwarden.identity import passwords
 from bookwarden.identity.passwords import (
     DEFAULT,

@@ -157,11 +157,11 @@ def test_two_downloads_at_once_cannot_both_pass_and_a_reader_who_stops_spends_it
     import functools
     import uuid
 
-    from bookwarden.access import approvals
+    from bookwarden.access.approvals import service as approvals
+    from bookwarden.access.principal import Principal, PrincipalKind
     from bookwarden.audit import record as audit
+    from bookwarden.core.errors import Conflict
     from bookwarden.db.session import tenant_session
-    from bookwarden.errors import Conflict
-    from bookwarden.identity.principal import Principal, PrincipalKind
     from bookwarden.library import export, schemas, service
 
     tenant_id = committed_tenant()

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Column, Date, DateTime, ForeignKeyConstraint, LargeBinary, MetaData, Table, Text, Uuid
 
+from bookwarden.core.classification import Category, Classification, Protection, SubjectKind, blind_index, personal
 from bookwarden.db.base import Base
-from bookwarden.privacy.classification import Category, Classification, Protection, SubjectKind, blind_index, personal
 from bookwarden.privacy.registry import POLICIES, UNMAPPED, build, registry
 from tests.helpers import populate
 

@@ -16,12 +16,12 @@ from sqlalchemy import func, select, text
 
 from bookwarden.api.app import create_app
 from bookwarden.db.session import platform_session, tenant_session
-from bookwarden.identity import throttle
+from bookwarden.identity.signin import throttle
 from bookwarden.jobs.worker import Worker
 from bookwarden.library import service as library
 from bookwarden.library.schemas import PatronCreate
 from bookwarden.notify.models import OutboxMessage
-from bookwarden.privacy.request_models import PrivacyInquiry, PrivacyRequest
+from bookwarden.privacy.requests.models import PrivacyInquiry, PrivacyRequest
 from bookwarden.tenancy.models import Tenant
 from tests.helpers import fresh_address
 from tests.test_notify import smtp_server  # noqa: F401 - the real aiosmtpd server fixture
@@ -204,7 +204,7 @@ def test_an_expired_code_is_refused(
 def test_a_match_and_no_match_are_answered_after_the_same_floor(form_app, committed_db, institution, monkeypatch):
     """Not a timed test: the clock is read, and the wait asked for, through the module; both paths must
     ask to be held until the same floor, so neither answers sooner than the other."""
-    from bookwarden.privacy import request_form
+    from bookwarden.privacy.requests import form as request_form
 
     waits: list[float] = []
     monkeypatch.setattr(request_form, "ANSWER_FLOOR", 60.0)
@@ -281,8 +281,8 @@ def test_a_request_without_an_institution_is_asked_which_and_forwarded(
 
 
 def test_an_inquiry_never_named_lapses_and_its_address_is_shredded(form_app, committed_db, owner_conn):
-    from bookwarden.identity.links import PLATFORM
-    from bookwarden.privacy import request_form
+    from bookwarden.identity.accounts.links import PLATFORM
+    from bookwarden.privacy.requests import form as request_form
 
     answer = _visitor(form_app).post(FORM, json={"kind": "access", "by": "email", "value": ON_FILE}).json()
     with platform_session(committed_db) as session:

@@ -14,15 +14,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, text
 
-from bookwarden.access import approvals
+from bookwarden.access.approvals import service as approvals
 from bookwarden.access.notices import add_security_contact
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, LIBRARY_WRITE, BuiltinRole, Permission
+from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.audit import record as audit
+from bookwarden.core.errors import Conflict, Forbidden, InvalidInput, NotFound, SegregationOfDutiesError
+from bookwarden.core.sensitive import SensitiveDataRefused
 from bookwarden.db.session import platform_session
-from bookwarden.errors import Conflict, Forbidden, InvalidInput, NotFound, SegregationOfDutiesError
-from bookwarden.identity import accounts, passwords
+from bookwarden.identity import passwords
+from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import AccountKind, AccountStatus
-from bookwarden.identity.principal import Principal, PrincipalKind
 from bookwarden.jobs.housekeeping import DUTIES
 from bookwarden.jobs.models import JobSchedule
 from bookwarden.jobs.service import handler_for
@@ -30,10 +32,11 @@ from bookwarden.library import service as library
 from bookwarden.library.schemas import PatronCreate, PatronUpdate
 from bookwarden.notify.models import OutboxMessage
 from bookwarden.notify.service import open_mail
-from bookwarden.privacy import request_form, requests, restrictions
-from bookwarden.privacy.request_models import PrivacyRequest, RequestKind, RequestState
-from bookwarden.privacy.requests import Decision
-from bookwarden.privacy.sensitive import SensitiveDataRefused
+from bookwarden.privacy.requests import form as request_form
+from bookwarden.privacy.requests import restrictions
+from bookwarden.privacy.requests import service as requests
+from bookwarden.privacy.requests.models import PrivacyRequest, RequestKind, RequestState
+from bookwarden.privacy.requests.service import Decision
 from tests.helpers import grant
 
 PASSWORD = "violet tractor mango 42 harbour"
@@ -225,7 +228,7 @@ def _run(session, request_id) -> PrivacyRequest:
 
 
 def test_access_and_portability_build_the_package(in_tenant, tenant):
-    from bookwarden.privacy.subject_models import SubjectExportPackage
+    from bookwarden.privacy.subjects.models import SubjectExportPackage
 
     with in_tenant(tenant) as session:
         for kind in (RequestKind.ACCESS, RequestKind.PORTABILITY):
@@ -249,7 +252,7 @@ def test_access_and_portability_build_the_package(in_tenant, tenant):
 
 def test_erasure_asked_by_the_patron_erases_with_a_certificate(in_tenant, tenant):
     from bookwarden.library.models import Patron
-    from bookwarden.privacy.subject_models import ErasureCertificate
+    from bookwarden.privacy.subjects.models import ErasureCertificate
 
     with in_tenant(tenant) as session:
         patron_id = _patron(session)
@@ -321,7 +324,7 @@ def test_restriction_stops_changes_until_lifted(in_tenant, tenant):
 
 
 def test_objection_is_recorded_for_disclosures(in_tenant, tenant):
-    from bookwarden.privacy.objections import has_objected
+    from bookwarden.privacy.consent.objections import has_objected
 
     with in_tenant(tenant) as session:
         request = _staff_request(session, RequestKind.OBJECTION, objection_scope="third_party_disclosure")
@@ -577,7 +580,7 @@ def test_the_hourly_duty_escalates_to_the_security_contacts_when_there_is_no_off
         request = _staff_request(session)
         _age(session, request.id, timedelta(days=31))
     # The worker's duties, as the worker finds them: declared hourly, run by their registered handlers.
-    assert "bookwarden.privacy.requests" in DUTIES
+    assert "bookwarden.privacy.requests.service" in DUTIES
     requests.declare_schedules(db)
     with platform_session(db) as session:
         assert session.get(JobSchedule, requests.DEADLINES).every_seconds == 3600

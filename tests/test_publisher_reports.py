@@ -18,15 +18,17 @@ from sqlalchemy.exc import IntegrityError
 from typer.testing import CliRunner
 
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
+from bookwarden.access.principal import Principal, PrincipalKind
+from bookwarden.core.classification import Classification
+from bookwarden.core.errors import Conflict, InvalidInput
 from bookwarden.db.session import tenant_session
-from bookwarden.errors import Conflict, InvalidInput
-from bookwarden.identity.principal import Principal, PrincipalKind
 from bookwarden.library.models import Loan, Patron
-from bookwarden.privacy import catalogue, publisher_reports, report_noise
-from bookwarden.privacy.classification import Classification
-from bookwarden.privacy.publisher_reports import Cell, bounded_counts, publishable, true_cells
 from bookwarden.privacy.registry import registry
-from bookwarden.privacy.report_models import CatalogueItem, PublisherBudget, PublisherReport
+from bookwarden.privacy.reports import catalogue
+from bookwarden.privacy.reports import noise as report_noise
+from bookwarden.privacy.reports import service as publisher_reports
+from bookwarden.privacy.reports.models import CatalogueItem, PublisherBudget, PublisherReport
+from bookwarden.privacy.reports.service import Cell, bounded_counts, publishable, true_cells
 from tests.test_cli import cli_env  # noqa: F401 - the command line pointed at the test database
 
 REPORTS = "/api/v1/reports"
@@ -300,7 +302,7 @@ def test_an_open_month_a_bad_range_or_an_unknown_publisher_is_refused(tenant, in
             publisher_reports.release(session, _as(session), "Penguin", "2020-01", "2023-01")
         with pytest.raises(Conflict, match="only with noise on"):
             publisher_reports.release(session, _as(session), "Penguin", "2026-01", "2026-01", epsilon=0.5)
-        from bookwarden.errors import NotFound
+        from bookwarden.core.errors import NotFound
 
         with pytest.raises(NotFound):
             publisher_reports.release(session, _as(session), "Nobody Press", "2026-01", "2026-01")

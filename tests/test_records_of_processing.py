@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, LIBRARY_READ, BuiltinRole, Permission
 from bookwarden.db.session import tenant_session
-from bookwarden.privacy.records import CSV_FIELDS, SECURITY_MEASURES, generate
+from bookwarden.privacy.records.service import CSV_FIELDS, SECURITY_MEASURES, generate
 from bookwarden.privacy.registry import SUBJECT_DESCRIPTIONS, registry
 from tests.test_cli import cli_env  # noqa: F401 - the command line pointed at the test database
 

@@ -17,9 +17,9 @@ from bookwarden.jobs.worker import Worker
 from bookwarden.library import service as library
 from bookwarden.library.schemas import PatronCreate
 from bookwarden.notify.models import OutboxMessage
-from bookwarden.privacy import requests
-from bookwarden.privacy.request_models import RequestKind
-from bookwarden.privacy.requests import Decision
+from bookwarden.privacy.requests import service as requests
+from bookwarden.privacy.requests.models import RequestKind
+from bookwarden.privacy.requests.service import Decision
 from tests.test_notify import smtp_server  # noqa: F401 - the real aiosmtpd server fixture
 from tests.test_privacy_requests import OFFICER, _events, _mails, _principal, _run, _staff_request
 

@@ -15,22 +15,23 @@ from sqlalchemy import select, text
 
 from bookwarden.access.notices import add_security_contact
 from bookwarden.access.permissions import Permission
+from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.audit import checkpoints, signing
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
-from bookwarden.config import get_settings
+from bookwarden.core.config import get_settings
+from bookwarden.core.errors import Conflict
 from bookwarden.db.session import tenant_session
-from bookwarden.errors import Conflict
-from bookwarden.identity.principal import Principal, PrincipalKind
 from bookwarden.jobs.housekeeping import DUTIES
 from bookwarden.jobs.service import handler_for
 from bookwarden.library import service as library
 from bookwarden.library.schemas import LoanCreate, PatronCreate, PostCreate, SearchCreate
 from bookwarden.notify.models import OutboxMessage
 from bookwarden.notify.service import open_mail
-from bookwarden.privacy import holds, retention
-from bookwarden.privacy.retention_models import RetentionCategory, RetentionRun
-from bookwarden.privacy.retention_routes import router
+from bookwarden.privacy.retention import holds
+from bookwarden.privacy.retention import service as retention
+from bookwarden.privacy.retention.models import RetentionCategory, RetentionRun
+from bookwarden.privacy.retention.routes import router
 from tests.test_cli import cli_env  # noqa: F401 - fixture
 
 C = RetentionCategory
@@ -299,7 +300,7 @@ def test_a_run_that_crashes_midway_resumes_and_removes_nothing_twice(committed_d
 
 
 def test_the_daily_purge_is_a_declared_recurring_job(db):
-    assert "bookwarden.privacy.retention" in DUTIES
+    assert "bookwarden.privacy.retention.service" in DUTIES
     assert handler_for(retention.PURGE_JOB) is retention._purge_job
 
 
@@ -397,10 +398,10 @@ def test_a_hold_keeps_the_audit_events_about_its_patron(committed_db, committed_
 
 
 def test_old_export_approvals_and_access_packages_go_with_their_keys(db, tenant):
-    from bookwarden.access import approvals
-    from bookwarden.access.approval_models import SensitiveAction
+    from bookwarden.access.approvals import service as approvals
+    from bookwarden.access.approvals.models import SensitiveAction
     from bookwarden.crypto.keyring import KeyDestroyed
-    from bookwarden.privacy import subject_export
+    from bookwarden.privacy.subjects import export as subject_export
 
     exporter = [Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant.id, {Permission.PATRONS_EXPORT}) for _ in "ab"]
     with tenant_session(db, tenant.id) as session:
@@ -444,9 +445,9 @@ def test_the_daily_job_purges_every_institution(db, make_tenant):
 def test_the_records_of_processing_state_the_institutions_own_periods(db, tenant):
     import json
 
-    from bookwarden.access import approvals
-    from bookwarden.access.approval_models import SensitiveAction
-    from bookwarden.privacy import records
+    from bookwarden.access.approvals import service as approvals
+    from bookwarden.access.approvals.models import SensitiveAction
+    from bookwarden.privacy.records import service as records
 
     with tenant_session(db, tenant.id) as session:
         asked = retention.ask_change(session, officer(tenant.id), C.LOAN_HISTORY, 60)

@@ -13,14 +13,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 
 from bookwarden.access.permissions import Permission
+from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.api.app import create_app
 from bookwarden.audit.events import PLATFORM_CHAIN
 from bookwarden.crypto.keyring import subject_keys
 from bookwarden.db.session import tenant_session
-from bookwarden.identity.principal import Principal, PrincipalKind
 from bookwarden.library import service as library
-from bookwarden.privacy import self_registration
-from bookwarden.privacy.self_registration import birthday, old_enough, today_in
+from bookwarden.privacy.registration import service as self_registration
+from bookwarden.privacy.registration.service import birthday, old_enough, today_in
 from tests.helpers import fresh_address
 
 URL = "/api/v1/self-registration"
@@ -105,7 +105,7 @@ def test_registrations_are_throttled_per_address(db, tenant, app):
 
 
 def test_a_refused_child_leaves_nothing_but_the_refusal(committed_db, committed_tenant, home, capsys, superuser_conn):
-    from bookwarden.config import Settings
+    from bookwarden.core.config import Settings
 
     tenant_id = committed_tenant()
     open_registration(committed_db, tenant_id)

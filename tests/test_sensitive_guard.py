@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bookwarden.privacy.sensitive import (
+from bookwarden.core.sensitive import (
     SensitiveDataKind,
     SensitiveDataRefused,
     SensitiveFinding,

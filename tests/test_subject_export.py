@@ -14,16 +14,18 @@ import pytest
 from sqlalchemy import select, text
 
 from bookwarden.access.permissions import Permission
+from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.audit.events import Action
+from bookwarden.core.errors import NotFound
 from bookwarden.crypto.keyring import subject_keys
 from bookwarden.db.session import tenant_session
-from bookwarden.errors import NotFound
-from bookwarden.identity import accounts
+from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import Account, AccountKind
-from bookwarden.identity.principal import Principal, PrincipalKind
 from bookwarden.library import service as library
-from bookwarden.privacy import complaints, subject_data, subject_export
-from bookwarden.privacy.subject_models import SubjectExportChunk, SubjectExportPackage
+from bookwarden.privacy.complaints import service as complaints
+from bookwarden.privacy.subjects import data as subject_data
+from bookwarden.privacy.subjects import export as subject_export
+from bookwarden.privacy.subjects.models import SubjectExportChunk, SubjectExportPackage
 from tests.helpers import populate
 
 STAFF = frozenset({Permission.ACCOUNTS_MANAGE, Permission.PRIVACY_COMPLAINTS_REGISTER})

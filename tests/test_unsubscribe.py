@@ -14,18 +14,19 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole
+from bookwarden.core.errors import InvalidInput
 from bookwarden.crypto.master import MasterKeys
 from bookwarden.db.session import tenant_session
-from bookwarden.errors import InvalidInput
 from bookwarden.jobs.worker import Worker
 from bookwarden.library import service as library
 from bookwarden.library.schemas import PatronCreate
 from bookwarden.notify.models import MailCategory, OutboxMessage
 from bookwarden.notify.service import queue_mail
-from bookwarden.privacy import consent, unsubscribe
-from bookwarden.privacy.consent import Channel, Choice, Topic
-from bookwarden.privacy.consent_models import ConsentMethod, ConsentRecord
-from bookwarden.privacy.unsubscribe import InvalidUnsubscribeLink, OptedOut
+from bookwarden.privacy.consent import service as consent
+from bookwarden.privacy.consent import unsubscribe
+from bookwarden.privacy.consent.models import ConsentMethod, ConsentRecord
+from bookwarden.privacy.consent.service import Channel, Choice, Topic
+from bookwarden.privacy.consent.unsubscribe import InvalidUnsubscribeLink, OptedOut
 from tests.test_complaints import _principal
 from tests.test_notify import smtp_server  # noqa: F401 - the real aiosmtpd server fixture
 

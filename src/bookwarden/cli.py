@@ -22,10 +22,10 @@ from rich.console import Console
 from rich.table import Table
 
 from bookwarden.access.permissions import Permission
+from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.audit.events import Action, Outcome
-from bookwarden.config import Settings, get_settings
-from bookwarden.errors import BookwardenError, Forbidden
-from bookwarden.identity.principal import Principal, PrincipalKind
+from bookwarden.core.config import Settings, get_settings
+from bookwarden.core.errors import BookwardenError, Forbidden
 
 app = typer.Typer(
     help="Bookwarden: library customer data under an enforced security and privacy model.",
@@ -116,7 +116,7 @@ def _console(ctx: typer.Context) -> None:
     )
     ctx.with_resource(audit.acting(context))
     ctx.with_resource(_running())
-    from bookwarden import logs
+    from bookwarden.core import logs
 
     # Logs of a one-shot command go to stderr: its stdout is what it prints (a token, JSON, CSV).
     # `serve` and `worker` configure their own logs on stdout, as services.
@@ -443,7 +443,7 @@ def operator_create(
 ) -> None:
     """Create an operator account and print its one-time enrolment link (password and authenticator app)."""
     from bookwarden.db.session import platform_session
-    from bookwarden.identity import operator_accounts
+    from bookwarden.identity.operators import service as operator_accounts
 
     db = _connect()
     with platform_session(db) as session:
@@ -455,7 +455,7 @@ def operator_create(
 def operator_enrolment_link(username: str) -> None:
     """A new enrolment link for an account that has not enrolled yet; the earlier link stops working."""
     from bookwarden.db.session import platform_session
-    from bookwarden.identity import operator_accounts
+    from bookwarden.identity.operators import service as operator_accounts
 
     db = _connect()
     with platform_session(db) as session:
@@ -467,7 +467,7 @@ def operator_enrolment_link(username: str) -> None:
 def operator_disable(username: str) -> None:
     """Disable an operator account: no sign-in, and its sessions end at once."""
     from bookwarden.db.session import platform_session
-    from bookwarden.identity import operator_accounts
+    from bookwarden.identity.operators import service as operator_accounts
 
     with platform_session(_connect()) as session:
         out.print(_operator_table([operator_accounts.disable(session, username)]))
@@ -477,7 +477,7 @@ def operator_disable(username: str) -> None:
 def operator_enable(username: str) -> None:
     """Enable a disabled operator account again."""
     from bookwarden.db.session import platform_session
-    from bookwarden.identity import operator_accounts
+    from bookwarden.identity.operators import service as operator_accounts
 
     with platform_session(_connect()) as session:
         out.print(_operator_table([operator_accounts.enable(session, username)]))
@@ -487,7 +487,7 @@ def operator_enable(username: str) -> None:
 def operator_list() -> None:
     """List operator accounts, their roles and status."""
     from bookwarden.db.session import platform_session
-    from bookwarden.identity import operator_accounts
+    from bookwarden.identity.operators import service as operator_accounts
 
     with platform_session(_connect()) as session:
         out.print(_operator_table(operator_accounts.list_operators(session)))
@@ -531,8 +531,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run the HTTP API."""
     import uvicorn
 
-    from bookwarden import logs
     from bookwarden.api.app import create_app
+    from bookwarden.core import logs
 
     settings = get_settings()
     logs.configure(settings.log_level)
@@ -543,7 +543,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
 @command(app, "worker", Permission.PLATFORM_SERVICES_RUN)
 def worker(name: Annotated[str, typer.Option(help="worker name in job leases")] = "worker") -> None:
     """Run background jobs until SIGTERM/SIGINT."""
-    from bookwarden import logs
+    from bookwarden.core import logs
     from bookwarden.jobs.housekeeping import declare_all
     from bookwarden.jobs.worker import Worker, stop_on_signals
 
@@ -931,7 +931,7 @@ def privacy_export(
     import json
 
     from bookwarden.db.session import tenant_session
-    from bookwarden.privacy import subject_export
+    from bookwarden.privacy.subjects import export as subject_export
 
     patron_id = _uuid_option("--patron", patron)
     request_id = _uuid_option("--request", request)
@@ -952,7 +952,7 @@ def privacy_certificate_show(
 
     from bookwarden.audit import signing
     from bookwarden.db.session import tenant_session
-    from bookwarden.privacy import erasure
+    from bookwarden.privacy.subjects import erasure
 
     key = signing.load_signing_key(get_settings())
     with tenant_session(_connect(), _institution_id(tenant)) as session:
@@ -972,7 +972,7 @@ def privacy_certificate_verify(
 
     from bookwarden.audit import signing
     from bookwarden.db.session import tenant_session
-    from bookwarden.privacy import erasure
+    from bookwarden.privacy.subjects import erasure
 
     if (certificate is None) == (file is None):
         raise _fail("give a certificate id or --file, one of them")
@@ -1004,7 +1004,7 @@ def privacy_records(
 ) -> None:
     """An institution's records of processing (GDPR art. 30), generated from the personal-data registry."""
     from bookwarden.db.session import tenant_session
-    from bookwarden.privacy import records
+    from bookwarden.privacy.records import service as records
 
     chosen = _choice("--format", fmt, records.RecordsFormat)
     db = _connect()
@@ -1024,7 +1024,7 @@ def privacy_disclosures(
     import json
 
     from bookwarden.db.session import tenant_session
-    from bookwarden.privacy import disclosures
+    from bookwarden.privacy.disclosures import service as disclosures
 
     patron_id = _uuid_option("--patron", patron)
     db = _connect()
@@ -1047,7 +1047,7 @@ def reports_catalogue_import(
 ) -> None:
     """Load titles and publishers of items: every line checked first, nothing written unless all pass."""
     from bookwarden.db.session import tenant_session
-    from bookwarden.privacy import catalogue
+    from bookwarden.privacy.reports import catalogue
 
     try:
         content = file.read_bytes()
@@ -1075,7 +1075,7 @@ def reports_policy(
     import json
 
     from bookwarden.db.session import tenant_session
-    from bookwarden.privacy import publisher_reports
+    from bookwarden.privacy.reports import service as publisher_reports
 
     changes = {
         "k": k,
@@ -1101,7 +1101,7 @@ def reports_budget(
 ) -> None:
     """List publishers' privacy budgets, or set one (--publisher and --budget)."""
     from bookwarden.db.session import tenant_session
-    from bookwarden.privacy import publisher_reports
+    from bookwarden.privacy.reports import service as publisher_reports
 
     if (publisher is None) != (budget is None):
         raise _fail("--publisher and --budget go together (neither: list the budgets)")
@@ -1127,7 +1127,7 @@ def reports_publishers(
 ) -> None:
     """Release a publisher's anonymized usage report (cells under k patrons suppressed) and print it."""
     from bookwarden.db.session import tenant_session
-    from bookwarden.privacy import publisher_reports
+    from bookwarden.privacy.reports import service as publisher_reports
 
     chosen = _choice("--format", fmt, publisher_reports.ReportFormat)
     with tenant_session(_connect(), _institution_id(tenant)) as session:
@@ -1148,7 +1148,7 @@ def reports_list(
     import json
 
     from bookwarden.db.session import tenant_session
-    from bookwarden.privacy import publisher_reports
+    from bookwarden.privacy.reports import service as publisher_reports
 
     if fmt not in ("table", "json"):
         raise _fail(f"--format: {fmt!r} is none of table, json")
@@ -1182,7 +1182,7 @@ def reports_list(
 
 def _tenant_ids(tenant: str | None) -> list[uuid.UUID]:
     """The institution named, or every institution."""
-    from bookwarden.privacy import retention
+    from bookwarden.privacy.retention import service as retention
 
     if tenant is None:
         return retention.tenant_ids(_connect())
@@ -1200,7 +1200,7 @@ def retention_preview(
     """What the next purge would remove, per institution and category: counts, the oldest date, and what
     legal holds keep (the purge's own selection)."""
     from bookwarden.db.session import tenant_session
-    from bookwarden.privacy import retention
+    from bookwarden.privacy.retention import service as retention
 
     table = Table("institution", "category", "keep days", "cutoff", "due", "held", "oldest due")
     db = _connect()
@@ -1217,7 +1217,7 @@ def retention_preview(
 def retention_policies(tenant: Annotated[str, typer.Option(help="institution id or slug")]) -> None:
     """An institution's period per category: what applies, its source, the default and the bounds."""
     from bookwarden.db.session import tenant_session
-    from bookwarden.privacy import retention
+    from bookwarden.privacy.retention import service as retention
 
     table = Table("category", "keep days", "source", "default", "bounds")
     (tenant_id,) = _tenant_ids(tenant)
@@ -1239,8 +1239,8 @@ def retention_set(
     """Ask for a new period: an approval request the institution's second officer approves
     (POST /api/v1/approvals/{id}/approve); nothing changes until then."""
     from bookwarden.db.session import tenant_session
-    from bookwarden.privacy import retention
-    from bookwarden.privacy.retention_models import RetentionCategory
+    from bookwarden.privacy.retention import service as retention
+    from bookwarden.privacy.retention.models import RetentionCategory
 
     chosen = _choice("--category", category, RetentionCategory)
     if (days is None) == (not forever):
@@ -1256,7 +1256,7 @@ def retention_run(
     tenant: Annotated[str | None, typer.Option(help="institution id or slug; default: every institution")] = None,
 ) -> None:
     """Purge now what is past its period (as the daily job does); resumes an unfinished run."""
-    from bookwarden.privacy import retention
+    from bookwarden.privacy.retention import service as retention
 
     db = _connect()
     for tenant_id in _tenant_ids(tenant):
@@ -1271,7 +1271,7 @@ def retention_runs(
 ) -> None:
     """Purge run reports: per category what was removed, kept by a legal hold, or failed."""
     from bookwarden.db.session import tenant_session
-    from bookwarden.privacy import retention
+    from bookwarden.privacy.retention import service as retention
 
     table = Table("run", "status", "as of", "category", "removed", "held", "errors")
     (tenant_id,) = _tenant_ids(tenant)
@@ -1303,7 +1303,7 @@ def privacy_requests_list(
     import json
 
     from bookwarden.db.session import tenant_session
-    from bookwarden.privacy import requests
+    from bookwarden.privacy.requests import service as requests
 
     chosen = _choice("--view", view, requests.QueueView)
     db = _connect()
@@ -1322,7 +1322,7 @@ def privacy_requests_show(
     import json
 
     from bookwarden.db.session import tenant_session
-    from bookwarden.privacy import requests
+    from bookwarden.privacy.requests import service as requests
 
     chosen = _uuid_option("request_id", request_id)
     db = _connect()
@@ -1345,7 +1345,7 @@ def privacy_escalations_list(
     """Escalations to the DPO across institutions, the longest overdue first, as JSON lines (metadata only)."""
     import json
 
-    from bookwarden.privacy import dpo_escalations
+    from bookwarden.privacy.escalations import service as dpo_escalations
 
     chosen = _choice("--view", view, dpo_escalations.View)
     found = dpo_escalations.listing(_connect(), console_principal(), chosen)
@@ -1360,7 +1360,7 @@ def privacy_escalations_acknowledge(
     """Take an escalation up; the institution sees it in its own audit trail."""
     import json
 
-    from bookwarden.privacy import dpo_escalations
+    from bookwarden.privacy.escalations import service as dpo_escalations
 
     chosen = _uuid_option("escalation_id", escalation_id)
     found = dpo_escalations.acknowledge(_connect(), console_principal(), tenant, chosen)

@@ -14,13 +14,14 @@ from datetime import UTC, date, datetime, timedelta
 
 from rich.progress import Progress
 
-from bookwarden.access import service as access
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, LIBRARY_READ, LIBRARY_WRITE, BuiltinRole
-from bookwarden.config import Settings
+from bookwarden.access.principal import Principal, PrincipalKind
+from bookwarden.access.roles import service as access
+from bookwarden.core.config import Settings
 from bookwarden.db.session import Database, platform_session, tenant_session
-from bookwarden.identity import accounts, tokens
+from bookwarden.identity import tokens
+from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import AccountKind
-from bookwarden.identity.principal import Principal, PrincipalKind
 from bookwarden.library import schemas, service
 from bookwarden.tenancy import service as tenancy
 from bookwarden.tenancy.models import Tenant

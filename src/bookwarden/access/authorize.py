@@ -10,8 +10,8 @@ today; a new caller (a job, say) must record its refusals the same way.
 from __future__ import annotations
 
 from bookwarden.access.permissions import Permission
-from bookwarden.errors import Forbidden
-from bookwarden.identity.principal import Principal
+from bookwarden.access.principal import Principal
+from bookwarden.core.errors import Forbidden
 
 
 def authorize(principal: Principal, permission: Permission) -> None:

@@ -31,14 +31,14 @@ from uuid import UUID
 import structlog
 from sqlalchemy import select
 
-from bookwarden.access.models import Role, RolePermission, SecurityContact
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
+from bookwarden.access.principal import Principal
+from bookwarden.access.roles.models import Role, RolePermission, SecurityContact
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
+from bookwarden.core.errors import BookwardenError, NotFound
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.db.session import TenantSession
-from bookwarden.errors import BookwardenError, NotFound
-from bookwarden.identity.principal import Principal
 from bookwarden.notify.models import MailCategory
 from bookwarden.notify.service import queue_mail
 from bookwarden.tenancy.models import Tenant
@@ -226,7 +226,7 @@ def _administrative(
         touched |= _role_permissions(session, role)
     if account_id is not None:
         # Imported here: access.service itself queues notices through this module.
-        from bookwarden.access.service import account_permissions
+        from bookwarden.access.roles.service import account_permissions
 
         touched |= account_permissions(session, account_id)
     return bool(touched & ADMINISTRATIVE_PERMISSIONS)

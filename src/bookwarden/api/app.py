@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from bookwarden.api import problems
 from bookwarden.audit import record as audit
-from bookwarden.config import Settings
+from bookwarden.core.config import Settings
 from bookwarden.db.session import Database, platform_session
 
 log = structlog.get_logger()
@@ -32,22 +32,22 @@ ROUTERS = (
     "bookwarden.library.routes",
     "bookwarden.tenancy.routes",
     "bookwarden.access.routes",
-    "bookwarden.identity.routes",
-    "bookwarden.identity.account_routes",
-    "bookwarden.identity.mfa_routes",
-    "bookwarden.identity.saml_routes",
-    "bookwarden.identity.operator_routes",
+    "bookwarden.identity.signin.routes",
+    "bookwarden.identity.accounts.routes",
+    "bookwarden.identity.mfa.routes",
+    "bookwarden.identity.saml.routes",
+    "bookwarden.identity.operators.routes",
     "bookwarden.audit.routes",
-    "bookwarden.privacy.records_routes",
-    "bookwarden.privacy.complaint_routes",
-    "bookwarden.privacy.request_routes",
-    "bookwarden.privacy.subject_routes",
-    "bookwarden.privacy.consent_routes",
-    "bookwarden.privacy.disclosure_routes",
-    "bookwarden.privacy.retention_routes",
-    "bookwarden.privacy.self_registration_routes",
-    "bookwarden.privacy.report_routes",
-    "bookwarden.privacy.escalation_routes",
+    "bookwarden.privacy.records.routes",
+    "bookwarden.privacy.complaints.routes",
+    "bookwarden.privacy.requests.routes",
+    "bookwarden.privacy.subjects.routes",
+    "bookwarden.privacy.consent.routes",
+    "bookwarden.privacy.disclosures.routes",
+    "bookwarden.privacy.retention.routes",
+    "bookwarden.privacy.registration.routes",
+    "bookwarden.privacy.reports.routes",
+    "bookwarden.privacy.escalations.routes",
 )
 
 

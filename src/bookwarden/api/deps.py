@@ -1,6 +1,6 @@
 """The request pipeline: bearer token or session cookie -> principal -> (tenant context) -> route.
 
-Operators sign in too (identity/operator_signin.py, cookie bw_operator_session): their session
+Operators sign in too (identity/operators/signin.py, cookie bw_operator_session): their session
 resolves to the same platform principal an operator token does, through the same grant header.
 
 API tokens (machines) and sign-in sessions (people in a browser) resolve to the same
@@ -23,15 +23,17 @@ from uuid import UUID
 from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
-from bookwarden.access import grants
 from bookwarden.access.authorize import authorize
+from bookwarden.access.grants import service as grants
 from bookwarden.access.permissions import Permission
+from bookwarden.access.principal import Principal
 from bookwarden.audit import record as audit
+from bookwarden.core.errors import Forbidden, Unauthenticated
 from bookwarden.db.session import Database, TenantSession, tenant_session
-from bookwarden.errors import Forbidden, Unauthenticated
-from bookwarden.identity import operator_signin, signin, tokens
-from bookwarden.identity.principal import Principal
-from bookwarden.identity.sessions import COOKIE_NAME
+from bookwarden.identity import tokens
+from bookwarden.identity.operators import signin as operator_signin
+from bookwarden.identity.signin import service as signin
+from bookwarden.identity.signin.sessions import COOKIE_NAME
 from bookwarden.tenancy.service import ensure_active
 
 bearer = HTTPBearer(auto_error=False, description="an API token (bookwarden token create)")

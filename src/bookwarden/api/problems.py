@@ -16,8 +16,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action, Outcome
-from bookwarden.errors import BookwardenError, Forbidden, TenantSuspended, Unauthenticated
-from bookwarden.privacy.sensitive import SensitiveDataRefused
+from bookwarden.core.errors import BookwardenError, Forbidden, TenantSuspended, Unauthenticated
+from bookwarden.core.sensitive import SensitiveDataRefused
 
 MEDIA_TYPE = "application/problem+json"
 log = structlog.get_logger()

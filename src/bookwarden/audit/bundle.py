@@ -48,7 +48,7 @@ from bookwarden.audit import signing
 from bookwarden.audit.events import GENESIS
 from bookwarden.audit.merkle import Frontier
 from bookwarden.audit.verify import ChainReport, ChainVerifier, EventLink, Start
-from bookwarden.errors import IntegrityFailure, InvalidInput
+from bookwarden.core.errors import IntegrityFailure, InvalidInput
 
 if TYPE_CHECKING:
     from bookwarden.db.session import Database

@@ -17,13 +17,13 @@ from uuid import UUID
 import structlog
 from sqlalchemy import text
 
+from bookwarden.access.principal import SYSTEM, Principal
 from bookwarden.audit import merkle, signing
 from bookwarden.audit.events import GENESIS, PLATFORM_CHAIN, Action, chain_hash
 from bookwarden.audit.record import record
 from bookwarden.audit.signing import Checkpoint, SigningKey
+from bookwarden.core.errors import Conflict, IntegrityFailure, InvalidInput, NotFound
 from bookwarden.db.session import Database, TenantSession, tenant_session
-from bookwarden.errors import Conflict, IntegrityFailure, InvalidInput, NotFound
-from bookwarden.identity.principal import SYSTEM, Principal
 from bookwarden.jobs.service import handler, schedule
 
 CHECKPOINT_JOB = "audit.checkpoints"
@@ -221,7 +221,7 @@ def checkpoint_all(
 
 @handler(CHECKPOINT_JOB)
 def _checkpoint_job(db: Database, payload: dict) -> None:
-    from bookwarden.config import get_settings
+    from bookwarden.core.config import get_settings
 
     checkpoint_all(
         db,

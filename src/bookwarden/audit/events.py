@@ -129,7 +129,7 @@ class Action(enum.StrEnum):
     PRIVACY_INQUIRY_RECEIVED = "privacy_inquiry.received"  # sent to the platform, no institution named
     PRIVACY_INQUIRY_FORWARDED = "privacy_inquiry.forwarded"  # into the named institution's queue
     PRIVACY_INQUIRY_LAPSED = "privacy_inquiry.lapsed"  # never named within 30 days: contact shredded
-    # Consent, preferences, cookie choices, objections and disclosures (privacy/consent.py, disclosures.py).
+    # Consent, preferences, cookie choices, objections and disclosures (privacy/consent/service.py, disclosures.py).
     PREFERENCES_VIEWED = "privacy.preferences.viewed"
     PREFERENCES_CHANGED = "privacy.preferences.changed"  # consent records appended
     CONSENTS_VIEWED = "privacy.consents.viewed"  # the consent history read

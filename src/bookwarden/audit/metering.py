@@ -34,12 +34,12 @@ from uuid import UUID
 
 from sqlalchemy import Table, distinct, func, select
 
+from bookwarden.access.principal import PrincipalKind
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
 from bookwarden.audit.search import events
+from bookwarden.core.errors import InvalidInput
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
-from bookwarden.errors import InvalidInput
-from bookwarden.identity.principal import PrincipalKind
 from bookwarden.library.service import KINDS
 from bookwarden.tenancy.service import get_tenant, list_tenants
 

@@ -33,8 +33,8 @@ from sqlalchemy.orm import Session
 from bookwarden.audit.events import PLATFORM_CHAIN, Action, Event, Outcome, check_details
 
 if TYPE_CHECKING:
+    from bookwarden.access.principal import Principal
     from bookwarden.db.session import Database
-    from bookwarden.identity.principal import Principal
 
 PENDING = "bookwarden.audit.pending"
 USER_AGENT_LIMIT = 512

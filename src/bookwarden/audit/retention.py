@@ -16,11 +16,11 @@ from uuid import UUID
 import structlog
 from sqlalchemy import text
 
+from bookwarden.access.principal import Principal
 from bookwarden.audit.checkpoints import SYSTEM, chain_ids, segment_boundary
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
 from bookwarden.db.session import Database, TenantSession, tenant_session
-from bookwarden.identity.principal import Principal
 from bookwarden.jobs.service import handler, schedule
 
 RETENTION_JOB = "audit.retention"
@@ -104,8 +104,8 @@ def drop_expired_segments(db: Database, retention: timedelta, *, now: datetime |
 
 @handler(RETENTION_JOB)
 def _retention_job(db: Database, payload: dict) -> None:
-    from bookwarden.config import get_settings
-    from bookwarden.privacy import retention as tenant_retention
+    from bookwarden.core.config import get_settings
+    from bookwarden.privacy.retention import service as tenant_retention
 
     # Each institution's chain keeps its own period (never under the platform's) and its legal holds.
     tenant_retention.drop_audit_segments(db, timedelta(days=get_settings().audit_retention_days))

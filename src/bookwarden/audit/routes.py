@@ -20,6 +20,7 @@ from pydantic import AwareDatetime, BaseModel
 from starlette.concurrency import iterate_in_threadpool
 
 from bookwarden.access.permissions import Permission
+from bookwarden.access.principal import Principal
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import responses
 from bookwarden.audit import metering, search
@@ -27,7 +28,6 @@ from bookwarden.audit import record as audit
 from bookwarden.audit.events import Outcome
 from bookwarden.audit.search import EventQuery, ExportFormat, Order
 from bookwarden.db.session import Database
-from bookwarden.identity.principal import Principal
 
 router = APIRouter(prefix="/api/v1", responses=responses(401, 403, 422))
 READ = Depends(requires(Permission.AUDIT_READ))

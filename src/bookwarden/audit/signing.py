@@ -28,8 +28,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from bookwarden.audit.merkle import Frontier
-from bookwarden.config import Settings
-from bookwarden.errors import BookwardenError, InvalidInput
+from bookwarden.core.config import Settings
+from bookwarden.core.errors import BookwardenError, InvalidInput
 
 KEY_FILE = "audit-signing.key"
 RETIRED_FILE = "audit-signing-retired.pub"  # public halves of earlier keys, one base64 key per line

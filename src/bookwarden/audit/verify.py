@@ -456,7 +456,7 @@ def chain_start(session, tenant_id: UUID, since: int | None) -> tuple[Start, lis
     """Where to begin on `tenant_id`'s chain (in its tenant session): the start, the checkpoints to check,
     notes for the report, and what is wrong with the start itself (None when it holds)."""
     from bookwarden.audit import checkpoints as store
-    from bookwarden.errors import InvalidInput
+    from bookwarden.core.errors import InvalidInput
 
     signed = store.list_checkpoints(session)
     by_size = {c.tree_size: c for c in signed}

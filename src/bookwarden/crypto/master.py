@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bookwarden.config import Settings
+from bookwarden.core.config import Settings
 from bookwarden.crypto.aead import KEY_BYTES, new_key
 
 

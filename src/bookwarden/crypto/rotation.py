@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from bookwarden.config import Settings
+from bookwarden.core.config import Settings
 from bookwarden.crypto.aead import new_key
 from bookwarden.crypto.keyring import Keyring
 from bookwarden.crypto.master import (

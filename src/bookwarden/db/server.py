@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
 
-from bookwarden.config import Settings
+from bookwarden.core.config import Settings
 
 
 def embedded_admin_url(pgdata: Path) -> URL:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from bookwarden.audit.events import PLATFORM_CHAIN
 from bookwarden.audit.record import append_pending
-from bookwarden.config import Settings
+from bookwarden.core.config import Settings
 from bookwarden.crypto.keyring import Keyring
 from bookwarden.crypto.master import MasterKeys, load_master_keys
 from bookwarden.db import models as _schema  # noqa: F401 - the whole schema for every session

@@ -32,7 +32,7 @@ from argon2.low_level import ARGON2_VERSION
 from zxcvbn import zxcvbn
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
-from bookwarden.errors import InvalidInput
+from bookwarden.core.errors import InvalidInput
 
 # ---------------------------------------------------------------------------------------------
 # Normalisation

@@ -15,12 +15,12 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from bookwarden.access.permissions import PLATFORM_PERMISSIONS, TENANT_PERMISSIONS, Permission
+from bookwarden.access.principal import SYSTEM, Principal, PrincipalKind, permissions_from
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import current, record
+from bookwarden.core.errors import InvalidInput
 from bookwarden.db.session import Database, TenantSession, platform_session
-from bookwarden.errors import InvalidInput
 from bookwarden.identity.models import ApiToken, OperatorToken
-from bookwarden.identity.principal import SYSTEM, Principal, PrincipalKind, permissions_from
 
 TENANT_PREFIX = "bwt_"
 OPERATOR_PREFIX = "bwo_"

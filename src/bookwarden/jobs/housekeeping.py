@@ -30,14 +30,14 @@ def declare_schedules(db: Database) -> None:
 DUTIES = (
     "bookwarden.jobs.housekeeping",
     "bookwarden.notify.delivery",
-    "bookwarden.identity.housekeeping",
-    "bookwarden.access.grants",
+    "bookwarden.identity.jobs",
+    "bookwarden.access.grants.service",
     "bookwarden.audit.checkpoints",
     "bookwarden.audit.retention",
-    "bookwarden.privacy.complaints",
-    "bookwarden.privacy.requests",
-    "bookwarden.privacy.subject_export",
-    "bookwarden.privacy.retention",
+    "bookwarden.privacy.complaints.service",
+    "bookwarden.privacy.requests.service",
+    "bookwarden.privacy.subjects.export",
+    "bookwarden.privacy.retention.service",
 )
 
 

@@ -25,8 +25,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+from bookwarden.core.classification import COUNTER, MACHINE, SETTING, STATE, pseudonymous
 from bookwarden.db.base import Base
-from bookwarden.privacy.classification import COUNTER, MACHINE, SETTING, STATE, pseudonymous
 
 # Payloads carry ids only (tenant, message, subject): never an address or any other personal value.
 IDS_ONLY = pseudonymous("ids only (tenant, message, subject), never personal values")

@@ -1,6 +1,6 @@
 """Bulk export of an institution's patrons: a sensitive action under maker-checker.
 
-One holder of patrons.export asks (access/approvals.py records the request), another approves,
+One holder of patrons.export asks (access/approvals/service.py records the request), another approves,
 and only then may the one who asked download the file: once, within 24 hours of the approval.
 Every patron of the tenant is streamed decrypted, a page at a time (never all in memory), as
 JSON lines or CSV (cells a spreadsheet would run as a formula start with ').
@@ -10,7 +10,7 @@ its target, and a download is refused when such an event exists. The trail is ap
 nothing can make an approval usable again; the approval row is locked for the whole download, so
 two downloads at the same moment cannot both pass the check.
 
-The download is no disclosure to a third party (privacy/disclosures.py): it hands the institution,
+The download is no disclosure to a third party (privacy/disclosures/service.py): it hands the institution,
 the controller, its own data, to its own staff, under its own maker-checker. Passing the file on to
 anyone else is the institution's disclosure; it records it (POST /api/v1/privacy/disclosures), which
 leaves out the patrons who objected and tells the subjects when its policy says so.
@@ -30,14 +30,14 @@ import structlog
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from bookwarden.access import approvals
-from bookwarden.access.approval_models import ApprovalRequest, SensitiveAction, require_approval
+from bookwarden.access.approvals import service as approvals
+from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction, require_approval
+from bookwarden.access.principal import Principal
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action, Outcome
 from bookwarden.audit.search import MEDIA_TYPES, ExportFormat, csv_cell, events
+from bookwarden.core.errors import Conflict, NotFound
 from bookwarden.db.session import Database, TenantSession
-from bookwarden.errors import Conflict, NotFound
-from bookwarden.identity.principal import Principal
 from bookwarden.library import schemas, service
 from bookwarden.library.models import Patron
 

@@ -1,7 +1,7 @@
 """Tables of the hosted domain.
 
 Every table carries tenant_id in its primary key and foreign keys (row-level security and
-Citus co-location). Every column says what it holds (privacy/classification.py): `personal(...)`
+Citus co-location). Every column says what it holds (core/classification.py): `personal(...)`
 columns hold AES-256-GCM ciphertext under the patron's subject key; `blind_index(...)` columns
 hold blind indexes for exact lookups.
 """
@@ -24,8 +24,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from bookwarden.core.classification import CATALOGUE, STATE, Category, blind_index, personal
 from bookwarden.db.base import Base, tenant_fk
-from bookwarden.privacy.classification import CATALOGUE, STATE, Category, blind_index, personal
 from bookwarden.tenancy.models import Tenant  # noqa: F401 - target of the tenant foreign keys
 
 

@@ -12,13 +12,13 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
 from bookwarden.access.permissions import Permission
+from bookwarden.access.principal import Principal
 from bookwarden.access.routes import ApprovalOut
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import responses
 from bookwarden.audit import record as audit
 from bookwarden.audit.routes import _closing as closing  # closes the chunks when the reader goes away
 from bookwarden.db.session import Database
-from bookwarden.identity.principal import Principal
 from bookwarden.library import export, schemas, service
 from bookwarden.library.service import RecordKind
 

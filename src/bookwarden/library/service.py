@@ -29,15 +29,15 @@ from sqlalchemy.exc import IntegrityError
 
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
+from bookwarden.core.errors import Conflict, IntegrityFailure, InvalidInput, NotFound
+from bookwarden.core.sensitive import check_fields
 from bookwarden.crypto.aead import DecryptionError, cipher
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed, blind_index
 from bookwarden.db.session import TenantSession
-from bookwarden.errors import Conflict, IntegrityFailure, InvalidInput, NotFound
 from bookwarden.library import schemas
 from bookwarden.library.models import Loan, Patron, Post, ReadingList, ReadingListItem, Search
-from bookwarden.privacy import restrictions
-from bookwarden.privacy.sensitive import check_fields
+from bookwarden.privacy.requests import restrictions
 
 log = structlog.get_logger()
 SUBJECT = "subject_id"  # label of the subject id column in reads (never a table column name)
@@ -299,7 +299,7 @@ def _subject_details(kind: RecordKind, subject: UUID) -> dict[str, Any]:
 def update(
     session: TenantSession, kind: RecordKind, record_id: UUID, changes: BaseModel, *, rectifying: bool = False
 ) -> BaseModel:
-    """Change a record. A restricted patron (privacy/restrictions.py) refuses every change but the
+    """Change a record. A restricted patron (privacy/requests/restrictions.py) refuses every change but the
     correction an approved rectification request carries out (`rectifying`)."""
     values = changes.model_dump(exclude_unset=True)
     check_fields(values)
@@ -320,7 +320,7 @@ def update(
 def delete(session: TenantSession, kind: RecordKind, record_id: UUID) -> None:
     row, subject = _fetch(session, kind, record_id)
     if kind is PATRONS:
-        from bookwarden.privacy.holds import active_hold  # the privacy area builds on this module
+        from bookwarden.privacy.retention.holds import active_hold  # the privacy area builds on this module
 
         hold = active_hold(session, record_id)
         if hold is not None:

@@ -182,7 +182,7 @@ def _forget_if_settled(session: TenantSession, message_id: UUID) -> None:
 
 
 def _still_wanted(session: TenantSession, message: OutboxMessage) -> bool:
-    from bookwarden.privacy.unsubscribe import still_wanted
+    from bookwarden.privacy.consent.unsubscribe import still_wanted
 
     return still_wanted(session, message.headers)
 

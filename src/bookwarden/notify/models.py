@@ -31,8 +31,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 # The tenants table must be in the metadata whenever this one is: a flush resolves the
 # foreign key, and a worker that imported only this area would otherwise fail on it.
 import bookwarden.tenancy.models  # noqa: F401
-from bookwarden.db.base import Base
-from bookwarden.privacy.classification import (
+from bookwarden.core.classification import (
     COUNTER,
     MACHINE,
     STATE,
@@ -43,6 +42,7 @@ from bookwarden.privacy.classification import (
     personal,
     pseudonymous,
 )
+from bookwarden.db.base import Base
 
 SEALED = Protection.TENANT_KEY
 

@@ -20,11 +20,11 @@ import structlog
 from pydantic import StringConstraints
 from sqlalchemy.orm import Session
 
+from bookwarden.core.errors import InvalidInput
 from bookwarden.crypto.aead import DecryptionError
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed
 from bookwarden.db.session import TenantSession
-from bookwarden.errors import InvalidInput
 from bookwarden.jobs.models import Job
 from bookwarden.jobs.service import enqueue
 from bookwarden.notify.models import MailCategory, OutboxMessage, OutboxStatus
@@ -110,7 +110,7 @@ def queue_mail(
 
     Everything is checked before anything is written, so a refusal leaves no trace. Service and
     security mail get a closing paragraph saying why they cannot be unsubscribed from; optional mail
-    is refused unless it carries the platform's one-click link (privacy/unsubscribe.py) and the
+    is refused unless it carries the platform's one-click link (privacy/consent/unsubscribe.py) and the
     patron agrees to its topic now.
     `send_after` (timezone-aware) defers delivery; by default it is as soon as possible.
     `forget_when_settled`: the row is deleted once the mail is sent or given up (delivery.py).
@@ -125,7 +125,7 @@ def queue_mail(
     if category is MailCategory.OPTIONAL:
         # Where every mail is queued, whoever queues it: an optional mail carries our signed
         # unsubscribe link and goes only to a patron who agrees to its topic now.
-        from bookwarden.privacy.unsubscribe import check_optional_mail
+        from bookwarden.privacy.consent.unsubscribe import check_optional_mail
 
         check_optional_mail(session, address, extra, body)
     else:

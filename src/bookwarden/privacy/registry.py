@@ -2,7 +2,7 @@
 
 Built from the schema itself. Every mapped table (Base.metadata) is read column by column:
 
-- a column that declares itself (privacy/classification.py, through `info=`) is what it says;
+- a column that declares itself (core/classification.py, through `info=`) is what it says;
 - a column that declares nothing is classified by structure only when its role is plain:
   `tenant_id` (the institution, the controller), a foreign key or primary key (a reference or a
   random row id: pseudonymous), any other UUID (a random id), a `*_at` timestamp (a time the
@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, Integer, LargeBinary, MetaData, Table, Uuid
 
-from bookwarden.privacy.classification import (
+from bookwarden.core.classification import (
     COUNTER,
     MACHINE,
     STATE,
@@ -405,7 +405,7 @@ def _mapped_column(table: Table, column) -> ColumnEntry:
         None,
         problem=(
             "unclassified: declare it on the model with info=personal(Category...), blind_index(...), "
-            "pseudonymous(...) or not_personal(...) (privacy/classification.py)"
+            "pseudonymous(...) or not_personal(...) (core/classification.py)"
         ),
     )
 
@@ -451,8 +451,8 @@ def _from_info(table: str, name: str, info: Mapping[str, Any]) -> ColumnEntry:
                 subject=SubjectKind(info["subject"]) if "subject" in info else None,
             )
     except (KeyError, ValueError) as exc:
-        return ColumnEntry(table, name, None, problem=f"malformed declaration ({exc}): use privacy/classification.py")
-    return ColumnEntry(table, name, None, problem='info without "personal": use privacy/classification.py')
+        return ColumnEntry(table, name, None, problem=f"malformed declaration ({exc}): use core/classification.py")
+    return ColumnEntry(table, name, None, problem='info without "personal": use core/classification.py')
 
 
 def _with_problem(entry: ColumnEntry, problem: str) -> ColumnEntry:

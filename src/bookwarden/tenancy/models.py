@@ -13,8 +13,8 @@ from datetime import datetime
 from sqlalchemy import DateTime, Enum, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
+from bookwarden.core.classification import STATE, not_personal
 from bookwarden.db.base import Base
-from bookwarden.privacy.classification import STATE, not_personal
 
 # The institution is the controller, a legal person: its names are not personal data.
 INSTITUTION = not_personal("names the institution (the controller), not a person")

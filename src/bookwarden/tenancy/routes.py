@@ -9,11 +9,11 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from bookwarden.access.permissions import Permission
+from bookwarden.access.principal import Principal
 from bookwarden.api.deps import database, requires
 from bookwarden.api.problems import responses
 from bookwarden.api.text import plain_text
 from bookwarden.db.session import Database, platform_session
-from bookwarden.identity.principal import Principal
 from bookwarden.tenancy import service
 from bookwarden.tenancy.models import TenantStatus
 

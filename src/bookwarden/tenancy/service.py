@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
+from bookwarden.core.errors import Conflict, InvalidInput, NotFound, TenantSuspended
 from bookwarden.crypto.keyring import Keyring
-from bookwarden.errors import Conflict, InvalidInput, NotFound, TenantSuspended
 from bookwarden.tenancy.models import Tenant, TenantStatus
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")

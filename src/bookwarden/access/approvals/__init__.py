@@ -1,0 +1,1 @@
+"""access/approvals: see the modules of this package."""

@@ -1,0 +1,59 @@
+"""Maker-checker: a sensitive action asked by one person and carried out when another approves."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, String, func
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from bookwarden.core.classification import STATE, pseudonymous
+from bookwarden.core.errors import ApprovalRequired
+from bookwarden.db.base import Base
+
+
+class ApprovalRequest(Base):
+    __tablename__ = "approval_requests"
+    __table_args__ = (
+        CheckConstraint("decided_by IS NULL OR decided_by <> requested_by", name="checker_is_not_maker"),
+        CheckConstraint("status IN ('pending', 'approved', 'rejected')", name="known_status"),
+    )
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    action: Mapped[str] = mapped_column(String(64), info=STATE)
+    params: Mapped[dict] = mapped_column(JSONB, info=pseudonymous("ids and settings only, never personal data"))
+    requested_by: Mapped[uuid.UUID]
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16), info=STATE)
+    decided_by: Mapped[uuid.UUID | None]
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SensitiveAction(enum.StrEnum):
+    GRANT_ADMIN_ROLE = "grant_admin_role"
+    CHANGE_PASSWORD_POLICY = "change_password_policy"  # noqa: S105 - an action name
+    # Institutional sign-on: whoever controls the IdP decides who signs in as whom (identity/saml/config.py).
+    CONFIGURE_SSO = "configure_sso"
+    REMOVE_SSO = "remove_sso"
+    # Every patron of the institution, decrypted, in one file (library/export.py).
+    EXPORT_PATRONS = "export_patrons"
+    # How long each category of personal data is kept: when it is destroyed (privacy/retention/service.py).
+    CHANGE_RETENTION_POLICY = "change_retention_policy"
+    # A staff-initiated erasure request: a second privacy officer approves it (privacy/requests/service.py).
+    APPROVE_ERASURE_REQUEST = "approve_erasure_request"
+
+
+def require_approval(approval: ApprovalRequest | None, action: SensitiveAction, params: dict, what: str) -> None:
+    """Refuse unless `approval` is an approved request for exactly this action and these parameters."""
+    if approval is None:
+        raise ApprovalRequired(
+            f"{what} needs a second person's approval: ask at POST /api/v1/approvals; "
+            "another holder of the same permission approves it"
+        )
+    if approval.status != "approved" or approval.action != action.value or approval.params != params:
+        raise ApprovalRequired(f"the approval given does not cover {what}")

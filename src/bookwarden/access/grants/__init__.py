@@ -1,0 +1,1 @@
+"""access/grants: see the modules of this package."""

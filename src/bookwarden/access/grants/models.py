@@ -1,0 +1,61 @@
+"""Operator access grants: the only way operator staff reach a tenant's data."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Boolean, CheckConstraint, DateTime, ForeignKey, String, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from bookwarden.core.classification import (
+    STATE,
+    Category,
+    Protection,
+    SubjectKind,
+    not_personal,
+    personal,
+    subject_link,
+)
+from bookwarden.db.base import Base
+
+
+class GrantScope(enum.StrEnum):
+    READ = "read"
+    READ_WRITE = "read_write"
+
+
+class GrantStatus(enum.StrEnum):
+    REQUESTED = "requested"
+    APPROVED = "approved"
+    DENIED = "denied"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
+class OperatorGrant(Base):
+    __tablename__ = "operator_grants"
+    __table_args__ = (
+        CheckConstraint("expires_at > starts_at AND expires_at <= starts_at + interval '8 hours'", name="at_most_8h"),
+        CheckConstraint("scope IN ('read', 'read_write')", name="known_scope"),
+        CheckConstraint("status IN ('requested', 'approved', 'denied', 'revoked', 'expired')", name="known_status"),
+    )
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    operator_id: Mapped[uuid.UUID] = mapped_column(
+        info=subject_link(SubjectKind.OPERATOR, "the operator principal that asked and may use it")
+    )
+    scope: Mapped[str] = mapped_column(String(16), info=STATE)
+    justification: Mapped[str] = mapped_column(String(2000), info=personal(Category.STAFF_ACTIVITY, Protection.PLAIN))
+    ticket: Mapped[str] = mapped_column(String(200), info=not_personal("a reference in the operator's ticket system"))
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16), info=STATE)
+    break_glass: Mapped[bool] = mapped_column(Boolean, default=False, info=STATE)
+    decided_by: Mapped[uuid.UUID | None]
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    first_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -1,0 +1,266 @@
+"""Operator access grants: time-bound, justified, approved, revocable, and the only way in.
+
+An operator asks for a grant on one tenant (scope, justification, ticket, at most 8 hours); a
+tenant admin approves it, or the CISO approves it as break-glass (flagged and notified to the
+tenant at once). While approved and within its window, the grant turns the operator's
+credential into a tenant principal limited to the grant's scope; outside it, the operator sees
+nothing of the tenant. Grants end by themselves (a recurring job marks them and sends the notice).
+
+Every step is recorded in the tenant's chain, and so is every use: each request an operator makes
+through a grant records operator_grant.used, and every event of that request carries the grant id.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+from sqlalchemy import select, text
+
+from bookwarden.access.authorize import authorize
+from bookwarden.access.grants.models import GrantScope, GrantStatus, OperatorGrant
+from bookwarden.access.notices import EntitlementEvent, entitlement_changed
+from bookwarden.access.permissions import LIBRARY_READ, LIBRARY_WRITE, Permission
+from bookwarden.access.principal import SYSTEM, Principal
+from bookwarden.audit.events import Action
+from bookwarden.audit.record import record
+from bookwarden.core.errors import Conflict, Forbidden, InvalidInput, NotFound, SegregationOfDutiesError
+from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
+from bookwarden.jobs.service import handler, schedule
+from bookwarden.tenancy.service import get_tenant
+
+MAX_DURATION = timedelta(hours=8)
+CLOCK_SKEW = timedelta(minutes=5)
+SCOPE_PERMISSIONS = {GrantScope.READ: LIBRARY_READ, GrantScope.READ_WRITE: LIBRARY_READ | LIBRARY_WRITE}
+EXPIRE_JOB = "access.expire_grants"
+
+
+def _require_operator(principal: Principal) -> None:
+    if principal.tenant_id is not None:
+        raise Forbidden("only platform operator staff take part in operator grants this way")
+
+
+def request_grant(
+    db: Database,
+    operator: Principal,
+    tenant_ref: UUID | str,
+    *,
+    scope: GrantScope,
+    justification: str,
+    ticket: str,
+    duration: timedelta,
+    starts_at: datetime | None = None,
+) -> OperatorGrant:
+    authorize(operator, Permission.PLATFORM_GRANTS_REQUEST)
+    _require_operator(operator)
+    now = datetime.now(UTC)
+    starts_at = starts_at or now
+    if len(justification) < 10 or not justification.strip():
+        raise InvalidInput("justification: say why access is needed (at least 10 characters)")
+    if not ticket.strip():
+        raise InvalidInput("ticket: a ticket reference is required")
+    if not timedelta(minutes=1) <= duration <= MAX_DURATION:
+        raise InvalidInput("duration: between one minute and 8 hours")
+    if starts_at < now - CLOCK_SKEW:
+        raise InvalidInput("starts_at: a grant cannot start in the past")
+    with platform_session(db) as session:
+        tenant_id = get_tenant(session, tenant_ref).id
+    with tenant_session(db, tenant_id) as session:
+        grant = OperatorGrant(
+            tenant_id=tenant_id,
+            id=uuid.uuid4(),
+            operator_id=operator.id,
+            scope=GrantScope(scope).value,
+            justification=justification.strip(),
+            ticket=ticket.strip(),
+            starts_at=starts_at,
+            expires_at=starts_at + duration,
+            status=GrantStatus.REQUESTED.value,
+            break_glass=False,
+        )
+        session.add(grant)
+        session.flush()
+        _record(session, Action.GRANT_REQUESTED, grant)
+        entitlement_changed(
+            session, operator, EntitlementEvent.OPERATOR_GRANT_REQUESTED, f"operator {operator.id}", _describe(grant)
+        )
+        return grant
+
+
+def approve_grant(session: TenantSession, actor: Principal, grant_id: UUID) -> OperatorGrant:
+    """A tenant admin lets the operator in, for the window asked."""
+    authorize(actor, Permission.OPERATOR_GRANTS_APPROVE)
+    grant = _pending(session, grant_id)
+    _decide(grant, actor, GrantStatus.APPROVED)
+    _record(session, Action.GRANT_APPROVED, grant)
+    entitlement_changed(
+        session, actor, EntitlementEvent.OPERATOR_GRANT_APPROVED, f"operator {grant.operator_id}", _describe(grant)
+    )
+    return grant
+
+
+def deny_grant(session: TenantSession, actor: Principal, grant_id: UUID) -> OperatorGrant:
+    authorize(actor, Permission.OPERATOR_GRANTS_APPROVE)
+    grant = _pending(session, grant_id)
+    _decide(grant, actor, GrantStatus.DENIED)
+    _record(session, Action.GRANT_REJECTED, grant)
+    return grant
+
+
+def break_glass(db: Database, ciso: Principal, tenant_id: UUID, grant_id: UUID) -> OperatorGrant:
+    """The CISO approves without the tenant, in an emergency: flagged, and the tenant is told at once."""
+    authorize(ciso, Permission.PLATFORM_GRANTS_BREAK_GLASS)
+    _require_operator(ciso)
+    with tenant_session(db, tenant_id) as session:
+        grant = _pending(session, grant_id)
+        if grant.operator_id == ciso.id:
+            raise SegregationOfDutiesError("the CISO cannot break glass for their own request")
+        _decide(grant, ciso, GrantStatus.APPROVED)
+        grant.break_glass = True
+        _record(session, Action.GRANT_BREAK_GLASS, grant)
+        entitlement_changed(
+            session,
+            ciso,
+            EntitlementEvent.OPERATOR_GRANT_BREAK_GLASS,
+            f"operator {grant.operator_id}",
+            {**_describe(grant), "break_glass": "YES - approved by the platform CISO, not by you"},
+        )
+        return grant
+
+
+def revoke_grant(session: TenantSession, actor: Principal, grant_id: UUID) -> OperatorGrant:
+    """The tenant admin, or the operator who holds it, ends a grant before its time."""
+    grant = _get(session, grant_id)
+    if actor.id != grant.operator_id:
+        authorize(actor, Permission.OPERATOR_GRANTS_APPROVE)
+    if grant.status not in (GrantStatus.REQUESTED, GrantStatus.APPROVED):
+        raise Conflict(f"the grant is {grant.status} already")
+    grant.status, grant.ended_at = GrantStatus.REVOKED.value, datetime.now(UTC)
+    session.flush()
+    _record(session, Action.GRANT_REVOKED, grant)
+    return grant
+
+
+def open_grant(db: Database, operator: Principal, grant_id: UUID) -> Principal:
+    """The tenant principal an approved, current grant gives its operator; Forbidden otherwise.
+
+    The tenant comes from the grant row (found by a narrow definer function), never from the request.
+    """
+    _require_operator(operator)
+    with platform_session(db) as session:
+        found = session.execute(
+            text("SELECT tenant_id, scope FROM bookwarden_resolve_operator_grant(:g, :o)"),
+            {"g": grant_id, "o": operator.id},
+        ).first()
+    if found is None:
+        raise Forbidden("no approved, current operator grant with this id for this operator")
+    acting = Principal(
+        operator.kind, operator.id, found.tenant_id, SCOPE_PERMISSIONS[GrantScope(found.scope)], grant_id=grant_id
+    )
+    with tenant_session(db, found.tenant_id) as session:
+        grant = _get(session, grant_id)
+        # Every use, not only the first: each request through a grant is one event in the tenant's chain.
+        details = {"scope": grant.scope, "first_use": grant.first_used_at is None}
+        record(session, Action.GRANT_USED, ("operator_grant", grant.id), details=details, actor=acting)
+        if grant.first_used_at is None:
+            grant.first_used_at = datetime.now(UTC)
+            entitlement_changed(
+                session,
+                operator,
+                EntitlementEvent.OPERATOR_GRANT_USED,
+                f"operator {grant.operator_id}",
+                _describe(grant),
+            )
+    return acting
+
+
+def end_expired_grants(db: Database, batch: int = 500) -> int:
+    """Mark every grant past its window as expired and tell the tenant; returns how many ended."""
+    with platform_session(db) as session:
+        ended = session.execute(
+            text("SELECT tenant_id, grant_id FROM bookwarden_ended_operator_grants(:n)"), {"n": batch}
+        ).all()
+    system = SYSTEM
+    for tenant_id, grant_id in ended:
+        with tenant_session(db, tenant_id) as session:
+            grant = _get(session, grant_id)
+            if grant.status not in (GrantStatus.REQUESTED, GrantStatus.APPROVED):
+                continue  # ended by someone else meanwhile
+            was_approved = grant.status == GrantStatus.APPROVED
+            grant.status, grant.ended_at = GrantStatus.EXPIRED.value, datetime.now(UTC)
+            session.flush()
+            _record(session, Action.GRANT_EXPIRED, grant, actor=system, was_approved=was_approved)
+            if was_approved:
+                entitlement_changed(
+                    session,
+                    system,
+                    EntitlementEvent.OPERATOR_GRANT_EXPIRED,
+                    f"operator {grant.operator_id}",
+                    _describe(grant),
+                )
+    return len(ended)
+
+
+@handler(EXPIRE_JOB)
+def _expire_job(db: Database, payload: dict) -> None:
+    end_expired_grants(db)
+
+
+def declare_schedules(db: Database) -> None:
+    with platform_session(db) as session:
+        schedule(session, EXPIRE_JOB, EXPIRE_JOB, timedelta(minutes=1))
+
+
+def list_grants(session: TenantSession) -> list[OperatorGrant]:
+    query = select(OperatorGrant).where(OperatorGrant.tenant_id == session.tenant_id)
+    found = list(session.scalars(query.order_by(OperatorGrant.created_at.desc()).limit(500)))
+    ids = [grant.id for grant in found]
+    record(session, Action.GRANT_LISTED, ("operator_grant", None), details={"ids": ids, "count": len(ids)})
+    return found
+
+
+def _record(
+    session: TenantSession, action: Action, grant: OperatorGrant, actor: Principal | None = None, **details
+) -> None:
+    # The justification is free text (it may name people): the ticket reference stands for it.
+    described = {
+        "operator_id": grant.operator_id,
+        "scope": grant.scope,
+        "ticket": grant.ticket,
+        "starts_at": grant.starts_at.isoformat(),
+        "expires_at": grant.expires_at.isoformat(),
+        "break_glass": grant.break_glass,
+    }
+    record(session, action, ("operator_grant", grant.id), details={**described, **details}, actor=actor)
+
+
+def _get(session: TenantSession, grant_id: UUID) -> OperatorGrant:
+    grant = session.get(OperatorGrant, (session.tenant_id, grant_id))
+    if grant is None:
+        raise NotFound(f"no operator grant {grant_id}")
+    return grant
+
+
+def _pending(session: TenantSession, grant_id: UUID) -> OperatorGrant:
+    grant = _get(session, grant_id)
+    if grant.status != GrantStatus.REQUESTED:
+        raise Conflict(f"the grant is {grant.status}; only a requested grant can be decided")
+    if grant.expires_at <= datetime.now(UTC):
+        raise Conflict("the grant's window has passed; ask for a new one")
+    return grant
+
+
+def _decide(grant: OperatorGrant, actor: Principal, status: GrantStatus) -> None:
+    grant.status, grant.decided_by, grant.decided_at = status.value, actor.id, datetime.now(UTC)
+
+
+def _describe(grant: OperatorGrant) -> dict[str, str]:
+    start, end = (moment.isoformat(timespec="minutes") for moment in (grant.starts_at, grant.expires_at))
+    return {
+        "grant": str(grant.id),
+        "scope": grant.scope,
+        "ticket": grant.ticket,
+        "justification": grant.justification,
+        "window (UTC)": f"{start} to {end}",
+    }

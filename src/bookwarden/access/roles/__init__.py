@@ -1,0 +1,1 @@
+"""access/roles: see the modules of this package."""

@@ -1,0 +1,1 @@
+"""core: see the modules of this package."""

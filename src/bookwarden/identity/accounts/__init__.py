@@ -1,0 +1,1 @@
+"""identity/accounts: see the modules of this package."""

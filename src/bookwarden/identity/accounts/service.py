@@ -1,0 +1,258 @@
+"""Accounts: create, set passwords under the role-based policy, disable, enable, delete.
+
+Each account is a data subject with its own key; its username and email are found through
+blind indexes. Every change of entitlement queues the security contacts' notice, and every use
+case records its audit event in the caller's transaction (ids and field names, never values).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from uuid import UUID
+
+from sqlalchemy import select
+
+from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction, require_approval
+from bookwarden.access.authorize import authorize
+from bookwarden.access.notices import EntitlementEvent, entitlement_changed
+from bookwarden.access.permissions import ADMIN_ROLES, Permission
+from bookwarden.access.principal import Principal
+from bookwarden.access.roles.service import held_roles
+from bookwarden.audit.events import Action
+from bookwarden.audit.record import record
+from bookwarden.core.errors import Conflict, InvalidInput, NotFound
+from bookwarden.crypto.fields import decrypt_field, encrypt_field
+from bookwarden.crypto.keyring import blind_index
+from bookwarden.db.session import TenantSession
+from bookwarden.identity.models import Account, AccountKind, AccountStatus, PasswordHistory, PasswordPolicyRow
+from bookwarden.identity.passwords import PasswordPolicy, RoleClass, check_password, hash_password
+from bookwarden.identity.signin import sessions, throttle
+from bookwarden.tenancy.models import Tenant
+
+TABLE = "accounts"
+
+
+def _index(session: TenantSession, kind: str, value: str) -> bytes:
+    return blind_index(session.keyring.index_key(session.tenant_id), f"account-{kind}", value)
+
+
+def create_account(
+    session: TenantSession,
+    actor: Principal,
+    *,
+    kind: AccountKind,
+    username: str,
+    email: str | None = None,
+    display_name: str | None = None,
+    password: str | None = None,
+) -> Account:
+    """An active account when a password is given, else an invited one (it sets its own later)."""
+    authorize(actor, Permission.ACCOUNTS_MANAGE)
+    username = username.strip()
+    if not 2 <= len(username) <= 254 or any(ch.isspace() for ch in username):
+        raise InvalidInput("username must be 2-254 characters without spaces")
+    username_index = _index(session, "username", username)
+    if session.scalar(
+        select(Account.id).where(Account.tenant_id == session.tenant_id, Account.username_index == username_index)
+    ):
+        raise Conflict("an account with this username exists already")
+    account = Account(
+        tenant_id=session.tenant_id,
+        id=uuid.uuid4(),
+        kind=kind,
+        username_index=username_index,
+        status=AccountStatus.INVITED,
+    )
+    key = session.keyring.create_subject(session.tenant_id, account.id)
+    for column, value in (("username", username), ("email", email), ("display_name", display_name)):
+        setattr(account, column, encrypt_field(key, session.tenant_id, TABLE, column, account.id, value))
+    account.email_index = _index(session, "email", email) if email else None
+    session.add(account)
+    session.flush()
+    if password is not None:
+        _set_password(session, account, password)
+    fields = [column for column, value in (("email", email), ("display_name", display_name)) if value is not None]
+    details = {"kind": kind.value, "status": account.status.value, "fields": ["username", *fields]}
+    record(session, Action.ACCOUNT_CREATED, ("account", account.id), details=details)
+    entitlement_changed(
+        session,
+        actor,
+        EntitlementEvent.ACCOUNT_CREATED,
+        f"account {account.id}",
+        {"kind": kind.value, "username": username},
+    )
+    return account
+
+
+def username_of(session: TenantSession, account: Account) -> str:
+    key = session.keyring.subject_key(session.tenant_id, account.id)
+    return decrypt_field(key, session.tenant_id, TABLE, "username", account.id, account.username)
+
+
+def find_by_username(session: TenantSession, username: str) -> Account | None:
+    return session.scalar(
+        select(Account).where(
+            Account.tenant_id == session.tenant_id,
+            Account.username_index == _index(session, "username", username.strip()),
+        )
+    )
+
+
+def get_account(session: TenantSession, account_id: UUID) -> Account:
+    account = session.get(Account, (session.tenant_id, account_id))
+    if account is None:
+        raise NotFound(f"no account {account_id}")
+    return account
+
+
+def view_account(session: TenantSession, account_id: UUID) -> Account:
+    """An account as an administrator or auditor reads it: recorded."""
+    account = get_account(session, account_id)
+    record(session, Action.ACCOUNT_VIEWED, ("account", account.id))
+    return account
+
+
+def list_accounts(session: TenantSession, *, after: UUID | None, limit: int) -> tuple[list[Account], bool]:
+    """A page of the institution's accounts in id order, and whether more follow: recorded with their ids."""
+    query = select(Account).where(Account.tenant_id == session.tenant_id)
+    if after is not None:
+        query = query.where(Account.id > after)
+    found = list(session.scalars(query.order_by(Account.id).limit(limit + 1)))
+    page = found[:limit]
+    ids = [account.id for account in page]
+    record(session, Action.ACCOUNT_LISTED, ("account", None), details={"ids": ids, "count": len(ids)})
+    return page, len(found) > limit
+
+
+# -- passwords -----------------------------------------------------------------------------
+
+
+def role_class(session: TenantSession, account: Account) -> RoleClass:
+    """The strictest class among the account's roles decides its password policy."""
+    if account.kind is AccountKind.PATRON:
+        return RoleClass.PATRON
+    return RoleClass.ADMIN if {r.value for r in ADMIN_ROLES} & set(held_roles(session, account.id)) else RoleClass.STAFF
+
+
+def policy_for(session: TenantSession, cls: RoleClass) -> PasswordPolicy:
+    row = session.get(PasswordPolicyRow, (session.tenant_id, cls.value))
+    if row is None:
+        return PasswordPolicy.for_role(cls)
+    return PasswordPolicy.for_role(
+        cls, min_length=row.min_length, max_length=row.max_length, history=row.history, expiry_days=row.expiry_days
+    )
+
+
+def set_password_policy(
+    session: TenantSession, actor: Principal, cls: RoleClass, *, approval: ApprovalRequest | None = None, **settings
+) -> PasswordPolicy:
+    """Tenant settings within the platform floors (a setting below a floor is refused, naming it).
+
+    Weakening or strengthening a policy is a sensitive action: it takes an approved maker-checker
+    request for exactly these settings (access/approvals/service.py).
+    """
+    authorize(actor, Permission.POLICY_MANAGE)
+    policy = PasswordPolicy.for_role(cls, **settings)
+    params = {"role_class": cls.value, **settings}
+    require_approval(approval, SensitiveAction.CHANGE_PASSWORD_POLICY, params, f"changing the {cls} password policy")
+    row = session.get(PasswordPolicyRow, (session.tenant_id, cls.value)) or PasswordPolicyRow(
+        tenant_id=session.tenant_id, role_class=cls.value
+    )
+    row.min_length, row.max_length = policy.min_length, policy.max_length
+    row.history, row.expiry_days = policy.history, policy.expiry_days
+    row.updated_at = datetime.now(UTC)
+    session.add(row)
+    session.flush()
+    settings = {"min_length": row.min_length, "max_length": row.max_length, "history": row.history}
+    details = {**settings, "expiry_days": row.expiry_days, "approval_id": approval.id if approval else None}
+    record(session, Action.POLICY_CHANGED, ("password_policy", None), details={"role_class": cls.value, **details})
+    notice = {**{k: str(v) for k, v in settings.items()}, "expiry_days": str(row.expiry_days or "never")}
+    entitlement_changed(session, actor, EntitlementEvent.PASSWORD_POLICY_CHANGED, f"{cls} password policy", notice)
+    return policy
+
+
+def change_password(session: TenantSession, account: Account, new_password: str) -> None:
+    """The holder changes their own password (they proved the old one, or a reset link, before)."""
+    _set_password(session, account, new_password)
+
+
+def reset_password(session: TenantSession, actor: Principal, account_id: UUID, new_password: str) -> None:
+    """Someone else sets the password: an entitlement change, so security contacts hear of it."""
+    authorize(actor, Permission.ACCOUNTS_MANAGE)
+    account = get_account(session, account_id)
+    _set_password(session, account, new_password)
+    # An administrator's reset is also how an account blocked after 100 failures is let in again,
+    # and whoever held the old password keeps no session.
+    throttle.clear_account(session, account.id)
+    ended = sessions.revoke_all_for_account(session, account.id)
+    record(
+        session,
+        Action.PASSWORD_RESET,
+        ("account", account.id),
+        details={"by": "administrator", "sessions_ended": ended},
+    )
+    entitlement_changed(session, actor, EntitlementEvent.PASSWORD_RESET, f"account {account.id}", account_id=account.id)
+
+
+def _set_password(session: TenantSession, account: Account, new_password: str) -> None:
+    policy = policy_for(session, role_class(session, account))
+    history = session.scalars(
+        select(PasswordHistory.password_hash)
+        .where(PasswordHistory.tenant_id == session.tenant_id, PasswordHistory.account_id == account.id)
+        .order_by(PasswordHistory.created_at.desc())
+        .limit(max(policy.history, 1))
+    ).all()
+    previous = ([account.password_hash] if account.password_hash else []) + list(history)
+    username = username_of(session, account)
+    institution = session.get(Tenant, session.tenant_id)
+    check_password(
+        new_password, policy, context_words=[username, institution.name, institution.slug], previous_hashes=previous
+    )
+    if account.password_hash:
+        session.add(
+            PasswordHistory(
+                tenant_id=session.tenant_id, id=uuid.uuid4(), account_id=account.id, password_hash=account.password_hash
+            )
+        )
+    account.password_hash = hash_password(new_password)
+    account.password_changed_at = datetime.now(UTC)
+    if account.status is AccountStatus.INVITED:
+        account.status = AccountStatus.ACTIVE
+    session.flush()
+
+
+# -- lifecycle -----------------------------------------------------------------------------
+
+
+def disable_account(session: TenantSession, actor: Principal, account_id: UUID) -> Account:
+    authorize(actor, Permission.ACCOUNTS_MANAGE)
+    account = get_account(session, account_id)
+    account.status, account.disabled_at = AccountStatus.DISABLED, datetime.now(UTC)
+    session.flush()
+    ended = sessions.revoke_all_for_account(session, account.id)
+    record(session, Action.ACCOUNT_DISABLED, ("account", account.id), details={"sessions_ended": ended})
+    entitlement_changed(session, actor, EntitlementEvent.ACCOUNT_DISABLED, f"account {account.id}")
+    return account
+
+
+def enable_account(session: TenantSession, actor: Principal, account_id: UUID) -> Account:
+    authorize(actor, Permission.ACCOUNTS_MANAGE)
+    account = get_account(session, account_id)
+    account.status = AccountStatus.ACTIVE if account.password_hash else AccountStatus.INVITED
+    account.disabled_at = None
+    session.flush()
+    record(session, Action.ACCOUNT_ENABLED, ("account", account.id), details={"status": account.status.value})
+    entitlement_changed(session, actor, EntitlementEvent.ACCOUNT_ENABLED, f"account {account.id}")
+    return account
+
+
+def delete_account(session: TenantSession, actor: Principal, account_id: UUID) -> None:
+    """Rows go (roles and history cascade) and the account's key is destroyed, reaching backups too."""
+    authorize(actor, Permission.ACCOUNTS_MANAGE)
+    account = get_account(session, account_id)
+    session.delete(account)
+    session.flush()
+    session.keyring.shred_subject(session.tenant_id, account_id)
+    record(session, Action.ACCOUNT_DELETED, ("account", account_id), details={"subject_key_destroyed": True})
+    entitlement_changed(session, actor, EntitlementEvent.ACCOUNT_DELETED, f"account {account_id}")

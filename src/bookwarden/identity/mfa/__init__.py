@@ -1,0 +1,1 @@
+"""identity/mfa: see the modules of this package."""

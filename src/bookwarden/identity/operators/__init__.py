@@ -1,0 +1,1 @@
+"""identity/operators: see the modules of this package."""

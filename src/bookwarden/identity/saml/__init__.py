@@ -1,0 +1,1 @@
+"""identity/saml: see the modules of this package."""

@@ -1,0 +1,1 @@
+"""identity/signin: see the modules of this package."""

@@ -1,0 +1,1 @@
+"""privacy/complaints: see the modules of this package."""

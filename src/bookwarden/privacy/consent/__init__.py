@@ -1,0 +1,1 @@
+"""privacy/consent: see the modules of this package."""

@@ -1,0 +1,1 @@
+"""privacy/disclosures: see the modules of this package."""

@@ -1,0 +1,1 @@
+"""privacy/escalations: see the modules of this package."""

@@ -1,0 +1,1 @@
+"""privacy/records: see the modules of this package."""

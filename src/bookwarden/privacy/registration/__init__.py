@@ -1,0 +1,1 @@
+"""privacy/registration: see the modules of this package."""

@@ -1,0 +1,77 @@
+"""Self-registration over HTTP: the open form (per institution, off unless enabled) and its setting."""
+
+# No `from __future__ import annotations`: FastAPI reads these annotations at definition time.
+
+from datetime import date
+from typing import Annotated, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from bookwarden.access.permissions import Permission
+from bookwarden.access.principal import Principal
+from bookwarden.api.deps import database, requires, tenant_scope
+from bookwarden.api.problems import responses
+from bookwarden.db.session import Database
+from bookwarden.identity.signin.routes import source_address, too_many_attempts
+from bookwarden.identity.signin.throttle import TooManyAttempts
+from bookwarden.library.schemas import Email, Text
+from bookwarden.privacy.registration import service as self_registration
+from bookwarden.privacy.registration.service import TIMEZONES, SettingsOut
+
+router = APIRouter(prefix="/api/v1/self-registration", tags=["self-registration"], responses=responses(422))
+POLICY = Depends(requires(Permission.POLICY_MANAGE))
+Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$", description="the institution's slug")]
+TimeZone = Literal[tuple(sorted(TIMEZONES))]  # type: ignore[valid-type]
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RegistrationIn(Input):
+    institution: Slug
+    name: Text
+    email: Email
+    birth_date: date
+
+
+class RegistrationOut(BaseModel):
+    patron_id: UUID
+
+
+class SettingsIn(Input):
+    enabled: bool
+    timezone: TimeZone = "UTC"  # whose calendar says when someone turns 13
+
+
+@router.post("", status_code=201, response_model=RegistrationOut, responses=responses(403, 404, 429))
+def register(body: RegistrationIn, request: Request, db: Database = Depends(database)):
+    """Register yourself as a patron of an institution that allows it. Under 13: refused (403 age-gate)
+    and nothing you sent is kept. Throttled per network address (429 with Retry-After)."""
+    try:
+        patron_id = self_registration.register(
+            db,
+            body.institution,
+            source_address(request),
+            name=body.name,
+            email=body.email,
+            birth_date=body.birth_date,
+        )
+    except TooManyAttempts as refused:
+        return too_many_attempts(request, refused)
+    return RegistrationOut(patron_id=patron_id)
+
+
+@router.get("/settings", response_model=SettingsOut, responses=responses(401, 403))
+def get_settings(principal: Principal = POLICY, db: Database = Depends(database)):
+    with tenant_scope(db, principal) as session:
+        return self_registration.view_settings(session, principal)
+
+
+@router.put("/settings", response_model=SettingsOut, responses=responses(401, 403))
+def put_settings(body: SettingsIn, principal: Principal = POLICY, db: Database = Depends(database)):
+    """Open or close self-registration, and set the time zone the age gate counts birthdays in."""
+    with tenant_scope(db, principal) as session:
+        return self_registration.set_settings(session, principal, enabled=body.enabled, timezone=body.timezone)

@@ -1,0 +1,1 @@
+"""privacy/reports: see the modules of this package."""

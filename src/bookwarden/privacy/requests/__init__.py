@@ -1,0 +1,1 @@
+"""privacy/requests: see the modules of this package."""

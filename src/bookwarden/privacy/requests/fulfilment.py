@@ -1,0 +1,99 @@
+"""Carrying out an approved data-subject request: the one place each kind meets the area that does it.
+
+- access, portability: privacy/subjects/export.py `build_package` (the ZIP the patron downloads);
+- erasure: privacy/subjects/erasure.py `erase_patron` (the signed erasure certificate);
+- objection: privacy/consent/objections.py `record_objection` (disclosures then refuse the patron);
+- rectification: the patron update of library/service.py, with the corrections the request carries;
+- restriction: privacy/requests/restrictions.py.
+
+Each runs in the caller's transaction: if it fails, the request stays in progress and nothing of
+the fulfilment remains. An area whose module is not installed is refused with a 409 naming it,
+never a 500.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from bookwarden.access.principal import Principal
+from bookwarden.core.errors import Conflict
+from bookwarden.db.session import TenantSession
+from bookwarden.identity.accounts.links import public_url_for
+from bookwarden.library import service as library
+from bookwarden.library.schemas import PatronUpdate
+from bookwarden.privacy.requests import restrictions
+from bookwarden.privacy.requests.models import PrivacyRequest, RequestKind
+from bookwarden.privacy.requests.notices import Outcome
+
+
+@dataclass(frozen=True)
+class Fulfilled:
+    outcome_id: UUID | None  # the package, certificate or objection that carried the request out
+    details: dict[str, Any] = field(default_factory=dict)  # ids and times for the audit event, never values
+    told: Outcome = field(default_factory=Outcome)  # what the patron's mail carries (the package link): never recorded
+
+
+def carry_out(
+    session: TenantSession, actor: Principal, request: PrivacyRequest, corrections: dict[str, Any] | None
+) -> Fulfilled:
+    return _BY_KIND[RequestKind(request.kind)](session, actor, request, corrections)
+
+
+def _package(session, actor, request, corrections) -> Fulfilled:
+    build_package = _interface(request.kind, "bookwarden.privacy.subjects.export", "build_package")
+    package = build_package(session, request.patron_id, request_id=request.id)
+    link = public_url_for(package.download_path)
+    details = {"package_id": package.id, "package_expires_at": package.expires_at.isoformat()}
+    return Fulfilled(package.id, details, Outcome(link=link, link_expires=package.expires_at))
+
+
+def _erasure(session, actor, request, corrections) -> Fulfilled:
+    erase_patron = _interface(request.kind, "bookwarden.privacy.subjects.erasure", "erase_patron")
+    certificate = erase_patron(session, request.patron_id, request_id=request.id)
+    return Fulfilled(certificate.id, {"certificate_id": certificate.id}, Outcome(certificate_id=certificate.id))
+
+
+def _objection(session, actor, request, corrections) -> Fulfilled:
+    record_objection = _interface(request.kind, "bookwarden.privacy.consent.objections", "record_objection")
+    objection = record_objection(
+        session, request.patron_id, request.objection_scope, request_id=request.id, actor=actor
+    )
+    objection_id = getattr(objection, "id", None)
+    return Fulfilled(objection_id, {"objection_id": objection_id, "scope": request.objection_scope})
+
+
+def _rectification(session, actor, request, corrections) -> Fulfilled:
+    changes = PatronUpdate.model_validate(corrections or {})
+    library.update(session, library.PATRONS, request.patron_id, changes, rectifying=True)
+    return Fulfilled(None, {"fields": sorted(changes.model_fields_set)})
+
+
+def _restriction(session, actor, request, corrections) -> Fulfilled:
+    restrictions.restrict(session, actor, request.patron_id, request.id)
+    return Fulfilled(None, {"restricted": True})
+
+
+_BY_KIND: dict[RequestKind, Callable[..., Fulfilled]] = {
+    RequestKind.ACCESS: _package,
+    RequestKind.PORTABILITY: _package,
+    RequestKind.ERASURE: _erasure,
+    RequestKind.OBJECTION: _objection,
+    RequestKind.RECTIFICATION: _rectification,
+    RequestKind.RESTRICTION: _restriction,
+}
+
+
+def _interface(kind: str, module: str, function: str) -> Callable[..., Any]:
+    try:
+        return getattr(importlib.import_module(module), function)
+    except (ModuleNotFoundError, AttributeError) as missing:
+        if isinstance(missing, ModuleNotFoundError) and missing.name != module:
+            raise  # the module is there but broken: a bug to see, not a feature to wait for
+        raise Conflict(
+            f"{kind} requests cannot be carried out on this installation yet: {module}.{function} is missing; "
+            "the request stays in progress"
+        ) from None

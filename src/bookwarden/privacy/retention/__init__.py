@@ -1,0 +1,1 @@
+"""privacy/retention: see the modules of this package."""

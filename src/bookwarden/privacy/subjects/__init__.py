@@ -1,0 +1,1 @@
+"""privacy/subjects: see the modules of this package."""
