@@ -7,7 +7,7 @@ dictionary's answer on every call:
 - `authorize`: the one decision point, `authorize(principal, permission)`, with the principal
   already resolved (what every request after authentication runs; denials are logged).
 - `resolve_and_authorize`: the account's permissions resolved from PostgreSQL in a tenant
-  session (`access.service.account_permissions`), then `authorize` — what a request pays when
+  session (`access.roles.reads.account_permissions`), then `authorize` — what a request pays when
   nothing is cached.
 
 Baseline: `answers[(account, permission)]`, a dict built from the same data.
@@ -28,6 +28,7 @@ from bench import harness
 from bookwarden.access.authorize import authorize
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, TENANT_PERMISSIONS, BuiltinRole, Permission
 from bookwarden.access.principal import Principal, PrincipalKind
+from bookwarden.access.roles import reads
 from bookwarden.access.roles import service as access
 from bookwarden.core.errors import Forbidden
 from bookwarden.db.session import platform_session, tenant_session
@@ -84,7 +85,7 @@ def run(quick: bool) -> Iterator[dict[str, Any]]:
         }
         with tenant_session(env.db, tenant_id) as session:
             principals = {
-                a: Principal(PrincipalKind.ACCOUNT, a, tenant_id, access.account_permissions(session, a)) for a in ids
+                a: Principal(PrincipalKind.ACCOUNT, a, tenant_id, reads.account_permissions(session, a)) for a in ids
             }
         answers = {(a, p): p in principals[a].permissions for a in ids for p in Permission}
         sample = [(rng.choice(ids), rng.choice(list(Permission))) for _ in range(decisions)]
@@ -108,7 +109,7 @@ def run(quick: bool) -> Iterator[dict[str, Any]]:
             for account, permission in pairs:
                 with tenant_session(env.db, tenant_id) as session:
                     principal = Principal(
-                        PrincipalKind.ACCOUNT, account, tenant_id, access.account_permissions(session, account)
+                        PrincipalKind.ACCOUNT, account, tenant_id, reads.account_permissions(session, account)
                     )
                 if (permission in principal.permissions) is not answers[(account, permission)]:
                     raise RuntimeError("resolved permissions disagree with the expected answer")

@@ -35,6 +35,7 @@ from rich.progress import (
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, make_url
 
+from bookwarden import areas
 from bookwarden.core.config import Settings
 from bookwarden.crypto.aead import new_key
 from bookwarden.crypto.master import MasterKeys, key_id
@@ -105,6 +106,7 @@ def _admin_server(scratch: Path) -> Iterator[tuple[URL, str]]:
 @contextmanager
 def bench_env(pool_size: int = DEFAULT_POOL_SIZE, cache_size: int = DEFAULT_CACHE_SIZE) -> Iterator[BenchEnv]:
     """Provision `bookwarden_bench` (and its keyring database), migrate, open; drop everything after."""
+    areas.load()  # as every entry point: every area's tables, approval kinds and jobs
     scratch = Path(tempfile.mkdtemp(prefix="bookwarden-bench-"))
     try:
         with _admin_server(scratch) as (admin, server):

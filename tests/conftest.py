@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
+from bookwarden import areas
 from bookwarden.crypto.aead import new_key
 from bookwarden.crypto.master import MasterKeys, key_id
 from bookwarden.db import provision
@@ -27,6 +28,9 @@ from bookwarden.db.session import Database, platform_session, tenant_session
 from bookwarden.tenancy import service as tenancy
 
 TEST_DATABASE = f"bookwarden_test_{os.getpid()}"
+
+# As every entry point does: every area's tables, approval kinds and jobs registered before any test runs.
+areas.load()
 
 
 @pytest.fixture(scope="session")

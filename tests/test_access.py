@@ -18,6 +18,7 @@ from bookwarden.access.permissions import (
     Permission,
 )
 from bookwarden.access.principal import Principal, PrincipalKind
+from bookwarden.access.roles import reads
 from bookwarden.access.roles import service as access
 from bookwarden.core.errors import Conflict, Forbidden, InvalidInput, NotFound, SegregationOfDutiesError
 from bookwarden.identity import tokens
@@ -33,7 +34,7 @@ def _admin(tenant) -> Principal:
 
 
 def _as_account(session, tenant, account) -> Principal:
-    return Principal(PrincipalKind.ACCOUNT, account.id, tenant.id, access.account_permissions(session, account.id))
+    return Principal(PrincipalKind.ACCOUNT, account.id, tenant.id, reads.account_permissions(session, account.id))
 
 
 @pytest.fixture
@@ -55,7 +56,7 @@ def test_a_new_custom_role_holds_nothing(db, tenant, in_tenant, staff):
         role = access.create_role(session, _admin(tenant), "shelf_reader", set())
         access.grant_role(session, _admin(tenant), staff["ann"].id, "shelf_reader")
         assert access.role_permissions(session, role) == set()
-        assert access.account_permissions(session, staff["ann"].id) == frozenset()
+        assert reads.account_permissions(session, staff["ann"].id) == frozenset()
 
 
 def test_custom_roles_grant_exactly_their_permissions(db, tenant, in_tenant, staff):
@@ -67,7 +68,7 @@ def test_custom_roles_grant_exactly_their_permissions(db, tenant, in_tenant, sta
         with pytest.raises(Forbidden):
             authorize(ann, Permission.LOANS_WRITE)
         access.set_role_permissions(session, _admin(tenant), "shelf_reader", {Permission.LOANS_WRITE})
-        assert access.account_permissions(session, staff["ann"].id) == {Permission.LOANS_WRITE}
+        assert reads.account_permissions(session, staff["ann"].id) == {Permission.LOANS_WRITE}
 
 
 def test_platform_permissions_and_roles_stay_out_of_tenants(db, tenant, in_tenant, staff):

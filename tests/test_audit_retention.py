@@ -154,13 +154,15 @@ def test_the_retention_job_uses_the_configured_period(committed_db, aged, key, m
 
 
 def test_the_worker_declares_the_audit_duties(db):
+    from bookwarden import areas
+    from bookwarden.audit import jobs as audit_jobs
     from bookwarden.db.session import platform_session
-    from bookwarden.jobs.housekeeping import DUTIES
     from bookwarden.jobs.models import JobSchedule
+    from bookwarden.privacy.retention import jobs as retention_jobs
 
-    assert {"bookwarden.audit.checkpoints", "bookwarden.audit.retention"} <= set(DUTIES)
-    checkpoints.declare_schedules(db)
-    retention.declare_schedules(db)
+    assert {audit_jobs, retention_jobs} <= set(areas.modules("jobs"))
+    audit_jobs.declare_schedules(db)
+    retention_jobs.declare_schedules(db)
     with platform_session(db) as session:
         every = {s.name: s.every_seconds for s in session.query(JobSchedule)}
     assert every[checkpoints.CHECKPOINT_JOB] == 60 and every[retention.RETENTION_JOB] == 86_400

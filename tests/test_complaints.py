@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, text
 
+from bookwarden import areas
 from bookwarden.access.notices import add_security_contact
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, LIBRARY_WRITE, BuiltinRole, Permission
 from bookwarden.access.principal import Principal, PrincipalKind
@@ -20,7 +21,6 @@ from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity import passwords
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import AccountKind, AccountStatus
-from bookwarden.jobs.housekeeping import DUTIES
 from bookwarden.jobs.models import JobSchedule
 from bookwarden.jobs.service import handler_for
 from bookwarden.jobs.worker import Worker
@@ -28,6 +28,7 @@ from bookwarden.library import service as library
 from bookwarden.library.schemas import PatronCreate
 from bookwarden.notify.models import OutboxMessage, OutboxStatus
 from bookwarden.notify.service import open_mail
+from bookwarden.privacy.complaints import jobs as complaint_jobs
 from bookwarden.privacy.complaints import service as complaints
 from bookwarden.privacy.complaints.models import Complaint
 from bookwarden.privacy.complaints.service import SlaState
@@ -347,8 +348,8 @@ def test_an_acknowledgement_not_sent_in_24_hours_is_escalated_to_the_security_co
         _age(session, complaint_id, timedelta(hours=25))  # and no worker ever delivered the acknowledgement
 
     # The worker's duty, as the worker finds it: declared hourly, run by its registered handler.
-    assert "bookwarden.privacy.complaints.service" in DUTIES
-    complaints.declare_schedules(db)
+    assert complaint_jobs in areas.modules("jobs")
+    complaint_jobs.declare_schedules(db)
     handler_for(complaints.DEADLINES)(db, {})
 
     with platform_session(db) as session:

@@ -23,6 +23,7 @@ from bookwarden.jobs.models import Job, JobSchedule, JobStatus
 from bookwarden.jobs.service import describe_error
 from bookwarden.jobs.worker import Worker
 from bookwarden.notify import delivery, service
+from bookwarden.notify import jobs as notify_jobs
 from bookwarden.notify.models import MailCategory, OutboxMessage, OutboxStatus
 from bookwarden.tenancy import service as tenancy
 
@@ -404,7 +405,7 @@ def test_the_sweep_requeues_a_queued_message_whose_job_vanished(committed_db, co
     with tenant_session(committed_db, committed_tenant.id) as session:
         session.execute(update(OutboxMessage).where(OutboxMessage.id == lost).values(attempts=3))
 
-    delivery.declare_schedules(committed_db)
+    notify_jobs.declare_schedules(committed_db)
     worker = Worker(committed_db, "t")
     assert worker.tick_schedules() == 1
     run_until_idle(committed_db)
@@ -422,8 +423,8 @@ def test_the_sweep_requeues_a_queued_message_whose_job_vanished(committed_db, co
 
 
 def test_the_sweep_runs_every_30_seconds(db):
-    delivery.declare_schedules(db)
-    delivery.declare_schedules(db)  # at every worker start: idempotent
+    notify_jobs.declare_schedules(db)
+    notify_jobs.declare_schedules(db)  # at every worker start: idempotent
     with platform_session(db) as session:
         planned = session.get(JobSchedule, delivery.SWEEP)
     assert (planned.kind, planned.every_seconds, planned.enabled) == (delivery.SWEEP, 30, True)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, text
 
+from bookwarden import areas
 from bookwarden.access.approvals import service as approvals
 from bookwarden.access.notices import add_security_contact
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, LIBRARY_WRITE, BuiltinRole, Permission
@@ -25,7 +26,6 @@ from bookwarden.db.session import platform_session
 from bookwarden.identity import passwords
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import AccountKind, AccountStatus
-from bookwarden.jobs.housekeeping import DUTIES
 from bookwarden.jobs.models import JobSchedule
 from bookwarden.jobs.service import handler_for
 from bookwarden.library import service as library
@@ -33,6 +33,7 @@ from bookwarden.library.schemas import PatronCreate, PatronUpdate
 from bookwarden.notify.models import OutboxMessage
 from bookwarden.notify.service import open_mail
 from bookwarden.privacy.requests import form as request_form
+from bookwarden.privacy.requests import jobs as request_jobs
 from bookwarden.privacy.requests import restrictions
 from bookwarden.privacy.requests import service as requests
 from bookwarden.privacy.requests.models import PrivacyRequest, RequestKind, RequestState
@@ -580,8 +581,8 @@ def test_the_hourly_duty_escalates_to_the_security_contacts_when_there_is_no_off
         request = _staff_request(session)
         _age(session, request.id, timedelta(days=31))
     # The worker's duties, as the worker finds them: declared hourly, run by their registered handlers.
-    assert "bookwarden.privacy.requests.service" in DUTIES
-    requests.declare_schedules(db)
+    assert request_jobs in areas.modules("jobs")
+    request_jobs.declare_schedules(db)
     with platform_session(db) as session:
         assert session.get(JobSchedule, requests.DEADLINES).every_seconds == 3600
         assert session.get(JobSchedule, request_form.LAPSE).every_seconds == 3600

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, text
 
+from bookwarden import areas
 from bookwarden.access.notices import add_security_contact
 from bookwarden.access.permissions import Permission
 from bookwarden.access.principal import Principal, PrincipalKind
@@ -22,13 +23,13 @@ from bookwarden.audit.events import Action
 from bookwarden.core.config import get_settings
 from bookwarden.core.errors import Conflict
 from bookwarden.db.session import tenant_session
-from bookwarden.jobs.housekeeping import DUTIES
 from bookwarden.jobs.service import handler_for
 from bookwarden.library import service as library
 from bookwarden.library.schemas import LoanCreate, PatronCreate, PostCreate, SearchCreate
 from bookwarden.notify.models import OutboxMessage
 from bookwarden.notify.service import open_mail
 from bookwarden.privacy.retention import holds
+from bookwarden.privacy.retention import jobs as retention_jobs
 from bookwarden.privacy.retention import service as retention
 from bookwarden.privacy.retention.models import RetentionCategory, RetentionRun
 from bookwarden.privacy.retention.routes import router
@@ -300,8 +301,8 @@ def test_a_run_that_crashes_midway_resumes_and_removes_nothing_twice(committed_d
 
 
 def test_the_daily_purge_is_a_declared_recurring_job(db):
-    assert "bookwarden.privacy.retention.service" in DUTIES
-    assert handler_for(retention.PURGE_JOB) is retention._purge_job
+    assert retention_jobs in areas.modules("jobs")
+    assert handler_for(retention.PURGE_JOB) is retention_jobs._purge_job
 
 
 def test_run_reports_over_the_api(db, tenant, aged, client_for):

@@ -31,9 +31,10 @@ from uuid import UUID
 import structlog
 from sqlalchemy import select
 
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
+from bookwarden.access.permissions import Permission
 from bookwarden.access.principal import Principal
-from bookwarden.access.roles.models import Role, RolePermission, SecurityContact
+from bookwarden.access.roles.models import SecurityContact
+from bookwarden.access.roles.reads import account_permissions, role_permissions
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
 from bookwarden.core.errors import BookwardenError, NotFound
@@ -223,25 +224,10 @@ def _administrative(
 ) -> bool:
     touched = set(permissions)
     if role is not None:
-        touched |= _role_permissions(session, role)
+        touched |= role_permissions(session, role)
     if account_id is not None:
-        # Imported here: access.service itself queues notices through this module.
-        from bookwarden.access.roles.service import account_permissions
-
         touched |= account_permissions(session, account_id)
     return bool(touched & ADMINISTRATIVE_PERMISSIONS)
-
-
-def _role_permissions(session: TenantSession, role: str) -> set[Permission]:
-    if role in {r.value for r in BuiltinRole}:
-        return set(BUILTIN_PERMISSIONS[BuiltinRole(role)])
-    names = session.scalars(
-        select(RolePermission.permission)
-        .join(Role, (Role.tenant_id == RolePermission.tenant_id) & (Role.id == RolePermission.role_id))
-        .where(Role.tenant_id == session.tenant_id, Role.name == role)
-    )
-    known = {p.value for p in Permission}
-    return {Permission(n) for n in names if n in known}
 
 
 def entitlement_changed(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import re
 import secrets
 import time
@@ -14,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from pydantic import BaseModel
 from sqlalchemy import text
 
+from bookwarden import areas
 from bookwarden.api import problems
 from bookwarden.audit import record as audit
 from bookwarden.core.config import Settings
@@ -25,30 +25,6 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9-]{8,64}$")
 
 class Health(BaseModel):
     status: str
-
-
-# Every area's router, by module: each exposes `router`. One line per area.
-ROUTERS = (
-    "bookwarden.library.routes",
-    "bookwarden.tenancy.routes",
-    "bookwarden.access.routes",
-    "bookwarden.identity.signin.routes",
-    "bookwarden.identity.accounts.routes",
-    "bookwarden.identity.mfa.routes",
-    "bookwarden.identity.saml.routes",
-    "bookwarden.identity.operators.routes",
-    "bookwarden.audit.routes",
-    "bookwarden.privacy.records.routes",
-    "bookwarden.privacy.complaints.routes",
-    "bookwarden.privacy.requests.routes",
-    "bookwarden.privacy.subjects.routes",
-    "bookwarden.privacy.consent.routes",
-    "bookwarden.privacy.disclosures.routes",
-    "bookwarden.privacy.retention.routes",
-    "bookwarden.privacy.registration.routes",
-    "bookwarden.privacy.reports.routes",
-    "bookwarden.privacy.escalations.routes",
-)
 
 
 def request_id_for(given: str) -> str:
@@ -75,8 +51,9 @@ def create_app(db: Database, settings: Settings) -> FastAPI:
     app.state.db = db
     app.state.settings = settings
     problems.install(app)
-    for module in ROUTERS:
-        app.include_router(importlib.import_module(module).router)
+    areas.load()
+    for router in areas.routers():  # every area's `routes` module, in the manifest's order
+        app.include_router(router)
     _observability(app, db)
     return app
 

@@ -44,11 +44,22 @@ from uuid import UUID
 
 import msgspec
 
+from bookwarden.audit import checkpoints as store
 from bookwarden.audit import signing
 from bookwarden.audit.events import GENESIS
 from bookwarden.audit.merkle import Frontier
-from bookwarden.audit.verify import ChainReport, ChainVerifier, EventLink, Start
+from bookwarden.audit.verify import (
+    BATCH,
+    EVENT_COLUMNS,
+    ChainReport,
+    ChainVerifier,
+    EventLink,
+    Start,
+    canonical_body,
+    prefetched,
+)
 from bookwarden.core.errors import IntegrityFailure, InvalidInput
+from bookwarden.db.session import tenant_session
 
 if TYPE_CHECKING:
     from bookwarden.db.session import Database
@@ -282,10 +293,6 @@ class ExportSummary:
 
 def export_bundle(db: Database, tenant_id: UUID, path: Path, public_keys: Sequence[bytes]) -> ExportSummary:
     """Write `tenant_id`'s chain (from genesis or its dropped boundary) to a bundle at `path` (mode 0600)."""
-    from bookwarden.audit import checkpoints as store
-    from bookwarden.audit.verify import BATCH, EVENT_COLUMNS, canonical_body, prefetched
-    from bookwarden.db.session import tenant_session
-
     tenant = str(tenant_id)
     with tempfile.TemporaryDirectory(prefix="bookwarden-bundle-") as scratch:
         events_path = Path(scratch) / EVENTS

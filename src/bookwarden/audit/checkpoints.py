@@ -23,8 +23,7 @@ from bookwarden.audit.events import GENESIS, PLATFORM_CHAIN, Action, chain_hash
 from bookwarden.audit.record import record
 from bookwarden.audit.signing import Checkpoint, SigningKey
 from bookwarden.core.errors import Conflict, IntegrityFailure, InvalidInput, NotFound
-from bookwarden.db.session import Database, TenantSession, tenant_session
-from bookwarden.jobs.service import handler, schedule
+from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 
 CHECKPOINT_JOB = "audit.checkpoints"
 EVERY_EVENTS = 1000
@@ -183,12 +182,12 @@ def _extend(session, base: merkle.Frontier, base_hash: bytes, upto: int) -> tupl
 
 
 def chain_ids(db: Database) -> list[UUID]:
-    """The platform chain and every institution's."""
-    from bookwarden.db.session import platform_session
-    from bookwarden.tenancy.service import list_tenants
+    """The platform chain and every institution's (one chain per row of `tenants`, in their order).
 
+    Read by SQL, not through the tenancy area, which builds on this one."""
     with platform_session(db) as session:
-        return [PLATFORM_CHAIN, *(t.id for t in list_tenants(session))]
+        tenants = session.scalars(text("SELECT id FROM tenants ORDER BY created_at, slug"))
+        return [PLATFORM_CHAIN, *tenants]
 
 
 def checkpoint_all(
@@ -217,26 +216,6 @@ def checkpoint_all(
     if broken:
         raise broken[0]
     return made
-
-
-@handler(CHECKPOINT_JOB)
-def _checkpoint_job(db: Database, payload: dict) -> None:
-    from bookwarden.core.config import get_settings
-
-    checkpoint_all(
-        db,
-        signing.load_signing_key(get_settings()),
-        every_events=int(payload.get("every_events", EVERY_EVENTS)),
-        every=timedelta(minutes=int(payload.get("every_minutes", EVERY.total_seconds() // 60))),
-    )
-
-
-def declare_schedules(db: Database) -> None:
-    from bookwarden.db.session import platform_session
-
-    with platform_session(db) as session:
-        schedule(session, CHECKPOINT_JOB, CHECKPOINT_JOB, timedelta(minutes=1),
-                 {"every_events": EVERY_EVENTS, "every_minutes": int(EVERY.total_seconds() // 60)})
 
 
 # -- proofs ----------------------------------------------------------------------------------------

@@ -18,8 +18,10 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from bookwarden.db.session import PLATFORM
+
 GENESIS = bytes(32)  # the predecessor of every chain's first event
-PLATFORM_CHAIN = UUID(int=0)  # events outside any institution: tenants, operator tokens, platform keys
+PLATFORM_CHAIN = PLATFORM  # events outside any institution: tenants, operator tokens, platform keys
 
 
 class Outcome(enum.StrEnum):

@@ -31,10 +31,10 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from bookwarden.audit.events import PLATFORM_CHAIN, Action, Event, Outcome, check_details
+from bookwarden.db.session import Database, on_commit, tenant_session
 
 if TYPE_CHECKING:
     from bookwarden.access.principal import Principal
-    from bookwarden.db.session import Database
 
 PENDING = "bookwarden.audit.pending"
 USER_AGENT_LIMIT = 512
@@ -96,16 +96,18 @@ def record_now(
     tenant_id: UUID | None = None,
 ) -> Event:
     """Record in a transaction of its own: for refusals, whose action's transaction rolled back."""
-    from bookwarden.db.session import tenant_session
-
     principal = actor or current().principal
     chain = tenant_id or (principal.tenant_id if principal is not None else None) or PLATFORM_CHAIN
     with tenant_session(db, chain) as session:
         return record(session, action, target, outcome=outcome, details=details, actor=actor)
 
 
+@on_commit
 def append_pending(session: Session, chain: UUID, *, commit: bool) -> None:
-    """Append the session's queued events to `chain` (called by the session context managers).
+    """Append the session's queued events to `chain` (the sessions' commit hook, registered here).
+
+    `record` is in this module, so any process that queued an event has registered this hook: no
+    event can be queued and then left behind at commit.
 
     The action's own writes are flushed first, before the append locks the chain head. With
     `commit`, the append and the COMMIT are sent in one pipeline: the head is locked from the append

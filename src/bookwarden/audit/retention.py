@@ -21,7 +21,6 @@ from bookwarden.audit.checkpoints import SYSTEM, chain_ids, segment_boundary
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
 from bookwarden.db.session import Database, TenantSession, tenant_session
-from bookwarden.jobs.service import handler, schedule
 
 RETENTION_JOB = "audit.retention"
 
@@ -102,17 +101,3 @@ def drop_expired_segments(db: Database, retention: timedelta, *, now: datetime |
     return drops
 
 
-@handler(RETENTION_JOB)
-def _retention_job(db: Database, payload: dict) -> None:
-    from bookwarden.core.config import get_settings
-    from bookwarden.privacy.retention import service as tenant_retention
-
-    # Each institution's chain keeps its own period (never under the platform's) and its legal holds.
-    tenant_retention.drop_audit_segments(db, timedelta(days=get_settings().audit_retention_days))
-
-
-def declare_schedules(db: Database) -> None:
-    from bookwarden.db.session import platform_session
-
-    with platform_session(db) as session:
-        schedule(session, RETENTION_JOB, RETENTION_JOB, timedelta(days=1))

@@ -30,6 +30,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from bookwarden.audit.merkle import Frontier
 from bookwarden.core.config import Settings
 from bookwarden.core.errors import BookwardenError, InvalidInput
+from bookwarden.crypto.aead import new_key
+from bookwarden.crypto.master import MasterKeyError, decode_key, load_key_file, write_key_file
 
 KEY_FILE = "audit-signing.key"
 RETIRED_FILE = "audit-signing-retired.pub"  # public halves of earlier keys, one base64 key per line
@@ -78,8 +80,6 @@ class SigningKey:
 
 
 def load_signing_key(settings: Settings) -> SigningKey:
-    from bookwarden.crypto.master import MasterKeyError, decode_key, load_key_file
-
     what = "audit signing key"
     try:
         if settings.audit_signing_key is not None:
@@ -114,9 +114,6 @@ def rotate_signing_key(settings: Settings) -> tuple[str, str]:
     key file is replaced (atomically), so at every moment each key that ever signed is trusted. Run
     again after a crash between the two steps, it retires the same key twice, which reads as once.
     """
-    from bookwarden.crypto.aead import new_key
-    from bookwarden.crypto.master import write_key_file
-
     if settings.audit_signing_key is not None:
         raise InvalidInput(
             "the signing key comes from BOOKWARDEN_AUDIT_SIGNING_KEY: rotate it in your secret store and list "

@@ -31,9 +31,12 @@ from uuid import UUID
 
 import msgspec
 
+from bookwarden.audit import checkpoints as store
 from bookwarden.audit.events import GENESIS, Event
 from bookwarden.audit.merkle import Frontier, TreeBuilder, subtree_sizes
 from bookwarden.audit.signing import Checkpoint, TrustedKeys
+from bookwarden.core.errors import InvalidInput
+from bookwarden.db.session import tenant_session
 
 if TYPE_CHECKING:
     from bookwarden.db.session import Database
@@ -455,9 +458,6 @@ def prefetched(cursor: Any, size: int = BATCH) -> Iterator[list[tuple]]:
 def chain_start(session, tenant_id: UUID, since: int | None) -> tuple[Start, list[Checkpoint], list[str], str | None]:
     """Where to begin on `tenant_id`'s chain (in its tenant session): the start, the checkpoints to check,
     notes for the report, and what is wrong with the start itself (None when it holds)."""
-    from bookwarden.audit import checkpoints as store
-    from bookwarden.core.errors import InvalidInput
-
     signed = store.list_checkpoints(session)
     by_size = {c.tree_size: c for c in signed}
     notes: list[str] = []
@@ -494,9 +494,6 @@ def _frontier_or_empty(checkpoint: Checkpoint) -> Frontier:
 
 def verify_chain(db: Database, tenant_id: UUID, keys: TrustedKeys, since: int | None = None) -> ChainReport:
     """Verify one chain from the database (read through the app role, in the tenant's context)."""
-    from bookwarden.audit import checkpoints as store
-    from bookwarden.db.session import tenant_session
-
     with tenant_session(db, tenant_id) as session:
         start, signed, notes, problem = chain_start(session, tenant_id, since)
         verifier = ChainVerifier(tenant_id, start, signed, keys)

@@ -27,3 +27,21 @@ def tenant_fk(table: str, column: str, target: str, label: str) -> ForeignKeyCon
     return ForeignKeyConstraint(
         ["tenant_id", column], [f"{target}.tenant_id", f"{target}.id"], ondelete="CASCADE", name=f"fk_{table}_{label}"
     )
+
+
+# Set once every area's models are imported (`bookwarden.areas.load()`). Code that walks the whole
+# schema (the personal-data registry: erasure and access packages follow it) refuses to run before:
+# a table missing from its walk would be a table an erasure silently leaves behind.
+_schema_loaded = False
+
+
+def schema_loaded() -> None:
+    global _schema_loaded
+    _schema_loaded = True
+
+
+def whole_schema() -> MetaData:
+    """Every area's tables; raises if the areas have not been loaded yet."""
+    if not _schema_loaded:
+        raise RuntimeError("the schema is not whole yet: call bookwarden.areas.load() at the entry point first")
+    return Base.metadata

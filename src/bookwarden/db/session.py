@@ -8,7 +8,7 @@ context into the next request. Row-level security on every tenant table reads it
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,16 +18,36 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
-from bookwarden.audit.events import PLATFORM_CHAIN
-from bookwarden.audit.record import append_pending
 from bookwarden.core.config import Settings
 from bookwarden.crypto.keyring import Keyring
 from bookwarden.crypto.master import MasterKeys, load_master_keys
-from bookwarden.db import models as _schema  # noqa: F401 - the whole schema for every session
 from bookwarden.db import provision as prov
 from bookwarden.db.server import admin_url
 
 TENANT_SETTING = "bookwarden.tenant_id"
+# The chain id of work done outside any institution (platform_session): the nil UUID, which no
+# tenant id can be. The audit trail's platform chain is this id.
+PLATFORM = UUID(int=0)
+
+# Called as the last step of every transaction that is about to commit: `finish(session, chain,
+# commit=...)`, with `chain` the tenant id (or PLATFORM). A finisher may send the COMMIT itself
+# (the audit trail sends its append and the COMMIT in one round trip); SQLAlchemy's own commit then
+# finds the transaction closed. The audit area registers its append here (audit/record.py), so this
+# module, below the audit trail, never imports it (a lower layer offers a hook; the higher one fills it).
+Finisher = Callable[..., None]
+_finishers: list[Finisher] = []
+
+
+def on_commit(finisher: Finisher) -> Finisher:
+    """Register `finisher` to run last in every committing transaction (once, whatever the imports)."""
+    if finisher not in _finishers:
+        _finishers.append(finisher)
+    return finisher
+
+
+def _finish(session: Session, chain: UUID, *, commit: bool) -> None:
+    for finisher in _finishers:
+        finisher(session, chain, commit=commit)
 
 
 class TenantSession(Session):
@@ -96,9 +116,10 @@ def tenant_session(db: Database, tenant_id: UUID) -> Iterator[TenantSession]:
     with session, session.begin():
         _set_tenant(session, str(tenant_id))
         yield session
-        # The audit events of what this transaction did, last, and the commit with them. A test's
-        # outer transaction (bind set) must not commit: there the append alone is sent.
-        append_pending(session, tenant_id, commit=db.bind is None)
+        # The audit events of what this transaction did, last, and the commit with them (the audit
+        # trail's finisher). A test's outer transaction (bind set) must not commit: there the append
+        # alone is sent.
+        _finish(session, tenant_id, commit=db.bind is None)
         if db.bind is not None:
             # Savepoint mode (tests): SET LOCAL outlives a released savepoint, so clear it by hand to
             # give the next session in the same outer transaction the fresh context production has.
@@ -118,4 +139,4 @@ def platform_session(db: Database) -> Iterator[Session]:
     session = db._session()
     with session, session.begin():
         yield session
-        append_pending(session, PLATFORM_CHAIN, commit=db.bind is None)
+        _finish(session, PLATFORM, commit=db.bind is None)

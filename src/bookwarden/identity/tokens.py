@@ -14,6 +14,7 @@ from uuid import UUID
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from bookwarden.access import notices
 from bookwarden.access.permissions import PLATFORM_PERMISSIONS, TENANT_PERMISSIONS, Permission
 from bookwarden.access.principal import SYSTEM, Principal, PrincipalKind, permissions_from
 from bookwarden.audit.events import Action
@@ -58,7 +59,6 @@ def issue_api_token(
     session.flush()
     record(session, Action.TOKEN_ISSUED, ("api_token", row.id), details=_issued(row))
     # A new machine credential is an entitlement: the security contacts hear of it (never its secret).
-    from bookwarden.access import notices
 
     notices.entitlement_changed(
         session,

@@ -36,8 +36,8 @@ from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed, blind_index
 from bookwarden.db.session import TenantSession
 from bookwarden.library import schemas
+from bookwarden.library.guards import check_patron_change, check_patron_deletion
 from bookwarden.library.models import Loan, Patron, Post, ReadingList, ReadingListItem, Search
-from bookwarden.privacy.requests import restrictions
 
 log = structlog.get_logger()
 SUBJECT = "subject_id"  # label of the subject id column in reads (never a table column name)
@@ -299,8 +299,8 @@ def _subject_details(kind: RecordKind, subject: UUID) -> dict[str, Any]:
 def update(
     session: TenantSession, kind: RecordKind, record_id: UUID, changes: BaseModel, *, rectifying: bool = False
 ) -> BaseModel:
-    """Change a record. A restricted patron (privacy/requests/restrictions.py) refuses every change but the
-    correction an approved rectification request carries out (`rectifying`)."""
+    """Change a record. A patron's guards (library/guards.py: a restriction of processing) refuse every
+    change but the correction an approved rectification request carries out (`rectifying`)."""
     values = changes.model_dump(exclude_unset=True)
     check_fields(values)
     for column, value in values.items():
@@ -308,7 +308,7 @@ def update(
             raise InvalidInput(f"{column}: may be changed but not removed")
     row, subject = _fetch(session, kind, record_id)
     if kind is PATRONS and not rectifying:
-        restrictions.ensure_unrestricted(session, record_id)
+        check_patron_change(session, record_id)
     if values:
         _seal(session, kind, row, _key_for_change(session, kind, subject), values)
         _flush(session, kind)
@@ -320,11 +320,7 @@ def update(
 def delete(session: TenantSession, kind: RecordKind, record_id: UUID) -> None:
     row, subject = _fetch(session, kind, record_id)
     if kind is PATRONS:
-        from bookwarden.privacy.retention.holds import active_hold  # the privacy area builds on this module
-
-        hold = active_hold(session, record_id)
-        if hold is not None:
-            raise Conflict(f"patron {record_id} is under legal hold {hold.id}: nothing about them goes until it ends")
+        check_patron_deletion(session, record_id)  # a legal hold keeps the patron (library/guards.py)
     session.delete(row)
     session.flush()
     details = _subject_details(kind, subject)

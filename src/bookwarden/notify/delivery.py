@@ -1,7 +1,6 @@
 """Deliver outbox mail over SMTP as worker jobs; a sweep re-queues messages whose job was lost.
 
-The worker imports this module (listed in jobs.housekeeping.DUTIES), which registers the
-handlers, and calls `declare_schedules` at start.
+The jobs that run them, and the sweep's schedule, are declared in notify/jobs.py.
 
 Delivery is at-least-once: the outbox row stays locked while the SMTP exchange runs, so two
 runs never send one message side by side; only a crash between the server's acceptance and
@@ -24,10 +23,11 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import func, select, text
 
+from bookwarden.core.errors import InvalidInput
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
-from bookwarden.jobs.service import handler, schedule
 from bookwarden.notify import service
 from bookwarden.notify.models import MailCategory, OutboxMessage, OutboxStatus
+from bookwarden.notify.policies import optional_mail_policy
 
 DELIVER = service.DELIVER
 SWEEP = "notify.sweep"
@@ -88,47 +88,6 @@ class DeliveryFailed(Exception):
         self.permanent = permanent
 
 
-@handler(DELIVER)
-def deliver(db: Database, payload: dict[str, Any]) -> None:
-    """Send one outbox message. Safe to run twice: a sent or failed message is left alone,
-    and a message another run is sending right now is left to that run."""
-    tenant_id, message_id = _ids(payload)
-    settings = SmtpSettings()
-    with tenant_session(db, tenant_id) as session:
-        failure = _deliver(session, message_id, settings)
-        _forget_if_settled(session, message_id)
-    # Raised after the commit, so the attempt recorded on the row is kept while the job
-    # queue schedules the retry with backoff (or records the job's final failure).
-    if failure is not None:
-        raise failure
-
-
-@handler(SWEEP)
-def sweep(db: Database, payload: dict[str, Any]) -> None:
-    """Re-queue queued messages that no live job will deliver (the job failed for good
-    before the message settled, or its row was removed)."""
-    with platform_session(db) as session:
-        if not session.scalar(select(func.pg_try_advisory_xact_lock(SWEEP_LOCK))):
-            return  # another sweep is running and will find the same messages
-        orphans = session.execute(
-            text("SELECT tenant_id, message_id, attempts FROM bookwarden_outbox_orphans(:n)"), {"n": SWEEP_BATCH}
-        ).all()
-        for orphan in orphans:
-            service.enqueue_delivery(session, orphan.tenant_id, orphan.message_id, attempts_made=orphan.attempts)
-            log.warning(
-                "notify.requeued",
-                tenant_id=str(orphan.tenant_id),
-                message_id=str(orphan.message_id),
-                outcome="requeued",
-            )
-    log.info("notify.swept", requeued=len(orphans))
-
-
-def declare_schedules(db: Database) -> None:
-    with platform_session(db) as session:
-        schedule(session, SWEEP, SWEEP, SWEEP_EVERY)
-
-
 def _deliver(session: TenantSession, message_id: UUID, settings: SmtpSettings) -> DeliveryFailed | None:
     """One attempt inside the tenant's transaction; returns the failure to raise after commit."""
     fields: dict[str, str] = {"tenant_id": str(session.tenant_id), "message_id": str(message_id)}
@@ -182,9 +141,11 @@ def _forget_if_settled(session: TenantSession, message_id: UUID) -> None:
 
 
 def _still_wanted(session: TenantSession, message: OutboxMessage) -> bool:
-    from bookwarden.privacy.consent.unsubscribe import still_wanted
-
-    return still_wanted(session, message.headers)
+    try:
+        policy = optional_mail_policy()
+    except InvalidInput:
+        return False  # no consent policy loaded: an optional mail is not sent (fail closed)
+    return policy.still_wanted(session, message.headers)
 
 
 def _record_failure(message: OutboxMessage, failure: DeliveryFailed, fields: dict[str, str]) -> DeliveryFailed | None:
@@ -269,3 +230,37 @@ def _ids(payload: dict[str, Any]) -> tuple[UUID, UUID]:
         return UUID(payload["tenant_id"]), UUID(payload["message_id"])
     except (KeyError, TypeError, ValueError):
         raise ValueError(f"a {DELIVER} job needs tenant_id and message_id (UUIDs) in its payload") from None
+
+
+def deliver(db: Database, payload: dict[str, Any]) -> None:
+    """Send one outbox message. Safe to run twice: a sent or failed message is left alone,
+    and a message another run is sending right now is left to that run."""
+    tenant_id, message_id = _ids(payload)
+    settings = SmtpSettings()
+    with tenant_session(db, tenant_id) as session:
+        failure = _deliver(session, message_id, settings)
+        _forget_if_settled(session, message_id)
+    # Raised after the commit, so the attempt recorded on the row is kept while the job
+    # queue schedules the retry with backoff (or records the job's final failure).
+    if failure is not None:
+        raise failure
+
+
+def sweep(db: Database, payload: dict[str, Any]) -> None:
+    """Re-queue queued messages that no live job will deliver (the job failed for good
+    before the message settled, or its row was removed)."""
+    with platform_session(db) as session:
+        if not session.scalar(select(func.pg_try_advisory_xact_lock(SWEEP_LOCK))):
+            return  # another sweep is running and will find the same messages
+        orphans = session.execute(
+            text("SELECT tenant_id, message_id, attempts FROM bookwarden_outbox_orphans(:n)"), {"n": SWEEP_BATCH}
+        ).all()
+        for orphan in orphans:
+            service.enqueue_delivery(session, orphan.tenant_id, orphan.message_id, attempts_made=orphan.attempts)
+            log.warning(
+                "notify.requeued",
+                tenant_id=str(orphan.tenant_id),
+                message_id=str(orphan.message_id),
+                outcome="requeued",
+            )
+    log.info("notify.swept", requeued=len(orphans))

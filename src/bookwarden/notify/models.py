@@ -28,9 +28,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-# The tenants table must be in the metadata whenever this one is: a flush resolves the
-# foreign key, and a worker that imported only this area would otherwise fail on it.
-import bookwarden.tenancy.models  # noqa: F401
 from bookwarden.core.classification import (
     COUNTER,
     MACHINE,

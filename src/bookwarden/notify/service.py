@@ -28,6 +28,7 @@ from bookwarden.db.session import TenantSession
 from bookwarden.jobs.models import Job
 from bookwarden.jobs.service import enqueue
 from bookwarden.notify.models import MailCategory, OutboxMessage, OutboxStatus
+from bookwarden.notify.policies import optional_mail_policy
 
 DELIVER = "notify.deliver"
 # With the job queue's backoff (2**n s, capped at an hour) 20 attempts keep retrying for
@@ -125,9 +126,7 @@ def queue_mail(
     if category is MailCategory.OPTIONAL:
         # Where every mail is queued, whoever queues it: an optional mail carries our signed
         # unsubscribe link and goes only to a patron who agrees to its topic now.
-        from bookwarden.privacy.consent.unsubscribe import check_optional_mail
-
-        check_optional_mail(session, address, extra, body)
+        optional_mail_policy().check_optional_mail(session, address, extra, body)
     else:
         body += render(FOOTERS[category], {})  # why this mail cannot be unsubscribed from
 
@@ -140,13 +139,6 @@ def queue_mail(
     enqueue_delivery(session, session.tenant_id, message.id, run_at=send_after)
     log.info("notify.queued", tenant_id=str(session.tenant_id), message_id=str(message.id), category=category.value)
     return message
-
-
-def institution_name(session: TenantSession) -> str:
-    """The institution's name, as the mail it sends shows it."""
-    from bookwarden.tenancy.models import Tenant
-
-    return session.get(Tenant, session.tenant_id).name
 
 
 def mail_time(moment: datetime) -> str:

@@ -41,6 +41,7 @@ from bookwarden.core.classification import (
     pseudonymous,
     subject_link,
 )
+from bookwarden.db.base import whole_schema
 
 # Each row of these tables is a data subject with its own key (crypto/keyring.py create_subject).
 SUBJECT_TABLES: Mapping[str, SubjectKind] = {"patrons": SubjectKind.PATRON, "accounts": SubjectKind.ACCOUNT}
@@ -371,10 +372,7 @@ def build(metadata: MetaData, unmapped: Mapping[str, Mapping[str, dict[str, Any]
 @lru_cache(maxsize=1)
 def registry() -> Registry:
     """The registry of the whole schema (every area's models imported)."""
-    import bookwarden.db.models  # noqa: F401 - the whole schema
-    from bookwarden.db.base import Base
-
-    return build(Base.metadata)
+    return build(whole_schema())
 
 
 # -- reading one column ----------------------------------------------------------------------

@@ -109,6 +109,11 @@ def resume_tenant(session: Session, ref: UUID | str) -> Tenant:
     return tenant
 
 
+def institution_name(session: Session) -> str:
+    """The institution's name, as the mail it sends shows it (the session's own institution)."""
+    return session.get(Tenant, session.tenant_id).name
+
+
 def ensure_active(session: Session, tenant_id: UUID) -> Tenant:
     tenant = get_tenant(session, tenant_id)
     if tenant.status is TenantStatus.SUSPENDED:

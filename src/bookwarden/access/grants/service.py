@@ -27,7 +27,6 @@ from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
 from bookwarden.core.errors import Conflict, Forbidden, InvalidInput, NotFound, SegregationOfDutiesError
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
-from bookwarden.jobs.service import handler, schedule
 from bookwarden.tenancy.service import get_tenant
 
 MAX_DURATION = timedelta(hours=8)
@@ -200,16 +199,6 @@ def end_expired_grants(db: Database, batch: int = 500) -> int:
                     _describe(grant),
                 )
     return len(ended)
-
-
-@handler(EXPIRE_JOB)
-def _expire_job(db: Database, payload: dict) -> None:
-    end_expired_grants(db)
-
-
-def declare_schedules(db: Database) -> None:
-    with platform_session(db) as session:
-        schedule(session, EXPIRE_JOB, EXPIRE_JOB, timedelta(minutes=1))
 
 
 def list_grants(session: TenantSession) -> list[OperatorGrant]:

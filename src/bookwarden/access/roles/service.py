@@ -210,26 +210,6 @@ def revoke_role(session: TenantSession, actor: Principal, account_id: UUID, role
     entitlement_changed(session, actor, EntitlementEvent.ROLE_REVOKED, f"account {account.id}", {"role": role})
 
 
-def account_permissions(session: TenantSession, account_id: UUID) -> frozenset[Permission]:
-    """Everything the account's roles allow: the union of built-in and custom role permissions."""
-    granted: set[Permission] = set()
-    rows = session.execute(
-        select(AccountRole.builtin_role, RolePermission.permission)
-        .outerjoin(
-            RolePermission,
-            (RolePermission.tenant_id == AccountRole.tenant_id)
-            & (RolePermission.role_id == AccountRole.custom_role_id),
-        )
-        .where(AccountRole.tenant_id == session.tenant_id, AccountRole.account_id == account_id)
-    )
-    for builtin, permission in rows:
-        if builtin:
-            granted |= BUILTIN_PERMISSIONS[BuiltinRole(builtin)]
-        elif permission:
-            granted.add(Permission(permission))
-    return frozenset(granted)
-
-
 def _account(session: TenantSession, account_id: UUID) -> Account:
     account = session.get(Account, (session.tenant_id, account_id))
     if account is None:

@@ -49,7 +49,8 @@ from sqlalchemy.orm import Session
 
 from bookwarden.access.permissions import MFA_REQUIRED
 from bookwarden.access.principal import Principal, PrincipalKind
-from bookwarden.access.roles.service import account_permissions, held_roles
+from bookwarden.access.roles.reads import account_permissions
+from bookwarden.access.roles.service import held_roles
 from bookwarden.audit.events import Action, Outcome
 from bookwarden.audit.record import record, record_now
 from bookwarden.core.errors import BookwardenError, Unauthenticated

@@ -44,13 +44,13 @@ from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed
 from bookwarden.db.session import Database, TenantSession, db_now, platform_session, tenant_session
 from bookwarden.identity.models import Account, AccountKind, AccountStatus
-from bookwarden.jobs.service import handler, schedule
 from bookwarden.library.models import Patron
 from bookwarden.notify.models import MailCategory, OutboxMessage, OutboxStatus
-from bookwarden.notify.service import institution_name, mail_time, queue_mail
+from bookwarden.notify.service import mail_time, queue_mail
 from bookwarden.privacy.complaints.models import Complaint, ComplaintChannel, ComplaintStatus
 from bookwarden.privacy.escalations.models import Level, SubjectKind
 from bookwarden.privacy.escalations.service import raise_escalation
+from bookwarden.tenancy.service import institution_name
 
 log = structlog.get_logger()
 
@@ -343,17 +343,6 @@ def answer(session: TenantSession, actor: Principal, complaint_id: UUID, answer_
 class DeadlineReport:
     acknowledged: int = 0
     escalated: int = 0
-
-
-@handler(DEADLINES)
-def _deadlines_job(db: Database, payload: dict) -> None:
-    report = process_deadlines(db)
-    log.info("privacy.complaint_deadlines", acknowledged=report.acknowledged, escalated=report.escalated)
-
-
-def declare_schedules(db: Database) -> None:
-    with platform_session(db) as session:
-        schedule(session, DEADLINES, DEADLINES, DEADLINES_EVERY)
 
 
 def process_deadlines(db: Database, batch: int = DEADLINES_BATCH) -> DeadlineReport:

@@ -46,8 +46,10 @@ from bookwarden.crypto.fields import decrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed
 from bookwarden.crypto.master import MasterKeys
 from bookwarden.db.session import Database, TenantSession, tenant_session
+from bookwarden.identity.accounts.links import LinkSettings
 from bookwarden.library.models import Patron
 from bookwarden.notify.models import MailCategory, OutboxMessage
+from bookwarden.notify.service import queue_mail
 from bookwarden.privacy.consent import service as consent
 from bookwarden.privacy.consent.models import ConsentMethod
 from bookwarden.privacy.consent.service import LABELS, Channel, Topic
@@ -161,9 +163,6 @@ def queue_optional_mail(
     """Queue an optional mail on `topic` to the patron's address on file, with its one-click link.
 
     Refused (OptedOut) when the patron has not agreed to the topic by email, or withdrew."""
-    from bookwarden.identity.accounts.links import LinkSettings
-    from bookwarden.notify.service import queue_mail
-
     topic = Topic(topic)
     if not topic.optional:
         raise InvalidInput(f"{topic.value} is a service message: queue it as a service mail, not an optional one")
@@ -192,7 +191,7 @@ def queue_optional_mail(
 
 
 def check_optional_mail(session: TenantSession, to: str, headers: dict[str, str], body: str) -> None:
-    """The outbox's own check of an optional mail (notify/service.py calls it for every one): its
+    """The outbox's own check of an optional mail (the policy notify/service.py asks for every one): its
     List-Unsubscribe is our signed link for this institution, the body carries the same link, it goes
     to the address on the record of the patron the link names, and that patron agrees to its topic now."""
     url, claims = _link_of(session, headers)

@@ -26,6 +26,7 @@ from bookwarden.core.classification import Category, Protection
 from bookwarden.core.errors import NotFound
 from bookwarden.db.session import TenantSession
 from bookwarden.privacy.registry import SUBJECT_DESCRIPTIONS, Registry, registry
+from bookwarden.privacy.retention import service as retention
 from bookwarden.tenancy.models import Tenant
 
 
@@ -204,9 +205,6 @@ def export(session: TenantSession, fmt: RecordsFormat) -> str:
     tenant = session.get(Tenant, session.tenant_id)
     if tenant is None:
         raise NotFound(f"no institution {session.tenant_id}")
-    from bookwarden.privacy.retention import (
-        service as retention,  # retention builds on the registry this module reads too
-    )
 
     records = generate(tenant, periods=retention.institution_periods(session))
     audit.record(

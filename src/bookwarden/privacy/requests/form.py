@@ -48,7 +48,6 @@ from bookwarden.db.session import Database, TenantSession, db_now, platform_sess
 from bookwarden.identity.accounts.links import PLATFORM
 from bookwarden.identity.signin import service as signin
 from bookwarden.identity.signin import throttle
-from bookwarden.jobs.service import handler, schedule
 from bookwarden.library.models import Patron
 from bookwarden.library.schemas import LookupField
 from bookwarden.notify.models import MailCategory
@@ -371,16 +370,6 @@ def forward(
         audit.record(session, Action.PRIVACY_INQUIRY_FORWARDED, (INQUIRY_TARGET, inquiry_id), details=details)
     db.keyring.shred_subject(PLATFORM, inquiry_id)  # the platform keeps no way to read the address
     return answer
-
-
-@handler(LAPSE)
-def _lapse_job(db: Database, payload: dict) -> None:
-    log.info("privacy.inquiries_lapsed", count=lapse_inquiries(db))
-
-
-def declare_schedules(db: Database) -> None:
-    with platform_session(db) as session:
-        schedule(session, LAPSE, LAPSE, LAPSE_EVERY)
 
 
 def lapse_inquiries(db: Database, batch: int = 500) -> int:

@@ -18,9 +18,10 @@ import structlog
 
 from bookwarden.db.session import TenantSession, db_now
 from bookwarden.notify.models import MailCategory
-from bookwarden.notify.service import institution_name, mail_time, queue_mail
+from bookwarden.notify.service import mail_time, queue_mail
 from bookwarden.privacy.consent.unsubscribe import patron_email
 from bookwarden.privacy.requests.models import PrivacyRequest, RequestKind
+from bookwarden.tenancy.service import institution_name
 
 log = structlog.get_logger()
 TEMPLATE = "privacy_request_outcome.txt"

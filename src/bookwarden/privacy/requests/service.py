@@ -52,11 +52,10 @@ from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed
 from bookwarden.db.session import Database, TenantSession, db_now, platform_session, tenant_session
 from bookwarden.identity.models import Account, AccountKind
-from bookwarden.jobs.service import handler, schedule
 from bookwarden.library.models import Patron
 from bookwarden.library.schemas import PatronUpdate
 from bookwarden.notify.models import MailCategory
-from bookwarden.notify.service import institution_name, mail_time, queue_mail
+from bookwarden.notify.service import mail_time, queue_mail
 from bookwarden.privacy.complaints.service import EscalationRecipients
 from bookwarden.privacy.escalations.models import Level, SubjectKind
 from bookwarden.privacy.escalations.service import raise_escalation
@@ -70,6 +69,7 @@ from bookwarden.privacy.requests.models import (
     RequestState,
     Verification,
 )
+from bookwarden.tenancy.service import institution_name
 
 log = structlog.get_logger()
 
@@ -611,26 +611,6 @@ class DeadlineReport:
     escalated: int = 0
     resumed: int = 0
     lapsed: int = 0
-
-
-@handler(DEADLINES)
-def _deadlines_job(db: Database, payload: dict) -> None:
-    report = process_deadlines(db)
-    log.info(
-        "privacy.request_deadlines",
-        reminded=report.reminded,
-        escalated=report.escalated,
-        resumed=report.resumed,
-        lapsed=report.lapsed,
-    )
-
-
-def declare_schedules(db: Database) -> None:
-    with platform_session(db) as session:
-        schedule(session, DEADLINES, DEADLINES, DEADLINES_EVERY)
-    from bookwarden.privacy.requests import form as request_form
-
-    request_form.declare_schedules(db)
 
 
 def process_deadlines(db: Database, batch: int = DEADLINES_BATCH) -> DeadlineReport:

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import ColumnElement, Select, Table, and_, delete, exists, false, func, not_, or_, select, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from bookwarden.access.approvals import service as approvals
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction, require_approval
 from bookwarden.access.authorize import authorize
 from bookwarden.access.notices import EntitlementEvent, entitlement_changed
@@ -46,7 +47,7 @@ from bookwarden.core.config import get_settings
 from bookwarden.core.errors import BookwardenError, Conflict, InvalidInput, NotFound
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.identity.models import Account, SignInSession
-from bookwarden.jobs.service import handler, schedule
+from bookwarden.library import service as library
 from bookwarden.library.models import Loan, Patron, Post, Search
 from bookwarden.privacy.registry import POLICIES
 from bookwarden.privacy.retention import holds
@@ -228,8 +229,6 @@ def checked_params(params: dict) -> dict:
 def ask_change(
     session: TenantSession, actor: Principal, category: RetentionCategory, keep_days: int | None
 ) -> ApprovalRequest:
-    from bookwarden.access.approvals import service as approvals
-
     params = {"category": RetentionCategory(category).value, "keep_days": keep_days}
     return approvals.ask(session, actor, SensitiveAction.CHANGE_RETENTION_POLICY, params)
 
@@ -718,7 +717,6 @@ def _remove_patron(session: TenantSession, patron_id: UUID) -> None:
     if erasure is not None and hasattr(erasure, "erase_patron"):
         erasure.erase_patron(session, patron_id)
         return
-    from bookwarden.library import service as library
 
     library.delete(session, library.PATRONS, patron_id)
 
@@ -800,11 +798,3 @@ def purge_all(db: Database, *, run: Callable[[Database, UUID], UUID] = run_purge
     return done
 
 
-@handler(PURGE_JOB)
-def _purge_job(db: Database, payload: dict) -> None:
-    purge_all(db)
-
-
-def declare_schedules(db: Database) -> None:
-    with platform_session(db) as session:
-        schedule(session, PURGE_JOB, PURGE_JOB, timedelta(days=1))

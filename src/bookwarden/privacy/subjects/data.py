@@ -23,13 +23,32 @@ from typing import Any
 from uuid import UUID
 
 import structlog
-from sqlalchemy import ColumnElement, Table, and_, false, func, literal_column, or_, select
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    Boolean,
+    ColumnElement,
+    Date,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    Uuid,
+    and_,
+    cast,
+    false,
+    func,
+    literal_column,
+    or_,
+    select,
+)
 
 from bookwarden.audit.search import events
 from bookwarden.core.classification import Category, Classification, Protection, SubjectKind
+from bookwarden.core.errors import NotFound
 from bookwarden.crypto.aead import DecryptionError, cipher
 from bookwarden.crypto.fields import decrypt_field
-from bookwarden.crypto.keyring import KeyDestroyed
+from bookwarden.crypto.keyring import KeyDestroyed, blind_index
 from bookwarden.db.base import Base
 from bookwarden.db.session import TenantSession
 from bookwarden.privacy.registry import SUBJECT_TABLES, ColumnEntry, registry
@@ -213,8 +232,6 @@ def subject(session: TenantSession, patron_id: UUID) -> Subject:
         select(patrons).where(patrons.c.tenant_id == session.tenant_id, patrons.c.id == patron_id)
     ).first()
     if patron is None:
-        from bookwarden.core.errors import NotFound
-
         raise NotFound(f"no patron {patron_id}")
     account_rows = session.execute(
         select(accounts).where(accounts.c.tenant_id == session.tenant_id, accounts.c.patron_id == patron_id)
@@ -282,8 +299,6 @@ def columns(location: Location) -> tuple[str, ...]:
 
 def structured(location: Location) -> tuple[str, ...]:
     """Columns whose values are lists or objects (arrays, JSON): a CSV cell holds them as JSON text."""
-    from sqlalchemy import ARRAY, JSON
-
     return tuple(name for name in columns(location) if isinstance(location.table.c[name].type, ARRAY | JSON))
 
 
@@ -344,8 +359,6 @@ class _Plan:
 
 @functools.cache
 def _plan(location: Location) -> _Plan:
-    from sqlalchemy import Boolean, Date, DateTime, Integer, String, Uuid, cast
-
     names = columns(location)
     readings = dict(location.readings)
     select_list, steps = [], []
@@ -432,8 +445,6 @@ def _addressed_to(location: Location, row: Any, who: Subject) -> bool:
 
 def _indexes(index_key: bytes, value: str) -> set[bytes]:
     """The blind indexes an address has on a patron record and on an account record."""
-    from bookwarden.crypto.keyring import blind_index
-
     return {blind_index(index_key, "email", value), blind_index(index_key, "account-email", value)}
 
 
@@ -502,8 +513,6 @@ def audit_condition(who: Subject) -> ColumnElement[bool]:
 
 def audit_rows(session: TenantSession, who: Subject) -> Iterator[tuple]:
     """The subject's audit events, as tuples in the order of AUDIT_FIELDS."""
-    from sqlalchemy import String, Uuid, cast
-
     chosen = [events.c[name] for name in AUDIT_FIELDS]
     query = (
         select(*(cast(c, String) if isinstance(c.type, Uuid) else c for c in chosen))

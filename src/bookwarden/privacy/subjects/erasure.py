@@ -39,6 +39,7 @@ from bookwarden.audit import record as audit
 from bookwarden.audit import signing
 from bookwarden.audit.events import Action
 from bookwarden.core.classification import Protection
+from bookwarden.core.config import get_settings
 from bookwarden.core.errors import Conflict, InvalidInput, NotFound
 from bookwarden.crypto.aead import DecryptionError
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
@@ -46,6 +47,8 @@ from bookwarden.db.session import TenantSession
 from bookwarden.library import schemas
 from bookwarden.library import service as library
 from bookwarden.library.models import Patron, Post
+from bookwarden.privacy.registry import registry
+from bookwarden.privacy.retention.holds import active_hold
 from bookwarden.privacy.subjects import data as subject_data
 from bookwarden.privacy.subjects.data import Location, Subject
 from bookwarden.privacy.subjects.models import ErasureCertificate, ErasurePolicy, SubjectExportPackage
@@ -187,14 +190,10 @@ def _refuse_if_held(session: TenantSession, patron_id: UUID) -> None:
 
 def _active_hold(session: TenantSession, patron_id: UUID) -> Any:
     """The legal hold covering the patron's data, if any (privacy/retention/holds.py)."""
-    from bookwarden.privacy.retention.holds import active_hold
-
     return active_hold(session, patron_id)
 
 
 def _platform_signing_key() -> signing.SigningKey:
-    from bookwarden.core.config import get_settings
-
     return signing.load_signing_key(get_settings())
 
 
@@ -243,8 +242,6 @@ def _deletable(session: TenantSession, tables: list[str]) -> frozenset[str]:
 
 
 def _registry_columns(location: Location):
-    from bookwarden.privacy.registry import registry
-
     return registry().tables[location.name].columns
 
 

@@ -46,7 +46,6 @@ from bookwarden.core.errors import NotFound
 from bookwarden.crypto.aead import cipher, open_sealed, seal
 from bookwarden.crypto.keyring import KeyDestroyed
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
-from bookwarden.jobs.service import handler, schedule
 from bookwarden.privacy.disclosures.service import disclosures_about
 from bookwarden.privacy.subjects import data as subject_data
 from bookwarden.privacy.subjects.data import Subject
@@ -417,17 +416,6 @@ def remove_packages(session: TenantSession, package_ids: list[UUID]) -> int:
     for package_id in package_ids:
         session.keyring.shred_subject(session.tenant_id, package_id)
     return deleted
-
-
-@handler(PURGE)
-def _purge_job(db: Database, payload: dict) -> None:
-    removed = purge_expired(db)
-    log.info("privacy.subject_exports_purged", removed=removed)
-
-
-def declare_schedules(db: Database) -> None:
-    with platform_session(db) as session:
-        schedule(session, PURGE, PURGE, PURGE_EVERY)
 
 
 def purge_expired(db: Database, batch: int = PURGE_BATCH) -> int:

@@ -1,0 +1,45 @@
+"""`bookwarden serve` and `bookwarden demo`: the HTTP API, and demo institutions to try it with."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from bookwarden import demo as demo_data
+from bookwarden.access.permissions import Permission
+from bookwarden.api.app import create_app
+from bookwarden.audit.events import Action
+from bookwarden.console import command, connect, out, record_action
+from bookwarden.core import logs
+from bookwarden.core.config import get_settings
+
+commands = typer.Typer()  # merged into the root: `bookwarden <command>`
+groups = (commands,)
+
+
+# -- processes -----------------------------------------------------------------------------
+
+
+@command(commands, "serve", Permission.PLATFORM_SERVICES_RUN)
+def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run the HTTP API."""
+
+    settings = get_settings()
+    logs.configure(settings.log_level)
+    record_action(Action.SERVICE_STARTED, service="api", host=host, port=port)
+    uvicorn.run(create_app(connect(), settings), host=host, port=port, log_config=None, access_log=False)
+
+
+@command(commands, "demo", Permission.PLATFORM_DEMO_SEED)
+def demo(
+    patrons: Annotated[int, typer.Option(min=1, max=10_000, help="patrons per institution, when first seeded")] = 200,
+) -> None:
+    """Seed two demo institutions (once); print a fresh API token and desk sign-in for each."""
+    for slug, given in demo_data.seed(connect(), get_settings(), patrons_each=patrons).items():
+        out.print(f"[bold]{slug}[/bold] API token: {given.api_token}")
+        out.print(
+            f"[bold]{slug}[/bold] sign-in: institution {slug}, user {given.desk_username}, "
+            f"password {given.desk_password}"
+        )

@@ -1,0 +1,288 @@
+"""The console: who runs commands, what each needs, what each leaves in the audit trail.
+
+Every area's `cli.py` declares its commands with `@command(group, name, permission)` from here; the
+root command (`bookwarden.cli`) mounts every area's groups from the manifest and opens each run
+(`start_run`). Shared option parsing (ids, times, choices, output files) lives here too, so every
+command reads `--tenant`, `--since` and the like the same way.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import getpass
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from bookwarden.access.authorize import authorize
+from bookwarden.access.permissions import Permission
+from bookwarden.access.principal import Principal, PrincipalKind
+from bookwarden.audit import record as audit
+from bookwarden.audit.events import Action, Outcome
+from bookwarden.core import logs
+from bookwarden.core.config import get_settings
+from bookwarden.core.errors import BookwardenError, Forbidden
+from bookwarden.db.session import connect as connect_database
+from bookwarden.db.session import platform_session
+from bookwarden.tenancy import service as tenancy
+
+# The root command group, set by bookwarden.cli when it mounts the areas (to name a command's group).
+_root: list[typer.Typer] = []
+
+
+def set_root(app: typer.Typer) -> None:
+    _root[:] = [app]
+
+
+out = Console()
+err = Console(stderr=True)
+
+
+# -- the console: who runs commands, what each needs, what each leaves in the audit trail ------
+
+CONSOLE_NAMESPACE = uuid.UUID("6f0c2a4e-3b1d-5e8a-9c7f-1d2e3f405162")
+
+
+def os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (some containers): the uid still says who
+        return f"uid {os.getuid()}"
+
+
+def console_principal() -> Principal:
+    """The platform console acting: one id per OS user. It holds the whole catalogue, read at call time;
+    each command still names the one permission it needs, checked through authorize()."""
+    return Principal(PrincipalKind.SYSTEM, uuid.uuid5(CONSOLE_NAMESPACE, os_user()), None, frozenset(Permission))
+
+
+@dataclass
+class _Run:
+    """One run of the command line: its database (opened on first use) and what it has recorded."""
+
+    db: Any = None
+    command: str | None = None
+    succeeded_recorded: bool = False
+
+
+_run: ContextVar[_Run | None] = ContextVar("bookwarden_console_run", default=None)
+
+
+@contextmanager
+def _running() -> Iterator[_Run]:
+    run = _Run()
+    token = _run.set(run)
+    try:
+        yield run
+    finally:
+        _run.reset(token)
+        if run.db is not None:
+            run.db.dispose()
+
+
+def start_run(ctx: typer.Context) -> None:
+    # Every audit event of this run names the console as actor, and one request id ties them together.
+    context = audit.Context(
+        principal=console_principal(),
+        source_address="console",
+        user_agent="bookwarden-cli",
+        request_id=str(uuid.uuid4()),
+    )
+    ctx.with_resource(audit.acting(context))
+    ctx.with_resource(_running())
+    # Logs of a one-shot command go to stderr: its stdout is what it prints (a token, JSON, CSV).
+    # `serve` and `worker` configure their own logs on stdout, as services.
+    logs.configure(get_settings().log_level, stream="stderr")
+
+
+def command(group: typer.Typer, name: str, permission: Permission, **options: Any) -> Callable:
+    """Declare a command of `group` (an area's command group) and the one permission it needs.
+
+        @command(audit_app, "verify", Permission.AUDIT_VERIFY)
+        def audit_verify(...) -> None: ...
+
+    The console principal's permissions are checked through authorize() before the command runs,
+    and every run leaves an event naming the OS user in the platform chain: console.command when it
+    succeeds, access.denied or request.failed when it is refused. The command still records its own
+    action's event (tenant.created, audit.verified...): tests/test_audit_coverage.py runs every command
+    and fails for one that declares no permission or leaves no event of its own.
+    """
+
+    def register(run: Callable) -> Callable:
+        @functools.wraps(run)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            current = _run.get()
+            if current is not None:
+                current.command = " ".join(filter(None, (_group_name(group), name)))
+            with _console_run(permission):
+                authorize(console_principal(), permission)
+                return run(*args, **kwargs)
+
+        checked.required_permission = permission  # read by tests/test_audit_coverage.py
+        group.command(name, **options)(checked)
+        return checked
+
+    return register
+
+
+def _group_name(group: typer.Typer, parent: typer.Typer | None = None) -> str | None:
+    """The words naming `group` on the command line ("privacy requests" for a group inside a group)."""
+    for info in (parent or _root[0]).registered_groups:
+        if info.typer_instance is group:
+            return info.name
+        inner = _group_name(group, info.typer_instance)
+        if inner is not None:
+            return f"{info.name} {inner}"
+    return None
+
+
+class Verdict(typer.Exit):
+    """The command did its whole work and its exit code reports what it found (1: tampered).
+
+    The run is recorded as console.command with that code, not as a failed request: the
+    command's own event (audit.verified, outcome failed) carries the finding.
+    """
+
+
+def fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(2)
+
+
+def institution_id(tenant: str) -> uuid.UUID:
+    """An institution named by id or slug, as every --tenant option takes it."""
+    with platform_session(connect()) as session:
+        return tenancy.get_tenant(session, tenant).id
+
+
+def connect():
+    """The database of this run: one set of pools per command, closed when the command ends."""
+    run = _run.get()
+    if run is None:
+        return connect_database(get_settings())
+    if run.db is None:
+        run.db = connect_database(get_settings())
+    return run.db
+
+
+def _console_details(**details: Any) -> dict[str, Any]:
+    """Details of a console event: the OS user and the command, then the event's own."""
+    run = _run.get()
+    return {"os_user": os_user(), "command": run.command if run is not None else None, **details}
+
+
+@contextmanager
+def _console_run(permission: Permission) -> Iterator[None]:
+    """Record how a command ended: console.command when it succeeded, the refusal or failure otherwise.
+
+    In a transaction of its own, after the command: a refused command's transaction rolled back, and
+    `db migrate` must have made the audit tables before anything can be written to them.
+    """
+    try:
+        yield
+    except BookwardenError as exc:
+        denied = isinstance(exc, Forbidden)
+        action = Action.ACCESS_DENIED if denied else Action.REQUEST_FAILED
+        given = {"permission": exc.permission} if denied and exc.permission else {}
+        _console_event(action, Outcome.DENIED if denied else Outcome.FAILED, problem=exc.slug, **given)
+        raise
+    except Verdict as exc:
+        command_succeeded(permission, exit_code=exc.exit_code)
+        raise
+    except typer.Exit as exc:
+        if exc.exit_code:
+            _console_event(Action.REQUEST_FAILED, Outcome.FAILED, problem="invalid-input", permission=permission)
+        else:
+            command_succeeded(permission)
+        raise
+    except Exception as exc:
+        _console_event(Action.REQUEST_FAILED, Outcome.FAILED, problem="internal-error", error=type(exc).__name__)
+        raise
+    command_succeeded(permission)
+
+
+def command_succeeded(permission: Permission, **details: Any) -> None:
+    """console.command, once per run (`db stop` records it before the database goes away)."""
+    run = _run.get()
+    if run is not None and run.succeeded_recorded:
+        return
+    if run is not None:
+        run.succeeded_recorded = True
+    _console_event(Action.CONSOLE_COMMAND, Outcome.SUCCEEDED, permission=permission, **details)
+
+
+def _console_event(action, outcome, **details: Any) -> None:
+    try:
+        audit.record_now(connect(), action, outcome=outcome, details=_console_details(**details))
+    except Exception as exc:
+        # The command's own answer stands; losing its record must not hide it, but it is loud.
+        err.print(f"[red]warning:[/red] the audit event of this command was not recorded ({type(exc).__name__})")
+
+
+def record_action(
+    action, target: tuple[str, uuid.UUID | None] | None = None, *, tenant_id=None, **details: Any
+) -> None:
+    """The command's own event (with the OS user), committed now: in `tenant_id`'s chain, or the platform's."""
+    audit.record_now(
+        connect(), action, target, outcome=Outcome.SUCCEEDED, details=_console_details(**details), tenant_id=tenant_id
+    )
+
+
+def choice(name: str, value: str, choices: type[enum.Enum]) -> Any:
+    try:
+        return choices(value)
+    except ValueError:
+        raise fail(f"{name}: {value!r} is none of {', '.join(c.value for c in choices)}") from None
+
+
+def uuid_option(name: str, value: str | None) -> uuid.UUID | None:
+    if value is None:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise fail(f"{name}: {value!r} is not an id") from None
+
+
+def time_option(name: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise fail(f"{name}: {value!r} is not an ISO 8601 time (2026-03-01 or 2026-03-01T12:00:00+01:00)") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@contextmanager
+def binary_output(path: Path | None) -> Iterator[Any]:
+    if path is None:
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    # 0600: the trail names addresses and user agents; the file is for whoever ran the command.
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as sink:
+        yield sink
+
+
+def tenant_ids(tenant: str | None) -> list[uuid.UUID]:
+    """The institution named, or every institution."""
+    if tenant is None:
+        with platform_session(connect()) as session:
+            return [found.id for found in tenancy.list_tenants(session)]
+    return [institution_id(tenant)]
+
+
+def when(moment: datetime | None) -> str:
+    return moment.isoformat(timespec="seconds") if moment else "-"

@@ -1,0 +1,33 @@
+"""`bookwarden worker`: background jobs."""
+
+from __future__ import annotations
+
+import threading
+from typing import Annotated
+
+import typer
+
+from bookwarden import areas
+from bookwarden.access.permissions import Permission
+from bookwarden.audit.events import Action
+from bookwarden.console import command, connect, record_action
+from bookwarden.core import logs
+from bookwarden.core.config import get_settings
+from bookwarden.jobs.worker import Worker, stop_on_signals
+
+commands = typer.Typer()  # merged into the root: `bookwarden <command>`
+groups = (commands,)
+
+
+@command(commands, "worker", Permission.PLATFORM_SERVICES_RUN)
+def worker(name: Annotated[str, typer.Option(help="worker name in job leases")] = "worker") -> None:
+    """Run background jobs until SIGTERM/SIGINT."""
+    settings = get_settings()
+    logs.configure(settings.log_level)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    db = connect()
+    for jobs in areas.modules("jobs"):  # every area's schedules, declared again at each start (idempotent)
+        jobs.declare_schedules(db)
+    record_action(Action.SERVICE_STARTED, service="worker", name=name)
+    Worker(db, name).run_forever(stop)

@@ -1,0 +1,16 @@
+"""The outbox's jobs: deliver one message (queued with it); sweep up messages no live job will deliver."""
+
+from __future__ import annotations
+
+from bookwarden.db.session import Database, platform_session
+from bookwarden.jobs.service import handler, schedule
+from bookwarden.notify import delivery
+from bookwarden.notify.service import DELIVER
+
+handler(DELIVER)(delivery.deliver)
+handler(delivery.SWEEP)(delivery.sweep)
+
+
+def declare_schedules(db: Database) -> None:
+    with platform_session(db) as session:
+        schedule(session, delivery.SWEEP, delivery.SWEEP, delivery.SWEEP_EVERY)
