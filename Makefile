@@ -33,6 +33,7 @@ run: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 # The whole suite against a real PostgreSQL (an embedded one the tests start and stop themselves).
 test: install lint

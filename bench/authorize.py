@@ -29,9 +29,9 @@ from bookwarden.access.authorize import authorize
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, TENANT_PERMISSIONS, BuiltinRole, Permission
 from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.access.roles import reads
-from bookwarden.access.roles import service as access
 from bookwarden.core.errors import Forbidden
 from bookwarden.db.session import platform_session, tenant_session
+from bookwarden.identity import roles as access
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import AccountKind
 from bookwarden.tenancy import service as tenancy

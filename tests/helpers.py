@@ -86,7 +86,7 @@ def grant(session, tenant_id, account_id, role) -> None:
     from bookwarden.access.approvals.models import SensitiveAction
     from bookwarden.access.permissions import ADMIN_ROLES, BUILTIN_PERMISSIONS, BuiltinRole
     from bookwarden.access.principal import Principal, PrincipalKind
-    from bookwarden.access.roles import service as access
+    from bookwarden.identity import roles as access
 
     maker, checker = (
         Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant_id, BUILTIN_PERMISSIONS[BuiltinRole.TENANT_ADMIN])

@@ -9,7 +9,6 @@ import pytest
 from sqlalchemy import select
 
 from bookwarden.access.authorize import authorize
-from bookwarden.access.notices import add_security_contact
 from bookwarden.access.permissions import (
     BUILTIN_PERMISSIONS,
     PLATFORM_PERMISSIONS,
@@ -19,8 +18,9 @@ from bookwarden.access.permissions import (
 )
 from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.access.roles import reads
-from bookwarden.access.roles import service as access
+from bookwarden.access.roles.notices import add_security_contact
 from bookwarden.core.errors import Conflict, Forbidden, InvalidInput, NotFound, SegregationOfDutiesError
+from bookwarden.identity import roles as access
 from bookwarden.identity import tokens
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import AccountKind

@@ -115,8 +115,8 @@ def test_the_one_who_asks_cannot_approve(admin, checker, account_id, db, tenant)
 
 
 def test_admin_roles_cannot_be_granted_without_an_approval_even_by_the_service(db, tenant, in_tenant, account_id):
-    from bookwarden.access.roles import service as access
     from bookwarden.core.errors import ApprovalRequired
+    from bookwarden.identity import roles as access
 
     principal = Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant.id, ADMIN)
     with pytest.raises(ApprovalRequired), in_tenant(tenant) as session:

@@ -15,16 +15,14 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, text
 
-from bookwarden.access import notices
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole
+from bookwarden.access.roles import notices
 from bookwarden.crypto.aead import new_key
 from bookwarden.crypto.master import MasterKeys
-from bookwarden.identity import passwords
-from bookwarden.identity.accounts import links
+from bookwarden.identity import links, passwords, throttle
 from bookwarden.identity.accounts import service as accounts
-from bookwarden.identity.accounts.links import LinkClaims, LinkPurpose
+from bookwarden.identity.links import LinkClaims, LinkPurpose
 from bookwarden.identity.models import Account, AccountStatus
-from bookwarden.identity.signin import throttle
 from bookwarden.notify.models import MailCategory, OutboxMessage
 from bookwarden.notify.service import open_mail
 

@@ -99,7 +99,7 @@ def test_every_route_declares_the_permission_it_needs(app):
         "/api/v1/auth/mfa/webauthn",
         # The signed-in account's own second factors: they require an account session (an API token
         # gets 403) and reach nothing but the caller's own account; every account may protect itself
-        # whatever its roles, so no catalogue permission fits (identity/mfa/routes.py).
+        # whatever its roles, so no catalogue permission fits (identity/enrolment/routes.py).
         "/api/v1/auth/me/mfa/totp",
         "/api/v1/auth/me/mfa/totp/confirm",
         "/api/v1/auth/me/mfa/recovery-codes",
@@ -107,7 +107,7 @@ def test_every_route_declares_the_permission_it_needs(app):
         "/api/v1/auth/me/mfa/webauthn/credentials",
         "/api/v1/auth/me/mfa/webauthn/credentials/{key_id}",
         # An administrator's enrolment link after an MFA reset: authorised by the signed one-time link and
-        # the account's password, then by the pending session it opened (identity/mfa/enrolment_links.py).
+        # the account's password, then by the pending session it opened (identity/enrolment/links.py).
         "/api/v1/auth/mfa-enrolment",
         "/api/v1/auth/mfa-enrolment/confirm",
         # Operators signing in (identity/operators/routes.py): enrolment authorised by the one-time link,

@@ -37,7 +37,6 @@ from sqlalchemy import select, text
 from typer.testing import CliRunner
 
 from bookwarden import cli
-from bookwarden.access import notices
 from bookwarden.access.approvals import service as approvals
 from bookwarden.access.approvals.models import SensitiveAction
 from bookwarden.access.grants import service as grants
@@ -51,16 +50,16 @@ from bookwarden.access.permissions import (
     Permission,
 )
 from bookwarden.access.principal import Principal, PrincipalKind
+from bookwarden.access.roles import notices
 from bookwarden.api.app import create_app
 from bookwarden.audit.events import PLATFORM_CHAIN, Action
 from bookwarden.core.config import Settings, get_settings
 from bookwarden.crypto.fields import encrypt_field
 from bookwarden.db import provision
 from bookwarden.db.session import platform_session, tenant_session
-from bookwarden.identity import passwords
-from bookwarden.identity.accounts import links
+from bookwarden.identity import links, passwords
 from bookwarden.identity.accounts import service as accounts
-from bookwarden.identity.mfa import enrolment_links
+from bookwarden.identity.enrolment import links as enrolment_links
 from bookwarden.identity.models import Account, AccountKind, AccountStatus
 from bookwarden.identity.operators import service as operator_accounts
 from bookwarden.library import service as library
@@ -910,7 +909,7 @@ COMPLAINT = {"subject": "My loans were shown to another patron", "body": "At the
 
 def _patron_browser(w: World) -> TestClient:
     """A browser signed in as a new patron account holding the patron role (the privacy portal)."""
-    from bookwarden.access.roles import service as access
+    from bookwarden.identity import roles as access
 
     username = f"patron-{uuid.uuid4().hex[:6]}"
     account = w.account(username, kind=AccountKind.PATRON)
@@ -981,7 +980,7 @@ OFFICER_PERMISSIONS = {Permission.PRIVACY_REQUESTS_HANDLE}
 
 def _linked_patron_browser(w: World) -> TestClient:
     """A browser signed in as a patron account linked to the patron record made through the API."""
-    from bookwarden.access.roles import service as access
+    from bookwarden.identity import roles as access
 
     username = f"linked-{uuid.uuid4().hex[:6]}"
     patron_id = UUID(w.records[library.PATRONS]["id"])  # made through the API first, in its own session
@@ -1109,7 +1108,7 @@ def _(w):
 
 @route("DELETE", f"{PRIVACY}/restrictions/{{patron_id}}")
 def _(w):
-    from bookwarden.privacy.requests import restrictions
+    from bookwarden.privacy.restrictions import service as restrictions
 
     patron_id = UUID(w.records[library.PATRONS]["id"])
     with tenant_session(w.db, w.tenant.id) as session:
@@ -1515,7 +1514,7 @@ COOKIES = {"analytics": True, "preferences": False, "notice_version": "cookies-v
 
 def _own_patron_browser(w: World) -> TestClient:
     """A browser signed in as a patron account linked to a patron record (what /privacy/me/... needs)."""
-    from bookwarden.access.roles import service as access
+    from bookwarden.identity import roles as access
 
     username = f"reader-{uuid.uuid4().hex[:6]}"
     patron_id = UUID(w.records[library.PATRONS]["id"])  # made through the API first, in its own session

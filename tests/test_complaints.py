@@ -13,12 +13,12 @@ import pytest
 from sqlalchemy import select, text
 
 from bookwarden import areas
-from bookwarden.access.notices import add_security_contact
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, LIBRARY_WRITE, BuiltinRole, Permission
 from bookwarden.access.principal import Principal, PrincipalKind
-from bookwarden.access.roles import service as access
+from bookwarden.access.roles.notices import add_security_contact
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity import passwords
+from bookwarden.identity import roles as access
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import AccountKind, AccountStatus
 from bookwarden.jobs.models import JobSchedule

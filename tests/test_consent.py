@@ -253,7 +253,7 @@ def test_no_cookie_choice_means_strictly_necessary_only(app, tenant):
 def test_the_open_cookie_banner_has_a_budget_per_network_address(app, tenant, in_tenant, monkeypatch, db):
     from fastapi.testclient import TestClient
 
-    from bookwarden.identity.signin import throttle
+    from bookwarden.identity import throttle
     from tests.helpers import fresh_address
 
     monkeypatch.setattr(throttle, "COOKIE_CHOICE", throttle.Budget("cookie_choice", 3, timedelta(minutes=10)))

@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import select, text
 
 from bookwarden.core.config import Settings
-from bookwarden.crypto import rotation
 from bookwarden.crypto.aead import DecryptionError
 from bookwarden.crypto.fields import decrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed, blind_index, subject_keys, tenant_keys
 from bookwarden.crypto.master import MasterKeyError, key_file, load_master_keys
+from bookwarden.db import key_rotation as rotation
 from bookwarden.db import provision
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.library import schemas, service

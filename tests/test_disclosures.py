@@ -262,7 +262,7 @@ def test_the_notice_policy_is_shown_with_its_defaults_and_changed(client_for, te
 
 
 def test_a_patron_whose_processing_is_restricted_is_left_out_but_for_a_legal_obligation(db, in_tenant, tenant):
-    from bookwarden.privacy.requests import restrictions
+    from bookwarden.privacy.restrictions import service as restrictions
 
     with in_tenant(tenant) as session:
         ann, bo = _patrons(session, 2)

@@ -11,9 +11,9 @@ from sqlalchemy import select, text
 from bookwarden.access.authorize import authorize
 from bookwarden.access.grants import service as grants
 from bookwarden.access.grants.models import GrantScope, OperatorGrant
-from bookwarden.access.notices import add_security_contact
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
 from bookwarden.access.principal import Principal, PrincipalKind
+from bookwarden.access.roles.notices import add_security_contact
 from bookwarden.api.deps import tenant_scope
 from bookwarden.core.errors import Conflict, Forbidden, InvalidInput, SegregationOfDutiesError
 from bookwarden.db.session import tenant_session

@@ -10,10 +10,10 @@ from sqlalchemy import func, select
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole
 from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.db.session import tenant_session
+from bookwarden.identity import sessions
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.jobs import purge_expired
 from bookwarden.identity.models import AccountKind, MfaChallenge, SignInSession, TotpEnrolment
-from bookwarden.identity.signin import sessions
 
 
 def test_purge_removes_what_has_ended_in_every_tenant_and_keeps_what_lives(db, tenant, other_tenant):

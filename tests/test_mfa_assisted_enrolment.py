@@ -14,18 +14,17 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
-from bookwarden.access.notices import add_security_contact
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole
 from bookwarden.access.principal import Principal, PrincipalKind
+from bookwarden.access.roles.notices import add_security_contact
 from bookwarden.api.app import create_app
 from bookwarden.core.config import Settings
 from bookwarden.core.errors import Forbidden
 from bookwarden.crypto.fields import encrypt_field
 from bookwarden.db.session import platform_session, tenant_session
-from bookwarden.identity import passwords, tokens
-from bookwarden.identity.accounts import links
+from bookwarden.identity import links, passwords, tokens
 from bookwarden.identity.accounts import service as accounts
-from bookwarden.identity.mfa import enrolment_links
+from bookwarden.identity.enrolment import links as enrolment_links
 from bookwarden.identity.models import Account, AccountKind, AccountStatus, MfaEnrolmentLink
 from bookwarden.jobs.worker import Worker
 from bookwarden.notify.models import OutboxMessage

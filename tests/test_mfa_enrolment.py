@@ -18,17 +18,16 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
-from bookwarden.access.notices import add_security_contact
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, TENANT_PERMISSIONS, BuiltinRole
 from bookwarden.access.principal import Principal, PrincipalKind
+from bookwarden.access.roles.notices import add_security_contact
 from bookwarden.crypto.fields import encrypt_field
-from bookwarden.identity import passwords
+from bookwarden.identity import passwords, sessions, throttle
 from bookwarden.identity.accounts import service as accounts
-from bookwarden.identity.mfa import enrolment
+from bookwarden.identity.enrolment import service as enrolment
 from bookwarden.identity.mfa import service as mfa
 from bookwarden.identity.models import Account, AccountKind, AccountStatus, SecurityKey
 from bookwarden.identity.signin import service as signin
-from bookwarden.identity.signin import sessions, throttle
 from bookwarden.notify.models import MailCategory, OutboxMessage
 from bookwarden.notify.service import open_mail
 from tests.helpers import grant

@@ -19,9 +19,8 @@ from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.audit.events import PLATFORM_CHAIN
 from bookwarden.core.errors import Conflict, InvalidInput
 from bookwarden.db.session import platform_session, tenant_session
-from bookwarden.identity import passwords
+from bookwarden.identity import passwords, throttle
 from bookwarden.identity.operators import service as operator_accounts
-from bookwarden.identity.signin import throttle
 from tests.helpers import populate
 
 AUTH = "/api/v1/operator/auth"

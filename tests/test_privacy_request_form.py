@@ -16,7 +16,7 @@ from sqlalchemy import func, select, text
 
 from bookwarden.api.app import create_app
 from bookwarden.db.session import platform_session, tenant_session
-from bookwarden.identity.signin import throttle
+from bookwarden.identity import throttle
 from bookwarden.jobs.worker import Worker
 from bookwarden.library import service as library
 from bookwarden.library.schemas import PatronCreate
@@ -281,7 +281,7 @@ def test_a_request_without_an_institution_is_asked_which_and_forwarded(
 
 
 def test_an_inquiry_never_named_lapses_and_its_address_is_shredded(form_app, committed_db, owner_conn):
-    from bookwarden.identity.accounts.links import PLATFORM
+    from bookwarden.identity.links import PLATFORM
     from bookwarden.privacy.requests import form as request_form
 
     answer = _visitor(form_app).post(FORM, json={"kind": "access", "by": "email", "value": ON_FILE}).json()

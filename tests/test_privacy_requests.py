@@ -16,9 +16,9 @@ from sqlalchemy import select, text
 
 from bookwarden import areas
 from bookwarden.access.approvals import service as approvals
-from bookwarden.access.notices import add_security_contact
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, LIBRARY_WRITE, BuiltinRole, Permission
 from bookwarden.access.principal import Principal, PrincipalKind
+from bookwarden.access.roles.notices import add_security_contact
 from bookwarden.audit import record as audit
 from bookwarden.core.errors import Conflict, Forbidden, InvalidInput, NotFound, SegregationOfDutiesError
 from bookwarden.core.sensitive import SensitiveDataRefused
@@ -34,10 +34,10 @@ from bookwarden.notify.models import OutboxMessage
 from bookwarden.notify.service import open_mail
 from bookwarden.privacy.requests import form as request_form
 from bookwarden.privacy.requests import jobs as request_jobs
-from bookwarden.privacy.requests import restrictions
 from bookwarden.privacy.requests import service as requests
 from bookwarden.privacy.requests.models import PrivacyRequest, RequestKind, RequestState
 from bookwarden.privacy.requests.service import Decision
+from bookwarden.privacy.restrictions import service as restrictions
 from tests.helpers import grant
 
 PASSWORD = "violet tractor mango 42 harbour"

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import select, text
 
 from bookwarden import areas
-from bookwarden.access.notices import add_security_contact
 from bookwarden.access.permissions import Permission
 from bookwarden.access.principal import Principal, PrincipalKind
+from bookwarden.access.roles.notices import add_security_contact
 from bookwarden.audit import checkpoints, signing
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action

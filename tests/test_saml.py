@@ -23,16 +23,17 @@ import saml2.time_util
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
-from bookwarden.access import notices
 from bookwarden.access.approvals import service as approvals
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
 from bookwarden.access.principal import Principal, PrincipalKind
-from bookwarden.access.roles import service as access
+from bookwarden.access.roles import notices
 from bookwarden.core.errors import ApprovalRequired
 from bookwarden.crypto.fields import encrypt_field
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity import jobs as housekeeping
+from bookwarden.identity import roles as access
+from bookwarden.identity import sessions, throttle
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import Account, AccountKind, AccountStatus
 from bookwarden.identity.saml import config as saml_config
@@ -40,7 +41,6 @@ from bookwarden.identity.saml import protocol as saml_protocol
 from bookwarden.identity.saml import service as saml
 from bookwarden.identity.saml.models import SamlConfig
 from bookwarden.identity.saml.protocol import Refusal
-from bookwarden.identity.signin import sessions, throttle
 from bookwarden.notify.models import MailCategory, OutboxMessage
 from bookwarden.notify.service import open_mail
 from bookwarden.tenancy.models import Tenant
@@ -161,7 +161,7 @@ def _account(in_tenant, t, username: str) -> Account | None:
 
 
 def _roles(in_tenant, t, account_id) -> list[str]:
-    from bookwarden.access.roles.service import held_roles
+    from bookwarden.identity.roles import held_roles
 
     with in_tenant(t) as session:
         return held_roles(session, account_id)

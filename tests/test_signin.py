@@ -23,12 +23,11 @@ from bookwarden.access.permissions import BUILTIN_PERMISSIONS, LIBRARY_READ, Bui
 from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.crypto.fields import encrypt_field
 from bookwarden.db.session import platform_session, tenant_session
-from bookwarden.identity import passwords
+from bookwarden.identity import passwords, sessions, throttle
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.mfa import service as mfa
 from bookwarden.identity.models import Account, AccountKind, AccountStatus
 from bookwarden.identity.signin import service as signin
-from bookwarden.identity.signin import sessions, throttle
 from bookwarden.notify.models import MailCategory, OutboxMessage
 from bookwarden.notify.service import open_mail
 from bookwarden.tenancy import service as tenancy

@@ -17,13 +17,14 @@ from typer.testing import CliRunner
 
 from bookwarden.access.permissions import LIBRARY_READ, LIBRARY_WRITE, Permission
 from bookwarden.access.principal import Principal, PrincipalKind
-from bookwarden.audit import metering, search
 from bookwarden.audit import record as audit
+from bookwarden.audit import search
 from bookwarden.audit.events import PLATFORM_CHAIN, Action
 from bookwarden.audit.search import EventQuery
 from bookwarden.core.errors import InvalidInput
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity import tokens
+from bookwarden.library import usage as metering
 from bookwarden.tenancy import service as tenancy
 from tests.helpers import populate
 from tests.test_cli import cli_env  # noqa: F401 - the CLI pointed at the test database

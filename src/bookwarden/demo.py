@@ -16,9 +16,9 @@ from rich.progress import Progress
 
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, LIBRARY_READ, LIBRARY_WRITE, BuiltinRole
 from bookwarden.access.principal import Principal, PrincipalKind
-from bookwarden.access.roles import service as access
 from bookwarden.core.config import Settings
 from bookwarden.db.session import Database, platform_session, tenant_session
+from bookwarden.identity import roles as access
 from bookwarden.identity import tokens
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import AccountKind

@@ -10,18 +10,18 @@ from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
-from bookwarden.access import notices
 from bookwarden.access.approvals import service as approvals
 from bookwarden.access.approvals.models import SensitiveAction
 from bookwarden.access.grants import service as grants
 from bookwarden.access.grants.models import GrantScope, GrantStatus
 from bookwarden.access.permissions import ADMIN_ROLES, TENANT_PERMISSIONS, Permission
 from bookwarden.access.principal import Principal
-from bookwarden.access.roles import service as access
+from bookwarden.access.roles import notices
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import responses
 from bookwarden.api.text import plain_text
 from bookwarden.db.session import Database, platform_session
+from bookwarden.identity import roles as access
 from bookwarden.identity.passwords import MIN_LENGTH_FLOORS, RoleClass
 from bookwarden.notify.service import EmailAddress
 from bookwarden.tenancy.service import get_tenant

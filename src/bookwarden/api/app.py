@@ -31,7 +31,7 @@ def request_id_for(given: str) -> str:
     """This request's id: the caller's X-Request-ID, when it is a plain one, with a random suffix.
 
     Every request gets an id of its own even when a client sends the same X-Request-ID twice:
-    usage metering counts API calls as distinct request ids in the trail (audit/metering.py), so a
+    usage metering counts API calls as distinct request ids in the trail (library/usage.py), so a
     reused id must not make many calls count as one. The caller's id stays the prefix, so its own
     logs still find ours; the id we used comes back in the response's X-Request-ID.
     """

@@ -32,8 +32,8 @@ from bookwarden.core.errors import Forbidden, Unauthenticated
 from bookwarden.db.session import Database, TenantSession, tenant_session
 from bookwarden.identity import tokens
 from bookwarden.identity.operators import signin as operator_signin
+from bookwarden.identity.sessions import COOKIE_NAME
 from bookwarden.identity.signin import service as signin
-from bookwarden.identity.signin.sessions import COOKIE_NAME
 from bookwarden.tenancy.service import ensure_active
 
 bearer = HTTPBearer(auto_error=False, description="an API token (bookwarden token create)")

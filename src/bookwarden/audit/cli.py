@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from bookwarden.access.permissions import Permission
-from bookwarden.audit import bundle, checkpoints, metering, search, signing, verify
+from bookwarden.audit import bundle, checkpoints, search, signing, verify
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import PLATFORM_CHAIN, Action, Outcome
 from bookwarden.audit.record import current, record
@@ -34,6 +34,7 @@ from bookwarden.console import (
 )
 from bookwarden.core.config import get_settings
 from bookwarden.db.session import platform_session, tenant_session
+from bookwarden.library import usage as metering
 from bookwarden.tenancy import service
 
 audit_app = typer.Typer(name="audit", help="The audit trail: verify, export, search.", no_args_is_help=True)

@@ -23,11 +23,12 @@ from bookwarden.access.permissions import Permission
 from bookwarden.access.principal import Principal
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import responses
-from bookwarden.audit import metering, search
 from bookwarden.audit import record as audit
+from bookwarden.audit import search
 from bookwarden.audit.events import Outcome
 from bookwarden.audit.search import EventQuery, ExportFormat, Order
 from bookwarden.db.session import Database
+from bookwarden.library import usage as metering
 
 router = APIRouter(prefix="/api/v1", responses=responses(401, 403, 422))
 READ = Depends(requires(Permission.AUDIT_READ))

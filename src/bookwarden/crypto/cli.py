@@ -8,7 +8,7 @@ from bookwarden.access.permissions import Permission
 from bookwarden.audit.events import Action
 from bookwarden.console import command, connect, err, fail, institution_id, record_action
 from bookwarden.core.config import get_settings
-from bookwarden.crypto import rotation
+from bookwarden.db import key_rotation as rotation
 
 keys_app = typer.Typer(name="keys", help="Master and tenant keys.", no_args_is_help=True)
 groups = (keys_app,)

@@ -17,7 +17,7 @@ from sqlalchemy import delete, or_
 from bookwarden.db.session import Database, platform_session, tenant_session
 from bookwarden.identity.models import MfaChallenge, SignInSession, TotpEnrolment
 from bookwarden.identity.saml.models import SamlConsumedAssertion, SamlRequest
-from bookwarden.identity.signin.throttle import COOKIE_CHOICE, forget_quiet_addresses, forget_spent_budgets
+from bookwarden.identity.throttle import COOKIE_CHOICE, forget_quiet_addresses, forget_spent_budgets
 from bookwarden.jobs.service import handler, schedule
 from bookwarden.tenancy.service import list_tenants
 

@@ -151,7 +151,7 @@ class PasswordPolicyRow(Base):
 class SignInSession(Base):
     """One signed-in browser (RLS-protected like every tenant table).
 
-    identity/signin/sessions.py holds what is done with it; the table is created by migration 0005.
+    identity/sessions.py holds what is done with it; the table is created by migration 0005.
     """
 
     __tablename__ = "sessions"
@@ -183,7 +183,7 @@ class SignInSession(Base):
 class SecurityKey(Base):
     """A registered WebAuthn credential (security key or passkey): public key and counter, nothing secret.
 
-    identity/mfa/enrolment.py holds what is done with it; the table is created by migration 0007.
+    identity/enrolment/service.py holds what is done with it; the table is created by migration 0007.
     """
 
     __tablename__ = "webauthn_credentials"
@@ -252,7 +252,7 @@ class MfaEnrolmentLink(Base):
     `nonce` is covered by the link's state fingerprint, so issuing a new link (a new nonce) ends the
     old one, and completing the enrolment deletes the row. `session_id` is the sign-in session that
     proved the account's password with this link: only that session may enrol the new factor.
-    identity/mfa/enrolment.py holds what is done with it.
+    identity/enrolment/service.py holds what is done with it.
     """
 
     __tablename__ = "mfa_enrolment_links"

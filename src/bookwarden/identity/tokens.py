@@ -14,9 +14,9 @@ from uuid import UUID
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from bookwarden.access import notices
 from bookwarden.access.permissions import PLATFORM_PERMISSIONS, TENANT_PERMISSIONS, Permission
 from bookwarden.access.principal import SYSTEM, Principal, PrincipalKind, permissions_from
+from bookwarden.access.roles import notices
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import current, record
 from bookwarden.core.errors import InvalidInput

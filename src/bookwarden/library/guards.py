@@ -2,7 +2,7 @@
 
 Privacy decides when a patron's record must not change (a restriction of processing, GDPR art. 18)
 and when it must not go (a legal hold). Those areas build on this one, so the library does not import
-them: they register their checks here (privacy/requests/hooks.py, privacy/retention/hooks.py) and
+them: they register their checks here (privacy/restrictions/hooks.py, privacy/retention/hooks.py) and
 every change or deletion of a patron runs every check.
 
 Fail closed: until both kinds of guard are registered, no patron is changed or deleted, because a

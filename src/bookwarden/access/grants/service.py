@@ -20,9 +20,9 @@ from sqlalchemy import select, text
 
 from bookwarden.access.authorize import authorize
 from bookwarden.access.grants.models import GrantScope, GrantStatus, OperatorGrant
-from bookwarden.access.notices import EntitlementEvent, entitlement_changed
 from bookwarden.access.permissions import LIBRARY_READ, LIBRARY_WRITE, Permission
 from bookwarden.access.principal import SYSTEM, Principal
+from bookwarden.access.roles.notices import EntitlementEvent, entitlement_changed
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
 from bookwarden.core.errors import Conflict, Forbidden, InvalidInput, NotFound, SegregationOfDutiesError

@@ -23,7 +23,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from bookwarden.core.classification import ENTITLEMENT, SETTING, Category, Protection, SubjectKind, personal
 from bookwarden.db.base import Base, tenant_fk
-from bookwarden.identity.models import Account  # noqa: F401 - target of the account foreign keys
 from bookwarden.tenancy.models import Tenant  # noqa: F401 - target of the tenant foreign keys
 
 
@@ -76,7 +75,7 @@ class SecurityContact(Base):
     email: Mapped[bytes] = mapped_column(
         LargeBinary, info=personal(Category.CONTACT, Protection.TENANT_KEY, subject=SubjectKind.CONTACT)
     )
-    # Notice kinds (access/notices.py NoticeKind) this contact does not want; administrative kinds
+    # Notice kinds (access/roles/notices.py NoticeKind) this contact does not want; administrative kinds
     # are never muted whatever this holds (migration 0012).
     muted_notices: Mapped[list[str]] = mapped_column(ARRAY(String(48)), default=list, info=SETTING)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

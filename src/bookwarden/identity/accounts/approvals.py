@@ -8,9 +8,9 @@ from bookwarden.access.approvals.kinds import ApprovalKind, register
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction
 from bookwarden.access.permissions import ADMIN_ROLES, Permission
 from bookwarden.access.principal import Principal
-from bookwarden.access.roles import service as roles
 from bookwarden.core.errors import InvalidInput
 from bookwarden.db.session import TenantSession
+from bookwarden.identity import roles
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.passwords import PasswordPolicy, RoleClass
 

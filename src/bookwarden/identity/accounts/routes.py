@@ -2,7 +2,7 @@
 accounts, and have invitation and reset links mailed; holders use those links to set passwords.
 
 An administrator never sets or sees someone else's password, nor the links that set one: the
-links go only to the holder's mailbox (identity/accounts/links.py).
+links go only to the holder's mailbox (identity/links.py).
 
 The three routes under /api/v1/auth come before authentication, so they declare no permission
 (see `open_routes` in tests/test_api.py): accepting an invitation and resetting a password are
@@ -21,17 +21,17 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from bookwarden.access.permissions import Permission
 from bookwarden.access.principal import Principal
-from bookwarden.access.roles.service import held_roles
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import FieldError, problem, responses
 from bookwarden.crypto.fields import decrypt_field
 from bookwarden.db.session import Database, TenantSession
-from bookwarden.identity.accounts import links
+from bookwarden.identity import links
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import Account, AccountKind, AccountStatus
 from bookwarden.identity.passwords import MAX_LENGTH_CEILING, PasswordRejected
+from bookwarden.identity.roles import held_roles
 from bookwarden.identity.signin.routes import source_address, too_many_attempts
-from bookwarden.identity.signin.throttle import TooManyAttempts
+from bookwarden.identity.throttle import TooManyAttempts
 from bookwarden.library.schemas import Page
 from bookwarden.library.service import decode_cursor, encode_cursor
 from bookwarden.notify.service import EmailAddress

@@ -15,19 +15,19 @@ from sqlalchemy import select
 
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction, require_approval
 from bookwarden.access.authorize import authorize
-from bookwarden.access.notices import EntitlementEvent, entitlement_changed
 from bookwarden.access.permissions import ADMIN_ROLES, Permission
 from bookwarden.access.principal import Principal
-from bookwarden.access.roles.service import held_roles
+from bookwarden.access.roles.notices import EntitlementEvent, entitlement_changed
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
 from bookwarden.core.errors import Conflict, InvalidInput, NotFound
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import blind_index
 from bookwarden.db.session import TenantSession
+from bookwarden.identity import sessions, throttle
 from bookwarden.identity.models import Account, AccountKind, AccountStatus, PasswordHistory, PasswordPolicyRow
 from bookwarden.identity.passwords import PasswordPolicy, RoleClass, check_password, hash_password
-from bookwarden.identity.signin import sessions, throttle
+from bookwarden.identity.roles import held_roles
 from bookwarden.tenancy.models import Tenant
 
 TABLE = "accounts"

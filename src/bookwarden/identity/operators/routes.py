@@ -29,7 +29,7 @@ from bookwarden.identity.operators import service as operator_accounts
 from bookwarden.identity.operators import signin as operator_signin
 from bookwarden.identity.operators.signin import COOKIE_NAME
 from bookwarden.identity.signin.routes import source_address, too_many_attempts
-from bookwarden.identity.signin.throttle import TooManyAttempts
+from bookwarden.identity.throttle import TooManyAttempts
 
 router = APIRouter(prefix="/api/v1/operator/auth", tags=["operator: sign-in"], responses=responses(422))
 

@@ -3,7 +3,7 @@ authenticator app, always both. identity/operators/signin.py signs them in.
 
 Creation, and why this flow. `bookwarden operator create USERNAME --role ROLE` (the console, under
 platform.operators.manage) makes an account in the `enrolling` state, with no password and no
-factor, and prints a signed one-time link (identity/accounts/links.py, 24 hours). Whoever opens it sets the
+factor, and prints a signed one-time link (identity/links.py, 24 hours). Whoever opens it sets the
 password (the operator policy: 15 characters at least, common and context words refused) and
 enrols an authenticator app, in one step, and gets ten recovery codes; only then is the account
 active. No initial password ever exists, so none can be read over a shoulder, left in a shell
@@ -49,9 +49,8 @@ from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import Keyring, blind_index
 from bookwarden.crypto.master import MasterKeys
 from bookwarden.db.session import Database, platform_session
-from bookwarden.identity import passwords
-from bookwarden.identity.accounts import links
-from bookwarden.identity.accounts.links import InvalidLink, IssuedLink, LinkClaims, LinkPurpose
+from bookwarden.identity import links, passwords
+from bookwarden.identity.links import InvalidLink, IssuedLink, LinkClaims, LinkPurpose
 from bookwarden.identity.mfa import service as mfa
 from bookwarden.identity.operators.models import OperatorAccount, OperatorSession, OperatorStatus
 

@@ -2,7 +2,7 @@
 
 The same defences as an institution's sign-in (identity/signin/service.py), in the same order:
 
-1. the source address's throttle (identity/signin/throttle.py), before anything else: 429 with Retry-After;
+1. the source address's throttle (identity/throttle.py), before anything else: 429 with Retry-After;
 2. the account, and its own throttle (10 failures lock it, growing, 100 block it), counted in
    PostgreSQL before the password is checked; an unknown account costs a full argon2 check and
    counts against the address only, so answer and timing do not tell which accounts exist;
@@ -45,14 +45,13 @@ from bookwarden.audit.events import Action, Outcome
 from bookwarden.audit.record import record
 from bookwarden.core.errors import BookwardenError, Unauthenticated
 from bookwarden.db.session import Database, platform_session
-from bookwarden.identity import passwords
+from bookwarden.identity import passwords, sessions, throttle
 from bookwarden.identity.mfa import service as mfa
 from bookwarden.identity.operators import service as operator_accounts
 from bookwarden.identity.operators.models import OperatorAccount, OperatorSession, OperatorStatus
 from bookwarden.identity.operators.service import USERNAME, failure_key, normal_username
-from bookwarden.identity.signin import sessions, throttle
 from bookwarden.identity.signin.service import SECOND_FACTOR_TRIES, InvalidSecondFactor  # one answer, one limit
-from bookwarden.identity.signin.throttle import Admission, TooManyAttempts
+from bookwarden.identity.throttle import Admission, TooManyAttempts
 
 COOKIE_NAME = "bw_operator_session"
 IDLE_TIMEOUT = timedelta(minutes=15)

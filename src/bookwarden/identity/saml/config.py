@@ -42,15 +42,15 @@ from sqlalchemy import select, text
 from bookwarden.access.approvals import service as approvals
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction, require_approval
 from bookwarden.access.authorize import authorize
-from bookwarden.access.notices import EntitlementEvent, entitlement_changed
 from bookwarden.access.permissions import ADMIN_ROLES, BuiltinRole, Permission
 from bookwarden.access.principal import Principal
-from bookwarden.access.roles import service as access
 from bookwarden.access.roles.models import Role
+from bookwarden.access.roles.notices import EntitlementEvent, entitlement_changed
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import PENDING, record
 from bookwarden.core.errors import Conflict, IntegrityFailure, InvalidInput, NotFound
 from bookwarden.db.session import TenantSession
+from bookwarden.identity import roles as access
 from bookwarden.identity.models import AccountKind
 from bookwarden.identity.saml import protocol as saml_protocol
 from bookwarden.identity.saml.models import SamlConfig

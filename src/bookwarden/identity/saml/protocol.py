@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.utils import CryptographyDeprecationWarning
 
 from bookwarden.core.errors import InvalidInput
-from bookwarden.identity.accounts.links import public_url_for
+from bookwarden.identity.links import public_url_for
 
 with warnings.catch_warnings():
     # pysaml2 still names a cipher mode that cryptography has moved (CFB); nothing here uses it.

@@ -40,7 +40,7 @@ from bookwarden.identity.saml import service as saml
 from bookwarden.identity.saml.models import SamlConfig
 from bookwarden.identity.saml.protocol import IdpMetadata
 from bookwarden.identity.signin.routes import SignInOut, set_session_cookie, source_address, too_many_attempts
-from bookwarden.identity.signin.throttle import TooManyAttempts
+from bookwarden.identity.throttle import TooManyAttempts
 from bookwarden.tenancy.service import get_tenant
 
 router = APIRouter(prefix=saml_protocol.SSO_PREFIX, tags=["institutional sign-on"], responses=responses(422))

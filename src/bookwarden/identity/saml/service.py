@@ -13,13 +13,13 @@ Sign-in, as the browser sees it:
    started it: a response cannot be injected into someone else's browser, the "login CSRF"), the
    response verified (saml_protocol.verify_response), its assertion id stored until it expires
    (a replay is refused), and the person signed in exactly as a password sign-in ends: a session
-   in PostgreSQL (identity/signin/sessions.py) and the same cookie.
+   in PostgreSQL (identity/sessions.py) and the same cookie.
 
 InResponseTo is required: unsolicited (IdP-initiated) responses are refused, since nothing would
 then tie the response to the browser that presents it.
 
 Accounts are matched by username (the configured attribute). Roles: the mapping's roles are
-granted through access/roles/service.py (segregation of duties and entitlement notices included) and
+granted through identity/roles.py (segregation of duties and entitlement notices included) and
 only ever to non-administrative roles; a role that sign-on granted and the IdP no longer asserts
 is revoked at the next sign-in. Roles granted by people are never touched.
 
@@ -32,7 +32,7 @@ Every sign-in leaves one audit event: auth.sign_in.succeeded, or auth.sign_in.fa
 records auth.sign_in.started, and serving the public SP metadata sso.metadata_served.
 
 Starting is public and writes (a request row, an audit event), so it is throttled per source
-address with the sign-in throttle (identity/signin/throttle.py, same limits: 5 in 15 minutes, then
+address with the sign-in throttle (identity/throttle.py, same limits: 5 in 15 minutes, then
 doubling delays, 429 with Retry-After), under a key of its own so that it never eats into the
 password sign-in's allowance. A start counts until its sign-in succeeds, when the count is taken
 back: people who finish signing in are never slowed, however many share an address (a campus
@@ -70,12 +70,13 @@ from bookwarden.access.permissions import (
     Permission,
 )
 from bookwarden.access.principal import Principal, PrincipalKind
-from bookwarden.access.roles import service as access
 from bookwarden.access.roles.models import AccountRole, Role
 from bookwarden.audit.events import Action, Outcome
 from bookwarden.audit.record import acting, current, record, record_now
 from bookwarden.core.errors import BookwardenError, Conflict, InvalidInput, NotFound, SegregationOfDutiesError
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
+from bookwarden.identity import roles as access
+from bookwarden.identity import sessions, throttle
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import Account, AccountKind, AccountStatus
 from bookwarden.identity.saml import config as saml_config
@@ -83,7 +84,6 @@ from bookwarden.identity.saml import protocol as saml_protocol
 from bookwarden.identity.saml.models import SamlConfig, SamlConsumedAssertion, SamlRequest
 from bookwarden.identity.saml.protocol import EXPLANATION, Refusal, ResponseRefused
 from bookwarden.identity.signin import service as signin
-from bookwarden.identity.signin import sessions, throttle
 from bookwarden.tenancy.models import Tenant, TenantStatus
 
 log = structlog.get_logger()

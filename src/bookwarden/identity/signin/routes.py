@@ -28,9 +28,9 @@ from bookwarden.audit.events import Action, Outcome
 from bookwarden.audit.record import record_now
 from bookwarden.core.errors import Forbidden, Unauthenticated
 from bookwarden.db.session import Database
+from bookwarden.identity.sessions import COOKIE_NAME
 from bookwarden.identity.signin import service as signin
-from bookwarden.identity.signin.sessions import COOKIE_NAME
-from bookwarden.identity.signin.throttle import TooManyAttempts
+from bookwarden.identity.throttle import TooManyAttempts
 
 router = APIRouter(prefix="/api/v1/auth", tags=["sign-in"], responses=responses(422))
 

@@ -2,7 +2,7 @@
 
 The order of checks, and why:
 
-1. The source address's throttle (identity/signin/throttle.py): before anything else, so a guesser who
+1. The source address's throttle (identity/throttle.py): before anything else, so a guesser who
    is waiting learns nothing, not even whether the institution exists. 429 with Retry-After.
 2. The institution and account. An unknown one still costs a full argon2 verification
    (`passwords.dummy_verify`) and counts against the address only: the answer and its timing
@@ -35,7 +35,7 @@ to the chain of the institution it named, when that exists, otherwise to the pla
 event holds the username or anything typed.
 
 WebAuthn: a registered security key is a second factor like an authenticator app (`enrolled`
-counts it), and a verified assertion (identity/mfa/enrolment.py) completes the second step through
+counts it), and a verified assertion (identity/enrolment/service.py) completes the second step through
 `second_factor_passed`, exactly as a TOTP or recovery code does.
 """
 
@@ -50,18 +50,17 @@ from sqlalchemy.orm import Session
 from bookwarden.access.permissions import MFA_REQUIRED
 from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.access.roles.reads import account_permissions
-from bookwarden.access.roles.service import held_roles
 from bookwarden.audit.events import Action, Outcome
 from bookwarden.audit.record import record, record_now
 from bookwarden.core.errors import BookwardenError, Unauthenticated
 from bookwarden.crypto.fields import decrypt_field
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
-from bookwarden.identity import passwords
+from bookwarden.identity import passwords, sessions, throttle
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.mfa import service as mfa
 from bookwarden.identity.models import Account, AccountStatus, SecurityKey, SignInSession
-from bookwarden.identity.signin import sessions, throttle
-from bookwarden.identity.signin.throttle import Admission, FailedFactor
+from bookwarden.identity.roles import held_roles
+from bookwarden.identity.throttle import Admission, FailedFactor
 from bookwarden.tenancy.models import Tenant, TenantStatus
 from bookwarden.tenancy.service import SLUG
 

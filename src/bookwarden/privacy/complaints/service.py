@@ -32,10 +32,10 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Select, func, or_, select, text
 
 from bookwarden.access.authorize import authorize
-from bookwarden.access.notices import security_contacts
 from bookwarden.access.permissions import BuiltinRole, Permission
 from bookwarden.access.principal import SYSTEM, Principal, PrincipalKind
 from bookwarden.access.roles.models import AccountRole, RolePermission
+from bookwarden.access.roles.notices import security_contacts
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
 from bookwarden.core.errors import Conflict, Forbidden, InvalidInput, NotFound

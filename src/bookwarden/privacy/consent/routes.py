@@ -24,7 +24,7 @@ from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import responses
 from bookwarden.api.text import plain_text
 from bookwarden.db.session import Database, platform_session, tenant_session
-from bookwarden.identity.signin import throttle
+from bookwarden.identity import throttle
 from bookwarden.identity.signin.routes import source_address
 from bookwarden.privacy.consent import mailings, objections, unsubscribe
 from bookwarden.privacy.consent import service as consent

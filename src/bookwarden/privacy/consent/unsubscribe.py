@@ -46,7 +46,7 @@ from bookwarden.crypto.fields import decrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed
 from bookwarden.crypto.master import MasterKeys
 from bookwarden.db.session import Database, TenantSession, tenant_session
-from bookwarden.identity.accounts.links import LinkSettings
+from bookwarden.identity.links import LinkSettings
 from bookwarden.library.models import Patron
 from bookwarden.notify.models import MailCategory, OutboxMessage
 from bookwarden.notify.service import queue_mail

@@ -55,7 +55,7 @@ from bookwarden.privacy.disclosures.models import (
     LegalBasis,
 )
 from bookwarden.privacy.registry import POLICIES
-from bookwarden.privacy.requests.models import Restriction
+from bookwarden.privacy.restrictions.models import Restriction
 from bookwarden.tenancy.models import Tenant
 
 TARGET = "disclosure"

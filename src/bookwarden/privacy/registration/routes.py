@@ -15,7 +15,7 @@ from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import responses
 from bookwarden.db.session import Database
 from bookwarden.identity.signin.routes import source_address, too_many_attempts
-from bookwarden.identity.signin.throttle import TooManyAttempts
+from bookwarden.identity.throttle import TooManyAttempts
 from bookwarden.library.schemas import Email, Text
 from bookwarden.privacy.registration import service as self_registration
 from bookwarden.privacy.registration.service import TIMEZONES, SettingsOut

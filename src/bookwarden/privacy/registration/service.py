@@ -2,7 +2,7 @@
 allows it; under 13 they are refused and nothing about them is kept.
 
 Off unless the institution turns it on (its administrators, policy.manage). A registration is
-throttled per source address (identity/signin/throttle.py: 5 in 15 minutes, then growing waits), counted
+throttled per source address (identity/throttle.py: 5 in 15 minutes, then growing waits), counted
 whether it succeeds or not: nobody tries birth dates until one passes, and a script cannot fill the
 patron table. The patron is created through the hosted domain's one creation path
 (library/service.py), so it is sealed under its own subject key like any other.
@@ -32,8 +32,8 @@ from bookwarden.audit.events import PLATFORM_CHAIN, Action, Outcome
 from bookwarden.audit.record import record, record_now
 from bookwarden.core.errors import BookwardenError, InvalidInput, NotFound
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
+from bookwarden.identity import throttle
 from bookwarden.identity.signin import service as signin
-from bookwarden.identity.signin import throttle
 from bookwarden.library import schemas
 from bookwarden.library import service as library
 from bookwarden.privacy.retention.models import SelfRegistrationSetting

@@ -11,7 +11,7 @@ back. Before that, nothing about the patron is disclosed:
   verifies), and no mail leaves;
 - a code is 6 digits, stored as a keyed hash (HMAC under the institution's index key, bound to
   its challenge), expires after 30 minutes and allows 5 tries;
-- every form sent counts against the sender's network address (identity/signin/throttle.py, a count of
+- every form sent counts against the sender's network address (identity/throttle.py, a count of
   its own, never taken back: taking back only those that matched would show who exists).
 
 Without an institution, the platform (the processor) cannot place the request: it keeps a
@@ -45,9 +45,9 @@ from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed, blind_index
 from bookwarden.crypto.master import MasterKeys
 from bookwarden.db.session import Database, TenantSession, db_now, platform_session, tenant_session
-from bookwarden.identity.accounts.links import PLATFORM
+from bookwarden.identity import throttle
+from bookwarden.identity.links import PLATFORM
 from bookwarden.identity.signin import service as signin
-from bookwarden.identity.signin import throttle
 from bookwarden.library.models import Patron
 from bookwarden.library.schemas import LookupField
 from bookwarden.notify.models import MailCategory

@@ -4,7 +4,7 @@
 - erasure: privacy/subjects/erasure.py `erase_patron` (the signed erasure certificate);
 - objection: privacy/consent/objections.py `record_objection` (disclosures then refuse the patron);
 - rectification: the patron update of library/service.py, with the corrections the request carries;
-- restriction: privacy/requests/restrictions.py.
+- restriction: privacy/restrictions/service.py.
 
 Each runs in the caller's transaction: if it fails, the request stays in progress and nothing of
 the fulfilment remains. An area whose module is not installed is refused with a 409 naming it,
@@ -22,12 +22,12 @@ from uuid import UUID
 from bookwarden.access.principal import Principal
 from bookwarden.core.errors import Conflict
 from bookwarden.db.session import TenantSession
-from bookwarden.identity.accounts.links import public_url_for
+from bookwarden.identity.links import public_url_for
 from bookwarden.library import service as library
 from bookwarden.library.schemas import PatronUpdate
-from bookwarden.privacy.requests import restrictions
 from bookwarden.privacy.requests.models import PrivacyRequest, RequestKind
 from bookwarden.privacy.requests.notices import Outcome
+from bookwarden.privacy.restrictions import service as restrictions
 
 
 @dataclass(frozen=True)

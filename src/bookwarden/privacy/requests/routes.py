@@ -25,14 +25,14 @@ from bookwarden.api.problems import problem, responses
 from bookwarden.api.text import plain_text
 from bookwarden.db.session import Database
 from bookwarden.identity.signin.routes import source_address, too_many_attempts
-from bookwarden.identity.signin.throttle import TooManyAttempts
+from bookwarden.identity.throttle import TooManyAttempts
 from bookwarden.library.schemas import LookupField
 from bookwarden.privacy.requests import form as request_form
-from bookwarden.privacy.requests import restrictions
 from bookwarden.privacy.requests import service as requests
 from bookwarden.privacy.requests.form import CodeResult, FormAnswer
 from bookwarden.privacy.requests.models import RequestKind
 from bookwarden.privacy.requests.service import Corrections, Decision, QueueView
+from bookwarden.privacy.restrictions import service as restrictions
 
 router = APIRouter(prefix="/api/v1/privacy", tags=["privacy: requests"], responses=responses(401, 403, 422))
 REGISTER = Depends(requires(Permission.PRIVACY_REQUESTS_REGISTER))

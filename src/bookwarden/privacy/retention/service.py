@@ -35,9 +35,9 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from bookwarden.access.approvals import service as approvals
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction, require_approval
 from bookwarden.access.authorize import authorize
-from bookwarden.access.notices import EntitlementEvent, entitlement_changed
 from bookwarden.access.permissions import Permission
 from bookwarden.access.principal import SYSTEM, Principal
+from bookwarden.access.roles.notices import EntitlementEvent, entitlement_changed
 from bookwarden.audit import retention as audit_retention
 from bookwarden.audit.checkpoints import chain_ids
 from bookwarden.audit.events import PLATFORM_CHAIN, Action

@@ -40,15 +40,15 @@ from bookwarden.audit import signing
 from bookwarden.audit.events import Action
 from bookwarden.core.classification import Protection
 from bookwarden.core.config import get_settings
-from bookwarden.core.errors import Conflict, InvalidInput, NotFound
+from bookwarden.core.errors import InvalidInput, NotFound
 from bookwarden.crypto.aead import DecryptionError
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.db.session import TenantSession
 from bookwarden.library import schemas
 from bookwarden.library import service as library
+from bookwarden.library.guards import check_patron_deletion
 from bookwarden.library.models import Patron, Post
 from bookwarden.privacy.registry import registry
-from bookwarden.privacy.retention.holds import active_hold
 from bookwarden.privacy.subjects import data as subject_data
 from bookwarden.privacy.subjects.data import Location, Subject
 from bookwarden.privacy.subjects.models import ErasureCertificate, ErasurePolicy, SubjectExportPackage
@@ -178,19 +178,8 @@ def erase_patron(
 
 
 def _refuse_if_held(session: TenantSession, patron_id: UUID) -> None:
-    hold = _active_hold(session, patron_id)
-    if hold is not None:
-        until = getattr(hold, "held_until", None)
-        raise Conflict(
-            f"patron {patron_id} is under legal hold {getattr(hold, 'id', '')}".rstrip()
-            + (f" until {until.isoformat()}" if until else "")
-            + ": nothing of theirs may be erased until the hold is lifted"
-        )
-
-
-def _active_hold(session: TenantSession, patron_id: UUID) -> Any:
-    """The legal hold covering the patron's data, if any (privacy/retention/holds.py)."""
-    return active_hold(session, patron_id)
+    # The same guard every deletion of a patron passes (library/guards.py): a legal hold refuses it.
+    check_patron_deletion(session, patron_id)
 
 
 def _platform_signing_key() -> signing.SigningKey:

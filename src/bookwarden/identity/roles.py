@@ -15,7 +15,6 @@ from sqlalchemy import delete, select
 
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction, require_approval
 from bookwarden.access.authorize import authorize
-from bookwarden.access.notices import EntitlementEvent, entitlement_changed
 from bookwarden.access.permissions import (
     ADMIN_ROLES,
     BUILTIN_PERMISSIONS,
@@ -26,12 +25,13 @@ from bookwarden.access.permissions import (
 from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.access.roles import sod
 from bookwarden.access.roles.models import AccountRole, Role, RolePermission
+from bookwarden.access.roles.notices import EntitlementEvent, entitlement_changed
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
 from bookwarden.core.errors import Conflict, InvalidInput, NotFound, SegregationOfDutiesError
 from bookwarden.db.session import TenantSession
+from bookwarden.identity import sessions
 from bookwarden.identity.models import Account
-from bookwarden.identity.signin import sessions
 
 ROLE_NAME = re.compile(r"^[a-z][a-z0-9_]{1,63}$")
 

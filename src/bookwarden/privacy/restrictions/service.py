@@ -19,7 +19,7 @@ from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
 from bookwarden.core.errors import Conflict, NotFound
 from bookwarden.db.session import TenantSession
-from bookwarden.privacy.requests.models import Restriction
+from bookwarden.privacy.restrictions.models import Restriction
 
 TARGET = "patron"
 

@@ -11,7 +11,7 @@
 - /api/v1/accounts/{account_id}/mfa-reset: an administrator's reset, under accounts.manage; then
   /api/v1/accounts/{account_id}/mfa-enrolment-link mails the holder a one-time link, with which
   /api/v1/auth/mfa-enrolment (link and password) and /api/v1/auth/mfa-enrolment/confirm (the app's
-  code) enrol a new authenticator app and end in a normal session (identity/mfa/enrolment_links.py).
+  code) enrol a new authenticator app and end in a normal session (identity/enrolment/links.py).
   Like the other link routes they come before authentication and declare no permission.
 
 Security keys are used at BOOKWARDEN_PUBLIC_URL (see enrolment.RelyingParty), read and checked
@@ -34,14 +34,15 @@ from bookwarden.api.problems import responses
 from bookwarden.api.text import plain_text
 from bookwarden.core.errors import Forbidden, Unauthenticated
 from bookwarden.db.session import Database
-from bookwarden.identity.mfa import enrolment, enrolment_links
-from bookwarden.identity.mfa.enrolment import RelyingParty, SignedInAccount, relying_party
+from bookwarden.identity import sessions
+from bookwarden.identity.enrolment import links as enrolment_links
+from bookwarden.identity.enrolment import service as enrolment
+from bookwarden.identity.enrolment.service import RelyingParty, SignedInAccount, relying_party
 from bookwarden.identity.models import SecurityKey
-from bookwarden.identity.signin import sessions
 
 # The sign-in routes' own helpers: the cookie is set, and a throttled attempt answered, exactly as at login.
 from bookwarden.identity.signin.routes import SignInOut, set_session_cookie, source_address, too_many_attempts
-from bookwarden.identity.signin.throttle import TooManyAttempts
+from bookwarden.identity.throttle import TooManyAttempts
 
 relying_party()  # read and checked now: a wrong BOOKWARDEN_PUBLIC_URL stops the start, not a sign-in
 

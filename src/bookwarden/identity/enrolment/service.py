@@ -55,16 +55,16 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from bookwarden.access.authorize import authorize
-from bookwarden.access.notices import EntitlementEvent, entitlement_changed
 from bookwarden.access.permissions import MFA_REQUIRED, Permission
 from bookwarden.access.principal import Principal, PrincipalKind
-from bookwarden.access.roles.service import held_roles
+from bookwarden.access.roles.notices import EntitlementEvent, entitlement_changed
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
 from bookwarden.core.errors import BookwardenError, Conflict, Forbidden, NotFound, Unauthenticated
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import blind_index
 from bookwarden.db.session import Database, TenantSession, tenant_session
+from bookwarden.identity import sessions, throttle
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.mfa import service as mfa
 from bookwarden.identity.models import (
@@ -76,9 +76,9 @@ from bookwarden.identity.models import (
     SignInSession,
     TotpEnrolment,
 )
+from bookwarden.identity.roles import held_roles
 from bookwarden.identity.signin import service as signin
-from bookwarden.identity.signin import sessions, throttle
-from bookwarden.identity.signin.throttle import FailedFactor
+from bookwarden.identity.throttle import FailedFactor
 from bookwarden.tenancy.models import Tenant
 
 # Long enough to find the phone, scan the code and type one; a secret left on a screen for longer

@@ -47,20 +47,20 @@ from pydantic import HttpUrl
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bookwarden.access.authorize import authorize
-from bookwarden.access.notices import EntitlementEvent, entitlement_changed
 from bookwarden.access.permissions import Permission
 from bookwarden.access.principal import Principal, PrincipalKind
+from bookwarden.access.roles.notices import EntitlementEvent, entitlement_changed
 from bookwarden.audit.events import Action, Outcome
 from bookwarden.audit.record import record, record_now
 from bookwarden.core.errors import BookwardenError, Conflict, InvalidInput
 from bookwarden.crypto.fields import decrypt_field
 from bookwarden.crypto.master import MasterKeys
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
+from bookwarden.identity import sessions, throttle
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import Account, AccountStatus
 from bookwarden.identity.passwords import PasswordRejected
 from bookwarden.identity.signin import service as signin
-from bookwarden.identity.signin import sessions, throttle
 from bookwarden.notify.models import MailCategory
 from bookwarden.notify.service import queue_mail
 from bookwarden.tenancy.models import Tenant, TenantStatus
@@ -72,7 +72,7 @@ log = structlog.get_logger()
 class LinkPurpose(enum.StrEnum):
     INVITE = "invite"
     RESET = "reset"
-    # An administrator's link to enrol a new second factor after an MFA reset (identity/mfa/enrolment.py).
+    # An administrator's link to enrol a new second factor after an MFA reset (identity/enrolment/service.py).
     MFA_ENROLMENT = "mfa-enrolment"
     # A new operator account's link to set its password and enrol its authenticator app
     # (identity/operators/service.py); its tenant is the platform's nil id, PLATFORM.

@@ -4,6 +4,6 @@
 from __future__ import annotations
 
 from bookwarden.library.guards import guard_patron_change
-from bookwarden.privacy.requests.restrictions import ensure_unrestricted
+from bookwarden.privacy.restrictions.service import ensure_unrestricted
 
 guard_patron_change(ensure_unrestricted)

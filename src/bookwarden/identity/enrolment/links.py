@@ -33,23 +33,21 @@ from uuid import UUID
 from sqlalchemy import func
 
 from bookwarden.access.authorize import authorize
-from bookwarden.access.notices import EntitlementEvent, entitlement_changed
 from bookwarden.access.permissions import Permission
 from bookwarden.access.principal import Principal, PrincipalKind
+from bookwarden.access.roles.notices import EntitlementEvent, entitlement_changed
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action, Outcome
 from bookwarden.audit.record import record, record_now
 from bookwarden.core.errors import BookwardenError, Conflict, Forbidden, NotFound, Unauthenticated
 from bookwarden.crypto.master import MasterKeys
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
-from bookwarden.identity import passwords
-from bookwarden.identity.accounts import links
-from bookwarden.identity.accounts.links import InvalidLink, LinkClaims, LinkPurpose
-from bookwarden.identity.mfa import enrolment
+from bookwarden.identity import links, passwords, sessions, throttle
+from bookwarden.identity.enrolment import service as enrolment
+from bookwarden.identity.links import InvalidLink, LinkClaims, LinkPurpose
 from bookwarden.identity.models import Account, AccountStatus, MfaEnrolmentLink
 from bookwarden.identity.signin import service as signin
-from bookwarden.identity.signin import sessions, throttle
-from bookwarden.identity.signin.throttle import FailedFactor
+from bookwarden.identity.throttle import FailedFactor
 from bookwarden.tenancy.models import Tenant, TenantStatus
 
 _NONCE_BYTES = 16

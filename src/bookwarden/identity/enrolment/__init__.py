@@ -1,0 +1,1 @@
+"""identity/enrolment: see the modules of this package."""

@@ -1,0 +1,1 @@
+"""privacy/restrictions: see the modules of this package."""
