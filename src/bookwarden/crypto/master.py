@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from bookwarden.core.config import Settings
 from bookwarden.crypto.aead import KEY_BYTES, new_key
+from bookwarden.crypto.derive import KeyPurpose, derive
 
 
 class MasterKeyError(Exception):
@@ -40,7 +39,7 @@ class MasterKeys:
 
 def key_id(key: bytes) -> str:
     """A public name for a key: it reveals nothing of the key and tells which one wrapped a row."""
-    return hmac.new(key, b"bookwarden master key id", hashlib.sha256).hexdigest()[:16]
+    return derive(key, KeyPurpose.MASTER_KEY_ID).hex()[:16]
 
 
 def decode_key(text: str, what: str = "master key") -> bytes:

@@ -13,13 +13,13 @@ so once a subject key is destroyed, no earlier dump can be decrypted.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
 from sqlalchemy.engine import URL
+
+from bookwarden.crypto.derive import KeyPurpose, derive
 
 OWNER_ROLE = "bookwarden_owner"
 APP_ROLE = "bookwarden_app"
@@ -34,7 +34,7 @@ class DatabaseUrls:
 
 
 def role_password(master_key: bytes, role: str) -> str:
-    return hmac.new(master_key, f"database-role:{role}".encode(), hashlib.sha256).hexdigest()
+    return derive(master_key, KeyPurpose.DATABASE_ROLE_PASSWORD, role).hex()
 
 
 def database_urls(admin: URL, database: str, master_key: bytes) -> DatabaseUrls:

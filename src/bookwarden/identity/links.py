@@ -41,8 +41,6 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import structlog
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import HttpUrl
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -53,6 +51,7 @@ from bookwarden.access.roles.notices import EntitlementEvent, entitlement_change
 from bookwarden.audit.events import Action, Outcome
 from bookwarden.audit.record import record, record_now
 from bookwarden.core.errors import BookwardenError, Conflict, InvalidInput
+from bookwarden.crypto.derive import KeyPurpose, derive
 from bookwarden.crypto.fields import decrypt_field
 from bookwarden.crypto.master import MasterKeys
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
@@ -150,13 +149,9 @@ class IssuedLink:
 # --- keys and encoding ---------------------------------------------------------------------
 
 
-def _derived_key(master: MasterKeys, label: str) -> bytes:
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=f"bookwarden one-time links: {label}".encode())
-    return hkdf.derive(master.current)
-
-
 def _mac(master: MasterKeys, purpose: LinkPurpose, payload: bytes) -> bytes:
-    return hmac.new(_derived_key(master, f"sign {purpose.value}"), payload, hashlib.sha256).digest()
+    key = derive(master.current, KeyPurpose.ONE_TIME_LINK_SIGNING, purpose.value)
+    return hmac.new(key, payload, hashlib.sha256).digest()
 
 
 def _b64(raw: bytes) -> str:
@@ -188,7 +183,8 @@ def state_of(master: MasterKeys, account: Account | None) -> str:
 def fingerprint(master: MasterKeys, material: str) -> str:
     """The keyed state a link is bound to, from whatever text describes the state (`state_of`'s form)."""
     # Keyed: the payload is readable by whoever holds the link, and must tell them nothing of the hash.
-    digest = hmac.new(_derived_key(master, "account state"), material.encode(), hashlib.sha256).digest()
+    key = derive(master.current, KeyPurpose.ONE_TIME_LINK_STATE)
+    digest = hmac.new(key, material.encode(), hashlib.sha256).digest()
     return _b64(digest[:_STATE_BYTES])
 
 
@@ -481,5 +477,4 @@ def _request_key(master: MasterKeys, source_address: str) -> bytes:
     # A count of its own in the address throttle: asking for links must not slow the asker's
     # sign-ins, and failed sign-ins must not stop them asking. Every request counts and none is
     # taken back: taking back only those for real accounts would show which accounts exist.
-    address = throttle.address_key(master, source_address)
-    return hmac.new(address, b"password reset requests", hashlib.sha256).digest()
+    return derive(throttle.address_key(master, source_address), KeyPurpose.PASSWORD_RESET_REQUEST)

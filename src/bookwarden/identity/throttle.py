@@ -56,6 +56,7 @@ from sqlalchemy.orm import Session
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
 from bookwarden.core.errors import BookwardenError, InvalidInput
+from bookwarden.crypto.derive import KeyPurpose, derive
 from bookwarden.crypto.fields import decrypt_field
 from bookwarden.crypto.keyring import blind_index
 from bookwarden.crypto.master import MasterKeys
@@ -133,8 +134,8 @@ def address_key(master: MasterKeys, source_address: str) -> bytes:
     The key is derived from the current master key: a master-key rotation starts every address
     count afresh, which costs at most one window of counting.
     """
-    derived = hmac.new(master.current, b"bookwarden auth_failures address key", hashlib.sha256).digest()
-    return hmac.new(derived, address_bucket(source_address).encode(), hashlib.sha256).digest()
+    bucket_key = derive(master.current, KeyPurpose.ADDRESS_THROTTLE)
+    return hmac.new(bucket_key, address_bucket(source_address).encode(), hashlib.sha256).digest()
 
 
 def account_key(session: TenantSession, account_id: UUID) -> bytes:
@@ -448,7 +449,7 @@ def spend(session: Session, budget: Budget, master: MasterKeys, source_address: 
     """Take one from the address's budget, or raise BudgetSpent (429) until its window ends.
 
     One atomic upsert, so concurrent requests on any number of instances never overspend."""
-    key = hmac.new(address_key(master, source_address), budget.purpose.encode(), hashlib.sha256).digest()
+    key = derive(address_key(master, source_address), KeyPurpose.ADDRESS_BUDGET, budget.purpose)
     parameters = {"purpose": budget.purpose, "key": key, "window": budget.window, "limit": budget.limit}
     if session.execute(_SPEND, parameters).first() is None:
         left = session.execute(

@@ -51,7 +51,6 @@ starting again resolves.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 import uuid
 from dataclasses import dataclass, replace
@@ -74,6 +73,7 @@ from bookwarden.access.roles.models import AccountRole, Role
 from bookwarden.audit.events import Action, Outcome
 from bookwarden.audit.record import acting, current, record, record_now
 from bookwarden.core.errors import BookwardenError, Conflict, InvalidInput, NotFound, SegregationOfDutiesError
+from bookwarden.crypto.derive import KeyPurpose, derive
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.identity import roles as access
 from bookwarden.identity import sessions, throttle
@@ -154,7 +154,7 @@ class SignInStarted:
 def start_key(db: Database, source_address: str) -> bytes:
     """The address's throttle key for sign-in starts: its sign-in key (same /64 grouping for IPv6)
     under a label of its own, so that starts and password failures are counted apart."""
-    return hmac.new(throttle.address_key(db.master, source_address), b"saml sign-in start", hashlib.sha256).digest()
+    return derive(throttle.address_key(db.master, source_address), KeyPurpose.SAML_SIGN_IN_START)
 
 
 def start_sign_in(db: Database, slug: str, next_path: str, source_address: str) -> SignInStarted:

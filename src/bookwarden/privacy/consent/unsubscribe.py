@@ -36,12 +36,10 @@ from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
 from bookwarden.core.errors import BookwardenError, Conflict, InvalidInput
+from bookwarden.crypto.derive import KeyPurpose, derive
 from bookwarden.crypto.fields import decrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed
 from bookwarden.crypto.master import MasterKeys
@@ -101,8 +99,7 @@ class Unsubscribed:
 
 @lru_cache(maxsize=8)
 def _key(master_key: bytes) -> bytes:
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"bookwarden unsubscribe links")
-    return hkdf.derive(master_key)
+    return derive(master_key, KeyPurpose.UNSUBSCRIBE_LINK)
 
 
 def _mac(master_key: bytes, payload: bytes) -> bytes:

@@ -17,8 +17,6 @@ answered 403 age-gate without quoting what was sent.
 from __future__ import annotations
 
 import calendar
-import hashlib
-import hmac
 from datetime import date, datetime
 from uuid import UUID
 from zoneinfo import ZoneInfo, available_timezones
@@ -31,6 +29,7 @@ from bookwarden.access.principal import Principal
 from bookwarden.audit.events import PLATFORM_CHAIN, Action, Outcome
 from bookwarden.audit.record import record, record_now
 from bookwarden.core.errors import BookwardenError, InvalidInput, NotFound
+from bookwarden.crypto.derive import KeyPurpose, derive
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.identity import throttle
 from bookwarden.identity.signin import service as signin
@@ -133,7 +132,7 @@ def set_settings(session: TenantSession, actor: Principal, *, enabled: bool, tim
 
 def throttle_key(db: Database, source_address: str) -> bytes:
     """The address's key for registrations, apart from its sign-in failures (same /64 grouping for IPv6)."""
-    return hmac.new(throttle.address_key(db.master, source_address), b"self-registration", hashlib.sha256).digest()
+    return derive(throttle.address_key(db.master, source_address), KeyPurpose.SELF_REGISTRATION)
 
 
 def register(

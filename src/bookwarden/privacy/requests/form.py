@@ -41,6 +41,7 @@ from sqlalchemy import select, update
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action, Outcome
 from bookwarden.core.errors import Conflict, NotFound
+from bookwarden.crypto.derive import KeyPurpose, derive
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed, blind_index
 from bookwarden.crypto.master import MasterKeys
@@ -417,8 +418,7 @@ def _admit(db: Database, source_address: str) -> None:
 def _form_key(master: MasterKeys, source_address: str) -> bytes:
     # A count of its own in the address throttle, like password-reset requests: sending forms must not
     # slow the sender's sign-ins, nor failed sign-ins stop them asking.
-    address = throttle.address_key(master, source_address)
-    return hmac.new(address, b"privacy request forms", hashlib.sha256).digest()
+    return derive(throttle.address_key(master, source_address), KeyPurpose.PRIVACY_REQUEST_FORM)
 
 
 def _reference_hash(reference: str) -> bytes:
