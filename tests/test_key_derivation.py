@@ -25,12 +25,10 @@ from bookwarden.crypto.keyring import blind_index
 from bookwarden.crypto.master import MasterKeys, key_id
 from bookwarden.db import provision
 from bookwarden.db.session import tenant_session
-from bookwarden.identity import passwords
-from bookwarden.identity.accounts import links
-from bookwarden.identity.accounts.links import LinkClaims, LinkPurpose
+from bookwarden.identity import links, passwords, throttle
+from bookwarden.identity.links import LinkClaims, LinkPurpose
 from bookwarden.identity.models import Account
 from bookwarden.identity.saml import service as saml
-from bookwarden.identity.signin import throttle
 from bookwarden.library import schemas
 from bookwarden.library import service as library
 from bookwarden.library.models import Patron

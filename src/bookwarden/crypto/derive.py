@@ -59,7 +59,7 @@ class KeyPurpose(enum.Enum):
     # Signs the one-click unsubscribe links in optional mail.
     UNSUBSCRIBE_LINK = "bookwarden unsubscribe links", Method.HKDF_SHA256
 
-    # --- from an address's throttle key (identity/signin/throttle.py: address_key) ----------
+    # --- from an address's throttle key (identity/throttle.py: address_key) ----------
     # Each keys a count of its own, so one kind of request from an address never uses up
     # another's allowance (nor its sign-in failures).
     SAML_SIGN_IN_START = "saml sign-in start", Method.HMAC_SHA256
