@@ -25,7 +25,10 @@ app.callback()(console.start_run)
 areas.load()
 for module in areas.modules("cli"):
     for group in module.groups:
-        app.add_typer(group)
+        if isinstance(group.info.name, str):  # a named group: `bookwarden <group> <command>`
+            app.add_typer(group, name=group.info.name)
+        else:  # an area's root-level commands (`bookwarden serve`): registered on the root itself
+            app.registered_commands.extend(group.registered_commands)
 
 os_user = console.os_user
 # Commands that run with no database at all (declared by their area's cli.py with the reason).

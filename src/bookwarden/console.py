@@ -115,7 +115,7 @@ def command(group: typer.Typer, name: str, permission: Permission, **options: An
     The console principal's permissions are checked through authorize() before the command runs,
     and every run leaves an event naming the OS user in the platform chain: console.command when it
     succeeds, access.denied or request.failed when it is refused. The command still records its own
-    action's event (tenant.created, audit.verified...): tests/test_audit_coverage.py runs every command
+    action's event (tenant.created, audit.verified...): tests/invariants/test_audit_coverage.py runs every command
     and fails for one that declares no permission or leaves no event of its own.
     """
 
@@ -129,7 +129,7 @@ def command(group: typer.Typer, name: str, permission: Permission, **options: An
                 authorize(console_principal(), permission)
                 return run(*args, **kwargs)
 
-        checked.required_permission = permission  # read by tests/test_audit_coverage.py
+        checked.required_permission = permission  # read by tests/invariants/test_audit_coverage.py
         group.command(name, **options)(checked)
         return checked
 

@@ -3,7 +3,7 @@
 A purpose is a label and a method, and neither may change: what they derive is already out in
 the world (one-time and unsubscribe links in mailboxes, role passwords set in PostgreSQL, master
 key ids in keyring rows, throttle counts keyed by address). A new use gets a new purpose with a
-label of its own; tests/test_key_derivation.py holds the answer each purpose must keep giving.
+label of its own; tests/crypto/test_key_derivation.py holds the answer each purpose must keep giving.
 
 Two methods, because both were in use before they were gathered here: HMAC-SHA256 keyed by the
 parent with the label as message, and HKDF-SHA256 without salt with the label as info. Each is a

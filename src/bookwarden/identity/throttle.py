@@ -1,6 +1,6 @@
 """Brute-force defence for sign-in: per-address throttling and per-account temporary lockout.
 
-Defaults (module constants; every one is covered by tests/test_signin.py):
+Defaults (module constants; every one is covered by tests/identity/test_signin.py):
 
 - **Per source address: 5 failures in 15 minutes, then growing delays.** After the 5th failed
   attempt from one address, the next one is not even considered for 30 seconds; each further

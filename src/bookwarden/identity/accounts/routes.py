@@ -5,7 +5,7 @@ An administrator never sets or sees someone else's password, nor the links that 
 links go only to the holder's mailbox (identity/links.py).
 
 The three routes under /api/v1/auth come before authentication, so they declare no permission
-(see `open_routes` in tests/test_api.py): accepting an invitation and resetting a password are
+(see `open_routes` in tests/api/test_api.py): accepting an invitation and resetting a password are
 authorised by the signed link itself, and asking for a reset answers everyone alike.
 """
 

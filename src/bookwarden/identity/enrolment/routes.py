@@ -5,7 +5,7 @@
   credential, has none to manage, so it gets 403. They declare no catalogue permission, like
   /api/v1/auth/me: they reach nothing but the caller's own account, and protecting it is open to
   every account whatever its roles (a new role holds no permission, so one for this would leave
-  its holders unable to protect themselves). See `open_routes` in tests/test_api.py.
+  its holders unable to protect themselves). See `open_routes` in tests/api/test_api.py.
 - /api/v1/auth/mfa/webauthn...: a security key as the second step of a sign-in. Like POST
   /api/v1/auth/mfa they come before authentication, so they check the same-origin rule themselves.
 - /api/v1/accounts/{account_id}/mfa-reset: an administrator's reset, under accounts.manage; then

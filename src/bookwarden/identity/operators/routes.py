@@ -2,7 +2,7 @@
 factor), sign-out, and who the operator is.
 
 All of them come before authentication or act only on the caller's own session, like the institutions'
-/api/v1/auth routes, so none declares a catalogue permission (see `open_routes` in tests/test_api.py).
+/api/v1/auth routes, so none declares a catalogue permission (see `open_routes` in tests/api/test_api.py).
 A signed-in operator then uses every operator route (/api/v1/operator/...) with the session cookie
 instead of a bearer token, and reaches an institution only through an approved grant named in
 X-Operator-Grant, exactly as with an operator token.

@@ -6,7 +6,7 @@ with an approval request, and the change is made when another holder of sso.mana
 POST /api/v1/approvals/{id}/approve.
 
 The public routes (metadata, login, acs) come before authentication and act on no one's data, so
-they declare no permission (see `open_routes` in tests/test_api.py): the SP metadata is public by
+they declare no permission (see `open_routes` in tests/api/test_api.py): the SP metadata is public by
 nature, login only sends the browser to its institution's IdP, and the ACS is authorised by the
 IdP's signature over the assertion plus the cookie of the browser that started the sign-in.
 

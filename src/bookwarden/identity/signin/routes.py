@@ -2,7 +2,7 @@
 
 Login and the second step come before authentication, so they declare no permission; sign-out
 and "who am I" act only on the caller's own session or account, which any signed-in account may
-do whatever its roles, so they declare none either (see `open_routes` in tests/test_api.py).
+do whatever its roles, so they declare none either (see `open_routes` in tests/api/test_api.py).
 
 The session cookie is `Secure` (never sent over plain HTTP), `HttpOnly` (no script can read
 it), `SameSite=Lax` (kept off cross-site subrequests and POSTs) and `Path=/`. It has no

@@ -45,7 +45,7 @@ CSV_BODY = {
         "content": {
             "text/csv": {
                 # The format names what no JSON Schema can state (one line per item id, each once):
-                # tests/test_openapi_fuzz.py generates valid files for it.
+                # tests/invariants/test_openapi_fuzz.py generates valid files for it.
                 "schema": {
                     "type": "string",
                     "format": "catalogue-csv",

@@ -6,7 +6,7 @@
   request to the platform that names no institution is answered asking which, then forwarded.
 
 The three form routes come before authentication, so they declare no permission (see
-`open_routes` in tests/test_api.py): the form and the forwarding answer everyone alike, and the
+`open_routes` in tests/api/test_api.py): the form and the forwarding answer everyone alike, and the
 verification is authorised by the one-time code mailed to the address on file.
 """
 
