@@ -14,22 +14,27 @@ import typer
 from bookwarden import areas, console
 from bookwarden.core.errors import BookwardenError
 
-app = typer.Typer(
-    help="Bookwarden: library customer data under an enforced security and privacy model.",
-    pretty_exceptions_enable=False,  # its tracebacks print local variables: secrets among them
-    no_args_is_help=True,
-)
-console.set_root(app)
-app.callback()(console.start_run)
 
-areas.load()
-for module in areas.modules("cli"):
-    for group in module.groups:
-        if isinstance(group.info.name, str):  # a named group: `bookwarden <group> <command>`
-            app.add_typer(group, name=group.info.name)
-        else:  # an area's root-level commands (`bookwarden serve`): registered on the root itself
-            app.registered_commands.extend(group.registered_commands)
+def root() -> typer.Typer:
+    """The root command with every area's commands mounted."""
+    areas.load()
+    app = typer.Typer(
+        help="Bookwarden: library customer data under an enforced security and privacy model.",
+        pretty_exceptions_enable=False,  # its tracebacks print local variables: secrets among them
+        no_args_is_help=True,
+    )
+    app.callback()(console.start_run)
+    for module in areas.modules("cli"):
+        for group in module.groups:
+            if isinstance(group.info.name, str):  # a named group: `bookwarden <group> <command>`
+                app.add_typer(group, name=group.info.name)
+            else:  # an area's root-level commands (`bookwarden serve`): registered on the root itself
+                app.registered_commands.extend(group.registered_commands)
+    console.set_root(app)
+    return app
 
+
+app = root()
 os_user = console.os_user
 # Commands that run with no database at all (declared by their area's cli.py with the reason).
 OFFLINE_COMMANDS = {key: why for module in areas.modules("cli") for key, why in getattr(module, "OFFLINE", {}).items()}

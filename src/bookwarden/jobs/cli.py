@@ -13,7 +13,7 @@ from bookwarden.audit.events import Action
 from bookwarden.console import command, connect, record_action
 from bookwarden.core import logs
 from bookwarden.core.config import get_settings
-from bookwarden.jobs.worker import Worker, stop_on_signals
+from bookwarden.jobs import worker as job_worker
 
 commands = typer.Typer()  # merged into the root: `bookwarden <command>`
 groups = (commands,)
@@ -25,9 +25,9 @@ def worker(name: Annotated[str, typer.Option(help="worker name in job leases")] 
     settings = get_settings()
     logs.configure(settings.log_level)
     stop = threading.Event()
-    stop_on_signals(stop)
+    job_worker.stop_on_signals(stop)
     db = connect()
     for jobs in areas.modules("jobs"):  # every area's schedules, declared again at each start (idempotent)
         jobs.declare_schedules(db)
     record_action(Action.SERVICE_STARTED, service="worker", name=name)
-    Worker(db, name).run_forever(stop)
+    job_worker.Worker(db, name).run_forever(stop)
