@@ -867,6 +867,7 @@ def usage_report(
     import json
 
     from bookwarden.audit import metering
+    from bookwarden.core.csv_safety import spreadsheet_safe
 
     if fmt not in ("table", "json", "csv"):
         raise _fail(f"--format: {fmt!r} is none of table, json, csv")
@@ -880,7 +881,7 @@ def usage_report(
         for slug, usage in usages:
             row = usage.as_dict()
             per_table = [row["tables"][t][m] for t in tables for m in ("rows", "bytes")]
-            writer.writerow([slug, *(row[c] for c in USAGE_COLUMNS[1:]), *per_table])
+            writer.writerow(spreadsheet_safe([slug, *(row[c] for c in USAGE_COLUMNS[1:]), *per_table]))
     else:
         out.print(_usage_table(usages))
 

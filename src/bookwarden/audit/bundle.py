@@ -48,6 +48,7 @@ from bookwarden.audit import signing
 from bookwarden.audit.events import GENESIS
 from bookwarden.audit.merkle import Frontier
 from bookwarden.audit.verify import ChainReport, ChainVerifier, EventLink, Start
+from bookwarden.core.canonical import ascii_sorted_json
 from bookwarden.core.errors import IntegrityFailure, InvalidInput
 
 if TYPE_CHECKING:
@@ -576,7 +577,8 @@ def _workers(manifest: dict) -> int:
 
 
 def _canonical(raw: msgspec.Raw) -> bytes:
-    return json.dumps(json.loads(bytes(raw)), sort_keys=True, separators=(",", ":")).encode()
+    """A re-serialised line's event back in the form its body digest was computed over (Event.canonical())."""
+    return ascii_sorted_json(json.loads(bytes(raw)))
 
 
 _SMALL = (MANIFEST, CHECKPOINTS, PUBLIC_KEY)
