@@ -58,6 +58,7 @@ from bookwarden.audit.verify import (
     canonical_body,
     prefetched,
 )
+from bookwarden.core.canonical import ascii_sorted_json
 from bookwarden.core.errors import IntegrityFailure, InvalidInput
 from bookwarden.db.session import tenant_session
 
@@ -583,7 +584,8 @@ def _workers(manifest: dict) -> int:
 
 
 def _canonical(raw: msgspec.Raw) -> bytes:
-    return json.dumps(json.loads(bytes(raw)), sort_keys=True, separators=(",", ":")).encode()
+    """A re-serialised line's event back in the form its body digest was computed over (Event.canonical())."""
+    return ascii_sorted_json(json.loads(bytes(raw)))
 
 
 _SMALL = (MANIFEST, CHECKPOINTS, PUBLIC_KEY)

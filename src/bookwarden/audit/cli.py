@@ -33,6 +33,7 @@ from bookwarden.console import (
     uuid_option,
 )
 from bookwarden.core.config import get_settings
+from bookwarden.core.csv_safety import spreadsheet_safe
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.library import usage as metering
 from bookwarden.tenancy import service
@@ -312,7 +313,7 @@ def usage_report(
         for slug, usage in usages:
             row = usage.as_dict()
             per_table = [row["tables"][t][m] for t in tables for m in ("rows", "bytes")]
-            writer.writerow([slug, *(row[c] for c in USAGE_COLUMNS[1:]), *per_table])
+            writer.writerow(spreadsheet_safe([slug, *(row[c] for c in USAGE_COLUMNS[1:]), *per_table]))
     else:
         out.print(_usage_table(usages))
 

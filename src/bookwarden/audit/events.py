@@ -4,20 +4,21 @@ The chain hash of event n is SHA-256(prev_hash || seq as 8 big-endian bytes || b
 computed by the database when the event is appended; body_digest is SHA-256 of the canonical
 encoding below, computed here. Verification recomputes both from the stored columns alone, so
 the encoding must be reproducible from what PostgreSQL gives back: UTC times with microseconds,
-JSON with sorted keys and no insignificant whitespace, details limited to strings, integers,
-booleans, null and lists of those (no floats: their text form is not stable across encoders).
+JSON with sorted keys, no insignificant whitespace and ASCII escapes (core/canonical.py
+`ascii_sorted_json`), details limited to strings, integers, booleans, null and lists of those (no
+floats: their text form is not stable across encoders).
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from bookwarden.core.canonical import ascii_sorted_json
 from bookwarden.db.session import PLATFORM
 
 GENESIS = bytes(32)  # the predecessor of every chain's first event
@@ -284,10 +285,12 @@ class Event:
 
 
 def canonical(**fields: Any) -> bytes:
-    """The bytes hashed for an event: every field but its place in the chain, in one fixed form."""
-    return json.dumps(
-        {name: _plain(value) for name, value in fields.items()}, sort_keys=True, separators=(",", ":")
-    ).encode()
+    """The bytes hashed for an event: every field but its place in the chain, in one fixed form.
+
+    The pre-JCS form (ASCII escapes), not RFC 8785: every stored body digest, and so every chain hash and
+    signed checkpoint, was computed over it.
+    """
+    return ascii_sorted_json({name: _plain(value) for name, value in fields.items()})
 
 
 def _plain(value: Any) -> Any:

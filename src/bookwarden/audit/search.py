@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import BYTEA, JSONB
 
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action, Detail, Outcome
+from bookwarden.core.csv_safety import spreadsheet_safe
 from bookwarden.db.session import Database, TenantSession
 
 log = structlog.get_logger()
@@ -271,18 +272,6 @@ class _JsonLines:
         return "".join(f"{line}\n" for (line,) in batch).encode()
 
 
-# A spreadsheet runs a cell that starts with one of these as a formula (or, for tab and CR, may
-# shift it into one). User agents and details are attacker-controlled; a leading apostrophe
-# makes the cell plain text in Excel, LibreOffice and Sheets.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
-
-
 class _Csv:
     @staticmethod
     def columns() -> list[Any]:
@@ -296,7 +285,7 @@ class _Csv:
 
     @staticmethod
     def rows(batch: Sequence[Any]) -> bytes:
-        return _csv_lines([[csv_cell(cell) for cell in row] for row in batch])
+        return _csv_lines([spreadsheet_safe(row) for row in batch])  # user agents and details are anyone's text
 
 
 def _csv_lines(lines: Sequence[Sequence[Any]]) -> bytes:

@@ -10,9 +10,10 @@ gone. It stops at the first broken event of a chain and names it: tenant, seq, e
 Speed matters (an auditor verifies millions of events): events are fetched through a server-side
 cursor in batches, one batch ahead on a helper thread so PostgreSQL works while Python hashes, as
 plain tuples of text and bytes; the canonical body is encoded by msgspec into the exact bytes
-`Event.canonical()` makes (same key order, separators and escapes for ASCII text). Any event the fast
-path cannot reproduce exactly (non-ASCII text, a DEL character) is re-encoded by `Event.canonical()`
-itself, so the fast path can only be faster, never decide differently.
+`Event.canonical()` makes (core/canonical.py `ascii_sorted_json_fast`: same key order, separators and
+escapes for ASCII text). Any event the fast path cannot reproduce exactly (non-ASCII text, a DEL
+character) is re-encoded by `Event.canonical()` itself, so the fast path can only be faster, never
+decide differently.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from bookwarden.audit import checkpoints as store
 from bookwarden.audit.events import GENESIS, Event
 from bookwarden.audit.merkle import Frontier, TreeBuilder, subtree_sizes
 from bookwarden.audit.signing import Checkpoint, TrustedKeys
+from bookwarden.core.canonical import ascii_sorted_json_fast
 from bookwarden.core.errors import InvalidInput
 from bookwarden.db.session import tenant_session
 
@@ -283,7 +285,7 @@ class ChainVerifier:
 
 
 class _Body(msgspec.Struct):
-    """Event.canonical()'s fields in its (sorted) key order."""
+    """Event.canonical()'s fields in its (sorted) key order: ascii_sorted_json_fast keeps a Struct's order."""
 
     action: str
     actor_id: str | None
@@ -300,8 +302,6 @@ class _Body(msgspec.Struct):
     user_agent: str | None
 
 
-_encode = msgspec.json.Encoder().encode
-_encode_sorted = msgspec.json.Encoder(order="sorted").encode
 _decode = msgspec.json.Decoder().decode
 _DETAILS_CACHE_LIMIT = 65_536
 
@@ -351,10 +351,10 @@ def _reference_or_nothing(row: Sequence[Any]) -> bytes:
 def canonical_body(row: Sequence[Any]) -> bytes:
     """The exact bytes a row's body digest was computed over (fast path, or Event.canonical())."""
     try:
-        details = msgspec.Raw(_encode_sorted(_decode(row[3])))
+        details = msgspec.Raw(ascii_sorted_json_fast(_decode(row[3])))
     except (msgspec.DecodeError, msgspec.EncodeError):
         details = msgspec.Raw(b"null")  # not what record() wrote: the reference encoding below decides
-    encoded = _encode(_Body(*row[:3], details, *row[4:13]))
+    encoded = ascii_sorted_json_fast(_Body(*row[:3], details, *row[4:13]))
     if encoded.isascii() and _sha256(encoded).digest() == bytes(row[14]):
         return encoded
     return reference_event(row).canonical()
@@ -367,7 +367,7 @@ def _uuid(text: str | None) -> UUID | None:
 def links(batches: Iterable[Sequence[tuple]]) -> Iterator[EventLink]:
     """EventLinks from batches of EVENT_COLUMNS rows, body digests recomputed."""
     details_cache: dict[str, msgspec.Raw] = {}
-    encode, body, sha256 = _encode, _Body, _sha256
+    encode, body, sha256 = ascii_sorted_json_fast, _Body, _sha256
     for rows in batches:
         for row in rows:
             (
@@ -396,7 +396,7 @@ def links(batches: Iterable[Sequence[tuple]]) -> Iterator[EventLink]:
                 # Sorted keys as Event.canonical() writes them; non-ASCII text fails isascii() below and
                 # takes the reference path.
                 try:
-                    canonical_details = details_cache[details] = msgspec.Raw(_encode_sorted(_decode(details)))
+                    canonical_details = details_cache[details] = msgspec.Raw(encode(_decode(details)))
                 except (msgspec.DecodeError, msgspec.EncodeError):  # 1e400: not what record() wrote
                     canonical_details = msgspec.Raw(b"null")  # fails the digest; the reference path decides
             encoded = encode(

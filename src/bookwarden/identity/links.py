@@ -50,6 +50,7 @@ from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.access.roles.notices import EntitlementEvent, entitlement_changed
 from bookwarden.audit.events import Action, Outcome
 from bookwarden.audit.record import record, record_now
+from bookwarden.core.canonical import canonical_json
 from bookwarden.core.errors import BookwardenError, Conflict, InvalidInput
 from bookwarden.crypto.derive import KeyPurpose, derive
 from bookwarden.crypto.fields import decrypt_field
@@ -189,17 +190,17 @@ def fingerprint(master: MasterKeys, material: str) -> str:
 
 
 def sign(master: MasterKeys, claims: LinkClaims) -> str:
-    payload = json.dumps(
+    # RFC 8785; links signed before it used json.dumps(sort_keys, compact), the same bytes for these
+    # ASCII claims and integer expiry (tests/test_core_encodings.py), so links already mailed still work.
+    payload = canonical_json(
         {
             "purpose": claims.purpose.value,
             "tenant": str(claims.tenant_id),
             "account": str(claims.account_id),
             "exp": claims.expires,
             "state": claims.state,
-        },
-        separators=(",", ":"),
-        sort_keys=True,
-    ).encode()
+        }
+    )
     return f"{_b64(payload)}.{_b64(_mac(master, claims.purpose, payload))}"
 
 

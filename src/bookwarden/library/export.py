@@ -35,7 +35,8 @@ from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction,
 from bookwarden.access.principal import Principal
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action, Outcome
-from bookwarden.audit.search import MEDIA_TYPES, ExportFormat, csv_cell, events
+from bookwarden.audit.search import MEDIA_TYPES, ExportFormat, events
+from bookwarden.core.csv_safety import spreadsheet_safe
 from bookwarden.core.errors import Conflict, NotFound
 from bookwarden.db.session import Database, TenantSession
 from bookwarden.library import schemas, service
@@ -169,7 +170,7 @@ def _rows(fmt: ExportFormat, page: list[BaseModel]) -> bytes:
     lines = []
     for patron in page:
         values = patron.model_dump(mode="json")
-        lines.append([csv_cell(values[name]) for name in FIELDS])
+        lines.append(spreadsheet_safe(values[name] for name in FIELDS))
     return _csv_lines(lines)
 
 

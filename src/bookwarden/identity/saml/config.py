@@ -32,7 +32,6 @@ naming the approval and the digest) and mailed to the security contacts when it 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +47,7 @@ from bookwarden.access.roles.models import Role
 from bookwarden.access.roles.notices import EntitlementEvent, entitlement_changed
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import PENDING, record
+from bookwarden.core.canonical import ascii_sorted_json
 from bookwarden.core.errors import Conflict, IntegrityFailure, InvalidInput, NotFound
 from bookwarden.db.session import TenantSession
 from bookwarden.identity import roles as access
@@ -138,9 +138,12 @@ def settings_from(stored: Any) -> SamlSettings:
 
 
 def digest(settings_content: dict[str, Any]) -> str:
-    """SHA-256 of the content's canonical JSON (sorted keys, no spaces, ASCII): what an approval binds."""
-    encoded = json.dumps(settings_content, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-    return hashlib.sha256(encoded).hexdigest()
+    """SHA-256 of the content's sorted, compact, ASCII-escaped JSON: what an approval binds.
+
+    Not RFC 8785: IdP metadata and role mapping values may hold any text, which this form escapes
+    (\\u00e9) where JCS writes UTF-8, and pending approval requests hold digests of this form.
+    """
+    return hashlib.sha256(ascii_sorted_json(settings_content)).hexdigest()
 
 
 def _in_force(config: SamlConfig | None) -> str | None:

@@ -21,8 +21,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
-from bookwarden.audit.search import csv_cell
 from bookwarden.core.classification import Category, Protection
+from bookwarden.core.csv_safety import spreadsheet_safe
 from bookwarden.core.errors import NotFound
 from bookwarden.db.session import TenantSession
 from bookwarden.privacy.registry import SUBJECT_DESCRIPTIONS, Registry, registry
@@ -144,7 +144,7 @@ class RecordsOfProcessing:
                 "generated_at": self.generated_at.isoformat(),
             }
             # The institution's name is typed by operators: never let a spreadsheet run it.
-            writer.writerow([csv_cell("" if row[f] is None else row[f]) for f in CSV_FIELDS])
+            writer.writerow(spreadsheet_safe("" if row[f] is None else row[f] for f in CSV_FIELDS))
         return buffer.getvalue()
 
 

@@ -51,7 +51,7 @@ from bookwarden.access.permissions import Permission
 from bookwarden.access.principal import Principal
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
-from bookwarden.audit.search import csv_cell
+from bookwarden.core.csv_safety import spreadsheet_safe
 from bookwarden.core.errors import Conflict, InvalidInput, NotFound
 from bookwarden.db.session import TenantSession
 from bookwarden.library.models import Loan
@@ -519,8 +519,8 @@ def render(report: PublisherReport, fmt: ReportFormat) -> str:
     for cell in body["cells"]:
         row = {**common, "row": "title", "titles": "", **cell}
         # Titles and publishers come from an uploaded catalogue: never let a spreadsheet run them.
-        writer.writerow([csv_cell(row.get(f, "")) for f in CSV_FIELDS])
+        writer.writerow(spreadsheet_safe(row.get(f, "") for f in CSV_FIELDS))
     for total in body["month_totals"]:
         row = {**common, "row": "month_total", "title": "", "patrons": "", **total}
-        writer.writerow([csv_cell(row.get(f, "")) for f in CSV_FIELDS])
+        writer.writerow(spreadsheet_safe(row.get(f, "") for f in CSV_FIELDS))
     return buffer.getvalue()

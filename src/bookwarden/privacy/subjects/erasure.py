@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +37,7 @@ from sqlalchemy import bindparam, delete, func, select, text, tuple_, update
 from bookwarden.audit import record as audit
 from bookwarden.audit import signing
 from bookwarden.audit.events import Action
+from bookwarden.core.canonical import canonical_json
 from bookwarden.core.classification import Protection
 from bookwarden.core.config import get_settings
 from bookwarden.core.errors import InvalidInput, NotFound
@@ -331,8 +331,13 @@ def _certify(
 
 
 def signed_bytes(statement: dict[str, Any]) -> bytes:
-    """What the signature covers: the versioned prefix, then the statement as canonical JSON."""
-    return STATEMENT_PREFIX + json.dumps(statement, sort_keys=True, separators=(",", ":")).encode()
+    """What the signature covers: the versioned prefix, then the statement as RFC 8785 canonical JSON.
+
+    Certificates signed before JCS signed `json.dumps(sort_keys=True, separators=(",", ":"))`; for what a
+    statement holds (ASCII names, ids and times, integer counts) the two are the same bytes
+    (tests/test_core_encodings.py), so those certificates still verify.
+    """
+    return STATEMENT_PREFIX + canonical_json(statement)
 
 
 def _timestamp(moment: datetime) -> str:
@@ -395,7 +400,7 @@ def verify_document(doc: dict[str, Any], trusted: list[bytes]) -> Verification:
         return Verification(False, f"signed by key {key_id}, which is not trusted", key_id, certificate_id)
     try:
         Ed25519PublicKey.from_public_bytes(public).verify(signature, signed_bytes(statement))
-    except InvalidSignature:
+    except (InvalidSignature, ValueError):  # ValueError: a number or text no certificate holds (NaN, 2**60)
         return Verification(False, "the signature does not verify: the statement was altered", key_id, certificate_id)
     return Verification(True, None, key_id, certificate_id)
 

@@ -41,7 +41,7 @@ from sqlalchemy import delete, func, insert, select, text, update
 from bookwarden.access.principal import SYSTEM
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
-from bookwarden.audit.search import FORMULA_STARTS
+from bookwarden.core.csv_safety import spreadsheet_safe
 from bookwarden.core.errors import NotFound
 from bookwarden.crypto.aead import cipher, open_sealed, seal
 from bookwarden.crypto.keyring import KeyDestroyed
@@ -260,7 +260,7 @@ def _batched(items: Iterator[tuple], size: int) -> Iterator[list[tuple]]:
 
 def _csv(lines: Sequence[Sequence[Any]], as_json: tuple[int, ...]) -> bytes:
     """CSV lines as bytes: lists and objects (at `as_json`) as JSON text; a cell a spreadsheet would run
-    as a formula starts with ' (the guard of audit exports, inlined: it runs on every cell)."""
+    as a formula starts with '."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     for line in lines:
@@ -269,9 +269,7 @@ def _csv(lines: Sequence[Sequence[Any]], as_json: tuple[int, ...]) -> bytes:
             for index in as_json:
                 if line[index] is not None:
                     line[index] = json.dumps(line[index], ensure_ascii=False, sort_keys=True)
-        writer.writerow([
-            "'" + v if v.__class__ is str and v.startswith(FORMULA_STARTS) else v for v in line
-        ])  # fmt: skip
+        writer.writerow(spreadsheet_safe(line))
     return buffer.getvalue().encode()
 
 
