@@ -1,0 +1,83 @@
+"""Audit-coverage recipes of the library area: how to call each of its routes and commands, and the
+event each must leave (run by tests/invariants/test_audit_coverage.py)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from bookwarden.access.permissions import (
+    BUILTIN_PERMISSIONS,
+    BuiltinRole,
+    Permission,
+)
+from bookwarden.audit.events import Action
+from bookwarden.library import service as library
+from tests.e2e.test_cli import cli_env  # noqa: F401 - fixture
+from tests.e2e.test_saml import MAPPINGS, _start, admin, idp, key_pairs, sp_metadata  # noqa: F401 - fixtures
+from tests.helpers import CHANGES, PATHS
+from tests.invariants.audit_coverage import (
+    Call,
+    World,
+    route,
+)
+
+
+def _library_recipes(kind, path: str) -> None:
+    collection, one = f"/api/v1/{path}", f"/api/v1/{path}/{{record_id}}"
+
+    def chain(w: World) -> UUID:
+        return w.tenant.id
+
+    route("POST", collection)(
+        lambda w: Call(w.staff, "POST", collection, kind.action("created"), chain(w), json=w.new_body(kind))
+    )
+    route("GET", collection)(lambda w: Call(w.staff, "GET", collection, kind.action("listed"), chain(w)))
+    route("GET", one)(
+        lambda w: Call(w.staff, "GET", f"{collection}/{w.records[kind]['id']}", kind.action("viewed"), chain(w))
+    )
+    route("PATCH", one)(
+        lambda w: Call(
+            w.staff,
+            "PATCH",
+            f"{collection}/{w.records[kind]['id']}",
+            kind.action("changed"),
+            chain(w),
+            json=CHANGES[kind],
+        )
+    )
+    route("DELETE", one)(
+        lambda w: Call(w.staff, "DELETE", f"{collection}/{w.new_record(kind)['id']}", kind.action("deleted"), chain(w))
+    )
+
+
+for _kind, _path in PATHS.items():
+    _library_recipes(_kind, _path)
+
+
+@route("POST", "/api/v1/patrons/lookup")
+def _(w):
+    barcode = w.records[library.PATRONS]["barcode"]
+    body = {"by": "barcode", "value": barcode}
+    return Call(w.staff, "POST", "/api/v1/patrons/lookup", Action.PATRON_LOOKED_UP, w.tenant.id, json=body)
+
+
+# A bulk export of patrons: asked by one privacy officer, approved by another (who also reads accounts,
+# as the approval route requires), downloaded by the one who asked.
+EXPORTER = BUILTIN_PERMISSIONS[BuiltinRole.PRIVACY_OFFICER]
+EXPORTS = "/api/v1/patrons/exports"
+
+
+@route("POST", EXPORTS)
+def _(w):
+    return Call(w.client(EXPORTER), "POST", EXPORTS, Action.APPROVAL_REQUESTED, w.tenant.id, json={"format": "csv"})
+
+
+@route("GET", f"{EXPORTS}/{{approval_id}}")
+def _(w):
+    w.records  # noqa: B018 - a patron to export
+    asker = w.client(EXPORTER)
+    asked = asker.post(EXPORTS, json={"format": "jsonl"})
+    assert asked.status_code == 202, asked.text
+    checker = w.client(EXPORTER | {Permission.ACCOUNTS_READ})
+    assert checker.post(f"/api/v1/approvals/{asked.json()['id']}/approve").status_code == 200
+    return Call(asker, "GET", f"{EXPORTS}/{asked.json()['id']}", Action.PATRON_EXPORTED, w.tenant.id)
