@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
@@ -96,12 +95,6 @@ def connect(settings: Settings) -> Database:
     master = load_master_keys(settings)
     urls = prov.database_urls(admin_url(settings), settings.database_name, master.current)
     return Database.open(urls, master, settings.pool_size, settings.subject_key_cache_size)
-
-
-def db_now(session: Session) -> datetime:
-    """The database clock: every deadline and expiry is set and checked against it, so workers and
-    HTTP processes on different machines agree."""
-    return session.scalar(select(func.now()))
 
 
 @contextmanager

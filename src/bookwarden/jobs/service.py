@@ -19,8 +19,9 @@ from sqlalchemy import Select, and_, delete, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from bookwarden.core.clock import db_now
 from bookwarden.core.errors import InvalidInput, NotFound
-from bookwarden.db.session import Database, db_now
+from bookwarden.db.session import Database
 from bookwarden.jobs.models import Job, JobSchedule, JobStatus
 
 Handler = Callable[[Database, dict[str, Any]], None]

@@ -18,6 +18,7 @@ from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import responses
 from bookwarden.audit import record as audit
 from bookwarden.audit.routes import _closing as closing  # closes the chunks when the reader goes away
+from bookwarden.core.pagination import Page
 from bookwarden.db.session import Database
 from bookwarden.library import export, schemas, service
 from bookwarden.library.service import RecordKind
@@ -87,7 +88,7 @@ def _add_routes(kind: RecordKind, path: str) -> None:
         else ({} if kind is service.PATRONS else {"patron_id": "patron"})
     )
 
-    @router.get(f"/{path}", response_model=schemas.Page[Out], tags=[tag], name=f"list_{kind.table}")
+    @router.get(f"/{path}", response_model=Page[Out], tags=[tag], name=f"list_{kind.table}")
     def list_(
         principal: Principal = READ,
         db: Database = Depends(database),

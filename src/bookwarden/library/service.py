@@ -12,8 +12,6 @@ deleted, looked up (the index used and the ids found, never the value looked for
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import uuid
 from collections.abc import Callable, Mapping
@@ -30,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
 from bookwarden.core.errors import Conflict, IntegrityFailure, InvalidInput, NotFound
+from bookwarden.core.pagination import Page, decode_cursor, encode_cursor
 from bookwarden.core.sensitive import check_fields
 from bookwarden.crypto.aead import DecryptionError, cipher
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
@@ -339,7 +338,7 @@ def list_page(
     limit: int,
     patron_id: UUID | None = None,
     list_id: UUID | None = None,
-) -> schemas.Page:
+) -> Page:
     table = kind.model.__table__
     query = select(*_columns(kind)).where(table.c.tenant_id == session.tenant_id)
     if patron_id is not None:
@@ -354,7 +353,7 @@ def list_page(
     ids = [values["id"] for values, _ in records]
     filters = {name: value for name, value in (("patron_id", patron_id), ("list_id", list_id)) if value is not None}
     record(session, kind.action("listed"), (kind.target, None), details={"ids": ids, "count": len(ids), **filters})
-    return schemas.Page(
+    return Page(
         items=_open(session, kind, records),
         next_cursor=encode_cursor(records[-1][0]["id"]) if more else None,
     )
@@ -378,13 +377,3 @@ def lookup_patrons(session: TenantSession, lookup: schemas.PatronLookup) -> list
 # -- cursors -------------------------------------------------------------------------------
 
 
-def encode_cursor(last_id: UUID) -> str:
-    return base64.urlsafe_b64encode(last_id.bytes).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> UUID:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        return UUID(bytes=raw)
-    except (binascii.Error, ValueError):
-        raise InvalidInput("cursor: not a cursor this API returned") from None

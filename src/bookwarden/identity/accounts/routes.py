@@ -23,6 +23,7 @@ from bookwarden.access.permissions import Permission
 from bookwarden.access.principal import Principal
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import FieldError, problem, responses
+from bookwarden.core.pagination import Page, decode_cursor, encode_cursor
 from bookwarden.crypto.fields import decrypt_field
 from bookwarden.db.session import Database, TenantSession
 from bookwarden.identity import links
@@ -32,8 +33,6 @@ from bookwarden.identity.passwords import MAX_LENGTH_CEILING, PasswordRejected
 from bookwarden.identity.roles import held_roles
 from bookwarden.identity.signin.routes import source_address, too_many_attempts
 from bookwarden.identity.throttle import TooManyAttempts
-from bookwarden.library.schemas import Page
-from bookwarden.library.service import decode_cursor, encode_cursor
 from bookwarden.notify.service import EmailAddress
 
 router = APIRouter(prefix="/api/v1", responses=responses(422))

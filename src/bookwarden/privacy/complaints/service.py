@@ -38,11 +38,12 @@ from bookwarden.access.roles.models import AccountRole, RolePermission
 from bookwarden.access.roles.notices import security_contacts
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
+from bookwarden.core.clock import db_now
 from bookwarden.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from bookwarden.core.sensitive import check_fields
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed
-from bookwarden.db.session import Database, TenantSession, db_now, platform_session, tenant_session
+from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.identity.models import Account, AccountKind, AccountStatus
 from bookwarden.library.models import Patron
 from bookwarden.notify.models import MailCategory, OutboxMessage, OutboxStatus

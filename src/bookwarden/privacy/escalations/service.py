@@ -26,8 +26,9 @@ from bookwarden.access.permissions import Permission
 from bookwarden.access.principal import Principal
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
+from bookwarden.core.clock import db_now
 from bookwarden.core.errors import Conflict, Forbidden, NotFound
-from bookwarden.db.session import Database, TenantSession, db_now, platform_session, tenant_session
+from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.privacy.escalations.models import DpoEscalation, Level, SubjectKind
 from bookwarden.tenancy.service import get_tenant
 

@@ -40,12 +40,13 @@ from sqlalchemy import select, update
 
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action, Outcome
+from bookwarden.core.clock import db_now
 from bookwarden.core.errors import Conflict, NotFound
 from bookwarden.crypto.derive import KeyPurpose, derive
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed, blind_index
 from bookwarden.crypto.master import MasterKeys
-from bookwarden.db.session import Database, TenantSession, db_now, platform_session, tenant_session
+from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.identity import throttle
 from bookwarden.identity.links import PLATFORM
 from bookwarden.identity.signin import service as signin

@@ -16,7 +16,8 @@ from uuid import UUID
 
 import structlog
 
-from bookwarden.db.session import TenantSession, db_now
+from bookwarden.core.clock import db_now
+from bookwarden.db.session import TenantSession
 from bookwarden.notify.models import MailCategory
 from bookwarden.notify.service import mail_time, queue_mail
 from bookwarden.privacy.consent.unsubscribe import patron_email

@@ -46,11 +46,12 @@ from bookwarden.access.permissions import Permission
 from bookwarden.access.principal import SYSTEM, Principal, PrincipalKind
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
+from bookwarden.core.clock import db_now
 from bookwarden.core.errors import Conflict, Forbidden, InvalidInput, NotFound, SegregationOfDutiesError
 from bookwarden.core.sensitive import check_fields
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed
-from bookwarden.db.session import Database, TenantSession, db_now, platform_session, tenant_session
+from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.identity.models import Account, AccountKind
 from bookwarden.library.models import Patron
 from bookwarden.library.schemas import PatronUpdate
