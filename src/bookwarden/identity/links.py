@@ -191,7 +191,7 @@ def fingerprint(master: MasterKeys, material: str) -> str:
 
 def sign(master: MasterKeys, claims: LinkClaims) -> str:
     # RFC 8785; links signed before it used json.dumps(sort_keys, compact), the same bytes for these
-    # ASCII claims and integer expiry (tests/test_core_encodings.py), so links already mailed still work.
+    # ASCII claims and integer expiry (tests/core/test_core_encodings.py), so links already mailed still work.
     payload = canonical_json(
         {
             "purpose": claims.purpose.value,

@@ -335,7 +335,7 @@ def signed_bytes(statement: dict[str, Any]) -> bytes:
 
     Certificates signed before JCS signed `json.dumps(sort_keys=True, separators=(",", ":"))`; for what a
     statement holds (ASCII names, ids and times, integer counts) the two are the same bytes
-    (tests/test_core_encodings.py), so those certificates still verify.
+    (tests/core/test_core_encodings.py), so those certificates still verify.
     """
     return STATEMENT_PREFIX + canonical_json(statement)
 
