@@ -112,7 +112,7 @@ def upgrade() -> None:
     tenant_table("mfa_enrolment_links")
 
     # Which entitlement-change notice kinds a security contact has muted. Administrative kinds are
-    # refused when muted and delivered whatever this column says (access/roles/notices.py).
+    # refused when muted and delivered whatever this column says (access/notices.py).
     op.execute("ALTER TABLE security_contacts ADD COLUMN muted_notices VARCHAR(48)[] DEFAULT '{}' NOT NULL")
 
 

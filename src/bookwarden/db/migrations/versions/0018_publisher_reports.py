@@ -17,7 +17,7 @@ TABLES = ("publisher_reports", "publisher_budgets", "publisher_report_policies",
 
 
 def upgrade() -> None:
-    # Not personal: the library's own description of its items (privacy/reports/models.py).
+    # Not personal: the library's own description of its items (privacy/report_models.py).
     op.execute(
         """
         CREATE TABLE catalogue_items (
