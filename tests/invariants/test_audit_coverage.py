@@ -29,6 +29,7 @@ import pytest
 from sqlalchemy import text
 
 from bookwarden import areas, cli
+from bookwarden import console as console_module
 from bookwarden.access.grants import service as grants
 from bookwarden.access.permissions import (
     LIBRARY_READ,
@@ -285,7 +286,7 @@ def test_every_command_recipe_names_a_command_that_exists():
 
 def test_a_refused_command_records_the_denial_with_the_permission_and_the_os_user(console, monkeypatch, capsys):
     powerless = Principal(PrincipalKind.SYSTEM, uuid.uuid4(), None, frozenset({Permission.PLATFORM_DATABASE_MANAGE}))
-    monkeypatch.setattr(cli, "console_principal", lambda: powerless)
+    monkeypatch.setattr(console_module, "console_principal", lambda: powerless)
     monkeypatch.setattr("sys.argv", ["bookwarden", "tenant", "create", "west", "West College"])
     before = console.heads()
     with pytest.raises(SystemExit) as exited:

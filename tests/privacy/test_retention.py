@@ -470,6 +470,7 @@ def test_the_console_previews_runs_and_reports(cli_env, committed_db, committed_
     from typer.testing import CliRunner
 
     from bookwarden import cli
+    from bookwarden.privacy.retention import cli as retention_cli
 
     tenant_id = committed_tenant()
     with tenant_session(committed_db, tenant_id) as session:
@@ -478,7 +479,7 @@ def test_the_console_previews_runs_and_reports(cli_env, committed_db, committed_
             search(session, reader, days_ago=100)
 
     def run(*args: str) -> list[list[str]]:
-        monkeypatch.setattr(cli, "out", Console(width=300, color_system=None))
+        monkeypatch.setattr(retention_cli, "out", Console(width=300, color_system=None))
         result = CliRunner().invoke(cli.app, list(args), catch_exceptions=False)
         assert result.exit_code == 0, result.output
         return [[cell.strip() for cell in line.split("│")[1:-1]] for line in result.stdout.splitlines() if "│" in line]
