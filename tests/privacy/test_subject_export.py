@@ -11,7 +11,7 @@ from datetime import timedelta
 from uuid import UUID
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from bookwarden.access.permissions import Permission
 from bookwarden.access.principal import Principal, PrincipalKind
@@ -23,10 +23,12 @@ from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import Account, AccountKind
 from bookwarden.library import service as library
 from bookwarden.privacy.complaints import service as complaints
+from bookwarden.privacy.requests.models import RequestKind, RequestState
 from bookwarden.privacy.subjects import data as subject_data
 from bookwarden.privacy.subjects import export as subject_export
 from bookwarden.privacy.subjects.models import SubjectExportChunk, SubjectExportPackage
 from tests.helpers import populate
+from tests.privacy.test_privacy_requests import _in_state, _staff_request
 
 STAFF = frozenset({Permission.ACCOUNTS_MANAGE, Permission.PRIVACY_COMPLAINTS_REGISTER})
 
@@ -227,3 +229,36 @@ def test_a_cell_a_spreadsheet_would_run_as_a_formula_is_defused_in_the_csv_only(
     assert formula in {row["query"] for row in json.loads(archive.read("records/searches.json"))}
     trail = list(csv.DictReader(io.StringIO(archive.read("records/audit_events.csv").decode())))
     assert all(json.loads(row["details"]) is not None for row in trail)  # objects as JSON text
+
+
+def test_a_package_answers_only_an_open_access_request_about_its_patron_in_this_institution(
+    db, tenant, other_tenant, client_for
+):
+    """The request a package names is checked: a random id, another institution's request, another
+    patron's, a request of another kind or one already closed are refused, and nothing is built."""
+    with tenant_session(db, tenant.id) as session:
+        open_access = _in_state(session, RequestState.APPROVED)
+        patron_id = open_access.patron_id
+        erasure = _staff_request(session, RequestKind.ERASURE, patron_id=patron_id)
+        closed = _in_state(session, RequestState.DENIED)
+        someone_else = _in_state(session, RequestState.IN_PROGRESS)
+    with tenant_session(db, other_tenant.id) as session:
+        elsewhere = _in_state(session, RequestState.APPROVED)
+    officer = client_for(tenant, permissions={Permission.PRIVACY_REQUESTS_HANDLE})
+
+    def build(request_id, patron=patron_id):
+        body = {"patron_id": str(patron), "request_id": str(request_id)}
+        return officer.post("/api/v1/privacy/subject-exports", json=body)
+
+    assert build(uuid.uuid4()).status_code == 404
+    assert build(elsewhere.id).status_code == 404  # another institution's request: not found here
+    assert build(someone_else.id).status_code == 404  # about another patron
+    assert build(erasure.id).status_code == 409
+    assert build(closed.id, closed.patron_id).status_code == 409
+    with tenant_session(db, tenant.id) as session:
+        assert session.scalar(select(func.count()).select_from(SubjectExportPackage)) == 0
+    built = build(open_access.id)
+    assert built.status_code == 201, built.text
+    with tenant_session(db, tenant.id) as session:
+        (package,) = session.scalars(select(SubjectExportPackage)).all()
+        assert package.request_id == open_access.id

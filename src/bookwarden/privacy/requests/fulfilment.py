@@ -7,27 +7,26 @@
 - restriction: privacy/restrictions/service.py.
 
 Each runs in the caller's transaction: if it fails, the request stays in progress and nothing of
-the fulfilment remains. An area whose module is not installed is refused with a 409 naming it,
-never a 500.
+the fulfilment remains.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
 from bookwarden.access.principal import Principal
-from bookwarden.core.errors import Conflict
 from bookwarden.db.session import TenantSession
 from bookwarden.identity.links import public_url_for
 from bookwarden.library import service as library
 from bookwarden.library.schemas import PatronUpdate
+from bookwarden.privacy.consent import objections
 from bookwarden.privacy.requests.models import PrivacyRequest, RequestKind
 from bookwarden.privacy.requests.notices import Outcome
 from bookwarden.privacy.restrictions import service as restrictions
+from bookwarden.privacy.subjects import erasure, export
 
 
 @dataclass(frozen=True)
@@ -44,22 +43,19 @@ def carry_out(
 
 
 def _package(session, actor, request, corrections) -> Fulfilled:
-    build_package = _interface(request.kind, "bookwarden.privacy.subjects.export", "build_package")
-    package = build_package(session, request.patron_id, request_id=request.id)
+    package = export.build_package(session, request.patron_id, request_id=request.id)
     link = public_url_for(package.download_path)
     details = {"package_id": package.id, "package_expires_at": package.expires_at.isoformat()}
     return Fulfilled(package.id, details, Outcome(link=link, link_expires=package.expires_at))
 
 
 def _erasure(session, actor, request, corrections) -> Fulfilled:
-    erase_patron = _interface(request.kind, "bookwarden.privacy.subjects.erasure", "erase_patron")
-    certificate = erase_patron(session, request.patron_id, request_id=request.id)
+    certificate = erasure.erase_patron(session, request.patron_id, request_id=request.id)
     return Fulfilled(certificate.id, {"certificate_id": certificate.id}, Outcome(certificate_id=certificate.id))
 
 
 def _objection(session, actor, request, corrections) -> Fulfilled:
-    record_objection = _interface(request.kind, "bookwarden.privacy.consent.objections", "record_objection")
-    objection = record_objection(
+    objection = objections.record_objection(
         session, request.patron_id, request.objection_scope, request_id=request.id, actor=actor
     )
     objection_id = getattr(objection, "id", None)
@@ -85,15 +81,3 @@ _BY_KIND: dict[RequestKind, Callable[..., Fulfilled]] = {
     RequestKind.RECTIFICATION: _rectification,
     RequestKind.RESTRICTION: _restriction,
 }
-
-
-def _interface(kind: str, module: str, function: str) -> Callable[..., Any]:
-    try:
-        return getattr(importlib.import_module(module), function)
-    except (ModuleNotFoundError, AttributeError) as missing:
-        if isinstance(missing, ModuleNotFoundError) and missing.name != module:
-            raise  # the module is there but broken: a bug to see, not a feature to wait for
-        raise Conflict(
-            f"{kind} requests cannot be carried out on this installation yet: {module}.{function} is missing; "
-            "the request stays in progress"
-        ) from None

@@ -42,7 +42,7 @@ from bookwarden.access.principal import SYSTEM
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
 from bookwarden.core.csv_safety import spreadsheet_safe
-from bookwarden.core.errors import NotFound
+from bookwarden.core.errors import Conflict, NotFound
 from bookwarden.crypto.aead import cipher, open_sealed, seal
 from bookwarden.crypto.keyring import KeyDestroyed
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
@@ -106,9 +106,38 @@ class Package:
 
 # -- building --------------------------------------------------------------------------------------
 
+# Read by SQL, not through the requests area: it carries its requests out through this module, so
+# this one does not import it back. Row-level security keeps the read inside the institution.
+_REQUEST = text(
+    "SELECT kind, state FROM privacy_requests WHERE tenant_id = :tenant AND id = :id AND patron_id = :patron"
+)
+ANSWERED_KINDS = frozenset({"access", "portability"})
+OPEN_STATES = frozenset({"approved", "in_progress"})
+
+
+def _check_answers(session: TenantSession, request_id: UUID, patron_id: UUID) -> None:
+    found = session.execute(_REQUEST, {"tenant": session.tenant_id, "id": request_id, "patron": patron_id}).first()
+    if found is None:
+        raise NotFound(f"request_id: no data-subject request {request_id} about patron {patron_id} here; nothing built")
+    if found.kind not in ANSWERED_KINDS:
+        raise Conflict(
+            f"request_id: request {request_id} is a {found.kind} request; a package answers access or "
+            "portability; nothing built"
+        )
+    if found.state not in OPEN_STATES:
+        raise Conflict(
+            f"request_id: request {request_id} is {found.state}; a package answers an approved or "
+            "in-progress request; nothing built"
+        )
+
 
 def build_package(session: TenantSession, patron_id: UUID, *, request_id: UUID | None = None) -> Package:
-    """Build the access package of `patron_id`; it becomes visible when the caller's transaction commits."""
+    """Build the access package of `patron_id`; it becomes visible when the caller's transaction commits.
+
+    `request_id`, when given, must name an open access or portability request of this institution
+    about this patron: the package's record says which request it answers."""
+    if request_id is not None:
+        _check_answers(session, request_id, patron_id)
     who = subject_data.subject(session, patron_id)
     package_id = uuid4()
     now = session.scalar(select(func.now()))
