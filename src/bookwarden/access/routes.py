@@ -8,7 +8,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model, model_validator
 
 from bookwarden.access.approvals import service as approvals
 from bookwarden.access.approvals.models import SensitiveAction
@@ -19,7 +19,7 @@ from bookwarden.access.principal import Principal
 from bookwarden.access.roles import notices
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import responses
-from bookwarden.api.text import plain_text
+from bookwarden.core.text import line, lines
 from bookwarden.db.session import Database, platform_session
 from bookwarden.identity import roles as access
 from bookwarden.identity.passwords import MIN_LENGTH_FLOORS, RoleClass
@@ -42,7 +42,7 @@ TenantPermission = enum.StrEnum("TenantPermission", {p.name: p.value for p in so
 
 class RoleIn(Input):
     name: RoleName
-    description: plain_text(500, blank_ok=True) = ""
+    description: lines(500, blank_ok=True) = ""
     permissions: list[TenantPermission] = Field(default_factory=list, max_length=len(TENANT_PERMISSIONS))
 
 
@@ -65,12 +65,24 @@ class ContactIn(Input):
     email: Email
 
 
+class PolicyInput(Input):
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_not_booleans(cls, body: object) -> object:
+        # Lax parsing read `false` as 0 passwords of history; JSON's true and false are no numbers.
+        if isinstance(body, dict):
+            for name, value in body.items():
+                if isinstance(value, bool):
+                    raise ValueError(f"{name}: a number, not true or false")
+        return body
+
+
 def _policy_input(role_class: RoleClass) -> type[BaseModel]:
     """The body for one role class: its platform floor is in the schema, so clients see it up front."""
     floor = MIN_LENGTH_FLOORS[role_class]
     return create_model(
         f"{role_class.value.capitalize()}PolicyIn",
-        __base__=Input,
+        __base__=PolicyInput,
         # At most 64, the least maximum allowed, so no valid body can ask for min above max.
         min_length=(int, Field(ge=floor, le=64, description=f"platform floor: {floor}")),
         max_length=(int, Field(default=128, ge=64, le=1024)),
@@ -320,8 +332,8 @@ for _class in (RoleClass.PATRON, RoleClass.STAFF, RoleClass.ADMIN):
 class GrantRequestIn(Input):
     tenant_id: UUID
     scope: GrantScope
-    justification: Annotated[plain_text(2000), Field(min_length=10)]
-    ticket: plain_text(200)
+    justification: Annotated[lines(2000), Field(min_length=10)]
+    ticket: line(200)
     hours: float = Field(gt=0.02, le=8, description="how long the grant lasts from now; at most 8 hours")
 
 

@@ -2,24 +2,70 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    StringConstraints,
+    WithJsonSchema,
+)
 
+from bookwarden.core.text import line, lines
 from bookwarden.library.models import PatronStatus
 from bookwarden.notify.service import EmailAddress
 
 # Constraints are all expressible in the OpenAPI document (no silent stripping), so a request the
 # schema calls valid is accepted and one it calls invalid is refused: clients can trust the schema.
 # Explicit character classes, not \s or \S: regex engines disagree on which Unicode characters are spaces.
-Text = Annotated[str, StringConstraints(max_length=200, pattern=r"[^ \t\r\n]")]
-LongText = Annotated[str, StringConstraints(max_length=4000, pattern=r"[^ \t\r\n]")]
+Text = line(200)
+LongText = lines(4000)
 Email = EmailAddress
 Phone = Annotated[str, StringConstraints(max_length=32, pattern=r"^\+?[0-9 ()\-.]{3,31}$")]
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
+
+
+def _not_a_number(value: object) -> object:
+    # Lax parsing reads a number as seconds since 1970 (`returned_at: 0` became 1970-01-01).
+    if isinstance(value, int | float):  # bool is an int too
+        raise ValueError("give dates and times as ISO 8601 text, such as 2026-03-01 or 2026-03-01T12:00:00Z")
+    return value
+
+
+def _born_by_today(born: date) -> date:
+    if not born.year >= 1800 or born > datetime.now(UTC).date():
+        raise ValueError("a birth date between 1800-01-01 and today")
+    return born
+
+
+def _this_era(moment: datetime) -> datetime:
+    if not 1900 <= moment.year <= 2099:  # the year as written, as the schema's pattern reads it
+        raise ValueError("a time between 1900 and 2099")
+    return moment
+
+
+# Dates and times as ISO 8601 text only (a number such as 0 is not read as 1970-01-01), in a range a
+# library record can have: no loan borrowed in 9999, no patron born tomorrow. The years are in the
+# schema too (a pattern), so a client sees them; "not after today" cannot be written there.
+BirthDate = Annotated[
+    date,
+    BeforeValidator(_not_a_number),
+    AfterValidator(_born_by_today),
+    WithJsonSchema({"type": "string", "format": "date", "pattern": r"^(1[89]|20)[0-9]{2}-"}),
+]
+# With its offset (2026-03-01T12:00:00Z): a time without one means a different moment in every zone.
+Moment = Annotated[
+    AwareDatetime,
+    BeforeValidator(_not_a_number),
+    AfterValidator(_this_era),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": r"^(19|20)[0-9]{2}-"}),
+]
 
 
 class Input(BaseModel):
@@ -40,7 +86,7 @@ class PatronCreate(Input):
     postal_address: LongText | None = None
     institutional_id: Identifier | None = None
     affiliation: Text | None = None
-    birth_date: date | None = None
+    birth_date: BirthDate | None = None
     barcode: Identifier | None = None
     status: PatronStatus = PatronStatus.ACTIVE
 
@@ -56,7 +102,7 @@ class PatronUpdate(Input):
     postal_address: LongText | None = None
     institutional_id: Identifier | None = None
     affiliation: Text | None = None
-    birth_date: date | None = None
+    birth_date: BirthDate | None = None
     barcode: Identifier | None = None
     status: PatronStatus = None
 
@@ -71,7 +117,7 @@ class PatronLookup(Input):
     """Exact lookup through blind indexes; sent in a body so the value never lands in access logs."""
 
     by: LookupField
-    value: Annotated[str, StringConstraints(max_length=254, pattern=r"[^ \t\r\n]")]
+    value: line(254)
 
 
 class PatronOut(Output):
@@ -97,15 +143,16 @@ class LoanCreate(Input):
     patron_id: UUID
     item_id: Identifier
     item_title: Text | None = None
-    borrowed_at: datetime
-    due_at: datetime
-    returned_at: datetime | None = None
+    borrowed_at: Moment
+    due_at: Moment
+    returned_at: Moment | None = None
+
 
 
 class LoanUpdate(Input):
     item_title: Text | None = None
-    due_at: datetime = None
-    returned_at: datetime | None = None
+    due_at: Moment = None
+    returned_at: Moment | None = None
 
 
 class LoanOut(Output):
@@ -124,7 +171,7 @@ class LoanOut(Output):
 class SearchCreate(Input):
     patron_id: UUID
     query: LongText
-    searched_at: datetime | None = None
+    searched_at: Moment | None = None
 
 
 class SearchUpdate(Input):

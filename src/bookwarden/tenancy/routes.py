@@ -12,7 +12,7 @@ from bookwarden.access.permissions import Permission
 from bookwarden.access.principal import Principal
 from bookwarden.api.deps import database, requires
 from bookwarden.api.problems import responses
-from bookwarden.api.text import plain_text
+from bookwarden.core.text import line, lines
 from bookwarden.db.session import Database, platform_session
 from bookwarden.tenancy import service
 from bookwarden.tenancy.models import TenantStatus
@@ -24,12 +24,12 @@ MANAGE = Depends(requires(Permission.PLATFORM_TENANTS_MANAGE))
 class TenantCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
-    name: plain_text(200)
+    name: line(200)
 
 
 class TenantSuspend(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: plain_text(500)
+    reason: lines(500)
 
 
 class TenantOut(BaseModel):

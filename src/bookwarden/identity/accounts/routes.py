@@ -24,6 +24,7 @@ from bookwarden.access.principal import Principal
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import FieldError, problem, responses
 from bookwarden.core.pagination import Page, decode_cursor, encode_cursor
+from bookwarden.core.text import line
 from bookwarden.crypto.fields import decrypt_field
 from bookwarden.db.session import Database, TenantSession
 from bookwarden.identity import links
@@ -43,7 +44,7 @@ Username = Annotated[
     str,
     StringConstraints(pattern=r"^[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]{2,254}$"),
 ]
-DisplayName = Annotated[str, StringConstraints(max_length=200, pattern=r"[^ \t\r\n]")]
+DisplayName = line(200)
 # Any text: a malformed link gets the same 401 as a forged or used one, never a 422 of its own.
 LinkToken = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
 NewPassword = Annotated[str, StringConstraints(min_length=1, max_length=MAX_LENGTH_CEILING)]

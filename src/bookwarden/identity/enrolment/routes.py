@@ -31,8 +31,8 @@ from bookwarden.access.permissions import Permission
 from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.api.deps import authenticate, check_same_origin, database, requires, session_cookie, tenant_scope
 from bookwarden.api.problems import responses
-from bookwarden.api.text import plain_text
 from bookwarden.core.errors import Forbidden, Unauthenticated
+from bookwarden.core.text import line
 from bookwarden.db.session import Database
 from bookwarden.identity import sessions
 from bookwarden.identity.enrolment import links as enrolment_links
@@ -48,7 +48,7 @@ relying_party()  # read and checked now: a wrong BOOKWARDEN_PUBLIC_URL stops the
 
 router = APIRouter(tags=["second factor"], responses=responses(422))
 
-KeyName = plain_text(100)
+KeyName = line(100)
 
 
 class Input(BaseModel):

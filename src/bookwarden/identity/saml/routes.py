@@ -31,7 +31,7 @@ from bookwarden.access.principal import Principal
 from bookwarden.access.routes import ApprovalOut
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import problem, responses
-from bookwarden.api.text import plain_text
+from bookwarden.core.text import line, lines
 from bookwarden.db.session import Database
 from bookwarden.identity.models import AccountKind
 from bookwarden.identity.saml import config as saml_config
@@ -74,7 +74,7 @@ NOT_MAPPABLE = sorted(r.value for r in BuiltinRole if r in ADMIN_ROLES or r.is_p
 
 class RoleMappingIn(Input):
     attribute: AttributeName
-    value: plain_text(256)
+    value: line(256)
     role: RoleName = Field(
         description="a non-administrative role: built-in, or custom without access-control powers",
         json_schema_extra={"not": {"enum": NOT_MAPPABLE}},
@@ -83,7 +83,7 @@ class RoleMappingIn(Input):
 
 class SamlConfigIn(Input):
     idp_metadata: Annotated[
-        plain_text(saml_protocol.MAX_METADATA_CHARS),
+        lines(saml_protocol.MAX_METADATA_CHARS),
         # The format names what no JSON Schema can check; a 422 names what is wrong with it.
         Field(
             description="the identity provider's SAML 2.0 metadata (XML), with its signing certificate",

@@ -13,7 +13,7 @@ from bookwarden.access.permissions import Permission
 from bookwarden.access.principal import Principal
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import responses
-from bookwarden.api.text import plain_text
+from bookwarden.core.text import line, lines
 from bookwarden.db.session import Database
 from bookwarden.notify.service import EmailAddress
 from bookwarden.privacy.complaints import service as complaints
@@ -24,8 +24,8 @@ REGISTER = Depends(requires(Permission.PRIVACY_COMPLAINTS_REGISTER))
 HANDLE = Depends(requires(Permission.PRIVACY_COMPLAINTS_HANDLE))
 PATRON = Depends(requires(Permission.SELF_SERVICE))
 
-Subject = plain_text(200)
-Body = plain_text(10_000)
+Subject = line(200)
+Body = lines(10_000)
 
 
 class Input(BaseModel):

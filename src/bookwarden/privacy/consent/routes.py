@@ -22,7 +22,7 @@ from bookwarden.access.permissions import Permission
 from bookwarden.access.principal import Principal
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import responses
-from bookwarden.api.text import plain_text
+from bookwarden.core.text import line, lines
 from bookwarden.db.session import Database, platform_session, tenant_session
 from bookwarden.identity import throttle
 from bookwarden.identity.signin.routes import source_address
@@ -41,7 +41,7 @@ VISITOR_COOKIE = "bw_visitor"
 VISITOR_MAX_AGE = 183 * 24 * 3600
 HTML = {200: {"content": {"text/html": {"schema": {"type": "string"}}}, "description": "a page for the reader"}}
 
-NoticeVersion = plain_text(40)
+NoticeVersion = line(40)
 TenantSlug = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$", description="the institution's slug")]
 Token = Annotated[str, Path(pattern=unsubscribe.TOKEN_PATTERN, description="the signed token of the link")]
 
@@ -351,7 +351,7 @@ SUBJECT_LINE = rf"^[^{CONTROL}]*[^{CONTROL}\s][^{CONTROL}]*$"
 class MailingIn(Input):
     topic: Literal["newsletters", "events", "recommendations", "surveys"]  # optional topics only
     subject: Annotated[str, StringConstraints(max_length=200, pattern=SUBJECT_LINE)]
-    message: plain_text(20_000)
+    message: lines(20_000)
 
 
 class MailingOut(BaseModel):

@@ -14,8 +14,8 @@ from bookwarden.access.permissions import Permission
 from bookwarden.access.principal import Principal
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import responses
-from bookwarden.api.text import plain_text
 from bookwarden.core.classification import Category
+from bookwarden.core.text import line, lines
 from bookwarden.db.session import Database
 from bookwarden.privacy.consent import service as consent
 from bookwarden.privacy.disclosures import service as disclosures
@@ -33,14 +33,14 @@ class Input(BaseModel):
 
 
 class DisclosureIn(Input):
-    recipient: plain_text(200)
+    recipient: line(200)
     kind: DisclosureKind
     purpose: PurposeName  # a name, as objections name purposes (purpose:<name>)
     basis: LegalBasis  # legal_obligation: objections cannot stop it
     categories: Annotated[list[Category], Field(min_length=1, max_length=len(Category))]
     patron_ids: Annotated[list[UUID], Field(min_length=1, max_length=disclosures.MAX_SUBJECTS)]
-    reference: plain_text(200) | None = None
-    notice_withheld_reason: plain_text(500) | None = None  # legal requests only: the law forbids telling
+    reference: line(200) | None = None
+    notice_withheld_reason: lines(500) | None = None  # legal requests only: the law forbids telling
 
 
 class DisclosureOut(BaseModel):

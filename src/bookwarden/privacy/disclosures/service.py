@@ -41,6 +41,7 @@ from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
 from bookwarden.core.classification import Category
 from bookwarden.core.errors import Conflict, InvalidInput, NotFound
+from bookwarden.core.text import is_line, is_lines
 from bookwarden.crypto.fields import decrypt_field
 from bookwarden.db.session import TenantSession
 from bookwarden.library.models import Patron
@@ -118,7 +119,7 @@ def disclose(
     if not subjects or len(subjects) > MAX_SUBJECTS:
         raise InvalidInput(f"patron_ids: 1-{MAX_SUBJECTS} patrons per disclosure")
     if notice_withheld_reason is not None:
-        notice_withheld_reason = _text(notice_withheld_reason, "notice_withheld_reason", 500)
+        notice_withheld_reason = _text(notice_withheld_reason, "notice_withheld_reason", 500, multiline=True)
         if kind is not DisclosureKind.LEGAL_REQUEST:
             # A well-formed request that a standing rule forbids: 409, so the API schema stays exact.
             raise Conflict("notice_withheld_reason: only a legal request may keep the subjects from being told")
@@ -362,10 +363,12 @@ def _checked(enum_type, value, field: str):
         raise InvalidInput(f"{field}: one of {known}") from None
 
 
-def _text(value: str, field: str, limit: int) -> str:
-    # The API's rule exactly (api/text.py plain_text): no NUL, something besides spaces, tabs and line ends.
-    if not isinstance(value, str) or not value.strip(" \t\r\n") or len(value) > limit or "\x00" in value:
-        raise InvalidInput(f"{field}: 1-{limit} characters of text")
+def _text(value: str, field: str, limit: int, *, multiline: bool = False) -> str:
+    # The API's rule exactly (core/text.py): something visible, no control characters (a line), or none
+    # but tab and line breaks (lines).
+    if not (is_lines if multiline else is_line)(value, limit):
+        kind = "text (tabs and line breaks allowed)" if multiline else "text on one line"
+        raise InvalidInput(f"{field}: 1-{limit} characters of {kind}, no control characters")
     return value
 
 

@@ -22,7 +22,7 @@ from bookwarden.access.permissions import Permission
 from bookwarden.access.principal import Principal
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import problem, responses
-from bookwarden.api.text import plain_text
+from bookwarden.core.text import line, lines
 from bookwarden.db.session import Database
 from bookwarden.identity.signin.routes import source_address, too_many_attempts
 from bookwarden.identity.throttle import TooManyAttempts
@@ -39,10 +39,10 @@ REGISTER = Depends(requires(Permission.PRIVACY_REQUESTS_REGISTER))
 HANDLE = Depends(requires(Permission.PRIVACY_REQUESTS_HANDLE))
 PATRON = Depends(requires(Permission.SELF_SERVICE))
 
-Reason = plain_text(2_000)
+Reason = lines(2_000)
 ObjectionScope = Annotated[str, StringConstraints(pattern=requests.OBJECTION_SCOPE)]
 Slug = Annotated[str, StringConstraints(min_length=1, max_length=63)]
-Identifier = Annotated[str, StringConstraints(min_length=1, max_length=254, pattern=r"[^ \t\r\n]")]
+Identifier = line(254)
 Code = Annotated[str, StringConstraints(min_length=1, max_length=32)]
 Reference = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 

@@ -13,7 +13,7 @@ from bookwarden.access.principal import Principal
 from bookwarden.access.routes import ApprovalOut
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import responses
-from bookwarden.api.text import plain_text
+from bookwarden.core.text import lines
 from bookwarden.db.session import Database
 from bookwarden.privacy.retention import holds
 from bookwarden.privacy.retention import service as retention
@@ -93,7 +93,7 @@ def retention_run(run_id: UUID, principal: Principal = MANAGE, db: Database = De
 
 
 class HoldIn(Input):
-    reason: Annotated[plain_text(500), Field(min_length=3, description="the matter: a case or court reference")]
+    reason: Annotated[lines(500), Field(min_length=3, description="the matter: a case or court reference")]
     held_until: AwareDatetime | None = None  # None: until lifted
 
 
