@@ -15,7 +15,16 @@ from bookwarden.db.server import pg_bin
 from bookwarden.library import service
 from bookwarden.library.routes import PATHS
 
-__all__ = ["CHANGES", "PATHS", "Backup", "fresh_address", "grant", "populate", "restored_dump"]
+__all__ = [
+    "CHANGES",
+    "PATHS",
+    "Backup",
+    "fresh_address",
+    "grant",
+    "populate",
+    "restored_dump",
+    "security_header_faults",
+]
 
 _addresses = iter(range(1, 1_000_000))
 
@@ -24,6 +33,44 @@ def fresh_address() -> str:
     """A source address no other test client used: per-address throttles start from zero."""
     n = next(_addresses)
     return f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}"
+
+
+def security_header_faults(response, *, https: bool) -> list[str]:
+    """What is missing or wrong in `response`'s security headers (an empty list: nothing).
+
+    Every answer: nosniff, no framing (X-Frame-Options and frame-ancestors), no referrer, never stored
+    by a cache, HSTS exactly when the platform's public URL is https. JSON and every non-HTML answer
+    may load nothing at all; an HTML page only what this site serves, never an inline script.
+    """
+    headers = response.headers
+    where = f"{response.request.method} {response.request.url.path} ({response.status_code})"
+    expected = {
+        "x-content-type-options": "nosniff",
+        "x-frame-options": "DENY",
+        "referrer-policy": "no-referrer",
+        "cache-control": "no-store",
+    }
+    faults = [f"{where}: {name} is {headers.get(name)!r}" for name, v in expected.items() if headers.get(name) != v]
+    hsts = headers.get("strict-transport-security")
+    if https and not (hsts or "").startswith("max-age=31536000"):
+        faults.append(f"{where}: no Strict-Transport-Security over https ({hsts!r})")
+    if not https and hsts is not None:
+        faults.append(f"{where}: Strict-Transport-Security although the public URL is http")
+    policy = headers.get("content-security-policy")
+    if policy is None:
+        return [*faults, f"{where}: no Content-Security-Policy"]
+    directives = {part.split()[0]: part.split()[1:] for part in policy.split(";") if part.strip()}
+    if directives.get("frame-ancestors") != ["'none'"]:
+        faults.append(f"{where}: frame-ancestors is not 'none' in {policy!r}")
+    if not headers.get("content-type", "").startswith("text/html"):
+        if policy != "default-src 'none'; frame-ancestors 'none'":
+            faults.append(f"{where}: a non-HTML answer's policy is {policy!r}")
+        return faults
+    # Self-hosted only: 'self', or a script named by its hash; no inline script, no other site, no wildcard.
+    scripts = directives.get("script-src", directives.get("default-src"))
+    if scripts is None or not all(s in ("'self'", "'none'") or s.startswith("'sha256-") for s in scripts):
+        faults.append(f"{where}: scripts are not limited to this site in {policy!r}")
+    return faults
 
 
 # A valid change per kind, used to prove an update of another tenant's record changes nothing.

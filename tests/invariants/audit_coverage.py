@@ -60,14 +60,15 @@ EXEMPT = {
     # Liveness probe for load balancers, every few seconds: it reads nothing of anyone's and does
     # nothing; an event per probe would bury the trail (and the metering) in noise.
     "/healthz": "liveness probe: touches no data, no access decision",
-    # Prometheus scrapes it: request counts and latencies per route, no personal data, no decision.
-    "/metrics": "operational counters for the scraper: no data, no access decision",
+    # Prometheus scrapes it every few seconds: request counts and latencies per route, no personal data.
+    # A scrape without the metrics token is refused and that refusal is recorded (auth.rejected).
+    "/metrics": "operational counters for the scraper holding the metrics token: no data; refusals are recorded",
     # The API's description, the same bytes for everyone: no data behind it, no decision.
     "/openapi.json": "the published API description: public, the same for everyone",
-    # The documentation pages render /openapi.json in a browser; they hold no data of their own.
-    "/docs": "documentation page (Swagger UI): public, static",
-    "/docs/oauth2-redirect": "documentation page helper (Swagger UI): public, static",
-    "/redoc": "documentation page (ReDoc), a /docs page by another name: public, static",
+    # The documentation pages, only where BOOKWARDEN_API_DOCS=true (api/docs.py): they render
+    # /openapi.json in a browser and hold no data of their own. (No /docs/oauth2-redirect: no OAuth2 flow.)
+    "/docs": "documentation page (Swagger UI), when turned on: public, static",
+    "/redoc": "documentation page (ReDoc), a /docs page by another name, when turned on: public, static",
 }
 
 

@@ -1,7 +1,9 @@
-"""The FastAPI application: middleware (request ids, logs, metrics), routers, health, metrics."""
+"""The FastAPI application: middleware (security headers, request bodies, request ids, logs, metrics),
+routers, health, metrics."""
 
 from __future__ import annotations
 
+import hmac
 import re
 import secrets
 import time
@@ -12,11 +14,15 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import BaseModel
 from sqlalchemy import text
+from starlette.types import ASGIApp
 
 from bookwarden import areas
-from bookwarden.api import problems
+from bookwarden.api import docs, problems
+from bookwarden.api.bodies import RequestBodies
+from bookwarden.api.headers import SecurityHeaders, is_https
 from bookwarden.audit import record as audit
 from bookwarden.core.config import Settings
+from bookwarden.core.errors import Unauthenticated
 from bookwarden.db.session import Database, platform_session
 
 log = structlog.get_logger()
@@ -41,12 +47,21 @@ def request_id_for(given: str) -> str:
     return str(uuid.uuid4())
 
 
+class BookwardenApp(FastAPI):
+    def build_middleware_stack(self) -> ASGIApp:
+        # Outside everything, Starlette's error middleware included: a 500 carries the headers too.
+        return SecurityHeaders(super().build_middleware_stack(), https=is_https(self.state.settings.public_url))
+
+
 def create_app(db: Database, settings: Settings) -> FastAPI:
 
-    app = FastAPI(
+    app = BookwardenApp(
         title="Bookwarden",
         version="0.1.0",
         description="Library customer data, hosted under an enforced security and privacy model.",
+        # FastAPI's own pages would load Swagger UI and ReDoc from a CDN; api/docs.py says why they are off.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.db = db
     app.state.settings = settings
@@ -54,11 +69,15 @@ def create_app(db: Database, settings: Settings) -> FastAPI:
     areas.load()
     for router in areas.routers():  # every area's `routes` module, in the manifest's order
         app.include_router(router)
-    _observability(app, db)
+    if settings.api_docs:
+        docs.install(app)
+    # No CORS middleware, on purpose: no other site's page may read an answer or send a preflighted request.
+    app.add_middleware(RequestBodies)
+    _observability(app, db, settings)
     return app
 
 
-def _observability(app: FastAPI, db: Database) -> None:
+def _observability(app: FastAPI, db: Database, settings: Settings) -> None:
     registry = CollectorRegistry()
     requests = Counter("bookwarden_http_requests", "HTTP requests", ["method", "route", "status"], registry=registry)
     latency = Histogram(
@@ -105,7 +124,18 @@ def _observability(app: FastAPI, db: Database) -> None:
         "/metrics",
         tags=["operations"],
         response_class=Response,
-        responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+        responses={
+            200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}},
+            **problems.responses(401, 404),
+        },
     )
-    def metrics():
+    def metrics(request: Request):
+        """Prometheus metrics, for a scraper sending BOOKWARDEN_METRICS_TOKEN as a bearer token (404 while unset)."""
+        # Route names and counts tell which features an institution uses, and when: not for everyone.
+        expected = settings.metrics_token
+        if expected is None:
+            return problems.problem(404, "not-found", "Not Found", "Not Found", request)
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
+            raise Unauthenticated("send the metrics token (BOOKWARDEN_METRICS_TOKEN) as: Authorization: Bearer <token>")
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -13,7 +13,7 @@ from bookwarden.api.app import create_app
 from bookwarden.audit.events import Action
 from bookwarden.console import command, connect, out, record_action
 from bookwarden.core import logs
-from bookwarden.core.config import get_settings
+from bookwarden.core.config import Settings, get_settings
 
 commands = typer.Typer()  # merged into the root: `bookwarden <command>`
 groups = (commands,)
@@ -29,7 +29,23 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     settings = get_settings()
     logs.configure(settings.log_level)
     record_action(Action.SERVICE_STARTED, service="api", host=host, port=port)
-    uvicorn.run(create_app(connect(), settings), host=host, port=port, log_config=None, access_log=False)
+    uvicorn.run(create_app(connect(), settings), host=host, port=port, **server_options(settings))
+
+
+def server_options(settings: Settings) -> dict:
+    """How uvicorn runs the API, beyond where it listens."""
+    proxies = settings.trusted_proxy_list
+    return {
+        "log_config": None,
+        "access_log": False,
+        "server_header": False,  # no "Server: uvicorn": nothing to tell a scanner which server to try
+        # Only the proxies named in BOOKWARDEN_TRUSTED_PROXIES may say who the client is (X-Forwarded-For)
+        # and whether it came over https (X-Forwarded-Proto). uvicorn's own default believes anyone on
+        # 127.0.0.1, so a local process or a pass-through proxy could pick the address that keys every
+        # per-address throttle and is written into the audit trail. An empty list means believe no one.
+        "proxy_headers": bool(proxies),
+        "forwarded_allow_ips": proxies,
+    }
 
 
 @command(commands, "demo", Permission.PLATFORM_DEMO_SEED)

@@ -63,6 +63,15 @@ def problem(
     return JSONResponse(body.model_dump(exclude_none=True), status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
+class ProblemException(StarletteHTTPException):
+    """A refusal made below the routes (while a request body is read): an HTTPException, so that
+    FastAPI passes it on from its body parsing untouched, rendered here as the problem it names."""
+
+    def __init__(self, status: int, slug: str, title: str, detail: str, errors: list[FieldError] | None = None):
+        super().__init__(status_code=status, detail=detail)
+        self.slug, self.title, self.errors = slug, title, errors
+
+
 def _sensitive(exc: SensitiveDataRefused, request: Request) -> JSONResponse:
     return problem(
         422,
@@ -135,6 +144,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
+        if isinstance(exc, ProblemException):
+            return problem(exc.status_code, exc.slug, exc.title, exc.detail, request, exc.errors)
         slug = {404: "not-found", 405: "method-not-allowed", 401: "unauthenticated"}.get(exc.status_code, "http-error")
         return problem(exc.status_code, slug, str(exc.detail), str(exc.detail), request)
 

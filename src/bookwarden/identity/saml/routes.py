@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from bookwarden.access.permissions import ADMIN_ROLES, BuiltinRole, Permission
 from bookwarden.access.principal import Principal
 from bookwarden.access.routes import ApprovalOut
+from bookwarden.api import bodies
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import problem, responses
 from bookwarden.core.text import line, lines
@@ -62,6 +63,9 @@ NextPath = Annotated[
 ]
 MAX_FORM_BYTES = 4 * saml_protocol.MAX_RESPONSE_BYTES // 3 + 4096  # base64 of the largest response, and a margin
 SAML_METADATA = "application/samlmetadata+xml"
+# The settings' JSON at their largest: metadata of MAX_METADATA_CHARS with every character escaped as
+# \uXXXX (six bytes), and a mebibyte for the role mappings and the rest.
+MAX_SETTINGS_BYTES = 6 * saml_protocol.MAX_METADATA_CHARS + 1024 * 1024
 
 
 class Input(BaseModel):
@@ -160,6 +164,7 @@ ASKED = {202: {"model": ApprovalOut, "description": "asked: applied when another
 
 
 @router.put("", status_code=202, response_model=ApprovalOut, responses={**ASKED, **responses(401, 403, 404, 409)})
+@bodies.limit(MAX_SETTINGS_BYTES)
 def configure(
     body: SamlConfigIn,
     principal: Principal = Depends(requires(Permission.SSO_MANAGE)),

@@ -67,9 +67,9 @@ class WhoAmI(BaseModel):
 
 
 def source_address(request: Request) -> str:
-    # The peer as the server sees it. Behind a proxy, run uvicorn with --proxy-headers and
-    # --forwarded-allow-ips naming only that proxy: trusting X-Forwarded-For from anyone would let
-    # a guesser pick a fresh address for every attempt and walk past the address throttle.
+    # The peer as the server sees it. Behind a proxy, name only that proxy in BOOKWARDEN_TRUSTED_PROXIES
+    # (`bookwarden serve` passes it to uvicorn): trusting X-Forwarded-For from anyone would let a guesser
+    # pick a fresh address for every attempt and walk past the address throttle.
     return request.client.host if request.client else "unknown"
 
 

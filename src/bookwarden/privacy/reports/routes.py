@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from bookwarden.access.permissions import Permission
 from bookwarden.access.principal import Principal
+from bookwarden.api import bodies
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import responses
 from bookwarden.db.session import Database
@@ -78,6 +79,7 @@ class CatalogueOut(BaseModel):
 
 
 @router.post("/catalogue", response_model=ImportOut, openapi_extra=CSV_BODY)
+@bodies.limit(catalogue.MAX_BYTES)  # a larger file is refused (413) before it is read: load it in parts
 async def import_catalogue(
     request: Request,
     principal: Principal = CATALOGUE,

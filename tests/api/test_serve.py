@@ -1,0 +1,120 @@
+"""`bookwarden serve` as a real uvicorn server on 127.0.0.1: it names no server software, and it believes
+X-Forwarded-For only from the proxies named in BOOKWARDEN_TRUSTED_PROXIES (none by default), so a
+local client cannot choose the source address that keys the throttles and is written to the trail."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+import httpx
+import pytest
+import uvicorn
+from pydantic import ValidationError
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from bookwarden.access.permissions import LIBRARY_READ
+from bookwarden.api.app import create_app
+from bookwarden.api.cli import server_options
+from bookwarden.core.config import Settings, get_settings
+from bookwarden.db.session import tenant_session
+from bookwarden.identity import tokens
+from tests.e2e.test_cli import cli_env  # noqa: F401 - fixture
+from tests.helpers import security_header_faults
+
+FORGED = "203.0.113.77"
+
+
+@contextmanager
+def _served(app, settings: Settings) -> Iterator[str]:
+    """uvicorn with the options `bookwarden serve` gives it, on an ephemeral port of 127.0.0.1, in a thread."""
+    listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listening.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, **server_options(settings)))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{listening.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        listening.close()
+
+
+@pytest.fixture
+def reader(committed_db, committed_tenant):
+    """A committed tenant and a token of it: the served app works on its own connections."""
+    tenant_id = committed_tenant()
+    with tenant_session(committed_db, tenant_id) as session:
+        token = tokens.issue_api_token(session, "probe", sorted(LIBRARY_READ), timedelta(hours=1))[1]
+    return tenant_id, token
+
+
+def _recorded_address(committed_db, tenant_id, response: httpx.Response) -> str:
+    with tenant_session(committed_db, tenant_id) as session:
+        return session.execute(
+            text("SELECT source_address FROM audit_events WHERE request_id = :r"),
+            {"r": response.headers["x-request-id"]},
+        ).scalar_one()
+
+
+@pytest.mark.parametrize(
+    ("trusted", "recorded"),
+    [
+        ("", "127.0.0.1"),  # the default: no proxy is believed, not even one on this machine
+        ("10.20.30.40", "127.0.0.1"),  # a proxy is named, but the caller is not it
+        ("127.0.0.1", FORGED),  # the caller is the named proxy: the address it forwards is the client's
+    ],
+)
+def test_x_forwarded_for_is_believed_only_from_a_named_proxy(committed_db, home, reader, trusted, recorded):
+    tenant_id, token = reader
+    settings = Settings(home=home, trusted_proxies=trusted)
+    with _served(create_app(committed_db, settings), settings) as url:
+        response = httpx.get(
+            f"{url}/api/v1/patrons",
+            headers={"Authorization": f"Bearer {token}", "X-Forwarded-For": FORGED},
+        )
+    assert response.status_code == 200
+    assert _recorded_address(committed_db, tenant_id, response) == recorded
+
+
+def test_the_server_names_no_software_and_sends_the_security_headers(committed_db, home):
+    settings = Settings(home=home, public_url="https://library.example")
+    with _served(create_app(committed_db, settings), settings) as url:
+        answers = [httpx.get(f"{url}/healthz"), httpx.get(f"{url}/nothing-here")]
+    for answer in answers:
+        assert "server" not in answer.headers, answer.headers
+        assert answer.headers["date"]  # HTTP requires a Date from a server with a clock: kept
+        assert security_header_faults(answer, https=True) == []
+
+
+def test_serve_gives_uvicorn_these_options(cli_env, monkeypatch):  # noqa: F811 - the fixture imported above
+    given = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: given.update(options))
+    monkeypatch.setenv("BOOKWARDEN_TRUSTED_PROXIES", "10.0.0.7, 10.1.0.0/16")
+    get_settings.cache_clear()
+    from bookwarden.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--port", "8999"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert given["server_header"] is False and given["port"] == 8999
+    assert given["proxy_headers"] is True and given["forwarded_allow_ips"] == ["10.0.0.7", "10.1.0.0/16"]
+
+    monkeypatch.delenv("BOOKWARDEN_TRUSTED_PROXIES")
+    get_settings.cache_clear()
+    assert server_options(get_settings())["proxy_headers"] is False
+
+
+@pytest.mark.parametrize("value", ["*", "10.0.0.300", "proxy.internal", "10.0.0.0/33"])
+def test_a_trusted_proxy_must_be_an_address_or_a_network(value):
+    with pytest.raises(ValidationError, match="BOOKWARDEN_TRUSTED_PROXIES"):
+        Settings(trusted_proxies=value)
