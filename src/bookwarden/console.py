@@ -32,7 +32,8 @@ from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action, Outcome
 from bookwarden.core import logs
 from bookwarden.core.config import get_settings
-from bookwarden.core.errors import BookwardenError, Forbidden
+from bookwarden.core.errors import BookwardenError, Forbidden, InvalidInput
+from bookwarden.core.sensitive import find_sensitive
 from bookwarden.db.session import connect as connect_database
 from bookwarden.db.session import platform_session
 from bookwarden.tenancy import service as tenancy
@@ -127,6 +128,7 @@ def command(group: typer.Typer, name: str, permission: Permission, **options: An
                 current.command = " ".join(filter(None, (_group_name(group), name)))
             with _console_run(permission):
                 authorize(console_principal(), permission)
+                refuse_payment_data(kwargs)
                 return run(*args, **kwargs)
 
         checked.required_permission = permission  # read by tests/invariants/test_audit_coverage.py
@@ -134,6 +136,17 @@ def command(group: typer.Typer, name: str, permission: Permission, **options: An
         return checked
 
     return register
+
+
+def refuse_payment_data(options: dict[str, Any]) -> None:
+    """Every text a command takes is screened as every API body is (api/bodies.py): payment and bank
+    data are never stored, whichever door they come through. Files a command reads are screened by
+    the service that imports them."""
+    for name, value in options.items():
+        for text in value if isinstance(value, list | tuple) else [value]:
+            if isinstance(text, str) and (finding := find_sensitive(text)) is not None:
+                option = "--" + name.replace("_", "-")
+                raise InvalidInput(f"{option} looks like a {finding.kind}; payment and bank data are never stored")
 
 
 def _group_name(group: typer.Typer, parent: typer.Typer | None = None) -> str | None:

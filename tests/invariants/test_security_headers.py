@@ -106,3 +106,42 @@ def test_every_json_body_naming_a_key_twice_is_refused_before_anything_else(app,
         ]:
             accepted.append(f"{method} {path}: {response.status_code} {response.text[:200]}")
     assert accepted == [], "\n".join(accepted)
+
+
+CARD = "4111 1111 1111 1111"  # a test card number: passes Luhn, Visa's prefix
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"note": f"pay with {CARD}"}, "note"),
+        ({"items": [{"text": "ok"}, {"text": CARD.replace(" ", "")}]}, "items.1.text"),
+        ({CARD: "as a key"}, "(a key)"),
+        ({"number": 4111111111111111}, "number"),
+    ],
+    ids=["string", "nested", "key", "integer"],
+)
+def test_every_json_body_holding_payment_data_is_refused_before_anything_else(app, db, body, field):
+    """Role descriptions, display names, disclosure purposes, tenant names...: whatever the field, a
+    card or bank number in any JSON body is refused in one place, naming the field, never echoing it."""
+    taking_json = [
+        (method, path, operation)
+        for method, path, operation in _operations(app)
+        if "application/json" in operation.get("requestBody", {}).get("content", {})
+    ]
+    accepted = []
+    for method, path, operation in taking_json:
+        savepoint = db.bind.begin_nested()
+        try:
+            response = _stranger(app).request(method, _url(path, operation), json=body)
+        finally:
+            savepoint.rollback()
+        problem = response.json() if response.headers.get("content-type", "").endswith("json") else {}
+        if (
+            response.status_code != 422
+            or problem.get("type") != "urn:bookwarden:problem:sensitive-data-refused"
+            or problem.get("errors", [{}])[0].get("field") != field[:64]
+            or "4111" in problem.get("detail", "")
+        ):
+            accepted.append(f"{method} {path}: {response.status_code} {response.text[:200]}")
+    assert accepted == [], "\n".join(accepted)

@@ -9,6 +9,12 @@
   parsers (Python keeps the last, others the first, some refuse), so a proxy, a firewall rule or a log
   reader that looked at one value would not see the one acted on. Every JSON body is refused with 422
   when any object in it names a key twice.
+- **Payment and bank data.** The platform never stores card or bank numbers, wherever a caller puts
+  them: a role's description, a display name, a disclosure's purpose, a tenant's name... Every string
+  (and every key and integer) of every JSON body is screened here, in one place, with the detector of
+  core/sensitive.py; a body holding one is refused with 422 `sensitive-data-refused` naming the field,
+  before any route sees it. Text files (the catalogue CSV) are screened by their importer, which both
+  the API and the console use.
 
 Pure ASGI, wrapping `receive` only: nothing is added around responses, so streamed exports pass
 untouched. The body is first read after routing, so the limit is the matched route's.
@@ -31,6 +37,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bookwarden.api.problems import FieldError, ProblemException
+from bookwarden.core.sensitive import SensitiveDataRefused, find_sensitive
 
 DEFAULT_LIMIT = 1024 * 1024  # every JSON body of the API fits many times over (the largest: 10,000 patron ids)
 _DECLARED = "bookwarden_body_limit"
@@ -84,7 +91,7 @@ class _BoundedBody:
         if not _is_json(headers):
             return await self._next()
         body = await self._whole()
-        _refuse_duplicate_keys(body)
+        _screen(body)
         return {"type": "http.request", "body": body, "more_body": False}
 
     async def _next(self) -> Message:
@@ -150,7 +157,8 @@ def _object(pairs: list[tuple[str, Any]]) -> dict:
     return repeated
 
 
-def _refuse_duplicate_keys(body: bytes) -> None:
+def _screen(body: bytes) -> None:
+    """Refuse a JSON body that names a key twice in one object or holds payment or bank data."""
     try:
         document = json.loads(body, object_pairs_hook=_object)
     except (ValueError, RecursionError):
@@ -170,6 +178,26 @@ def _refuse_duplicate_keys(body: bytes) -> None:
                 [FieldError(field=field, message="duplicate key")],
             )
         if isinstance(value, dict):
+            for key in value:
+                _refuse_payment_data(str(key), (*path, "(a key)"))  # the key is the finding: never echoed
             pending.extend(((*path, str(k)), v) for k, v in value.items())
         elif isinstance(value, list):
             pending.extend(((*path, str(i)), v) for i, v in enumerate(value))
+        elif isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+            _refuse_payment_data(str(value), path)
+
+
+def _refuse_payment_data(text: str, path: tuple[str, ...]) -> None:
+    finding = find_sensitive(text)
+    if finding is None:
+        return
+    refused = SensitiveDataRefused(".".join(path) or "(body)", finding)
+    # A problem raised while the body is read reaches the handlers as is; any other error would be
+    # turned into a bare 400 by the framework's body parsing.
+    raise ProblemException(
+        422,
+        "sensitive-data-refused",
+        "Sensitive data refused",
+        f"{refused} Nothing was stored.",
+        [FieldError(field=refused.field, message=f"looks like a {finding.kind}")],
+    )

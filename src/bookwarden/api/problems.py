@@ -145,6 +145,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
         if isinstance(exc, ProblemException):
+            if exc.slug == "sensitive-data-refused":  # screened from the body (api/bodies.py): recorded as ever
+                await run_in_threadpool(_record_refusal, request, exc.slug, None)
             return problem(exc.status_code, exc.slug, exc.title, exc.detail, request, exc.errors)
         slug = {404: "not-found", 405: "method-not-allowed", 401: "unauthenticated"}.get(exc.status_code, "http-error")
         return problem(exc.status_code, slug, str(exc.detail), str(exc.detail), request)

@@ -23,6 +23,7 @@ from bookwarden.access.principal import Principal
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
 from bookwarden.core.errors import InvalidInput
+from bookwarden.core.sensitive import find_sensitive
 from bookwarden.db.session import TenantSession
 from bookwarden.privacy.reports.models import CatalogueItem
 
@@ -107,6 +108,9 @@ def _entry(row: list[str]) -> tuple[CatalogueEntry | None, str | None]:
             return None, f"{name} is longer than {LIMITS[name]} characters"
         if CONTROL.search(value):
             return None, f"{name} holds a control character"
+        finding = find_sensitive(value)
+        if finding is not None:  # never echoed: the message says what it looks like, not what it is
+            return None, f"{name} looks like a {finding.kind}; payment and bank data are never stored"
     return CatalogueEntry(**values), None
 
 
