@@ -23,6 +23,7 @@ from bookwarden.api.headers import SecurityHeaders, is_https
 from bookwarden.audit import record as audit
 from bookwarden.core.config import Settings
 from bookwarden.core.errors import Unauthenticated
+from bookwarden.core.sensitive import find_sensitive
 from bookwarden.db.session import Database, platform_session
 
 log = structlog.get_logger()
@@ -42,9 +43,22 @@ def request_id_for(given: str) -> str:
     logs still find ours; the id we used comes back in the response's X-Request-ID.
     """
     suffix = secrets.token_hex(6)
-    if REQUEST_ID.match(given):
+    # Kept only when plain, and screened: the id goes into the permanent trail, and a caller must not
+    # be able to store a card number there by choosing it as their request id.
+    if REQUEST_ID.match(given) and find_sensitive(given) is None:
         return f"{given[: 64 - len(suffix) - 1]}-{suffix}"
     return str(uuid.uuid4())
+
+
+def user_agent_for(given: str | None) -> str | None:
+    """The User-Agent as the trail keeps it: screened like every text the platform stores."""
+    if given is not None and find_sensitive(given) is not None:
+        return WITHHELD_USER_AGENT
+    return given
+
+
+# In place of a User-Agent that held what looked like payment or bank data (never stored).
+WITHHELD_USER_AGENT = "(withheld: looked like payment or bank data)"
 
 
 class BookwardenApp(FastAPI):
@@ -95,7 +109,7 @@ def _observability(app: FastAPI, db: Database, settings: Settings) -> None:
         # Who acts (filled in by authentication), from where, in which request: read by audit.record.
         context = audit.Context(
             source_address=request.client.host if request.client else None,
-            user_agent=request.headers.get("user-agent"),
+            user_agent=user_agent_for(request.headers.get("user-agent")),
             request_id=request_id,
         )
         with audit.acting(context):

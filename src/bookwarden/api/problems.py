@@ -18,6 +18,9 @@ from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action, Outcome
 from bookwarden.core.errors import BookwardenError, Forbidden, TenantSuspended, Unauthenticated
 from bookwarden.core.sensitive import SensitiveDataRefused
+from bookwarden.db.session import platform_session
+from bookwarden.identity import throttle
+from bookwarden.identity.throttle import BudgetSpent
 
 MEDIA_TYPE = "application/problem+json"
 log = structlog.get_logger()
@@ -90,23 +93,42 @@ DENIALS = {
 }
 
 
-def _record_refusal(request: Request, slug: str, permission: str | None) -> None:
-    """The audit event of a refused request. Its own transaction: the refused one rolled back."""
+def _record_refusal(request: Request, slug: str, permission: str | None) -> BudgetSpent | None:
+    """The audit event of a refused request. Its own transaction: the refused one rolled back.
+
+    A caller with no credential spends from its address's budget first (identity/throttle.py
+    ANONYMOUS_EVENTS): once spent, nothing more is recorded until the window ends, and the budget's
+    refusal (429 with Retry-After) is returned for the handler to answer with instead.
+    """
     action = DENIALS.get(slug, Action.REQUEST_FAILED)
     route = getattr(request.scope.get("route"), "path", None)
     details = {"method": request.method, "route": route, "problem": slug}
     if permission is not None:
         details["permission"] = permission
+    db = request.app.state.db
     try:
+        if audit.current().principal is None and request.client is not None:
+            with platform_session(db) as session:
+                throttle.spend(session, throttle.ANONYMOUS_EVENTS, db.master, request.client.host)
         audit.record_now(
-            request.app.state.db,
+            db,
             action,
             outcome=Outcome.DENIED if action is not Action.REQUEST_FAILED else Outcome.FAILED,
             details=details,
         )
+    except BudgetSpent as spent:
+        log.warning("audit.anonymous_budget_spent", problem=slug, route=route)
+        return spent
     except Exception as exc:
         # The refused action did nothing; losing its record must not turn a 4xx into a 500, but it is loud.
         log.error("audit.refusal_not_recorded", error_type=type(exc).__name__, problem=slug)
+    return None
+
+
+def _over_budget(spent: BudgetSpent, request: Request) -> JSONResponse:
+    response = problem(spent.status, spent.slug, spent.title, spent.detail, request)
+    response.headers["Retry-After"] = str(spent.retry_after)
+    return response
 
 
 def _field_name(loc: tuple) -> str:
@@ -117,7 +139,9 @@ def _field_name(loc: tuple) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(BookwardenError)
     async def domain_error(request: Request, exc: BookwardenError):
-        await run_in_threadpool(_record_refusal, request, exc.slug, getattr(exc, "permission", None))
+        spent = await run_in_threadpool(_record_refusal, request, exc.slug, getattr(exc, "permission", None))
+        if spent is not None:
+            return _over_budget(spent, request)
         response = problem(exc.status, exc.slug, exc.title, exc.detail, request)
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:  # a throttle's refusal (429) says how long to wait
@@ -126,8 +150,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(SensitiveDataRefused)
     async def sensitive(request: Request, exc: SensitiveDataRefused):
-        await run_in_threadpool(_record_refusal, request, "sensitive-data-refused", None)
-        return _sensitive(exc, request)
+        spent = await run_in_threadpool(_record_refusal, request, "sensitive-data-refused", None)
+        return _over_budget(spent, request) if spent is not None else _sensitive(exc, request)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -146,7 +170,9 @@ def install(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException):
         if isinstance(exc, ProblemException):
             if exc.slug == "sensitive-data-refused":  # screened from the body (api/bodies.py): recorded as ever
-                await run_in_threadpool(_record_refusal, request, exc.slug, None)
+                spent = await run_in_threadpool(_record_refusal, request, exc.slug, None)
+                if spent is not None:
+                    return _over_budget(spent, request)
             return problem(exc.status_code, exc.slug, exc.title, exc.detail, request, exc.errors)
         slug = {404: "not-found", 405: "method-not-allowed", 401: "unauthenticated"}.get(exc.status_code, "http-error")
         return problem(exc.status_code, slug, str(exc.detail), str(exc.detail), request)

@@ -17,7 +17,7 @@ from sqlalchemy import delete, or_
 from bookwarden.db.session import Database, platform_session, tenant_session
 from bookwarden.identity.models import MfaChallenge, SignInSession, TotpEnrolment
 from bookwarden.identity.saml.models import SamlConsumedAssertion, SamlRequest
-from bookwarden.identity.throttle import COOKIE_CHOICE, forget_quiet_addresses, forget_spent_budgets
+from bookwarden.identity.throttle import BUDGETS, forget_quiet_addresses, forget_spent_budgets
 from bookwarden.jobs.service import handler, schedule
 from bookwarden.tenancy.service import list_tenants
 
@@ -30,7 +30,7 @@ SESSION_KEPT_AFTER_END = timedelta(days=1)
 def _forget(db: Database, payload: dict) -> None:
     with platform_session(db) as session:
         forget_quiet_addresses(session)
-        forget_spent_budgets(session, (COOKIE_CHOICE,))
+        forget_spent_budgets(session, BUDGETS)
 
 
 @handler(PURGE_EXPIRED)

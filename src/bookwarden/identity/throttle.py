@@ -432,6 +432,10 @@ class Budget:
 
 # One choice per browser every six months; 120 in 10 minutes is a busy campus, not a person.
 COOKIE_CHOICE = Budget("cookie_choice", limit=120, window=timedelta(minutes=10))
+# The audit events of refusals to callers with no credential (api/problems.py): each is one row kept
+# for years, so one address gets 300 in 5 minutes; past that it is answered 429 and nothing is added.
+ANONYMOUS_EVENTS = Budget("anonymous_events", limit=300, window=timedelta(minutes=5))
+BUDGETS = (COOKIE_CHOICE, ANONYMOUS_EVENTS)
 
 _SPEND = text(
     """
