@@ -124,28 +124,41 @@ def populate(client, n: int = 0) -> dict:
     return made
 
 
-def grant(session, tenant_id, account_id, role) -> None:
-    """Grant a role as the platform requires: directly, or for an administrative role, asked by one
-    administrator and approved by another (maker-checker)."""
+def _maker_and_checker(tenant_id):
+    """Two administrators (API tokens with the tenant admin's permissions): one asks, the other approves."""
     import uuid
 
-    from bookwarden.access.approvals import service as approvals
-    from bookwarden.access.approvals.models import SensitiveAction
-    from bookwarden.access.permissions import ADMIN_ROLES, BUILTIN_PERMISSIONS, BuiltinRole
+    from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole
     from bookwarden.access.principal import Principal, PrincipalKind
+
+    admin = BUILTIN_PERMISSIONS[BuiltinRole.TENANT_ADMIN]
+    return tuple(Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant_id, admin) for _ in range(2))
+
+
+def grant(session, tenant_id, account_id, role) -> None:
+    """Grant a role as the platform requires: directly, or for a role carrying administrative permissions
+    (access/power.py: built-in or custom), asked by one administrator and approved by another (maker-checker)."""
+    from bookwarden.access.approvals import service as approvals
+    from bookwarden.access.approvals.models import ApprovalRequest
     from bookwarden.identity import roles as access
 
-    maker, checker = (
-        Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant_id, BUILTIN_PERMISSIONS[BuiltinRole.TENANT_ADMIN])
-        for _ in range(2)
-    )
-    if role not in ADMIN_ROLES:
-        access.grant_role(session, maker, account_id, role)
-        return
-    asked = approvals.ask(
-        session, maker, SensitiveAction.GRANT_ADMIN_ROLE, {"account_id": str(account_id), "role": str(role)}
-    )
-    approvals.approve(session, checker, asked.id)
+    maker, checker = _maker_and_checker(tenant_id)
+    granted = access.grant_or_ask(session, maker, account_id, str(role))
+    if isinstance(granted, ApprovalRequest):
+        approvals.approve(session, checker, granted.id)
+
+
+def define_role(session, tenant_id, name, permissions, description="") -> None:
+    """Create a custom role as the platform requires: directly, or for one carrying administrative
+    permissions, asked by one administrator and approved by another (maker-checker)."""
+    from bookwarden.access.approvals import service as approvals
+    from bookwarden.access.approvals.models import ApprovalRequest
+    from bookwarden.identity import roles as access
+
+    maker, checker = _maker_and_checker(tenant_id)
+    made = access.create_or_ask(session, maker, name, set(permissions), description)
+    if isinstance(made, ApprovalRequest):
+        approvals.approve(session, checker, made.id)
 
 
 @dataclass

@@ -49,8 +49,10 @@ def _(w):
 @route("DELETE", "/api/v1/accounts/{account_id}/roles/{role}")
 def _(w):
     account = w.account("rhea")
-    assert w.admin.post(f"/api/v1/accounts/{account.id}/roles", json={"role": "auditor"}).status_code == 204
-    return Call(w.admin, "DELETE", f"/api/v1/accounts/{account.id}/roles/auditor", Action.ROLE_REVOKED, w.tenant.id)
+    # An ordinary role, granted at once (one carrying administrative permissions would wait for a second person).
+    assert w.admin.post(f"/api/v1/accounts/{account.id}/roles", json={"role": "circulation_staff"}).status_code == 204
+    url = f"/api/v1/accounts/{account.id}/roles/circulation_staff"
+    return Call(w.admin, "DELETE", url, Action.ROLE_REVOKED, w.tenant.id)
 
 
 @route("GET", "/api/v1/approvals")

@@ -106,8 +106,8 @@ def test_nobody_assigns_roles_to_themselves(db, tenant, in_tenant, staff):
         grant(session, tenant.id, staff["ann"].id, BuiltinRole.TENANT_ADMIN)
         ann = _as_account(session, tenant, staff["ann"])
         with pytest.raises(SegregationOfDutiesError, match="themselves"):
-            access.grant_role(session, ann, staff["ann"].id, BuiltinRole.PRIVACY_OFFICER)
-        access.grant_role(session, ann, staff["bob"].id, BuiltinRole.PRIVACY_OFFICER)  # others: fine
+            access.grant_role(session, ann, staff["ann"].id, BuiltinRole.CIRCULATION_STAFF)
+        access.grant_role(session, ann, staff["bob"].id, BuiltinRole.CIRCULATION_STAFF)  # others: fine
 
 
 def test_role_changes_need_the_permission_and_denials_change_nothing(db, tenant, in_tenant, staff):
@@ -130,8 +130,8 @@ def test_every_entitlement_change_queues_a_notice_to_the_security_contacts(db, t
     with in_tenant(tenant) as session:
         before = len(session.scalars(select(OutboxMessage)).all())
         assert before == 3  # three accounts created by the fixture
-        access.grant_role(session, _admin(tenant), staff["ann"].id, BuiltinRole.AUDITOR)
-        access.revoke_role(session, _admin(tenant), staff["ann"].id, BuiltinRole.AUDITOR)
+        access.grant_role(session, _admin(tenant), staff["ann"].id, BuiltinRole.CIRCULATION_STAFF)
+        access.revoke_role(session, _admin(tenant), staff["ann"].id, BuiltinRole.CIRCULATION_STAFF)
         access.create_role(session, _admin(tenant), "helpers", {Permission.POSTS_READ})
         accounts.disable_account(session, _admin(tenant), staff["bob"].id)
         accounts.delete_account(session, _admin(tenant), staff["cy"].id)

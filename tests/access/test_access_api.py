@@ -75,7 +75,7 @@ def test_security_contacts_receive_every_later_notice(admin, account_id, db, ten
 
     assert admin.post("/api/v1/security-contacts", json={"email": "soc@alpha.example.org"}).status_code == 204
     assert admin.get("/api/v1/security-contacts").json() == ["soc@alpha.example.org"]
-    admin.post(f"/api/v1/accounts/{account_id}/roles", json={"role": "privacy_officer"})
+    assert admin.post(f"/api/v1/accounts/{account_id}/roles", json={"role": "circulation_staff"}).status_code == 204
     with tenant_session(db, tenant.id) as session:
         assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 2  # contact added, role granted
     bad = admin.post("/api/v1/security-contacts", json={"email": "soc@alpha.example.org\r\nBcc: x@evil.org"})

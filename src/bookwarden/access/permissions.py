@@ -34,6 +34,9 @@ class Permission(enum.StrEnum):
     SSO_MANAGE = "sso.manage"  # the institution's identity provider: who signs in, with which roles
     SECURITY_CONTACTS_MANAGE = "security_contacts.manage"
     AUDIT_READ = "audit.read"
+    # Verify the trail's chain and take its proofs and evidence bundles: the independent auditor's duty,
+    # kept apart from running the controls the trail records (access/roles/sod.py).
+    AUDIT_VERIFY = "audit.verify"
     PRIVACY_REQUESTS_HANDLE = "privacy.requests.handle"
     PRIVACY_REQUESTS_REGISTER = "privacy.requests.register"  # take a data-subject request on a patron's behalf
     PRIVACY_ERASURE_APPROVE = "privacy.erasure.approve"
@@ -129,7 +132,7 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
         P.REPORTS_PUBLISHERS,
         P.REPORTS_POLICY_MANAGE,
     },
-    # The admin runs accounts and roles but does not also hold the auditor role (see sod.py). Reading
+    # The admin runs accounts and roles, so cannot also verify the trail (audit.verify: see sod.py). Reading
     # the trail is allowed: an admin investigating an incident needs it, and reading changes nothing
     # (the trail is append-only and chained; evidence bundles and verification stay the auditor's view).
     BuiltinRole.TENANT_ADMIN: LIBRARY_READ
@@ -153,15 +156,12 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
     BuiltinRole.SECURITY_OFFICER: frozenset(
         {P.ACCOUNTS_READ, P.ROLES_READ, P.POLICY_MANAGE, P.SECURITY_CONTACTS_MANAGE, P.AUDIT_READ}
     ),
-    BuiltinRole.AUDITOR: frozenset({P.AUDIT_READ, P.ACCOUNTS_READ, P.ROLES_READ}),
+    BuiltinRole.AUDITOR: frozenset({P.AUDIT_READ, P.AUDIT_VERIFY, P.ACCOUNTS_READ, P.ROLES_READ}),
     BuiltinRole.OPERATOR_SUPPORT: frozenset({P.PLATFORM_GRANTS_REQUEST}),
     BuiltinRole.OPERATOR_OPS: frozenset({P.PLATFORM_TENANTS_MANAGE, P.PLATFORM_GRANTS_REQUEST, P.PLATFORM_USAGE_READ}),
     BuiltinRole.CISO: frozenset({P.PLATFORM_GRANTS_BREAK_GLASS, P.PLATFORM_INCIDENTS_HANDLE}),
     BuiltinRole.DPO: frozenset({P.PLATFORM_PRIVACY_OVERSIGHT}),
 }
 
-# Roles that run the institution's access control: granting one needs a second person's approval.
-ADMIN_ROLES = frozenset({BuiltinRole.TENANT_ADMIN, BuiltinRole.SECURITY_OFFICER})
-
-# Roles whose holders must use a second factor (enforced at sign-in by the identity service).
-MFA_REQUIRED = frozenset({BuiltinRole.TENANT_ADMIN, BuiltinRole.SECURITY_OFFICER, *PLATFORM_ROLES})
+# How powerful a role or an account is (maker-checker on grants, the second factor, the password floor,
+# notices never muted) is decided from these permissions in access/power.py, never from a role's name.

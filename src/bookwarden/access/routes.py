@@ -11,10 +11,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model, model_validator
 
 from bookwarden.access.approvals import service as approvals
-from bookwarden.access.approvals.models import SensitiveAction
+from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction
 from bookwarden.access.grants import service as grants
 from bookwarden.access.grants.models import GrantScope, GrantStatus
-from bookwarden.access.permissions import ADMIN_ROLES, TENANT_PERMISSIONS, Permission
+from bookwarden.access.permissions import TENANT_PERMISSIONS, Permission
 from bookwarden.access.principal import Principal
 from bookwarden.access.roles import notices
 from bookwarden.api.deps import database, requires, tenant_scope
@@ -61,6 +61,19 @@ class AssignmentIn(Input):
     role: RoleName
 
 
+class ApprovalOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: UUID
+    action: SensitiveAction
+    params: dict
+    requested_by: UUID
+    requested_at: datetime
+    expires_at: datetime
+    status: str
+    decided_by: UUID | None
+    decided_at: datetime | None
+
+
 class ContactIn(Input):
     email: Email
 
@@ -101,30 +114,54 @@ def list_roles(principal: Principal = Depends(requires(Permission.ROLES_READ)), 
         ]
 
 
-@router.post("/roles", status_code=201, response_model=RoleOut, responses=responses(409))
+_ASKED = "administrative permissions: asked, waiting for a second person (another holder of roles.manage)"
+
+
+def _asked(request: ApprovalRequest) -> JSONResponse:
+    return JSONResponse(ApprovalOut.model_validate(request).model_dump(mode="json"), status_code=202)
+
+
+@router.post(
+    "/roles",
+    status_code=201,
+    response_model=RoleOut,
+    responses={**responses(409), 202: {"model": ApprovalOut, "description": _ASKED}},
+)
 def create_role(
     body: RoleIn, principal: Principal = Depends(requires(Permission.ROLES_MANAGE)), db: Database = Depends(database)
 ):
+    """Create a custom role; one carrying administrative permissions is asked for instead, and created when
+    another holder of roles.manage approves."""
     with tenant_scope(db, principal) as session:
-        role = access.create_role(
+        made = access.create_or_ask(
             session, principal, body.name, {Permission(p) for p in body.permissions}, body.description
         )
+        if isinstance(made, ApprovalRequest):
+            return _asked(made)
         return RoleOut(
-            name=role.name, builtin=False, description=role.description, permissions=sorted(body.permissions)
+            name=made.name, builtin=False, description=made.description, permissions=sorted(body.permissions)
         )
 
 
-@router.put("/roles/{name}/permissions", response_model=RoleOut, responses=responses(404))
+@router.put(
+    "/roles/{name}/permissions",
+    response_model=RoleOut,
+    responses={**responses(404, 409), 202: {"model": ApprovalOut, "description": _ASKED}},
+)
 def set_role_permissions(
     name: RoleName,
     body: RolePermissionsIn,
     principal: Principal = Depends(requires(Permission.ROLES_MANAGE)),
     db: Database = Depends(database),
 ):
+    """Replace a custom role's permissions; administrative ones are asked for instead, and applied when
+    another holder of roles.manage approves."""
     with tenant_scope(db, principal) as session:
-        role = access.set_role_permissions(session, principal, name, {Permission(p) for p in body.permissions})
+        changed = access.change_or_ask(session, principal, name, {Permission(p) for p in body.permissions})
+        if isinstance(changed, ApprovalRequest):
+            return _asked(changed)
         return RoleOut(
-            name=role.name, builtin=False, description=role.description, permissions=sorted(body.permissions)
+            name=changed.name, builtin=False, description=changed.description, permissions=sorted(body.permissions)
         )
 
 
@@ -136,25 +173,12 @@ def account_roles(
         return access.roles_of(session, account_id)
 
 
-class ApprovalOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    id: UUID
-    action: SensitiveAction
-    params: dict
-    requested_by: UUID
-    requested_at: datetime
-    expires_at: datetime
-    status: str
-    decided_by: UUID | None
-    decided_at: datetime | None
-
-
 @router.post(
     "/accounts/{account_id}/roles",
     status_code=204,
     responses={
         **responses(404, 409),
-        202: {"model": ApprovalOut, "description": "an administrative role: asked, waiting for a second person"},
+        202: {"model": ApprovalOut, "description": "administrative permissions: asked, waiting for a second person"},
     },
 )
 def grant_role(
@@ -163,13 +187,12 @@ def grant_role(
     principal: Principal = Depends(requires(Permission.ROLES_ASSIGN)),
     db: Database = Depends(database),
 ):
-    """Grant a role; an administrative role is asked for instead, and granted when another admin approves."""
+    """Grant a role; one carrying administrative permissions (built-in or custom) is asked for instead, and
+    granted when another holder of roles.assign approves."""
     with tenant_scope(db, principal) as session:
-        if body.role in {r.value for r in ADMIN_ROLES}:
-            params = {"account_id": str(account_id), "role": body.role}
-            asked = approvals.ask(session, principal, SensitiveAction.GRANT_ADMIN_ROLE, params)
-            return JSONResponse(ApprovalOut.model_validate(asked).model_dump(mode="json"), status_code=202)
-        access.grant_role(session, principal, account_id, body.role)
+        granted = access.grant_or_ask(session, principal, account_id, body.role)
+        if isinstance(granted, ApprovalRequest):
+            return _asked(granted)
     return Response(status_code=204)
 
 

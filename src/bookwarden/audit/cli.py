@@ -151,7 +151,7 @@ def audit_checkpoint(
         err.print("nothing new to seal")
 
 
-@command(audit_app, "prove", Permission.AUDIT_READ)
+@command(audit_app, "prove", Permission.AUDIT_VERIFY)
 def audit_prove(
     tenant: Annotated[str, typer.Option(help='institution id or slug, or "platform"')],
     seq: Annotated[int | None, typer.Option(min=1, help="inclusion proof of this event")] = None,
@@ -175,7 +175,7 @@ def audit_prove(
     print(json.dumps(proof, indent=2))
 
 
-@command(audit_app, "verify", Permission.AUDIT_READ)
+@command(audit_app, "verify", Permission.AUDIT_VERIFY)
 def audit_verify(
     tenant: Annotated[str | None, typer.Option(help=_EVERY_CHAIN)] = None,
     since: Annotated[
@@ -227,7 +227,7 @@ def audit_verify(
         raise Verdict(1)
 
 
-@command(audit_app, "export", Permission.AUDIT_READ)
+@command(audit_app, "export", Permission.AUDIT_VERIFY)
 def audit_export(
     tenant: Annotated[str, typer.Option(help='institution id or slug, or "platform"')],
     output: Annotated[Path, typer.Option(help="bundle file to write (.tar.gz, mode 0600)")],

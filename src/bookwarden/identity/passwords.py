@@ -187,7 +187,7 @@ def dummy_verify(candidate: str, params: HashParams = DEFAULT) -> Verification:
 class RoleClass(enum.StrEnum):
     PATRON = "patron"
     STAFF = "staff"
-    ADMIN = "admin"  # tenant administrators, security officers
+    ADMIN = "admin"  # accounts holding administrative permissions through any role (access/power.py)
     OPERATOR = "operator"  # platform staff
 
 

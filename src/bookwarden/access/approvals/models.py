@@ -35,7 +35,11 @@ class ApprovalRequest(Base):
 
 
 class SensitiveAction(enum.StrEnum):
+    # Granting any role, built-in or custom, whose permissions make its holder privileged (access/power.py).
     GRANT_ADMIN_ROLE = "grant_admin_role"
+    # Creating a custom role, or changing its permissions, so that it carries such permissions
+    # (identity/roles.py). The action column is a plain string (no CHECK names the actions): no migration.
+    DEFINE_ADMIN_ROLE = "define_admin_role"
     CHANGE_PASSWORD_POLICY = "change_password_policy"  # noqa: S105 - an action name
     # Institutional sign-on: whoever controls the IdP decides who signs in as whom (identity/saml/config.py).
     CONFIGURE_SSO = "configure_sso"

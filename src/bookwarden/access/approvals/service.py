@@ -3,7 +3,8 @@
 A request names the action and its exact parameters; another holder of the permission the
 action needs approves it, and the action is carried out at that moment, under that approval.
 Each area declares its sensitive actions in its own `approvals.py` (access/approvals/kinds.py):
-granting an administrative role and changing a password policy (identity/accounts/approvals.py),
+granting a role, or defining a custom role, that carries administrative permissions
+(identity/approvals.py), changing a password policy (identity/accounts/approvals.py),
 configuring or removing institutional sign-on (identity/saml/approvals.py), a bulk export of
 patrons (library/approvals.py: approving carries nothing out, it lets the asker download once),
 approving a staff-initiated erasure request (privacy/requests/approvals.py), changing how long a
@@ -51,9 +52,11 @@ def ask(session: TenantSession, actor: Principal, action: SensitiveAction, param
 
 
 def _record(session: TenantSession, action: Action, request: ApprovalRequest) -> None:
-    # The parameters are ids, role names, policy numbers and sign-on settings: nothing personal. A sign-on
-    # change's `content` (kilobytes of IdP metadata) is recorded by its digest, content_sha256, which binds it.
-    params = {key: value for key, value in request.params.items() if key != "content"}
+    # The parameters are ids, role names, permissions, policy numbers and sign-on settings: nothing personal. A
+    # sign-on change's `content` (kilobytes of IdP metadata) is recorded by its digest, content_sha256, which
+    # binds it; a role's `description` is free text an administrator typed, kept out of the trail as
+    # role.created keeps it out.
+    params = {key: value for key, value in request.params.items() if key not in ("content", "description")}
     details = {"sensitive_action": request.action, "requested_by": request.requested_by, **params}
     record(session, action, ("approval", request.id), details=details)
 

@@ -14,9 +14,10 @@ applied again where notices are sent (`entitlement_changed`): a mute that someho
 administrative kind, or an ordinary event that turns out to concern an administrator, is mailed
 all the same.
 
-"Administrative" is decided from permissions, not role names: a custom role holding any of
-ADMINISTRATIVE_PERMISSIONS is treated exactly like the built-in administrator roles, so a custom
-"helpdesk" role that can assign roles cannot be granted quietly.
+"Administrative" is decided from permissions, not role names, by the one definition every control
+uses (access/power.py): a change is administrative when the permissions it touches, or those of the
+role or account it concerns, make their holder privileged. A custom "helpdesk" role that can assign
+roles cannot be granted quietly, any more than the built-in tenant admin role can.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import structlog
 from sqlalchemy import select
 
 from bookwarden.access.permissions import Permission
+from bookwarden.access.power import power_class
 from bookwarden.access.principal import Principal
 from bookwarden.access.roles.models import SecurityContact
 from bookwarden.access.roles.reads import account_permissions, role_permissions
@@ -110,9 +112,9 @@ class NoticeKind(enum.StrEnum):
 
 E, K = EntitlementEvent, NoticeKind
 _ADMIN_ROLE = (
-    "granting, revoking or changing an administrative role (tenant admin, security officer, or any role "
-    "that can manage accounts, roles, tokens, policies, sign-on, security contacts or operator grants) "
-    "is always notified"
+    "granting, revoking or changing an administrative role (any role, built-in or custom, that can manage "
+    "accounts, roles, tokens, policies, sign-on, security contacts or operator grants, or read or verify "
+    "the audit trail) is always notified"
 )
 _ADMIN_CREDENTIALS = "resetting an administrator's password or second factors is always notified"
 # Every kind that can never be muted, with the rule that says so (named in refusals and in the mail).
@@ -159,21 +161,6 @@ _KINDS: dict[EntitlementEvent, tuple[NoticeKind, NoticeKind | None]] = {
     E.OPERATOR_GRANT_EXPIRED: (K.OPERATOR_GRANT_EXPIRED, None),
 }
 MUTABLE = tuple(kind for kind in NoticeKind if kind not in NEVER_MUTED)
-
-P = Permission
-# Whoever holds one of these runs the institution's access control: changes about them are administrative.
-ADMINISTRATIVE_PERMISSIONS = frozenset(
-    {
-        P.ACCOUNTS_MANAGE,
-        P.ROLES_MANAGE,
-        P.ROLES_ASSIGN,
-        P.TOKENS_MANAGE,
-        P.POLICY_MANAGE,
-        P.SSO_MANAGE,
-        P.SECURITY_CONTACTS_MANAGE,
-        P.OPERATOR_GRANTS_APPROVE,
-    }
-)
 
 
 class NoticeNotMutable(BookwardenError):
@@ -227,7 +214,7 @@ def _administrative(
         touched |= role_permissions(session, role)
     if account_id is not None:
         touched |= account_permissions(session, account_id)
-    return bool(touched & ADMINISTRATIVE_PERMISSIONS)
+    return power_class(touched).privileged
 
 
 def entitlement_changed(

@@ -1,31 +1,17 @@
-"""Accounts' sensitive actions: granting an administrative role, changing a password policy."""
+"""Accounts' sensitive actions: changing a password policy. (Granting and defining administrative roles:
+identity/approvals.py, next to the role service.)"""
 
 from __future__ import annotations
 
-from uuid import UUID
-
 from bookwarden.access.approvals.kinds import ApprovalKind, register
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction
-from bookwarden.access.permissions import ADMIN_ROLES, Permission
+from bookwarden.access.permissions import Permission
 from bookwarden.access.principal import Principal
-from bookwarden.core.errors import InvalidInput
 from bookwarden.db.session import TenantSession
-from bookwarden.identity import roles
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.passwords import PasswordPolicy, RoleClass
 
 POLICY_SETTINGS = ("min_length", "max_length", "history", "expiry_days")
-
-
-def _checked_grant(session: TenantSession, params: dict) -> dict:
-    if params.get("role") not in {r.value for r in ADMIN_ROLES}:
-        raise InvalidInput(f"role: only {', '.join(sorted(ADMIN_ROLES))} need an approval; grant others directly")
-    account = accounts.get_account(session, UUID(str(params["account_id"])))
-    return {"account_id": str(account.id), "role": str(params["role"])}
-
-
-def _grant(session: TenantSession, approver: Principal, request: ApprovalRequest) -> None:
-    roles.grant_role(session, approver, UUID(request.params["account_id"]), request.params["role"], approval=request)
 
 
 def _checked_policy(session: TenantSession, params: dict) -> dict:
@@ -48,6 +34,5 @@ def _set_policy(session: TenantSession, approver: Principal, request: ApprovalRe
 
 
 register(
-    ApprovalKind(SensitiveAction.GRANT_ADMIN_ROLE, Permission.ROLES_ASSIGN, _checked_grant, _grant),
     ApprovalKind(SensitiveAction.CHANGE_PASSWORD_POLICY, Permission.POLICY_MANAGE, _checked_policy, _set_policy),
 )

@@ -15,9 +15,11 @@ from sqlalchemy import select
 
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction, require_approval
 from bookwarden.access.authorize import authorize
-from bookwarden.access.permissions import ADMIN_ROLES, Permission
+from bookwarden.access.permissions import Permission
+from bookwarden.access.power import PowerClass, power_class
 from bookwarden.access.principal import Principal
 from bookwarden.access.roles.notices import EntitlementEvent, entitlement_changed
+from bookwarden.access.roles.reads import account_permissions
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
 from bookwarden.core.errors import Conflict, InvalidInput, NotFound
@@ -27,7 +29,6 @@ from bookwarden.db.session import TenantSession
 from bookwarden.identity import sessions, throttle
 from bookwarden.identity.models import Account, AccountKind, AccountStatus, PasswordHistory, PasswordPolicyRow
 from bookwarden.identity.passwords import PasswordPolicy, RoleClass, check_password, hash_password
-from bookwarden.identity.roles import held_roles
 from bookwarden.tenancy.models import Tenant
 
 TABLE = "accounts"
@@ -129,10 +130,15 @@ def list_accounts(session: TenantSession, *, after: UUID | None, limit: int) -> 
 
 
 def role_class(session: TenantSession, account: Account) -> RoleClass:
-    """The strictest class among the account's roles decides its password policy."""
-    if account.kind is AccountKind.PATRON:
-        return RoleClass.PATRON
-    return RoleClass.ADMIN if {r.value for r in ADMIN_ROLES} & set(held_roles(session, account.id)) else RoleClass.STAFF
+    """The password policy's class: from the permissions the account's roles give (access/power.py), never
+    their names, so any role carrying administrative permissions holds its holder to the admin floor (a
+    patron account too: its kind does not lower that)."""
+    power = power_class(account_permissions(session, account.id))
+    if power is PowerClass.PLATFORM:
+        return RoleClass.OPERATOR
+    if power is PowerClass.ADMINISTRATIVE:
+        return RoleClass.ADMIN
+    return RoleClass.PATRON if account.kind is AccountKind.PATRON else RoleClass.STAFF
 
 
 def policy_for(session: TenantSession, cls: RoleClass) -> PasswordPolicy:

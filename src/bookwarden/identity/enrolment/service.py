@@ -55,9 +55,10 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from bookwarden.access.authorize import authorize
-from bookwarden.access.permissions import MFA_REQUIRED, Permission
+from bookwarden.access.permissions import Permission
 from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.access.roles.notices import EntitlementEvent, entitlement_changed
+from bookwarden.access.roles.reads import privileged_roles
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
 from bookwarden.core.errors import BookwardenError, Conflict, Forbidden, NotFound, Unauthenticated
@@ -76,7 +77,6 @@ from bookwarden.identity.models import (
     SignInSession,
     TotpEnrolment,
 )
-from bookwarden.identity.roles import held_roles
 from bookwarden.identity.signin import service as signin
 from bookwarden.identity.throttle import FailedFactor
 from bookwarden.tenancy.models import Tenant
@@ -123,7 +123,8 @@ class LastSecondFactor(BookwardenError):
 
     def __init__(self, roles: list[str]):
         super().__init__(
-            f"your role ({', '.join(roles)}) requires a second factor and this is the last one on your account; "
+            f"your role ({', '.join(roles)}) carries administrative permissions, which require a second factor, "
+            "and this is the last one on your account; "
             "add another (an authenticator app or a second security key) before removing this one"
         )
 
@@ -759,7 +760,7 @@ def _after_removal(session: TenantSession, account: Account, *, app_left: bool, 
     """Refuse to remove the last factor a role requires; with no factor left, the recovery codes go too."""
     if app_left or keys_left > 0:
         return
-    required_by = [role for role in held_roles(session, account.id) if role in MFA_REQUIRED]
+    required_by = privileged_roles(session, account.id)
     if required_by:
         raise LastSecondFactor(required_by)
     account.recovery_code_hashes = None

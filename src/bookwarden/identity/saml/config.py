@@ -13,7 +13,7 @@ the change made. Otherwise a tenant admin could upload an IdP of their own and s
   null when there was none), with a readable summary for the approver.
 - On approval, `carry_out` applies the request's own content through `configure` / `remove_config`,
   which refuse to act without an approved request for exactly that content, and check it again
-  (metadata still valid, mapped roles still without access-control powers).
+  (metadata still valid, mapped roles still without administrative permissions).
 - The approval is bound to what was asked, three ways: the parameters must equal those computed
   from the content being applied (another content cannot ride on it); the digests must be those
   the audit chain recorded when it was asked (the chain is append-only: a request row altered since
@@ -41,7 +41,8 @@ from sqlalchemy import select, text
 from bookwarden.access.approvals import service as approvals
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction, require_approval
 from bookwarden.access.authorize import authorize
-from bookwarden.access.permissions import ADMIN_ROLES, BuiltinRole, Permission
+from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
+from bookwarden.access.power import power_class, privileging
 from bookwarden.access.principal import Principal
 from bookwarden.access.roles.models import Role
 from bookwarden.access.roles.notices import EntitlementEvent, entitlement_changed
@@ -56,20 +57,6 @@ from bookwarden.identity.saml import protocol as saml_protocol
 from bookwarden.identity.saml.models import SamlConfig
 from bookwarden.identity.saml.protocol import IdpMetadata
 
-# Permissions that run access control: a custom role holding one is administrative in all but name,
-# so sign-on may not hand it out (the built-in ones are refused by name, ADMIN_ROLES).
-ACCESS_CONTROL = frozenset(
-    {
-        Permission.ACCOUNTS_MANAGE,
-        Permission.ROLES_MANAGE,
-        Permission.ROLES_ASSIGN,
-        Permission.TOKENS_MANAGE,
-        Permission.POLICY_MANAGE,
-        Permission.SSO_MANAGE,
-        Permission.SECURITY_CONTACTS_MANAGE,
-        Permission.OPERATOR_GRANTS_APPROVE,
-    }
-)
 CHANGE = SensitiveAction.CONFIGURE_SSO
 REMOVAL = SensitiveAction.REMOVE_SSO
 WHAT = "institutional sign-on (SAML)"
@@ -251,24 +238,22 @@ def _validated(session: TenantSession, settings: SamlSettings) -> IdpMetadata:
 
 
 def check_mappable(session: TenantSession, role: str, field: str) -> None:
-    """Refuse a role that sign-on may not hand out: platform, administrative, or holding access control."""
+    """Refuse a role that sign-on may not hand out: a platform role, or any role, built-in or custom, whose
+    permissions are administrative (access/power.py): those are granted only with a second person's approval."""
     if role in {r.value for r in BuiltinRole}:
         if BuiltinRole(role).is_platform:
             raise InvalidInput(f"{field}: {role} is a platform role, not an institution's")
-        if role in ADMIN_ROLES:
-            raise InvalidInput(
-                f"{field}: {role} is an administrative role; it is granted only with a second administrator's "
-                "approval (POST /api/v1/approvals), never by sign-on attributes"
-            )
-        return
-    custom = session.scalar(select(Role).where(Role.tenant_id == session.tenant_id, Role.name == role))
-    if custom is None:
-        raise NotFound(f"{field}: no role named {role} in this institution")
-    held = ACCESS_CONTROL & access.role_permissions(session, custom)
-    if held:
+        permissions = set(BUILTIN_PERMISSIONS[BuiltinRole(role)])
+    else:
+        custom = session.scalar(select(Role).where(Role.tenant_id == session.tenant_id, Role.name == role))
+        if custom is None:
+            raise NotFound(f"{field}: no role named {role} in this institution")
+        permissions = access.role_permissions(session, custom)
+    if power_class(permissions).privileged:
         raise InvalidInput(
-            f"{field}: role {role} holds access-control permissions ({', '.join(sorted(held))}), which sign-on "
-            "may not hand out"
+            f"{field}: {role} is an administrative role (it carries {', '.join(privileging(permissions))}); "
+            "it is granted only with a second administrator's approval (POST /api/v1/accounts/{id}/roles, then "
+            "POST /api/v1/approvals/{id}/approve), never by sign-on attributes"
         )
 
 

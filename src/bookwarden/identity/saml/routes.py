@@ -26,7 +26,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from bookwarden.access.permissions import ADMIN_ROLES, BuiltinRole, Permission
+from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
+from bookwarden.access.power import power_class
 from bookwarden.access.principal import Principal
 from bookwarden.access.routes import ApprovalOut
 from bookwarden.api import bodies
@@ -72,15 +73,16 @@ class Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-# Roles sign-on may never hand out, refused by the schema itself (and by the service).
-NOT_MAPPABLE = sorted(r.value for r in BuiltinRole if r in ADMIN_ROLES or r.is_platform)
+# Built-in roles sign-on may never hand out (platform roles, and those carrying administrative permissions),
+# refused by the schema itself; the service refuses those and custom roles carrying such permissions.
+NOT_MAPPABLE = sorted(r.value for r in BuiltinRole if r.is_platform or power_class(BUILTIN_PERMISSIONS[r]).privileged)
 
 
 class RoleMappingIn(Input):
     attribute: AttributeName
     value: line(256)
     role: RoleName = Field(
-        description="a non-administrative role: built-in, or custom without access-control powers",
+        description="a role without administrative permissions (access control, accounts, audit, sign-on, policy)",
         json_schema_extra={"not": {"enum": NOT_MAPPABLE}},
     )
 

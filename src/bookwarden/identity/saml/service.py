@@ -64,12 +64,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
-from bookwarden.access.permissions import (
-    MFA_REQUIRED,
-    Permission,
-)
+from bookwarden.access.permissions import Permission
 from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.access.roles.models import AccountRole, Role
+from bookwarden.access.roles.reads import privileged_roles
 from bookwarden.audit.events import Action, Outcome
 from bookwarden.audit.record import acting, current, record, record_now
 from bookwarden.core.errors import BookwardenError, Conflict, InvalidInput, NotFound, SegregationOfDutiesError
@@ -450,7 +448,7 @@ def _sync_roles(
 ) -> tuple[list[str], list[str]]:
     """Grant the mapped roles the assertion earns; revoke those sign-on granted that it no longer earns."""
     earned = {m["role"] for m in config.role_mappings if m["value"] in attributes.get(m["attribute"], [])}
-    # Checked again at each sign-in: a custom role may have gained access-control permissions or gone.
+    # Checked again at each sign-in: a custom role may have gained administrative permissions or gone.
     grantable = set()
     for role in earned:
         try:
@@ -481,4 +479,4 @@ def _sync_roles(
 
 
 def _roles_requiring_second_factor(session: TenantSession, account: Account) -> list[str]:
-    return [role for role in access.held_roles(session, account.id) if role in MFA_REQUIRED]
+    return privileged_roles(session, account.id)

@@ -11,9 +11,10 @@ The order of checks, and why:
    (and, again, after the same dummy verification).
 4. The password (argon2id; a hash made under weaker parameters is upgraded on the way).
 5. The account's status: only active accounts sign in.
-6. The second factor. Accounts holding a role in `MFA_REQUIRED` (tenant admin, security officer,
-   platform roles), and any account that enrolled a factor, get an "MFA pending" session that
-   authenticates nothing but `complete_second_factor`. A role that requires a second factor
+6. The second factor. Accounts holding administrative permissions through any role, built-in or
+   custom (access/power.py: decided from permissions, never role names), and any account that
+   enrolled a factor, get an "MFA pending" session that authenticates nothing but
+   `complete_second_factor`. A role that requires a second factor
    without one enrolled is refused with `second-factor-enrolment-required`: there is no
    enrolment-only session, because a session that can change its own credentials after a
    password alone is exactly what the requirement exists to prevent; an administrator enrols
@@ -47,9 +48,8 @@ from uuid import UUID
 from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
-from bookwarden.access.permissions import MFA_REQUIRED
 from bookwarden.access.principal import Principal, PrincipalKind
-from bookwarden.access.roles.reads import account_permissions
+from bookwarden.access.roles.reads import account_permissions, privileged_roles
 from bookwarden.audit.events import Action, Outcome
 from bookwarden.audit.record import record, record_now
 from bookwarden.core.errors import BookwardenError, Unauthenticated
@@ -59,7 +59,6 @@ from bookwarden.identity import passwords, sessions, throttle
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.mfa import service as mfa
 from bookwarden.identity.models import Account, AccountStatus, SecurityKey, SignInSession
-from bookwarden.identity.roles import held_roles
 from bookwarden.identity.throttle import Admission, FailedFactor
 from bookwarden.tenancy.models import Tenant, TenantStatus
 from bookwarden.tenancy.service import SLUG
@@ -96,7 +95,8 @@ class SecondFactorEnrolmentRequired(BookwardenError):
 
     def __init__(self, roles: list[str]):
         super().__init__(
-            f"your role ({', '.join(roles)}) requires a second factor and none is enrolled on this account; "
+            f"your role ({', '.join(roles)}) carries administrative permissions, which require a second factor, "
+            "and none is enrolled on this account; "
             "ask an administrator of your institution to send you an enrolment link, and follow it"
         )
 
@@ -286,7 +286,7 @@ def enrolled(session: TenantSession, account: Account) -> bool:
 
 
 def _roles_requiring_second_factor(session: TenantSession, account: Account) -> list[str]:
-    return [role for role in held_roles(session, account.id) if role in MFA_REQUIRED]
+    return privileged_roles(session, account.id)
 
 
 def second_factor_needed(session: TenantSession, account: Account) -> bool:
