@@ -171,6 +171,13 @@ KNOWN_ANSWERS = [
         lambda: _budget_key(throttle.COOKIE_CHOICE).hex(),
         "95d1001a0c3b3e741b36192cb370b28148f1379d38c338c91f162ffda3a7e779",
     ),
+    # Added after derive.py (the anonymous-event budget, migration 0022): pinned from its first version.
+    (
+        KeyPurpose.ADDRESS_BUDGET,
+        throttle.ANONYMOUS_EVENTS.purpose,
+        lambda: _budget_key(throttle.ANONYMOUS_EVENTS).hex(),
+        "cb4f3b3e681da53364b2e2231c0639eb91494563cdf683e111e2aad9b3ac54a0",
+    ),
 ]
 
 DERIVED = list(dict.fromkeys((purpose, parameter) for purpose, parameter, _, _ in KNOWN_ANSWERS))

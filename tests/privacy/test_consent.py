@@ -276,7 +276,7 @@ def test_the_open_cookie_banner_has_a_budget_per_network_address(app, tenant, in
         recorded = session.execute(text("SELECT count(*) FROM cookie_choices")).scalar_one()
     assert recorded == 4  # the refused one wrote nothing
     with platform_session(db) as session:  # the budget names no address, only its keyed hash
-        keys = session.execute(text("SELECT key FROM rate_budgets")).scalars().all()
+        keys = session.execute(text("SELECT key FROM rate_budgets WHERE purpose = 'cookie_choice'")).scalars().all()
         assert len(keys) == 2 and all(campus.encode() not in bytes(k) for k in keys)
         session.execute(text("UPDATE rate_budgets SET window_start = window_start - interval '10 minutes'"))
     assert browser(campus).put(url, json=body).status_code == 200  # a new window: a fresh budget
