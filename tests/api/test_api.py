@@ -126,6 +126,8 @@ def test_every_route_declares_the_permission_it_needs(app):
         # Self-registration (privacy/registration/service.py): a person who is no patron yet registers; off
         # unless the institution opens it, throttled per address, the age gate before anything is kept.
         "/api/v1/self-registration",
+        # Its address confirmation: authorised by the signed one-time link mailed to the address itself.
+        "/api/v1/self-registration/confirm",
         # One-click unsubscribe (RFC 8058, privacy/consent/unsubscribe.py): authorised by the link's signed token, which
         # names institution, patron and topic; a mail client POSTs it with no sign-in, and GET only shows a page.
         "/api/v1/unsubscribe/{token}",

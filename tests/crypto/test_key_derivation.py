@@ -135,6 +135,15 @@ KNOWN_ANSWERS = [
         "b3ItZW5yb2xtZW50Iiwic3RhdGUiOiJDRjduRGhLOE1LWUNMWHFkQXhpaGxBIiwidGVuYW50IjoiMDAwMDAwMDAtMDAwMC00MDAwLTgwMDAtMDAw"
         "MDAwMDAwMDAxIn0.3OFLvXj63xgpq1XO0f3cCRYkAr8mSlhs5uADIMaP7uY",
     ),
+    # Added with the purpose (not from before derive.py): self-registration's address confirmation links.
+    (
+        KeyPurpose.ONE_TIME_LINK_SIGNING,
+        LinkPurpose.EMAIL_CONFIRMATION.value,
+        lambda: _link(LinkPurpose.EMAIL_CONFIRMATION),
+        "eyJhY2NvdW50IjoiMDAwMDAwMDAtMDAwMC00MDAwLTgwMDAtMDAwMDAwMDAwMDAyIiwiZXhwIjoyMDAwMDAwMDAwLCJwdXJwb3NlIjoiZW1haWwt"
+        "Y29uZmlybWF0aW9uIiwic3RhdGUiOiJDRjduRGhLOE1LWUNMWHFkQXhpaGxBIiwidGVuYW50IjoiMDAwMDAwMDAtMDAwMC00MDAwLTgwMDAtMDAw"
+        "MDAwMDAwMDAxIn0.AGQ5xQFTXMaQ0u9M48QW8AXffNkgdtyVxf5bnK0BMTc",
+    ),
     (
         KeyPurpose.UNSUBSCRIBE_LINK,
         None,

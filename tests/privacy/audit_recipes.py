@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import date
 from uuid import UUID
 
 from fastapi.testclient import TestClient
@@ -445,6 +446,24 @@ def _(w):
     _registration_open(w)
     body = {"institution": w.tenant.slug, "name": "Sam Reader", "email": "sam@example.org", "birth_date": "1990-05-01"}
     return Call(w.browser(), "POST", SELF_REGISTRATION, Action.SELF_REGISTERED, w.tenant.id, json=body)
+
+
+@route("POST", f"{SELF_REGISTRATION}/confirm")
+def _(w):
+    from bookwarden.privacy.registration import service as self_registration
+
+    _registration_open(w)
+    email = f"sam.{uuid.uuid4().hex[:8]}@example.org"
+    registered = self_registration.register(
+        w.db, w.tenant.slug, fresh_address(), name="Sam Reader", email=email, birth_date=date(1990, 5, 1)
+    )
+    with tenant_session(w.db, w.tenant.id) as session:
+        # The mail is forgotten once sent: read the link from the queued one, before the worker sends it.
+        [message] = session.scalars(select(OutboxMessage).order_by(OutboxMessage.created_at.desc()).limit(1)).all()
+        [token] = re.findall(r"#token=(\S+)", open_mail(session, message).body)
+    assert registered.patron_id
+    url, body = f"{SELF_REGISTRATION}/confirm", {"token": token}
+    return Call(w.browser(), "POST", url, Action.SELF_REGISTRATION_CONFIRMED, w.tenant.id, json=body)
 
 
 @route("GET", f"{SELF_REGISTRATION}/settings")

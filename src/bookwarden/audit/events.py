@@ -100,6 +100,10 @@ class Action(enum.StrEnum):
     SELF_REGISTRATION_SETTINGS_CHANGED = "self_registration.settings_changed"
     SELF_REGISTERED = "patron.self_registered"
     SELF_REGISTRATION_REFUSED = "patron.self_registration_refused"  # never a name, address or birth date
+    # The address's owner opened the link mailed to it: from now on the address counts (mail, the request form).
+    SELF_REGISTRATION_CONFIRMED = "patron.self_registration_confirmed"
+    # Not confirmed in time: the patron erased (certificate, keys shredded); the address was never used.
+    SELF_REGISTRATION_LAPSED = "patron.self_registration_lapsed"
     # Anonymized publisher reports: the catalogue they join, their rules, each release (a disclosure).
     CATALOGUE_IMPORTED = "catalogue.imported"
     CATALOGUE_LISTED = "catalogue.listed"

@@ -1,4 +1,5 @@
-"""Signed, expiring one-time links: invitations (set a first password) and password resets.
+"""Signed, expiring one-time links: invitations (set a first password), password resets, and the others
+their purposes list (second-factor and operator enrolment, a self-registration's address confirmation).
 
 No table stores them. A link carries its own claims, signed by the platform:
 
@@ -77,6 +78,9 @@ class LinkPurpose(enum.StrEnum):
     # A new operator account's link to set its password and enrol its authenticator app
     # (identity/operators/service.py); its tenant is the platform's nil id, PLATFORM.
     OPERATOR_ENROLMENT = "operator-enrolment"
+    # A self-registered patron's link proving they own the address they registered with
+    # (privacy/registration/service.py); its "account" is the patron's id.
+    EMAIL_CONFIRMATION = "email-confirmation"
 
 
 LIFETIME = {
@@ -84,6 +88,8 @@ LIFETIME = {
     LinkPurpose.RESET: timedelta(hours=1),
     LinkPurpose.MFA_ENROLMENT: timedelta(hours=24),
     LinkPurpose.OPERATOR_ENROLMENT: timedelta(hours=24),
+    # As long as an unconfirmed registration is kept: it lapses when its link does.
+    LinkPurpose.EMAIL_CONFIRMATION: timedelta(hours=48),
 }
 # Where each link leads in the web console; the page posts the token to the matching API route.
 PAGE = {
@@ -91,6 +97,7 @@ PAGE = {
     LinkPurpose.RESET: "reset-password",
     LinkPurpose.MFA_ENROLMENT: "enrol-second-factor",
     LinkPurpose.OPERATOR_ENROLMENT: "operator/enrol",
+    LinkPurpose.EMAIL_CONFIRMATION: "confirm-email",
 }
 MAIL = {
     LinkPurpose.INVITE: ("invitation.txt", "your invitation"),

@@ -21,10 +21,11 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bookwarden.core.classification import CATALOGUE, STATE, Category, blind_index, personal
+from bookwarden.core.classification import CATALOGUE, STATE, Category, blind_index, not_personal, personal
 from bookwarden.db.base import Base, tenant_fk
 from bookwarden.tenancy.models import Tenant  # noqa: F401 - target of the tenant foreign keys
 
@@ -45,6 +46,12 @@ class Patron(Base):
         UniqueConstraint("tenant_id", "institutional_id_index"),
         UniqueConstraint("tenant_id", "barcode_index"),
         Index("ix_patrons_email_index", "tenant_id", "email_index"),
+        Index(
+            "ix_patrons_email_unconfirmed",
+            "tenant_id",
+            "email_unconfirmed_until",
+            postgresql_where=text("email_unconfirmed_until IS NOT NULL"),
+        ),
     )
 
     tenant_id: Mapped[uuid.UUID] = _tenant_id()
@@ -64,6 +71,14 @@ class Patron(Base):
         Enum(PatronStatus, name="patron_status", values_callable=lambda e: [m.value for m in e]),
         default=PatronStatus.ACTIVE,
         info=STATE,
+    )
+    # Set while the address on the record is only what someone typed into self-registration: until its owner
+    # confirms it (privacy/registration/service.py) it is nobody's, so nothing is sent to it and it identifies
+    # no one to the request form; at this time the registration lapses. Null: the owner confirmed it, or the
+    # institution's staff entered it (they vouch for it).
+    email_unconfirmed_until: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True),
+        info=not_personal("when an unconfirmed self-registration lapses; null once its address counts"),
     )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(

@@ -16,7 +16,7 @@ import functools
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -308,10 +308,16 @@ def update(
     row, subject = _fetch(session, kind, record_id)
     if kind is PATRONS and not rectifying:
         check_patron_change(session, record_id)
+    details: dict[str, Any] = {}
     if values:
         _seal(session, kind, row, _key_for_change(session, kind, subject), values)
+        if kind is PATRONS and "email" in values and row.email_unconfirmed_until is not None:
+            # Staff (or an officer carrying out a rectification) set the address: the institution vouches
+            # for it, so it counts from now on and the self-registration it came from no longer lapses.
+            row.email_unconfirmed_until = None
+            details["email_vouched_by_staff"] = True
         _flush(session, kind)
-    details = {"fields": sorted(values), **_subject_details(kind, subject)}
+    details = {"fields": sorted(values), **_subject_details(kind, subject), **details}
     record(session, kind.action("changed"), (kind.target, record_id), details=details)
     return _open(session, kind, [(_values(row), subject)])[0]
 
@@ -372,6 +378,43 @@ def lookup_patrons(session: TenantSession, lookup: schemas.PatronLookup) -> list
     # Which index, never the value looked for: the trail must not become a copy of the personal data.
     record(session, Action.PATRON_LOOKED_UP, ("patron", None), details={"by": column, "ids": ids, "count": len(ids)})
     return _open(session, PATRONS, found)
+
+
+# -- the address on file ----------------------------------------------------------------------
+
+
+def email_counts(patron: Patron) -> bool:
+    """Whether the address on the record may be used to reach the patron or identify them: staff entered it
+    (the institution vouches for it) or its owner confirmed it. An address typed into self-registration and
+    not yet confirmed is nobody's: nothing is mailed to it, and the request form does not match it."""
+    return patron.email is not None and patron.email_unconfirmed_until is None
+
+
+def email_on_file(session: TenantSession, patron: Patron) -> str | None:
+    """The address to reach the patron at; None when there is none, it does not count yet, or the patron was erased."""
+    if not email_counts(patron):
+        return None
+    try:
+        key = session.keyring.subject_key(session.tenant_id, patron.id)
+    except KeyDestroyed:
+        return None
+    return decrypt_field(key, session.tenant_id, PATRONS.table, "email", patron.id, patron.email)
+
+
+def await_email_confirmation(session: TenantSession, patron_id: UUID, until: datetime) -> Patron:
+    """The new patron's address does not count until its owner confirms it; unconfirmed at `until`, it lapses."""
+    row = session.get(Patron, (session.tenant_id, patron_id), with_for_update=True)
+    if row is None or row.email is None:
+        raise Conflict(f"patron {patron_id} has no address to confirm")
+    row.email_unconfirmed_until = until
+    session.flush()
+    return row
+
+
+def email_confirmed(session: TenantSession, patron: Patron) -> None:
+    """Its owner confirmed the address (through the link mailed to it): from now on it counts."""
+    patron.email_unconfirmed_until = None
+    session.flush()
 
 
 # -- cursors -------------------------------------------------------------------------------

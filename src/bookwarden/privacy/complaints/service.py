@@ -45,6 +45,7 @@ from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.identity.models import Account, AccountKind, AccountStatus
+from bookwarden.library import service as library
 from bookwarden.library.models import Patron
 from bookwarden.notify.models import MailCategory, OutboxMessage, OutboxStatus
 from bookwarden.notify.service import mail_time, queue_mail
@@ -559,11 +560,8 @@ def _patron_account(session: TenantSession, actor: Principal) -> Account:
 
 
 def _patron_email(session: TenantSession, patron: Patron) -> str | None:
-    try:
-        key = session.keyring.subject_key(session.tenant_id, patron.id)
-    except KeyDestroyed:
-        return None  # erased: nothing on file
-    return decrypt_field(key, session.tenant_id, "patrons", "email", patron.id, patron.email)
+    # None when erased, or when the address is a self-registration's not yet confirmed by its owner.
+    return library.email_on_file(session, patron)
 
 
 def _account_email(session: TenantSession, account: Account) -> str | None:

@@ -40,11 +40,10 @@ from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
 from bookwarden.core.errors import BookwardenError, Conflict, InvalidInput
 from bookwarden.crypto.derive import KeyPurpose, derive
-from bookwarden.crypto.fields import decrypt_field
-from bookwarden.crypto.keyring import KeyDestroyed
 from bookwarden.crypto.master import MasterKeys
 from bookwarden.db.session import Database, TenantSession, tenant_session
 from bookwarden.identity.links import LinkSettings
+from bookwarden.library import service as library
 from bookwarden.library.models import Patron
 from bookwarden.notify.models import MailCategory, OutboxMessage
 from bookwarden.notify.service import queue_mail
@@ -274,12 +273,7 @@ def _institution(session: TenantSession, claims: UnsubscribeClaims) -> str:
 
 
 def patron_email(session: TenantSession, patron_id: UUID) -> str | None:
-    """The address on the patron's record; None when there is none or the patron was erased."""
+    """The address on the patron's record; None when there is none, the patron was erased, or the address is
+    a self-registration's its owner has not confirmed yet (library.email_on_file: nothing goes to it)."""
     patron = session.get(Patron, (session.tenant_id, patron_id))
-    if patron is None or patron.email is None:
-        return None
-    try:
-        key = session.keyring.subject_key(session.tenant_id, patron_id)
-    except KeyDestroyed:
-        return None
-    return decrypt_field(key, session.tenant_id, "patrons", "email", patron_id, patron.email)
+    return None if patron is None else library.email_on_file(session, patron)

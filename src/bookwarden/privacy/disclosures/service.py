@@ -44,6 +44,7 @@ from bookwarden.core.errors import Conflict, InvalidInput, NotFound
 from bookwarden.core.text import is_line, is_lines
 from bookwarden.crypto.fields import decrypt_field
 from bookwarden.db.session import TenantSession
+from bookwarden.library import service as library
 from bookwarden.library.models import Patron
 from bookwarden.notify.models import MailCategory
 from bookwarden.notify.service import queue_mail
@@ -209,8 +210,9 @@ def _notify(session: TenantSession, disclosure: Disclosure, patron_ids: list[UUI
     patrons = session.scalars(
         select(Patron).where(Patron.tenant_id == session.tenant_id, Patron.id == any_(_ids(patron_ids)))
     ).all()
-    keys = session.keyring.subject_keys(session.tenant_id, [p.id for p in patrons])
-    for patron in patrons:
+    counted = [p for p in patrons if library.email_counts(p)]  # never a self-registration's unconfirmed address
+    keys = session.keyring.subject_keys(session.tenant_id, [p.id for p in counted])
+    for patron in counted:
         key = keys.get(patron.id)
         address = key and decrypt_field(key, session.tenant_id, "patrons", "email", patron.id, patron.email)
         if not address:

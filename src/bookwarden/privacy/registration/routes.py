@@ -2,12 +2,12 @@
 
 # No `from __future__ import annotations`: FastAPI reads these annotations at definition time.
 
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from bookwarden.access.permissions import Permission
 from bookwarden.access.principal import Principal
@@ -39,6 +39,21 @@ class RegistrationIn(Input):
 
 class RegistrationOut(BaseModel):
     patron_id: UUID
+    email_confirmed: bool = Field(
+        description="false until the link mailed to the address is opened; until then the address is used for nothing"
+    )
+    confirm_by: datetime = Field(description="when the registration lapses (is erased) unless its address is confirmed")
+
+
+class ConfirmIn(Input):
+    token: Annotated[str, StringConstraints(min_length=1, max_length=1024)] = Field(
+        description="the token of the link mailed to the address (after #token= in the link)"
+    )
+
+
+class ConfirmedOut(BaseModel):
+    patron_id: UUID
+    email_confirmed: bool
 
 
 class SettingsIn(Input):
@@ -49,9 +64,11 @@ class SettingsIn(Input):
 @router.post("", status_code=201, response_model=RegistrationOut, responses=responses(403, 404, 429))
 def register(body: RegistrationIn, request: Request, db: Database = Depends(database)):
     """Register yourself as a patron of an institution that allows it. Under 13: refused (403 age-gate)
-    and nothing you sent is kept. Throttled per network address (429 with Retry-After)."""
+    and nothing you sent is kept. Throttled per network address (429 with Retry-After). A link goes to the
+    address you gave: until it is opened the address is used for nothing, and unconfirmed by `confirm_by`
+    (48 hours) the registration lapses."""
     try:
-        patron_id = self_registration.register(
+        registered = self_registration.register(
             db,
             body.institution,
             source_address(request),
@@ -61,7 +78,15 @@ def register(body: RegistrationIn, request: Request, db: Database = Depends(data
         )
     except TooManyAttempts as refused:
         return too_many_attempts(request, refused)
-    return RegistrationOut(patron_id=patron_id)
+    return RegistrationOut(patron_id=registered.patron_id, email_confirmed=False, confirm_by=registered.confirm_by)
+
+
+@router.post("/confirm", response_model=ConfirmedOut, responses=responses(401, 403))
+def confirm_email(body: ConfirmIn, db: Database = Depends(database)):
+    """Confirm that the address of a registration is yours, with the link mailed to it (no sign-in: the signed
+    one-time link is the proof). A forged, expired, used or lapsed link: 401 invalid-link."""
+    patron_id = self_registration.confirm(db, body.token)
+    return ConfirmedOut(patron_id=patron_id, email_confirmed=True)
 
 
 @router.get("/settings", response_model=SettingsOut, responses=responses(401, 403))

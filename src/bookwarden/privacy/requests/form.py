@@ -14,6 +14,16 @@ back. Before that, nothing about the patron is disclosed:
 - every form sent counts against the sender's network address (identity/throttle.py, a count of
   its own, never taken back: taking back only those that matched would show who exists).
 
+Which addresses identify anyone: only those that count (library/service.py email_counts), entered by
+the institution's staff or confirmed by their owner. A self-registration's address is nobody's until
+the link mailed to it is opened (privacy/registration/service.py), so registering with someone else's
+address adds no match and takes none away. Several patrons may still share an address that counts (a
+household, a record entered twice); the form then does not fall silent: the code goes to that address,
+as for one patron (whoever holds the mailbox is who asks, and the mail is the same), and one request is
+made per patron, all confirmed by the one code and marked with one shared_address_group, for the
+institution's officer to settle: approve the requester's, deny the others with the reason. Nothing of
+this shows in the answer or its time, which are the same for no match, one match and several.
+
 Without an institution, the platform (the processor) cannot place the request: it keeps a
 pending inquiry, with the contact address sealed under a key of its own and a random tracking
 reference for the requester, and answers asking which institution. Named later with that
@@ -36,7 +46,7 @@ from uuid import UUID, uuid4
 
 import structlog
 from pydantic import BaseModel
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action, Outcome
@@ -50,6 +60,7 @@ from bookwarden.db.session import Database, TenantSession, platform_session, ten
 from bookwarden.identity import throttle
 from bookwarden.identity.links import PLATFORM
 from bookwarden.identity.signin import service as signin
+from bookwarden.library import service as library
 from bookwarden.library.models import Patron
 from bookwarden.library.schemas import LookupField
 from bookwarden.notify.models import MailCategory
@@ -70,6 +81,10 @@ from bookwarden.tenancy.models import Tenant, TenantStatus
 log = structlog.get_logger()
 
 CODE_DIGITS = 6
+# At most this many requests from one form whose address is on file for several patrons (one per patron);
+# bounded so a form's work, and so its answer time, stays under the floor below. Beyond it the officer is
+# told (patrons_beyond_limit) and registers the rest on the requester's behalf.
+MATCH_LIMIT = 10
 CODE_VALID = timedelta(minutes=30)
 CODE_TRIES = 5
 # The form answers no sooner than this after it began looking, whether or not a patron matched. A
@@ -164,14 +179,24 @@ def verify(db: Database, *, institution: str, verification_id: UUID, code: str) 
         if not right or challenge.request_id is None:
             return _refused(session, challenge, CodeResult.WRONG)
         challenge.verified_at = now
-        request = session.scalars(
+        # The request the challenge names, and the others one form made for the same address (one code for all).
+        confirmed = session.scalars(
             select(PrivacyRequest)
-            .where(PrivacyRequest.tenant_id == tenant.id, PrivacyRequest.id == challenge.request_id)
+            .where(
+                PrivacyRequest.tenant_id == tenant.id,
+                or_(
+                    PrivacyRequest.id == challenge.request_id,
+                    PrivacyRequest.shared_address_group == challenge.id,
+                ),
+            )
+            .order_by(PrivacyRequest.id)
             .with_for_update()
-        ).first()
-        if request.state == RequestState.RECEIVED:
-            requests.verify_identity(session, None, request, Verification.EMAIL_CODE)
-        return CodeCheck(CodeResult.VERIFIED, CODE_TRIES - challenge.attempts, requests.summary(request, now))
+        ).all()
+        for request in confirmed:
+            if request.state == RequestState.RECEIVED:
+                requests.verify_identity(session, None, request, Verification.EMAIL_CODE)
+        named = next(r for r in confirmed if r.id == challenge.request_id)
+        return CodeCheck(CodeResult.VERIFIED, CODE_TRIES - challenge.attempts, requests.summary(named, now))
 
 
 def _refused(session: TenantSession, challenge: RequestChallenge, result: CodeResult) -> CodeCheck:
@@ -198,30 +223,38 @@ def _submit_in(
         challenge = RequestChallenge(tenant_id=tenant.id, id=uuid4(), attempts=0)
         challenge.code_hash = _code_hash(session, challenge.id, code)
         challenge.expires_at = db_now(session) + CODE_VALID
-        patron, address, unmatched = _match(session, by, value)
-        if patron is None:
+        found = _match(session, by, value)
+        if not found.patrons:
             session.add(challenge)
             session.flush()
-            details = {"channel": RequestChannel.FORM.value, "by": by.value, "reason": unmatched}
+            details = {"channel": RequestChannel.FORM.value, "by": by.value, "reason": found.unmatched}
             details |= {"challenge_id": challenge.id, "inquiry_id": inquiry_id}
             audit.record(session, Action.PRIVACY_REQUEST_RECEIVED, outcome=Outcome.FAILED, details=details)
         else:
-            request = requests.receive(
-                session,
-                None,
-                RequestChannel.FORM,
-                patron.id,
-                kind,
-                objection_scope=scope,
-                corrections=changes,
-                inquiry_id=inquiry_id,
-            )
+            # One request per patron the address is on file for; one code confirms them all.
+            group = challenge.id if len(found.patrons) > 1 else None
+            made = [
+                requests.receive(
+                    session,
+                    None,
+                    RequestChannel.FORM,
+                    patron.id,
+                    kind,
+                    objection_scope=scope,
+                    corrections=changes,
+                    inquiry_id=inquiry_id,
+                    shared_address_group=group,
+                )
+                for patron in found.patrons
+            ]
+            request = made[0]
             challenge.request_id = request.id
             session.add(challenge)
             session.flush()
+            # The same mail whether the address is on file once or several times: it tells the mailbox no more.
             mailed = queue_mail(
                 session,
-                to=address,
+                to=found.address,
                 subject=f"[{tenant.name}] your code to confirm a privacy request",
                 template="privacy_request_code.txt",
                 context={
@@ -238,6 +271,9 @@ def _submit_in(
                 "message_id": mailed.id,
                 "expires_at": challenge.expires_at.isoformat(),
             }
+            if group is not None:
+                details |= {"shared_address_group": group, "request_ids": [r.id for r in made]}
+                details["patrons_beyond_limit"] = found.beyond_limit
             audit.record(session, Action.PRIVACY_REQUEST_CODE_SENT, (requests.TARGET, request.id), details=details)
     _answer_no_sooner(started)  # committed: both paths have done all they do before the answer
     return FormAnswer(
@@ -263,25 +299,58 @@ def _answer_no_sooner(started: float) -> None:
         log.warning("privacy.form_answer_floor_exceeded", floor_seconds=ANSWER_FLOOR, over_seconds=round(-left, 3))
 
 
-def _match(session: TenantSession, by: LookupField, value: str) -> tuple[Patron | None, str | None, str]:
-    """The one patron the identifier names and the address on file, or (None, None, why not)."""
+@dataclass(frozen=True)
+class Match:
+    """The patrons the identifier names whose address on file counts, that address, or why nobody matched."""
+
+    patrons: list[Patron]
+    address: str | None
+    unmatched: str = ""  # for the trail only
+    beyond_limit: bool = False
+
+
+def _match(session: TenantSession, by: LookupField, value: str) -> Match:
+    """Who the form names, and the one address the code goes to.
+
+    Only an address that counts identifies anyone (library.email_counts): one the institution's staff entered,
+    or one its owner confirmed. A self-registration's address nobody has confirmed is not matched at all, so
+    typing someone's address into self-registration neither reaches their mail nor stands in their way.
+    Several patrons may share an address that counts (a household, a record entered twice): the code still
+    goes to it, since whoever holds the mailbox is who asks, and `_submit_in` makes one request per patron
+    for the officer to settle. The institutional id and the barcode are unique, so they name one patron at most.
+    """
     index = blind_index(session.keyring.index_key(session.tenant_id), by.value, value)
-    found = session.scalars(
-        select(Patron)
-        .where(Patron.tenant_id == session.tenant_id, getattr(Patron, f"{by.value}_index") == index)
-        .limit(2)
-    ).all()
-    if len(found) != 1:
-        return None, None, "no patron matches" if not found else "more than one patron matches"
-    patron = found[0]
+    column = getattr(Patron, f"{by.value}_index")
+    query = select(Patron).where(Patron.tenant_id == session.tenant_id, column == index)
+    if by is LookupField.EMAIL:
+        query = query.where(Patron.email_unconfirmed_until.is_(None))
+    found = session.scalars(query.order_by(Patron.created_at, Patron.id).limit(MATCH_LIMIT + 1)).all()
+    if not found:
+        unconfirmed = by is LookupField.EMAIL and session.scalar(
+            select(Patron.id).where(Patron.tenant_id == session.tenant_id, column == index).limit(1)
+        )
+        return Match([], None, "only unconfirmed self-registrations match" if unconfirmed else "no patron matches")
+    patrons, address, why = [], None, ""
+    for patron in found[:MATCH_LIMIT]:
+        on_file = library.email_on_file(session, patron)
+        if not on_file or not ADDRESS.fullmatch(on_file):
+            why = why or _no_address(session, patron)
+            continue
+        patrons.append(patron)
+        address = address or on_file  # the same address on each (the index matched); the earliest record's spelling
+    if not patrons:
+        return Match([], None, why)
+    return Match(patrons, address, beyond_limit=len(found) > MATCH_LIMIT)
+
+
+def _no_address(session: TenantSession, patron: Patron) -> str:
+    if patron.email is not None and not library.email_counts(patron):
+        return "the address on file is a self-registration's, not yet confirmed"
     try:
-        key = session.keyring.subject_key(session.tenant_id, patron.id)
+        session.keyring.subject_key(session.tenant_id, patron.id)
     except KeyDestroyed:
-        return None, None, "the patron was erased"
-    address = decrypt_field(key, session.tenant_id, "patrons", "email", patron.id, patron.email)
-    if not address or not ADDRESS.fullmatch(address):
-        return None, None, "no usable email address on file"
-    return patron, address, ""
+        return "the patron was erased"
+    return "no usable email address on file"
 
 
 def _code_hash(session: TenantSession, challenge_id: UUID, code: str) -> bytes:

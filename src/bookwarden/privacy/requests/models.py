@@ -17,7 +17,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ARRAY, CheckConstraint, DateTime, ForeignKey, Index, Integer, LargeBinary, String, func
+from sqlalchemy import ARRAY, CheckConstraint, DateTime, ForeignKey, Index, Integer, LargeBinary, String, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bookwarden.core.classification import (
@@ -93,6 +93,12 @@ class PrivacyRequest(Base):
         CheckConstraint("due_at > received_at", name="due_after_receipt"),
         Index("ix_privacy_requests_queue", "tenant_id", "state", "due_at"),
         Index("ix_privacy_requests_patron", "tenant_id", "patron_id"),
+        Index(
+            "ix_privacy_requests_shared_address",
+            "tenant_id",
+            "shared_address_group",
+            postgresql_where=text("shared_address_group IS NOT NULL"),
+        ),
     )
     __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012 - received_at comes from the database clock
 
@@ -105,6 +111,12 @@ class PrivacyRequest(Base):
     )
     registered_by: Mapped[uuid.UUID | None]  # the principal that registered it; null for the form
     inquiry_id: Mapped[uuid.UUID | None]  # the platform inquiry it was forwarded from
+    # One form whose address is on file for several patrons (a shared or a duplicated address) makes one
+    # request per patron, all confirmed by the one code: they share this id (the form's challenge id), and
+    # the officer decides which patron(s) asked. Null for every other request.
+    shared_address_group: Mapped[uuid.UUID | None] = mapped_column(
+        info=not_personal("the form's challenge id, shared by the requests one form made for a shared address")
+    )
     objection_scope: Mapped[str | None] = mapped_column(
         String(80), info=not_personal('"third_party_disclosure" or "purpose:<name>": what the objection is to')
     )

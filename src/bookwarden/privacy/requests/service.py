@@ -134,6 +134,10 @@ class RequestSummary(BaseModel):
     objection_scope: str | None
     correction_fields: list[str] | None
     inquiry_id: UUID | None
+    # Set when one form's address is on file for several patrons: the form made one request per patron, all
+    # sharing this id and confirmed by one code. The officer decides which patron(s) asked: approve theirs,
+    # deny the others (the reason goes to that same address).
+    shared_address_group: UUID | None = None
     received_at: datetime
     due_at: datetime
     days_remaining: int | None
@@ -233,8 +237,11 @@ def receive(
     corrections: dict[str, Any] | None = None,
     verified: Verification | None = None,
     inquiry_id: UUID | None = None,
+    shared_address_group: UUID | None = None,
 ) -> PrivacyRequest:
-    """Put a request in the institution's queue (received), verified at once when the channel proves who asks."""
+    """Put a request in the institution's queue (received), verified at once when the channel proves who asks.
+
+    `shared_address_group`: the form's id when its address is on file for several patrons, one request each."""
     kind = RequestKind(kind)
     scope, changes = checked_details(kind, objection_scope, corrections)
     request = PrivacyRequest(
@@ -245,6 +252,7 @@ def receive(
         patron_id=patron_id,
         registered_by=actor.id if actor is not None else None,
         inquiry_id=inquiry_id,
+        shared_address_group=shared_address_group,
         objection_scope=scope,
         correction_fields=sorted(changes) if changes is not None else None,
         state=S.RECEIVED.value,
@@ -265,6 +273,8 @@ def receive(
         "correction_fields": request.correction_fields,
         "inquiry_id": inquiry_id,
     }
+    if shared_address_group is not None:
+        details["shared_address_group"] = shared_address_group
     audit.record(session, Action.PRIVACY_REQUEST_RECEIVED, (TARGET, request.id), actor=actor, details=details)
     if verified is not None:
         verify_identity(session, actor, request, verified)
@@ -542,6 +552,7 @@ def summary(request: PrivacyRequest, now: datetime) -> RequestSummary:
         objection_scope=request.objection_scope,
         correction_fields=request.correction_fields,
         inquiry_id=request.inquiry_id,
+        shared_address_group=request.shared_address_group,
         received_at=request.received_at,
         due_at=request.due_at,
         days_remaining=math.ceil((request.due_at - now).total_seconds() / 86400) if open_ else None,

@@ -242,15 +242,20 @@ def subject(session: TenantSession, patron_id: UUID) -> Subject:
         tenant_key = cipher(session.keyring.tenant_own_key(session.tenant_id))
     except KeyDestroyed:
         tenant_key = None
+    # A self-registration's address its owner has not confirmed is not the patron's: mail sent to it was
+    # someone else's (the mailbox's owner), so it is neither exported with this patron nor erased with them.
+    unconfirmed = patron.email_unconfirmed_until is not None
     addresses = set()
     for table, row in (("patrons", patron), *(("accounts", a) for a in account_rows)):
+        if table == "patrons" and unconfirmed:
+            continue
         key = keys.get(row.id)
         if key is not None and row.email is not None:
             try:
                 addresses.add(_address(decrypt_field(key, session.tenant_id, table, "email", row.id, row.email)))
             except DecryptionError:
                 log.warning("integrity failure", table=table, column="email", record_id=str(row.id))
-    indexes = {bytes(patron.email_index)} if patron.email_index is not None else set()
+    indexes = {bytes(patron.email_index)} if patron.email_index is not None and not unconfirmed else set()
     indexes |= {bytes(a.email_index) for a in account_rows if a.email_index is not None}
     return Subject(
         session.tenant_id,
