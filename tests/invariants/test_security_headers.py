@@ -7,6 +7,7 @@ Operations added later fall under both tests by being in the document."""
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import uuid
@@ -14,6 +15,7 @@ import uuid
 import pytest
 from fastapi.testclient import TestClient
 
+from bookwarden.api import bodies
 from bookwarden.api.app import create_app
 from bookwarden.core.config import Settings
 from bookwarden.identity import passwords
@@ -108,6 +110,14 @@ def test_every_json_body_naming_a_key_twice_is_refused_before_anything_else(app,
     assert accepted == [], "\n".join(accepted)
 
 
+def _routes(routes):
+    for route in routes:
+        if hasattr(route, "original_router"):  # an included router
+            yield from _routes(route.original_router.routes)
+        else:
+            yield route
+
+
 CARD = "4111 1111 1111 1111"  # a test card number: passes Luhn, Visa's prefix
 
 
@@ -124,6 +134,19 @@ CARD = "4111 1111 1111 1111"  # a test card number: passes Luhn, Visa's prefix
 def test_every_json_body_holding_payment_data_is_refused_before_anything_else(app, db, body, field):
     """Role descriptions, display names, disclosure purposes, tenant names...: whatever the field, a
     card or bank number in any JSON body is refused in one place, naming the field, never echoing it."""
+    # Machine-made documents (a certificate handed back to be checked, a WebAuthn credential) keep their
+    # own content; each route that declares one is named here, on purpose.
+    machine_made = {
+        (method, route.path): bodies.machine_made_fields(route)
+        for route in _routes(app.routes)
+        if bodies.machine_made_fields(route)
+        for method in getattr(route, "methods", ())
+    }
+    assert machine_made == {
+        ("POST", "/api/v1/privacy/erasure-certificates/verify"): {"statement"},
+        ("POST", "/api/v1/auth/me/mfa/webauthn/credentials"): {"credential"},
+        ("POST", "/api/v1/auth/mfa/webauthn"): {"credential"},
+    }
     taking_json = [
         (method, path, operation)
         for method, path, operation in _operations(app)
@@ -145,3 +168,16 @@ def test_every_json_body_holding_payment_data_is_refused_before_anything_else(ap
         ):
             accepted.append(f"{method} {path}: {response.status_code} {response.text[:200]}")
     assert accepted == [], "\n".join(accepted)
+
+
+def test_machine_made_fields_keep_their_content_and_every_other_field_is_screened():
+    from bookwarden.api.bodies import _screen
+    from bookwarden.api.problems import ProblemException
+
+    certificate = {"statement": {"rows": 4111111111111111, "note": CARD}, "signature": "x", "key_id": "k"}
+    _screen(json.dumps(certificate).encode(), machine_made=frozenset({"statement"}))  # not refused
+    with pytest.raises(ProblemException) as refused:
+        _screen(json.dumps({**certificate, "key_id": CARD}).encode(), machine_made=frozenset({"statement"}))
+    assert refused.value.errors[0].field == "key_id"
+    with pytest.raises(ProblemException):
+        _screen(json.dumps(certificate).encode())  # undeclared: screened like any body

@@ -58,6 +58,29 @@ def limit_of(route: object) -> int:
     return getattr(getattr(route, "endpoint", None), _DECLARED, DEFAULT_LIMIT)
 
 
+_MACHINE_MADE = "bookwarden_body_machine_made"
+
+
+def machine_made(*fields: str, reason: str) -> Callable[[Endpoint], Endpoint]:
+    """Decorator, under the route's: these top-level fields of the body are documents a machine made
+    (a signed erasure certificate handed back to be checked, a WebAuthn credential from the browser),
+    kept, if at all, only as that machine made them; their free-form content is not screened for
+    payment data, which could only refuse a genuine document whose numbers happen to be shaped like
+    a card's. Every other field of the body still is. Say why in `reason`."""
+
+    def declare(endpoint: Endpoint) -> Endpoint:
+        setattr(endpoint, _MACHINE_MADE, frozenset(fields))
+        return endpoint
+
+    if not fields or not reason:
+        raise ValueError("name the machine-made fields and say why they are not screened")
+    return declare
+
+
+def machine_made_fields(route: object) -> frozenset[str]:
+    return getattr(getattr(route, "endpoint", None), _MACHINE_MADE, frozenset())
+
+
 class RequestBodies:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -91,7 +114,7 @@ class _BoundedBody:
         if not _is_json(headers):
             return await self._next()
         body = await self._whole()
-        _screen(body)
+        _screen(body, machine_made=machine_made_fields(self.scope.get("route")))
         return {"type": "http.request", "body": body, "more_body": False}
 
     async def _next(self) -> Message:
@@ -157,8 +180,9 @@ def _object(pairs: list[tuple[str, Any]]) -> dict:
     return repeated
 
 
-def _screen(body: bytes) -> None:
-    """Refuse a JSON body that names a key twice in one object or holds payment or bank data."""
+def _screen(body: bytes, *, machine_made: frozenset[str] = frozenset()) -> None:
+    """Refuse a JSON body that names a key twice in one object or holds payment or bank data (outside
+    the fields its route declares machine-made)."""
     try:
         document = json.loads(body, object_pairs_hook=_object)
     except (ValueError, RecursionError):
@@ -166,6 +190,7 @@ def _screen(body: bytes) -> None:
     pending: deque[tuple[tuple[str, ...], Any]] = deque([((), document)])
     while pending:  # no recursion: a deeply nested body must not exhaust the stack here
         path, value = pending.popleft()
+        payment_data = not (path and path[0] in machine_made)
         if isinstance(value, _KeysTwice):
             key = value.twice[0][:64]
             field = ".".join((*path, key))
@@ -178,12 +203,12 @@ def _screen(body: bytes) -> None:
                 [FieldError(field=field, message="duplicate key")],
             )
         if isinstance(value, dict):
-            for key in value:
+            for key in value if payment_data else ():
                 _refuse_payment_data(str(key), (*path, "(a key)"))  # the key is the finding: never echoed
             pending.extend(((*path, str(k)), v) for k, v in value.items())
         elif isinstance(value, list):
             pending.extend(((*path, str(i)), v) for i, v in enumerate(value))
-        elif isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        elif payment_data and (isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))):
             _refuse_payment_data(str(value), path)
 
 

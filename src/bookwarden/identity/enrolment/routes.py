@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bookwarden.access.permissions import Permission
 from bookwarden.access.principal import Principal, PrincipalKind
+from bookwarden.api import bodies
 from bookwarden.api.deps import authenticate, check_same_origin, database, requires, session_cookie, tenant_scope
 from bookwarden.api.problems import responses
 from bookwarden.core.errors import Forbidden, Unauthenticated
@@ -207,6 +208,7 @@ def security_key_options(
     response_model=SecurityKeyAddedOut,
     responses=responses(401, 403, 409),
 )
+@bodies.machine_made("credential", reason="the browser's WebAuthn credential, verified as its authenticator made it")
 def add_security_key(
     body: NewSecurityKeyIn,
     response: Response,
@@ -284,6 +286,7 @@ def sign_in_options(
 
 
 @router.post("/api/v1/auth/mfa/webauthn", response_model=SignInOut, responses=responses(401, 403, 429))
+@bodies.machine_made("credential", reason="the browser's WebAuthn credential, verified as its authenticator made it")
 def sign_in_with_security_key(
     body: AssertionIn,
     request: Request,

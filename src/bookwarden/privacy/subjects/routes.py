@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bookwarden.access.permissions import Permission
 from bookwarden.access.principal import Principal
+from bookwarden.api import bodies
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import responses
 from bookwarden.audit import signing
@@ -135,6 +136,7 @@ def read_erasure_certificate(
 
 
 @router.post("/erasure-certificates/verify", response_model=VerificationOut, responses=responses(401, 403))
+@bodies.machine_made("statement", reason="the statement the platform signed, checked against its signature as is")
 def verify_erasure_certificate(
     body: CertificateDocument, request: Request, principal: Principal = HANDLE, db: Database = Depends(database)
 ):
