@@ -2,8 +2,9 @@
 
 - accounts.last_signed_in_at: "2 years of inactivity before deletion" needs the account's last sign-in,
   and its sessions, which showed it, are themselves gone a day after they end. Set at every sign-in
-  (identity/sessions.py create_session). Existing accounts start with none: they count from their
-  creation or their last password change until they next sign in.
+  (identity/sessions.py create_session). When an existing account last signed in is not known (its
+  sessions are gone), so existing accounts count from this upgrade: none is deleted for inactivity it may
+  not have had. Accounts created afterwards start with none and count from their creation.
 - bookwarden_forget_withdrawn_consent(max_rows): consent records are kept "3 years after withdrawal, as
   proof", and the application role may only add them (migration 0017). This one narrow definer function
   removes, in the institution of the transaction only (row-level security is forced on the owner too),
@@ -28,7 +29,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.execute("ALTER TABLE accounts ADD COLUMN last_signed_in_at TIMESTAMP WITH TIME ZONE")
+    # The default fills the rows there are (DDL: row-level security does not hide them), then goes.
+    op.execute("ALTER TABLE accounts ADD COLUMN last_signed_in_at TIMESTAMP WITH TIME ZONE DEFAULT now()")
+    op.execute("ALTER TABLE accounts ALTER COLUMN last_signed_in_at DROP DEFAULT")
     op.execute(
         """
         CREATE FUNCTION bookwarden_forget_withdrawn_consent(max_rows integer)
