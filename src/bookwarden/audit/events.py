@@ -93,6 +93,8 @@ class Action(enum.StrEnum):
     RETENTION_RUN_COMPLETED = "retention.run_completed"
     RETENTION_RUN_LISTED = "retention.run_listed"
     RETENTION_RUN_VIEWED = "retention.run_viewed"
+    # One committed batch of a job enforcing a published period (privacy/periods.py): job, table, count, ids.
+    PERIOD_ENFORCED = "retention.period_enforced"
     LEGAL_HOLD_PLACED = "legal_hold.placed"
     LEGAL_HOLD_LIFTED = "legal_hold.lifted"
     LEGAL_HOLD_LISTED = "legal_hold.listed"

@@ -118,6 +118,9 @@ class Account(Base):
     )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set at every sign-in (identity/sessions.py): what "2 years of inactivity" counts from, once the
+    # sessions that showed it are gone (a day after they end).
+    last_signed_in_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class PasswordHistory(Base):

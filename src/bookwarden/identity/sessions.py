@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 
 from bookwarden.db.session import Database, TenantSession, platform_session
-from bookwarden.identity.models import SignInSession
+from bookwarden.identity.models import Account, SignInSession
 
 COOKIE_NAME = "bw_session"
 IDLE_TIMEOUT = timedelta(minutes=30)
@@ -93,6 +93,12 @@ def create_session(
     )
     session.add(row)
     session.flush()
+    # The sign-in is the account's activity: its sessions are gone a day after they end, this stays.
+    session.execute(
+        update(Account)
+        .where(Account.tenant_id == session.tenant_id, Account.id == account_id)
+        .values(last_signed_in_at=func.now())
+    )
     return row, token
 
 

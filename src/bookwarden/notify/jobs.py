@@ -1,4 +1,7 @@
-"""The outbox's jobs: deliver one message (queued with it); sweep up messages no live job will deliver."""
+"""The outbox's jobs: deliver one message (queued with it); sweep up messages no live job will deliver.
+
+Forgetting mail 90 days after it was sent (`notify.forget_old_mail`) is declared by privacy/retention/jobs.py:
+each batch must be recorded in the institution's audit trail, and this layer sits beside the trail's."""
 
 from __future__ import annotations
 

@@ -2,6 +2,11 @@
 
 Functions take the caller's TenantSession and never commit: the outbox row and its delivery
 job appear exactly when the caller's business transaction commits, and never if it rolls back.
+
+A message is kept 90 days after it was sent (or given up), then forgotten (`forget_settled_before`): the
+personal-data registry publishes that period for correspondence. The job that runs it records each batch in
+the institution's audit trail, which this layer sits beside, not above: privacy/retention/jobs.py declares it,
+as it declares the audit trail's own retention.
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,6 +23,7 @@ from uuid import UUID, uuid4
 import jinja2
 import structlog
 from pydantic import StringConstraints
+from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.orm import Session
 
 from bookwarden.core.errors import InvalidInput
@@ -36,6 +42,9 @@ DELIVER = "notify.deliver"
 # mail nobody can deliver is reported failed the same day.
 MAX_DELIVERY_ATTEMPTS = 20
 TABLE = "outbox"
+FORGET_OLD_MAIL = "notify.forget_old_mail"
+# The registry's "90 days after sending" (privacy/registry.py CORRESPONDENCE; privacy/periods.py checks).
+KEEP_SETTLED = timedelta(days=90)
 TEMPLATES = Path(__file__).parent / "templates"
 
 # Service and security mail say, at their end, that they cannot be unsubscribed from and why.
@@ -139,6 +148,25 @@ def queue_mail(
     enqueue_delivery(session, session.tenant_id, message.id, run_at=send_after)
     log.info("notify.queued", tenant_id=str(session.tenant_id), message_id=str(message.id), category=category.value)
     return message
+
+
+def forget_settled_before(session: TenantSession, cutoff: datetime, limit: int) -> list[UUID]:
+    """Delete at most `limit` messages of the institution settled before `cutoff`: sent then, or given up and
+    queued then (a failed message keeps no time of its last attempt). Mail still to be delivered stays."""
+    outbox = OutboxMessage.__table__
+    settled = or_(
+        and_(outbox.c.status == OutboxStatus.SENT.value, outbox.c.sent_at < cutoff),
+        and_(outbox.c.status == OutboxStatus.FAILED.value, outbox.c.created_at < cutoff),
+    )
+    chosen = (
+        select(outbox.c.id).where(outbox.c.tenant_id == session.tenant_id, settled).order_by(outbox.c.id).limit(limit)
+    )
+    removed = session.scalars(
+        delete(outbox)
+        .where(outbox.c.tenant_id == session.tenant_id, outbox.c.id.in_(chosen.scalar_subquery()))
+        .returning(outbox.c.id)
+    )
+    return list(removed)
 
 
 def mail_time(moment: datetime) -> str:

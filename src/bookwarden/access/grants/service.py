@@ -8,6 +8,10 @@ nothing of the tenant. Grants end by themselves (a recurring job marks them and 
 
 Every step is recorded in the tenant's chain, and so is every use: each request an operator makes
 through a grant records operator_grant.used, and every event of that request carries the grant id.
+
+A grant's row, with the justification the operator wrote, goes 2 years after the grant ended (the
+personal-data registry's period for staff activity; access/grants/jobs.py). The trail keeps every step
+of it (operator, scope, ticket, window), never the justification.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from sqlalchemy import select, text
+from sqlalchemy import delete, func, select, text
 
 from bookwarden.access.authorize import authorize
 from bookwarden.access.grants.models import GrantScope, GrantStatus, OperatorGrant
@@ -33,6 +37,10 @@ MAX_DURATION = timedelta(hours=8)
 CLOCK_SKEW = timedelta(minutes=5)
 SCOPE_PERMISSIONS = {GrantScope.READ: LIBRARY_READ, GrantScope.READ_WRITE: LIBRARY_READ | LIBRARY_WRITE}
 EXPIRE_JOB = "access.expire_grants"
+FORGET_ENDED_JOB = "access.forget_ended_grants"
+# The registry's "2 years after the grant ended" (privacy/registry.py STAFF_ACTIVITY; privacy/periods.py checks).
+KEEP_AFTER_END = timedelta(days=730)
+ENDED = (GrantStatus.DENIED.value, GrantStatus.REVOKED.value, GrantStatus.EXPIRED.value)
 
 
 def _require_operator(principal: Principal) -> None:
@@ -199,6 +207,25 @@ def end_expired_grants(db: Database, batch: int = 500) -> int:
                     _describe(grant),
                 )
     return len(ended)
+
+
+def forget_ended(session: TenantSession, cutoff: datetime, limit: int) -> list[UUID]:
+    """Delete at most `limit` grants of the institution that ended before `cutoff`; their ids. A grant ends
+    when it is denied (decided_at), revoked or expired (ended_at); one still asked for or open never goes."""
+    grants = OperatorGrant.__table__
+    ended = func.coalesce(grants.c.ended_at, grants.c.decided_at)
+    chosen = (
+        select(grants.c.id)
+        .where(grants.c.tenant_id == session.tenant_id, grants.c.status.in_(ENDED), ended < cutoff)
+        .order_by(grants.c.id)
+        .limit(limit)
+    )
+    removed = session.scalars(
+        delete(grants)
+        .where(grants.c.tenant_id == session.tenant_id, grants.c.id.in_(chosen.scalar_subquery()))
+        .returning(grants.c.id)
+    )
+    return list(removed)
 
 
 def list_grants(session: TenantSession) -> list[OperatorGrant]:

@@ -3,21 +3,26 @@
 Each account is a data subject with its own key; its username and email are found through
 blind indexes. Every change of entitlement queues the security contacts' notice, and every use
 case records its audit event in the caller's transaction (ids and field names, never values).
+
+Two periods the personal-data registry publishes are kept here (identity/jobs.py runs them): an account
+is deleted after 2 years without activity (`remove_inactive`; an account linked to a patron goes with
+the patron instead, privacy/retention), and old password hashes are kept only as far back as the
+password policy's history (`trim_password_history`).
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction, require_approval
 from bookwarden.access.authorize import authorize
 from bookwarden.access.permissions import Permission
 from bookwarden.access.power import PowerClass, power_class
-from bookwarden.access.principal import Principal
+from bookwarden.access.principal import SYSTEM, Principal
 from bookwarden.access.roles.notices import EntitlementEvent, entitlement_changed
 from bookwarden.access.roles.reads import account_permissions
 from bookwarden.audit.events import Action
@@ -32,6 +37,8 @@ from bookwarden.identity.passwords import PasswordPolicy, RoleClass, check_passw
 from bookwarden.tenancy.models import Tenant
 
 TABLE = "accounts"
+# The registry's "then 2 years of inactivity before deletion" (privacy/registry.py; privacy/periods.py checks).
+KEEP_INACTIVE = timedelta(days=730)
 
 
 def _index(session: TenantSession, kind: str, value: str) -> bytes:
@@ -262,3 +269,79 @@ def delete_account(session: TenantSession, actor: Principal, account_id: UUID) -
     session.keyring.shred_subject(session.tenant_id, account_id)
     record(session, Action.ACCOUNT_DELETED, ("account", account_id), details={"subject_key_destroyed": True})
     entitlement_changed(session, actor, EntitlementEvent.ACCOUNT_DELETED, f"account {account_id}")
+
+
+# -- periods -------------------------------------------------------------------------------
+
+
+def last_activity():
+    """When an account last showed a sign of life: its creation, a password set, a sign-in."""
+    return func.greatest(Account.created_at, Account.password_changed_at, Account.last_signed_in_at)
+
+
+def remove_inactive(session: TenantSession, cutoff: datetime, limit: int) -> list[UUID]:
+    """Delete at most `limit` accounts inactive since before `cutoff`, as `delete_account` does (rows, roles,
+    sessions and history go with them; the key is destroyed); their ids. An account linked to a patron is
+    the patron's and goes with them (privacy/retention: the patron's activity includes its sign-ins)."""
+    ids = list(
+        session.scalars(
+            select(Account.id)
+            .where(Account.tenant_id == session.tenant_id, Account.patron_id.is_(None), last_activity() < cutoff)
+            .order_by(Account.id)
+            .limit(limit)
+        )
+    )
+    if not ids:
+        return []
+    for account_id in ids:
+        # Told before the row goes: the notice classifies the account by the roles it still holds.
+        entitlement_changed(
+            session,
+            SYSTEM,
+            EntitlementEvent.ACCOUNT_DELETED,
+            f"account {account_id}",
+            {"why": f"no sign-in for {KEEP_INACTIVE.days} days: removed under the retention period"},
+            account_id=account_id,
+        )
+    accounts = Account.__table__
+    session.execute(delete(accounts).where(accounts.c.tenant_id == session.tenant_id, accounts.c.id.in_(ids)))
+    for account_id in ids:
+        session.keyring.shred_subject(session.tenant_id, account_id)
+        details = {"subject_key_destroyed": True, "inactive_days": KEEP_INACTIVE.days}
+        record(session, Action.ACCOUNT_DELETED, ("account", account_id), actor=SYSTEM, details=details)
+    return ids
+
+
+def trim_password_history(session: TenantSession, cutoff: datetime | None, limit: int) -> list[UUID]:
+    """Delete at most `limit` stored password hashes older than the account's policy needs; their ids.
+
+    A policy's history counts the current password first (identity/passwords.py), so an account keeps its
+    newest `history - 1` old hashes. `cutoff` is unused: this period is a depth, not a time."""
+    per_account = session.execute(
+        select(PasswordHistory.account_id, func.count())
+        .where(PasswordHistory.tenant_id == session.tenant_id)
+        .group_by(PasswordHistory.account_id)
+        .order_by(PasswordHistory.account_id)
+    ).all()
+    history = PasswordHistory.__table__
+    removed: list[UUID] = []
+    for account_id, stored in per_account:
+        if len(removed) >= limit:
+            break
+        account = session.get(Account, (session.tenant_id, account_id))
+        keep = max(policy_for(session, role_class(session, account)).history - 1, 0)
+        if stored <= keep:
+            continue
+        older = (
+            select(history.c.id)
+            .where(history.c.tenant_id == session.tenant_id, history.c.account_id == account_id)
+            .order_by(history.c.created_at.desc(), history.c.id.desc())
+            .offset(keep)
+            .limit(limit - len(removed))
+        )
+        removed += session.scalars(
+            delete(history)
+            .where(history.c.tenant_id == session.tenant_id, history.c.id.in_(older.scalar_subquery()))
+            .returning(history.c.id)
+        )
+    return removed

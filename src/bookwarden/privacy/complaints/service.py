@@ -14,6 +14,9 @@ The promise (the statement's Dispute Resolution): acknowledged within 24 hours, 
 
 Every transition writes its audit event in the same transaction. The complaint's text never
 leaves the database unencrypted except to the complainant and to whoever reads it here.
+
+An answered complaint is kept 3 years after its answer, to show how it was handled, then deleted
+(`forget_answered`, daily: privacy/complaints/jobs.py), unless a legal hold keeps all its patron's data.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from uuid import UUID
 
 import structlog
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Select, func, or_, select, text
+from sqlalchemy import Select, delete, func, or_, select, text
 
 from bookwarden.access.authorize import authorize
 from bookwarden.access.permissions import BuiltinRole, Permission
@@ -52,6 +55,7 @@ from bookwarden.notify.service import mail_time, queue_mail
 from bookwarden.privacy.complaints.models import Complaint, ComplaintChannel, ComplaintStatus
 from bookwarden.privacy.escalations.models import Level, SubjectKind
 from bookwarden.privacy.escalations.service import raise_escalation
+from bookwarden.privacy.retention.holds import patrons_held_entirely
 from bookwarden.tenancy.service import institution_name
 
 log = structlog.get_logger()
@@ -64,6 +68,9 @@ ANSWER_WITHIN = timedelta(days=45)
 DEADLINES = "privacy.complaint_deadlines"
 DEADLINES_EVERY = timedelta(hours=1)
 DEADLINES_BATCH = 500
+RETENTION_JOB = "privacy.complaint_retention"
+# The registry's "3 years after the answer" (privacy/registry.py COMPLAINTS; privacy/periods.py checks).
+KEEP_AFTER_ANSWER = timedelta(days=1095)
 LIST_LIMIT = 500
 
 
@@ -471,6 +478,31 @@ def _escalate(
             "dpo_escalation": str(escalation),
         },
     )
+
+
+def forget_answered(session: TenantSession, cutoff: datetime, limit: int) -> list[UUID]:
+    """Delete at most `limit` complaints answered before `cutoff`; their ids. Open complaints stay whatever
+    their age, and so does a complaint about a patron all of whose data a legal hold keeps. Escalations to
+    the platform's DPO name the complaint by id only and stay (their record of oversight reads "gone")."""
+    complaints = Complaint.__table__
+    not_held = or_(complaints.c.patron_id.is_(None), complaints.c.patron_id.not_in(patrons_held_entirely()))
+    chosen = (
+        select(complaints.c.id)
+        .where(
+            complaints.c.tenant_id == session.tenant_id,
+            complaints.c.status == ComplaintStatus.ANSWERED.value,
+            complaints.c.answered_at < cutoff,
+            not_held,
+        )
+        .order_by(complaints.c.id)
+        .limit(limit)
+    )
+    removed = session.scalars(
+        delete(complaints)
+        .where(complaints.c.tenant_id == session.tenant_id, complaints.c.id.in_(chosen.scalar_subquery()))
+        .returning(complaints.c.id)
+    )
+    return list(removed)
 
 
 def complaint_handlers(session: TenantSession) -> list[tuple[UUID, str]]:

@@ -13,6 +13,12 @@ Cookie choices of the portal follow the same rule: strictly necessary cookies ar
 need no choice; analytics and preference cookies are off until the visitor turns them on.
 
 Every change and every read of someone's choices writes its audit event in the same transaction.
+
+A withdrawal is the proof that mail stopped when it should have: it and the records before it of the same
+purpose are kept 3 years after the withdrawal, then removed (`forget_withdrawn`, daily:
+privacy/consent/jobs.py). The history is append-only for the application, so the removal goes through one
+narrow database function that holds the period itself (migration 0024); a purpose with no record left is
+not agreed to, which is what the withdrawal said.
 """
 
 from __future__ import annotations
@@ -20,10 +26,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from bookwarden.access.authorize import authorize
 from bookwarden.access.permissions import Permission
@@ -37,6 +43,10 @@ from bookwarden.library.models import Patron
 from bookwarden.privacy.consent.models import ConsentMethod, ConsentRecord, CookieChoice
 
 TARGET = "patron"
+RETENTION_JOB = "privacy.consent_retention"
+# The registry's "consent records 3 years after withdrawal" (privacy/registry.py PREFERENCES; privacy/periods.py
+# checks); bookwarden_forget_withdrawn_consent (migration 0024) holds the same 1095 days.
+KEEP_AFTER_WITHDRAWAL = timedelta(days=1095)
 HISTORY_LIMIT = 1000
 COMMUNICATION = "communication"
 
@@ -391,3 +401,12 @@ def cookie_choice(
 
 def _cookie_state(row: CookieChoice) -> CookieState:
     return CookieState(True, row.analytics, row.preferences, True, row.notice_version, row.recorded_at)
+
+
+def forget_withdrawn(session: TenantSession, cutoff: datetime | None, limit: int) -> list[UUID]:
+    """Remove at most `limit` consent records of the institution made moot by a withdrawal more than 3 years
+    old (the withdrawal and the records of its patron and purpose before it), never those of a patron all of
+    whose data a legal hold keeps; their ids. The database function applies the period: `cutoff` is the
+    caller's view of it and is not passed on."""
+    found = session.execute(text("SELECT record_id FROM bookwarden_forget_withdrawn_consent(:n)"), {"n": limit})
+    return list(found.scalars())

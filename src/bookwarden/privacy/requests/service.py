@@ -21,6 +21,10 @@ days); an hourly job reminds the privacy officers before it and escalates once i
 exactly the people complaints escalate to (privacy/complaints/service.py EscalationRecipients). The job
 also resumes a request whose hold has an end that has passed, and removes a form's request never
 confirmed with its code within a day (nobody proved they asked; the trail keeps that it lapsed).
+
+A completed or denied request is kept 3 years after it closed, to show how it was handled, then deleted
+with its codes (`forget_closed`, daily: privacy/requests/jobs.py), unless a legal hold keeps all its
+patron's data. What carried it out (an erasure certificate, an objection) keeps its own record.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from uuid import UUID, uuid4
 
 import structlog
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
-from sqlalchemy import Select, select, text
+from sqlalchemy import Select, delete, func, select, text
 
 from bookwarden.access.approvals import service as approvals
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction
@@ -70,6 +74,7 @@ from bookwarden.privacy.requests.models import (
     RequestState,
     Verification,
 )
+from bookwarden.privacy.retention.holds import patrons_held_entirely
 from bookwarden.tenancy.service import institution_name
 
 log = structlog.get_logger()
@@ -83,6 +88,10 @@ DEADLINES_EVERY = timedelta(hours=1)
 DEADLINES_BATCH = 500
 UNCONFIRMED = timedelta(days=1)  # a form's request not confirmed by then lapses (its code lasted 30 minutes)
 LIST_LIMIT = 500
+RETENTION_JOB = "privacy.request_retention"
+# The registry's "3 years after the request is completed or denied" (privacy/registry.py PRIVACY_REQUESTS;
+# privacy/periods.py checks).
+KEEP_AFTER_CLOSING = timedelta(days=1095)
 PLATFORM_KINDS = frozenset({PrincipalKind.OPERATOR, PrincipalKind.OPERATOR_TOKEN, PrincipalKind.SYSTEM})
 OBJECTION_SCOPE = r"^(third_party_disclosure|purpose:[a-z0-9_]{1,72})$"  # as objections.py accepts, within 80
 
@@ -807,3 +816,30 @@ def _corrections(session: TenantSession, request: PrivacyRequest) -> dict[str, A
 def _unseal(session: TenantSession, request: PrivacyRequest, column: str) -> str | None:
     key = session.keyring.tenant_own_key(session.tenant_id)
     return decrypt_field(key, session.tenant_id, TABLE, column, request.id, getattr(request, column))
+
+
+# -- the period ------------------------------------------------------------------------------
+
+
+def forget_closed(session: TenantSession, cutoff: datetime, limit: int) -> list[UUID]:
+    """Delete at most `limit` requests closed before `cutoff` (completed then, or denied then), with their
+    one-time codes (foreign-key cascade); their ids. Open and held requests stay whatever their age."""
+    requests = PrivacyRequest.__table__
+    closed_at = func.coalesce(requests.c.completed_at, requests.c.decided_at)
+    chosen = (
+        select(requests.c.id)
+        .where(
+            requests.c.tenant_id == session.tenant_id,
+            requests.c.state.in_((S.COMPLETED.value, S.DENIED.value)),
+            closed_at < cutoff,
+            requests.c.patron_id.not_in(patrons_held_entirely()),
+        )
+        .order_by(requests.c.id)
+        .limit(limit)
+    )
+    removed = session.scalars(
+        delete(requests)
+        .where(requests.c.tenant_id == session.tenant_id, requests.c.id.in_(chosen.scalar_subquery()))
+        .returning(requests.c.id)
+    )
+    return list(removed)

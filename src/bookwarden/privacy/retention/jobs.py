@@ -1,16 +1,25 @@
 """Retention's duties: the daily purge of each institution's data past its period, and the daily drop of
 sealed audit segments past theirs (each institution's chain keeps its own period, never under the
-platform's, and its legal holds)."""
+platform's, and its legal holds).
+
+Declared here for a lower layer, like the audit trail's retention: the outbox's mail is forgotten 90 days
+after it was sent (notify/service.py `forget_settled_before`), each batch recorded in the institution's
+trail, which the outbox's layer sits beside and cannot write to."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+from bookwarden.access.principal import SYSTEM
 from bookwarden.audit.retention import RETENTION_JOB
 from bookwarden.core.config import get_settings
 from bookwarden.db.session import Database, platform_session
 from bookwarden.jobs.service import handler, schedule
+from bookwarden.notify.service import FORGET_OLD_MAIL, KEEP_SETTLED, forget_settled_before
 from bookwarden.privacy.retention.service import PURGE_JOB, drop_audit_segments, purge_all
+from bookwarden.tenancy.periods import Period, enforce
+
+OLD_MAIL = Period(FORGET_OLD_MAIL, "outbox", KEEP_SETTLED, forget_settled_before)
 
 
 @handler(PURGE_JOB)
@@ -23,7 +32,13 @@ def _audit_retention_job(db: Database, payload: dict) -> None:
     drop_audit_segments(db, timedelta(days=get_settings().audit_retention_days))
 
 
+@handler(FORGET_OLD_MAIL)
+def _forget_old_mail_job(db: Database, payload: dict) -> None:
+    enforce(db, OLD_MAIL, actor=SYSTEM)
+
+
 def declare_schedules(db: Database) -> None:
     with platform_session(db) as session:
         schedule(session, PURGE_JOB, PURGE_JOB, timedelta(days=1))
         schedule(session, RETENTION_JOB, RETENTION_JOB, timedelta(days=1))
+        schedule(session, FORGET_OLD_MAIL, FORGET_OLD_MAIL, timedelta(days=1))

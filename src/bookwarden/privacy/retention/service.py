@@ -289,7 +289,9 @@ class Source:
 
 def _last_activity() -> ColumnElement[datetime]:
     """The latest sign of a patron we can see: registration, a loan or return, a search, a post, a sign-in.
-    greatest() ignores nulls, so a patron with no activity at all counts from their registration."""
+    greatest() ignores nulls, so a patron with no activity at all counts from their registration. A sign-in
+    is read from the account (last_signed_in_at) as well as from live sessions: sessions go a day after
+    they end, and a patron who signed in last month is not inactive."""
     p, loans, searches, posts = Patron.__table__, Loan.__table__, Search.__table__, Post.__table__
     accounts, sessions = Account.__table__, SignInSession.__table__
 
@@ -305,6 +307,7 @@ def _last_activity() -> ColumnElement[datetime]:
         .join(accounts, and_(accounts.c.tenant_id == sessions.c.tenant_id, accounts.c.id == sessions.c.account_id))
         .where(sessions.c.tenant_id == p.c.tenant_id, accounts.c.patron_id == p.c.id)
         .scalar_subquery(),
+        latest(accounts.c.last_signed_in_at, accounts, accounts.c.patron_id == p.c.id),
     )
 
 
