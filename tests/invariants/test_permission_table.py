@@ -1,0 +1,286 @@
+"""One table of the permission every operation of the API needs, and proof that each write refuses a
+read-only credential.
+
+The table is kept by hand on purpose: changing what a route demands means changing this line too, in
+review (a DELETE that demanded only the read permission was once caught by an unrelated test by
+luck). `None`: an open route, or one that needs only a sign-in (the caller's own factors, sessions).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi.testclient import TestClient
+
+from bookwarden.access.permissions import PLATFORM_PERMISSIONS, TENANT_PERMISSIONS
+from bookwarden.access.permissions import Permission as P
+from bookwarden.api.app import create_app
+from bookwarden.core.config import Settings
+from bookwarden.db.session import platform_session
+from bookwarden.identity import tokens
+from tests.helpers import fresh_address
+from tests.invariants.test_security_headers import _routes, _url
+
+EXPECTED = {
+    ("GET", "/api/v1/accounts"): P.ACCOUNTS_READ,
+    ("POST", "/api/v1/accounts"): P.ACCOUNTS_MANAGE,
+    ("DELETE", "/api/v1/accounts/{account_id}"): P.ACCOUNTS_MANAGE,
+    ("GET", "/api/v1/accounts/{account_id}"): P.ACCOUNTS_READ,
+    ("POST", "/api/v1/accounts/{account_id}/disable"): P.ACCOUNTS_MANAGE,
+    ("POST", "/api/v1/accounts/{account_id}/enable"): P.ACCOUNTS_MANAGE,
+    ("POST", "/api/v1/accounts/{account_id}/invitation"): P.ACCOUNTS_MANAGE,
+    ("POST", "/api/v1/accounts/{account_id}/mfa-enrolment-link"): P.ACCOUNTS_MANAGE,
+    ("POST", "/api/v1/accounts/{account_id}/mfa-reset"): P.ACCOUNTS_MANAGE,
+    ("POST", "/api/v1/accounts/{account_id}/password-reset"): P.ACCOUNTS_MANAGE,
+    ("GET", "/api/v1/accounts/{account_id}/roles"): P.ROLES_READ,
+    ("POST", "/api/v1/accounts/{account_id}/roles"): P.ROLES_ASSIGN,
+    ("DELETE", "/api/v1/accounts/{account_id}/roles/{role}"): P.ROLES_ASSIGN,
+    ("GET", "/api/v1/approvals"): P.ACCOUNTS_READ,
+    ("POST", "/api/v1/approvals/{record_id}/approve"): P.ACCOUNTS_READ,
+    ("POST", "/api/v1/approvals/{record_id}/reject"): P.ACCOUNTS_READ,
+    ("GET", "/api/v1/audit/events"): P.AUDIT_READ,
+    ("GET", "/api/v1/audit/events/export"): P.AUDIT_READ,
+    ("POST", "/api/v1/auth/accept-invitation"): None,
+    ("POST", "/api/v1/auth/login"): None,
+    ("POST", "/api/v1/auth/logout"): None,
+    ("POST", "/api/v1/auth/logout-everywhere"): None,
+    ("GET", "/api/v1/auth/me"): None,
+    ("POST", "/api/v1/auth/me/mfa/recovery-codes"): None,
+    ("DELETE", "/api/v1/auth/me/mfa/totp"): None,
+    ("POST", "/api/v1/auth/me/mfa/totp"): None,
+    ("POST", "/api/v1/auth/me/mfa/totp/confirm"): None,
+    ("GET", "/api/v1/auth/me/mfa/webauthn/credentials"): None,
+    ("POST", "/api/v1/auth/me/mfa/webauthn/credentials"): None,
+    ("DELETE", "/api/v1/auth/me/mfa/webauthn/credentials/{key_id}"): None,
+    ("PATCH", "/api/v1/auth/me/mfa/webauthn/credentials/{key_id}"): None,
+    ("POST", "/api/v1/auth/me/mfa/webauthn/options"): None,
+    ("POST", "/api/v1/auth/mfa"): None,
+    ("POST", "/api/v1/auth/mfa-enrolment"): None,
+    ("POST", "/api/v1/auth/mfa-enrolment/confirm"): None,
+    ("POST", "/api/v1/auth/mfa/webauthn"): None,
+    ("POST", "/api/v1/auth/mfa/webauthn/options"): None,
+    ("POST", "/api/v1/auth/password-reset"): None,
+    ("POST", "/api/v1/auth/reset-password"): None,
+    ("GET", "/api/v1/loans"): P.LOANS_READ,
+    ("POST", "/api/v1/loans"): P.LOANS_WRITE,
+    ("DELETE", "/api/v1/loans/{record_id}"): P.LOANS_WRITE,
+    ("GET", "/api/v1/loans/{record_id}"): P.LOANS_READ,
+    ("PATCH", "/api/v1/loans/{record_id}"): P.LOANS_WRITE,
+    ("GET", "/api/v1/operator-grants"): P.OPERATOR_GRANTS_APPROVE,
+    ("POST", "/api/v1/operator-grants/{record_id}/approve"): P.OPERATOR_GRANTS_APPROVE,
+    ("POST", "/api/v1/operator-grants/{record_id}/deny"): P.OPERATOR_GRANTS_APPROVE,
+    ("POST", "/api/v1/operator-grants/{record_id}/revoke"): P.OPERATOR_GRANTS_APPROVE,
+    ("POST", "/api/v1/operator/auth/enrolment"): None,
+    ("POST", "/api/v1/operator/auth/enrolment/complete"): None,
+    ("POST", "/api/v1/operator/auth/login"): None,
+    ("POST", "/api/v1/operator/auth/logout"): None,
+    ("GET", "/api/v1/operator/auth/me"): None,
+    ("POST", "/api/v1/operator/auth/mfa"): None,
+    ("POST", "/api/v1/operator/grants"): P.PLATFORM_GRANTS_REQUEST,
+    ("POST", "/api/v1/operator/grants/{tenant_id}/{grant_id}/break-glass"): P.PLATFORM_GRANTS_BREAK_GLASS,
+    ("GET", "/api/v1/operator/privacy/escalations"): P.PLATFORM_PRIVACY_OVERSIGHT,
+    ("POST", "/api/v1/operator/privacy/escalations/{tenant_id}/{escalation_id}/acknowledge"): (
+        P.PLATFORM_PRIVACY_OVERSIGHT
+    ),
+    ("GET", "/api/v1/operator/tenants"): P.PLATFORM_TENANTS_MANAGE,
+    ("POST", "/api/v1/operator/tenants"): P.PLATFORM_TENANTS_MANAGE,
+    ("GET", "/api/v1/operator/tenants/{tenant_id}"): P.PLATFORM_TENANTS_MANAGE,
+    ("POST", "/api/v1/operator/tenants/{tenant_id}/resume"): P.PLATFORM_TENANTS_MANAGE,
+    ("POST", "/api/v1/operator/tenants/{tenant_id}/suspend"): P.PLATFORM_TENANTS_MANAGE,
+    ("GET", "/api/v1/operator/usage"): P.PLATFORM_USAGE_READ,
+    ("PUT", "/api/v1/password-policies/admin"): P.POLICY_MANAGE,
+    ("PUT", "/api/v1/password-policies/patron"): P.POLICY_MANAGE,
+    ("PUT", "/api/v1/password-policies/staff"): P.POLICY_MANAGE,
+    ("GET", "/api/v1/patrons"): P.PATRONS_READ,
+    ("POST", "/api/v1/patrons"): P.PATRONS_WRITE,
+    ("POST", "/api/v1/patrons/exports"): P.PATRONS_EXPORT,
+    ("GET", "/api/v1/patrons/exports/{approval_id}"): P.PATRONS_EXPORT,
+    ("POST", "/api/v1/patrons/lookup"): P.PATRONS_READ,
+    ("DELETE", "/api/v1/patrons/{record_id}"): P.PATRONS_WRITE,
+    ("GET", "/api/v1/patrons/{record_id}"): P.PATRONS_READ,
+    ("PATCH", "/api/v1/patrons/{record_id}"): P.PATRONS_WRITE,
+    ("GET", "/api/v1/portal/{tenant_slug}/cookie-choice"): None,
+    ("PUT", "/api/v1/portal/{tenant_slug}/cookie-choice"): None,
+    ("GET", "/api/v1/posts"): P.POSTS_READ,
+    ("POST", "/api/v1/posts"): P.POSTS_WRITE,
+    ("DELETE", "/api/v1/posts/{record_id}"): P.POSTS_WRITE,
+    ("GET", "/api/v1/posts/{record_id}"): P.POSTS_READ,
+    ("PATCH", "/api/v1/posts/{record_id}"): P.POSTS_WRITE,
+    ("GET", "/api/v1/privacy/complaints"): P.PRIVACY_COMPLAINTS_HANDLE,
+    ("POST", "/api/v1/privacy/complaints"): P.PRIVACY_COMPLAINTS_REGISTER,
+    ("GET", "/api/v1/privacy/complaints/{complaint_id}"): P.PRIVACY_COMPLAINTS_HANDLE,
+    ("POST", "/api/v1/privacy/complaints/{complaint_id}/answer"): P.PRIVACY_COMPLAINTS_HANDLE,
+    ("GET", "/api/v1/privacy/disclosure-policy"): P.PRIVACY_DISCLOSURES_MANAGE,
+    ("PUT", "/api/v1/privacy/disclosure-policy/{kind}"): P.PRIVACY_DISCLOSURES_MANAGE,
+    ("GET", "/api/v1/privacy/disclosures"): P.PRIVACY_DISCLOSURES_MANAGE,
+    ("POST", "/api/v1/privacy/disclosures"): P.PRIVACY_DISCLOSURES_MANAGE,
+    ("GET", "/api/v1/privacy/disclosures/{disclosure_id}"): P.PRIVACY_DISCLOSURES_MANAGE,
+    ("POST", "/api/v1/privacy/erasure-certificates/verify"): P.PRIVACY_REQUESTS_HANDLE,
+    ("GET", "/api/v1/privacy/erasure-certificates/{certificate_id}"): P.PRIVACY_REQUESTS_HANDLE,
+    ("GET", "/api/v1/privacy/erasure-policy"): P.POLICY_MANAGE,
+    ("PUT", "/api/v1/privacy/erasure-policy"): P.POLICY_MANAGE,
+    ("GET", "/api/v1/privacy/holds"): P.PRIVACY_HOLDS_MANAGE,
+    ("POST", "/api/v1/privacy/holds"): P.PRIVACY_HOLDS_MANAGE,
+    ("POST", "/api/v1/privacy/holds/{hold_id}/lift"): P.PRIVACY_HOLDS_MANAGE,
+    ("POST", "/api/v1/privacy/inquiries/forward"): None,
+    ("POST", "/api/v1/privacy/mailings"): P.MAILINGS_SEND,
+    ("GET", "/api/v1/privacy/me/complaints"): P.SELF_SERVICE,
+    ("POST", "/api/v1/privacy/me/complaints"): P.SELF_SERVICE,
+    ("GET", "/api/v1/privacy/me/consents"): P.SELF_SERVICE,
+    ("GET", "/api/v1/privacy/me/cookie-choice"): P.SELF_SERVICE,
+    ("PUT", "/api/v1/privacy/me/cookie-choice"): P.SELF_SERVICE,
+    ("GET", "/api/v1/privacy/me/disclosures"): P.SELF_SERVICE,
+    ("GET", "/api/v1/privacy/me/preferences"): P.SELF_SERVICE,
+    ("PUT", "/api/v1/privacy/me/preferences"): P.SELF_SERVICE,
+    ("GET", "/api/v1/privacy/me/requests"): P.SELF_SERVICE,
+    ("POST", "/api/v1/privacy/me/requests"): P.SELF_SERVICE,
+    ("GET", "/api/v1/privacy/patrons/{patron_id}/consents"): P.PRIVACY_PREFERENCES_MANAGE,
+    ("GET", "/api/v1/privacy/patrons/{patron_id}/preferences"): P.PRIVACY_PREFERENCES_MANAGE,
+    ("PUT", "/api/v1/privacy/patrons/{patron_id}/preferences"): P.PRIVACY_PREFERENCES_MANAGE,
+    ("GET", "/api/v1/privacy/records-of-processing"): P.PRIVACY_RECORDS_READ,
+    ("GET", "/api/v1/privacy/request-policy"): P.PRIVACY_REQUESTS_HANDLE,
+    ("PUT", "/api/v1/privacy/request-policy"): P.PRIVACY_REQUESTS_HANDLE,
+    ("GET", "/api/v1/privacy/requests"): P.PRIVACY_REQUESTS_HANDLE,
+    ("POST", "/api/v1/privacy/requests"): P.PRIVACY_REQUESTS_REGISTER,
+    ("POST", "/api/v1/privacy/requests/form"): None,
+    ("POST", "/api/v1/privacy/requests/form/verify"): None,
+    ("GET", "/api/v1/privacy/requests/{request_id}"): P.PRIVACY_REQUESTS_HANDLE,
+    ("POST", "/api/v1/privacy/requests/{request_id}/complete"): P.PRIVACY_REQUESTS_HANDLE,
+    ("POST", "/api/v1/privacy/requests/{request_id}/decision"): P.PRIVACY_REQUESTS_HANDLE,
+    ("POST", "/api/v1/privacy/requests/{request_id}/hold"): P.PRIVACY_REQUESTS_HANDLE,
+    ("POST", "/api/v1/privacy/requests/{request_id}/resume"): P.PRIVACY_REQUESTS_HANDLE,
+    ("POST", "/api/v1/privacy/requests/{request_id}/start"): P.PRIVACY_REQUESTS_HANDLE,
+    ("DELETE", "/api/v1/privacy/restrictions/{patron_id}"): P.PRIVACY_REQUESTS_HANDLE,
+    ("GET", "/api/v1/privacy/retention/policies"): P.PRIVACY_RETENTION_MANAGE,
+    ("PUT", "/api/v1/privacy/retention/policies/audit_segments"): P.PRIVACY_RETENTION_MANAGE,
+    ("PUT", "/api/v1/privacy/retention/policies/exports"): P.PRIVACY_RETENTION_MANAGE,
+    ("PUT", "/api/v1/privacy/retention/policies/inactive_patrons"): P.PRIVACY_RETENTION_MANAGE,
+    ("PUT", "/api/v1/privacy/retention/policies/loan_history"): P.PRIVACY_RETENTION_MANAGE,
+    ("PUT", "/api/v1/privacy/retention/policies/posts"): P.PRIVACY_RETENTION_MANAGE,
+    ("PUT", "/api/v1/privacy/retention/policies/searches"): P.PRIVACY_RETENTION_MANAGE,
+    ("GET", "/api/v1/privacy/retention/preview"): P.PRIVACY_RETENTION_MANAGE,
+    ("GET", "/api/v1/privacy/retention/runs"): P.PRIVACY_RETENTION_MANAGE,
+    ("GET", "/api/v1/privacy/retention/runs/{run_id}"): P.PRIVACY_RETENTION_MANAGE,
+    ("POST", "/api/v1/privacy/subject-exports"): P.PRIVACY_REQUESTS_HANDLE,
+    ("GET", "/api/v1/privacy/subject-exports/download/{token}"): None,
+    ("GET", "/api/v1/reading-list-items"): P.READING_LISTS_READ,
+    ("POST", "/api/v1/reading-list-items"): P.READING_LISTS_WRITE,
+    ("DELETE", "/api/v1/reading-list-items/{record_id}"): P.READING_LISTS_WRITE,
+    ("GET", "/api/v1/reading-list-items/{record_id}"): P.READING_LISTS_READ,
+    ("PATCH", "/api/v1/reading-list-items/{record_id}"): P.READING_LISTS_WRITE,
+    ("GET", "/api/v1/reading-lists"): P.READING_LISTS_READ,
+    ("POST", "/api/v1/reading-lists"): P.READING_LISTS_WRITE,
+    ("DELETE", "/api/v1/reading-lists/{record_id}"): P.READING_LISTS_WRITE,
+    ("GET", "/api/v1/reading-lists/{record_id}"): P.READING_LISTS_READ,
+    ("PATCH", "/api/v1/reading-lists/{record_id}"): P.READING_LISTS_WRITE,
+    ("GET", "/api/v1/reports/budgets"): P.REPORTS_PUBLISHERS,
+    ("PUT", "/api/v1/reports/budgets"): P.REPORTS_POLICY_MANAGE,
+    ("GET", "/api/v1/reports/catalogue"): P.REPORTS_PUBLISHERS,
+    ("POST", "/api/v1/reports/catalogue"): P.REPORTS_CATALOGUE_MANAGE,
+    ("GET", "/api/v1/reports/policy"): P.REPORTS_PUBLISHERS,
+    ("PUT", "/api/v1/reports/policy"): P.REPORTS_POLICY_MANAGE,
+    ("GET", "/api/v1/reports/publishers"): P.REPORTS_PUBLISHERS,
+    ("POST", "/api/v1/reports/publishers"): P.REPORTS_PUBLISHERS,
+    ("GET", "/api/v1/reports/publishers/{report_id}"): P.REPORTS_PUBLISHERS,
+    ("GET", "/api/v1/roles"): P.ROLES_READ,
+    ("POST", "/api/v1/roles"): P.ROLES_MANAGE,
+    ("PUT", "/api/v1/roles/{name}/permissions"): P.ROLES_MANAGE,
+    ("GET", "/api/v1/searches"): P.SEARCHES_READ,
+    ("POST", "/api/v1/searches"): P.SEARCHES_WRITE,
+    ("DELETE", "/api/v1/searches/{record_id}"): P.SEARCHES_WRITE,
+    ("GET", "/api/v1/searches/{record_id}"): P.SEARCHES_READ,
+    ("PATCH", "/api/v1/searches/{record_id}"): P.SEARCHES_WRITE,
+    ("GET", "/api/v1/security-contacts"): P.SECURITY_CONTACTS_MANAGE,
+    ("POST", "/api/v1/security-contacts"): P.SECURITY_CONTACTS_MANAGE,
+    ("GET", "/api/v1/security-contacts/mutes"): P.SECURITY_CONTACTS_MANAGE,
+    ("GET", "/api/v1/security-contacts/{contact_id}/mutes"): P.SECURITY_CONTACTS_MANAGE,
+    ("PUT", "/api/v1/security-contacts/{contact_id}/mutes"): P.SECURITY_CONTACTS_MANAGE,
+    ("POST", "/api/v1/self-registration"): None,
+    ("POST", "/api/v1/self-registration/confirm"): None,
+    ("GET", "/api/v1/self-registration/settings"): P.POLICY_MANAGE,
+    ("PUT", "/api/v1/self-registration/settings"): P.POLICY_MANAGE,
+    ("DELETE", "/api/v1/sso/saml"): P.SSO_MANAGE,
+    ("GET", "/api/v1/sso/saml"): P.SSO_MANAGE,
+    ("PUT", "/api/v1/sso/saml"): P.SSO_MANAGE,
+    ("POST", "/api/v1/sso/saml/{tenant_slug}/acs"): None,
+    ("GET", "/api/v1/sso/saml/{tenant_slug}/login"): None,
+    ("GET", "/api/v1/sso/saml/{tenant_slug}/metadata"): None,
+    ("GET", "/api/v1/unsubscribe/{token}"): None,
+    ("POST", "/api/v1/unsubscribe/{token}"): None,
+    ("GET", "/healthz"): None,
+    ("GET", "/metrics"): None,
+}
+
+WRITES = ("POST", "PUT", "PATCH", "DELETE")
+# Writes by method only, each for its reason.
+NOT_WRITES = {
+    # A read sent as POST so the looked-up value never lands in access logs.
+    ("POST", "/api/v1/patrons/lookup"): "a lookup: the value travels in the body, not the URL",
+    # The route lets whoever may see the queue reach a request; deciding it takes the permission of
+    # the request's own kind, checked by the approvals service (tests/access, tests/identity).
+    ("POST", "/api/v1/approvals/{record_id}/approve"): "the kind's permission is checked by the service",
+    ("POST", "/api/v1/approvals/{record_id}/reject"): "the kind's permission is checked by the service",
+}
+READ_ONLY_TENANT = frozenset(p for p in TENANT_PERMISSIONS if p.value.endswith(".read"))
+READ_ONLY_PLATFORM = frozenset(p for p in PLATFORM_PERMISSIONS if p.value.endswith(".read"))
+
+
+def _declared(dependant) -> set[P]:
+    found = set()
+    for dependency in dependant.dependencies:
+        permission = getattr(dependency.call, "required_permission", None)
+        if permission is not None:
+            found.add(permission)
+        found |= _declared(dependency)
+    return found
+
+
+def _operations(app) -> dict[tuple[str, str], P | None]:
+    declared = {}
+    for route in _routes(app.routes):
+        if hasattr(route, "dependant"):
+            for method in route.methods - {"HEAD"}:
+                permissions = _declared(route.dependant)
+                assert len(permissions) <= 1, (method, route.path, permissions)
+                declared[(method, route.path)] = next(iter(permissions), None)
+    return declared
+
+
+def test_every_operation_demands_exactly_the_permission_in_the_table():
+    declared = _operations(create_app(None, Settings(api_docs=True)))
+    docs = {key for key in declared if key[1] in ("/docs", "/redoc", "/openapi.json")}
+    assert {k: v for k, v in declared.items() if k not in docs} == EXPECTED
+
+
+def test_no_write_is_guarded_by_a_read_permission():
+    reading = [
+        key
+        for key, permission in EXPECTED.items()
+        if key[0] in WRITES and permission in READ_ONLY_TENANT and key not in NOT_WRITES
+    ]
+    assert reading == []
+
+
+def test_every_write_refuses_a_read_only_credential(db, tenant, issue_token, home):
+    app = create_app(db, Settings(home=home))
+    tenant_reader = issue_token(tenant, permissions=READ_ONLY_TENANT)
+    with platform_session(db) as session:
+        issued = tokens.issue_operator_token(session, "reader", sorted(READ_ONLY_PLATFORM), timedelta(hours=1))
+    operator_reader = issued[1]
+    paths = {path: operation for path, item in app.openapi()["paths"].items() for operation in item.values()}
+    accepted = []
+    for (method, path), permission in sorted(EXPECTED.items()):
+        if method not in WRITES or permission is None or (method, path) in NOT_WRITES:
+            continue
+        token = operator_reader if permission in PLATFORM_PERMISSIONS else tenant_reader
+        client = TestClient(app, client=(fresh_address(), 50000), raise_server_exceptions=False)
+        savepoint = db.bind.begin_nested()
+        try:
+            response = client.request(
+                method, _url(path, paths.get(path, {})), json={}, headers={"Authorization": f"Bearer {token}"}
+            )
+        finally:
+            savepoint.rollback()
+        if response.status_code != 403:
+            accepted.append(f"{method} {path} ({permission}): {response.status_code} {response.text[:120]}")
+    assert accepted == [], "\n".join(accepted)
