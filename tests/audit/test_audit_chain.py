@@ -47,6 +47,15 @@ def assert_chained(events) -> None:
         assert bytes(row["hash"]) == prev
 
 
+@pytest.fixture(params=["rolled back", "committed"])
+def db(request, db):
+    """Each test taking `db` runs twice: in a rolled-back transaction, and on really committed ones (the
+    append sent with the COMMIT, as in production), with both institutions' chains holding events."""
+    if request.param == "committed":
+        return request.getfixturevalue("committed_db")
+    return db
+
+
 def test_events_are_numbered_and_chained_with_what_was_recorded(db, tenant):
     who = actor(tenant.id)
     context = audit.Context(who, "192.0.2.7", "Mozilla/5.0 ünïcode", "req-12345678")

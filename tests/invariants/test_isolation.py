@@ -1,5 +1,11 @@
 """Tenant isolation, attacked from every side: ids of another tenant, a missing context,
-pooled connections, user input aimed at the tenant setting, and the schema itself."""
+pooled connections, user input aimed at the tenant setting, and the schema itself.
+
+Every test that takes `db` runs twice: inside a transaction rolled back at the end (sessions in
+savepoints), and on really committed transactions, the path production takes (SET LOCAL ended by
+COMMIT, the audit append sent with the commit), with both institutions holding rows, so a tenant
+setting that outlived its commit would show as the other tenant's rows.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,13 @@ from tests.helpers import CHANGES, PATHS, populate
 
 KINDS = list(PATHS)
 SRC = Path(__file__).resolve().parents[2] / "src" / "bookwarden"
+
+
+@pytest.fixture(params=["rolled back", "committed"])
+def db(request, db):
+    if request.param == "committed":
+        return request.getfixturevalue("committed_db")
+    return db
 
 
 @pytest.fixture
