@@ -62,6 +62,8 @@ EXPECTED = {
     ("POST", "/api/v1/auth/password-reset"): None,
     ("POST", "/api/v1/auth/reset-password"): None,
     ("GET", "/api/v1/loans"): P.LOANS_READ,
+    ("GET", "/api/v1/me/posts"): P.SELF_SERVICE,
+    ("DELETE", "/api/v1/me/posts/{post_id}"): P.SELF_SERVICE,
     ("POST", "/api/v1/loans"): P.LOANS_WRITE,
     ("DELETE", "/api/v1/loans/{record_id}"): P.LOANS_WRITE,
     ("GET", "/api/v1/loans/{record_id}"): P.LOANS_READ,

@@ -20,6 +20,7 @@ from tests.invariants.audit_coverage import (
     World,
     route,
 )
+from tests.privacy.audit_recipes import _own_patron_browser
 
 
 def _library_recipes(kind, path: str) -> None:
@@ -81,3 +82,18 @@ def _(w):
     checker = w.client(EXPORTER | {Permission.ACCOUNTS_READ})
     assert checker.post(f"/api/v1/approvals/{asked.json()['id']}/approve").status_code == 200
     return Call(asker, "GET", f"{EXPORTS}/{asked.json()['id']}", Action.PATRON_EXPORTED, w.tenant.id)
+
+
+# the patron's own posts (the portal)
+
+
+@route("GET", "/api/v1/me/posts")
+def _(w):
+    return Call(_own_patron_browser(w), "GET", "/api/v1/me/posts", library.POSTS.action("listed"), w.tenant.id)
+
+
+@route("DELETE", "/api/v1/me/posts/{post_id}")
+def _(w):
+    client = _own_patron_browser(w)  # linked to the patron whose post the world made
+    url = f"/api/v1/me/posts/{w.records[library.POSTS]['id']}"
+    return Call(client, "DELETE", url, library.POSTS.action("deleted"), w.tenant.id)

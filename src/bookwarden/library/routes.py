@@ -20,6 +20,7 @@ from bookwarden.audit import record as audit
 from bookwarden.audit.routes import _closing as closing  # closes the chunks when the reader goes away
 from bookwarden.core.pagination import Page
 from bookwarden.db.session import Database
+from bookwarden.identity.accounts import service as accounts
 from bookwarden.library import export, schemas, service
 from bookwarden.library.service import RecordKind
 
@@ -121,6 +122,31 @@ def lookup_patrons(
     """Exact match on one of email, institutional id or barcode (blind indexes; nothing decrypted to search)."""
     with tenant_scope(db, principal) as session:
         return service.lookup_patrons(session, body)
+
+
+# -- the patron's own posts (the portal) -------------------------------------------------------
+
+OWN = Depends(requires(Permission.SELF_SERVICE))
+
+
+@router.get("/me/posts", response_model=Page[schemas.PostOut], tags=["portal"])
+def list_own_posts(
+    principal: Principal = OWN,
+    db: Database = Depends(database),
+    cursor: Cursor = None,
+    limit: Limit = 50,
+):
+    """The signed-in patron's own posts."""
+    with tenant_scope(db, principal) as session:
+        patron_id = accounts.own_patron_id(session, principal)
+        return service.list_page(session, service.POSTS, cursor=cursor, limit=limit, patron_id=patron_id)
+
+
+@router.delete("/me/posts/{post_id}", status_code=204, tags=["portal"], responses=responses(401, 403, 404))
+def delete_own_post(post_id: UUID, principal: Principal = OWN, db: Database = Depends(database)):
+    """The signed-in patron deletes one of their own posts (another's is not found)."""
+    with tenant_scope(db, principal) as session:
+        service.delete_own_post(session, accounts.own_patron_id(session, principal), post_id)
 
 
 # -- bulk export of patrons (maker-checker: library/export.py) --------------------------------

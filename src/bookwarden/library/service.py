@@ -336,6 +336,15 @@ def delete(session: TenantSession, kind: RecordKind, record_id: UUID) -> None:
     record(session, kind.action("deleted"), (kind.target, record_id), details=details)
 
 
+def delete_own_post(session: TenantSession, patron_id: UUID, post_id: UUID) -> None:
+    """A patron deletes one of their own posts. Another patron's post, or no post, is the same 404:
+    the answer tells nobody whether a post id exists."""
+    post = session.get(Post, (session.tenant_id, post_id))
+    if post is None or post.patron_id != patron_id:
+        raise NotFound(f"no post {post_id} of yours")
+    delete(session, POSTS, post_id)
+
+
 def list_page(
     session: TenantSession,
     kind: RecordKind,

@@ -22,12 +22,12 @@ from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction,
 from bookwarden.access.authorize import authorize
 from bookwarden.access.permissions import Permission
 from bookwarden.access.power import PowerClass, power_class
-from bookwarden.access.principal import SYSTEM, Principal
+from bookwarden.access.principal import SYSTEM, Principal, PrincipalKind
 from bookwarden.access.roles.notices import EntitlementEvent, entitlement_changed
 from bookwarden.access.roles.reads import account_permissions
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
-from bookwarden.core.errors import Conflict, InvalidInput, NotFound
+from bookwarden.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import blind_index
 from bookwarden.db.session import TenantSession
@@ -345,3 +345,13 @@ def trim_password_history(session: TenantSession, cutoff: datetime | None, limit
             .returning(history.c.id)
         )
     return removed
+
+
+def own_patron_id(session: TenantSession, actor: Principal) -> UUID:
+    """The patron record of the signed-in patron account acting; refused for anyone else (the portal's
+    'my data': preferences, consents, posts...)."""
+    authorize(actor, Permission.SELF_SERVICE)
+    account = session.get(Account, (session.tenant_id, actor.id)) if actor.kind is PrincipalKind.ACCOUNT else None
+    if account is None or account.kind is not AccountKind.PATRON or account.patron_id is None:
+        raise Forbidden("only a patron signed in to an account linked to their patron record can do this")
+    return account.patron_id

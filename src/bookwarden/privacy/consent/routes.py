@@ -25,6 +25,7 @@ from bookwarden.api.problems import responses
 from bookwarden.core.text import line, lines
 from bookwarden.db.session import Database, platform_session, tenant_session
 from bookwarden.identity import throttle
+from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.signin.routes import source_address
 from bookwarden.privacy.consent import mailings, objections, unsubscribe
 from bookwarden.privacy.consent import service as consent
@@ -136,14 +137,14 @@ def own_preferences(principal: Principal = PATRON, db: Database = Depends(databa
     """The signed-in patron's communication preferences: optional topics (off until chosen) and the
     service messages that are always sent, with why."""
     with tenant_scope(db, principal) as session:
-        return _preferences_out(session, principal, consent.own_patron_id(session, principal))
+        return _preferences_out(session, principal, accounts.own_patron_id(session, principal))
 
 
 @router.put(f"{PRIVACY}/me/preferences", response_model=PreferencesOut, responses=responses(401, 403, 409, 422))
 def change_own_preferences(body: OwnPreferencesIn, principal: Principal = PATRON, db: Database = Depends(database)):
     """Change the signed-in patron's preferences; each change is a consent record (method portal)."""
     with tenant_scope(db, principal) as session:
-        patron_id = consent.own_patron_id(session, principal)
+        patron_id = accounts.own_patron_id(session, principal)
         consent.set_preferences(
             session,
             principal,
@@ -190,7 +191,7 @@ def change_patron_preferences(
 def own_consents(principal: Principal = PATRON, db: Database = Depends(database)):
     """The signed-in patron's consent history: what, when, how, under which notice; given or withdrawn."""
     with tenant_scope(db, principal) as session:
-        patron_id = consent.own_patron_id(session, principal)
+        patron_id = accounts.own_patron_id(session, principal)
         return ConsentHistoryOut(patron_id=patron_id, items=consent.history(session, principal, patron_id))
 
 
@@ -271,7 +272,7 @@ def record_visitor_cookie_choice(
 def own_cookie_choice(principal: Principal = PATRON, db: Database = Depends(database)):
     """The signed-in patron's latest cookie choice, from any browser."""
     with tenant_scope(db, principal) as session:
-        patron_id = consent.own_patron_id(session, principal)
+        patron_id = accounts.own_patron_id(session, principal)
         return _cookie_out(consent.cookie_choice(session, patron_id=patron_id, actor=principal))
 
 
@@ -292,7 +293,7 @@ def record_own_cookie_choice(
             analytics=body.analytics,
             preferences=body.preferences,
             notice_version=body.notice_version,
-            patron_id=consent.own_patron_id(session, principal),
+            patron_id=accounts.own_patron_id(session, principal),
             actor=principal,
         )
     _remember_visitor(response, visitor_id)

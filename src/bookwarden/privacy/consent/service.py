@@ -33,12 +33,11 @@ from sqlalchemy import select, text
 
 from bookwarden.access.authorize import authorize
 from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import Principal, PrincipalKind
+from bookwarden.access.principal import Principal
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
-from bookwarden.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from bookwarden.core.errors import Conflict, InvalidInput, NotFound
 from bookwarden.db.session import TenantSession
-from bookwarden.identity.models import Account, AccountKind
 from bookwarden.library.models import Patron
 from bookwarden.privacy.consent.models import ConsentMethod, ConsentRecord, CookieChoice
 
@@ -128,15 +127,6 @@ NO_COOKIE_CHOICE = CookieState(True, False, False, False, None, None)
 
 
 # -- who is acting for whom ---------------------------------------------------------------------
-
-
-def own_patron_id(session: TenantSession, actor: Principal) -> UUID:
-    """The patron record of the signed-in patron account acting; refused for anyone else."""
-    authorize(actor, Permission.SELF_SERVICE)
-    account = session.get(Account, (session.tenant_id, actor.id)) if actor.kind is PrincipalKind.ACCOUNT else None
-    if account is None or account.kind is not AccountKind.PATRON or account.patron_id is None:
-        raise Forbidden("only a patron signed in to an account linked to their patron record can do this")
-    return account.patron_id
 
 
 def staff_patron_id(session: TenantSession, actor: Principal, patron_id: UUID) -> UUID:

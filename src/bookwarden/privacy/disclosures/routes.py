@@ -17,7 +17,7 @@ from bookwarden.api.problems import responses
 from bookwarden.core.classification import Category
 from bookwarden.core.text import line, lines
 from bookwarden.db.session import Database
-from bookwarden.privacy.consent import service as consent
+from bookwarden.identity.accounts import service as accounts
 from bookwarden.privacy.disclosures import service as disclosures
 from bookwarden.privacy.disclosures.models import DisclosureKind, LegalBasis
 
@@ -136,7 +136,7 @@ def read_disclosure(disclosure_id: UUID, principal: Principal = MANAGE, db: Data
 def own_disclosures(principal: Principal = PATRON, db: Database = Depends(database)):
     """The disclosures of the signed-in patron's data to third parties."""
     with tenant_scope(db, principal) as session:
-        patron_id = consent.own_patron_id(session, principal)
+        patron_id = accounts.own_patron_id(session, principal)
         return DisclosureList(items=disclosures.own_disclosures(session, principal, patron_id))
 
 
