@@ -179,7 +179,7 @@ def issue_token(db):
     from datetime import timedelta
 
     from bookwarden.access.permissions import LIBRARY_READ, LIBRARY_WRITE
-    from bookwarden.identity import tokens
+    from bookwarden.identity.tokens import service as tokens
 
     def issue(t, permissions=LIBRARY_READ | LIBRARY_WRITE, ttl=timedelta(hours=1)):
         with tenant_session(db, t.id) as session:
@@ -192,11 +192,12 @@ def issue_token(db):
 def operator_token(db):
     from datetime import timedelta
 
-    from bookwarden.access.permissions import PLATFORM_PERMISSIONS
-    from bookwarden.identity import tokens
+    from bookwarden.identity.tokens import service as tokens
 
+    # Every platform permission a token can hold: break-glass is held only by an operator signed in.
+    permissions = sorted(tokens.OPERATOR_TOKEN_PERMISSIONS)
     with platform_session(db) as session:
-        return tokens.issue_operator_token(session, "ops", sorted(PLATFORM_PERMISSIONS), timedelta(hours=1))[1]
+        return tokens.issue_operator_token(session, "ops", permissions, timedelta(hours=1))[1]
 
 
 @pytest.fixture

@@ -19,9 +19,9 @@ from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.core.config import Settings
 from bookwarden.db.session import Database, platform_session, tenant_session
 from bookwarden.identity import roles as access
-from bookwarden.identity import tokens
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import AccountKind
+from bookwarden.identity.tokens import service as tokens
 from bookwarden.library import schemas, service
 from bookwarden.tenancy import service as tenancy
 from bookwarden.tenancy.models import Tenant

@@ -113,7 +113,8 @@ def _(w):
 def _(w):
     grant = w.grant_requested()  # asked by another operator: the CISO cannot break glass for their own
     url = f"/api/v1/operator/grants/{w.tenant.id}/{grant.id}/break-glass"
-    return Call(w.operator, "POST", url, Action.GRANT_BREAK_GLASS, w.tenant.id)
+    # Only a CISO signed in with a second factor breaks glass: never a token.
+    return Call(w.operator_signed_in("carol.ciso", "ciso"), "POST", url, Action.GRANT_BREAK_GLASS, w.tenant.id)
 
 
 # the platform DPO's oversight

@@ -21,9 +21,9 @@ from bookwarden.access.roles import reads
 from bookwarden.access.roles.notices import add_security_contact
 from bookwarden.core.errors import Conflict, Forbidden, InvalidInput, NotFound, SegregationOfDutiesError
 from bookwarden.identity import roles as access
-from bookwarden.identity import tokens
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import AccountKind
+from bookwarden.identity.tokens import service as tokens
 from bookwarden.notify.models import OutboxMessage
 from tests.helpers import grant
 

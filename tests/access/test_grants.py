@@ -25,6 +25,11 @@ def _platform(role: BuiltinRole) -> Principal:
     return Principal(PrincipalKind.OPERATOR_TOKEN, uuid.uuid4(), None, BUILTIN_PERMISSIONS[role])
 
 
+def _signed_in(role: BuiltinRole, permissions=frozenset()) -> Principal:
+    """An operator's own session (second factor passed): the only principal that breaks glass."""
+    return Principal(PrincipalKind.OPERATOR, uuid.uuid4(), None, BUILTIN_PERMISSIONS[role] | permissions)
+
+
 def _tenant_admin(tenant) -> Principal:
     return Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant.id, BUILTIN_PERMISSIONS[BuiltinRole.TENANT_ADMIN])
 
@@ -120,27 +125,67 @@ def test_expired_and_revoked_grants_close_at_once(db, tenant, patron):
 
 
 def test_break_glass_is_the_cisos_flagged_and_notified(db, tenant, patron):
-    operator, ciso = _platform(BuiltinRole.OPERATOR_OPS), _platform(BuiltinRole.CISO)
+    operator, ciso = _platform(BuiltinRole.OPERATOR_OPS), _signed_in(BuiltinRole.CISO)
     grant = _ask(db, operator, tenant)
     with pytest.raises(Forbidden):
-        grants.break_glass(db, operator, tenant.id, grant.id)  # not a CISO
+        grants.break_glass(db, _signed_in(BuiltinRole.OPERATOR_OPS), tenant.id, grant.id)  # not a CISO
     approved = grants.break_glass(db, ciso, tenant.id, grant.id)
-    assert approved.break_glass and approved.decided_by == ciso.id
+    assert approved.break_glass and approved.decided_by == ciso.id and approved.decided_by_person == ciso.id
     with tenant_session(db, tenant.id) as session:
         notices = session.scalars(select(OutboxMessage)).all()
     assert len(notices) == 2  # requested, then break-glass approved; mailed to the tenant's contacts
 
 
-def test_the_ciso_cannot_approve_their_own_request(db, tenant):
-    ciso = Principal(
-        PrincipalKind.OPERATOR_TOKEN,
-        uuid.uuid4(),
-        None,
-        BUILTIN_PERMISSIONS[BuiltinRole.CISO] | BUILTIN_PERMISSIONS[BuiltinRole.OPERATOR_SUPPORT],
+def test_break_glass_is_never_held_by_a_token(db, tenant, patron):
+    """Even a token carrying the CISO's permissions (minted before tokens were kept from it, or forged in a
+    test like this one): only an operator signed in with a second factor breaks glass."""
+    grant = _ask(db, _platform(BuiltinRole.OPERATOR_OPS), tenant)
+    ciso_account = uuid.uuid4()
+    ciso_token = Principal(
+        PrincipalKind.OPERATOR_TOKEN, uuid.uuid4(), None, BUILTIN_PERMISSIONS[BuiltinRole.CISO], owner_id=ciso_account
     )
+    with pytest.raises(Forbidden, match="never held by a token"):
+        grants.break_glass(db, ciso_token, tenant.id, grant.id)
+    with pytest.raises(Forbidden, match="never held by a token"):
+        grants.break_glass(db, _platform(BuiltinRole.CISO), tenant.id, grant.id)  # a service token neither
+    with tenant_session(db, tenant.id) as session:
+        assert session.get(OperatorGrant, (tenant.id, grant.id)).status == "requested"  # nothing was decided
+
+
+def test_the_ciso_cannot_approve_their_own_request(db, tenant):
+    ciso = _signed_in(BuiltinRole.CISO, BUILTIN_PERMISSIONS[BuiltinRole.OPERATOR_SUPPORT])
     grant = _ask(db, ciso, tenant)
     with pytest.raises(SegregationOfDutiesError):
         grants.break_glass(db, ciso, tenant.id, grant.id)
+
+
+def test_the_ciso_cannot_break_glass_for_a_request_one_of_their_tokens_asked(db, tenant):
+    """People, not credentials: the grant keeps the operator behind the asking token."""
+    ciso = _signed_in(BuiltinRole.CISO, BUILTIN_PERMISSIONS[BuiltinRole.OPERATOR_SUPPORT])
+    their_token = Principal(
+        PrincipalKind.OPERATOR_TOKEN, uuid.uuid4(), None, BUILTIN_PERMISSIONS[BuiltinRole.OPERATOR_SUPPORT],
+        owner_id=ciso.id,
+    )  # fmt: skip
+    grant = _ask(db, their_token, tenant)
+    assert (grant.operator_id, grant.requested_by_person) == (their_token.id, ciso.id)
+    with pytest.raises(SegregationOfDutiesError, match="sessions or tokens"):
+        grants.break_glass(db, ciso, tenant.id, grant.id)
+    # The token's owner may still end the request they asked, from their session.
+    with tenant_session(db, tenant.id) as session:
+        assert grants.revoke_grant(session, ciso, grant.id).status == "revoked"
+
+
+def test_the_database_refuses_a_grant_decided_by_the_person_who_asked(db, tenant):
+    person = uuid.uuid4()
+    grant = _ask(db, _platform(BuiltinRole.OPERATOR_SUPPORT), tenant)
+    with pytest.raises(Exception, match="decider_is_not_asker_person"), tenant_session(db, tenant.id) as session:
+        session.execute(
+            text(
+                "UPDATE operator_grants SET requested_by_person = :p, decided_by_person = :p, status = 'approved'"
+                " WHERE id = :g"
+            ),
+            {"p": person, "g": grant.id},
+        )
 
 
 def test_tenant_staff_cannot_request_and_operators_cannot_approve_in_a_tenant(db, tenant):
@@ -178,12 +223,12 @@ def test_the_whole_grant_flow_over_http(app, db, tenant, client_for, patron):
     """Operator asks, tenant admin approves, operator reads with the grant header, then it is revoked."""
     from fastapi.testclient import TestClient
 
-    from bookwarden.access.permissions import PLATFORM_PERMISSIONS
     from bookwarden.db.session import platform_session
-    from bookwarden.identity import tokens
+    from bookwarden.identity.tokens import service as tokens
 
     with platform_session(db) as session:
-        token = tokens.issue_operator_token(session, "support", sorted(PLATFORM_PERMISSIONS), timedelta(hours=1))[1]
+        permissions = sorted(tokens.OPERATOR_TOKEN_PERMISSIONS)
+        token = tokens.issue_operator_token(session, "support", permissions, timedelta(hours=1))[1]
     operator = TestClient(app, raise_server_exceptions=False)
     operator.headers["Authorization"] = f"Bearer {token}"
     admin = client_for(tenant, permissions=BUILTIN_PERMISSIONS[BuiltinRole.TENANT_ADMIN])

@@ -18,9 +18,9 @@ from bookwarden.api.app import create_app
 from bookwarden.core.config import Settings
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity import roles as access
-from bookwarden.identity import tokens
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import AccountKind
+from bookwarden.identity.tokens import service as tokens
 from bookwarden.jobs.worker import Worker
 from bookwarden.notify.models import OutboxMessage
 from bookwarden.notify.service import open_mail

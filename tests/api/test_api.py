@@ -14,7 +14,7 @@ from sqlalchemy import text
 from bookwarden.access.permissions import LIBRARY_READ, Permission
 from bookwarden.api.deps import requires
 from bookwarden.db.session import platform_session, tenant_session
-from bookwarden.identity import tokens
+from bookwarden.identity.tokens import service as tokens
 from tests.helpers import populate
 
 PROBLEM = "application/problem+json"
@@ -109,6 +109,14 @@ def test_every_route_declares_the_permission_it_needs(app):
         # the account's password, then by the pending session it opened (identity/enrolment/links.py).
         "/api/v1/auth/mfa-enrolment",
         "/api/v1/auth/mfa-enrolment/confirm",
+        # A person's own API tokens (identity/tokens/routes.py): minted from the account's own session (never
+        # by a token), within what it holds now; listed and revoked by the owner only, through a session or one
+        # of their tokens. Like /auth/me, open to every account whatever its roles; nothing but one's own.
+        "/api/v1/auth/me/tokens",
+        "/api/v1/auth/me/tokens/{token_id}/revoke",
+        # The same for operators: minting takes an operator session (second factor passed), never a token.
+        "/api/v1/operator/auth/me/tokens",
+        "/api/v1/operator/auth/me/tokens/{token_id}/revoke",
         # Operators signing in (identity/operators/routes.py): enrolment authorised by the one-time link,
         # login and mfa before authentication, logout and me on the caller's own session only.
         "/api/v1/operator/auth/enrolment",

@@ -23,7 +23,7 @@ from bookwarden.api.app import create_app
 from bookwarden.api.cli import server_options
 from bookwarden.core.config import Settings, get_settings
 from bookwarden.db.session import tenant_session
-from bookwarden.identity import tokens
+from bookwarden.identity.tokens import service as tokens
 from tests.e2e.test_cli import cli_env  # noqa: F401 - fixture
 from tests.helpers import security_header_faults
 

@@ -4,23 +4,28 @@ event each must leave (run by tests/invariants/test_audit_coverage.py)."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pyotp
 from fastapi.testclient import TestClient
-from sqlalchemy import select, text
+from sqlalchemy import select
 
+from bookwarden.access.permissions import BuiltinRole, Permission
 from bookwarden.audit.events import PLATFORM_CHAIN, Action
-from bookwarden.db.session import platform_session, tenant_session
+from bookwarden.db.session import tenant_session
 from bookwarden.identity import links
 from bookwarden.identity.enrolment import links as enrolment_links
-from bookwarden.identity.operators import service as operator_accounts
+from bookwarden.identity.tokens import service as tokens
 from bookwarden.notify.models import OutboxMessage
 from bookwarden.notify.service import open_mail
 from tests.e2e.test_cli import cli_env  # noqa: F401 - fixture
 from tests.e2e.test_saml import MAPPINGS, _start, admin, idp, key_pairs, sp_metadata  # noqa: F401 - fixtures
+from tests.helpers import grant
 from tests.identity.test_mfa import SoftwareAuthenticator
 from tests.invariants.audit_coverage import (
     NEW_PASSWORD,
+    OPERATOR_AUTH,
+    OPERATOR_PASSWORD,
     PASSWORD,
     Call,
     Command,
@@ -306,37 +311,20 @@ def _(w):
     return Call(client, "POST", "/api/v1/auth/mfa-enrolment/confirm", Action.MFA_ENROLLED, w.tenant.id, json=body)
 
 
-OPERATOR_AUTH = "/api/v1/operator/auth"
-OPERATOR_PASSWORD = "granite orchard lantern 93 violet"
+def _operator_link(w) -> str:
+    return w.operator_link()
 
 
-def _operator_link(w, username: str = "olga.ops") -> str:
-    with platform_session(w.db) as session:
-        made = operator_accounts.create_operator(session, w.db.keyring, w.db.master, username, "operator_ops")
-    return made.url.split("#token=", 1)[1]
-
-
-def _operator_enrolled(w, username: str = "olga.ops") -> pyotp.TOTP:
-    token, client = _operator_link(w, username), w.browser()
-    totp = pyotp.TOTP(client.post(f"{OPERATOR_AUTH}/enrolment", json={"token": token}).json()["secret"])
-    body = {"token": token, "password": OPERATOR_PASSWORD, "code": totp.now()}
-    assert client.post(f"{OPERATOR_AUTH}/enrolment/complete", json=body).status_code == 200
-    with platform_session(w.db) as session:  # the confirming code is spent; the clock stands still here
-        session.execute(text("UPDATE operator_accounts SET totp_last_step = totp_last_step - 2"))
-    return totp
+def _operator_enrolled(w) -> pyotp.TOTP:
+    return w.operator_enrolled()
 
 
 def _operator_pending(w) -> tuple[TestClient, pyotp.TOTP]:
-    totp, client = _operator_enrolled(w), w.browser()
-    body = {"username": "olga.ops", "password": OPERATOR_PASSWORD}
-    assert client.post(f"{OPERATOR_AUTH}/login", json=body).status_code == 200
-    return client, totp
+    return w.operator_pending()
 
 
 def _operator_signed_in(w) -> TestClient:
-    client, totp = _operator_pending(w)
-    assert client.post(f"{OPERATOR_AUTH}/mfa", json={"code": totp.now()}).status_code == 200
-    return client
+    return w.operator_signed_in()
 
 
 @route("POST", f"{OPERATOR_AUTH}/enrolment")
@@ -377,9 +365,95 @@ def _(w):
     return Call(_operator_signed_in(w), "GET", f"{OPERATOR_AUTH}/me", Action.SESSION_VIEWED, PLATFORM_CHAIN)
 
 
+# API tokens (identity/tokens): the institution's under tokens.manage, each person's own
+
+TOKENS, MY_TOKENS, OPERATOR_TOKENS = "/api/v1/tokens", "/api/v1/auth/me/tokens", f"{OPERATOR_AUTH}/me/tokens"
+
+
+def _staff_signed_in(w) -> TestClient:
+    """A circulation desk account, signed in (no second factor needed for its ordinary role)."""
+    account = w.account("lena")
+    with tenant_session(w.db, w.tenant.id) as session:
+        grant(session, w.tenant.id, account.id, BuiltinRole.CIRCULATION_STAFF)
+    client = w.browser()
+    assert w.login(client, "lena")["mfa_required"] is False
+    return client
+
+
+def _own_token(client: TestClient, url: str, permissions: list[str]) -> str:
+    minted = client.post(url, json={"name": "script", "permissions": permissions})
+    assert minted.status_code == 201, minted.text
+    return minted.json()["id"]
+
+
+def _service_token(w) -> str:
+    with tenant_session(w.db, w.tenant.id) as session:
+        return str(tokens.issue_api_token(session, "sync", [Permission.PATRONS_READ], timedelta(days=1))[0].id)
+
+
+@route("GET", TOKENS)
+def _(w):
+    _service_token(w)
+    return Call(w.admin, "GET", TOKENS, Action.TOKEN_LISTED, w.tenant.id)
+
+
+@route("POST", f"{TOKENS}/{{token_id}}/revoke")
+def _(w):
+    return Call(w.admin, "POST", f"{TOKENS}/{_service_token(w)}/revoke", Action.TOKEN_REVOKED, w.tenant.id)
+
+
+@route("GET", MY_TOKENS)
+def _(w):
+    return Call(_staff_signed_in(w), "GET", MY_TOKENS, Action.TOKEN_LISTED, w.tenant.id)
+
+
+@route("POST", MY_TOKENS)
+def _(w):
+    body = {"name": "desk scanner", "permissions": ["patrons.read"], "days": 30}
+    return Call(_staff_signed_in(w), "POST", MY_TOKENS, Action.TOKEN_ISSUED, w.tenant.id, json=body)
+
+
+@route("POST", f"{MY_TOKENS}/{{token_id}}/revoke")
+def _(w):
+    client = _staff_signed_in(w)
+    url = f"{MY_TOKENS}/{_own_token(client, MY_TOKENS, ['patrons.read'])}/revoke"
+    return Call(client, "POST", url, Action.TOKEN_REVOKED, w.tenant.id)
+
+
+@route("GET", OPERATOR_TOKENS)
+def _(w):
+    return Call(w.operator_signed_in(), "GET", OPERATOR_TOKENS, Action.TOKEN_LISTED, PLATFORM_CHAIN)
+
+
+@route("POST", OPERATOR_TOKENS)
+def _(w):
+    body = {"name": "provisioning", "permissions": ["platform.tenants.manage"], "hours": 8}
+    return Call(w.operator_signed_in(), "POST", OPERATOR_TOKENS, Action.TOKEN_ISSUED, PLATFORM_CHAIN, json=body)
+
+
+@route("POST", f"{OPERATOR_TOKENS}/{{token_id}}/revoke")
+def _(w):
+    client = w.operator_signed_in()
+    url = f"{OPERATOR_TOKENS}/{_own_token(client, OPERATOR_TOKENS, ['platform.tenants.manage'])}/revoke"
+    return Call(client, "POST", url, Action.TOKEN_REVOKED, PLATFORM_CHAIN)
+
+
 @command("token", "create")
 def _(c):
     return Command(["token", "create", "--tenant", "north", "--days", "1"], Action.TOKEN_ISSUED, c.tenant())
+
+
+@command("token", "list")
+def _(c):
+    return Command(["token", "list", "--tenant", "north"], Action.TOKEN_LISTED, c.tenant())
+
+
+@command("token", "revoke")
+def _(c):
+    tenant_id = c.tenant()
+    with tenant_session(c.db, tenant_id) as session:
+        token_id = tokens.issue_api_token(session, "sync", [Permission.PATRONS_READ], timedelta(days=1))[0].id
+    return Command(["token", "revoke", str(token_id), "--tenant", "north"], Action.TOKEN_REVOKED, tenant_id)
 
 
 @command("operator", "create")

@@ -22,10 +22,11 @@ from bookwarden.core.config import Settings
 from bookwarden.core.errors import Forbidden
 from bookwarden.crypto.fields import encrypt_field
 from bookwarden.db.session import platform_session, tenant_session
-from bookwarden.identity import links, passwords, tokens
+from bookwarden.identity import links, passwords
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.enrolment import links as enrolment_links
 from bookwarden.identity.models import Account, AccountKind, AccountStatus, MfaEnrolmentLink
+from bookwarden.identity.tokens import service as tokens
 from bookwarden.jobs.worker import Worker
 from bookwarden.notify.models import OutboxMessage
 from bookwarden.notify.service import open_mail

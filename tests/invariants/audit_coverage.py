@@ -42,6 +42,7 @@ from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity import links, passwords
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import Account, AccountKind, AccountStatus
+from bookwarden.identity.operators import service as operator_accounts
 from bookwarden.library import service as library
 from bookwarden.tenancy import service as tenancy
 from tests.conftest import TEST_DATABASE
@@ -51,6 +52,8 @@ from tests.helpers import PATHS, fresh_address, populate
 from tests.identity.test_mfa import SoftwareAuthenticator
 
 PASSWORD = "violet tractor mango 42 harbour"
+OPERATOR_PASSWORD = "granite orchard lantern 93 violet"
+OPERATOR_AUTH = "/api/v1/operator/auth"
 NEW_PASSWORD = "amber lantern quietly 77 orchard"
 ADMIN = BUILTIN_PERMISSIONS[BuiltinRole.TENANT_ADMIN]
 ORIGIN_HEADERS = {"X-Requested-With": "fetch"}
@@ -304,6 +307,37 @@ class World:
 
     def link(self, purpose: links.LinkPurpose, account: Account) -> str:
         return links.issue(self.db.master, purpose, self.tenant.id, account).token
+
+    # operators (identity/operators): enrolled with their one-time link, signed in with the second factor
+
+    def operator_link(self, username: str = "olga.ops", role: str = "operator_ops") -> str:
+        with platform_session(self.db) as session:
+            made = operator_accounts.create_operator(session, self.db.keyring, self.db.master, username, role)
+        return made.url.split("#token=", 1)[1]
+
+    def operator_enrolled(self, username: str = "olga.ops", role: str = "operator_ops") -> pyotp.TOTP:
+        token, client = self.operator_link(username, role), self.browser()
+        totp = pyotp.TOTP(client.post(f"{OPERATOR_AUTH}/enrolment", json={"token": token}).json()["secret"])
+        body = {"token": token, "password": OPERATOR_PASSWORD, "code": totp.now()}
+        assert client.post(f"{OPERATOR_AUTH}/enrolment/complete", json=body).status_code == 200
+        with platform_session(self.db) as session:  # the confirming code is spent; the clock stands still here
+            session.execute(
+                text("UPDATE operator_accounts SET totp_last_step = totp_last_step - 2 WHERE username = :u"),
+                {"u": username},
+            )
+        return totp
+
+    def operator_pending(self, username: str = "olga.ops", role: str = "operator_ops") -> tuple[TestClient, pyotp.TOTP]:
+        totp, client = self.operator_enrolled(username, role), self.browser()
+        body = {"username": username, "password": OPERATOR_PASSWORD}
+        assert client.post(f"{OPERATOR_AUTH}/login", json=body).status_code == 200
+        return client, totp
+
+    def operator_signed_in(self, username: str = "olga.ops", role: str = "operator_ops") -> TestClient:
+        """A browser with an operator session, second factor passed (what mints operator tokens, breaks glass)."""
+        client, totp = self.operator_pending(username, role)
+        assert client.post(f"{OPERATOR_AUTH}/mfa", json={"code": totp.now()}).status_code == 200
+        return client
 
     def operator_principal(self) -> Principal:
         return Principal(PrincipalKind.OPERATOR_TOKEN, uuid.uuid4(), None, PLATFORM_PERMISSIONS)

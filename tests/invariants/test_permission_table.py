@@ -17,7 +17,7 @@ from bookwarden.access.permissions import Permission as P
 from bookwarden.api.app import create_app
 from bookwarden.core.config import Settings
 from bookwarden.db.session import platform_session
-from bookwarden.identity import tokens
+from bookwarden.identity.tokens import service as tokens
 from tests.helpers import fresh_address
 from tests.invariants.test_security_headers import _routes, _url
 
@@ -211,6 +211,15 @@ EXPECTED = {
     ("POST", "/api/v1/unsubscribe/{token}"): None,
     ("GET", "/healthz"): None,
     ("GET", "/metrics"): None,
+    # The caller's own tokens: any signed-in account or operator, for itself only.
+    ("GET", "/api/v1/auth/me/tokens"): None,
+    ("POST", "/api/v1/auth/me/tokens"): None,
+    ("POST", "/api/v1/auth/me/tokens/{token_id}/revoke"): None,
+    ("GET", "/api/v1/operator/auth/me/tokens"): None,
+    ("POST", "/api/v1/operator/auth/me/tokens"): None,
+    ("POST", "/api/v1/operator/auth/me/tokens/{token_id}/revoke"): None,
+    ("GET", "/api/v1/tokens"): P.TOKENS_MANAGE,
+    ("POST", "/api/v1/tokens/{token_id}/revoke"): P.TOKENS_MANAGE,
 }
 
 WRITES = ("POST", "PUT", "PATCH", "DELETE")

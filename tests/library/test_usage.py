@@ -23,7 +23,7 @@ from bookwarden.audit.events import PLATFORM_CHAIN, Action
 from bookwarden.audit.search import EventQuery
 from bookwarden.core.errors import InvalidInput
 from bookwarden.db.session import platform_session, tenant_session
-from bookwarden.identity import tokens
+from bookwarden.identity.tokens import service as tokens
 from bookwarden.library import usage as metering
 from bookwarden.tenancy import service as tenancy
 from tests.e2e.test_cli import cli_env  # noqa: F401 - the CLI pointed at the test database

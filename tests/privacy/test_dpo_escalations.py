@@ -17,9 +17,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, PLATFORM_PERMISSIONS, BuiltinRole, Permission
+from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
 from bookwarden.db.session import platform_session
-from bookwarden.identity import tokens
+from bookwarden.identity.tokens import service as tokens
 from bookwarden.privacy.complaints import service as complaints
 from bookwarden.privacy.escalations import service as dpo_escalations
 from bookwarden.privacy.escalations.models import DpoEscalation
@@ -150,7 +150,7 @@ def test_another_institutions_escalation_or_an_unknown_one_is_not_found(in_tenan
 def test_only_the_dpo_lists_them(app, db, in_tenant, tenant, client_for):
     _overdue_request(in_tenant, tenant)
     requests.process_deadlines(db)
-    others = _operator(app, db, PLATFORM_PERMISSIONS - {Permission.PLATFORM_PRIVACY_OVERSIGHT})
+    others = _operator(app, db, tokens.OPERATOR_TOKEN_PERMISSIONS - {Permission.PLATFORM_PRIVACY_OVERSIGHT})
     tenant_admin = client_for(tenant, permissions=BUILTIN_PERMISSIONS[BuiltinRole.TENANT_ADMIN])
 
     assert others.get(ESCALATIONS).status_code == 403

@@ -67,10 +67,14 @@ class ApprovalOut(BaseModel):
     action: SensitiveAction
     params: dict
     requested_by: UUID
+    requested_by_person: UUID | None = Field(
+        description="the account behind the asking credential (a token's owner); null for a service token"
+    )
     requested_at: datetime
     expires_at: datetime
     status: str
     decided_by: UUID | None
+    decided_by_person: UUID | None
     decided_at: datetime | None
 
 

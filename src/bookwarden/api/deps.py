@@ -30,13 +30,16 @@ from bookwarden.access.principal import Principal
 from bookwarden.audit import record as audit
 from bookwarden.core.errors import Forbidden, Unauthenticated
 from bookwarden.db.session import Database, TenantSession, tenant_session
-from bookwarden.identity import tokens
 from bookwarden.identity.operators import signin as operator_signin
 from bookwarden.identity.sessions import COOKIE_NAME
 from bookwarden.identity.signin import service as signin
+from bookwarden.identity.tokens import service as tokens
 from bookwarden.tenancy.service import ensure_active
 
-bearer = HTTPBearer(auto_error=False, description="an API token (bookwarden token create)")
+bearer = HTTPBearer(
+    auto_error=False,
+    description="an API token: your own (POST /api/v1/auth/me/tokens), or a service token (bookwarden token create)",
+)
 session_cookie = APIKeyCookie(
     name=COOKIE_NAME, auto_error=False, description="a sign-in session (POST /api/v1/auth/login)"
 )

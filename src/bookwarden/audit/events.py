@@ -225,6 +225,7 @@ class Action(enum.StrEnum):
     OPERATOR_ACCOUNT_ENROLLED = "operator_account.enrolled"  # password set and authenticator app confirmed
     TOKEN_ISSUED = "token.issued"
     TOKEN_REVOKED = "token.revoked"
+    TOKEN_LISTED = "token.listed"  # names, owners, permissions and dates: never a token or its hash
     # The platform.
     TENANT_CREATED = "tenant.created"
     TENANT_LISTED = "tenant.listed"

@@ -31,41 +31,78 @@ from bookwarden.core.classification import (
     STATE,
     Category,
     Protection,
+    SubjectKind,
     blind_index,
+    not_personal,
     personal,
+    subject_link,
 )
 from bookwarden.db.base import Base, tenant_fk
 from bookwarden.tenancy.models import Tenant  # noqa: F401 - target of the tenant foreign keys
 
+# Updated at most once a minute per token (identity/tokens/service.py), so its precision is stated.
+LAST_USED = not_personal("when the token last authenticated a request, to the minute; about a person only "
+                         "through its owner")
+
 
 class ApiToken(Base):
-    """A machine credential of one tenant (RLS-protected like every tenant table)."""
+    """A machine credential of one tenant (RLS-protected like every tenant table).
+
+    It acts for its owner, an account of the same tenant, and never for more than that account may do
+    now; a token without an owner is a service token, minted only at the platform console
+    (identity/tokens/service.py). Owner and last use arrived with migration 0025.
+    """
 
     __tablename__ = "api_tokens"
-    __table_args__ = (UniqueConstraint("tenant_id", "token_hash"), Index("ix_api_tokens_token_hash", "token_hash"))
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "token_hash"),
+        Index("ix_api_tokens_token_hash", "token_hash"),
+        Index("ix_api_tokens_owner", "tenant_id", "owner_id"),
+        tenant_fk("api_tokens", "owner_id", "accounts", "owner"),
+    )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(100), info=MACHINE)
-    token_hash: Mapped[bytes] = mapped_column(LargeBinary, info=MACHINE)
+    # A person's credential once it has an owner: withheld from access packages like a session's hash.
+    token_hash: Mapped[bytes] = mapped_column(
+        LargeBinary, info=personal(Category.CREDENTIALS, Protection.ONE_WAY_HASH)
+    )
     scopes: Mapped[list[str]] = mapped_column(ARRAY(String(40)), info=ENTITLEMENT)
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(
+        info=subject_link(SubjectKind.ACCOUNT, "the account the token acts for; none for a service token")
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), info=LAST_USED)
 
 
 class OperatorToken(Base):
-    """A platform operator's machine credential: manages tenants, reaches no tenant data."""
+    """A platform operator's machine credential: manages tenants, reaches no tenant data.
+
+    It acts for its owner, an operator account, and never for more than that operator's role allows
+    now; a token without an owner is a platform service token, minted only at the console. Owner and
+    last use arrived with migration 0025, which also keeps these rows out of every tenant transaction.
+    """
 
     __tablename__ = "operator_tokens"
+    __table_args__ = (Index("ix_operator_tokens_owner", "owner_id"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(100), info=MACHINE)
-    token_hash: Mapped[bytes] = mapped_column(LargeBinary, unique=True, info=MACHINE)
+    token_hash: Mapped[bytes] = mapped_column(
+        LargeBinary, unique=True, info=personal(Category.CREDENTIALS, Protection.ONE_WAY_HASH)
+    )
     scopes: Mapped[list[str]] = mapped_column(ARRAY(String(40)), info=ENTITLEMENT)
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("operator_accounts.id", ondelete="CASCADE"),
+        info=subject_link(SubjectKind.OPERATOR, "the operator account the token acts for; none for a service token"),
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), info=LAST_USED)
 
 
 class AccountKind(enum.StrEnum):

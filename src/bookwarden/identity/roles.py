@@ -32,7 +32,7 @@ from bookwarden.access.permissions import (
     Permission,
 )
 from bookwarden.access.power import power_class, privileging
-from bookwarden.access.principal import Principal, PrincipalKind
+from bookwarden.access.principal import Principal
 from bookwarden.access.roles import sod
 from bookwarden.access.roles.models import AccountRole, Role, RolePermission
 from bookwarden.access.roles.notices import EntitlementEvent, entitlement_changed
@@ -291,7 +291,7 @@ def grant_role(
     """
     authorize(actor, Permission.ROLES_ASSIGN)
     account = _account(session, account_id)
-    if actor.kind is PrincipalKind.ACCOUNT and actor.id == account.id:
+    if actor.is_person(account.id):  # through a session or one of their tokens (access/principal.py)
         raise SegregationOfDutiesError("nobody may assign roles to themselves; ask another administrator")
     permissions = check_grant(session, account.id, role)
     if power_class(permissions).privileged:

@@ -215,7 +215,8 @@ def revoke(session: TenantSession, session_id: UUID) -> bool:
 def revoke_all_for_account(session: TenantSession, account_id: UUID) -> int:
     """End every live session of the account ("sign out everywhere"); returns how many.
 
-    API tokens are untouched: they are machines' credentials, managed on their own.
+    API tokens are untouched: they are revoked on their own (identity/tokens), and with every session
+    when the account is disabled (identity/accounts/service.py).
     """
     result = session.execute(
         update(SignInSession)

@@ -19,6 +19,11 @@ class ApprovalRequest(Base):
     __tablename__ = "approval_requests"
     __table_args__ = (
         CheckConstraint("decided_by IS NULL OR decided_by <> requested_by", name="checker_is_not_maker"),
+        # The same rule for people (migration 0025): a token's owner is the person who acted through it.
+        CheckConstraint(
+            "decided_by_person IS NULL OR requested_by_person IS NULL OR decided_by_person <> requested_by_person",
+            name="checker_is_not_maker_person",
+        ),
         CheckConstraint("status IN ('pending', 'approved', 'rejected')", name="known_status"),
     )
 
@@ -27,10 +32,18 @@ class ApprovalRequest(Base):
     action: Mapped[str] = mapped_column(String(64), info=STATE)
     params: Mapped[dict] = mapped_column(JSONB, info=pseudonymous("ids and settings only, never personal data"))
     requested_by: Mapped[uuid.UUID]
+    # The person behind the asking credential (access/principal.py `person`): the account itself for a
+    # session, a token's owner; None for a service token and for requests asked before migration 0025.
+    requested_by_person: Mapped[uuid.UUID | None] = mapped_column(
+        info=pseudonymous("the id of the account that asked, through a session or one of its tokens")
+    )
     requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     status: Mapped[str] = mapped_column(String(16), info=STATE)
     decided_by: Mapped[uuid.UUID | None]
+    decided_by_person: Mapped[uuid.UUID | None] = mapped_column(
+        info=pseudonymous("the id of the account that decided, through a session or one of its tokens")
+    )
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 

@@ -1,5 +1,11 @@
 """Maker-checker: the one who asks for a sensitive action cannot be the one who approves it.
 
+"The one" is a person, not a credential (access/principal.py): an account asking through its session
+cannot approve through one of its API tokens, nor a token approve what its owner (or another token of
+the same owner) asked. The request keeps the asker's person (`requested_by_person`) beside the asking
+credential, and the database refuses a decision by the same person (checker_is_not_maker_person) as it
+refuses one by the same credential. A service token (no owner) is a party of its own.
+
 A request names the action and its exact parameters; another holder of the permission the
 action needs approves it, and the action is carried out at that moment, under that approval.
 Each area declares its sensitive actions in its own `approvals.py` (access/approvals/kinds.py):
@@ -42,6 +48,7 @@ def ask(session: TenantSession, actor: Principal, action: SensitiveAction, param
         action=action.value,
         params=params,
         requested_by=actor.id,
+        requested_by_person=actor.person,
         expires_at=datetime.now(UTC) + KEEP_OPEN,
         status="pending",
     )
@@ -58,6 +65,8 @@ def _record(session: TenantSession, action: Action, request: ApprovalRequest) ->
     # role.created keeps it out.
     params = {key: value for key, value in request.params.items() if key not in ("content", "description")}
     details = {"sensitive_action": request.action, "requested_by": request.requested_by, **params}
+    if request.requested_by_person not in (None, request.requested_by):  # asked through a token: name its owner
+        details["requested_by_person"] = request.requested_by_person
     record(session, action, ("approval", request.id), details=details)
 
 
@@ -65,9 +74,12 @@ def approve(session: TenantSession, approver: Principal, request_id: UUID) -> Ap
     request = _pending(session, request_id)
     kind = kind_for(request.action)
     authorize(approver, kind.permission)
-    if approver.id == request.requested_by:
-        raise SegregationOfDutiesError("the one who asked cannot approve: another holder of the permission must")
-    request.status, request.decided_by, request.decided_at = "approved", approver.id, datetime.now(UTC)
+    if _asked_by(approver, request):
+        raise SegregationOfDutiesError(
+            "the one who asked cannot approve, through any of their sessions or tokens: another holder of the "
+            "permission must"
+        )
+    _decide(request, approver, "approved")
     session.flush()
     _record(session, Action.APPROVAL_APPROVED, request)
     kind.carry_out(session, approver, request)
@@ -77,16 +89,27 @@ def approve(session: TenantSession, approver: Principal, request_id: UUID) -> Ap
 def reject(session: TenantSession, approver: Principal, request_id: UUID) -> ApprovalRequest:
     request = _pending(session, request_id)
     authorize(approver, kind_for(request.action).permission)
-    if approver.id == request.requested_by:
-        # Said here, not left to the database's checker_is_not_maker constraint (which would be a 500).
+    if _asked_by(approver, request):
+        # Said here, not left to the database's checker_is_not_maker constraints (which would be a 500).
         raise SegregationOfDutiesError(
-            "the one who asked cannot decide the request: another holder of the permission rejects it, "
-            f"or it lapses after {KEEP_OPEN.days} days"
+            "the one who asked cannot decide the request, through any of their sessions or tokens: another "
+            f"holder of the permission rejects it, or it lapses after {KEEP_OPEN.days} days"
         )
-    request.status, request.decided_by, request.decided_at = "rejected", approver.id, datetime.now(UTC)
+    _decide(request, approver, "rejected")
     session.flush()
     _record(session, Action.APPROVAL_REJECTED, request)
     return request
+
+
+def _asked_by(principal: Principal, request: ApprovalRequest) -> bool:
+    """The asking credential itself, or its person through another credential. A request asked before
+    migration 0025 has no person; a session's id is its person's, so `requested_by` still names it."""
+    return principal.same_party(request.requested_by, request.requested_by_person)
+
+
+def _decide(request: ApprovalRequest, approver: Principal, status: str) -> None:
+    request.status, request.decided_by, request.decided_at = status, approver.id, datetime.now(UTC)
+    request.decided_by_person = approver.person
 
 
 def pending(session: TenantSession) -> list[ApprovalRequest]:

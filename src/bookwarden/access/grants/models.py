@@ -16,6 +16,7 @@ from bookwarden.core.classification import (
     SubjectKind,
     not_personal,
     personal,
+    pseudonymous,
     subject_link,
 )
 from bookwarden.db.base import Base
@@ -40,12 +41,22 @@ class OperatorGrant(Base):
         CheckConstraint("expires_at > starts_at AND expires_at <= starts_at + interval '8 hours'", name="at_most_8h"),
         CheckConstraint("scope IN ('read', 'read_write')", name="known_scope"),
         CheckConstraint("status IN ('requested', 'approved', 'denied', 'revoked', 'expired')", name="known_status"),
+        # Migration 0025: whoever decides is never the person who asked, whichever credential either used.
+        CheckConstraint(
+            "decided_by_person IS NULL OR requested_by_person IS NULL OR decided_by_person <> requested_by_person",
+            name="decider_is_not_asker_person",
+        ),
     )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     operator_id: Mapped[uuid.UUID] = mapped_column(
         info=subject_link(SubjectKind.OPERATOR, "the operator principal that asked and may use it")
+    )
+    # The operator account behind the asking credential (its session's, or an operator token's owner);
+    # None for a platform service token and for grants asked before migration 0025.
+    requested_by_person: Mapped[uuid.UUID | None] = mapped_column(
+        info=subject_link(SubjectKind.OPERATOR, "the operator account that asked, through a session or a token")
     )
     scope: Mapped[str] = mapped_column(String(16), info=STATE)
     justification: Mapped[str] = mapped_column(String(2000), info=personal(Category.STAFF_ACTIVITY, Protection.PLAIN))
@@ -55,6 +66,9 @@ class OperatorGrant(Base):
     status: Mapped[str] = mapped_column(String(16), info=STATE)
     break_glass: Mapped[bool] = mapped_column(Boolean, default=False, info=STATE)
     decided_by: Mapped[uuid.UUID | None]
+    decided_by_person: Mapped[uuid.UUID | None] = mapped_column(
+        info=pseudonymous("the account (tenant admin) or operator account (CISO) that decided")
+    )
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     first_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -12,6 +12,12 @@ through a grant records operator_grant.used, and every event of that request car
 A grant's row, with the justification the operator wrote, goes 2 years after the grant ended (the
 personal-data registry's period for staff activity; access/grants/jobs.py). The trail keeps every step
 of it (operator, scope, ticket, window), never the justification.
+
+People, not credentials: a grant keeps the operator account behind the credential that asked
+(`requested_by_person`), and whoever decides it must be another person (the CISO cannot break glass
+for a request they made through one of their tokens). Break-glass itself is never held by a token:
+only an operator signed in with password and second factor (PrincipalKind.OPERATOR) can break glass,
+and no operator token carries platform.grants.break_glass (identity/tokens/service.py).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from sqlalchemy import delete, func, select, text
 from bookwarden.access.authorize import authorize
 from bookwarden.access.grants.models import GrantScope, GrantStatus, OperatorGrant
 from bookwarden.access.permissions import LIBRARY_READ, LIBRARY_WRITE, Permission
-from bookwarden.access.principal import SYSTEM, Principal
+from bookwarden.access.principal import SYSTEM, Principal, PrincipalKind
 from bookwarden.access.roles.notices import EntitlementEvent, entitlement_changed
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
@@ -46,6 +52,16 @@ ENDED = (GrantStatus.DENIED.value, GrantStatus.REVOKED.value, GrantStatus.EXPIRE
 def _require_operator(principal: Principal) -> None:
     if principal.tenant_id is not None:
         raise Forbidden("only platform operator staff take part in operator grants this way")
+
+
+def _require_signed_in_operator(principal: Principal) -> None:
+    """An operator's own sign-in session, which exists only once its second factor passed; no token."""
+    _require_operator(principal)
+    if principal.kind is not PrincipalKind.OPERATOR:
+        raise Forbidden(
+            "break-glass is never held by a token: sign in as an operator with your password and second factor "
+            "(POST /api/v1/operator/auth/login, then .../mfa) and break glass from that session"
+        )
 
 
 def request_grant(
@@ -78,6 +94,7 @@ def request_grant(
             tenant_id=tenant_id,
             id=uuid.uuid4(),
             operator_id=operator.id,
+            requested_by_person=operator.person,
             scope=GrantScope(scope).value,
             justification=justification.strip(),
             ticket=ticket.strip(),
@@ -118,11 +135,13 @@ def deny_grant(session: TenantSession, actor: Principal, grant_id: UUID) -> Oper
 def break_glass(db: Database, ciso: Principal, tenant_id: UUID, grant_id: UUID) -> OperatorGrant:
     """The CISO approves without the tenant, in an emergency: flagged, and the tenant is told at once."""
     authorize(ciso, Permission.PLATFORM_GRANTS_BREAK_GLASS)
-    _require_operator(ciso)
+    _require_signed_in_operator(ciso)
     with tenant_session(db, tenant_id) as session:
         grant = _pending(session, grant_id)
-        if grant.operator_id == ciso.id:
-            raise SegregationOfDutiesError("the CISO cannot break glass for their own request")
+        if _asked_by(ciso, grant):
+            raise SegregationOfDutiesError(
+                "the CISO cannot break glass for their own request, asked through any of their sessions or tokens"
+            )
         _decide(grant, ciso, GrantStatus.APPROVED)
         grant.break_glass = True
         _record(session, Action.GRANT_BREAK_GLASS, grant)
@@ -139,7 +158,7 @@ def break_glass(db: Database, ciso: Principal, tenant_id: UUID, grant_id: UUID) 
 def revoke_grant(session: TenantSession, actor: Principal, grant_id: UUID) -> OperatorGrant:
     """The tenant admin, or the operator who holds it, ends a grant before its time."""
     grant = _get(session, grant_id)
-    if actor.id != grant.operator_id:
+    if not _asked_by(actor, grant):
         authorize(actor, Permission.OPERATOR_GRANTS_APPROVE)
     if grant.status not in (GrantStatus.REQUESTED, GrantStatus.APPROVED):
         raise Conflict(f"the grant is {grant.status} already")
@@ -163,7 +182,12 @@ def open_grant(db: Database, operator: Principal, grant_id: UUID) -> Principal:
     if found is None:
         raise Forbidden("no approved, current operator grant with this id for this operator")
     acting = Principal(
-        operator.kind, operator.id, found.tenant_id, SCOPE_PERMISSIONS[GrantScope(found.scope)], grant_id=grant_id
+        operator.kind,
+        operator.id,
+        found.tenant_id,
+        SCOPE_PERMISSIONS[GrantScope(found.scope)],
+        grant_id=grant_id,
+        owner_id=operator.owner_id,
     )
     with tenant_session(db, found.tenant_id) as session:
         grant = _get(session, grant_id)
@@ -248,6 +272,8 @@ def _record(
         "expires_at": grant.expires_at.isoformat(),
         "break_glass": grant.break_glass,
     }
+    if grant.requested_by_person not in (None, grant.operator_id):  # asked through a token: name its owner
+        described["requested_by_person"] = grant.requested_by_person
     record(session, action, ("operator_grant", grant.id), details={**described, **details}, actor=actor)
 
 
@@ -267,8 +293,17 @@ def _pending(session: TenantSession, grant_id: UUID) -> OperatorGrant:
     return grant
 
 
+def _asked_by(principal: Principal, grant: OperatorGrant) -> bool:
+    """The credential that asked, or the operator behind it through another credential."""
+    return principal.same_party(grant.operator_id, grant.requested_by_person)
+
+
 def _decide(grant: OperatorGrant, actor: Principal, status: GrantStatus) -> None:
+    if _asked_by(actor, grant):
+        # Said here, not left to the database's decider_is_not_asker_person constraint (a 500).
+        raise SegregationOfDutiesError("whoever asked for a grant cannot decide it: another person must")
     grant.status, grant.decided_by, grant.decided_at = status.value, actor.id, datetime.now(UTC)
+    grant.decided_by_person = actor.person
 
 
 def _describe(grant: OperatorGrant) -> dict[str, str]:

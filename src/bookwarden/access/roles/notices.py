@@ -4,15 +4,15 @@ designated security contacts, so a rogue account or a quiet privilege grant is s
 Queued in the same transaction as the change (through the outbox), delivered by the worker
 within a minute.
 
-Muting. A security contact may be spared the routine kinds (an API token created, an operator
-grant used, an ordinary role granted...): each contact keeps a list of muted kinds. Administrative
-changes can never be muted: granting or revoking an administrative role, changing a role that
-carries administrative permissions, resetting an administrator's password or second factors,
-changing the password policy, break-glass access, institutional sign-on, and who receives these
-notices. Muting such a kind is refused with an error naming the rule (`set_mutes`), and the rule is
-applied again where notices are sent (`entitlement_changed`): a mute that somehow names an
-administrative kind, or an ordinary event that turns out to concern an administrator, is mailed
-all the same.
+Muting. A security contact may be spared the routine kinds (an ordinary API token created or
+revoked, an operator grant used, an ordinary role granted...): each contact keeps a list of muted
+kinds. Administrative changes can never be muted: granting or revoking an administrative role,
+changing a role that carries administrative permissions, creating or revoking an API token that
+carries them, resetting an administrator's password or second factors, changing the password policy,
+break-glass access, institutional sign-on, and who receives these notices. Muting such a kind is
+refused with an error naming the rule (`set_mutes`), and the rule is applied again where notices are
+sent (`entitlement_changed`): a mute that somehow names an administrative kind, or an ordinary event
+that turns out to concern an administrator, is mailed all the same.
 
 "Administrative" is decided from permissions, not role names, by the one definition every control
 uses (access/power.py): a change is administrative when the permissions it touches, or those of the
@@ -64,6 +64,7 @@ class EntitlementEvent(enum.StrEnum):
     MFA_ENROLMENT_LINK_SENT = "second factor enrolment link sent"
     MFA_ENROLLED_WITH_LINK = "second factor enrolled with an administrator's link"
     API_TOKEN_CREATED = "API token created"  # noqa: S105 - an event name
+    API_TOKEN_REVOKED = "API token revoked"  # noqa: S105 - an event name
     SECURITY_CONTACTS_CHANGED = "security contacts changed"
     NOTICE_MUTES_CHANGED = "security notice mutes changed"
     SSO_CONFIGURED = "institutional sign-on configured"
@@ -90,6 +91,7 @@ class NoticeKind(enum.StrEnum):
     MFA_RESET = "mfa_reset"
     MFA_ENROLMENT = "mfa_enrolment"  # an enrolment link sent after a reset, or used
     API_TOKEN_CREATED = "api_token_created"  # noqa: S105 - a notice kind
+    API_TOKEN_REVOKED = "api_token_revoked"  # noqa: S105 - a notice kind
     OPERATOR_GRANT_REQUESTED = "operator_grant_requested"
     OPERATOR_GRANT_APPROVED = "operator_grant_approved"
     OPERATOR_GRANT_USED = "operator_grant_used"
@@ -101,6 +103,8 @@ class NoticeKind(enum.StrEnum):
     ADMIN_PASSWORD_RESET = "admin_password_reset"  # noqa: S105 - a notice kind
     ADMIN_MFA_RESET = "admin_mfa_reset"
     ADMIN_MFA_ENROLMENT = "admin_mfa_enrolment"
+    ADMIN_API_TOKEN_CREATED = "admin_api_token_created"  # noqa: S105 - a notice kind
+    ADMIN_API_TOKEN_REVOKED = "admin_api_token_revoked"  # noqa: S105 - a notice kind
     PASSWORD_POLICY_CHANGED = "password_policy_changed"  # noqa: S105 - a notice kind
     RETENTION_POLICY_CHANGED = "retention_policy_changed"
     OPERATOR_GRANT_BREAK_GLASS = "operator_grant_break_glass"
@@ -117,6 +121,10 @@ _ADMIN_ROLE = (
     "the audit trail) is always notified"
 )
 _ADMIN_CREDENTIALS = "resetting an administrator's password or second factors is always notified"
+_ADMIN_MACHINE_ACCESS = (
+    "creating or revoking an API token that carries administrative permissions (the same powers as an "
+    "administrative role, in a machine's hands) is always notified"
+)
 # Every kind that can never be muted, with the rule that says so (named in refusals and in the mail).
 NEVER_MUTED: dict[NoticeKind, str] = {
     K.ADMIN_ROLE_GRANTED: _ADMIN_ROLE,
@@ -125,6 +133,8 @@ NEVER_MUTED: dict[NoticeKind, str] = {
     K.ADMIN_PASSWORD_RESET: _ADMIN_CREDENTIALS,
     K.ADMIN_MFA_RESET: _ADMIN_CREDENTIALS,
     K.ADMIN_MFA_ENROLMENT: _ADMIN_CREDENTIALS,
+    K.ADMIN_API_TOKEN_CREATED: _ADMIN_MACHINE_ACCESS,
+    K.ADMIN_API_TOKEN_REVOKED: _ADMIN_MACHINE_ACCESS,
     K.PASSWORD_POLICY_CHANGED: "password policy changes are always notified",
     K.RETENTION_POLICY_CHANGED: "changes to how long personal data is kept are always notified",
     K.OPERATOR_GRANT_BREAK_GLASS: "break-glass access to the institution's data by the platform is always notified",
@@ -148,7 +158,9 @@ _KINDS: dict[EntitlementEvent, tuple[NoticeKind, NoticeKind | None]] = {
     E.MFA_RESET: (K.MFA_RESET, K.ADMIN_MFA_RESET),
     E.MFA_ENROLMENT_LINK_SENT: (K.MFA_ENROLMENT, K.ADMIN_MFA_ENROLMENT),
     E.MFA_ENROLLED_WITH_LINK: (K.MFA_ENROLMENT, K.ADMIN_MFA_ENROLMENT),
-    E.API_TOKEN_CREATED: (K.API_TOKEN_CREATED, None),
+    # A token's class is that of the permissions it carries (`permissions=`), whoever owns it.
+    E.API_TOKEN_CREATED: (K.API_TOKEN_CREATED, K.ADMIN_API_TOKEN_CREATED),
+    E.API_TOKEN_REVOKED: (K.API_TOKEN_REVOKED, K.ADMIN_API_TOKEN_REVOKED),
     E.SECURITY_CONTACTS_CHANGED: (K.SECURITY_CONTACTS_CHANGED, None),
     E.NOTICE_MUTES_CHANGED: (K.NOTICE_MUTES_CHANGED, None),
     E.SSO_CONFIGURED: (K.SSO_CONFIGURED, None),
@@ -244,7 +256,7 @@ def entitlement_changed(
         "institution": institution,
         "event_text": event.value,
         "target": target,
-        "actor": f"{actor.kind.value} {actor.id}",
+        "actor": _actor(actor),
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "details": details or {},
         "kind": classified.kind.value,
@@ -266,6 +278,12 @@ def entitlement_changed(
     if queued < len(contacts):
         log.info("entitlement notice muted", notice=classified.kind.value, muted_for=len(contacts) - queued)
     return queued
+
+
+def _actor(actor: Principal) -> str:
+    # A token names the person it acts for: the contacts must see who, not only which credential.
+    described = f"{actor.kind.value} {actor.id}"
+    return f"{described} (owned by {actor.owner_id})" if actor.owner_id is not None else described
 
 
 @dataclass(frozen=True)

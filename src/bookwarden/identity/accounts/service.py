@@ -16,7 +16,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction, require_approval
 from bookwarden.access.authorize import authorize
@@ -32,7 +32,14 @@ from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import blind_index
 from bookwarden.db.session import TenantSession
 from bookwarden.identity import sessions, throttle
-from bookwarden.identity.models import Account, AccountKind, AccountStatus, PasswordHistory, PasswordPolicyRow
+from bookwarden.identity.models import (
+    Account,
+    AccountKind,
+    AccountStatus,
+    ApiToken,
+    PasswordHistory,
+    PasswordPolicyRow,
+)
 from bookwarden.identity.passwords import PasswordPolicy, RoleClass, check_password, hash_password
 from bookwarden.tenancy.models import Tenant
 
@@ -243,10 +250,33 @@ def disable_account(session: TenantSession, actor: Principal, account_id: UUID) 
     account = get_account(session, account_id)
     account.status, account.disabled_at = AccountStatus.DISABLED, datetime.now(UTC)
     session.flush()
+    # Every credential of the account ends now, in this transaction: its sessions and its API tokens
+    # (each request also checks the owner is active, so nothing slips between the two).
     ended = sessions.revoke_all_for_account(session, account.id)
-    record(session, Action.ACCOUNT_DISABLED, ("account", account.id), details={"sessions_ended": ended})
-    entitlement_changed(session, actor, EntitlementEvent.ACCOUNT_DISABLED, f"account {account.id}")
+    revoked = revoke_tokens(session, account.id)
+    details = {"sessions_ended": ended, "tokens_revoked": revoked}
+    record(session, Action.ACCOUNT_DISABLED, ("account", account.id), details=details)
+    entitlement_changed(
+        session,
+        actor,
+        EntitlementEvent.ACCOUNT_DISABLED,
+        f"account {account.id}",
+        {"sessions ended": str(ended), "API tokens revoked": str(revoked)},
+    )
     return account
+
+
+def revoke_tokens(session: TenantSession, account_id: UUID) -> int:
+    """Revoke every live API token the account owns; returns how many (identity/tokens/service.py also
+    refuses, at each use, a token whose owner is not active). Here, not in tokens: tokens name accounts,
+    not the reverse, so the sibling packages import each other one way only."""
+    result = session.execute(
+        update(ApiToken)
+        .where(ApiToken.tenant_id == session.tenant_id, ApiToken.owner_id == account_id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=func.now())
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
 
 
 def enable_account(session: TenantSession, actor: Principal, account_id: UUID) -> Account:

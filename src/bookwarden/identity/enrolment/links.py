@@ -34,7 +34,7 @@ from sqlalchemy import func
 
 from bookwarden.access.authorize import authorize
 from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import Principal, PrincipalKind
+from bookwarden.access.principal import Principal
 from bookwarden.access.roles.notices import EntitlementEvent, entitlement_changed
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action, Outcome
@@ -90,7 +90,7 @@ def _state(master: MasterKeys, account: Account, nonce: bytes) -> str:
 def send_link(session: TenantSession, master: MasterKeys, actor: Principal, account_id: UUID) -> LinkSent:
     """Mail the holder a one-time link to enrol a new second factor; any earlier link stops working."""
     authorize(actor, Permission.ACCOUNTS_MANAGE)
-    if actor.kind is PrincipalKind.ACCOUNT and actor.id == account_id:
+    if actor.is_person(account_id):  # through a session or one of their tokens
         raise Forbidden("nobody may send themselves an enrolment link: ask another administrator")
     account = session.get(Account, (session.tenant_id, account_id), with_for_update=True, populate_existing=True)
     if account is None:

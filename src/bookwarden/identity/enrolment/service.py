@@ -56,7 +56,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from bookwarden.access.authorize import authorize
 from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import Principal, PrincipalKind
+from bookwarden.access.principal import Principal
 from bookwarden.access.roles.notices import EntitlementEvent, entitlement_changed
 from bookwarden.access.roles.reads import privileged_roles
 from bookwarden.audit.events import Action
@@ -535,7 +535,7 @@ def _as_credential(key: SecurityKey) -> mfa.WebAuthnCredential:
 def reset_second_factors(session: TenantSession, actor: Principal, account_id: UUID) -> FactorsReset:
     """Remove every second factor of another account and end its sessions; the security contacts hear of it."""
     authorize(actor, Permission.ACCOUNTS_MANAGE)
-    if actor.kind is PrincipalKind.ACCOUNT and actor.id == account_id:
+    if actor.is_person(account_id):  # through a session or one of their tokens
         raise Forbidden(
             "nobody may reset their own second factors: ask another administrator, or remove one factor at a "
             "time under /api/v1/auth/me/mfa"

@@ -52,6 +52,7 @@ from bookwarden.db.session import Database, platform_session
 from bookwarden.identity import links, passwords
 from bookwarden.identity.links import InvalidLink, IssuedLink, LinkClaims, LinkPurpose
 from bookwarden.identity.mfa import service as mfa
+from bookwarden.identity.models import OperatorToken
 from bookwarden.identity.operators.models import OperatorAccount, OperatorSession, OperatorStatus
 
 PLATFORM = links.PLATFORM  # the keyring slot and link "tenant" of the platform's own staff
@@ -144,14 +145,16 @@ def _new_link(session: Session, master: MasterKeys, account: OperatorAccount) ->
 
 
 def disable(session: Session, username: str) -> OperatorAccount:
-    """No sign-in, and every session ends at once; the account and its history stay."""
+    """No sign-in, and every session and operator token of the account ends at once; the account and its
+    history stay."""
     account = find(session, username, lock=True)
     if account.status == OperatorStatus.DISABLED:
         raise Conflict(f'operator "{account.username}" is disabled already')
     account.status, account.disabled_at = OperatorStatus.DISABLED.value, func.now()
     ended = end_sessions(session, account.id)
+    revoked = end_tokens(session, account.id)
     session.flush()
-    details = {"role": account.role, "sessions_ended": ended}
+    details = {"role": account.role, "sessions_ended": ended, "tokens_revoked": revoked}
     record(session, Action.OPERATOR_ACCOUNT_DISABLED, ("operator_account", account.id), details=details)
     return account
 
@@ -189,6 +192,18 @@ def end_sessions(session: Session, account_id: uuid.UUID) -> int:
     result = session.execute(
         update(OperatorSession)
         .where(OperatorSession.account_id == account_id, OperatorSession.revoked_at.is_(None))
+        .values(revoked_at=func.now())
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+def end_tokens(session: Session, account_id: uuid.UUID) -> int:
+    """Revoke every live operator token the account owns (identity/tokens/service.py also refuses, at each
+    use, a token whose owner is not active). Here, not there: tokens name operators, not the reverse."""
+    result = session.execute(
+        update(OperatorToken)
+        .where(OperatorToken.owner_id == account_id, OperatorToken.revoked_at.is_(None))
         .values(revoked_at=func.now())
         .execution_options(synchronize_session=False)
     )

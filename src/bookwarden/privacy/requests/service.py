@@ -57,6 +57,7 @@ from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.identity.models import Account, AccountKind
+from bookwarden.identity.tokens import service as tokens
 from bookwarden.library.models import Patron
 from bookwarden.library.schemas import PatronUpdate
 from bookwarden.notify.models import MailCategory
@@ -384,7 +385,7 @@ def approved_by_checker(session: TenantSession, approver: Principal, approval: A
     """The second officer approved (access/approvals/service.py calls this): the erasure request is approved."""
     _institution_only(approver, "approve an erasure")
     request = _locked(session, UUID(approval.params["request_id"]))
-    if approver.id == request.registered_by:
+    if tokens.recorded_as(session, approver, request.registered_by):  # the same person, through any credential
         raise SegregationOfDutiesError(
             "the one who registered the erasure cannot also approve it: another officer must"
         )

@@ -1,0 +1,1 @@
+"""identity/tokens: see the modules of this package."""
