@@ -30,17 +30,18 @@ from fastapi.testclient import TestClient
 from psycopg import sql
 from sqlalchemy import text
 
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole
+from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
 from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.api.app import create_app
 from bookwarden.audit import signing
 from bookwarden.core.classification import Category
 from bookwarden.core.config import Settings
 from bookwarden.db.session import tenant_session
-from bookwarden.identity import passwords, tokens
+from bookwarden.identity import passwords
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.enrolment import links as enrolment_links
 from bookwarden.identity.models import AccountKind
+from bookwarden.identity.tokens import service as tokens
 from bookwarden.library import service as library
 from bookwarden.privacy.complaints import service as complaints
 from bookwarden.privacy.consent import objections
@@ -292,6 +293,9 @@ def _fill(db, app, master_keys, tenant, staff: TestClient, n: int) -> Person:
     cookie = {"analytics": True, "preferences": False, "notice_version": "2026-01"}
     _ok(portal.put("/api/v1/privacy/me/cookie-choice", json=cookie))
     _ok(portal.post(f"{MFA}/totp"), 201)  # an authenticator app's enrolment begun, not confirmed: a pending secret
+    with tenant_session(db, tenant_id) as session:  # a personal API token of the portal account
+        personal = [Permission.SELF_SERVICE]
+        tokens.issue_api_token(session, "reading app", personal, timedelta(days=30), owner_id=account_id)
     # Security keys are for staff accounts only: the patron also works at the library, and their staff
     # account (linked to their patron record, as the portal account is) registers one, then begins a
     # second key's ceremony and does not finish it (a pending challenge).

@@ -459,9 +459,17 @@ def _find_account(text: str) -> tuple[int, SensitiveFinding] | None:
 _DETECTORS = (_find_iban, _find_card, _find_routing, _find_account)
 
 
+# An id in the canonical UUID form is an id, alone or quoted in text: its hex groups can read as a card
+# number by chance ("30433819-7096-420f-..." holds a Luhn-valid Diners number), and bodies are full of
+# ids. Each is blanked before the scan, so the digits around it are not joined across it either.
+_UUID = re.compile(
+    r"(?<![0-9A-Za-z])[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?![0-9A-Za-z])"
+)
+
+
 def find_sensitive(text: str) -> SensitiveFinding | None:
     """First sensitive item found in `text`, or None."""
-    normalized = _ascii_digits(text)
+    normalized = _ascii_digits(_UUID.sub(" ", text))
     best: tuple[int, int, SensitiveFinding] | None = None
     for rank, detector in enumerate(_DETECTORS):
         found = detector(normalized)
