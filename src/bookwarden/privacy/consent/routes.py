@@ -310,10 +310,8 @@ PAGE = """<!doctype html>
 
 
 def _page(title: str, body: str) -> HTMLResponse:
-    response = HTMLResponse(PAGE.format(title=html.escape(title), body=body))
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"  # the token is in the URL
-    return response
+    # no-store and no-referrer (the token is in the URL) come with every response (api/headers.py).
+    return HTMLResponse(PAGE.format(title=html.escape(title), body=body))
 
 
 @router.get(f"{unsubscribe.PATH}{{token}}", response_class=HTMLResponse, responses={**HTML, **responses(404, 422)})
