@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -10,6 +11,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db import provision
 from bookwarden.db.server import pg_bin
 from bookwarden.library import service
@@ -124,13 +127,14 @@ def populate(client, n: int = 0) -> dict:
     return made
 
 
+def acting(tenant_id, *permissions) -> Principal:
+    """Someone holding exactly `permissions`: a token of the tenant's, or an operator's (tenant_id None)."""
+    kind = PrincipalKind.OPERATOR_TOKEN if tenant_id is None else PrincipalKind.API_TOKEN
+    return Principal(kind, uuid.uuid4(), tenant_id, frozenset(permissions), owner_id=uuid.uuid4())
+
+
 def _maker_and_checker(tenant_id):
     """Two administrators (API tokens with the tenant admin's permissions): one asks, the other approves."""
-    import uuid
-
-    from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole
-    from bookwarden.access.principal import Principal, PrincipalKind
-
     admin = BUILTIN_PERMISSIONS[BuiltinRole.TENANT_ADMIN]
     return tuple(Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant_id, admin) for _ in range(2))
 
@@ -195,3 +199,21 @@ def restored_dump(admin_url, scratch_name: str) -> Iterator[Backup]:
     finally:
         with psycopg.connect(provision.libpq(admin_url), autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch)))
+
+
+def argon2_verifications(monkeypatch) -> list[tuple]:
+    """Every argon2 verification made from now on in this test, as the cost parameters of the hash it
+    checked. Equal work is what makes two answers take equal time; counting it is deterministic where
+    timing two answers on a busy machine is not."""
+    from argon2 import PasswordHasher, extract_parameters
+
+    done: list[tuple] = []
+    real = PasswordHasher.verify
+
+    def counting(self, hash, password):
+        p = extract_parameters(hash.decode() if isinstance(hash, bytes) else hash)
+        done.append((p.type, p.version, p.memory_cost, p.time_cost, p.parallelism, p.hash_len, p.salt_len))
+        return real(self, hash, password)
+
+    monkeypatch.setattr(PasswordHasher, "verify", counting)
+    return done

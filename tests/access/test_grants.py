@@ -102,6 +102,24 @@ def test_grants_last_at_most_eight_hours_and_need_a_reason(db, tenant):
         )
 
 
+def test_only_the_asker_or_a_holder_of_the_permission_ends_a_grant(db, tenant):
+    """Read after the grant (the asker needs no permission to end their own), so the route's check alone
+    would not say it: the service refuses everyone else who lacks operator_grants.approve."""
+    operator = _platform(BuiltinRole.OPERATOR_SUPPORT)
+    grant = _ask(db, operator, tenant)
+    everything_else = Principal(
+        PrincipalKind.API_TOKEN,
+        uuid.uuid4(),
+        tenant.id,
+        BUILTIN_PERMISSIONS[BuiltinRole.TENANT_ADMIN] - {Permission.OPERATOR_GRANTS_APPROVE},
+        owner_id=uuid.uuid4(),
+    )
+    with tenant_session(db, tenant.id) as session:
+        with pytest.raises(Forbidden, match=r"operator_grants\.approve"):
+            grants.revoke_grant(session, everything_else, grant.id)
+        assert grants.revoke_grant(session, _tenant_admin(tenant), grant.id).status == "revoked"
+
+
 def test_expired_and_revoked_grants_close_at_once(db, tenant, patron):
     operator = _platform(BuiltinRole.OPERATOR_SUPPORT)
     expiring, revoked = _ask(db, operator, tenant), _ask(db, operator, tenant)

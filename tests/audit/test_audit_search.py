@@ -28,6 +28,7 @@ from bookwarden.core.csv_safety import FORMULA_STARTS
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.tenancy import service as tenancy
 from tests.e2e.test_cli import cli_env  # noqa: F401 - the CLI pointed at the test database
+from tests.helpers import acting
 
 EVENTS = "/api/v1/audit/events"
 EXPORT = "/api/v1/audit/events/export"
@@ -306,7 +307,7 @@ def test_an_export_the_reader_stops_early_is_still_recorded_with_the_rows_it_sen
 def test_an_export_of_a_suspended_institution_is_refused_before_any_row(db, tenant, client_for):
     auditor = client_for(tenant, permissions={Permission.AUDIT_READ})
     with platform_session(db) as session:
-        tenancy.suspend_tenant(session, tenant.id, "contract ended")
+        tenancy.suspend_tenant(session, acting(None, Permission.PLATFORM_TENANTS_MANAGE), tenant.id, "contract ended")
     response = auditor.get(EXPORT, params={"format": "csv"})
     assert response.status_code == 403
     assert response.json()["type"] == "urn:bookwarden:problem:tenant-suspended"

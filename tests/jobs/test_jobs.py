@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -194,13 +193,18 @@ def test_concurrent_workers_run_every_job_exactly_once(committed_db, kind):
     runs = Counter()
     runners = set()
     lock = threading.Lock()
+    # The first two jobs to run wait for each other: they finish only if two workers hold claims at
+    # the same time (a queue that serialised its claims would break this barrier, after 20 s).
+    side_by_side = threading.Barrier(2, timeout=20)
 
     @service.handler(kind)
     def count(_db, payload):
         with lock:
             runs[payload["n"]] += 1
             runners.add(threading.current_thread().name)
-        time.sleep(0.002)  # long enough for the workers' claims to interleave
+            first_two = sum(runs.values()) <= 2
+        if first_two:
+            side_by_side.wait()
 
     with platform_session(committed_db) as session:
         for n in range(50):
@@ -227,6 +231,7 @@ def test_concurrent_workers_run_every_job_exactly_once(committed_db, kind):
     assert errors == []
     assert runs == Counter(range(50))
     assert len(runners) > 1, "the workers really did claim side by side"
+    assert not side_by_side.broken
     with platform_session(committed_db) as session:
         statuses = session.execute(select(Job.status, Job.attempts)).all()
     assert Counter(statuses) == Counter({(JobStatus.SUCCEEDED, 1): 50})
@@ -237,12 +242,13 @@ def test_a_job_abandoned_by_a_crashed_worker_is_completed_by_another_after_the_l
     service.handler(kind)(lambda _db, payload: ran.append(payload))
     job = enqueue(committed_db, kind, {"n": 1})
 
-    crashed = Worker(committed_db, "crashed", lease=timedelta(milliseconds=300))
+    crashed = Worker(committed_db, "crashed", lease=timedelta(minutes=5))
     survivor = Worker(committed_db, "survivor")
     assert crashed.claim_one().id == job.id  # ...and the process dies here, before running it
 
     assert survivor.run_one() is False, "the lease still protects the job"
-    time.sleep(0.4)
+    with platform_session(committed_db) as session:  # five minutes pass (aged in the row, not slept)
+        session.execute(update(Job).where(Job.id == job.id).values(locked_until=func.now() - timedelta(seconds=1)))
     assert survivor.run_one() is True
 
     done = load(committed_db, job.id)
@@ -388,10 +394,10 @@ def test_run_forever_runs_jobs_until_stopped(committed_db, kind):
     thread.start()
     try:
         enqueue(committed_db, kind)
-        assert done.wait(timeout=3)
+        assert done.wait(timeout=30)  # a bound for a stuck worker, not a speed expectation
     finally:
         stop.set()
-        thread.join(timeout=3)
+        thread.join(timeout=30)
     assert not thread.is_alive()
 
 

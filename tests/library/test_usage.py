@@ -27,9 +27,10 @@ from bookwarden.identity.tokens import service as tokens
 from bookwarden.library import usage as metering
 from bookwarden.tenancy import service as tenancy
 from tests.e2e.test_cli import cli_env  # noqa: F401 - the CLI pointed at the test database
-from tests.helpers import populate
+from tests.helpers import acting, populate
 
 USAGE = "/api/v1/operator/usage"
+READER = acting(None, Permission.PLATFORM_USAGE_READ)
 
 
 def rid() -> str:
@@ -92,7 +93,7 @@ def test_a_month_with_known_traffic(committed_db, committed_tenant, settings, su
         audit.record(session, Action.AUDIT_SEARCHED)
 
     month = metering.current_month()
-    [(slug, usage)] = metering.report(committed_db, month, ours)
+    [(slug, usage)] = metering.report(committed_db, READER, month, ours)
     assert usage.api_calls == len(desk.request_ids) + len(reader.request_ids) + 3 == 12
     with tenant_session(committed_db, ours) as session:
         chain_length = session.execute(text("SELECT seq FROM audit_heads")).scalar_one()
@@ -110,7 +111,7 @@ def test_a_month_with_known_traffic(committed_db, committed_tenant, settings, su
     # (the ciphertext of random-looking data does not compress).
     response = desk.post("/api/v1/patrons", json={"name": "Long Address", "postal_address": "x" * 4000})
     assert response.status_code == 201
-    [(_, after)] = metering.report(committed_db, month, slug)
+    [(_, after)] = metering.report(committed_db, READER, month, slug)
     assert after.api_calls == usage.api_calls + 1
     assert after.tables["patrons"].rows == 2
     assert 4000 <= after.tables["patrons"].bytes - usage.tables["patrons"].bytes < 4000 + 1000

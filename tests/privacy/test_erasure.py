@@ -28,7 +28,7 @@ from bookwarden.privacy.subjects import erasure
 from bookwarden.privacy.subjects import export as subject_export
 from bookwarden.privacy.subjects.models import ErasureCertificate
 from bookwarden.tenancy import service as tenancy
-from tests.helpers import populate, restored_dump
+from tests.helpers import acting, populate, restored_dump
 
 STAFF = frozenset({Permission.ACCOUNTS_MANAGE, Permission.PRIVACY_COMPLAINTS_REGISTER})
 PERSONAL_VALUES = ("Patron 1", "patron1@example.org", "Middlemarch", "rare herbals", "chapter 3", "Loved it",
@@ -165,7 +165,7 @@ def test_nothing_personal_is_left_in_the_audit_trail(db, tenant, client_for, key
 def test_posts_are_kept_anonymized_when_the_institution_chose_so(db, tenant, client_for, key):
     patron_id, _ = _subject(db, tenant, client_for)
     with tenant_session(db, tenant.id) as session:
-        erasure.set_policy(session, keep_posts_anonymized=True)
+        erasure.set_policy(session, acting(tenant.id, Permission.POLICY_MANAGE), keep_posts_anonymized=True)
         (post_id,) = session.scalars(text("SELECT id FROM posts WHERE patron_id = :p"), {"p": patron_id}).all()
     certificate = _erase(db, tenant.id, patron_id, key)
     with tenant_session(db, tenant.id) as session:

@@ -34,6 +34,7 @@ from bookwarden.privacy.retention import service as retention
 from bookwarden.privacy.retention.models import RetentionCategory, RetentionRun
 from bookwarden.privacy.retention.routes import router
 from tests.e2e.test_cli import cli_env  # noqa: F401 - fixture
+from tests.helpers import acting
 
 C = RetentionCategory
 OFFICER = frozenset({Permission.PRIVACY_RETENTION_MANAGE, Permission.PRIVACY_HOLDS_MANAGE, Permission.ACCOUNTS_READ})
@@ -205,9 +206,11 @@ def test_the_preview_counts_exactly_what_the_run_then_removes(db, tenant, aged):
         searches = set(session.scalars(text("SELECT id FROM searches")))
         patrons = set(session.scalars(text("SELECT id FROM patrons")))
         assert count(session, "posts") == 1
-        batches = session.execute(
-            text("SELECT details FROM audit_events WHERE action = 'retention.purged' ORDER BY seq")
-        ).scalars().all()
+        batches = (
+            session.execute(text("SELECT details FROM audit_events WHERE action = 'retention.purged' ORDER BY seq"))
+            .scalars()
+            .all()
+        )
     assert loans & set(aged["old_loans"]) == set() and {aged["new_loan"], aged["held_loan"]} <= loans
     assert searches & set(aged["old_searches"]) == set() and {aged["new_search"], aged["held_search"]} <= searches
     assert aged["gone"] not in patrons
@@ -404,7 +407,12 @@ def test_old_export_approvals_and_access_packages_go_with_their_keys(db, tenant)
     from bookwarden.crypto.keyring import KeyDestroyed
     from bookwarden.privacy.subjects import export as subject_export
 
-    exporter = [Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant.id, {Permission.PATRONS_EXPORT}) for _ in "ab"]
+    exporter = [
+        Principal(
+            PrincipalKind.API_TOKEN, uuid.uuid4(), tenant.id, {Permission.PATRONS_EXPORT, Permission.ACCOUNTS_READ}
+        )
+        for _ in "ab"
+    ]
     with tenant_session(db, tenant.id) as session:
         reader = patron(session)
         old, pending, recent = (
@@ -456,7 +464,8 @@ def test_the_records_of_processing_state_the_institutions_own_periods(db, tenant
         params = {"category": "inactive_patrons", "keep_days": 400}
         asked = approvals.ask(session, officer(tenant.id), SensitiveAction.CHANGE_RETENTION_POLICY, params)
         approvals.approve(session, officer(tenant.id), asked.id)
-        exported = json.loads(records.export(session, records.RecordsFormat.JSON))
+        reader = acting(tenant.id, Permission.PRIVACY_RECORDS_READ)
+        exported = json.loads(records.export(session, reader, records.RecordsFormat.JSON))
     found = {activity["category"]: activity for activity in exported["activities"]}
     loans, contact, searches = found["circulation_history"], found["contact"], found["search_history"]
     assert loans["keep_days"] == 60

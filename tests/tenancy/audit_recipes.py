@@ -4,10 +4,12 @@ event each must leave (run by tests/invariants/test_audit_coverage.py)."""
 from __future__ import annotations
 
 from bookwarden.audit.events import PLATFORM_CHAIN, Action
+from bookwarden.core.permissions import Permission
 from bookwarden.db.session import platform_session
 from bookwarden.tenancy import service as tenancy
 from tests.e2e.test_cli import cli_env  # noqa: F401 - fixture
 from tests.e2e.test_saml import MAPPINGS, _start, admin, idp, key_pairs, sp_metadata  # noqa: F401 - fixtures
+from tests.helpers import acting
 from tests.invariants.audit_coverage import (
     Call,
     Command,
@@ -45,7 +47,7 @@ def _(w):
 @route("POST", f"{TENANTS}/{{tenant_id}}/resume")
 def _(w):
     with platform_session(w.db) as session:
-        tenancy.suspend_tenant(session, w.tenant.id, "unpaid invoice")
+        tenancy.suspend_tenant(session, acting(None, Permission.PLATFORM_TENANTS_MANAGE), w.tenant.id, "unpaid invoice")
     return Call(w.operator, "POST", f"{TENANTS}/{w.tenant.id}/resume", Action.TENANT_RESUMED, PLATFORM_CHAIN)
 
 

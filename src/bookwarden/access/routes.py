@@ -20,11 +20,10 @@ from bookwarden.access.roles import notices
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import responses
 from bookwarden.core.text import line, lines
-from bookwarden.db.session import Database, platform_session
+from bookwarden.db.session import Database
 from bookwarden.identity import roles as access
 from bookwarden.identity.passwords import MIN_LENGTH_FLOORS, RoleClass
 from bookwarden.notify.service import EmailAddress
-from bookwarden.tenancy.service import get_tenant
 
 router = APIRouter(prefix="/api/v1", tags=["access control"], responses=responses(401, 403, 422))
 
@@ -114,7 +113,7 @@ def list_roles(principal: Principal = Depends(requires(Permission.ROLES_READ)), 
     with tenant_scope(db, principal) as session:
         return [
             RoleOut(name=name, builtin=builtin, description=description, permissions=sorted(permissions))
-            for name, builtin, description, permissions in access.list_roles(session)
+            for name, builtin, description, permissions in access.list_roles(session, principal)
         ]
 
 
@@ -174,7 +173,7 @@ def account_roles(
     account_id: UUID, principal: Principal = Depends(requires(Permission.ROLES_READ)), db: Database = Depends(database)
 ):
     with tenant_scope(db, principal) as session:
-        return access.roles_of(session, account_id)
+        return access.roles_of(session, principal, account_id)
 
 
 @router.post(
@@ -206,7 +205,7 @@ def list_approvals(
 ):
     """Sensitive actions waiting for a second person."""
     with tenant_scope(db, principal) as session:
-        return approvals.pending(session)
+        return approvals.pending(session, principal)
 
 
 def _decision_routes(collection: str, out: type[BaseModel], permission: Permission, decisions: dict) -> None:
@@ -254,7 +253,7 @@ def list_contacts(
     principal: Principal = Depends(requires(Permission.SECURITY_CONTACTS_MANAGE)), db: Database = Depends(database)
 ):
     with tenant_scope(db, principal) as session:
-        return notices.list_security_contacts(session)
+        return notices.list_security_contacts(session, principal)
 
 
 @router.post("/security-contacts", status_code=204)
@@ -264,14 +263,7 @@ def add_contact(
     db: Database = Depends(database),
 ):
     with tenant_scope(db, principal) as session:
-        notices.add_security_contact(session, body.email)
-        notices.entitlement_changed(
-            session,
-            principal,
-            notices.EntitlementEvent.SECURITY_CONTACTS_CHANGED,
-            "security contacts",
-            {"added": body.email},
-        )
+        notices.add_contact(session, principal, body.email)
     return Response(status_code=204)
 
 
@@ -302,7 +294,7 @@ def list_mutes(
 ):
     """Every security contact, with its id and the notice kinds it has muted."""
     with tenant_scope(db, principal) as session:
-        return [_mutes_out(contact) for contact in notices.contact_mutes(session)]
+        return [_mutes_out(contact) for contact in notices.contact_mutes(session, principal)]
 
 
 @router.get("/security-contacts/{contact_id}/mutes", response_model=MutesOut, responses=responses(404))
@@ -312,7 +304,7 @@ def contact_mutes(
     db: Database = Depends(database),
 ):
     with tenant_scope(db, principal) as session:
-        return _mutes_out(notices.mutes_of(session, contact_id))
+        return _mutes_out(notices.mutes_of(session, principal, contact_id))
 
 
 @router.put("/security-contacts/{contact_id}/mutes", response_model=MutesOut, responses=responses(404, 409))
@@ -414,8 +406,6 @@ def break_glass(
     db: Database = Depends(database),
 ):
     """The CISO approves in an emergency, without the tenant: flagged, and the tenant is told at once."""
-    with platform_session(db) as session:
-        tenant_id = get_tenant(session, tenant_id).id
     return grants.break_glass(db, principal, tenant_id, grant_id)
 
 
@@ -425,7 +415,7 @@ def list_grants(
 ):
     """Every operator grant asked of this institution, newest first."""
     with tenant_scope(db, principal) as session:
-        return grants.list_grants(session)
+        return grants.list_grants(session, principal)
 
 
 _decision_routes(

@@ -24,6 +24,7 @@ from bookwarden.console import (
     choice,
     command,
     connect,
+    console_principal,
     err,
     fail,
     institution_id,
@@ -303,7 +304,7 @@ def usage_report(
 
     if fmt not in ("table", "json", "csv"):
         raise fail(f"--format: {fmt!r} is none of table, json, csv")
-    usages = metering.report(connect(), month or metering.current_month(), tenant)
+    usages = metering.report(connect(), console_principal(), month or metering.current_month(), tenant)
     if fmt == "json":
         print(json.dumps([{"slug": slug, **usage.as_dict()} for slug, usage in usages], indent=2))
     elif fmt == "csv":

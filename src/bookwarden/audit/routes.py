@@ -95,7 +95,7 @@ def search_events(
 ):
     """The institution's audit events matching every filter given, a page at a time (keyset by seq)."""
     with tenant_scope(db, principal) as session:
-        page = search.search_recorded(session, query, limit=limit, cursor=cursor)
+        page = search.search_recorded(session, principal, query, limit=limit, cursor=cursor)
     return AuditPage(items=page.events, next_cursor=page.next_cursor)
 
 
@@ -170,5 +170,5 @@ def usage_report(
     tenant_id: Annotated[UUID | None, Query(description="one institution; default: every one")] = None,
 ):
     """API calls, events, records held and storage bytes per institution for a calendar month (see metering.py)."""
-    usages = metering.report(db, month or metering.current_month(), tenant_id)
+    usages = metering.report(db, principal, month or metering.current_month(), tenant_id)
     return [UsageOut(slug=slug, **usage.as_dict()) for slug, usage in usages]

@@ -24,7 +24,10 @@ from sqlalchemy.dialects.postgresql import BYTEA, JSONB
 
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action, Detail, Outcome
+from bookwarden.core.authorize import authorize
 from bookwarden.core.csv_safety import spreadsheet_safe
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import SYSTEM, Principal
 from bookwarden.db.session import Database, TenantSession
 
 log = structlog.get_logger()
@@ -158,8 +161,11 @@ def search(session: TenantSession, query: EventQuery, *, limit: int = 100, curso
     return Page(found, found[-1]["seq"] if more and found else None)
 
 
-def search_recorded(session: TenantSession, query: EventQuery, *, limit: int, cursor: int | None) -> Page:
+def search_recorded(
+    session: TenantSession, actor: Principal, query: EventQuery, *, limit: int, cursor: int | None
+) -> Page:
     """`search`, and its own audit event in the same transaction."""
+    authorize(actor, Permission.AUDIT_READ)
     page = search(session, query, limit=limit, cursor=cursor)
     details = {**query.details(), "limit": limit, "returned": len(page.events)}
     if cursor is not None:
@@ -196,8 +202,10 @@ def export(
     The event is recorded when the stream ends, with the number of rows sent: also when the reader
     stops early (closing the generator), since what it received was exported all the same. If the
     database fails mid-stream the transaction is lost, so the failure is recorded in one of its own.
-    `context` says who exports and from where (the generator runs outside the request's context).
+    `context` says who exports and from where (the generator runs outside the request's context);
+    its principal is the actor, who needs audit.read.
     """
+    authorize(context.principal or SYSTEM, Permission.AUDIT_READ)
     encoder = _ENCODERS[fmt]
     sent, completed, tenant_id = 0, False, None
     try:

@@ -242,8 +242,9 @@ def custom_roles(session: TenantSession) -> list[Role]:
     return list(session.scalars(select(Role).where(Role.tenant_id == session.tenant_id).order_by(Role.name)))
 
 
-def list_roles(session: TenantSession) -> list[tuple[str, bool, str, set[Permission]]]:
+def list_roles(session: TenantSession, actor: Principal) -> list[tuple[str, bool, str, set[Permission]]]:
     """Every role of the institution as (name, built-in, description, permissions): recorded."""
+    authorize(actor, Permission.ROLES_READ)
     builtin = [
         (role.value, True, "built-in", set(permissions))
         for role, permissions in BUILTIN_PERMISSIONS.items()
@@ -255,8 +256,9 @@ def list_roles(session: TenantSession) -> list[tuple[str, bool, str, set[Permiss
     return builtin + custom
 
 
-def roles_of(session: TenantSession, account_id: UUID) -> list[str]:
+def roles_of(session: TenantSession, actor: Principal, account_id: UUID) -> list[str]:
     """The roles an account holds, as an administrator reads them: recorded."""
+    authorize(actor, Permission.ROLES_READ)
     roles = held_roles(session, _account(session, account_id).id)
     record(session, Action.ROLE_LISTED, ("account", account_id), details={"names": roles, "count": len(roles)})
     return roles

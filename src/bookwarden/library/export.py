@@ -36,8 +36,10 @@ from bookwarden.access.principal import Principal
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action, Outcome
 from bookwarden.audit.search import MEDIA_TYPES, ExportFormat, events
+from bookwarden.core.authorize import authorize
 from bookwarden.core.csv_safety import spreadsheet_safe
 from bookwarden.core.errors import Conflict, NotFound
+from bookwarden.core.permissions import Permission
 from bookwarden.db.session import Database, TenantSession
 from bookwarden.library import schemas, service
 from bookwarden.library.models import Patron
@@ -64,6 +66,7 @@ def open_download(
     """The format and the chunks of the export approved as `approval_id`, once every check passed
     (a refusal is raised here, before anything is answered). `scope` opens the tenant session;
     `context` says who exports and from where (the chunks are made outside the request's context)."""
+    authorize(principal, Permission.PATRONS_EXPORT)
     chunks = _download(db, scope, principal, approval_id, context)
     fmt = next(chunks)  # the first thing yielded, once the approval is claimed
     assert isinstance(fmt, ExportFormat)

@@ -34,11 +34,13 @@ from uuid import UUID
 
 from sqlalchemy import Table, distinct, func, select
 
-from bookwarden.access.principal import PrincipalKind
+from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
 from bookwarden.audit.search import events
+from bookwarden.core.authorize import authorize
 from bookwarden.core.errors import InvalidInput
+from bookwarden.core.permissions import Permission
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.library.service import KINDS
 from bookwarden.tenancy.service import get_tenant, list_tenants
@@ -122,9 +124,10 @@ def _table_usage(session: TenantSession, table) -> TableUsage:
     return TableUsage(rows, int(stored))
 
 
-def report(db: Database, month: str, tenant: UUID | str | None = None) -> list[tuple[str, Usage]]:
+def report(db: Database, actor: Principal, month: str, tenant: UUID | str | None = None) -> list[tuple[str, Usage]]:
     """(slug, usage) of one institution (id or slug) or of every one, for `month`; recorded on the
     platform chain (an operator's act; in the institutions' chains it would count as their calls)."""
+    authorize(actor, Permission.PLATFORM_USAGE_READ)
     parse_month(month)
     with platform_session(db) as session:
         tenants = [get_tenant(session, tenant)] if tenant is not None else list_tenants(session)

@@ -59,7 +59,7 @@ def privacy_certificate_show(
 
     key = signing.load_signing_key(get_settings())
     with tenant_session(connect(), institution_id(tenant)) as session:
-        found = erasure.view_certificate(session, uuid_option("CERTIFICATE", certificate))
+        found = erasure.view_certificate(session, console_principal(), uuid_option("CERTIFICATE", certificate))
         print(json.dumps(erasure.document(found, key.public), indent=2, sort_keys=True))
 
 
@@ -85,7 +85,7 @@ def privacy_certificate_verify(
             if not isinstance(document, dict):
                 raise fail(f"{file} holds no certificate")
             verdict = erasure.verify_document(document, trusted)
-            erasure.record_verification(session, verdict)
+            erasure.record_verification(session, console_principal(), verdict)
         else:
             _, verdict = erasure.verify_stored(session, uuid_option("CERTIFICATE", certificate), trusted)
     if verdict.valid:
@@ -105,7 +105,7 @@ def privacy_records(
     db = connect()
     tenant_id = institution_id(tenant)
     with tenant_session(db, tenant_id) as session:
-        body = records.export(session, chosen)  # recorded in the institution's trail
+        body = records.export(session, console_principal(), chosen)  # recorded in the institution's trail
     sys.stdout.write(body if body.endswith("\n") else body + "\n")
 
 

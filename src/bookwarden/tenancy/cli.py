@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from bookwarden.access.permissions import Permission
-from bookwarden.console import command, connect, out
+from bookwarden.console import command, connect, console_principal, out
 from bookwarden.core.config import get_settings
 from bookwarden.db.session import platform_session
 from bookwarden.tenancy import service
@@ -40,7 +40,7 @@ def tenant_create(slug: str, name: str) -> None:
 def tenant_list() -> None:
     """List institutions and their status."""
     with platform_session(connect()) as session:
-        out.print(_tenant_table(service.show_tenants(session)))
+        out.print(_tenant_table(service.show_tenants(session, console_principal())))
 
 
 @command(tenant_app, "suspend", Permission.PLATFORM_TENANTS_MANAGE)
@@ -49,11 +49,11 @@ def tenant_suspend(
 ) -> None:
     """Suspend an institution: every request for it is refused until resumed."""
     with platform_session(connect()) as session:
-        out.print(_tenant_table([service.suspend_tenant(session, tenant, reason)]))
+        out.print(_tenant_table([service.suspend_tenant(session, console_principal(), tenant, reason)]))
 
 
 @command(tenant_app, "resume", Permission.PLATFORM_TENANTS_MANAGE)
 def tenant_resume(tenant: str) -> None:
     """Lift a suspension."""
     with platform_session(connect()) as session:
-        out.print(_tenant_table([service.resume_tenant(session, tenant)]))
+        out.print(_tenant_table([service.resume_tenant(session, console_principal(), tenant)]))

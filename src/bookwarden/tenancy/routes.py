@@ -56,13 +56,13 @@ def create_tenant(
 @router.get("", response_model=list[TenantOut])
 def list_tenants(principal: Principal = MANAGE, db: Database = Depends(database)):
     with platform_session(db) as session:
-        return service.show_tenants(session)
+        return service.show_tenants(session, principal)
 
 
 @router.get("/{tenant_id}", response_model=TenantOut, responses=responses(404))
 def read_tenant(tenant_id: UUID, principal: Principal = MANAGE, db: Database = Depends(database)):
     with platform_session(db) as session:
-        return service.view_tenant(session, tenant_id)
+        return service.view_tenant(session, principal, tenant_id)
 
 
 @router.post("/{tenant_id}/suspend", response_model=TenantOut, responses=responses(404))
@@ -70,10 +70,10 @@ def suspend_tenant(
     tenant_id: UUID, body: TenantSuspend, principal: Principal = MANAGE, db: Database = Depends(database)
 ):
     with platform_session(db) as session:
-        return service.suspend_tenant(session, tenant_id, body.reason)
+        return service.suspend_tenant(session, principal, tenant_id, body.reason)
 
 
 @router.post("/{tenant_id}/resume", response_model=TenantOut, responses=responses(404))
 def resume_tenant(tenant_id: UUID, principal: Principal = MANAGE, db: Database = Depends(database)):
     with platform_session(db) as session:
-        return service.resume_tenant(session, tenant_id)
+        return service.resume_tenant(session, principal, tenant_id)

@@ -18,7 +18,10 @@ from sqlalchemy.orm import Session
 
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
+from bookwarden.core.authorize import authorize
 from bookwarden.core.errors import Conflict, InvalidInput, NotFound, TenantSuspended
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal
 from bookwarden.crypto.keyring import Keyring
 from bookwarden.tenancy.models import Tenant, TenantStatus
 
@@ -59,16 +62,18 @@ def list_tenants(session: Session) -> list[Tenant]:
     return list(session.scalars(select(Tenant).order_by(Tenant.created_at, Tenant.slug)))
 
 
-def show_tenants(session: Session) -> list[Tenant]:
+def show_tenants(session: Session, actor: Principal) -> list[Tenant]:
     """Every tenant, as an operator lists them: recorded."""
+    authorize(actor, Permission.PLATFORM_TENANTS_MANAGE)
     tenants = list_tenants(session)
     ids = [tenant.id for tenant in tenants]
     record(session, Action.TENANT_LISTED, ("tenant", None), details={"ids": ids, "count": len(ids)})
     return tenants
 
 
-def view_tenant(session: Session, ref: UUID | str) -> Tenant:
+def view_tenant(session: Session, actor: Principal, ref: UUID | str) -> Tenant:
     """One tenant, as an operator reads it: recorded."""
+    authorize(actor, Permission.PLATFORM_TENANTS_MANAGE)
     tenant = get_tenant(session, ref)
     record(session, Action.TENANT_VIEWED, ("tenant", tenant.id))
     return tenant
@@ -88,7 +93,8 @@ def get_tenant(session: Session, ref: UUID | str) -> Tenant:
     return tenant
 
 
-def suspend_tenant(session: Session, ref: UUID | str, reason: str) -> Tenant:
+def suspend_tenant(session: Session, actor: Principal, ref: UUID | str, reason: str) -> Tenant:
+    authorize(actor, Permission.PLATFORM_TENANTS_MANAGE)
     tenant = get_tenant(session, ref)
     if not reason.strip():
         raise InvalidInput("a reason is required to suspend a tenant")
@@ -100,7 +106,8 @@ def suspend_tenant(session: Session, ref: UUID | str, reason: str) -> Tenant:
     return tenant
 
 
-def resume_tenant(session: Session, ref: UUID | str) -> Tenant:
+def resume_tenant(session: Session, actor: Principal, ref: UUID | str) -> Tenant:
+    authorize(actor, Permission.PLATFORM_TENANTS_MANAGE)
     tenant = get_tenant(session, ref)
     tenant.status = TenantStatus.ACTIVE
     tenant.suspended_reason = None

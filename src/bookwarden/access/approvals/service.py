@@ -28,6 +28,7 @@ from sqlalchemy import select
 from bookwarden.access.approvals.kinds import kind_for
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction
 from bookwarden.access.authorize import authorize
+from bookwarden.access.permissions import Permission
 from bookwarden.access.principal import Principal
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
@@ -71,6 +72,9 @@ def _record(session: TenantSession, action: Action, request: ApprovalRequest) ->
 
 
 def approve(session: TenantSession, approver: Principal, request_id: UUID) -> ApprovalRequest:
+    """Approve and carry out. Seeing the queue (accounts.read) comes first; then the request's own kind
+    names the permission that decides it."""
+    authorize(approver, Permission.ACCOUNTS_READ)
     request = _pending(session, request_id)
     kind = kind_for(request.action)
     authorize(approver, kind.permission)
@@ -87,6 +91,7 @@ def approve(session: TenantSession, approver: Principal, request_id: UUID) -> Ap
 
 
 def reject(session: TenantSession, approver: Principal, request_id: UUID) -> ApprovalRequest:
+    authorize(approver, Permission.ACCOUNTS_READ)
     request = _pending(session, request_id)
     authorize(approver, kind_for(request.action).permission)
     if _asked_by(approver, request):
@@ -112,7 +117,10 @@ def _decide(request: ApprovalRequest, approver: Principal, status: str) -> None:
     request.decided_by_person = approver.person
 
 
-def pending(session: TenantSession) -> list[ApprovalRequest]:
+def pending(session: TenantSession, actor: Principal) -> list[ApprovalRequest]:
+    """Requests waiting for a second person; whoever may read accounts sees the queue (deciding one takes
+    the permission of its own kind)."""
+    authorize(actor, Permission.ACCOUNTS_READ)
     query = select(ApprovalRequest).where(
         ApprovalRequest.tenant_id == session.tenant_id, ApprovalRequest.status == "pending"
     )

@@ -136,6 +136,8 @@ def break_glass(db: Database, ciso: Principal, tenant_id: UUID, grant_id: UUID) 
     """The CISO approves without the tenant, in an emergency: flagged, and the tenant is told at once."""
     authorize(ciso, Permission.PLATFORM_GRANTS_BREAK_GLASS)
     _require_signed_in_operator(ciso)
+    with platform_session(db) as session:
+        get_tenant(session, tenant_id)  # an unknown institution is named as such, not as an unknown grant
     with tenant_session(db, tenant_id) as session:
         grant = _pending(session, grant_id)
         if _asked_by(ciso, grant):
@@ -252,7 +254,8 @@ def forget_ended(session: TenantSession, cutoff: datetime, limit: int) -> list[U
     return list(removed)
 
 
-def list_grants(session: TenantSession) -> list[OperatorGrant]:
+def list_grants(session: TenantSession, actor: Principal) -> list[OperatorGrant]:
+    authorize(actor, Permission.OPERATOR_GRANTS_APPROVE)
     query = select(OperatorGrant).where(OperatorGrant.tenant_id == session.tenant_id)
     found = list(session.scalars(query.order_by(OperatorGrant.created_at.desc()).limit(500)))
     ids = [grant.id for grant in found]

@@ -32,6 +32,7 @@ from uuid import UUID
 import structlog
 from sqlalchemy import select
 
+from bookwarden.access.authorize import authorize
 from bookwarden.access.permissions import Permission
 from bookwarden.access.power import power_class
 from bookwarden.access.principal import Principal
@@ -311,16 +312,18 @@ def _contacts(session: TenantSession) -> list[Contact]:
 # --- mutes -----------------------------------------------------------------------------------
 
 
-def contact_mutes(session: TenantSession) -> list[Contact]:
+def contact_mutes(session: TenantSession, actor: Principal) -> list[Contact]:
     """Every contact with what it has muted, as an administrator reads them: recorded (ids, never addresses)."""
+    authorize(actor, Permission.SECURITY_CONTACTS_MANAGE)
     contacts = _contacts(session)
     ids = [c.id for c in contacts]
     record(session, Action.NOTICE_MUTES_VIEWED, ("security_contact", None), details={"ids": ids, "count": len(ids)})
     return contacts
 
 
-def mutes_of(session: TenantSession, contact_id: UUID) -> Contact:
+def mutes_of(session: TenantSession, actor: Principal, contact_id: UUID) -> Contact:
     """One contact's mutes: recorded."""
+    authorize(actor, Permission.SECURITY_CONTACTS_MANAGE)
     contact = _contact(session, contact_id)
     record(
         session, Action.NOTICE_MUTES_VIEWED, ("security_contact", contact.id), details={"muted": list(contact.muted)}
@@ -334,6 +337,7 @@ def set_mutes(session: TenantSession, actor: Principal, contact_id: UUID, kinds:
     The change itself is notified to every contact (never muted): muting is how a rogue
     administrator would try to go unseen.
     """
+    authorize(actor, Permission.SECURITY_CONTACTS_MANAGE)
     wanted = set()
     for name in kinds:
         try:
@@ -377,11 +381,22 @@ def security_contacts(session: TenantSession) -> list[str]:
     return [contact.address for contact in _contacts(session)]
 
 
-def list_security_contacts(session: TenantSession) -> list[str]:
+def list_security_contacts(session: TenantSession, actor: Principal) -> list[str]:
     """The contacts as an administrator lists them: recorded (how many, never the addresses)."""
+    authorize(actor, Permission.SECURITY_CONTACTS_MANAGE)
     contacts = security_contacts(session)
     record(session, Action.SECURITY_CONTACT_LISTED, ("security_contact", None), details={"count": len(contacts)})
     return contacts
+
+
+def add_contact(session: TenantSession, actor: Principal, email: str) -> SecurityContact:
+    """An administrator adds a contact; every contact (the new one included) is told."""
+    authorize(actor, Permission.SECURITY_CONTACTS_MANAGE)
+    contact = add_security_contact(session, email)
+    entitlement_changed(
+        session, actor, EntitlementEvent.SECURITY_CONTACTS_CHANGED, "security contacts", {"added": email}
+    )
+    return contact
 
 
 def add_security_contact(session: TenantSession, email: str) -> SecurityContact:

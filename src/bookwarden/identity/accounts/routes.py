@@ -172,7 +172,7 @@ def list_accounts(
     """The institution's accounts, in pages, with their personal fields decrypted and their roles."""
     with tenant_scope(db, principal) as session:
         after = decode_cursor(cursor) if cursor is not None else None
-        page, more = accounts.list_accounts(session, after=after, limit=limit)
+        page, more = accounts.list_accounts(session, principal, after=after, limit=limit)
         return Page[AccountOut](
             items=_accounts_out(session, page),
             next_cursor=encode_cursor(page[-1].id) if more else None,
@@ -186,7 +186,7 @@ def read_account(
     db: Database = Depends(database),
 ):
     with tenant_scope(db, principal) as session:
-        return _one_out(session, accounts.view_account(session, account_id))
+        return _one_out(session, accounts.view_account(session, principal, account_id))
 
 
 @router.post("/accounts/{account_id}/disable", response_model=AccountOut, tags=ADMIN_TAGS, responses=responses(404))

@@ -121,15 +121,19 @@ def get_account(session: TenantSession, account_id: UUID) -> Account:
     return account
 
 
-def view_account(session: TenantSession, account_id: UUID) -> Account:
+def view_account(session: TenantSession, actor: Principal, account_id: UUID) -> Account:
     """An account as an administrator or auditor reads it: recorded."""
+    authorize(actor, Permission.ACCOUNTS_READ)
     account = get_account(session, account_id)
     record(session, Action.ACCOUNT_VIEWED, ("account", account.id))
     return account
 
 
-def list_accounts(session: TenantSession, *, after: UUID | None, limit: int) -> tuple[list[Account], bool]:
+def list_accounts(
+    session: TenantSession, actor: Principal, *, after: UUID | None, limit: int
+) -> tuple[list[Account], bool]:
     """A page of the institution's accounts in id order, and whether more follow: recorded with their ids."""
+    authorize(actor, Permission.ACCOUNTS_READ)
     query = select(Account).where(Account.tenant_id == session.tenant_id)
     if after is not None:
         query = query.where(Account.id > after)

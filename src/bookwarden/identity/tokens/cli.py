@@ -17,7 +17,7 @@ from rich.table import Column, Table
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, LIBRARY_READ, LIBRARY_WRITE, BuiltinRole, Permission
 from bookwarden.access.power import power_class
 from bookwarden.access.principal import permissions_from
-from bookwarden.console import command, connect, fail, institution_id, out, uuid_option, when
+from bookwarden.console import command, connect, console_principal, fail, institution_id, out, uuid_option, when
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity.tokens import service as tokens
 
@@ -88,7 +88,7 @@ def token_list(tenant: Tenant = None, operator: Operator = False) -> None:
             table = _table(tokens.list_operator_tokens(session))
     else:
         with tenant_session(db, institution_id(tenant)) as session:
-            table = _table(tokens.list_api_tokens(session))
+            table = _table(tokens.list_api_tokens(session, console_principal()))
     # Whole ids (what `token revoke` takes): a pipe gets the width the table needs, not 80 columns.
     (out if out.is_terminal else Console(width=LIST_WIDTH)).print(table)
 

@@ -117,7 +117,7 @@ def _minted(row: ApiToken | OperatorToken, secret: str) -> MintedOut:
 def list_tokens(principal: Principal = Depends(requires(Permission.TOKENS_MANAGE)), db: Database = Depends(database)):
     """Every API token of the institution, newest first (revoked and expired ones too); never a secret."""
     with tenant_scope(db, principal) as session:
-        return [_out(row) for row in tokens.list_api_tokens(session)]
+        return [_out(row) for row in tokens.list_api_tokens(session, principal)]
 
 
 @router.post("/tokens/{token_id}/revoke", response_model=TokenOut, responses=responses(404, 409))

@@ -272,7 +272,13 @@ def _noticed(row: ApiToken) -> dict[str, str]:
 # -- listing -------------------------------------------------------------------------------------
 
 
-def list_api_tokens(session: TenantSession, *, owner_id: UUID | None = None) -> list[ApiToken]:
+def list_api_tokens(session: TenantSession, actor: Principal) -> list[ApiToken]:
+    """Every token of the institution, as whoever manages tokens reads them."""
+    authorize(actor, Permission.TOKENS_MANAGE)
+    return _api_tokens(session)
+
+
+def _api_tokens(session: TenantSession, *, owner_id: UUID | None = None) -> list[ApiToken]:
     """The institution's tokens (or one owner's), newest first, ended ones too: recorded with their ids."""
     query = select(ApiToken).where(ApiToken.tenant_id == session.tenant_id)
     if owner_id is not None:
@@ -283,7 +289,7 @@ def list_api_tokens(session: TenantSession, *, owner_id: UUID | None = None) -> 
 
 
 def list_own_api_tokens(session: TenantSession, actor: Principal) -> list[ApiToken]:
-    return list_api_tokens(session, owner_id=_own_person(actor, session.tenant_id))
+    return _api_tokens(session, owner_id=_own_person(actor, session.tenant_id))
 
 
 def list_operator_tokens(session: Session, *, owner_id: UUID | None = None) -> list[OperatorToken]:

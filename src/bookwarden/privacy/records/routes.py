@@ -53,7 +53,7 @@ def records_of_processing(
     """The institution as controller, the platform as processor, and per category of personal data:
     data subjects, purposes, recipients, retention, where it is held and how it is protected."""
     with tenant_scope(db, principal) as session:
-        body = records.export(session, format)
+        body = records.export(session, principal, format)
     headers = {}
     if format is RecordsFormat.CSV:
         headers["Content-Disposition"] = f'attachment; filename="records-of-processing-{principal.tenant_id}.csv"'

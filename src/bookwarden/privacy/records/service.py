@@ -21,9 +21,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
+from bookwarden.core.authorize import authorize
 from bookwarden.core.classification import Category, Protection
 from bookwarden.core.csv_safety import spreadsheet_safe
 from bookwarden.core.errors import NotFound
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal
 from bookwarden.db.session import TenantSession
 from bookwarden.privacy.registry import SUBJECT_DESCRIPTIONS, Registry, registry
 from bookwarden.privacy.retention import service as retention
@@ -199,8 +202,9 @@ def generate(
     )
 
 
-def export(session: TenantSession, fmt: RecordsFormat) -> str:
+def export(session: TenantSession, actor: Principal, fmt: RecordsFormat) -> str:
     """The institution's records as JSON or CSV text; the export is recorded in its audit trail."""
+    authorize(actor, Permission.PRIVACY_RECORDS_READ)
     fmt = RecordsFormat(fmt)
     tenant = session.get(Tenant, session.tenant_id)
     if tenant is None:

@@ -37,10 +37,13 @@ from sqlalchemy import bindparam, delete, func, select, text, tuple_, update
 from bookwarden.audit import record as audit
 from bookwarden.audit import signing
 from bookwarden.audit.events import Action
+from bookwarden.core.authorize import authorize
 from bookwarden.core.canonical import canonical_json
 from bookwarden.core.classification import Protection
 from bookwarden.core.config import get_settings
 from bookwarden.core.errors import InvalidInput, NotFound
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal
 from bookwarden.crypto.aead import DecryptionError
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.db.session import TenantSession
@@ -72,13 +75,15 @@ def get_policy(session: TenantSession) -> ErasurePolicy:
     return policy or ErasurePolicy(tenant_id=session.tenant_id, keep_posts_anonymized=False)
 
 
-def view_policy(session: TenantSession) -> ErasurePolicy:
+def view_policy(session: TenantSession, actor: Principal) -> ErasurePolicy:
+    authorize(actor, Permission.POLICY_MANAGE)
     policy = get_policy(session)
     audit.record(session, Action.ERASURE_POLICY_VIEWED, ("erasure_policy", session.tenant_id))
     return policy
 
 
-def set_policy(session: TenantSession, *, keep_posts_anonymized: bool) -> ErasurePolicy:
+def set_policy(session: TenantSession, actor: Principal, *, keep_posts_anonymized: bool) -> ErasurePolicy:
+    authorize(actor, Permission.POLICY_MANAGE)
     policy = session.get(ErasurePolicy, session.tenant_id)
     if policy is None:
         policy = ErasurePolicy(tenant_id=session.tenant_id)
@@ -361,7 +366,8 @@ def get_certificate(session: TenantSession, certificate_id: UUID) -> ErasureCert
     return certificate
 
 
-def view_certificate(session: TenantSession, certificate_id: UUID) -> ErasureCertificate:
+def view_certificate(session: TenantSession, actor: Principal, certificate_id: UUID) -> ErasureCertificate:
+    authorize(actor, Permission.PRIVACY_REQUESTS_HANDLE)
     certificate = get_certificate(session, certificate_id)
     details = {"subject_id": certificate.subject_id}
     audit.record(session, Action.ERASURE_CERTIFICATE_VIEWED, (TARGET, certificate_id), details=details)
@@ -420,7 +426,9 @@ def verify_stored(
     return certificate, verdict
 
 
-def record_verification(session: TenantSession, verdict: Verification) -> None:
+def record_verification(session: TenantSession, actor: Principal, verdict: Verification) -> None:
+    """Record that `actor` checked a certificate (the check itself needs no key: verify_document)."""
+    authorize(actor, Permission.PRIVACY_REQUESTS_HANDLE)
     certificate_id = _uuid_or_none(verdict.certificate_id)
     # The document came from the caller: its key id is recorded only once it named a trusted key.
     audit.record(

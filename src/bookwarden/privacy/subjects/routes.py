@@ -129,7 +129,7 @@ def read_erasure_certificate(
     """An erasure certificate: the signed statement of what was erased, with the key that signed it."""
     trusted = _trusted(request)
     with tenant_scope(db, principal) as session:
-        certificate = erasure.view_certificate(session, certificate_id)
+        certificate = erasure.view_certificate(session, principal, certificate_id)
         document = erasure.document(certificate, trusted[0])
     verdict = erasure.verify_document(document, trusted)
     return ErasureCertificateOut(**document, valid=verdict.valid)
@@ -143,7 +143,7 @@ def verify_erasure_certificate(
     """Check a certificate (as this API gave it) against the platform's signing key."""
     verdict = erasure.verify_document(body.model_dump(), _trusted(request))
     with tenant_scope(db, principal) as session:
-        erasure.record_verification(session, verdict)
+        erasure.record_verification(session, principal, verdict)
     return VerificationOut(**verdict.__dict__)
 
 
@@ -151,7 +151,7 @@ def verify_erasure_certificate(
 def read_erasure_policy(principal: Principal = POLICY, db: Database = Depends(database)):
     """The institution's erasure policy."""
     with tenant_scope(db, principal) as session:
-        policy = erasure.view_policy(session)
+        policy = erasure.view_policy(session, principal)
         return ErasurePolicyOut(keep_posts_anonymized=policy.keep_posts_anonymized)
 
 
@@ -159,5 +159,5 @@ def read_erasure_policy(principal: Principal = POLICY, db: Database = Depends(da
 def set_erasure_policy(body: ErasurePolicyIn, principal: Principal = POLICY, db: Database = Depends(database)):
     """Choose whether an erased patron's posts are kept anonymized or deleted (the default)."""
     with tenant_scope(db, principal) as session:
-        policy = erasure.set_policy(session, keep_posts_anonymized=body.keep_posts_anonymized)
+        policy = erasure.set_policy(session, principal, keep_posts_anonymized=body.keep_posts_anonymized)
         return ErasurePolicyOut(keep_posts_anonymized=policy.keep_posts_anonymized)
