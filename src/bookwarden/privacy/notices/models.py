@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bookwarden.core.classification import COUNTER, STATE, not_personal
+from bookwarden.core.classification import COUNTER, STATE, not_personal, pseudonymous
 from bookwarden.db.base import Base, tenant_fk
 from bookwarden.library.models import Patron  # noqa: F401 - target of the patron foreign key
 
@@ -71,9 +71,13 @@ class PrivacyNoticeVersion(Base):
     published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=text("now()"))
     # The material-change mail, batch by batch (privacy/notices/service.py mail_change): the last patron id
     # done, how many were queued, and when every patron had been gone through. Resumable from the cursor.
-    mail_cursor: Mapped[uuid.UUID | None]
+    mail_cursor: Mapped[uuid.UUID | None] = mapped_column(
+        info=pseudonymous("the last patron id the change mail has gone through (ids in order)")
+    )
     mailed: Mapped[int] = mapped_column(Integer, default=0, info=COUNTER)
-    mail_done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    mail_done_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), info=not_personal("when the change mail had gone through every patron")
+    )
 
 
 class NoticeReceipt(Base):
