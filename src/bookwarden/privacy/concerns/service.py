@@ -21,6 +21,7 @@ Reports are deleted two years after they were received (`forget_received`, daily
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from uuid import UUID, uuid4
@@ -37,6 +38,7 @@ from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action, Outcome
 from bookwarden.core.errors import Forbidden, InvalidInput, NotFound
 from bookwarden.core.sensitive import check_fields
+from bookwarden.core.text import LINES
 from bookwarden.crypto.derive import KeyPurpose, derive
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed
@@ -178,7 +180,7 @@ def _receive(
     actor: Principal | None,
 ) -> Concern:
     kind = ConcernKind(kind)
-    if not description.strip() or len(description) > MAX_DESCRIPTION:
+    if len(description) > MAX_DESCRIPTION or re.fullmatch(LINES, description) is None:
         raise InvalidInput(f"description: say what happened, in at most {MAX_DESCRIPTION:,} characters")
     if not ADDRESS.fullmatch(contact.strip()):
         raise InvalidInput("contact_email: an email address to be answered at (name@example.org)")

@@ -7,7 +7,7 @@ about to give their data must be able to read it first.
 # No `from __future__ import annotations`: FastAPI reads these annotations at definition time.
 
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Literal, Union
 
 from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,16 +27,26 @@ MANAGE = Depends(requires(Permission.PRIVACY_NOTICE_MANAGE))
 TenantSlug = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$", description="the institution's slug")]
 
 
-class PublishIn(BaseModel):
+class PublishBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: line(notices.MAX_LABEL) = Field(description="the version's label, new for the institution (e.g. 2027-01)")
     text: lines(notices.MAX_TEXT) = Field(description="the notice itself, as patrons will read it")
-    material: bool = Field(description="a material change: every patron with an address on file is mailed")
-    change_summary: lines(notices.MAX_SUMMARY) | None = Field(
-        None, description="what changed, in a few lines (required for a material change; quoted in the mail)"
-    )
     last_updated: date | None = Field(None, description='the "last updated" date the notice states; default: today')
+
+
+class MinorChangeIn(PublishBase):
+    material: Literal[False] = Field(description="not a material change: nobody is mailed")
+    change_summary: lines(notices.MAX_SUMMARY) | None = Field(None, description="what changed, if you wish")
+
+
+class MaterialChangeIn(PublishBase):
+    material: Literal[True] = Field(description="a material change: every patron with an address on file is mailed")
+    change_summary: lines(notices.MAX_SUMMARY) = Field(description="what changed, in a few lines (quoted in the mail)")
+
+
+# Two shapes, so the schema itself says a material change must say what changed.
+PublishIn = Union[MinorChangeIn, MaterialChangeIn]  # noqa: UP007 - FastAPI reads it at definition time
 
 
 class VersionList(BaseModel):

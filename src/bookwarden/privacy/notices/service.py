@@ -23,6 +23,7 @@ and the next attempt resumes from the cursor.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from uuid import UUID
@@ -38,7 +39,7 @@ from bookwarden.audit.events import Action
 from bookwarden.core.clock import db_now
 from bookwarden.core.errors import BookwardenError, Conflict, InvalidInput, NotFound
 from bookwarden.core.sensitive import check_fields
-from bookwarden.core.text import is_line
+from bookwarden.core.text import LINES, is_line
 from bookwarden.db.session import Database, TenantSession, tenant_session
 from bookwarden.identity.links import public_url_for
 from bookwarden.jobs.service import enqueue
@@ -98,6 +99,10 @@ class VersionOut(BaseModel):
     in_force: bool
     mailed: int
     mail_done_at: datetime | None
+
+
+def _is_lines(value: str, max_length: int) -> bool:
+    return len(value) <= max_length and re.fullmatch(LINES, value) is not None
 
 
 def notice_url(slug: str) -> str:
@@ -183,15 +188,16 @@ def publish(
 ) -> VersionOut:
     """Publish a new version: it is in force from this transaction's commit. Material: patrons are mailed."""
     authorize(actor, Permission.PRIVACY_NOTICE_MANAGE)
-    if not is_line(version, MAX_LABEL) or not version.strip():
+    # The API's own text rules (core/text.py), so what its schema accepts the service accepts too.
+    if not is_line(version, MAX_LABEL):
         raise InvalidInput(f"version: a label of one line, at most {MAX_LABEL} characters (e.g. 2027-01)")
-    if not notice_text.strip() or len(notice_text) > MAX_TEXT:
+    if not _is_lines(notice_text, MAX_TEXT):
         raise InvalidInput(f"text: the notice itself, at most {MAX_TEXT:,} characters")
-    summary = change_summary.strip() if change_summary else None
-    if material and not summary:
+    summary = change_summary or None
+    if material and summary is None:
         raise InvalidInput("change_summary: a material change tells patrons what changed; say it in a few lines")
-    if summary and len(summary) > MAX_SUMMARY:
-        raise InvalidInput(f"change_summary: at most {MAX_SUMMARY:,} characters")
+    if summary is not None and not _is_lines(summary, MAX_SUMMARY):
+        raise InvalidInput(f"change_summary: what changed, at most {MAX_SUMMARY:,} characters")
     check_fields({"version": version, "text": notice_text, "change_summary": summary})
     taken = session.scalar(
         select(PrivacyNoticeVersion.id).where(
