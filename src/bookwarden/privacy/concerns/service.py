@@ -42,6 +42,7 @@ from bookwarden.core.text import LINES
 from bookwarden.crypto.derive import KeyPurpose, derive
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed
+from bookwarden.crypto.master import MasterKeys
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.identity import throttle
 from bookwarden.identity.models import Account, AccountKind, AccountStatus
@@ -309,12 +310,15 @@ def forget_received(session: TenantSession, cutoff: datetime, limit: int) -> lis
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _admit(db: Database, source_address: str) -> None:
+def throttle_key(master: MasterKeys, source_address: str) -> bytes:
     # A count of its own in the address throttle: reporting must not slow the sender's sign-ins or forms.
-    key = derive(throttle.address_key(db.master, source_address), KeyPurpose.CONCERN_REPORT)
+    return derive(throttle.address_key(master, source_address), KeyPurpose.CONCERN_REPORT)
+
+
+def _admit(db: Database, source_address: str) -> None:
     try:
         with platform_session(db) as session:
-            throttle.admit_address(session, key)
+            throttle.admit_address(session, throttle_key(db.master, source_address))
     except throttle.TooManyAttempts:
         details = {"channel": ConcernChannel.ANONYMOUS.value, "reason": "too many reports from this address"}
         audit.record_now(db, Action.CONCERN_REPORTED, (TARGET, None), outcome=Outcome.DENIED, details=details)
