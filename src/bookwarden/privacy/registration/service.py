@@ -23,6 +23,10 @@ is bound to the patron's address index and pending state, so it works once, and 
 the address (which vouches for it). The mail names no one: a stranger's registration must not put their
 words in the owner's mailbox.
 
+The privacy notice in force (privacy/notices/service.py) is shown in the answer and recorded with the
+registration (a receipt that goes with the patron); a registration naming another version is refused like
+any other refusal here, before anything is written.
+
 A registration not confirmed in time lapses: the hourly job `privacy.self_registrations_lapse` erases the
 patron through the usual erasure (rows, subject key shredded, certificate) and records
 patron.self_registration_lapsed. A patron under a legal hold is kept until the hold ends.

@@ -24,6 +24,10 @@ made per patron, all confirmed by the one code and marked with one shared_addres
 institution's officer to settle: approve the requester's, deny the others with the reason. Nothing of
 this shows in the answer or its time, which are the same for no match, one match and several.
 
+The institution's privacy notice in force is shown in the answer (the same whoever matched) and recorded
+with every request the form made (privacy/notices/service.py); a form naming another version is refused
+before anything is looked up.
+
 Without an institution, the platform (the processor) cannot place the request: it keeps a
 pending inquiry, with the contact address sealed under a key of its own and a random tracking
 reference for the requester, and answers asking which institution. Named later with that
