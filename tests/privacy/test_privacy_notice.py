@@ -272,3 +272,32 @@ def test_the_service_itself_refuses_an_actor_without_the_permission(db, tenant):
         notices.publish(session, desk, version="2026-03", notice_text="Text.", material=False)
     with pytest.raises(Forbidden), tenant_session(db, tenant.id) as session:
         notices.versions(session, desk)
+
+
+def test_a_change_mail_that_dies_midway_resumes_from_its_cursor_and_mails_nobody_twice(
+    db, client_for, tenant, in_tenant, monkeypatch
+):
+    with in_tenant(tenant) as session:
+        for n in range(5):
+            _patron(session, f"Reader {n}", f"reader{n}@example.org")
+    publish(client_for, tenant, FIRST)
+    version_id = uuid.UUID(publish(client_for, tenant, SECOND)["id"])
+
+    real, seen = library.email_on_file, []
+
+    def dies_on_the_third(session, patron):
+        seen.append(patron.id)
+        if len(seen) == 3:
+            raise RuntimeError("worker killed")
+        return real(session, patron)
+
+    monkeypatch.setattr(library, "email_on_file", dies_on_the_third)
+    with pytest.raises(RuntimeError):
+        notices.mail_change(db, tenant.id, version_id, batch=2)
+    with in_tenant(tenant) as session:
+        assert len(_change_mail(session)) == 2  # the first batch committed; the second rolled back whole
+    monkeypatch.setattr(library, "email_on_file", real)
+
+    assert notices.mail_change(db, tenant.id, version_id, batch=2).mailed == 3
+    with in_tenant(tenant) as session:
+        assert _change_mail(session) == [f"reader{n}@example.org" for n in range(5)]
