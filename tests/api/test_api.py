@@ -142,6 +142,12 @@ def test_every_route_declares_the_permission_it_needs(app):
         # The portal's cookie banner, before anyone signs in: it records and reads this browser's own choice only
         # (a random id in its own cookie), never a patron's data (privacy/consent/routes.py).
         "/api/v1/portal/{tenant_slug}/cookie-choice",
+        # The institution's privacy notice in force (privacy/notices/routes.py): public by nature, read before
+        # anyone gives their data; it shows no one's data.
+        "/api/v1/portal/{tenant_slug}/privacy-notice",
+        # Reports of suspected unauthorised access or of a child's data without an account (privacy/concerns/
+        # routes.py): throttled per network address, screened, and it reads nothing back to the reporter.
+        "/api/v1/privacy/concerns/form",
         # Data-subject requests without an account (privacy/requests/routes.py): the form and the forwarding
         # of an inquiry answer everyone alike, and the verification is authorised by the one-time code
         # mailed to the address on file.

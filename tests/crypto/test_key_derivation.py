@@ -32,6 +32,7 @@ from bookwarden.identity.saml import service as saml
 from bookwarden.library import schemas
 from bookwarden.library import service as library
 from bookwarden.library.models import Patron
+from bookwarden.privacy.concerns import service as concerns
 from bookwarden.privacy.consent import unsubscribe
 from bookwarden.privacy.consent.service import Topic
 from bookwarden.privacy.registration import service as registration
@@ -173,6 +174,13 @@ KNOWN_ANSWERS = [
         None,
         lambda: form._form_key(MASTER_KEYS, ADDRESS).hex(),
         "ad964ed8f959c826bc14e74c0949418a7e77d24e10ca002749dd7289a8e13db4",
+    ),
+    (
+        KeyPurpose.CONCERN_REPORT,
+        None,
+        # New with this purpose: HMAC-SHA256 of b"concern reports" under the address's throttle key.
+        lambda: concerns.throttle_key(MASTER_KEYS, ADDRESS).hex(),
+        "bd437815bb0e8fd7c95678401335af77a7cf37e0ebddc4f4cc8366b93c4c69cc",
     ),
     (
         KeyPurpose.ADDRESS_BUDGET,

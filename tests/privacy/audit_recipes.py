@@ -870,3 +870,86 @@ def _(c):
 @command("privacy", "disclosures")
 def _(c):
     return Command(["privacy", "disclosures", "--tenant", "north"], Action.DISCLOSURE_LISTED, c.tenant())
+
+
+# privacy: the notice, concerns
+
+NOTICE = {"version": "2027-01", "text": "What we hold about you, why, and for how long.", "material": False}
+CONCERN = {"kind": "unauthorised_access", "description": "Someone signed in to my account from abroad."}
+
+
+def _notice_published(db, tenant_id: UUID) -> None:
+    from bookwarden.privacy.notices import service as notices
+
+    officer = Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant_id, {Permission.PRIVACY_NOTICE_MANAGE})
+    with tenant_session(db, tenant_id) as session:
+        notices.publish(session, officer, version="2026-12", notice_text="The first notice.", material=False)
+
+
+def _concern(w: World) -> UUID:
+    from bookwarden.privacy.concerns import service as concerns
+
+    received = concerns.report_anonymous(
+        w.db, institution=w.tenant.slug, contact_email="someone@example.org", source_address=fresh_address(), **CONCERN
+    )
+    return received.reference
+
+
+@route("GET", "/api/v1/portal/{tenant_slug}/privacy-notice")
+def _(w):
+    _notice_published(w.db, w.tenant.id)
+    url = f"/api/v1/portal/{w.tenant.slug}/privacy-notice"
+    return Call(w.browser(), "GET", url, Action.PRIVACY_NOTICE_VIEWED, w.tenant.id)
+
+
+@route("GET", f"{PRIVACY}/notice/versions")
+def _(w):
+    client = w.client({Permission.PRIVACY_NOTICE_MANAGE})
+    return Call(client, "GET", f"{PRIVACY}/notice/versions", Action.PRIVACY_NOTICE_LISTED, w.tenant.id)
+
+
+@route("POST", f"{PRIVACY}/notice/versions")
+def _(w):
+    client = w.client({Permission.PRIVACY_NOTICE_MANAGE})
+    return Call(client, "POST", f"{PRIVACY}/notice/versions", Action.PRIVACY_NOTICE_PUBLISHED, w.tenant.id, json=NOTICE)
+
+
+@route("POST", f"{PRIVACY}/concerns/form")
+def _(w):
+    body = {"institution": w.tenant.slug, "contact_email": "someone@example.org", **CONCERN}
+    return Call(w.browser(), "POST", f"{PRIVACY}/concerns/form", Action.CONCERN_REPORTED, w.tenant.id, json=body)
+
+
+@route("POST", f"{PRIVACY}/me/concerns")
+def _(w):
+    client = _patron_browser(w)
+    body = {**CONCERN, "contact_email": "me@example.org"}
+    return Call(client, "POST", f"{PRIVACY}/me/concerns", Action.CONCERN_REPORTED, w.tenant.id, json=body)
+
+
+@route("GET", f"{PRIVACY}/concerns")
+def _(w):
+    client = w.client({Permission.PRIVACY_CONCERNS_HANDLE})
+    return Call(client, "GET", f"{PRIVACY}/concerns", Action.CONCERN_LISTED, w.tenant.id)
+
+
+@route("GET", f"{PRIVACY}/concerns/{{concern_id}}")
+def _(w):
+    client = w.client({Permission.PRIVACY_CONCERNS_HANDLE})
+    return Call(client, "GET", f"{PRIVACY}/concerns/{_concern(w)}", Action.CONCERN_VIEWED, w.tenant.id)
+
+
+@command("privacy", "notice", "publish")
+def _(c):
+    import tempfile
+    from pathlib import Path
+
+    text_file = Path(tempfile.mkdtemp()) / "notice.txt"
+    text_file.write_text("What we hold about you, why, and for how long.\n", encoding="utf-8")
+    args = ["privacy", "notice", "publish", "--tenant", "north", "--version", "2027-02", "--file", str(text_file)]
+    return Command(args, Action.PRIVACY_NOTICE_PUBLISHED, c.tenant())
+
+
+@command("privacy", "notice", "list")
+def _(c):
+    return Command(["privacy", "notice", "list", "--tenant", "north"], Action.PRIVACY_NOTICE_LISTED, c.tenant())

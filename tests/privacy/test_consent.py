@@ -246,6 +246,7 @@ def test_no_cookie_choice_means_strictly_necessary_only(app, tenant):
         "chosen": False,
         "notice_version": None,
         "recorded_at": None,
+        "privacy_notice": None,  # the institution has published no notice here
     }
     assert "bw_visitor" not in shown.cookies  # nothing is set before a choice
 

@@ -8,9 +8,10 @@ patron_id, account_id or subject_id that has no foreign key. A patron and their 
 given a row in every one of them through the real services and routes (signed in, passwords
 changed, preferences set and withdrawn, a cookie choice, an objection, a restriction, a security key
 and a pending authenticator app, a complaint, a disclosure, a lifted legal hold, a request, an
-access package); so is a second patron. After the erasure none of the first patron's rows is left,
-except where the certificate says it keeps them; every uuid column of every table is searched for
-their ids too; the second patron keeps everything.
+access package, a report of unauthorised access, a receipt of the privacy notice); so is a second
+patron. After the erasure none of the first patron's rows is left, except where the certificate says it
+keeps them; every uuid column of every table is searched for their ids too; the second patron keeps
+everything.
 
 The rows are really committed (`committed_db`): the catalog is read over another connection.
 """
@@ -47,6 +48,8 @@ from bookwarden.privacy.complaints import service as complaints
 from bookwarden.privacy.consent import objections
 from bookwarden.privacy.disclosures import service as disclosures
 from bookwarden.privacy.disclosures.models import DisclosureKind, LegalBasis
+from bookwarden.privacy.notices import service as notices
+from bookwarden.privacy.notices.models import Collection
 from bookwarden.privacy.requests import service as requests
 from bookwarden.privacy.requests.models import RequestKind
 from bookwarden.privacy.restrictions import service as restrictions
@@ -262,6 +265,7 @@ def _fill(db, app, master_keys, tenant, staff: TestClient, n: int) -> Person:
     tenant_id, slug = tenant
     patron_id = UUID(populate(staff, n)[library.PATRONS]["id"])  # loans, searches, reading lists and items, posts
     admin, officer = _principal(tenant_id, ADMIN), _principal(tenant_id, OFFICER | ADMIN)
+    notice_officer = _principal(tenant_id, {Permission.PRIVACY_NOTICE_MANAGE})
     final = f"{PASSWORD} {n} third"
     with tenant_session(db, tenant_id) as session:
         account = _account(session, f"reader{n}", kind=AccountKind.PATRON, roles=[BuiltinRole.PATRON],
@@ -278,7 +282,11 @@ def _fill(db, app, master_keys, tenant, staff: TestClient, n: int) -> Person:
         objections.record_objection(session, patron_id, "purpose:research_sharing", actor=officer)
         hold = holds.place(session, officer, reason=f"case 2026-{n}", patron_id=patron_id)
         holds.lift(session, officer, hold.id)  # lifted: kept as a record, no longer stops the erasure
-        requests.register_for_patron(session, officer, patron_id, RequestKind.ACCESS)
+        request = requests.register_for_patron(session, officer, patron_id, RequestKind.ACCESS)
+        # The privacy notice in force when data was collected (a receipt, as the request form leaves one).
+        if notices.in_force(session) is None:
+            notices.publish(session, notice_officer, version="2026-01", notice_text="Our notice.", material=False)
+        notices.record_receipt(session, notices.in_force(session), Collection.REQUEST_FORM, patron_id, request.id)
         subject_export.build_package(session, patron_id)
     portal = _browser(app)
     login = {"institution": slug, "username": f"reader{n}", "password": final}
@@ -292,6 +300,8 @@ def _fill(db, app, master_keys, tenant, staff: TestClient, n: int) -> Person:
     _ok(portal.put("/api/v1/privacy/me/preferences", json=choose))
     cookie = {"analytics": True, "preferences": False, "notice_version": "2026-01"}
     _ok(portal.put("/api/v1/privacy/me/cookie-choice", json=cookie))
+    concern = {"kind": "unauthorised_access", "description": "A sign-in I did not make."}
+    _ok(portal.post("/api/v1/privacy/me/concerns", json=concern), 201)  # a report, from the patron's account
     _ok(portal.post(f"{MFA}/totp"), 201)  # an authenticator app's enrolment begun, not confirmed: a pending secret
     with tenant_session(db, tenant_id) as session:  # a personal API token of the portal account
         personal = [Permission.SELF_SERVICE]

@@ -46,6 +46,9 @@ SIGN_ON = frozenset({P.SSO_MANAGE})
 # The security policy accounts are held to: password policies.
 POLICY = frozenset({P.POLICY_MANAGE})
 
+# Not here, on purpose: privacy.notice.manage (what patrons are told; it changes nobody's access and reaches
+# no data, though publishing a material change mails patrons a fixed service notice) and
+# privacy.concerns.handle (reading reports patrons send in, like complaints). Privacy work, ordinary.
 ADMINISTRATIVE_PERMISSIONS = ACCESS_CONTROL | ACCOUNT_ADMINISTRATION | AUDIT | SIGN_ON | POLICY
 # Running the controls: every administrative permission but reading and verifying their record.
 CONTROL_ADMINISTRATION = ADMINISTRATIVE_PERMISSIONS - AUDIT

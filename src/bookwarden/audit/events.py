@@ -154,6 +154,16 @@ class Action(enum.StrEnum):
     DISCLOSURE_POLICY_VIEWED = "privacy.disclosure_policy.viewed"
     DISCLOSURE_POLICY_CHANGED = "privacy.disclosure_policy.changed"
     MAILING_SENT = "mailing.sent"  # optional mail queued to the patrons who agreed to its topic
+    # The institution's privacy notice (privacy/notices/service.py): versions published, read, a material change
+    # mailed to patrons (one event per committed batch: count and patron ids).
+    PRIVACY_NOTICE_PUBLISHED = "privacy_notice.published"
+    PRIVACY_NOTICE_VIEWED = "privacy_notice.viewed"
+    PRIVACY_NOTICE_LISTED = "privacy_notice.listed"
+    PRIVACY_NOTICE_CHANGE_MAILED = "privacy_notice.change_mailed"
+    # Reports of suspected unauthorised access or of a child's data (privacy/concerns/service.py).
+    CONCERN_REPORTED = "concern.reported"  # also each refusal of the open form (throttled), without what was sent
+    CONCERN_LISTED = "concern.listed"
+    CONCERN_VIEWED = "concern.viewed"
     # Access control.
     ACCESS_DENIED = "access.denied"
     AUTH_REJECTED = "auth.rejected"  # a credential that resolved to no principal

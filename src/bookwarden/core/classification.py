@@ -38,6 +38,7 @@ class Category(enum.StrEnum):
     COMPLAINTS = "complaints"
     PRIVACY_REQUESTS = "privacy_requests"
     STAFF_ACTIVITY = "staff_activity"
+    CONCERNS = "concerns"
 
 
 class Protection(enum.StrEnum):

@@ -47,6 +47,9 @@ class Permission(enum.StrEnum):
     PRIVACY_HOLDS_MANAGE = "privacy.holds.manage"  # place and lift legal holds
     PRIVACY_PREFERENCES_MANAGE = "privacy.preferences.manage"  # a patron's preferences and consents, on their behalf
     PRIVACY_DISCLOSURES_MANAGE = "privacy.disclosures.manage"  # record and list disclosures to third parties
+    PRIVACY_NOTICE_MANAGE = "privacy.notice.manage"  # publish versions of the institution's privacy notice
+    # Read reports of suspected unauthorised access to an account, or that a child's data is held.
+    PRIVACY_CONCERNS_HANDLE = "privacy.concerns.handle"
     MAILINGS_SEND = "mailings.send"  # optional mail (newsletters, events...) to the patrons who agreed to it
     # Anonymized publisher reports: releasing them, loading the catalogue they join, their privacy rules.
     REPORTS_PUBLISHERS = "reports.publishers"  # release and read anonymized usage reports for publishers
@@ -128,6 +131,9 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
         P.PRIVACY_HOLDS_MANAGE,
         P.PRIVACY_PREFERENCES_MANAGE,
         P.PRIVACY_DISCLOSURES_MANAGE,
+        # What patrons are told (the privacy notice) and what they report back (concerns).
+        P.PRIVACY_NOTICE_MANAGE,
+        P.PRIVACY_CONCERNS_HANDLE,
         # Publisher reports are the officer's call: how anonymous (k, noise, budgets) and what leaves.
         P.REPORTS_PUBLISHERS,
         P.REPORTS_POLICY_MANAGE,
@@ -154,7 +160,15 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
         P.REPORTS_CATALOGUE_MANAGE,
     },
     BuiltinRole.SECURITY_OFFICER: frozenset(
-        {P.ACCOUNTS_READ, P.ROLES_READ, P.POLICY_MANAGE, P.SECURITY_CONTACTS_MANAGE, P.AUDIT_READ}
+        {
+            P.ACCOUNTS_READ,
+            P.ROLES_READ,
+            P.POLICY_MANAGE,
+            P.SECURITY_CONTACTS_MANAGE,
+            P.AUDIT_READ,
+            # A report of suspected unauthorised access to an account is a security matter too.
+            P.PRIVACY_CONCERNS_HANDLE,
+        }
     ),
     BuiltinRole.AUDITOR: frozenset({P.AUDIT_READ, P.AUDIT_VERIFY, P.ACCOUNTS_READ, P.ROLES_READ}),
     BuiltinRole.OPERATOR_SUPPORT: frozenset({P.PLATFORM_GRANTS_REQUEST}),

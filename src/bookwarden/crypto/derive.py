@@ -66,6 +66,7 @@ class KeyPurpose(enum.Enum):
     SELF_REGISTRATION = "self-registration", Method.HMAC_SHA256
     PASSWORD_RESET_REQUEST = "password reset requests", Method.HMAC_SHA256
     PRIVACY_REQUEST_FORM = "privacy request forms", Method.HMAC_SHA256
+    CONCERN_REPORT = "concern reports", Method.HMAC_SHA256
     # An open route's budget (throttle.Budget); parameter: the budget's name, one that the
     # rate_budgets CHECK allows. The bare name is the label because it always was.
     ADDRESS_BUDGET = "{}", Method.HMAC_SHA256

@@ -1,10 +1,11 @@
 """`bookwarden privacy`: access packages, erasure certificates, records of processing,
-disclosures, data-subject requests, DPO escalations."""
+disclosures, data-subject requests, DPO escalations, the privacy notice."""
 
 from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,11 +13,21 @@ import typer
 
 from bookwarden.access.permissions import Permission
 from bookwarden.audit import signing
-from bookwarden.console import Verdict, choice, command, connect, console_principal, fail, institution_id, uuid_option
+from bookwarden.console import (
+    Verdict,
+    choice,
+    command,
+    connect,
+    console_principal,
+    fail,
+    institution_id,
+    uuid_option,
+)
 from bookwarden.core.config import get_settings
 from bookwarden.db.session import tenant_session
 from bookwarden.privacy.disclosures import service as disclosures
 from bookwarden.privacy.escalations import service as dpo_escalations
+from bookwarden.privacy.notices import service as notices
 from bookwarden.privacy.records import service as records
 from bookwarden.privacy.requests import service as requests
 from bookwarden.privacy.subjects import erasure
@@ -194,3 +205,47 @@ def privacy_escalations_acknowledge(
     chosen = uuid_option("escalation_id", escalation_id)
     found = dpo_escalations.acknowledge(connect(), console_principal(), tenant, chosen)
     sys.stdout.write(json.dumps(found.model_dump(mode="json"), sort_keys=True, indent=2) + "\n")
+
+
+# -- the privacy notice ----------------------------------------------------------------------
+
+privacy_notice_app = typer.Typer(
+    help="An institution's privacy notice: publish and list versions.", no_args_is_help=True
+)
+privacy_app.add_typer(privacy_notice_app, name="notice")
+
+
+@command(privacy_notice_app, "publish", Permission.PRIVACY_NOTICE_MANAGE)
+def privacy_notice_publish(
+    tenant: Annotated[str, typer.Option(help="institution id or slug")],
+    version: Annotated[str, typer.Option(help="the new version's label (e.g. 2027-01)")],
+    file: Annotated[Path, typer.Option(help="the notice's text (UTF-8)", exists=True, dir_okay=False)],
+    material: Annotated[bool, typer.Option(help="a material change: every patron with an address is mailed")] = False,
+    summary: Annotated[str | None, typer.Option(help="what changed (required with --material)")] = None,
+    last_updated: Annotated[
+        datetime | None, typer.Option(formats=["%Y-%m-%d"], help='the "last updated" date it states; default today')
+    ] = None,
+) -> None:
+    """Publish a new version of an institution's privacy notice: in force at once; material: patrons are mailed."""
+
+    notice_text = file.read_text(encoding="utf-8")
+    with tenant_session(connect(), institution_id(tenant)) as session:
+        found = notices.publish(
+            session,
+            console_principal(),
+            version=version,
+            notice_text=notice_text,
+            material=material,
+            change_summary=summary,
+            last_updated=last_updated.date() if last_updated is not None else None,
+        )
+    sys.stdout.write(json.dumps(found.model_dump(mode="json"), sort_keys=True, indent=2) + "\n")
+
+
+@command(privacy_notice_app, "list", Permission.PRIVACY_NOTICE_MANAGE)
+def privacy_notice_list(tenant: Annotated[str, typer.Option(help="institution id or slug")]) -> None:
+    """An institution's notice versions, newest (in force) first, as JSON lines (without their text)."""
+
+    with tenant_session(connect(), institution_id(tenant)) as session:
+        found = notices.versions(session, console_principal())
+    sys.stdout.write("".join(json.dumps(v.model_dump(mode="json"), sort_keys=True) + "\n" for v in found))

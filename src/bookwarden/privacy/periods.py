@@ -29,6 +29,7 @@ from bookwarden.core.classification import Category
 from bookwarden.identity.jobs import INACTIVE_ACCOUNTS, PASSWORD_HISTORY, PURGE_EXPIRED, SESSION_KEPT_AFTER_END
 from bookwarden.jobs.service import UnknownJobKind, handler_for
 from bookwarden.privacy.complaints.jobs import ANSWERED_COMPLAINTS
+from bookwarden.privacy.concerns.jobs import RECEIVED_CONCERNS
 from bookwarden.privacy.consent.jobs import WITHDRAWN_CONSENT
 from bookwarden.privacy.registry import POLICIES, CategoryPolicy, Registry, registry
 from bookwarden.privacy.requests.form import INQUIRY_KEPT, LAPSE
@@ -109,6 +110,10 @@ PERIODS: tuple[EnforcedPeriod, ...] = (
     EnforcedPeriod(
         Category.CONTACT, "", ("complaints.contact_address",),
         *_by(ANSWERED_COMPLAINTS), Disposal.DELETED, "the address to answer to goes with its complaint",
+    ),
+    EnforcedPeriod(
+        Category.CONTACT, "", ("privacy_concerns.contact_address",),
+        *_by(RECEIVED_CONCERNS), Disposal.DELETED, "the address to answer a report at goes with the report",
     ),
     EnforcedPeriod(
         Category.CONTACT, "", ("outbox.to_address",),
@@ -193,6 +198,10 @@ PERIODS: tuple[EnforcedPeriod, ...] = (
         *_by(CLOSED_REQUESTS), Disposal.DELETED, "daily: completed or denied requests, with their one-time codes",
     ),
     EnforcedPeriod(
+        Category.CONCERNS, "2 years after the report was received", ("privacy_concerns.description",),
+        *_by(RECEIVED_CONCERNS), Disposal.DELETED, "daily: reports received 2 years ago, handled or not",
+    ),
+    EnforcedPeriod(
         Category.STAFF_ACTIVITY, "2 years after the grant ended", ("operator_grants.justification",),
         *_by(ENDED_GRANTS), Disposal.DELETED,
         "daily: grants denied, revoked or expired 2 years ago; the trail keeps every step without the justification",
@@ -250,7 +259,7 @@ def problems(
             out.append(f"{category.value}: publishes {policy.keep_days} days; its jobs apply {applied or 'none'}")
         covered = {location for p in mine for location in p.locations} | exempted
         out += [
-            f"{column.qualified}: holds {category.value}, kept \"{policy.retention}\", and no job removes it: name "
+            f'{column.qualified}: holds {category.value}, kept "{policy.retention}", and no job removes it: name '
             "it in privacy/periods.py PERIODS with its job, or in EXEMPT with the reason"
             for column in found.locations(category)
             if column.qualified not in covered

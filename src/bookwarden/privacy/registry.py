@@ -248,6 +248,13 @@ POLICIES: Mapping[Category, CategoryPolicy] = {
         "2 years after the grant ended",
         730,
     ),
+    Category.CONCERNS: CategoryPolicy(
+        "reports of suspected unauthorised access to an account, or that a child's data is held",
+        ("investigate the report, secure the account, remove a child's data held without consent",),
+        (STAFF + " (privacy and security officers, security contacts)", PLATFORM),
+        "2 years after the report was received",
+        730,
+    ),
 }
 
 

@@ -31,6 +31,8 @@ from bookwarden.privacy.consent import mailings, objections, unsubscribe
 from bookwarden.privacy.consent import service as consent
 from bookwarden.privacy.consent.models import ConsentMethod
 from bookwarden.privacy.consent.service import Channel, Choice, CookieState, Topic
+from bookwarden.privacy.notices import service as notices
+from bookwarden.privacy.notices.service import NoticeShown
 from bookwarden.tenancy.service import get_tenant
 
 router = APIRouter(tags=["privacy: consent and preferences"])
@@ -81,6 +83,8 @@ class PreferencesOut(BaseModel):
     patron_id: UUID
     preferences: list[PreferenceOut]
     objections: list[str]  # scopes the patron objects to now (third_party_disclosure, purpose:<name>)
+    # The notice in force: what a choice made now must name (another version is refused with 409).
+    privacy_notice: NoticeShown | None
 
 
 class ConsentRecordOut(BaseModel):
@@ -114,6 +118,8 @@ class CookieChoiceOut(BaseModel):
     chosen: bool
     notice_version: str | None
     recorded_at: datetime | None
+    # The notice in force: what a choice made now must name (another version is refused with 409).
+    privacy_notice: NoticeShown | None = None
 
 
 # -- preferences ------------------------------------------------------------------------------
@@ -125,6 +131,7 @@ def _preferences_out(session, principal, patron_id) -> PreferencesOut:
         patron_id=patron_id,
         preferences=[PreferenceOut(**p.__dict__) for p in found],
         objections=objections.current_objections(session, patron_id),
+        privacy_notice=notices.shown(session, notices.in_force(session)),
     )
 
 
@@ -222,8 +229,8 @@ def _remember_visitor(response: Response, visitor_id: UUID) -> None:
     )
 
 
-def _cookie_out(state: CookieState) -> CookieChoiceOut:
-    return CookieChoiceOut(**state.__dict__)
+def _cookie_out(session, state: CookieState) -> CookieChoiceOut:
+    return CookieChoiceOut(**state.__dict__, privacy_notice=notices.shown(session, notices.in_force(session)))
 
 
 def _tenant_id(db: Database, slug: str) -> UUID:
@@ -236,11 +243,13 @@ def visitor_cookie_choice(request: Request, tenant_slug: TenantSlug, db: Databas
     """The cookies the portal may set for this browser; no choice yet means strictly necessary only."""
     tenant_id = _tenant_id(db, tenant_slug)
     with tenant_session(db, tenant_id) as session:
-        return _cookie_out(consent.cookie_choice(session, visitor_id=_visitor(request)))
+        return _cookie_out(session, consent.cookie_choice(session, visitor_id=_visitor(request)))
 
 
 @router.put(
-    "/api/v1/portal/{tenant_slug}/cookie-choice", response_model=CookieChoiceOut, responses=responses(404, 422, 429)
+    "/api/v1/portal/{tenant_slug}/cookie-choice",
+    response_model=CookieChoiceOut,
+    responses=responses(404, 409, 422, 429),
 )
 def record_visitor_cookie_choice(
     request: Request,
@@ -264,8 +273,9 @@ def record_visitor_cookie_choice(
             preferences=body.preferences,
             notice_version=body.notice_version,
         )
+        shown = _cookie_out(session, state)
     _remember_visitor(response, visitor_id)
-    return _cookie_out(state)
+    return shown
 
 
 @router.get(f"{PRIVACY}/me/cookie-choice", response_model=CookieChoiceOut, responses=responses(401, 403))
@@ -273,10 +283,10 @@ def own_cookie_choice(principal: Principal = PATRON, db: Database = Depends(data
     """The signed-in patron's latest cookie choice, from any browser."""
     with tenant_scope(db, principal) as session:
         patron_id = accounts.own_patron_id(session, principal)
-        return _cookie_out(consent.cookie_choice(session, patron_id=patron_id, actor=principal))
+        return _cookie_out(session, consent.cookie_choice(session, patron_id=patron_id, actor=principal))
 
 
-@router.put(f"{PRIVACY}/me/cookie-choice", response_model=CookieChoiceOut, responses=responses(401, 403, 422))
+@router.put(f"{PRIVACY}/me/cookie-choice", response_model=CookieChoiceOut, responses=responses(401, 403, 409, 422))
 def record_own_cookie_choice(
     request: Request,
     response: Response,
@@ -296,8 +306,9 @@ def record_own_cookie_choice(
             patron_id=accounts.own_patron_id(session, principal),
             actor=principal,
         )
+        shown = _cookie_out(session, state)
     _remember_visitor(response, visitor_id)
-    return _cookie_out(state)
+    return shown
 
 
 # -- one-click unsubscribe ---------------------------------------------------------------------------

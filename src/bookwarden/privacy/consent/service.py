@@ -40,6 +40,7 @@ from bookwarden.core.errors import Conflict, InvalidInput, NotFound
 from bookwarden.db.session import TenantSession
 from bookwarden.library.models import Patron
 from bookwarden.privacy.consent.models import ConsentMethod, ConsentRecord, CookieChoice
+from bookwarden.privacy.notices import service as notices
 
 TARGET = "patron"
 RETENTION_JOB = "privacy.consent_retention"
@@ -205,6 +206,8 @@ def set_preferences(
         if name in wanted and wanted[name] != choice.subscribed:
             raise Conflict(f"choices: {choice.channel.value} {choice.topic.value} is both on and off")
         wanted[name] = choice.subscribed
+    # The version in force is what is recorded; naming another is refused (StaleNotice), nothing recorded.
+    notice_version = notices.label_to_record(session, notice_version)
     if any(wanted.values()) and not notice_version:
         raise InvalidInput("notice_version: say which version of the privacy notice the patron was shown")
     latest = _latest(session, patron_id, prefix=f"{COMMUNICATION}:")
@@ -324,7 +327,9 @@ def record_cookie_choice(
     actor: Principal | None = None,
 ) -> CookieState:
     """Record a browser's cookie choice (and the patron's, when one is signed in). The same choice made
-    again by the same browser under the same notice adds no row (a banner shown twice is one choice)."""
+    again by the same browser under the same notice adds no row (a banner shown twice is one choice).
+    A choice naming another version of the notice than the one in force is refused (StaleNotice)."""
+    notice_version = notices.label_to_record(session, notice_version)
     latest = session.scalars(
         select(CookieChoice)
         .where(CookieChoice.tenant_id == session.tenant_id, CookieChoice.visitor_id == visitor_id)

@@ -17,6 +17,7 @@ from bookwarden.db.session import Database
 from bookwarden.identity.signin.routes import source_address, too_many_attempts
 from bookwarden.identity.throttle import TooManyAttempts
 from bookwarden.library.schemas import Email, Text
+from bookwarden.privacy.notices.service import NoticeShown
 from bookwarden.privacy.registration import service as self_registration
 from bookwarden.privacy.registration.service import TIMEZONES, SettingsOut
 
@@ -35,6 +36,9 @@ class RegistrationIn(Input):
     name: Text
     email: Email
     birth_date: date
+    notice_version: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = Field(
+        None, description="the privacy notice version shown to the person; another than the one in force: 409"
+    )
 
 
 class RegistrationOut(BaseModel):
@@ -43,6 +47,9 @@ class RegistrationOut(BaseModel):
         description="false until the link mailed to the address is opened; until then the address is used for nothing"
     )
     confirm_by: datetime = Field(description="when the registration lapses (is erased) unless its address is confirmed")
+    privacy_notice: NoticeShown | None = Field(
+        description="the privacy notice in force when the registration was made, recorded with it (none: null)"
+    )
 
 
 class ConfirmIn(Input):
@@ -61,12 +68,13 @@ class SettingsIn(Input):
     timezone: TimeZone = "UTC"  # whose calendar says when someone turns 13
 
 
-@router.post("", status_code=201, response_model=RegistrationOut, responses=responses(403, 404, 429))
+@router.post("", status_code=201, response_model=RegistrationOut, responses=responses(403, 404, 409, 429))
 def register(body: RegistrationIn, request: Request, db: Database = Depends(database)):
     """Register yourself as a patron of an institution that allows it. Under 13: refused (403 age-gate)
     and nothing you sent is kept. Throttled per network address (429 with Retry-After). A link goes to the
     address you gave: until it is opened the address is used for nothing, and unconfirmed by `confirm_by`
-    (48 hours) the registration lapses."""
+    (48 hours) the registration lapses. The privacy notice in force is recorded with the registration and
+    shown in the answer; naming another version than the one in force: 409 notice-version-stale, nothing kept."""
     try:
         registered = self_registration.register(
             db,
@@ -75,10 +83,16 @@ def register(body: RegistrationIn, request: Request, db: Database = Depends(data
             name=body.name,
             email=body.email,
             birth_date=body.birth_date,
+            notice_version=body.notice_version,
         )
     except TooManyAttempts as refused:
         return too_many_attempts(request, refused)
-    return RegistrationOut(patron_id=registered.patron_id, email_confirmed=False, confirm_by=registered.confirm_by)
+    return RegistrationOut(
+        patron_id=registered.patron_id,
+        email_confirmed=False,
+        confirm_by=registered.confirm_by,
+        privacy_notice=registered.notice,
+    )
 
 
 @router.post("/confirm", response_model=ConfirmedOut, responses=responses(401, 403))

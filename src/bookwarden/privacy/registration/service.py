@@ -23,6 +23,10 @@ is bound to the patron's address index and pending state, so it works once, and 
 the address (which vouches for it). The mail names no one: a stranger's registration must not put their
 words in the owner's mailbox.
 
+The privacy notice in force (privacy/notices/service.py) is shown in the answer and recorded with the
+registration (a receipt that goes with the patron); a registration naming another version is refused like
+any other refusal here, before anything is written.
+
 A registration not confirmed in time lapses: the hourly job `privacy.self_registrations_lapse` erases the
 patron through the usual erasure (rows, subject key shredded, certificate) and records
 patron.self_registration_lapsed. A patron under a legal hold is kept until the hold ends.
@@ -59,6 +63,9 @@ from bookwarden.library import service as library
 from bookwarden.library.models import Patron
 from bookwarden.notify.models import MailCategory
 from bookwarden.notify.service import mail_time, queue_mail
+from bookwarden.privacy.notices import service as notices
+from bookwarden.privacy.notices.models import Collection
+from bookwarden.privacy.notices.service import NoticeShown
 from bookwarden.privacy.retention import holds
 from bookwarden.privacy.retention.models import SelfRegistrationSetting
 from bookwarden.privacy.subjects import erasure
@@ -122,6 +129,7 @@ class InvalidConfirmationLink(BookwardenError):
 class Registered:
     patron_id: UUID
     confirm_by: datetime  # the address counts once confirmed; unconfirmed by then, the registration lapses
+    notice: NoticeShown | None = None  # the privacy notice in force when it was made (recorded with it)
 
 
 class SettingsOut(BaseModel):
@@ -196,10 +204,14 @@ def register(
     name: str,
     email: str,
     birth_date: date,
+    notice_version: str | None = None,
     today: date | None = None,
 ) -> Registered:
     """A person registers as a patron of the institution `slug`: the new patron, whose address counts only
-    once the link mailed to it is opened (by `confirm_by`; the registration lapses after)."""
+    once the link mailed to it is opened (by `confirm_by`; the registration lapses after).
+
+    The privacy notice in force is recorded with the registration (a receipt) and shown in the answer; a
+    registration naming another version than the one in force is refused (StaleNotice) and nothing is kept."""
     key = throttle_key(db, source_address)
     with platform_session(db) as session:
         try:
@@ -221,6 +233,12 @@ def register(
             refusal = SelfRegistrationClosed(tenant.slug)
         if refusal is None and not old_enough(birth_date, today or today_in(setting.timezone)):
             refusal = UnderMinimumAge()
+        notice = None
+        if refusal is None:
+            try:
+                notice = notices.checked(session, notice_version)
+            except notices.StaleNotice as stale:
+                refusal = stale
         if refusal is None:
             created = library.create(
                 session, library.PATRONS, schemas.PatronCreate(name=name, email=email, birth_date=birth_date)
@@ -237,10 +255,12 @@ def register(
                 now=now.timestamp(),
             )
             mailed = _mail_confirmation(session, tenant, email, link)
+            notices.record_receipt(session, notice, Collection.SELF_REGISTRATION, created.id)
             confirm_by = patron.email_unconfirmed_until
             details = {"channel": "self_registration", "email_confirm_by": confirm_by.isoformat(), "message_id": mailed}
+            details["notice_version"] = notice.version if notice is not None else None
             record(session, Action.SELF_REGISTERED, ("patron", created.id), details=details)
-            return Registered(created.id, confirm_by)
+            return Registered(created.id, confirm_by, notices.shown(session, notice))
     _record_refusal(db, tenant.id, refusal)
     raise refusal
 

@@ -24,6 +24,10 @@ made per patron, all confirmed by the one code and marked with one shared_addres
 institution's officer to settle: approve the requester's, deny the others with the reason. Nothing of
 this shows in the answer or its time, which are the same for no match, one match and several.
 
+The institution's privacy notice in force is shown in the answer (the same whoever matched) and recorded
+with every request the form made (privacy/notices/service.py); a form naming another version is refused
+before anything is looked up.
+
 Without an institution, the platform (the processor) cannot place the request: it keeps a
 pending inquiry, with the contact address sealed under a key of its own and a random tracking
 reference for the requester, and answers asking which institution. Named later with that
@@ -65,6 +69,9 @@ from bookwarden.library.models import Patron
 from bookwarden.library.schemas import LookupField
 from bookwarden.notify.models import MailCategory
 from bookwarden.notify.service import ADDRESS, queue_mail
+from bookwarden.privacy.notices import service as notices
+from bookwarden.privacy.notices.models import Collection
+from bookwarden.privacy.notices.service import NoticeShown
 from bookwarden.privacy.requests import service as requests
 from bookwarden.privacy.requests.models import (
     InquiryStatus,
@@ -112,6 +119,8 @@ class FormAnswer(BaseModel):
     institution: str | None = None
     verification_id: UUID | None = None
     inquiry_reference: str | None = None
+    # The institution's privacy notice in force when the form was received, recorded with each request it made.
+    privacy_notice: NoticeShown | None = None
 
 
 class CodeResult(enum.StrEnum):
@@ -141,8 +150,12 @@ def submit(
     source_address: str,
     objection_scope: str | None = None,
     corrections: dict[str, Any] | None = None,
+    notice_version: str | None = None,
 ) -> FormAnswer:
     """Receive a form: a code to the address on file when a patron matches, the same answer when none does.
+
+    The institution's privacy notice in force is shown in the answer and recorded with every request made; a
+    form naming another version than the one in force is refused (StaleNotice) before anything is looked up.
 
     Raises TooManyAttempts when the sender's address must wait, InvalidInput for a form that is not
     valid whoever it names (checked before anything is looked up, so the refusal tells nothing).
@@ -152,7 +165,8 @@ def submit(
     scope, changes = requests.checked_details(kind, objection_scope, corrections)
     if institution is None:
         return _inquiry(db, kind, LookupField(by), value, scope)
-    return _submit_in(db, _institution(db, institution), kind, LookupField(by), value, scope, changes, None)
+    tenant = _institution(db, institution)
+    return _submit_in(db, tenant, kind, LookupField(by), value, scope, changes, None, notice_version)
 
 
 def verify(db: Database, *, institution: str, verification_id: UUID, code: str) -> CodeCheck:
@@ -216,9 +230,14 @@ def _submit_in(
     scope: str | None,
     changes: dict[str, Any] | None,
     inquiry_id: UUID | None,
+    notice_version: str | None = None,
 ) -> FormAnswer:
     started = time.monotonic()
     with tenant_session(db, tenant.id) as session:
+        # Before anything is looked up: a stale form is refused alike whoever it names.
+        notice = notices.checked(session, notice_version)
+        shown = notices.shown(session, notice)
+        label = notice.version if notice is not None else None
         code = "".join(secrets.choice("0123456789") for _ in range(CODE_DIGITS))
         challenge = RequestChallenge(tenant_id=tenant.id, id=uuid4(), attempts=0)
         challenge.code_hash = _code_hash(session, challenge.id, code)
@@ -228,7 +247,7 @@ def _submit_in(
             session.add(challenge)
             session.flush()
             details = {"channel": RequestChannel.FORM.value, "by": by.value, "reason": found.unmatched}
-            details |= {"challenge_id": challenge.id, "inquiry_id": inquiry_id}
+            details |= {"challenge_id": challenge.id, "inquiry_id": inquiry_id, "notice_version": label}
             audit.record(session, Action.PRIVACY_REQUEST_RECEIVED, outcome=Outcome.FAILED, details=details)
         else:
             # One request per patron the address is on file for; one code confirms them all.
@@ -247,6 +266,10 @@ def _submit_in(
                 )
                 for patron in found.patrons
             ]
+            for made_request in made:
+                notices.record_receipt(
+                    session, notice, Collection.REQUEST_FORM, made_request.patron_id, made_request.id
+                )
             request = made[0]
             challenge.request_id = request.id
             session.add(challenge)
@@ -270,6 +293,7 @@ def _submit_in(
                 "challenge_id": challenge.id,
                 "message_id": mailed.id,
                 "expires_at": challenge.expires_at.isoformat(),
+                "notice_version": label,
             }
             if group is not None:
                 details |= {"shared_address_group": group, "request_ids": [r.id for r in made]}
@@ -280,6 +304,7 @@ def _submit_in(
         status=FormStatus.CODE_SENT,
         institution=tenant.slug,
         verification_id=challenge.id,
+        privacy_notice=shown,
         detail=(
             f"If {tenant.name} has one patron matching what you gave, with an email address on file, a "
             f"{CODE_DIGITS}-digit code is on its way to that address (not to any address typed here). Send it "

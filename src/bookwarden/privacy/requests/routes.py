@@ -59,6 +59,9 @@ class FormBase(Input):
     institution: Slug | None = Field(None, description="the institution's identifier; none: we ask which")
     by: LookupField = Field(description="how you identify yourself: email, institutional_id or barcode")
     value: Identifier
+    notice_version: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = Field(
+        None, description="the privacy notice version you were shown; another than the one in force: 409"
+    )
 
 
 def _per_kind(base: type[BaseModel], name: str):
@@ -283,6 +286,7 @@ def submit_form(body: FormIn, request: Request, db: Database = Depends(database)
             source_address=source_address(request),
             objection_scope=_scope(body),
             corrections=_corrections(body),
+            notice_version=body.notice_version,
         )
     except TooManyAttempts as refused:
         return too_many_attempts(request, refused)

@@ -1,0 +1,1 @@
+"""The institution's privacy notice: versions, the one in force, receipts of what was shown at collection."""
