@@ -154,6 +154,7 @@ class Action(enum.StrEnum):
     DISCLOSURE_POLICY_VIEWED = "privacy.disclosure_policy.viewed"
     DISCLOSURE_POLICY_CHANGED = "privacy.disclosure_policy.changed"
     MAILING_SENT = "mailing.sent"  # optional mail queued to the patrons who agreed to its topic
+    SHARING_CHECKED = "privacy.sharing.checked"  # the sharing gate asked: who is left out of sharing, and why
     # Access control.
     ACCESS_DENIED = "access.denied"
     AUTH_REJECTED = "auth.rejected"  # a credential that resolved to no principal

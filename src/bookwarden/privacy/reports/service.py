@@ -28,6 +28,11 @@ catalogue on the item id. What protects the patrons:
 Every release is recorded (publisher_reports: what was asked, k, epsilon, scale, and the exact
 body sent) and audited as publisher_report.released; reading a release again returns the same
 numbers and spends nothing. No report names or counts a patron id.
+
+- **Objections.** A release names a purpose (usage_statistics unless said) and asks the sharing
+  gate (privacy/consent/gate.py) first: the loans of patrons who object to disclosure to third
+  parties or to that purpose, or whose processing is restricted, are counted in no cell. Direct
+  marketing is refused as a purpose before anything is computed or spent.
 """
 
 from __future__ import annotations
@@ -53,8 +58,10 @@ from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
 from bookwarden.core.csv_safety import spreadsheet_safe
 from bookwarden.core.errors import Conflict, InvalidInput, NotFound
+from bookwarden.core.purposes import SharingPath, checked_purpose
 from bookwarden.db.session import TenantSession
 from bookwarden.library.models import Loan
+from bookwarden.privacy.consent.gate import check_sharing
 from bookwarden.privacy.reports import noise as report_noise
 from bookwarden.privacy.reports.catalogue import has_publisher
 from bookwarden.privacy.reports.models import (
@@ -72,6 +79,7 @@ MAX_EPSILON = 10.0  # per report
 MAX_BUDGET = 100.0  # per publisher
 MAX_BOUND = 100  # cells per patron, loans per cell
 LIST_LIMIT = 500
+DEFAULT_PURPOSE = "usage_statistics"
 
 
 class ReportFormat(enum.StrEnum):
@@ -340,9 +348,12 @@ def release(
     last_month: str,
     *,
     epsilon: float | None = None,
+    purpose: str = DEFAULT_PURPOSE,
 ) -> PublisherReport:
-    """Compute, record and audit one report; refused (409) when the publisher's budget cannot pay for it."""
+    """Compute, record and audit one report; refused (409) when the publisher's budget cannot pay for it.
+    Patrons the sharing gate leaves out for `purpose` are counted nowhere."""
     authorize(actor, Permission.REPORTS_PUBLISHERS)
+    purpose = checked_purpose(purpose)  # direct marketing refused before anything else is looked at
     first, last = month_of(first_month), month_of(last_month)
     _check_months(session, first, last)
     _known_publisher(session, publisher)
@@ -359,7 +370,8 @@ def release(
         mechanism = report_noise.build(epsilon or policy.epsilon_per_report, d_in)
         _debit(session, publisher, mechanism.epsilon)  # before any noisy number exists
 
-    rows = _contributions(session, publisher, first, last)
+    decision = check_sharing(session, SharingPath.PUBLISHER_REPORT, purpose, None, actor=actor)
+    rows = [row for row in _contributions(session, publisher, first, last) if decision.allows(row[2])]
     cells = true_cells(rows)
     published = publishable(cells, policy.k)
     if mechanism is not None:
@@ -398,6 +410,7 @@ def release(
         (TARGET, report.id),
         details={
             "publisher": publisher,
+            "purpose": purpose,
             "months": [m.strftime("%Y-%m") for m in (first, last)],
             "k": report.k,
             "noise": report.noise,
