@@ -38,7 +38,7 @@ def place(tenant, client_for, in_tenant) -> Place:
 def test_direct_marketing_is_never_a_purpose(purpose):
     with pytest.raises(PurposeRefused, match="direct marketing") as refused:
         checked_purpose(purpose)
-    assert refused.value.status == 422 and refused.value.slug == "direct-marketing-refused"
+    assert refused.value.status == 403 and refused.value.slug == "direct-marketing-refused"
 
 
 @pytest.mark.parametrize("purpose", ["usage_analysis", "court_order", "newsletters", "patron_administration"])

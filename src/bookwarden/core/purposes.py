@@ -9,7 +9,8 @@ Direct marketing is refused outright, whatever the basis and whatever the patron
 statement promises "We do not disclose personal information to third parties for direct marketing
 purposes", and an objection to direct marketing (GDPR art. 21(2)-(3)) admits no balancing at all.
 A purpose is a name (`[a-z0-9_]{1,80}`, as objections name them: `purpose:<name>`); one that names
-marketing or advertising in any spelling of those words is refused before anything is read.
+marketing or advertising in any spelling of those words is refused before anything is read, with
+403 direct-marketing-refused.
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ from __future__ import annotations
 import enum
 import re
 
-from bookwarden.core.errors import InvalidInput
+from bookwarden.core.errors import Forbidden, InvalidInput
 
 PURPOSE_PATTERN = r"^[a-z0-9_]{1,80}$"
 _PURPOSE = re.compile(PURPOSE_PATTERN)
 # Substrings, not words: "telemarketing", "directmarketing" and "targeted_advertisement" are refused too.
 _MARKETING = re.compile(r"market|advertis|promot")
+# Mail kinds are a closed list (the optional topics); these are the marketing kinds the API names only to
+# refuse them, so that a client asking for one learns why.
+REFUSED_MAIL_KINDS = ("direct_marketing", "marketing", "advertising", "promotions")
 # The OpenAPI extension (and the console command attribute) declaring that a route or command lets
 # patron data leave the institution, and by which path: tests/invariants/test_sharing_gate.py reads it.
 SHARING_MARKER = "x-bookwarden-sharing"
@@ -37,8 +41,9 @@ class SharingPath(enum.StrEnum):
     OPTIONAL_MAIL = "optional_mail"  # the institution's optional mail (privacy/consent/mailings.py)
 
 
-class PurposeRefused(InvalidInput):
-    """A purpose the platform never serves: direct marketing."""
+class PurposeRefused(Forbidden):
+    """A purpose the platform never serves: direct marketing. Forbidden (403), not invalid input: the name
+    is well formed and the API's schema accepts it; a standing rule forbids it, to everyone."""
 
     slug, title = "direct-marketing-refused", "Direct marketing refused"
 

@@ -156,7 +156,7 @@ def delete_own_post(post_id: UUID, principal: Principal = OWN, db: Database = De
 class ExportIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     format: export.ExportFormat = export.ExportFormat.JSONL
-    # What the file is for: patrons who object to it are left out; direct marketing is refused (422).
+    # What the file is for: patrons who object to it are left out; direct marketing is refused (403).
     purpose: Annotated[str, StringConstraints(pattern=PURPOSE_PATTERN)] = export.DEFAULT_PURPOSE
 
 

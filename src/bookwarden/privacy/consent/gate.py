@@ -5,7 +5,7 @@
 library/guards.py), every publisher report (privacy/reports) and every mailing and optional mail
 (privacy/consent/mailings.py, and the outbox's own check through notify/policies.py). It
 
-1. refuses direct marketing as a purpose, outright (core/purposes.py: 422 direct-marketing-refused);
+1. refuses direct marketing as a purpose, outright (core/purposes.py: 403 direct-marketing-refused);
 2. names the patrons whose data must not go, each with its reason:
    - `objected:third_party_disclosure`: the patron objects to disclosure to third parties, on every
      path whose data reaches a third party (a disclosure, a bulk export, a publisher report);

@@ -22,7 +22,7 @@ from bookwarden.access.permissions import Permission
 from bookwarden.access.principal import Principal
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import responses
-from bookwarden.core.purposes import PURPOSE_PATTERN, SharingPath, sharing_marker
+from bookwarden.core.purposes import REFUSED_MAIL_KINDS, SharingPath, sharing_marker
 from bookwarden.core.text import line, lines
 from bookwarden.db.session import Database, platform_session, tenant_session
 from bookwarden.identity import throttle
@@ -349,9 +349,9 @@ SUBJECT_LINE = rf"^[^{CONTROL}]*[^{CONTROL}\s][^{CONTROL}]*$"
 
 
 class MailingIn(Input):
-    # An optional topic (newsletters, events, recommendations, surveys): a mail kind is a purpose, and
-    # direct marketing is refused with its reason (422 direct-marketing-refused), so any name reaches the service.
-    topic: Annotated[str, StringConstraints(pattern=PURPOSE_PATTERN)]
+    # An optional topic; the marketing kinds are named only to be refused with the reason (403
+    # direct-marketing-refused): a mail kind is a purpose, and direct marketing is never one.
+    topic: Literal["newsletters", "events", "recommendations", "surveys", *REFUSED_MAIL_KINDS]
     subject: Annotated[str, StringConstraints(max_length=200, pattern=SUBJECT_LINE)]
     message: lines(20_000)
 

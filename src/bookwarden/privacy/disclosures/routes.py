@@ -100,7 +100,7 @@ def record_disclosure(body: DisclosureIn, principal: Principal = MANAGE, db: Dat
     """Record a sharing of personal data with a third party before it happens: patrons who objected, or
     whose processing is restricted, are left out (unless the basis is a legal obligation), and the subjects
     are told when the policy says so. Share only the data of the patrons returned in patron_ids. 409 objected
-    when every patron named is left out; 422 direct-marketing-refused for a marketing purpose."""
+    when every patron named is left out; 403 direct-marketing-refused for a marketing purpose."""
     with tenant_scope(db, principal) as session:
         made = disclosures.disclose(
             session,
