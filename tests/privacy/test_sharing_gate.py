@@ -118,14 +118,20 @@ def test_a_restricted_patron_is_in_no_export(place, tenant, in_tenant):
     assert _exported(place, _export(place, [ann, bo], None), [ann, bo]) == {ann}
 
 
-def test_without_the_gate_loaded_nothing_is_exported(place, monkeypatch):
+def test_without_the_gate_loaded_nothing_is_exported_and_the_approval_is_not_spent(place, monkeypatch):
     ann, bo = _patrons(place, 2)
+    asker, checker = (place.client_for(place.tenant, permissions=OFFICER) for _ in range(2))
+    approval = asker.post("/api/v1/patrons/exports", json={"format": "jsonl"}).json()["id"]
+    assert checker.post(f"/api/v1/approvals/{approval}/approve").status_code == 200
     monkeypatch.setattr(guards, "_sharing_gate", [])
 
     with pytest.raises(RuntimeError, match="sharing gate"):
         guards.sharing_gate()
-    failed = _export(place, [ann, bo], None)
+    failed = asker.get(f"/api/v1/patrons/exports/{approval}")
     assert failed.status_code == 500 and str(ann) not in failed.text  # fails closed: not one row
+
+    monkeypatch.undo()
+    assert _exported(place, asker.get(f"/api/v1/patrons/exports/{approval}"), [ann, bo]) == {ann, bo}
 
 
 def test_an_objection_to_marketing_stops_every_optional_mail_whatever_was_subscribed(in_tenant, tenant):

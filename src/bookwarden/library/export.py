@@ -96,12 +96,13 @@ def _download(
     try:
         with scope() as session:
             fmt, purpose = _claim(session, principal, approval_id)
-            tenant_id = session.tenant_id
             # Asked once, for every patron, in the download's transaction: the rows left out are the
             # ones the gate names, and its event (privacy.sharing.checked) commits with patron.exported.
+            # Before the claim counts: a gate that cannot answer spends no approval.
             with audit.acting(context):
                 decision = sharing_gate()(session, SharingPath.BULK_EXPORT, purpose, None, actor=principal)
             excluded = len(decision.excluded)
+            tenant_id = session.tenant_id
             yield fmt
             try:
                 yield _header(fmt)

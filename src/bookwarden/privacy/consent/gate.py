@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from uuid import UUID
 
 from sqlalchemy import Uuid, any_, literal, select
@@ -65,7 +65,7 @@ class SharingDecision:
     purpose: str
     excluded: dict[UUID, str]  # patron -> reason ("objected:<scope>" or "restricted")
     overridden: int = 0  # left in despite an objection or restriction: a legal obligation
-    considered: list[UUID] | None = field(default=None)  # None: every patron of the institution
+    considered: list[UUID] | None = None  # None: every patron of the institution
 
     def allows(self, patron_id: UUID) -> bool:
         return patron_id not in self.excluded
