@@ -24,15 +24,14 @@ catalogue on the item id. What protects the patrons:
   spend the last of it. The noise covers the published numbers. Which cells are published is
   decided on the true counts (the k rule is a promise about true counts): that choice is
   protected by k and by the closed months, not by epsilon.
-
-Every release is recorded (publisher_reports: what was asked, k, epsilon, scale, and the exact
-body sent) and audited as publisher_report.released; reading a release again returns the same
-numbers and spends nothing. No report names or counts a patron id.
-
 - **Objections.** A release names a purpose (usage_statistics unless said) and asks the sharing
   gate (privacy/consent/gate.py) first: the loans of patrons who object to disclosure to third
   parties or to that purpose, or whose processing is restricted, are counted in no cell. Direct
   marketing is refused as a purpose before anything is computed or spent.
+
+Every release is recorded (publisher_reports: what was asked, k, epsilon, scale, and the exact
+body sent) and audited as publisher_report.released; reading a release again returns the same
+numbers and spends nothing. No report names or counts a patron id.
 """
 
 from __future__ import annotations
