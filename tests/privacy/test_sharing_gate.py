@@ -5,9 +5,11 @@ that shares is run against it in tests/invariants/test_sharing_gate.py."""
 from __future__ import annotations
 
 import hashlib
+import uuid
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
 from bookwarden.core.errors import InvalidInput
@@ -16,7 +18,7 @@ from bookwarden.library import guards
 from bookwarden.privacy.consent import gate, mailings, objections, unsubscribe
 from bookwarden.privacy.consent.service import Topic
 from bookwarden.privacy.restrictions import service as restrictions
-from tests.invariants.test_sharing_gate import Place, _export, _exported, _object, _patrons
+from tests.invariants.test_sharing_gate import Place, _export, _exported, _lend, _object, _patrons, _release
 from tests.privacy.test_complaints import _principal
 from tests.privacy.test_unsubscribe import _queue_newsletter, _subscribed_patron
 
@@ -178,3 +180,42 @@ def test_an_objection_recorded_in_one_institution_is_not_read_in_another(place, 
     with in_tenant(other_tenant) as session:
         decision = gate.check_sharing(session, SharingPath.BULK_EXPORT, "patron_administration", None)
         assert decision.excluded == {}
+
+
+def test_the_database_refuses_a_marketing_purpose_whatever_code_writes_it(in_tenant, tenant):
+    with in_tenant(tenant) as session:
+        for table, values in (
+            (
+                "disclosures",
+                "(tenant_id, id, recipient, kind, purpose, basis, categories, subject_count, refused_count, "
+                "notices_queued, disclosed_by) VALUES (:t, :i, 'Ads Ltd', 'other', :p, 'consent', '[]', 0, 0, 0, :i)",
+            ),
+            (
+                "publisher_reports",
+                "(tenant_id, id, publisher, purpose, first_month, last_month, k, noise, mechanism, cells_published, "
+                "cells_suppressed, body, released_by) VALUES (:t, :i, 'Penguin', :p, '2026-01-01', '2026-01-01', 10, "
+                "false, 'none', 0, 0, '{}', :i)",
+            ),
+        ):
+            for purpose in ("direct_marketing", "telemarketing"):
+                with pytest.raises(IntegrityError, match="not_marketing"), session.begin_nested():
+                    session.execute(
+                        text(f"INSERT INTO {table} {values}"),
+                        {"t": tenant.id, "i": uuid.uuid4(), "p": purpose},
+                    )
+
+
+def test_a_release_records_its_purpose_and_lists_it(place, tenant, in_tenant):
+    ann, bo = _patrons(place, 2)
+    _lend(place, [ann, bo])
+
+    released = _release(place, [ann, bo], "collection_review")
+    listed = place.client_for(tenant, permissions={Permission.REPORTS_PUBLISHERS}).get("/api/v1/reports/publishers")
+
+    assert released.status_code == 201, released.text
+    assert [r["purpose"] for r in listed.json()["items"]] == ["collection_review"]
+    with in_tenant(tenant) as session:
+        details = session.execute(
+            text("SELECT details FROM audit_events WHERE action = 'publisher_report.released'")
+        ).scalar_one()
+    assert details["purpose"] == "collection_review"

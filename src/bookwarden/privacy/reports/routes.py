@@ -232,6 +232,7 @@ class ReportOut(BaseModel):
 class ReleaseOut(BaseModel):
     id: UUID
     publisher: str
+    purpose: str
     first_month: str
     last_month: str
     k: int
@@ -294,6 +295,7 @@ def _release(report) -> ReleaseOut:
     return ReleaseOut(
         id=report.id,
         publisher=report.publisher,
+        purpose=report.purpose,
         first_month=f"{report.first_month:%Y-%m}",
         last_month=f"{report.last_month:%Y-%m}",
         k=report.k,

@@ -386,6 +386,7 @@ def release(
         id=uuid.uuid4(),
         tenant_id=session.tenant_id,
         publisher=publisher,
+        purpose=purpose,
         first_month=first,
         last_month=last,
         k=policy.k,
