@@ -33,6 +33,7 @@ from bookwarden.audit.events import Action, Outcome
 from bookwarden.core import logs
 from bookwarden.core.config import get_settings
 from bookwarden.core.errors import BookwardenError, Forbidden, InvalidInput
+from bookwarden.core.purposes import SharingPath
 from bookwarden.core.sensitive import find_sensitive
 from bookwarden.db.session import connect as connect_database
 from bookwarden.db.session import platform_session
@@ -107,8 +108,12 @@ def start_run(ctx: typer.Context) -> None:
     logs.configure(get_settings().log_level, stream="stderr")
 
 
-def command(group: typer.Typer, name: str, permission: Permission, **options: Any) -> Callable:
-    """Declare a command of `group` (an area's command group) and the one permission it needs.
+def command(
+    group: typer.Typer, name: str, permission: Permission, *, shares: SharingPath | None = None, **options: Any
+) -> Callable:
+    """Declare a command of `group` (an area's command group) and the one permission it needs; `shares`,
+    when the command lets patron data leave the institution, names its path through the sharing gate
+    (tests/invariants/test_sharing_gate.py runs each such command for a patron who objected).
 
         @command(audit_app, "verify", Permission.AUDIT_VERIFY)
         def audit_verify(...) -> None: ...
@@ -132,6 +137,7 @@ def command(group: typer.Typer, name: str, permission: Permission, **options: An
                 return run(*args, **kwargs)
 
         checked.required_permission = permission  # read by tests/invariants/test_audit_coverage.py
+        checked.shares = shares  # read by tests/invariants/test_sharing_gate.py
         group.command(name, **options)(checked)
         return checked
 

@@ -55,6 +55,7 @@ from tests.invariants.audit_coverage import (
     World,
     _found,
 )
+from tests.invariants.test_sharing_gate import OUTWARD_COMMANDS, OUTWARD_ROUTES, assert_gated
 
 
 def _load_recipes() -> None:
@@ -120,8 +121,10 @@ def test_every_route_writes_its_audit_event(world, method, path):
     before = world.trail.heads()
     response = call.send()
     assert response.status_code < 400, f"{method} {path}: {response.status_code} {response.text}"
-    event = _found(world.trail.since(before), call.expect, call.chain, f"{method} {path}")
+    seen = world.trail.since(before)
+    event = _found(seen, call.expect, call.chain, f"{method} {path}")
     assert event.request_id == response.headers["x-request-id"], "the event names another request"
+    assert_gated(seen, f"{method} {path}", (method, path) in OUTWARD_ROUTES)  # sharing asks the gate
 
 
 def test_the_exempt_routes_are_exactly_the_operational_ones():
@@ -275,6 +278,7 @@ def test_every_command_writes_its_audit_event(console, path):
     console.run(*run.args)
     seen = console.since(before)
     _found(seen, run.expect, run.chain, f"bookwarden {' '.join(path)}")
+    assert_gated(seen, f"bookwarden {' '.join(path)}", path in OUTWARD_COMMANDS)  # sharing asks the gate
     ran = _found(seen, Action.CONSOLE_COMMAND, PLATFORM_CHAIN, f"bookwarden {' '.join(path)}")
     assert ran.details["os_user"] == cli.os_user() and ran.details["command"] == " ".join(path)
     assert ran.actor_kind == "system" and ran.source_address == "console"

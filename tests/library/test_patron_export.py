@@ -46,7 +46,8 @@ def _ask(client, fmt="jsonl") -> str:
     asked = client.post(EXPORTS, json={"format": fmt})
     assert asked.status_code == 202, asked.text
     body = asked.json()
-    assert body["action"] == "export_patrons" and body["status"] == "pending" and body["params"] == {"format": fmt}
+    assert body["action"] == "export_patrons" and body["status"] == "pending"
+    assert body["params"] == {"format": fmt, "purpose": "patron_administration"}  # the default purpose
     return body["id"]
 
 
@@ -107,7 +108,7 @@ def test_after_approval_the_asker_downloads_every_patron_decrypted_once(asker, c
     assert len(rows) == 1
     outcome, details = rows[0]
     assert outcome == "succeeded"
-    assert details == {"approval_id": approval_id, "format": "jsonl", "count": COUNT, "completed": True}
+    assert details == {"approval_id": approval_id, "format": "jsonl", "count": COUNT, "completed": True, "excluded": 0}
     assert not any(name in json.dumps(details) for name in names)  # the count, never a value
 
 

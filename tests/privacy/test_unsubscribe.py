@@ -336,7 +336,7 @@ def test_a_mailing_goes_only_to_patrons_who_agreed_each_with_its_own_link(client
     )
 
     assert response.status_code == 202, response.text
-    assert response.json() == {"topic": "newsletters", "queued": 1, "without_address": 1}
+    assert response.json() == {"topic": "newsletters", "queued": 1, "without_address": 1, "objected": 0}
     with in_tenant(tenant) as session:
         [message] = session.scalars(select(OutboxMessage)).all()
         mail = open_mail(session, message)

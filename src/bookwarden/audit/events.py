@@ -164,6 +164,7 @@ class Action(enum.StrEnum):
     CONCERN_REPORTED = "concern.reported"  # also each refusal of the open form (throttled), without what was sent
     CONCERN_LISTED = "concern.listed"
     CONCERN_VIEWED = "concern.viewed"
+    SHARING_CHECKED = "privacy.sharing.checked"  # the sharing gate asked: who is left out of sharing, and why
     # Access control.
     ACCESS_DENIED = "access.denied"
     AUTH_REJECTED = "auth.rejected"  # a credential that resolved to no principal

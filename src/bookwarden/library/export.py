@@ -10,10 +10,13 @@ its target, and a download is refused when such an event exists. The trail is ap
 nothing can make an approval usable again; the approval row is locked for the whole download, so
 two downloads at the same moment cannot both pass the check.
 
-The download is no disclosure to a third party (privacy/disclosures/service.py): it hands the institution,
-the controller, its own data, to its own staff, under its own maker-checker. Passing the file on to
-anyone else is the institution's disclosure; it records it (POST /api/v1/privacy/disclosures), which
-leaves out the patrons who objected and tells the subjects when its policy says so.
+The file leaves the platform, and once it has left nothing holds where it goes: the export is treated
+as sharing beyond the institution. It names a purpose (approved with the format), and at download it
+asks the sharing gate (library/guards.py, filled by privacy/consent/hooks.py) which patrons must be left
+out: those who object to disclosure to third parties or to the purpose, and those whose processing is
+restricted. Their rows are not in the file (the others are: one patron's objection does not stop the
+institution's export), patron.exported counts them, and the gate records its reasons. Direct marketing
+is refused as a purpose when the export is asked, and again at download.
 """
 
 from __future__ import annotations
@@ -40,8 +43,11 @@ from bookwarden.core.authorize import authorize
 from bookwarden.core.csv_safety import spreadsheet_safe
 from bookwarden.core.errors import Conflict, NotFound
 from bookwarden.core.permissions import Permission
+from bookwarden.core.purposes import SharingPath, checked_purpose
 from bookwarden.db.session import Database, TenantSession
 from bookwarden.library import schemas, service
+from bookwarden.library.approvals import DEFAULT_PURPOSE
+from bookwarden.library.guards import sharing_gate
 from bookwarden.library.models import Patron
 
 log = structlog.get_logger()
@@ -49,11 +55,14 @@ BATCH = 200  # patrons decrypted and sent per page
 VALID_FOR = timedelta(hours=24)
 WHAT = "a bulk export of patrons"
 FIELDS = tuple(schemas.PatronOut.model_fields)
-__all__ = ["MEDIA_TYPES", "ExportFormat", "ask", "open_download"]
+__all__ = ["DEFAULT_PURPOSE", "MEDIA_TYPES", "ExportFormat", "ask", "open_download"]
 
 
-def ask(session: TenantSession, principal: Principal, fmt: ExportFormat) -> ApprovalRequest:
-    return approvals.ask(session, principal, SensitiveAction.EXPORT_PATRONS, {"format": fmt.value})
+def ask(
+    session: TenantSession, principal: Principal, fmt: ExportFormat, purpose: str = DEFAULT_PURPOSE
+) -> ApprovalRequest:
+    params = {"format": ExportFormat(fmt).value, "purpose": checked_purpose(purpose)}
+    return approvals.ask(session, principal, SensitiveAction.EXPORT_PATRONS, params)
 
 
 def open_download(
@@ -86,15 +95,21 @@ def _download(
     reader stops early (what it received was exported all the same). If the database fails mid-stream
     the transaction is lost, so the failure is recorded in one of its own, and the approval is spent.
     """
-    sent, completed, tenant_id, fmt = 0, False, None, None
+    sent, completed, tenant_id, fmt, excluded = 0, False, None, None, 0
     try:
         with scope() as session:
-            fmt = _claim(session, principal, approval_id)
+            fmt, purpose = _claim(session, principal, approval_id)
+            # Asked once, for every patron, in the download's transaction: the rows left out are the
+            # ones the gate names, and its event (privacy.sharing.checked) commits with patron.exported.
+            # Before the claim counts: a gate that cannot answer spends no approval.
+            with audit.acting(context):
+                decision = sharing_gate()(session, SharingPath.BULK_EXPORT, purpose, None, actor=principal)
+            excluded = len(decision.excluded)
             tenant_id = session.tenant_id
             yield fmt
             try:
                 yield _header(fmt)
-                for page in _pages(session):
+                for page in _pages(session, decision.allows):
                     chunk = _rows(fmt, page)
                     sent += len(page)  # counted when handed over: a reader may stop at this very yield
                     yield chunk
@@ -102,7 +117,7 @@ def _download(
             except GeneratorExit:
                 pass  # the reader went away; the event below still commits
             with audit.acting(context):
-                details = _details(approval_id, fmt, sent, completed)
+                details = {**_details(approval_id, fmt, sent, completed), "excluded": excluded}
                 audit.record(session, Action.PATRON_EXPORTED, ("approval", approval_id), details=details)
     except Exception as exc:
         if tenant_id is not None:  # claimed: a refusal before that is recorded as one by the API
@@ -110,7 +125,7 @@ def _download(
         raise
 
 
-def _claim(session: TenantSession, principal: Principal, approval_id: UUID) -> ExportFormat:
+def _claim(session: TenantSession, principal: Principal, approval_id: UUID) -> tuple[ExportFormat, str]:
     """Refuse unless `principal` asked for this export, it was approved less than 24 hours ago, and
     it was never downloaded; lock the approval until the download's transaction ends."""
     approval = session.get(ApprovalRequest, (session.tenant_id, approval_id))
@@ -118,7 +133,10 @@ def _claim(session: TenantSession, principal: Principal, approval_id: UUID) -> E
         # Someone else's export is "not found": its existence is not theirs to learn.
         raise NotFound(f"no patron export {approval_id} asked by you")
     fmt = ExportFormat(approval.params["format"])
-    require_approval(approval, SensitiveAction.EXPORT_PATRONS, {"format": fmt.value}, WHAT)
+    if "purpose" not in approval.params:
+        raise Conflict("this export was approved without a purpose, which every export now names: ask again")
+    purpose = checked_purpose(approval.params["purpose"])
+    require_approval(approval, SensitiveAction.EXPORT_PATRONS, {"format": fmt.value, "purpose": purpose}, WHAT)
     assert approval.decided_at is not None  # approved means decided
     if approval.decided_at + VALID_FOR <= datetime.now(UTC):
         raise Conflict(
@@ -142,11 +160,12 @@ def _claim(session: TenantSession, principal: Principal, approval_id: UUID) -> E
     )
     if downloaded is not None:
         raise Conflict("this export was downloaded already; an approval allows one download: ask again")
-    return fmt
+    return fmt, purpose
 
 
-def _pages(session: TenantSession) -> Iterator[list[BaseModel]]:
-    """Every patron of the tenant, decrypted, a page at a time in id order (keyset paging).
+def _pages(session: TenantSession, allows: Callable[[UUID], bool]) -> Iterator[list[BaseModel]]:
+    """Every patron of the tenant the gate `allows`, decrypted, a page at a time in id order (keyset paging).
+    A patron left out is never decrypted.
 
     Not service.list_page: that records patron.listed with every id, once per page; here the one
     event is patron.exported with the count.
@@ -159,8 +178,10 @@ def _pages(session: TenantSession) -> Iterator[list[BaseModel]]:
         records = service._records(session.execute(page.order_by(table.c.id).limit(BATCH)))
         if not records:
             return
-        yield service._open(session, service.PATRONS, records)
         last = records[-1][0]["id"]
+        shared = [record for record in records if allows(record[0]["id"])]
+        if shared:
+            yield service._open(session, service.PATRONS, shared)
 
 
 def _header(fmt: ExportFormat) -> bytes:

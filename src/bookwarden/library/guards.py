@@ -7,12 +7,15 @@ every change or deletion of a patron runs every check.
 
 Fail closed: until both kinds of guard are registered, no patron is changed or deleted, because a
 restricted patron changed, or a held one erased, could not be undone.
+
+The sharing gate (objections, restrictions, no direct marketing: privacy/consent/gate.py) is registered
+here too, for the bulk export of patrons.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 if TYPE_CHECKING:
@@ -47,8 +50,31 @@ def check_patron_deletion(session: TenantSession, patron_id: UUID) -> None:
 
 def _run(guards: list[Guard], what: str, session: TenantSession, patron_id: UUID) -> None:
     if not guards:
-        raise RuntimeError(
-            f"no patron can be {what} before the privacy guards are loaded (bookwarden.areas.load())"
-        )
+        raise RuntimeError(f"no patron can be {what} before the privacy guards are loaded (bookwarden.areas.load())")
     for guard in guards:
         guard(session, patron_id)
+
+
+# -- the sharing gate --------------------------------------------------------------------------------
+# Objections are privacy's, above this area, yet the bulk export lets every patron leave the platform
+# in one file: privacy registers its gate here (privacy/consent/hooks.py) and the export asks it.
+# Fail closed: with no gate registered, no export is made.
+
+# gate(session, path, purpose, patron_ids or None for all, actor=) -> a decision with `excluded`
+# ({patron id: reason}) and `allows(patron_id)`; it records its own audit event and refuses direct marketing.
+SharingGate = Callable[..., Any]
+
+_sharing_gate: list[SharingGate] = []
+
+
+def register_sharing_gate(gate: SharingGate) -> SharingGate:
+    _sharing_gate[:] = [gate]
+    return gate
+
+
+def sharing_gate() -> SharingGate:
+    if not _sharing_gate:
+        raise RuntimeError(
+            "no patron data can leave the platform before the sharing gate is loaded (bookwarden.areas.load())"
+        )
+    return _sharing_gate[0]

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from bookwarden.access.permissions import Permission
 from bookwarden.access.principal import Principal
@@ -19,6 +19,7 @@ from bookwarden.api.problems import responses
 from bookwarden.audit import record as audit
 from bookwarden.audit.routes import _closing as closing  # closes the chunks when the reader goes away
 from bookwarden.core.pagination import Page
+from bookwarden.core.purposes import PURPOSE_PATTERN, SharingPath, sharing_marker
 from bookwarden.db.session import Database
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.library import export, schemas, service
@@ -155,6 +156,8 @@ def delete_own_post(post_id: UUID, principal: Principal = OWN, db: Database = De
 class ExportIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     format: export.ExportFormat = export.ExportFormat.JSONL
+    # What the file is for: patrons who object to it are left out; direct marketing is refused (403).
+    purpose: Annotated[str, StringConstraints(pattern=PURPOSE_PATTERN)] = export.DEFAULT_PURPOSE
 
 
 @router.post("/patrons/exports", status_code=202, response_model=ApprovalOut, tags=["patrons"])
@@ -163,9 +166,11 @@ def ask_patron_export(
     principal: Principal = Depends(requires(Permission.PATRONS_EXPORT)),
     db: Database = Depends(database),
 ):
-    """Ask for every patron in one file; another holder of patrons.export approves at /approvals/{id}/approve."""
+    """Ask for every patron in one file, for a purpose; another holder of patrons.export approves at
+    /approvals/{id}/approve. Patrons who object to disclosure to third parties or to the purpose, or whose
+    processing is restricted, will be left out of the file."""
     with tenant_scope(db, principal) as session:
-        return export.ask(session, principal, body.format)
+        return export.ask(session, principal, body.format, body.purpose)
 
 
 EXPORT_CONTENT = {media: {"schema": {"type": "string"}} for media in export.MEDIA_TYPES.values()}
@@ -175,6 +180,7 @@ EXPORT_CONTENT = {media: {"schema": {"type": "string"}} for media in export.MEDI
     "/patrons/exports/{approval_id}",
     response_class=StreamingResponse,
     tags=["patrons"],
+    openapi_extra=sharing_marker(SharingPath.BULK_EXPORT),
     responses={
         **responses(404, 409),
         200: {"content": EXPORT_CONTENT, "description": "every patron as JSON lines or CSV, as an attachment"},
@@ -185,7 +191,8 @@ def download_patron_export(
     principal: Principal = Depends(requires(Permission.PATRONS_EXPORT)),
     db: Database = Depends(database),
 ):
-    """The approved export, for the one who asked: once, within 24 hours of the approval."""
+    """The approved export, for the one who asked: once, within 24 hours of the approval. Every patron but
+    those the sharing gate leaves out (objections, restrictions)."""
     # Opened here, before answering: a refusal (not the asker's, not approved, spent) is still a problem.
     scope = functools.partial(tenant_scope, db, principal)
     fmt, chunks = export.open_download(db, scope, principal, approval_id, audit.current())

@@ -107,8 +107,8 @@ def _deliver(session: TenantSession, message_id: UUID, settings: SmtpSettings) -
         log.info("notify.skipped", outcome=f"already_{message.status.value}", **fields)
         return None
     if message.category is MailCategory.OPTIONAL and not _still_wanted(session, message):
-        # An unsubscribe is honoured at once: also for optional mail queued before it and not sent yet.
-        _settle_failed(message, "not sent: the recipient unsubscribed from its topic after it was queued", fields)
+        # An unsubscribe (or an objection) is honoured at once: also for optional mail queued before it.
+        _settle_failed(message, "not sent: the recipient unsubscribed (or objected) after it was queued", fields)
         return None
 
     message.attempts += 1

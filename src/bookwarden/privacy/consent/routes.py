@@ -22,6 +22,7 @@ from bookwarden.access.permissions import Permission
 from bookwarden.access.principal import Principal
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import responses
+from bookwarden.core.purposes import REFUSED_MAIL_KINDS, SharingPath, sharing_marker
 from bookwarden.core.text import line, lines
 from bookwarden.db.session import Database, platform_session, tenant_session
 from bookwarden.identity import throttle
@@ -359,7 +360,9 @@ SUBJECT_LINE = rf"^[^{CONTROL}]*[^{CONTROL}\s][^{CONTROL}]*$"
 
 
 class MailingIn(Input):
-    topic: Literal["newsletters", "events", "recommendations", "surveys"]  # optional topics only
+    # An optional topic; the marketing kinds are named only to be refused with the reason (403
+    # direct-marketing-refused): a mail kind is a purpose, and direct marketing is never one.
+    topic: Literal["newsletters", "events", "recommendations", "surveys", *REFUSED_MAIL_KINDS]
     subject: Annotated[str, StringConstraints(max_length=200, pattern=SUBJECT_LINE)]
     message: lines(20_000)
 
@@ -368,16 +371,26 @@ class MailingOut(BaseModel):
     topic: Topic
     queued: int
     without_address: int
+    objected: int  # agreed, but left out: they object to the topic or to marketing, or are restricted
 
 
-@router.post(f"{PRIVACY}/mailings", status_code=202, response_model=MailingOut, responses=responses(401, 403, 422))
+@router.post(
+    f"{PRIVACY}/mailings",
+    status_code=202,
+    response_model=MailingOut,
+    responses=responses(401, 403, 422),
+    openapi_extra=sharing_marker(SharingPath.OPTIONAL_MAIL),
+)
 def send_mailing(
     body: MailingIn,
     principal: Principal = Depends(requires(Permission.MAILINGS_SEND)),
     db: Database = Depends(database),
 ):
     """Queue optional mail on a topic to every patron who agreed to it by email; each message carries its
-    own one-click unsubscribe link. Patrons who did not agree, or withdrew, get nothing."""
+    own one-click unsubscribe link. Patrons who did not agree, or withdrew, get nothing; nor do patrons who
+    object to the topic or to marketing, or whose processing is restricted (counted in objected)."""
     with tenant_scope(db, principal) as session:
-        sent = mailings.send(session, principal, Topic(body.topic), subject=body.subject, message=body.message)
-        return MailingOut(topic=sent.topic, queued=sent.queued, without_address=sent.without_address)
+        sent = mailings.send(session, principal, body.topic, subject=body.subject, message=body.message)
+        return MailingOut(
+            topic=sent.topic, queued=sent.queued, without_address=sent.without_address, objected=sent.objected
+        )

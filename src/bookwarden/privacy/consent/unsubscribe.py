@@ -39,6 +39,7 @@ from uuid import UUID
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
 from bookwarden.core.errors import BookwardenError, Conflict, InvalidInput
+from bookwarden.core.purposes import SharingPath
 from bookwarden.crypto.derive import KeyPurpose, derive
 from bookwarden.crypto.master import MasterKeys
 from bookwarden.db.session import Database, TenantSession, tenant_session
@@ -47,6 +48,7 @@ from bookwarden.library import service as library
 from bookwarden.library.models import Patron
 from bookwarden.notify.models import MailCategory, OutboxMessage
 from bookwarden.notify.service import queue_mail
+from bookwarden.privacy.consent import gate
 from bookwarden.privacy.consent import service as consent
 from bookwarden.privacy.consent.models import ConsentMethod
 from bookwarden.privacy.consent.service import LABELS, Channel, Topic
@@ -165,6 +167,7 @@ def queue_optional_mail(
     consent.require_patron(session, patron_id)
     if not consent.is_subscribed(session, patron_id, Channel.EMAIL, topic):
         raise OptedOut(f"patron {patron_id} has not agreed to {topic.value} by email (or withdrew): not queued")
+    _refuse_objector(session, patron_id, topic)
     public_url = str(LinkSettings().public_url)
     if not public_url.startswith("https://"):
         raise InvalidInput(
@@ -202,16 +205,30 @@ def check_optional_mail(session: TenantSession, to: str, headers: dict[str, str]
         raise OptedOut(
             f"patron {claims.patron_id} has not agreed to {claims.topic.value} by email (or withdrew): not queued"
         )
+    _refuse_objector(session, claims.patron_id, claims.topic)
     if (patron_email(session, claims.patron_id) or "").lower() != to.lower():
         # One patron's yes is not a licence to mail another address with their link.
         raise InvalidInput("an optional mail goes to the address on the record of the patron its link names")
 
 
 def still_wanted(session: TenantSession, headers: dict[str, str]) -> bool:
-    """At delivery: whether the patron an optional mail's link names still agrees to its topic (a mail
-    queued before an unsubscribe is not sent after it). A link that is not ours is not wanted either."""
+    """At delivery: whether the patron an optional mail's link names still agrees to its topic and has not
+    objected since (a mail queued before an unsubscribe or an objection is not sent after it). A link that
+    is not ours is not wanted either."""
     _, claims = _link_of(session, headers)
-    return claims is not None and consent.is_subscribed(session, claims.patron_id, Channel.EMAIL, claims.topic)
+    return (
+        claims is not None
+        and consent.is_subscribed(session, claims.patron_id, Channel.EMAIL, claims.topic)
+        and gate.excluded(session, SharingPath.OPTIONAL_MAIL, claims.topic.value, claims.patron_id) is None
+    )
+
+
+def _refuse_objector(session: TenantSession, patron_id: UUID, topic: Topic) -> None:
+    """The sharing gate's answer for one optional mail: a patron who objects to its topic (or to marketing),
+    or whose processing is restricted, gets none, whatever they subscribed to."""
+    reason = gate.excluded(session, SharingPath.OPTIONAL_MAIL, topic.value, patron_id)
+    if reason is not None:
+        raise OptedOut(f"patron {patron_id} is left out of optional mail on {topic.value} ({reason}): not queued")
 
 
 def _link_of(session: TenantSession, headers: dict[str, str]) -> tuple[str, UnsubscribeClaims | None]:

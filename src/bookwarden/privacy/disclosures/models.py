@@ -67,6 +67,8 @@ class Disclosure(Base):
         CheckConstraint("subject_count >= 0 AND refused_count >= 0 AND notices_queued >= 0", name="counts"),
         # Telling the subjects may be withheld only where the law forbids it: for a legal request.
         CheckConstraint("notice_withheld_reason IS NULL OR kind = 'legal_request'", name="withheld_only_legal"),
+        # Never direct marketing (core/purposes.py): NOT VALID in migration 0030, for new rows.
+        CheckConstraint("purpose !~ '(market|advertis|promot)'", name="not_marketing"),
         Index("ix_disclosures_time", "tenant_id", "disclosed_at"),
     )
     __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012

@@ -15,6 +15,7 @@ from bookwarden.access.principal import Principal
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import responses
 from bookwarden.core.classification import Category
+from bookwarden.core.purposes import PURPOSE_PATTERN, SharingPath, sharing_marker
 from bookwarden.core.text import line, lines
 from bookwarden.db.session import Database
 from bookwarden.identity.accounts import service as accounts
@@ -25,7 +26,7 @@ router = APIRouter(prefix="/api/v1/privacy", tags=["privacy: disclosures"], resp
 MANAGE = Depends(requires(Permission.PRIVACY_DISCLOSURES_MANAGE))
 PATRON = Depends(requires(Permission.SELF_SERVICE))
 
-PurposeName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,80}$")]
+PurposeName = Annotated[str, StringConstraints(pattern=PURPOSE_PATTERN)]
 
 
 class Input(BaseModel):
@@ -88,11 +89,18 @@ class NoticePolicyIn(Input):
     notify: bool
 
 
-@router.post("/disclosures", status_code=201, response_model=DisclosureMadeOut, responses=responses(404, 409))
+@router.post(
+    "/disclosures",
+    status_code=201,
+    response_model=DisclosureMadeOut,
+    responses=responses(404, 409),
+    openapi_extra=sharing_marker(SharingPath.DISCLOSURE),
+)
 def record_disclosure(body: DisclosureIn, principal: Principal = MANAGE, db: Database = Depends(database)):
     """Record a sharing of personal data with a third party before it happens: patrons who objected, or
     whose processing is restricted, are left out (unless the basis is a legal obligation), and the subjects
-    are told when the policy says so. Share only the data of the patrons returned in patron_ids."""
+    are told when the policy says so. Share only the data of the patrons returned in patron_ids. 409 objected
+    when every patron named is left out; 403 direct-marketing-refused for a marketing purpose."""
     with tenant_scope(db, principal) as session:
         made = disclosures.disclose(
             session,

@@ -2,13 +2,15 @@
 
 One function, so that no sharing can skip its three duties:
 
-1. Objections. A subject who objects to disclosure to third parties, or to the disclosure's purpose
-   (`purpose:<purpose>`), or whose processing is restricted (art. 18: the data is only kept), is left
-   out, unless the basis is a legal obligation (OBJECTIONS_CANNOT_STOP):
+1. Objections, through the sharing gate (privacy/consent/gate.py `check_sharing`). Direct marketing
+   is refused as a purpose. A subject who objects to disclosure to third parties, or to the
+   disclosure's purpose (`purpose:<purpose>`), or whose processing is restricted (art. 18: the data
+   is only kept), is left out, unless the basis is a legal obligation (OBJECTIONS_CANNOT_STOP):
    an objection (GDPR art. 21) weighs against the controller's own interests or task; it cannot
    override a law that obliges the institution to disclose (art. 6(1)(c), which art. 21 does not
    reach). The subjects left out are returned, and the caller shares only `patron_ids` of the result;
-   when every subject objected, nothing may be shared and the call is refused.
+   when every subject objected (a disclosure about one patron who objected, above all), nothing may be
+   shared and the whole disclosure is refused (409 objected).
 2. The record. Recipient, kind, purpose, basis, categories, the number of subjects (and which:
    disclosure_subjects, so a subject's access package lists the disclosures about them), who disclosed
    and when; an audit event with the counts and a SHA-256 of the subject ids.
@@ -18,10 +20,8 @@ One function, so that no sharing can skip its three duties:
    required, recorded and audited); the statement promises notice "to the extent it is practicable
    to do so and allowed by law".
 
-The bulk patron export (library/export.py) does not come through here: it hands the institution its
-own data (the institution is the controller, Bookwarden its processor), which is no disclosure to a
-third party. Should an institution pass that file on, that sharing is its own, and recording it here
-(POST /api/v1/privacy/disclosures) is how it keeps its record and honours objections.
+The bulk patron export (library/export.py) is not recorded here (it is a file of every patron, under
+maker-checker, with its own record), but it asks the same gate and leaves out the same patrons.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
 from bookwarden.core.classification import Category
 from bookwarden.core.errors import Conflict, InvalidInput, NotFound
+from bookwarden.core.purposes import SharingPath, checked_purpose
 from bookwarden.core.text import is_line, is_lines
 from bookwarden.crypto.fields import decrypt_field
 from bookwarden.db.session import TenantSession
@@ -48,7 +49,7 @@ from bookwarden.library import service as library
 from bookwarden.library.models import Patron
 from bookwarden.notify.models import MailCategory
 from bookwarden.notify.service import queue_mail
-from bookwarden.privacy.consent import objections
+from bookwarden.privacy.consent.gate import check_sharing
 from bookwarden.privacy.disclosures.models import (
     Disclosure,
     DisclosureKind,
@@ -57,7 +58,6 @@ from bookwarden.privacy.disclosures.models import (
     LegalBasis,
 )
 from bookwarden.privacy.registry import POLICIES
-from bookwarden.privacy.restrictions.models import Restriction
 from bookwarden.tenancy.models import Tenant
 
 TARGET = "disclosure"
@@ -75,6 +75,12 @@ NOTICE_DEFAULTS: dict[DisclosureKind, bool] = {
     DisclosureKind.LEGAL_REQUEST: True,
     DisclosureKind.OTHER: True,
 }
+
+
+class Objected(Conflict):
+    """Every patron a disclosure names objected (or is restricted): the whole disclosure is refused."""
+
+    slug = "objected"
 
 
 @dataclass(frozen=True)
@@ -112,7 +118,7 @@ def disclose(
         authorize(actor, Permission.PRIVACY_DISCLOSURES_MANAGE)
     basis, kind = _checked(LegalBasis, basis, "basis"), _checked(DisclosureKind, kind, "kind")
     recipient = _text(recipient, "recipient", 200)
-    purpose_scope = objections.purpose_scope(purpose)  # also checks the purpose is a name
+    purpose = checked_purpose(purpose)  # a name, and never direct marketing
     names = sorted({_checked(Category, c, "categories").value for c in categories})
     if not names:
         raise InvalidInput("categories: name at least one category of data shared")
@@ -126,16 +132,20 @@ def disclose(
             raise Conflict("notice_withheld_reason: only a legal request may keep the subjects from being told")
     _require_patrons(session, subjects)
 
-    refused: set[UUID] = set()
-    if basis not in OBJECTIONS_CANNOT_STOP:
-        refused = objections.objectors(session, subjects, [objections.THIRD_PARTY_DISCLOSURE, purpose_scope])
-        refused |= _restricted(session, subjects)
-    allowed = [p for p in subjects if p not in refused]
+    decision = check_sharing(
+        session,
+        SharingPath.DISCLOSURE,
+        purpose,
+        subjects,
+        legal_obligation=basis in OBJECTIONS_CANNOT_STOP,
+        actor=actor,
+    )
+    refused, allowed = set(decision.excluded), decision.allowed
     if not allowed:
-        raise Conflict(
+        raise Objected(
             f"every one of the {len(subjects)} patrons named objected to this disclosure (to third parties or "
             f"to the purpose {purpose}) or has their processing restricted; nothing may be shared on the basis "
-            f"{basis.value}"
+            f"{basis.value} (only a legal obligation passes an objection)"
         )
 
     principal = actor or audit.current().principal or SYSTEM
@@ -384,15 +394,6 @@ def _require_patrons(session: TenantSession, patron_ids: list[UUID]) -> None:
     if missing:
         shown = ", ".join(str(p) for p in missing[:5])
         raise NotFound(f"no patron {shown}{' and others' if len(missing) > 5 else ''} ({len(missing)} unknown)")
-
-
-def _restricted(session: TenantSession, patron_ids: list[UUID]) -> set[UUID]:
-    """Of `patron_ids`, those whose processing is restricted (GDPR art. 18): their data is only kept, so it
-    is not shared either, but for what a legal obligation demands (the same rule as objections)."""
-    found = select(Restriction.patron_id).where(
-        Restriction.tenant_id == session.tenant_id, Restriction.patron_id == any_(_ids(patron_ids))
-    )
-    return set(session.scalars(found))
 
 
 def _ids(ids: list[UUID]):

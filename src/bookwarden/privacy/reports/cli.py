@@ -12,6 +12,7 @@ from rich.table import Table
 
 from bookwarden.access.permissions import Permission
 from bookwarden.console import choice, command, connect, console_principal, err, fail, institution_id, out
+from bookwarden.core.purposes import SharingPath
 from bookwarden.db.session import tenant_session
 from bookwarden.privacy.reports import catalogue
 from bookwarden.privacy.reports import service as publisher_reports
@@ -94,7 +95,7 @@ def reports_budget(
     out.print(table)
 
 
-@command(reports_app, "publishers", Permission.REPORTS_PUBLISHERS)
+@command(reports_app, "publishers", Permission.REPORTS_PUBLISHERS, shares=SharingPath.PUBLISHER_REPORT)
 def reports_publishers(
     tenant: Annotated[str, typer.Option(help="institution id or slug")],
     publisher: Annotated[str, typer.Option(help="the publisher, as the catalogue names it")],
@@ -102,12 +103,16 @@ def reports_publishers(
     last_month: Annotated[str, typer.Option("--to", help="last month, YYYY-MM (ended)")],
     epsilon: Annotated[float | None, typer.Option(help="with noise on: epsilon to spend")] = None,
     fmt: Annotated[str, typer.Option("--format", help="json or csv")] = "json",
+    purpose: Annotated[
+        str, typer.Option(help="what the report is for: patrons who object to it are counted nowhere")
+    ] = publisher_reports.DEFAULT_PURPOSE,
 ) -> None:
-    """Release a publisher's anonymized usage report (cells under k patrons suppressed) and print it."""
+    """Release a publisher's anonymized usage report (cells under k patrons suppressed; patrons who object
+    counted nowhere) and print it."""
     chosen = choice("--format", fmt, publisher_reports.ReportFormat)
     with tenant_session(connect(), institution_id(tenant)) as session:
         report = publisher_reports.release(
-            session, console_principal(), publisher, first_month, last_month, epsilon=epsilon
+            session, console_principal(), publisher, first_month, last_month, epsilon=epsilon, purpose=purpose
         )
         body = publisher_reports.render(report, chosen)
     sys.stdout.write(body if body.endswith("\n") else body + "\n")

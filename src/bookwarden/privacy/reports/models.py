@@ -104,6 +104,8 @@ class PublisherReport(Base):
             "(NOT noise AND epsilon IS NULL AND noise_scale IS NULL AND sensitivity IS NULL)",
             name="noise_described",
         ),
+        CheckConstraint(r"purpose ~ '^[a-z0-9_]{1,80}$'", name="purpose_is_a_name"),
+        CheckConstraint("purpose !~ '(market|advertis|promot)'", name="not_marketing"),  # core/purposes.py
         Index("ix_publisher_reports_publisher", "tenant_id", "publisher", "released_at"),
     )
     # released_at comes from the database clock; fetch it on INSERT.
@@ -112,6 +114,7 @@ class PublisherReport(Base):
     tenant_id: Mapped[uuid.UUID] = _tenant_id()
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     publisher: Mapped[str] = mapped_column(String(200), info=PUBLISHER)
+    purpose: Mapped[str] = mapped_column(String(80), info=STATE)  # what it was released for (the sharing gate)
     first_month: Mapped[date] = mapped_column(Date, info=not_personal("first calendar month the report covers"))
     last_month: Mapped[date] = mapped_column(Date, info=not_personal("last calendar month the report covers"))
     k: Mapped[int] = mapped_column(Integer, info=SETTING)

@@ -15,6 +15,7 @@ from bookwarden.access.principal import Principal
 from bookwarden.api import bodies
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import responses
+from bookwarden.core.purposes import PURPOSE_PATTERN, SharingPath, sharing_marker
 from bookwarden.db.session import Database
 from bookwarden.privacy.reports import catalogue
 from bookwarden.privacy.reports import service as publisher_reports
@@ -189,6 +190,10 @@ class ReportIn(Input):
     # A count, not a last month: a range that runs backwards or too long cannot be asked for.
     months: Annotated[int, Field(ge=1, le=publisher_reports.MAX_MONTHS)] = 1
     epsilon: Epsilon | None = Field(None, description="with noise on: the epsilon to spend; default the policy's")
+    purpose: Annotated[str, StringConstraints(pattern=PURPOSE_PATTERN)] = Field(
+        publisher_reports.DEFAULT_PURPOSE,
+        description="what the report is for: patrons who object to it are counted nowhere; direct marketing is refused",
+    )
 
 
 class NoiseOut(BaseModel):
@@ -227,6 +232,7 @@ class ReportOut(BaseModel):
 class ReleaseOut(BaseModel):
     id: UUID
     publisher: str
+    purpose: str
     first_month: str
     last_month: str
     k: int
@@ -257,6 +263,7 @@ def _rendered(report, fmt: ReportFormat, status: int) -> Response:
     status_code=201,
     response_model=ReportOut,
     responses={201: REPORT_CONTENT[200], **responses(404, 409)},
+    openapi_extra=sharing_marker(SharingPath.PUBLISHER_REPORT),
 )
 def release_report(
     body: ReportIn,
@@ -265,12 +272,13 @@ def release_report(
     format: FormatQuery = ReportFormat.JSON,
 ):
     """Release a report of `months` whole months from `first_month`: loans and distinct patrons per title and
-    month, cells under k patrons suppressed, noise when the institution chose it. 409 when the publisher's
+    month, cells under k patrons suppressed, noise when the institution chose it; the loans of patrons who
+    object (to third parties or to the purpose) or are restricted are counted nowhere. 409 when the publisher's
     budget cannot pay for it, when the last month has not ended, or for an epsilon with noise off."""
     with tenant_scope(db, principal) as session:
         last_month = publisher_reports.add_months(body.first_month, body.months - 1)
         report = publisher_reports.release(
-            session, principal, body.publisher, body.first_month, last_month, epsilon=body.epsilon
+            session, principal, body.publisher, body.first_month, last_month, epsilon=body.epsilon, purpose=body.purpose
         )
         return _rendered(report, format, 201)
 
@@ -287,6 +295,7 @@ def _release(report) -> ReleaseOut:
     return ReleaseOut(
         id=report.id,
         publisher=report.publisher,
+        purpose=report.purpose,
         first_month=f"{report.first_month:%Y-%m}",
         last_month=f"{report.last_month:%Y-%m}",
         k=report.k,

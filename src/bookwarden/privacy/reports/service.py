@@ -24,6 +24,10 @@ catalogue on the item id. What protects the patrons:
   spend the last of it. The noise covers the published numbers. Which cells are published is
   decided on the true counts (the k rule is a promise about true counts): that choice is
   protected by k and by the closed months, not by epsilon.
+- **Objections.** A release names a purpose (usage_statistics unless said) and asks the sharing
+  gate (privacy/consent/gate.py) first: the loans of patrons who object to disclosure to third
+  parties or to that purpose, or whose processing is restricted, are counted in no cell. Direct
+  marketing is refused as a purpose before anything is computed or spent.
 
 Every release is recorded (publisher_reports: what was asked, k, epsilon, scale, and the exact
 body sent) and audited as publisher_report.released; reading a release again returns the same
@@ -53,8 +57,10 @@ from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
 from bookwarden.core.csv_safety import spreadsheet_safe
 from bookwarden.core.errors import Conflict, InvalidInput, NotFound
+from bookwarden.core.purposes import SharingPath, checked_purpose
 from bookwarden.db.session import TenantSession
 from bookwarden.library.models import Loan
+from bookwarden.privacy.consent.gate import check_sharing
 from bookwarden.privacy.reports import noise as report_noise
 from bookwarden.privacy.reports.catalogue import has_publisher
 from bookwarden.privacy.reports.models import (
@@ -72,6 +78,7 @@ MAX_EPSILON = 10.0  # per report
 MAX_BUDGET = 100.0  # per publisher
 MAX_BOUND = 100  # cells per patron, loans per cell
 LIST_LIMIT = 500
+DEFAULT_PURPOSE = "usage_statistics"
 
 
 class ReportFormat(enum.StrEnum):
@@ -340,9 +347,12 @@ def release(
     last_month: str,
     *,
     epsilon: float | None = None,
+    purpose: str = DEFAULT_PURPOSE,
 ) -> PublisherReport:
-    """Compute, record and audit one report; refused (409) when the publisher's budget cannot pay for it."""
+    """Compute, record and audit one report; refused (409) when the publisher's budget cannot pay for it.
+    Patrons the sharing gate leaves out for `purpose` are counted nowhere."""
     authorize(actor, Permission.REPORTS_PUBLISHERS)
+    purpose = checked_purpose(purpose)  # direct marketing refused before anything else is looked at
     first, last = month_of(first_month), month_of(last_month)
     _check_months(session, first, last)
     _known_publisher(session, publisher)
@@ -359,7 +369,8 @@ def release(
         mechanism = report_noise.build(epsilon or policy.epsilon_per_report, d_in)
         _debit(session, publisher, mechanism.epsilon)  # before any noisy number exists
 
-    rows = _contributions(session, publisher, first, last)
+    decision = check_sharing(session, SharingPath.PUBLISHER_REPORT, purpose, None, actor=actor)
+    rows = [row for row in _contributions(session, publisher, first, last) if decision.allows(row[2])]
     cells = true_cells(rows)
     published = publishable(cells, policy.k)
     if mechanism is not None:
@@ -375,6 +386,7 @@ def release(
         id=uuid.uuid4(),
         tenant_id=session.tenant_id,
         publisher=publisher,
+        purpose=purpose,
         first_month=first,
         last_month=last,
         k=policy.k,
@@ -398,6 +410,7 @@ def release(
         (TARGET, report.id),
         details={
             "publisher": publisher,
+            "purpose": purpose,
             "months": [m.strftime("%Y-%m") for m in (first, last)],
             "k": report.k,
             "noise": report.noise,
