@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 from sigma.correlations import (
+    CorrelationConditionNOT,
     SigmaCorrelationCondition,
     SigmaCorrelationConditionOperator,
     SigmaCorrelationRule,
@@ -146,8 +147,9 @@ def load(paths: Iterable[Path], tuning: Mapping[str, Mapping[str, Any]] | None =
                 _load_detection(ruleset, path, document)
     by_key = {detection.key: detection for detection in ruleset.detections}
     by_id = {detection.sigma_id: detection for detection in ruleset.detections if detection.sigma_id}
+    correlation_names = {str(d.get("name") or d.get("id")) for _, d in correlations}
     for path, document in correlations:
-        _load_correlation(ruleset, path, document, by_key, by_id, tuning)
+        _load_correlation(ruleset, path, document, by_key, by_id, tuning, correlation_names)
     if tuning:
         raise ValueError(f"tuning names no loaded correlation rule: {', '.join(sorted(tuning))}")
     _settle_outputs(ruleset, correlations)
@@ -195,6 +197,7 @@ def _load_correlation(
     by_key: dict[str, Detection],
     by_id: dict[str, Detection],
     tuning: dict[str, Mapping[str, Any]],
+    correlation_names: set[str],
 ) -> None:
     document = copy.deepcopy(document)
     name = document.get("name") or document.get("id")
@@ -213,7 +216,7 @@ def _load_correlation(
     for reference in references:
         detection = by_key.get(reference) or by_id.get(reference)
         if detection is None:
-            nested = any(c.key == reference for c in ruleset.correlations)
+            nested = reference in correlation_names
             reason = reason or (
                 f"refers to the correlation {reference!r}: correlations of correlations are not evaluated yet"
                 if nested
@@ -276,7 +279,18 @@ def _unsupported_correlation(rule: SigmaCorrelationRule) -> str | None:
             return "a condition over several fields is not evaluated"
     elif rule.type is SigmaCorrelationType.TEMPORAL_ORDERED:
         return "an extended condition on temporal_ordered is not evaluated (only on temporal)"
+    elif _has_not(condition.parsed):
+        return (
+            "`not` in an extended condition (a rule that did not match) is only known once a window closes; "
+            "the engine alerts as events arrive"
+        )
     return None
+
+
+def _has_not(node: Any) -> bool:
+    if isinstance(node, CorrelationConditionNOT):
+        return True
+    return any(_has_not(arg) for arg in getattr(node, "args", ()))
 
 
 def _tune(document: dict[str, Any], tuned: Mapping[str, Any]) -> None:
