@@ -34,8 +34,13 @@ def event(at: float = 0, message: str = "", **values: Any) -> Event:
     core = {key: values.pop(key) for key in ("user", "source_address", "host", "program", "pid") if key in values}
     line = values.pop("line", None)
     return Event(
-        time=T0 + timedelta(seconds=at), source=TEST_SOURCE, message=message, raw=message, fields=values,
-        line_number=line, **core,
+        time=T0 + timedelta(seconds=at),
+        source=TEST_SOURCE,
+        message=message,
+        raw=message,
+        fields=values,
+        line_number=line,
+        **core,
     )
 
 

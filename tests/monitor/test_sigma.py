@@ -77,7 +77,9 @@ def test_regular_expressions_search_with_their_flags(tmp_path):
 
 
 def test_cidr(tmp_path):
-    rule = detection(tmp_path, "selection:\n  DestinationIp|cidr:\n    - 10.0.0.0/8\n    - 'fd00::/8'\ncondition: selection")
+    rule = detection(
+        tmp_path, "selection:\n  DestinationIp|cidr:\n    - 10.0.0.0/8\n    - 'fd00::/8'\ncondition: selection"
+    )
     assert matches(rule, event(DestinationIp="10.1.2.3")) and matches(rule, event(DestinationIp="fd00::1"))
     assert not matches(rule, event(DestinationIp="11.0.0.1"))
     assert not matches(rule, event(DestinationIp="host.example"))  # a name is no address: no match, no error
@@ -322,7 +324,12 @@ def test_every_sigmahq_rule_loads_as_documented():
     assert fed[(None, "webserver", None)] == 13 and fed[("linux", None, None)] == 15
     unfed = collections.Counter(d.category or d.service for d in ruleset.detections if not d.fed)
     assert unfed == {
-        "process_creation": 122, "auditd": 53, "proxy": 29, "file_event": 8, "network_connection": 5, "nginx": 1
+        "process_creation": 122,
+        "auditd": 53,
+        "proxy": 29,
+        "file_event": 8,
+        "network_connection": 5,
+        "nginx": 1,
     }
 
 

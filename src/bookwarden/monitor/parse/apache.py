@@ -77,8 +77,15 @@ def parse_access(line: str) -> Event:
         bytes=None if found["bytes"] == "-" else int(found["bytes"]),
         referer=_dash(found["referer"]),
         user_agent=_dash(found["agent"]),
+        extension=_extension(path),
     )
     return event
+
+
+def _extension(path: str) -> str | None:
+    """The file extension a request names (Sigma's c-uri-extension), lower-cased: `/a/b.PHP` is `php`."""
+    last = path.rsplit("/", 1)[-1]
+    return last.rsplit(".", 1)[-1].lower() if "." in last.strip(".") else None
 
 
 def _dash(value: str | None) -> str | None:
