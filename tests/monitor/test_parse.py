@@ -202,6 +202,8 @@ def test_apache_access_log():
     assert event.source.category == "webserver"
     common = apache.parse_access('192.0.2.9 - - [10/Oct/2025:13:55:36 +0000] "GET / HTTP/1.0" 200 -')
     assert common.user is None and common.fields["user_agent"] is None and common.fields["bytes"] is None
+    with pytest.raises(syslog.Unparsable, match="bad time stamp"):
+        apache.parse_access('192.0.2.9 - - [32/Oct/2025:13:55:36 +0000] "GET / HTTP/1.0" 200 -')
 
 
 def test_flat_json_events():

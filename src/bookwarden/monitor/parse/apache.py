@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 from bookwarden.monitor.events import Event, LogSource, Outcome
 from bookwarden.monitor.parse.syslog import MONTHS, Unparsable
@@ -49,10 +49,7 @@ def parse_access(line: str) -> Event:
     found = _ACCESS.match(line)
     if found is None:
         raise Unparsable("not a Common or Combined Log Format line")
-    try:
-        time = datetime.strptime(found["stamp"], "%d/%b/%Y:%H:%M:%S %z")
-    except ValueError:
-        raise Unparsable(f"bad time stamp {found['stamp']!r}") from None
+    time = _access_time(found["stamp"])
     method, _, rest = found["request"].partition(" ")
     target, _, protocol = rest.rpartition(" ") if " " in rest else (rest, "", "")
     path, _, query = target.partition("?")
@@ -80,6 +77,23 @@ def parse_access(line: str) -> Event:
         extension=_extension(path),
     )
     return event
+
+
+_STAMP = re.compile(r"^(\d{2})/(\w{3})/(\d{4}):(\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2})$")
+
+
+def _access_time(stamp: str) -> datetime:
+    """`10/Oct/2025:13:55:36 -0700` (strptime is most of the parse time, hence by hand)."""
+    found = _STAMP.match(stamp)
+    month = MONTHS.get(found.group(2)) if found else None
+    if found is None or month is None:
+        raise Unparsable(f"bad time stamp {stamp!r}")
+    day, _, year, hour, minute, second, sign, zone_hours, zone_minutes = found.groups()
+    offset = timedelta(hours=int(zone_hours), minutes=int(zone_minutes)) * (-1 if sign == "-" else 1)
+    try:
+        return datetime(int(year), month, int(day), int(hour), int(minute), int(second), tzinfo=timezone(offset))
+    except ValueError as exc:
+        raise Unparsable(f"bad time stamp {stamp!r}: {exc}") from None
 
 
 def _extension(path: str) -> str | None:
