@@ -164,10 +164,39 @@ def _evaluate(node: Any, seen: set[str], references: dict[str, str]) -> bool:
     raise TypeError(f"unexpected correlation condition element {type(node).__name__}")
 
 
+def _lowered(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return (value if isinstance(value, str) else str(value)).lower()
+
+
+@dataclass
+class _Applicable:
+    """The rules for one log source, with those that require a field's value indexed by that value."""
+
+    rules: list[Detection]
+    always: list[Detection]
+    indexed: dict[str, tuple[Any, dict[str, list[Detection]]]]
+    order: dict[int, int]
+
+    @classmethod
+    def of(cls, rules: list[Detection]) -> _Applicable:
+        always, indexed = [], {}
+        for rule in rules:
+            if rule.requirement is None:
+                always.append(rule)
+                continue
+            name, values = rule.requirement
+            _, by_value = indexed.setdefault(name, (fields.getter(name), {}))
+            for value in values:
+                by_value.setdefault(value, []).append(rule)
+        return cls(rules, always, indexed, {id(rule): n for n, rule in enumerate(rules)})
+
+
 class Engine:
     def __init__(self, ruleset: Ruleset) -> None:
         self.ruleset = ruleset
-        self._applicable: dict[LogSource, list[Detection]] = {}
+        self._applicable: dict[LogSource, _Applicable] = {}
         self._states = [_CorrelationState(correlation) for correlation in ruleset.correlations]
         self._counting: dict[str, list[_CorrelationState]] = {}
         for state in self._states:
@@ -181,21 +210,41 @@ class Engine:
         self.matches = 0
 
     def rules_for(self, source: LogSource) -> list[Detection]:
+        """Every detection that applies to events from `source` (those raising alerts or counted by a correlation)."""
+        return self._applicable_to(source).rules
+
+    def _applicable_to(self, source: LogSource) -> _Applicable:
         found = self._applicable.get(source)
         if found is None:
-            found = self._applicable[source] = [
+            rules = [
                 d
                 for d in self.ruleset.detections
                 if (d.output or d.key in self._counting) and fields.covers(d.product, d.category, d.service, source)
             ]
+            found = self._applicable[source] = _Applicable.of(rules)
         return found
+
+    def _candidates(self, event: Event) -> list[Detection]:
+        """The rules worth trying on `event`: those with no required value, and those whose required value the
+        event holds (looked up, not tried one by one). In the order the rules were loaded."""
+        applicable = self._applicable_to(event.source)
+        if not applicable.indexed:
+            return applicable.rules
+        chosen = list(applicable.always)
+        for read, by_value in applicable.indexed.values():
+            value = read(event)
+            if value is not None and (hit := by_value.get(_lowered(value))):
+                chosen.extend(hit)
+        if len(chosen) > 1:
+            chosen.sort(key=lambda rule: applicable.order[id(rule)])
+        return chosen
 
     def feed(self, event: Event) -> list[Alert]:
         now = event.time if self.now is None or event.time > self.now else self.now
         self.now = now
         self.events += 1
         alerts = self._close(now)
-        for detection in self.rules_for(event.source):
+        for detection in self._candidates(event):
             if not detection.predicate(event):
                 continue
             self.matches += 1

@@ -61,6 +61,34 @@ def compile_rule(rule: SigmaRule) -> Predicate:
     return lambda event: any(test(event) for test in tests)
 
 
+Requirement = tuple[str, frozenset[str]]
+
+
+def requirement(rule: SigmaRule) -> Requirement | None:
+    """A field and the values (lower-cased) it must equal for the rule to match at all, when the condition says
+    so (`action: role.granted and ...`): the engine then looks such rules up by the event's value instead of trying
+    each. None when no such field is certain (keywords, wildcards, a `not` or an `or` across fields)."""
+    conditions = rule.detection.parsed_condition
+    return _required(conditions[0].parse()) if len(conditions) == 1 else None
+
+
+def _required(node: Any) -> Requirement | None:
+    if isinstance(node, sc.ConditionAND):
+        return next((found for arg in node.args if (found := _required(arg)) is not None), None)
+    if isinstance(node, sc.ConditionOR):
+        found = [_required(arg) for arg in node.args]
+        if not found or any(f is None for f in found) or len({f[0] for f in found if f}) != 1:
+            return None
+        return found[0][0], frozenset().union(*(f[1] for f in found if f))
+    if isinstance(node, sc.ConditionFieldEqualsValueExpression):
+        value = node.value
+        if isinstance(value, st.SigmaString) and not isinstance(value, st.SigmaCasedString):
+            parts = list(value.s)
+            if len(parts) == 1 and isinstance(parts[0], str) and parts[0].isascii():
+                return node.field, frozenset({parts[0].lower()})
+    return None
+
+
 def _items(detections: Any) -> list[SigmaDetectionItem]:
     found: list[SigmaDetectionItem] = []
     for detection in detections:

@@ -31,7 +31,7 @@ from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
 
 from bookwarden.monitor.sigma import fields
-from bookwarden.monitor.sigma.compile import Predicate, Unsupported, compile_rule
+from bookwarden.monitor.sigma.compile import Predicate, Requirement, Unsupported, compile_rule, requirement
 
 # The correlation conditions evaluated as events arrive. A bound from above (lt, lte, eq, neq) is only known to
 # hold when a window has closed; the engine alerts as events arrive, so such rules are refused with that reason.
@@ -57,6 +57,7 @@ class Detection:
     predicate: Predicate
     path: Path | None
     sigma_id: str | None = None  # correlations may refer to a rule by id as well as by name
+    requirement: Requirement | None = None  # a field and the values it must equal, for the engine's index
     # Whether a match is an alert by itself: a rule only a correlation uses is not, unless it says `generate`.
     output: bool = True
 
@@ -165,6 +166,7 @@ def _load_detection(ruleset: Ruleset, path: Path, document: dict[str, Any]) -> N
     try:
         rule = SigmaRule.from_dict(document)
         predicate = compile_rule(rule)
+        required = requirement(rule)
     except SigmaError as exc:
         ruleset.refused.append(_refused(path, document, f"pySigma cannot read it: {exc}"))
         return
@@ -186,6 +188,7 @@ def _load_detection(ruleset: Ruleset, path: Path, document: dict[str, Any]) -> N
         predicate=predicate,
         path=path,
         sigma_id=str(rule.id) if rule.id else None,
+        requirement=required,
     )
     ruleset.detections.append(detection)
 
