@@ -11,6 +11,14 @@ from bookwarden.monitor.engine import Alert, Engine
 from bookwarden.monitor.events import Event, LogSource
 from bookwarden.monitor.sigma.load import Ruleset, load
 
+# The shared data folder sits beside the repository (../shared), as it does for CI.
+_ROOT = Path(__file__).resolve().parents[2]
+SHARED = next(
+    (p for p in (_ROOT.parent / "shared" / "data", Path("/work/shared/data")) if p.is_dir()), _ROOT / "missing"
+)
+LOGS = SHARED / "logs"
+SIGMAHQ = SHARED / "sigma" / "rules"
+
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 TEST_SOURCE = LogSource("test", None, frozenset({"unit"}))
 LOGSOURCE = "logsource:\n  product: test\n  service: unit\n"

@@ -6,15 +6,13 @@ import dataclasses
 import json
 import random
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from bookwarden.monitor.parse.reader import Format
 from bookwarden.monitor.replay import replay
 from bookwarden.monitor.sigma.load import Ruleset, builtin_paths, load
-from tests.monitor.helpers import detection, event, run
+from tests.monitor.helpers import LOGS, SIGMAHQ, detection, event, run
 
-SIGMAHQ = Path("/work/shared/data/sigma/rules")
-LINUX = Path("/work/shared/data/logs/Linux_2k.log")
+LINUX = LOGS / "Linux_2k.log"
 
 
 def unindexed(ruleset: Ruleset) -> Ruleset:

@@ -7,7 +7,6 @@ import json
 import re
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -16,10 +15,7 @@ from bookwarden.audit import bundle
 from bookwarden.monitor.events import Outcome
 from bookwarden.monitor.parse import apache, jsonl, syslog
 from bookwarden.monitor.parse.reader import Format, Unparsed, read
-
-LOGS = Path("/work/shared/data/logs")
-if not LOGS.is_dir():
-    LOGS = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "logs"
+from tests.monitor.helpers import LOGS
 
 
 def one(line: str, year: int = 2026):

@@ -7,7 +7,6 @@ import json
 import re
 from collections import defaultdict
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -16,10 +15,8 @@ from bookwarden import cli
 from bookwarden.monitor.parse.reader import Format
 from bookwarden.monitor.replay import replay
 from bookwarden.monitor.sigma.load import builtin_paths, load
+from tests.monitor.helpers import LOGS
 
-LOGS = Path("/work/shared/data/logs")
-if not LOGS.is_dir():
-    LOGS = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "logs"
 LINUX = LOGS / "Linux_2k.log"
 needs_sample = pytest.mark.skipif(not LINUX.is_file(), reason="the loghub samples live in shared/data/logs")
 

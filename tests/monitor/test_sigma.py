@@ -11,10 +11,7 @@ import pytest
 import yaml
 
 from bookwarden.monitor.sigma.load import builtin_paths, load
-from tests.monitor.helpers import detection, event, matches, rules
-
-SIGMAHQ = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "sigma" / "rules"
-SIGMAHQ = SIGMAHQ if SIGMAHQ.is_dir() else Path("/work/shared/data/sigma/rules")
+from tests.monitor.helpers import SIGMAHQ, detection, event, matches, rules
 
 
 def test_a_plain_value_is_the_whole_value_case_insensitive(tmp_path):
