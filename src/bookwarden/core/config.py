@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     database_name: str = "bookwarden"
     pool_size: int = 10
     subject_key_cache_size: int = 200_000
+    monitor_tuning: dict[str, dict[str, str | int]] = Field(
+        default_factory=dict,
+        description='correlation windows and thresholds by rule name, JSON: {"sshd_brute_force": {"gte": 5, '
+        '"timespan": "120s"}}',
+    )
     log_level: str = "INFO"
     # Also read where links are made (identity/links.py) and by WebAuthn (identity/enrolment): here for the
     # HTTP layer, which sends Strict-Transport-Security when people reach the platform over https.
