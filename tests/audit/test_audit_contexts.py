@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -21,7 +21,7 @@ from sqlalchemy import text
 
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole
 from bookwarden.access.principal import Principal, PrincipalKind
-from bookwarden.audit import bundle, checkpoints, search, signing, verify
+from bookwarden.audit import bundle, checkpoints, retention, search, signing, verify
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import PLATFORM_CHAIN, Action, Event, Outcome
 from bookwarden.core.config import get_settings
@@ -189,6 +189,18 @@ def test_the_setting_shortens_the_period_and_cannot_lengthen_it(
         get_settings()
     monkeypatch.delenv("BOOKWARDEN_AUDIT_CONTEXT_DAYS")
     get_settings.cache_clear()
+
+
+def test_a_dropped_segment_takes_its_contexts_with_it(committed_db, committed_tenant, key):
+    tenant_id = committed_tenant()
+    _view(committed_db, tenant_id, "198.51.100.35", n=3)
+    _seal(committed_db, tenant_id, key)  # seals 1-3; its own event is seq 4
+    _view(committed_db, tenant_id, "198.51.100.36", n=2)  # unsealed: stays
+    with tenant_session(committed_db, tenant_id) as session:
+        drop = retention.drop_expired_segment(session, timedelta(0))
+    assert drop.upto_seq == 3
+    assert set(_kept(committed_db, tenant_id)) == {5, 6}
+    assert _check(committed_db, tenant_id, key).clean
 
 
 # -- erasure -------------------------------------------------------------------------------------------------
