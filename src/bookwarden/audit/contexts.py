@@ -49,7 +49,7 @@ _events = table("audit_events", col("tenant_id", Uuid), col("seq", BigInteger), 
 
 def forget_before(session: TenantSession, cutoff: datetime | None, limit: int) -> list[UUID]:
     """Delete at most `limit` contexts of the chain in context recorded before `cutoff`; the ids of their
-    events (tenancy/periods.py `Take`)."""
+    events (tenancy/periods.py `Take`: the batch's event names the events, never a value)."""
     chosen = (
         select(contexts.c.seq)
         .where(contexts.c.tenant_id == session.tenant_id, contexts.c.occurred_at < cutoff)
@@ -59,21 +59,18 @@ def forget_before(session: TenantSession, cutoff: datetime | None, limit: int) -
     seqs = list(session.scalars(chosen))
     if not seqs:
         return []
-    return _delete(session, seqs)
+    forget_events(session, seqs)
+    return list(
+        session.scalars(select(_events.c.id).where(_events.c.tenant_id == session.tenant_id, _events.c.seq.in_(seqs)))
+    )
 
 
-def forget_events(session: TenantSession, seqs: Select) -> int:
-    """Delete the contexts of the events of the chain in context that `seqs` (a SELECT of seq) names."""
+def forget_events(session: TenantSession, seqs: Select | list[int]) -> int:
+    """Delete the contexts of the events of the chain in context at `seqs` (a SELECT of seq, or a list)."""
     removed = session.execute(
         delete(contexts).where(contexts.c.tenant_id == session.tenant_id, contexts.c.seq.in_(seqs))
     )
     return removed.rowcount
-
-
-def _delete(session: TenantSession, seqs: list[int]) -> list[UUID]:
-    session.execute(delete(contexts).where(contexts.c.tenant_id == session.tenant_id, contexts.c.seq.in_(seqs)))
-    ids = session.scalars(select(_events.c.id).where(_events.c.tenant_id == session.tenant_id, _events.c.seq.in_(seqs)))
-    return list(ids)
 
 
 # What `audit verify` reads of each kept context: its event's format and commitment beside the values.
