@@ -22,7 +22,11 @@ CARD = "4111111111111111"
 def _platform_events(db) -> list[dict]:
     with tenant_session(db, PLATFORM_CHAIN) as session:
         rows = session.execute(
-            text("SELECT action, user_agent, request_id, source_address FROM audit_events ORDER BY seq")
+            # The address and user agent are kept apart from the hashed event (audit_event_contexts).
+            text(
+                "SELECT e.action, c.user_agent, e.request_id, c.source_address FROM audit_events e "
+                "LEFT JOIN audit_event_contexts c USING (tenant_id, seq) ORDER BY e.seq"
+            )
         )
         return [dict(r._mapping) for r in rows]
 

@@ -11,13 +11,13 @@ from sqlalchemy import text
 
 from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.audit import record as audit
-from bookwarden.audit.events import GENESIS, PLATFORM_CHAIN, Action, Event, Outcome, chain_hash
+from bookwarden.audit.events import GENESIS, PLATFORM_CHAIN, Action, Event, Outcome, chain_hash, context_commitment
 from bookwarden.db import provision
 from bookwarden.db.session import platform_session, tenant_session
 
 COLUMNS = (
     "seq, id, occurred_at, actor_kind, actor_id, grant_id, action, target_kind, target_id, outcome, "
-    "source_address, user_agent, request_id, details, body_digest, prev_hash, hash"
+    "source_address, user_agent, request_id, details, body_digest, prev_hash, hash, format, context_commitment"
 )
 
 
@@ -33,6 +33,8 @@ def recomputed(row) -> Event:
     return Event(
         **{k: row[k] for k in ("id", "occurred_at", "actor_kind", "actor_id", "grant_id", "action", "target_kind")},
         **{k: row[k] for k in ("target_id", "outcome", "source_address", "user_agent", "request_id", "details")},
+        format=row["format"],
+        context_commitment=bytes(row["context_commitment"]) if row["context_commitment"] is not None else None,
     )
 
 
@@ -71,11 +73,20 @@ def test_events_are_numbered_and_chained_with_what_was_recorded(db, tenant):
     assert [e["action"] for e in events] == ["patron.viewed", "patron.changed", "access.denied"]
     first = events[0]
     assert (first["actor_kind"], first["actor_id"], first["target_id"]) == ("api_token", who.id, target)
-    assert (first["source_address"], first["user_agent"], first["request_id"]) == (
-        "192.0.2.7",
-        "Mozilla/5.0 ünïcode",
-        "req-12345678",
+    # The address and user agent are kept apart; the hashed event holds their commitment (format 2).
+    assert (first["source_address"], first["user_agent"], first["request_id"]) == (None, None, "req-12345678")
+    assert first["format"] == 2
+    with tenant_session(db, tenant.id) as session:
+        kept = session.execute(
+            text("SELECT seq, source_address, user_agent, commitment_key FROM audit_event_contexts ORDER BY seq")
+        ).all()
+    assert [(seq, address, agent) for seq, address, agent, _ in kept] == [
+        (n, "192.0.2.7", "Mozilla/5.0 ünïcode") for n in (1, 2, 3)
+    ]
+    assert bytes(first["context_commitment"]) == context_commitment(
+        bytes(kept[0].commitment_key), "192.0.2.7", "Mozilla/5.0 ünïcode"
     )
+    assert len({bytes(k) for *_, k in kept}) == 3  # a key of its own per event
     assert events[1]["details"] == {"ids": [str(target)], "n": 2}
     assert_chained(events)
 

@@ -33,7 +33,7 @@ from tests.conftest import TEST_DATABASE
 
 CONTENT = (
     "id, occurred_at, actor_kind, actor_id, grant_id, action, target_kind, target_id, outcome, source_address, "
-    "user_agent, request_id, details, body_digest"
+    "user_agent, request_id, details, body_digest, format, context_commitment"
 )
 
 
@@ -108,9 +108,10 @@ def events(conn, tenant_id):
 
 def digest_of(row) -> bytes:
     _, id_, at, actor_kind, actor_id, grant_id, action, target_kind, target_id, outcome, source, agent, request, \
-        details = row[:14]
+        details, _, event_format, commitment = row[:17]
     return Event(id_, at, actor_kind, actor_id, grant_id, action, target_kind, target_id, outcome, source, agent,
-                 request, details).body_digest()
+                 request, details, format=event_format,
+                 context_commitment=bytes(commitment) if commitment is not None else None).body_digest()
 
 
 def rechain(conn, tenant_id, first_seq: int = 1) -> None:
@@ -192,7 +193,8 @@ def tamper_append_forged(conn, t):
     conn.execute(
         f"INSERT INTO audit_events (tenant_id, seq, {CONTENT}, prev_hash, hash) "  # noqa: S608
         f"SELECT tenant_id, seq + 1, %s, occurred_at, actor_kind, actor_id, grant_id, action, "
-        f"target_kind, target_id, outcome, source_address, user_agent, request_id, details, %s, hash, %s "
+        f"target_kind, target_id, outcome, source_address, user_agent, request_id, details, %s, format, "
+        f"context_commitment, hash, %s "
         f"FROM audit_events WHERE tenant_id = %s AND seq = %s",
         (forged_id, digest, chain_hash(bytes(last[-1]), last[0] + 1, digest), t, last[0]),
     )
@@ -533,13 +535,17 @@ def test_a_bundle_verifies_offline_with_no_database_and_a_pinned_key(committed_d
     assert manifest["events"]["count"] == 46 and manifest["tenant_id"] == str(chain)
     assert members[bundle.PUBLIC_KEY].decode().strip() == signing.encode_public_key(key.public)
     first = lines(members)[0]
-    for ocsf_field in ("class_uid", "category_uid", "activity_id", "time", "actor", "src_endpoint", "metadata", "api",
-                       "resources", "http_request", "unmapped"):
+    for ocsf_field in ("class_uid", "category_uid", "activity_id", "time", "actor", "metadata", "api",
+                       "resources", "unmapped"):
         assert ocsf_field in first
     assert (first["class_uid"], first["activity_id"], first["metadata"]["sequence"]) == (6003, 2, 1)
-    assert first["actor"]["user"]["type"] == "api_token" and first["src_endpoint"] == {"ip": "192.0.2.7"}
+    assert first["actor"]["user"]["type"] == "api_token"
+    # The address and user agent are not in the hashed event, so not in the bundle: only their commitment.
+    assert "src_endpoint" not in first and "http_request" not in first
     assert set(first["unmapped"]) == {"event", "seq", "body_digest", "prev_hash", "hash"}
-    assert set(first["unmapped"]["event"]) == set(CONTENT.split(", ")) - {"body_digest"}
+    hashed = set(CONTENT.split(", ")) - {"body_digest", "format", "source_address", "user_agent"}
+    assert set(first["unmapped"]["event"]) == hashed
+    assert "192.0.2.7" not in members[bundle.EVENTS].decode() and "Mozilla" not in members[bundle.EVENTS].decode()
 
     nowhere = tmp_path / "nowhere"
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOOKWARDEN_")} | {

@@ -96,8 +96,10 @@ class Seen:
 
 COLUMNS = (
     "tenant_id, seq, action, outcome, actor_kind, actor_id, grant_id, target_kind, target_id, request_id, "
-    "source_address, details"
+    "coalesce(e.source_address, c.source_address) AS source_address, details"
 )
+# The source address is kept apart from the hashed event since migration 0026 (audit_event_contexts).
+EVENTS = "audit_events e LEFT JOIN audit_event_contexts c USING (tenant_id, seq)"
 
 
 def _seen(row) -> Seen:
@@ -128,7 +130,7 @@ class Trail:
         for chain in self.chains():
             with tenant_session(self.db, chain) as session:
                 rows = session.execute(
-                    text(f"SELECT {COLUMNS} FROM audit_events WHERE seq > :after ORDER BY seq"),  # noqa: S608
+                    text(f"SELECT {COLUMNS} FROM {EVENTS} WHERE seq > :after ORDER BY seq"),  # noqa: S608
                     {"after": heads.get(chain, 0)},
                 )
                 seen += [_seen(row) for row in rows]
@@ -442,7 +444,7 @@ class Console:
         }
 
     def since(self, heads: dict[UUID, int]) -> list[Seen]:
-        rows = self._query(f"SELECT {COLUMNS} FROM audit_events ORDER BY tenant_id, seq")  # noqa: S608
+        rows = self._query(f"SELECT {COLUMNS} FROM {EVENTS} ORDER BY tenant_id, seq")  # noqa: S608
         return [_seen(r) for r in rows if r["seq"] > heads.get(r["tenant_id"], 0)]
 
 

@@ -84,8 +84,10 @@ _OTHER = (99, "Other")
 _STATUS = {"succeeded": (1, "Success"), "denied": (2, "Failure"), "failed": (2, "Failure")}
 
 
-class EventFields(msgspec.Struct, forbid_unknown_fields=True):
-    """The hashed fields of an event, as its canonical encoding holds them."""
+class EventFields(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The hashed fields of an event, as its canonical encoding holds them: the source address and user
+    agent (format 1, events appended before migration 0026), or their commitment (format 2), whose values
+    are kept apart and never exported in a bundle."""
 
     action: str
     actor_id: str | None
@@ -96,10 +98,11 @@ class EventFields(msgspec.Struct, forbid_unknown_fields=True):
     occurred_at: str
     outcome: str
     request_id: str | None
-    source_address: str | None
     target_id: str | None
     target_kind: str | None
-    user_agent: str | None
+    source_address: str | None = None
+    user_agent: str | None = None
+    context_commitment: str | None = None
 
 
 class Unmapped(msgspec.Struct, forbid_unknown_fields=True):
@@ -317,7 +320,7 @@ def export_bundle(db: Database, tenant_id: UUID, path: Path, public_keys: Sequen
                         except (ValueError, TypeError, OverflowError):
                             raise IntegrityFailure(f"event seq {row[13]} holds values no recorded event can have; "
                                                    "run bookwarden audit verify") from None
-                        seq, body_digest, prev_hash, chain_hash = row[13:]
+                        seq, body_digest, prev_hash, chain_hash = row[13:17]
                         unmapped = Unmapped(msgspec.Raw(body), seq, bytes(body_digest).hex(), bytes(prev_hash).hex(),
                                             bytes(chain_hash).hex())
                         sink.write(render_line(tenant, _decode_fields(body), unmapped) + b"\n")
@@ -342,7 +345,7 @@ def export_bundle(db: Database, tenant_id: UUID, path: Path, public_keys: Sequen
             CHECKPOINTS: json.dumps([c.as_json() for c in signed], indent=2).encode(),
             PUBLIC_KEY: "".join(signing.encode_public_key(k) + "\n" for k in public_keys).encode(),
         }
-        # 0600 from the first byte: the events name addresses and user agents.
+        # 0600 from the first byte: events appended before migration 0026 name addresses and user agents.
         with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out, \
                 tarfile.open(fileobj=out, mode="w:gz", compresslevel=6) as tar:
             for name, data in members.items():

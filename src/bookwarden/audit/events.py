@@ -7,21 +7,35 @@ the encoding must be reproducible from what PostgreSQL gives back: UTC times wit
 JSON with sorted keys, no insignificant whitespace and ASCII escapes (core/canonical.py
 `ascii_sorted_json`), details limited to strings, integers, booleans, null and lists of those (no
 floats: their text form is not stable across encoders).
+
+Two formats (the `format` column). Format 1, every event appended before migration 0026, hashes the source
+address and user agent themselves. Format 2 hashes `context_commitment` instead: HMAC-SHA256 keyed by a
+random key made for that event alone (`commitment_key`) over the canonical encoding of the two values
+(RFC 8785, core/canonical.py), which are kept apart with their key (audit_event_contexts) and deleted
+after a period or on erasure. The chain then no longer holds the values, and once the key is deleted
+nobody, the platform included, can test a guessed address against the commitment (a key kept for the
+whole platform would let its holder try every IPv4 address, and a master-key rotation would orphan it).
+While the row is kept, verification recomputes the commitment from it.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
+import hmac
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from bookwarden.core.canonical import ascii_sorted_json
+from bookwarden.core.canonical import ascii_sorted_json, canonical_json
 from bookwarden.db.session import PLATFORM
 
 GENESIS = bytes(32)  # the predecessor of every chain's first event
+FORMAT_HASHED_CONTEXT = 1  # before migration 0026: the address and user agent inside the hashed body
+FORMAT_CONTEXT_APART = 2  # the address and user agent kept apart, the body holding their commitment
+COMMITMENT_KEY_BYTES = 32
 PLATFORM_CHAIN = PLATFORM  # events outside any institution: tenants, operator tokens, platform keys
 
 
@@ -280,8 +294,31 @@ class Event:
     user_agent: str | None
     request_id: str | None
     details: dict[str, Detail] = field(default_factory=dict)
+    format: int = FORMAT_HASHED_CONTEXT
+    # Format 2 with an address or a user agent: the event's own key and the commitment made with it.
+    commitment_key: bytes | None = None
+    context_commitment: bytes | None = None
+
+    @property
+    def has_context(self) -> bool:
+        return self.source_address is not None or self.user_agent is not None
 
     def canonical(self) -> bytes:
+        if self.format == FORMAT_CONTEXT_APART:
+            return canonical(
+                id=self.id,
+                occurred_at=self.occurred_at,
+                actor_kind=self.actor_kind,
+                actor_id=self.actor_id,
+                grant_id=self.grant_id,
+                action=self.action,
+                target_kind=self.target_kind,
+                target_id=self.target_id,
+                outcome=self.outcome,
+                context_commitment=self.context_commitment.hex() if self.context_commitment is not None else None,
+                request_id=self.request_id,
+                details=self.details,
+            )
         return canonical(
             id=self.id,
             occurred_at=self.occurred_at,
@@ -317,6 +354,16 @@ def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return value
+
+
+def context_commitment(key: bytes, source_address: str | None, user_agent: str | None) -> bytes:
+    """What a format 2 event hashes in place of its address and user agent (keyed by the event's own key)."""
+    message = canonical_json({"source_address": source_address, "user_agent": user_agent})
+    return hmac.new(key, message, hashlib.sha256).digest()
+
+
+def new_commitment_key() -> bytes:
+    return os.urandom(COMMITMENT_KEY_BYTES)
 
 
 def chain_hash(prev_hash: bytes, seq: int, body_digest: bytes) -> bytes:

@@ -11,7 +11,9 @@ not happen. Refusals are different: the refused action's transaction is gone, so
 `record_now` writes them in a transaction of their own.
 
 Who acts, from where and in which request comes from `acting()`: the HTTP middleware opens
-it per request, authentication fills in the principal, commands and jobs open their own.
+it per request, authentication fills in the principal, commands and jobs open their own. The
+address and user agent are not hashed into the event: the event hashes their commitment and the
+append function keeps them apart, to be forgotten after a period (audit/contexts.py, events.py).
 """
 
 from __future__ import annotations
@@ -30,7 +32,16 @@ import psycopg
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from bookwarden.audit.events import PLATFORM_CHAIN, Action, Event, Outcome, check_details
+from bookwarden.audit.events import (
+    FORMAT_CONTEXT_APART,
+    PLATFORM_CHAIN,
+    Action,
+    Event,
+    Outcome,
+    check_details,
+    context_commitment,
+    new_commitment_key,
+)
 from bookwarden.db.session import Database, on_commit, tenant_session
 
 if TYPE_CHECKING:
@@ -148,6 +159,13 @@ def _event(
     context = current()
     principal = actor or context.principal
     target_kind, target_id = target if target is not None else (None, None)
+    source_address = context.source_address
+    user_agent = (context.user_agent or "")[:USER_AGENT_LIMIT].replace("\x00", "") or None
+    # The address and user agent are kept apart (audit_event_contexts), the event hashing their commitment.
+    key = commitment = None
+    if source_address is not None or user_agent is not None:
+        key = new_commitment_key()
+        commitment = context_commitment(key, source_address, user_agent)
     return Event(
         id=uuid.uuid4(),
         occurred_at=datetime.now(UTC),
@@ -158,15 +176,18 @@ def _event(
         target_kind=target_kind,
         target_id=target_id,
         outcome=Outcome(outcome).value,
-        source_address=context.source_address,
-        user_agent=(context.user_agent or "")[:USER_AGENT_LIMIT].replace("\x00", "") or None,
+        source_address=source_address,
+        user_agent=user_agent,
         request_id=context.request_id,
         details=check_details(details),
+        format=FORMAT_CONTEXT_APART,
+        commitment_key=key,
+        context_commitment=commitment,
     )
 
 
 def _row(event: Event) -> dict[str, Any]:
-    return {
+    row = {
         "id": str(event.id),
         "occurred_at": event.occurred_at.isoformat(),
         "actor_kind": event.actor_kind,
@@ -181,7 +202,12 @@ def _row(event: Event) -> dict[str, Any]:
         "request_id": event.request_id,
         "details": event.details,
         "body_digest": event.body_digest().hex(),
+        "format": event.format,
     }
+    if event.commitment_key is not None:  # the append function stores these apart from the hashed event
+        row["commitment_key"] = event.commitment_key.hex()
+        row["context_commitment"] = event.context_commitment.hex()
+    return row
 
 
 def _text(value: UUID | None) -> str | None:

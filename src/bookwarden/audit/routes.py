@@ -10,13 +10,13 @@ platform operators (Permission.PLATFORM_USAGE_READ): counts and sizes, no custom
 
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import anyio
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime, BaseModel, Field
 from starlette.concurrency import iterate_in_threadpool
 
 from bookwarden.access.permissions import Permission
@@ -49,6 +49,10 @@ class AuditEventOut(BaseModel):
     outcome: Outcome
     source_address: str | None
     user_agent: str | None
+    context: Literal["kept", "purged", "none"] = Field(
+        description="kept: the source address and user agent are shown; purged: deleted after their period or "
+        "with an erased patron (the event keeps only a commitment to them); none: the event had neither"
+    )
     request_id: str | None
     details: dict[str, Any]
     hash: str

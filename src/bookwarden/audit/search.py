@@ -19,9 +19,27 @@ from typing import Any
 from uuid import UUID
 
 import structlog
-from sqlalchemy import BigInteger, DateTime, Select, String, Text, Uuid, cast, column, func, literal, select, table
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Select,
+    SmallInteger,
+    String,
+    Text,
+    Uuid,
+    and_,
+    case,
+    cast,
+    column,
+    func,
+    literal,
+    or_,
+    select,
+    table,
+)
 from sqlalchemy.dialects.postgresql import BYTEA, JSONB
 
+from bookwarden.audit import contexts
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action, Detail, Outcome
 from bookwarden.core.authorize import authorize
@@ -52,6 +70,8 @@ events = table(
     column("request_id", String),
     column("details", JSONB),
     column("hash", BYTEA),
+    column("format", SmallInteger),
+    column("context_commitment", BYTEA),
 )
 # What a search returns of each event, in this order (also the CSV header). The chain's other
 # columns (prev_hash, body_digest) serve verification, which has its own export.
@@ -68,10 +88,36 @@ FIELDS = (
     "outcome",
     "source_address",
     "user_agent",
+    "context",
     "request_id",
     "details",
     "hash",
 )
+
+# What became of an event's source address and user agent (the `context` field).
+KEPT, PURGED, NONE = "kept", contexts.PURGED, "none"
+# Events of format 2 keep them apart (audit/contexts.py) until the period or an erasure deletes them; events
+# appended before migration 0026 keep them inside the hashed row.
+_kept = contexts.contexts.c
+with_context = events.outerjoin(
+    contexts.contexts, and_(_kept.tenant_id == events.c.tenant_id, _kept.seq == events.c.seq)
+)
+
+
+def event_fields() -> dict[str, Any]:
+    """Each field of FIELDS as the expression that reads it, the address and user agent wherever they are."""
+    kept, c = _kept, events.c
+    chosen: dict[str, Any] = {name: c[name] for name in FIELDS if name in c}
+    chosen["source_address"] = func.coalesce(c.source_address, kept.source_address)
+    chosen["user_agent"] = func.coalesce(c.user_agent, kept.user_agent)
+    chosen["context"] = case(
+        (or_(c.source_address.is_not(None), c.user_agent.is_not(None), kept.seq.is_not(None)), literal(KEPT)),
+        (c.context_commitment.is_not(None), literal(PURGED)),
+        else_=literal(NONE),
+    )
+    return {name: chosen[name].label(name) for name in FIELDS}
+
+
 MAX_PAGE = 1000
 EXPORT_BATCH = 1000  # rows fetched from the server-side cursor, and written, at a time
 
@@ -125,7 +171,7 @@ class Page:
 def statement(query: EventQuery, columns: Sequence[Any] | None = None) -> Select:
     """The SELECT of `query` (of `columns`, FIELDS by default), ordered by seq for stable keyset pages."""
     c = events.c
-    stmt = select(*(columns if columns is not None else [c[name] for name in FIELDS]))
+    stmt = select(*(columns if columns is not None else event_fields().values())).select_from(with_context)
     if query.actor_id is not None:
         stmt = stmt.where(c.actor_id == query.actor_id)
     if query.actor_kind is not None:
@@ -256,7 +302,7 @@ UTC_TIME = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'  # the canonical encoding's form: UTC
 def _texts() -> dict[str, Any]:
     """Each field as the text an export writes; seq stays a number, details stays JSON."""
     c = events.c
-    texts: dict[str, Any] = {name: cast(c[name], Text) for name in FIELDS}
+    texts: dict[str, Any] = {name: cast(value, Text) for name, value in event_fields().items()}
     texts["seq"] = c.seq
     texts["occurred_at"] = func.to_char(func.timezone("UTC", c.occurred_at), UTC_TIME)
     texts["details"] = c.details

@@ -5,7 +5,9 @@ segment's boundary, or a checkpoint given with --since), that every event's body
 recomputed from its stored fields, that every prev_hash and hash link, that every checkpoint is
 signed by a trusted key, that its frontier folds to its root and that root and last hash match the
 events, that the chain head matches the last event, and that no checkpoint covers events that are
-gone. It stops at the first broken event of a chain and names it: tenant, seq, event id, what.
+gone, and that every source address and user agent still kept apart (format 2 events, audit/contexts.py)
+is what its event committed to. It stops at the first broken event of a chain and names it: tenant, seq,
+event id, what.
 
 Speed matters (an auditor verifies millions of events): events are fetched through a server-side
 cursor in batches, one batch ahead on a helper thread so PostgreSQL works while Python hashes, as
@@ -33,7 +35,8 @@ from uuid import UUID
 import msgspec
 
 from bookwarden.audit import checkpoints as store
-from bookwarden.audit.events import GENESIS, Event
+from bookwarden.audit import contexts
+from bookwarden.audit.events import FORMAT_CONTEXT_APART, GENESIS, Event
 from bookwarden.audit.merkle import Frontier, TreeBuilder, subtree_sizes
 from bookwarden.audit.signing import Checkpoint, TrustedKeys
 from bookwarden.core.canonical import ascii_sorted_json_fast
@@ -302,6 +305,23 @@ class _Body(msgspec.Struct):
     user_agent: str | None
 
 
+class _BodyApart(msgspec.Struct):
+    """The same for a format 2 event: the commitment in place of the address and user agent."""
+
+    action: str
+    actor_id: str | None
+    actor_kind: str
+    context_commitment: str | None
+    details: msgspec.Raw
+    grant_id: str | None
+    id: str
+    occurred_at: str
+    outcome: str
+    request_id: str | None
+    target_id: str | None
+    target_kind: str | None
+
+
 _decode = msgspec.json.Decoder().decode
 _DETAILS_CACHE_LIMIT = 65_536
 
@@ -309,14 +329,20 @@ _DETAILS_CACHE_LIMIT = 65_536
 EVENT_COLUMNS = (
     "action, actor_id::text, actor_kind, details::text, grant_id::text, id::text, "
     """to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), outcome, request_id, """
-    "source_address, target_id::text, target_kind, user_agent, seq, body_digest, prev_hash, hash"
+    "source_address, target_id::text, target_kind, user_agent, seq, body_digest, prev_hash, hash, "
+    "format, encode(context_commitment, 'hex')"
 )
+FORMAT_AT = 17  # where the format and the commitment sit in a row of EVENT_COLUMNS
 
 
 def reference_event(row: Sequence[Any]) -> Event:
     """The event as Event itself holds it, from a row of EVENT_COLUMNS."""
     (action, actor_id, actor_kind, details, grant_id, id_, occurred_at, outcome, request_id, source_address,
      target_id, target_kind, user_agent) = row[:13]
+    event_format, commitment = row[FORMAT_AT:FORMAT_AT + 2]
+    if event_format == FORMAT_CONTEXT_APART and (source_address is not None or user_agent is not None):
+        # A format 2 event keeps no address in the hashed table: one written there is a change.
+        raise ValueError("a format 2 event with an address or user agent in its hashed row")
     return Event(
         id=UUID(id_),
         occurred_at=datetime.fromisoformat(occurred_at),
@@ -331,6 +357,8 @@ def reference_event(row: Sequence[Any]) -> Event:
         user_agent=user_agent,
         request_id=request_id,
         details=json.loads(details),
+        format=event_format,
+        context_commitment=bytes.fromhex(commitment) if commitment is not None else None,
     )
 
 
@@ -354,10 +382,20 @@ def canonical_body(row: Sequence[Any]) -> bytes:
         details = msgspec.Raw(ascii_sorted_json_fast(_decode(row[3])))
     except (msgspec.DecodeError, msgspec.EncodeError):
         details = msgspec.Raw(b"null")  # not what record() wrote: the reference encoding below decides
-    encoded = ascii_sorted_json_fast(_Body(*row[:3], details, *row[4:13]))
+    fast = _fast_body(row, details)
+    encoded = ascii_sorted_json_fast(fast) if fast is not None else b"\x80"  # not ASCII: the reference decides
     if encoded.isascii() and _sha256(encoded).digest() == bytes(row[14]):
         return encoded
     return reference_event(row).canonical()
+
+
+def _fast_body(row: Sequence[Any], details: msgspec.Raw) -> _Body | _BodyApart | None:
+    """The msgspec form of a row's hashed body (None: a format 2 row holding an address, never valid)."""
+    if row[FORMAT_AT] != FORMAT_CONTEXT_APART:
+        return _Body(*row[:3], details, *row[4:13])
+    if row[9] is not None or row[12] is not None:
+        return None
+    return _BodyApart(*row[:3], row[FORMAT_AT + 1], details, *row[4:9], row[10], row[11])
 
 
 def _uuid(text: str | None) -> UUID | None:
@@ -367,7 +405,7 @@ def _uuid(text: str | None) -> UUID | None:
 def links(batches: Iterable[Sequence[tuple]]) -> Iterator[EventLink]:
     """EventLinks from batches of EVENT_COLUMNS rows, body digests recomputed."""
     details_cache: dict[str, msgspec.Raw] = {}
-    encode, body, sha256 = ascii_sorted_json_fast, _Body, _sha256
+    encode, body, apart, sha256 = ascii_sorted_json_fast, _Body, _BodyApart, _sha256
     for rows in batches:
         for row in rows:
             (
@@ -388,6 +426,8 @@ def links(batches: Iterable[Sequence[tuple]]) -> Iterator[EventLink]:
                 stored_digest,
                 prev_hash,
                 stored_hash,
+                event_format,
+                commitment,
             ) = row
             canonical_details = details_cache.get(details)
             if canonical_details is None:
@@ -399,23 +439,43 @@ def links(batches: Iterable[Sequence[tuple]]) -> Iterator[EventLink]:
                     canonical_details = details_cache[details] = msgspec.Raw(encode(_decode(details)))
                 except (msgspec.DecodeError, msgspec.EncodeError):  # 1e400: not what record() wrote
                     canonical_details = msgspec.Raw(b"null")  # fails the digest; the reference path decides
-            encoded = encode(
-                body(
-                    action,
-                    actor_id,
-                    actor_kind,
-                    canonical_details,
-                    grant_id,
-                    id_,
-                    occurred_at,
-                    outcome,
-                    request_id,
-                    source_address,
-                    target_id,
-                    target_kind,
-                    user_agent,
+            if event_format != FORMAT_CONTEXT_APART:
+                encoded = encode(
+                    body(
+                        action,
+                        actor_id,
+                        actor_kind,
+                        canonical_details,
+                        grant_id,
+                        id_,
+                        occurred_at,
+                        outcome,
+                        request_id,
+                        source_address,
+                        target_id,
+                        target_kind,
+                        user_agent,
+                    )
                 )
-            )
+            elif source_address is None and user_agent is None:
+                encoded = encode(
+                    apart(
+                        action,
+                        actor_id,
+                        actor_kind,
+                        commitment,
+                        canonical_details,
+                        grant_id,
+                        id_,
+                        occurred_at,
+                        outcome,
+                        request_id,
+                        target_id,
+                        target_kind,
+                    )
+                )
+            else:
+                encoded = b"\x80"  # an address written into a format 2 row: the reference path refuses it
             digest = sha256(encoded).digest() if encoded.isascii() else _reference_or_nothing(row)
             if digest != stored_digest:
                 digest = _reference_or_nothing(row)  # the fast path may differ only where it cannot escape alike
@@ -501,8 +561,8 @@ def verify_chain(db: Database, tenant_id: UUID, keys: TrustedKeys, since: int | 
         if problem is not None:
             verifier.fail_start(problem)
         head_before = store.chain_head(session)
+        raw = session.connection().connection.driver_connection
         if not verifier.failed:
-            raw = session.connection().connection.driver_connection
             with raw.cursor(name="bookwarden_audit_verify", binary=True) as cursor:
                 cursor.itersize = BATCH
                 cursor.execute(
@@ -511,4 +571,13 @@ def verify_chain(db: Database, tenant_id: UUID, keys: TrustedKeys, since: int | 
                 )
                 verifier.feed(links(prefetched(cursor)))
         head = store.chain_head(session)  # read committed: a statement of its own sees later appends
-    return verifier.finish(head, head_before)
+        report = verifier.finish(head, head_before)
+        if report.clean:
+            # The chain holds: the addresses and user agents still kept apart must be what its events committed to.
+            with raw.cursor(name="bookwarden_audit_verify_contexts", binary=True) as cursor:
+                cursor.itersize = BATCH
+                cursor.execute(contexts.CHECK, (tenant_id, start.seq))
+                for seq, event_id, problem in contexts.mismatches(row for rows in prefetched(cursor) for row in rows):
+                    verifier.fail(seq, event_id, problem)
+                    break
+    return report

@@ -34,6 +34,13 @@ class Settings(BaseSettings):
     audit_retention_days: int = Field(
         default=2555, ge=0, description="audit segments whose newest event is older than this are dropped (7 years)"
     )
+    audit_context_days: int = Field(
+        default=90,
+        ge=1,
+        le=90,
+        description="days the audit trail keeps an event's source address and user agent; at most the 90 days "
+        "the records of processing publish",
+    )
     database_name: str = "bookwarden"
     pool_size: int = 10
     subject_key_cache_size: int = 200_000

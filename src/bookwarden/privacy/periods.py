@@ -34,7 +34,7 @@ from bookwarden.privacy.consent.jobs import WITHDRAWN_CONSENT
 from bookwarden.privacy.registry import POLICIES, CategoryPolicy, Registry, registry
 from bookwarden.privacy.requests.form import INQUIRY_KEPT, LAPSE
 from bookwarden.privacy.requests.jobs import CLOSED_REQUESTS
-from bookwarden.privacy.retention.jobs import OLD_MAIL
+from bookwarden.privacy.retention.jobs import AUDIT_CONTEXTS, OLD_MAIL
 from bookwarden.privacy.retention.models import RetentionCategory
 from bookwarden.privacy.retention.service import PURGE_JOB, default_days
 from bookwarden.privacy.subjects.export import PURGE as PACKAGES_PURGE
@@ -161,11 +161,20 @@ PERIODS: tuple[EnforcedPeriod, ...] = (
         "hourly: an institution's sessions and the operators' a day after they ended (expired or signed out)",
     ),
     EnforcedPeriod(
-        Category.DEVICE_NETWORK, "in the audit trail: as long as its segment is kept",
+        Category.DEVICE_NETWORK, "in the audit trail: at most 90 days",
+        ("audit_event_contexts.source_address", "audit_event_contexts.user_agent"),
+        *_by(AUDIT_CONTEXTS), Disposal.DELETED,
+        "daily, in every chain (the platform's too): addresses and user agents kept apart from their events, "
+        "after BOOKWARDEN_AUDIT_CONTEXT_DAYS (90, never more); the events keep a commitment that no key opens "
+        "any more, and the chain still verifies. An erasure deletes those of the patron's events at once",
+    ),
+    EnforcedPeriod(
+        Category.DEVICE_NETWORK, "events recorded before migration 0026: as long as their segment is kept",
         ("audit_events.source_address", "audit_events.user_agent"),
         AUDIT_RETENTION_JOB, None, Disposal.SEGMENT_DROPPED,
         "daily: sealed segments older than BOOKWARDEN_AUDIT_RETENTION_DAYS, or the institution's longer "
-        "period (retention category audit_segments), never past a legal hold",
+        "period (retention category audit_segments), never past a legal hold. These events hashed the values "
+        "themselves: removing them sooner would break the chain",
     ),
     EnforcedPeriod(
         Category.DEVICE_NETWORK, "", ("webauthn_credentials.transports", "webauthn_credentials.name"),

@@ -85,6 +85,7 @@ UNMAPPED: Mapping[str, Mapping[str, dict[str, Any]]] = {
         target_kind=STATE,
         target_id=subject_link(SubjectKind.PATRON, "the record acted on: a patron, an account, a loan..."),
         outcome=STATE,
+        # Written only by events appended before migration 0026 (format 1), where they are hashed.
         source_address=personal(Category.DEVICE_NETWORK, Protection.PLAIN),
         user_agent=personal(Category.DEVICE_NETWORK, Protection.PLAIN),
         request_id=MACHINE,
@@ -92,6 +93,17 @@ UNMAPPED: Mapping[str, Mapping[str, dict[str, Any]]] = {
         body_digest=HASH,
         prev_hash=HASH,
         hash=HASH,
+        format=STATE,
+        context_commitment=HASH,
+    ),
+    # Format 2 events' addresses and user agents, kept apart so they can go (migration 0026, audit/contexts.py).
+    "audit_event_contexts": _declared(
+        # The values are about whoever the event at this place names (audit_events.actor_id, target_id).
+        seq=subject_link(SubjectKind.PRINCIPAL, "the event at this place in the chain: its actor and target"),
+        occurred_at=RECORD_TIME,
+        source_address=personal(Category.DEVICE_NETWORK, Protection.PLAIN),
+        user_agent=personal(Category.DEVICE_NETWORK, Protection.PLAIN),
+        commitment_key=not_personal("a random key of one event's commitment, deleted with the values it keys"),
     ),
     "audit_heads": _declared(seq=COUNTER, hash=HASH),
     "audit_checkpoints": _declared(
@@ -210,7 +222,8 @@ POLICIES: Mapping[Category, CategoryPolicy] = {
         "addresses and browsers that signed in or acted, names of security keys",
         ("security: detect and investigate misuse", "the audit trail the institution reads"),
         (STAFF + " (security officers, auditors)", PLATFORM),
-        "sign-in sessions: 1 day after they end; in the audit trail: as long as its segment is kept",
+        "sign-in sessions: 1 day after they end; in the audit trail: at most 90 days, and at once when a patron "
+        "it is about is erased (events recorded before migration 0026: as long as their segment is kept)",
         1,
     ),
     Category.PREFERENCES: CategoryPolicy(

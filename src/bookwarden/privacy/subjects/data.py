@@ -31,6 +31,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Integer,
+    Select,
     String,
     Table,
     Uuid,
@@ -43,7 +44,8 @@ from sqlalchemy import (
     select,
 )
 
-from bookwarden.audit.search import events
+from bookwarden.audit.search import event_fields as audit_fields
+from bookwarden.audit.search import events, with_context
 from bookwarden.core.classification import Category, Classification, Protection, SubjectKind
 from bookwarden.core.errors import NotFound
 from bookwarden.crypto.aead import DecryptionError, cipher
@@ -498,6 +500,7 @@ AUDIT_FIELDS = (
     "outcome",
     "source_address",
     "user_agent",
+    "context",
     "request_id",
     "details",
 )
@@ -518,9 +521,12 @@ def audit_condition(who: Subject) -> ColumnElement[bool]:
 
 def audit_rows(session: TenantSession, who: Subject) -> Iterator[tuple]:
     """The subject's audit events, as tuples in the order of AUDIT_FIELDS."""
-    chosen = [events.c[name] for name in AUDIT_FIELDS]
+    # The address and user agent wherever they are kept (apart from the event since migration 0026).
+    fields = audit_fields()
+    chosen = [fields[name] for name in AUDIT_FIELDS]
     query = (
-        select(*(cast(c, String) if isinstance(c.type, Uuid) else c for c in chosen))
+        select(*(cast(c, String).label(c.name) if isinstance(c.type, Uuid) else c for c in chosen))
+        .select_from(with_context)
         .where(events.c.tenant_id == who.tenant_id, audit_condition(who))
         .order_by(events.c.seq)
     )
@@ -529,6 +535,11 @@ def audit_rows(session: TenantSession, who: Subject) -> Iterator[tuple]:
         values = list(row)
         values[at] = values[at].isoformat()
         yield tuple(values)
+
+
+def audit_seqs(who: Subject) -> Select:
+    """The places in the chain of the subject's audit events (a SELECT to nest in another statement)."""
+    return select(events.c.seq).where(events.c.tenant_id == who.tenant_id, audit_condition(who))
 
 
 def audit_count(session: TenantSession, who: Subject) -> int:

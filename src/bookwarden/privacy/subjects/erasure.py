@@ -34,12 +34,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import bindparam, delete, func, select, text, tuple_, update
 
+from bookwarden.audit import contexts as audit_contexts
 from bookwarden.audit import record as audit
 from bookwarden.audit import signing
 from bookwarden.audit.events import Action
 from bookwarden.core.authorize import authorize
 from bookwarden.core.canonical import canonical_json
-from bookwarden.core.classification import Protection
+from bookwarden.core.classification import Category, Protection
 from bookwarden.core.config import get_settings
 from bookwarden.core.errors import InvalidInput, NotFound
 from bookwarden.core.permissions import Permission
@@ -62,7 +63,9 @@ TARGET = "erasure_certificate"
 ANONYMOUS_AUTHOR = "Former member"
 RETAINED_AUDIT = (
     "audit trail: append-only and hash-chained; its events name the patron only by this random id and hold "
-    "ids, counts and field names, never a personal value"
+    "ids, counts and field names, never a personal value; their source addresses and user agents are deleted "
+    "(audit_event_contexts), except in events recorded before migration 0026, which hashed them and keep them "
+    "until their segment is dropped"
 )
 
 
@@ -156,6 +159,7 @@ def erase_patron(
         if location.name == "posts" and policy.keep_posts_anonymized:
             continue
         erased.append(_erase(session, location, who, deletable))
+    erased.append(_forget_audit_contexts(session, who))
     session.flush()
     # Every key of the subject is gone once this returns: destroyed now, or by an earlier run that
     # shredded and then lost its commit (that run's rows are what this one deletes).
@@ -224,6 +228,13 @@ def _erase(session: TenantSession, location: Location, who: Subject, deletable: 
         return Erased(location.name, "deleted", rows, categories, sealed)
     rows = session.execute(delete(table).where(subject_data.condition(location, who))).rowcount
     return Erased(location.name, "deleted", rows, categories, sealed)
+
+
+def _forget_audit_contexts(session: TenantSession, who: Subject) -> Erased:
+    """The source addresses and user agents of the events the patron did or was the subject of: the events
+    stay (their hashes hold only a commitment to these values), the values go."""
+    rows = audit_contexts.forget_events(session, subject_data.audit_seqs(who))
+    return Erased(audit_contexts.CONTEXTS_TABLE, "deleted", rows, (Category.DEVICE_NETWORK.value,), ())
 
 
 def _deletable(session: TenantSession, tables: list[str]) -> frozenset[str]:

@@ -83,7 +83,8 @@ README = """Everything {institution} holds about you, as of {generated_at} UTC.
 
 Each file under records/ is one kind of record, twice: as JSON (for programs) and as CSV (for
 spreadsheets). manifest.json lists them with their counts and the categories of personal data they
-hold. audit_events are the entries of the institution's audit trail where you acted or were acted on.
+hold. audit_events are the entries of the institution's audit trail where you acted or were acted on;
+their source address and user agent are kept at most 90 days ("context": purged once they are gone).
 Credentials (password hashes, second-factor secrets) are never disclosed, not even to their holder.
 """
 
