@@ -38,6 +38,7 @@ AREAS: tuple[str, ...] = (
     "bookwarden.identity",
     "bookwarden.library",
     "bookwarden.privacy",
+    "bookwarden.backup",
     "bookwarden.api",
 )
 
