@@ -14,63 +14,27 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 
 import psycopg
 import pytest
 from sqlalchemy import text
 
 from bookwarden.access.permissions import Permission
-from bookwarden.audit import signing
-from bookwarden.audit.checkpoints import checkpoint_all
 from bookwarden.audit.events import Action
 from bookwarden.backup import drill as drills
 from bookwarden.backup import service, snapshot, stream
 from bookwarden.backup.models import Backup, BackupKind, BackupStatus, DrillOutcome
-from bookwarden.core.config import Settings
 from bookwarden.core.errors import Conflict, Forbidden, NotFound
 from bookwarden.crypto.aead import new_key
 from bookwarden.crypto.master import MasterKeys, key_id
 from bookwarden.db.session import PLATFORM, platform_session, tenant_session
 from bookwarden.jobs.models import Job
-from bookwarden.library import schemas
-from bookwarden.library import service as library
 from tests.conftest import TEST_DATABASE
 from tests.helpers import acting
 
 OPERATOR = acting(
     None, Permission.PLATFORM_BACKUPS_MANAGE, Permission.PLATFORM_BACKUPS_READ, Permission.PLATFORM_BACKUPS_RESTORE
 )
-
-
-@pytest.fixture
-def settings(home, tmp_path) -> Settings:
-    home.mkdir(parents=True, exist_ok=True)
-    return Settings(
-        home=home,
-        backup_dir=tmp_path / "backups",
-        master_key=None,
-        audit_signing_key=None,
-        database_url=None,
-        audit_retired_keys=None,
-    )
-
-
-@pytest.fixture
-def world(committed_db, committed_tenant, settings):
-    """Two institutions with patrons (some files in one's area), every chain sealed in a checkpoint."""
-    tenants = [committed_tenant(), committed_tenant()]
-    patrons: dict[uuid.UUID, list[uuid.UUID]] = {}
-    for tenant_id in tenants:
-        with tenant_session(committed_db, tenant_id) as session:
-            patrons[tenant_id] = [
-                library.create(session, library.PATRONS, schemas.PatronCreate(name=f"Patron {n}")).id for n in range(5)
-            ]
-    area = settings.resolved_home / "tenants" / str(tenants[0])
-    area.mkdir(parents=True, exist_ok=True)
-    (area / "package.bin").write_bytes(os.urandom(2048))
-    checkpoint_all(committed_db, signing.load_signing_key(settings))
-    return SimpleNamespace(tenants=tenants, patrons=patrons)
 
 
 def _take(db, settings, admin_url, kind=BackupKind.PLATFORM, tenant_id=None) -> Backup:

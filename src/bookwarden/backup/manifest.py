@@ -39,8 +39,12 @@ def _wrap_aad(backup_id: UUID) -> bytes:
     return f"backup-key|{backup_id}".encode()
 
 
+def wrapping_key(master_key: bytes) -> bytes:
+    return derive(master_key, KeyPurpose.BACKUP_KEY_WRAP)
+
+
 def wrap_backup_key(master: MasterKeys, backup_id: UUID, key: bytes) -> str:
-    wrapping = derive(master.current, KeyPurpose.BACKUP_KEY_WRAP)
+    wrapping = wrapping_key(master.current)
     return base64.b64encode(seal(wrapping, key, _wrap_aad(backup_id))).decode()
 
 
@@ -55,7 +59,7 @@ def unwrap_backup_key(master: MasterKeys, manifest: dict[str, Any]) -> bytes:
         )
     try:
         return open_sealed(
-            derive(master.get(wanted), KeyPurpose.BACKUP_KEY_WRAP),
+            wrapping_key(master.get(wanted)),
             base64.b64decode(manifest["wrapped_key"]),
             _wrap_aad(backup_id),
         )

@@ -117,6 +117,11 @@ class Settings(BaseSettings):
         return [(self.resolved_home / item).resolve() for item in _items(self.backup_file_areas)]
 
     @property
+    def data_backup_days_at_most(self) -> int:
+        """How long a data backup can be kept at most under keep-daily/weekly/monthly (a month as 31 days)."""
+        return max(self.backup_keep_daily, 7 * self.backup_keep_weekly, 31 * self.backup_keep_monthly)
+
+    @property
     def operator_alert_addresses(self) -> list[str]:
         return _items(self.operator_alert_emails)
 
