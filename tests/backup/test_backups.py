@@ -322,3 +322,68 @@ def test_measured_backup_time_of_the_test_database(committed_db, settings, admin
     with capsys.disabled():
         print(f"\nplatform backup of the test database: {backup.stored_bytes:,} bytes in {seconds:.2f} s")
     assert backup.status == BackupStatus.COMPLETE
+
+
+CRASHING_BACKUP = """
+import base64, os, sys, time
+from pathlib import Path
+from sqlalchemy.engine import make_url
+from bookwarden import areas
+areas.load()
+from bookwarden.backup import service, stream
+from bookwarden.backup.models import BackupKind
+from bookwarden.core.config import Settings
+from bookwarden.crypto.master import MasterKeys, key_id
+from bookwarden.db import provision
+from bookwarden.db.session import Database
+
+master = base64.b64decode(os.environ["CRASH_MASTER"])
+keys = MasterKeys(key_id(master), {key_id(master): master})
+admin = make_url(os.environ["CRASH_ADMIN"])
+db = Database.open(provision.database_urls(admin, os.environ["CRASH_DATABASE"], master), keys, pool_size=1)
+real = stream.MemberWriter._seal
+
+def stall(self, plain, *, final):
+    real(self, plain, final=final)
+    self.sink.flush()
+    print("sealed", flush=True)
+    time.sleep(120)
+
+stream.MemberWriter._seal = stall
+settings = Settings(home=Path(os.environ["CRASH_HOME"]), backup_dir=Path(os.environ["CRASH_BACKUPS"]))
+service.take_backup(db, settings, admin, BackupKind.PLATFORM)
+"""
+
+
+def test_a_backup_process_killed_mid_way_never_counts_and_is_swept(committed_db, settings, admin_url, world):
+    import base64
+    import signal
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(sys.path),
+        "CRASH_MASTER": base64.b64encode(committed_db.master.current).decode(),
+        "CRASH_ADMIN": admin_url.render_as_string(hide_password=False),
+        "CRASH_DATABASE": TEST_DATABASE,
+        "CRASH_HOME": str(settings.resolved_home),
+        "CRASH_BACKUPS": str(settings.resolved_backup_dir),
+    }
+    with subprocess.Popen([sys.executable, "-c", CRASHING_BACKUP], env=env, stdout=subprocess.PIPE) as proc:
+        assert proc.stdout.readline() == b"sealed\n"  # the first chunk is on disk, the backup is under way
+        with platform_session(committed_db) as session:
+            (running,) = session.query(Backup).all()
+        assert running.status == BackupStatus.RUNNING and Path(running.directory).exists()
+        assert service.sweep_interrupted(committed_db, admin_url) == []  # alive: left alone
+        proc.send_signal(signal.SIGKILL)
+    for _ in range(50):  # the server notices the dead connection and frees its lock
+        swept = service.sweep_interrupted(committed_db, admin_url)
+        if swept:
+            break
+        time.sleep(0.1)
+
+    assert swept == [running.id]
+    with platform_session(committed_db) as session:
+        row = session.get(Backup, running.id)
+    assert row.status == BackupStatus.FAILED and not Path(row.directory).exists()

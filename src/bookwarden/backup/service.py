@@ -17,6 +17,7 @@ job) and treated the same. Only `complete` rows, whose manifest is signed, are r
 
 from __future__ import annotations
 
+import hashlib
 import io
 import shutil
 import tarfile
@@ -138,8 +139,6 @@ def take_backup(
 
 
 def _sha256(data: bytes) -> str:
-    import hashlib
-
     return hashlib.sha256(data).hexdigest()
 
 
@@ -302,7 +301,7 @@ class OpenedBackup:
     """A complete backup whose manifest verified and whose key is unwrapped: its members can be read."""
 
     def __init__(self, backup: Backup, settings: Settings, master) -> None:
-        if backup.status is not BackupStatus.COMPLETE and backup.status != BackupStatus.COMPLETE.value:
+        if backup.status != BackupStatus.COMPLETE:
             raise Conflict(f"backup {backup.id} is {backup.status}: only complete backups are read back")
         self.backup = backup
         self.directory = Path(backup.directory)
