@@ -221,6 +221,7 @@ def test_a_tenant_backup_holds_one_institution_and_restores_it(committed_db, set
     manifest = service.OpenedBackup(backup, settings, committed_db.master).manifest
     assert manifest["tables"]["patrons"]["rows"] == 5 and manifest["tables"]["tenants"]["rows"] == 1
     assert list(manifest["audit_heads"]) == [str(ours)]
+    assert "backups" not in manifest["tables"] and "jobs" not in manifest["tables"]  # platform tables stay out
 
     result = drills.drill(committed_db, settings, admin_url, backup.id)
     assert result.outcome == DrillOutcome.PASSED, result.steps
@@ -277,7 +278,7 @@ def _row(db, kind, started_at, tenant_id=None) -> uuid.UUID:
     with platform_session(db) as session:
         row = Backup(
             kind=kind,
-            tenant_id=tenant_id,
+            institution_id=tenant_id,
             status=BackupStatus.COMPLETE,
             directory="/nonexistent",
             started_at=started_at,

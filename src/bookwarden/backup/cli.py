@@ -28,7 +28,7 @@ def _backup_table(backups) -> Table:
         table.add_row(
             str(b.id),
             str(b.kind),
-            str(b.tenant_id or "-"),
+            str(b.institution_id or "-"),
             str(b.status),
             when(b.started_at),
             when(b.finished_at),

@@ -1,4 +1,4 @@
-"""The backup catalogue and the drill history: platform tables (no tenant_id; seen only without tenant context).
+"""The backup catalogue and the drill history: platform tables (seen only without tenant context).
 
 They name backups, files, sizes and checksums, never a value from the data: a tenant backup names
 its institution's id, as the job queue does.
@@ -45,8 +45,9 @@ class Backup(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     kind: Mapped[BackupKind] = mapped_column(String(16), info=STATE)
-    # No foreign key: a backup of an institution outlives the institution's rows (offboarding).
-    tenant_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, info=MACHINE)
+    # The institution of a tenant backup. Not `tenant_id`: this is no tenant-scoped row (a tenant backup
+    # must not hold the catalogue), and no foreign key: a backup outlives the institution's rows (offboarding).
+    institution_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, info=MACHINE)
     status: Mapped[BackupStatus] = mapped_column(String(16), default=BackupStatus.RUNNING, info=STATE)
     directory: Mapped[str] = mapped_column(Text, info=MACHINE)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -25,7 +25,7 @@ READ = Depends(requires(Permission.PLATFORM_BACKUPS_READ))
 class BackupOut(BaseModel):
     id: UUID
     kind: str
-    tenant_id: UUID | None
+    institution_id: UUID | None
     status: str
     started_at: datetime
     finished_at: datetime | None

@@ -104,7 +104,11 @@ def take_backup(
         with platform_session(db) as session:
             session.add(
                 Backup(
-                    id=backup_id, kind=kind, tenant_id=tenant_id, status=BackupStatus.RUNNING, directory=str(directory)
+                    id=backup_id,
+                    kind=kind,
+                    institution_id=tenant_id,
+                    status=BackupStatus.RUNNING,
+                    directory=str(directory),
                 )
             )
         try:
@@ -293,7 +297,7 @@ def get_backup(session, backup_id: uuid.UUID) -> Backup:
 def latest_complete(session, kind: BackupKind, tenant_id: uuid.UUID | None = None) -> Backup | None:
     query = select(Backup).where(Backup.kind == kind, Backup.status == BackupStatus.COMPLETE)
     if tenant_id is not None:
-        query = query.where(Backup.tenant_id == tenant_id)
+        query = query.where(Backup.institution_id == tenant_id)
     return session.scalars(query.order_by(Backup.started_at.desc()).limit(1)).first()
 
 
@@ -456,7 +460,7 @@ def expire_backups(db: Database, settings: Settings, admin: URL, now: datetime |
             if backup.started_at <= now - timedelta(days=settings.keyring_backup_retention_days):
                 expired.append(backup)
         else:
-            groups.setdefault((backup.kind, backup.tenant_id), []).append(backup)
+            groups.setdefault((backup.kind, backup.institution_id), []).append(backup)
     for group in groups.values():
         kept = kept_by_schedule(
             group, settings.backup_keep_daily, settings.backup_keep_weekly, settings.backup_keep_monthly

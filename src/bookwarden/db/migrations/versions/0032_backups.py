@@ -25,7 +25,7 @@ def upgrade() -> None:
         CREATE TABLE backups (
             id UUID NOT NULL,
             kind VARCHAR(16) NOT NULL,
-            tenant_id UUID,
+            institution_id UUID,
             status VARCHAR(16) NOT NULL,
             directory TEXT NOT NULL,
             started_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
@@ -39,7 +39,7 @@ def upgrade() -> None:
             CONSTRAINT pk_backups PRIMARY KEY (id),
             CONSTRAINT ck_backups_kind_known CHECK (kind IN ('platform', 'tenant', 'keyring')),
             CONSTRAINT ck_backups_status_known CHECK (status IN ('running', 'complete', 'failed', 'removed')),
-            CONSTRAINT ck_backups_tenant_only_for_tenant_kind CHECK ((kind = 'tenant') = (tenant_id IS NOT NULL)),
+            CONSTRAINT ck_backups_tenant_only_for_tenant_kind CHECK ((kind = 'tenant') = (institution_id IS NOT NULL)),
             -- Complete means signed: a backup without a manifest never counts as one.
             CONSTRAINT ck_backups_complete_has_manifest CHECK (status <> 'complete' OR manifest_sha256 IS NOT NULL)
         );
