@@ -13,7 +13,18 @@ from bookwarden.access.permissions import Permission
 from bookwarden.backup import drill as drills
 from bookwarden.backup import service
 from bookwarden.backup.models import BackupKind, DrillOutcome
-from bookwarden.console import Verdict, command, connect, console_principal, err, fail, institution_id, out, when
+from bookwarden.console import (
+    Verdict,
+    command,
+    connect,
+    console_principal,
+    err,
+    fail,
+    institution_id,
+    out,
+    uuid_option,
+    when,
+)
 from bookwarden.core.config import get_settings
 from bookwarden.db.server import admin_url
 from bookwarden.db.session import platform_session
@@ -94,8 +105,6 @@ def backup_drill(
     backup_id: Annotated[str | None, typer.Argument(help="default: the newest complete platform backup")] = None,
 ) -> None:
     """Restore a backup into a scratch database and check it; exit 1 when any step fails."""
-    from bookwarden.console import uuid_option
-
     settings = get_settings()
     result = drills.run_drill(
         connect(), console_principal(), settings, admin_url(settings), uuid_option("BACKUP_ID", backup_id)
@@ -140,8 +149,6 @@ def backup_restore(
     yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation (scripts)")] = False,
 ) -> None:
     """Restore a backup for real into a new database (and its file areas into a folder)."""
-    from bookwarden.console import uuid_option
-
     chosen = uuid_option("BACKUP_ID", backup_id)
     if not yes and not typer.confirm(f"Restore backup {chosen} into the new database {target}?"):
         raise fail("not confirmed; nothing was restored")

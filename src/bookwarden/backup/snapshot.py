@@ -39,7 +39,7 @@ def snapshot(admin: URL, database: str) -> Iterator[tuple[psycopg.Connection, st
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         snapshot_id = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
         yield conn, snapshot_id
-        conn.rollback()
+        # Read only: the connection's own end (a COMMIT of nothing) closes the snapshot.
 
 
 def dump(
@@ -205,7 +205,7 @@ def load_tenant_rows(conn: psycopg.Connection, blocks: Iterable[bytes]) -> None:
                 copy.write(line)
             else:
                 raise DumpFailed(f"tenant rows: table {table} has no end marker")
-    conn.commit()
+    # Committed when the caller's `with psycopg.connect(...)` ends without an error; rolled back otherwise.
 
 
 def _lines(blocks: Iterable[bytes]) -> Iterator[bytes]:
