@@ -39,6 +39,7 @@ AREAS: tuple[str, ...] = (
     "bookwarden.library",
     "bookwarden.privacy",
     "bookwarden.monitor",
+    "bookwarden.backup",
     "bookwarden.api",
 )
 

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import select
 
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole
+from bookwarden.backup import manifest as backup_manifest
 from bookwarden.crypto.derive import KeyPurpose, derive
 from bookwarden.crypto.keyring import blind_index
 from bookwarden.crypto.master import MasterKeys, key_id
@@ -194,6 +195,14 @@ KNOWN_ANSWERS = [
         throttle.ANONYMOUS_EVENTS.purpose,
         lambda: _budget_key(throttle.ANONYMOUS_EVENTS).hex(),
         "cb4f3b3e681da53364b2e2231c0639eb91494563cdf683e111e2aad9b3ac54a0",
+    ),
+    # Added with backups (backup/manifest.py): wraps each backup's key; pinned from its first version,
+    # since every backup taken so far is wrapped under it.
+    (
+        KeyPurpose.BACKUP_KEY_WRAP,
+        None,
+        lambda: backup_manifest.wrapping_key(MASTER).hex(),
+        "727276d9d7dafe7e9c9f7e9bbab9e8cbe071cab339a3d62322f5a3d28416d0ae",
     ),
 ]
 

@@ -90,6 +90,8 @@ EXPECTED = {
     ("POST", "/api/v1/operator/tenants/{tenant_id}/resume"): P.PLATFORM_TENANTS_MANAGE,
     ("POST", "/api/v1/operator/tenants/{tenant_id}/suspend"): P.PLATFORM_TENANTS_MANAGE,
     ("GET", "/api/v1/operator/usage"): P.PLATFORM_USAGE_READ,
+    ("GET", "/api/v1/operator/backups"): P.PLATFORM_BACKUPS_READ,
+    ("GET", "/api/v1/operator/backups/drills"): P.PLATFORM_BACKUPS_READ,
     ("PUT", "/api/v1/password-policies/admin"): P.POLICY_MANAGE,
     ("PUT", "/api/v1/password-policies/patron"): P.POLICY_MANAGE,
     ("PUT", "/api/v1/password-policies/staff"): P.POLICY_MANAGE,

@@ -263,6 +263,12 @@ class Action(enum.StrEnum):
     CONSOLE_COMMAND = "console.command"  # a command run on the platform console: OS user, command, permission
     DATABASE_URL_SHOWN = "database.url_shown"
     DATABASE_STOPPED = "database.stopped"
+    BACKUP_CREATED = "backup.created"  # kind, id, sizes; a tenant backup also in that tenant's chain
+    BACKUP_LISTED = "backup.listed"
+    BACKUP_DRILLED = "backup.drilled"  # outcome failed when any step failed
+    BACKUP_DRILLS_LISTED = "backup.drills_listed"
+    BACKUP_RESTORED = "backup.restored"  # which backup, into which database
+    BACKUP_REMOVED = "backup.removed"  # expired under retention
     # The trail itself.
     AUDIT_SEARCHED = "audit.searched"
     AUDIT_EXPORTED = "audit.exported"

@@ -41,6 +41,25 @@ class Settings(BaseSettings):
         description="days the audit trail keeps an event's source address and user agent; at most the 90 days "
         "the records of processing publish",
     )
+    backup_dir: Path | None = Field(
+        default=None, description="where backups are written (0700 folders, 0600 files); unset = <home>/backups"
+    )
+    backup_file_areas: str = Field(
+        default="tenants",
+        description="comma-separated folders (relative to the home folder, or absolute) copied into platform backups",
+    )
+    backup_keep_daily: int = Field(default=7, ge=1, description="complete backups kept: the newest of each of N days")
+    backup_keep_weekly: int = Field(default=4, ge=0, description="... and of each of N ISO weeks")
+    backup_keep_monthly: int = Field(default=12, ge=0, description="... and of each of N months")
+    keyring_backup_retention_days: int = Field(
+        default=35,
+        ge=1,
+        description="keyring backups are removed this many days after they were taken; an erased patron stays "
+        "decryptable from backups at most this long after the erasure",
+    )
+    operator_alert_emails: str = Field(
+        default="", description="comma-separated addresses mailed when a restore drill fails"
+    )
     database_name: str = "bookwarden"
     pool_size: int = 10
     subject_key_cache_size: int = 200_000
@@ -100,6 +119,23 @@ class Settings(BaseSettings):
     @property
     def resolved_home(self) -> Path:
         return self.home.expanduser().resolve()
+
+    @property
+    def resolved_backup_dir(self) -> Path:
+        return (self.backup_dir or self.resolved_home / "backups").expanduser().resolve()
+
+    @property
+    def backup_file_area_paths(self) -> list[Path]:
+        return [(self.resolved_home / item).resolve() for item in _items(self.backup_file_areas)]
+
+    @property
+    def data_backup_days_at_most(self) -> int:
+        """How long a data backup can be kept at most under keep-daily/weekly/monthly (a month as 31 days)."""
+        return max(self.backup_keep_daily, 7 * self.backup_keep_weekly, 31 * self.backup_keep_monthly)
+
+    @property
+    def operator_alert_addresses(self) -> list[str]:
+        return _items(self.operator_alert_emails)
 
 
 def _items(value: str) -> list[str]:

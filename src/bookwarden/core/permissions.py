@@ -65,6 +65,9 @@ class Permission(enum.StrEnum):
     PLATFORM_INCIDENTS_HANDLE = "platform.incidents.handle"
     PLATFORM_PRIVACY_OVERSIGHT = "platform.privacy.oversight"
     PLATFORM_USAGE_READ = "platform.usage.read"  # usage reports for charges: counts and sizes, no data
+    PLATFORM_BACKUPS_READ = "platform.backups.read"  # the backup catalogue and drill history: no data
+    PLATFORM_BACKUPS_MANAGE = "platform.backups.manage"  # take backups, run drills, remove expired ones
+    PLATFORM_BACKUPS_RESTORE = "platform.backups.restore"  # restore a backup into a database for real
     # The platform console (bookwarden CLI): each command declares one of these (or another above).
     PLATFORM_DATABASE_MANAGE = "platform.database.manage"
     PLATFORM_TOKENS_ISSUE = "platform.tokens.issue"
@@ -172,7 +175,9 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
     ),
     BuiltinRole.AUDITOR: frozenset({P.AUDIT_READ, P.AUDIT_VERIFY, P.ACCOUNTS_READ, P.ROLES_READ}),
     BuiltinRole.OPERATOR_SUPPORT: frozenset({P.PLATFORM_GRANTS_REQUEST}),
-    BuiltinRole.OPERATOR_OPS: frozenset({P.PLATFORM_TENANTS_MANAGE, P.PLATFORM_GRANTS_REQUEST, P.PLATFORM_USAGE_READ}),
+    BuiltinRole.OPERATOR_OPS: frozenset(
+        {P.PLATFORM_TENANTS_MANAGE, P.PLATFORM_GRANTS_REQUEST, P.PLATFORM_USAGE_READ, P.PLATFORM_BACKUPS_READ}
+    ),
     BuiltinRole.CISO: frozenset({P.PLATFORM_GRANTS_BREAK_GLASS, P.PLATFORM_INCIDENTS_HANDLE}),
     BuiltinRole.DPO: frozenset({P.PLATFORM_PRIVACY_OVERSIGHT}),
 }

@@ -23,6 +23,7 @@ from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
 from bookwarden.core.authorize import authorize
 from bookwarden.core.classification import Category, Protection
+from bookwarden.core.config import get_settings
 from bookwarden.core.csv_safety import spreadsheet_safe
 from bookwarden.core.errors import NotFound
 from bookwarden.core.permissions import Permission
@@ -197,8 +198,21 @@ def generate(
             "processing": PROCESSING_BY_PROCESSOR,
         },
         activities=tuple(activities),
-        security_measures=SECURITY_MEASURES,
+        security_measures=security_measures(),
         third_country_transfers=settings.third_country_transfers,
+    )
+
+
+def security_measures() -> tuple[str, ...]:
+    """The fixed list, and what backups keep and for how long, from this platform's configuration."""
+    settings = get_settings()
+    return (
+        *SECURITY_MEASURES,
+        "backups: encrypted (AES-256-GCM, a key of their own wrapped under the master key, which no backup "
+        "holds), signed, restore-drilled daily; data backups hold ciphertext only and are kept at most "
+        f"{settings.data_backup_days_at_most} days; the keys are in separate keyring backups kept "
+        f"{settings.keyring_backup_retention_days} days, so an erased subject's fields can be decrypted from a "
+        f"backup for at most {settings.keyring_backup_retention_days} days after the erasure, never after",
     )
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -329,6 +329,7 @@ def _certify(
         "package_keys_destroyed": packages,
         "files_removed": 0,  # the tenant file area holds nothing per patron: packages live in tables
         "retained": [{"what": "audit_events", "count": audit_events, "why": RETAINED_AUDIT}],
+        "backups": backup_window(erased_at),
         "key_id": key.key_id,
     }
     certificate = ErasureCertificate(
@@ -344,6 +345,25 @@ def _certify(
     )
     session.add(certificate)
     return certificate
+
+
+def backup_window(erased_at: datetime) -> dict[str, Any]:
+    """What backups taken before the erasure still hold, and until when (docs/backups.md).
+
+    Data backups hold the subject's fields as ciphertext only; the keys are in the keyring's own
+    backups, removed `keyring_backup_retention_days` after they were taken. So the fields can be
+    decrypted from a backup until the last keyring backup taken before the erasure expires, at most
+    that many days from now, and never after.
+    """
+    settings = get_settings()
+    days = settings.keyring_backup_retention_days
+    return {
+        "decryptable_until": _timestamp(erased_at + timedelta(days=days)),
+        "keyring_backup_retention_days": days,
+        "ciphertext_kept_days_at_most": settings.data_backup_days_at_most,
+        "how": "data backups hold ciphertext only; the subject's key survives only in keyring backups taken before "
+        "the erasure, each removed after its retention period; the master key is in no backup",
+    }
 
 
 def signed_bytes(statement: dict[str, Any]) -> bytes:

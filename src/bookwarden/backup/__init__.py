@@ -1,0 +1,1 @@
+"""Backups of the platform, of one institution and of the keyring; restore drills; restores."""
