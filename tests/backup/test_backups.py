@@ -24,12 +24,15 @@ from bookwarden.audit.events import Action
 from bookwarden.backup import drill as drills
 from bookwarden.backup import service, snapshot, stream
 from bookwarden.backup.models import Backup, BackupKind, BackupStatus, DrillOutcome
+from bookwarden.core.config import get_settings
 from bookwarden.core.errors import Conflict, Forbidden, NotFound
 from bookwarden.crypto.aead import new_key
 from bookwarden.crypto.master import MasterKeys, key_id
 from bookwarden.db.session import PLATFORM, platform_session, tenant_session
 from bookwarden.jobs.models import Job
+from bookwarden.jobs.worker import Worker
 from tests.conftest import TEST_DATABASE
+from tests.e2e.test_notify import smtp_server  # noqa: F401 - the real aiosmtpd server fixture
 from tests.helpers import acting
 
 OPERATOR = acting(
@@ -112,6 +115,28 @@ def test_a_truncated_backup_fails_its_drill(committed_db, settings, admin_url, w
     step, failure = _failed_step(committed_db, settings, admin_url)
 
     assert step == "chunks" and "truncated inside chunk" in failure
+
+
+def test_a_failed_drill_is_mailed_to_the_operators(committed_db, settings, admin_url, world, smtp_server, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("BOOKWARDEN_OPERATOR_ALERT_EMAILS", "ops@platform.example, ciso@platform.example")
+    get_settings.cache_clear()
+    try:
+        data = _take(committed_db, settings, admin_url)
+        _take(committed_db, settings, admin_url, BackupKind.KEYRING)
+        path = Path(data.directory) / "database.bwc"
+        path.write_bytes(path.read_bytes()[:-10])
+        result = drills.drill(committed_db, settings, admin_url)
+        worker = Worker(committed_db, "alerts")
+        while worker.run_one():
+            pass
+    finally:
+        get_settings.cache_clear()
+
+    [mail] = [m for m in smtp_server.messages if "restore drill FAILED" in m.message["Subject"]]
+    assert sorted(mail.recipients) == ["ciso@platform.example", "ops@platform.example"]
+    body = mail.message.get_content()
+    assert str(result.id) in body and "truncated inside chunk" in body
+    assert mail.message["Auto-Submitted"] == "auto-generated"
 
 
 def test_a_wrongly_keyed_backup_fails_its_drill(committed_db, settings, admin_url, world):

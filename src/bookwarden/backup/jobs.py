@@ -4,8 +4,6 @@ and the operators' alert when a drill fails."""
 from __future__ import annotations
 
 from datetime import timedelta
-from email.message import EmailMessage
-from email.utils import formatdate
 from typing import Any
 from uuid import UUID
 
@@ -16,7 +14,7 @@ from bookwarden.core.config import get_settings
 from bookwarden.db.server import admin_url
 from bookwarden.db.session import Database, platform_session
 from bookwarden.jobs.service import handler, schedule
-from bookwarden.notify.delivery import SmtpSettings, _send
+from bookwarden.notify.delivery import send_to_operators
 
 DAILY = timedelta(days=1)
 PLATFORM_JOB, KEYRING_JOB, DRILL_JOB, RETENTION_JOB = (
@@ -63,14 +61,6 @@ def _alert(db: Database, payload: dict[str, Any]) -> None:
         return
     with platform_session(db) as session:
         found = session.get(BackupDrill, UUID(payload["drill_id"]))
-    smtp = SmtpSettings()
-    email = EmailMessage()
-    email["From"] = smtp.from_address
-    email["To"] = ", ".join(addresses)
-    email["Subject"] = f"Bookwarden: restore drill FAILED for backup {found.backup_id}"
-    email["Date"] = formatdate(usegmt=True)
-    email["Message-ID"] = f"<drill-{found.id}@{smtp.domain}>"
-    email["Auto-Submitted"] = "auto-generated"
     lines = [
         f"Restore drill {found.id} of backup {found.backup_id} failed at {found.finished_at}.",
         "",
@@ -80,8 +70,8 @@ def _alert(db: Database, payload: dict[str, Any]) -> None:
     ]
     lines += [f"  {'ok  ' if s['ok'] else 'FAIL'} {s['step']}: {s['detail']}" for s in found.steps]
     lines += ["", "See `bookwarden backup drills` and docs/backups.md."]
-    email.set_content("\n".join(lines))
-    _send(email, smtp)
+    subject = f"Bookwarden: restore drill FAILED for backup {found.backup_id}"
+    send_to_operators(addresses, subject, "\n".join(lines), f"drill-{found.id}")
 
 
 def declare_schedules(db: Database) -> None:

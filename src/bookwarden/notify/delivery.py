@@ -188,6 +188,26 @@ def _compose(message: OutboxMessage, mail: service.Mail, settings: SmtpSettings)
     return email
 
 
+def send_to_operators(to: list[str], subject: str, body: str, message_id: str) -> None:
+    """Mail the platform's own operators at once (a failed restore drill; later alerts and incidents).
+
+    Not through the outbox: the outbox holds an institution's mail, sealed under its key, and this
+    mail belongs to no institution. A job sends it, so a refused delivery (DeliveryFailed) is retried
+    as the job's next attempt; `message_id` is stable across attempts, so a receiver sees a retry
+    of the same message, not a second one.
+    """
+    settings = SmtpSettings()
+    email = EmailMessage()
+    email["From"] = settings.from_address
+    email["To"] = ", ".join(to)
+    email["Subject"] = subject
+    email["Date"] = formatdate(usegmt=True)
+    email["Message-ID"] = f"<{message_id}@{settings.domain}>"
+    email["Auto-Submitted"] = "auto-generated"  # RFC 3834: no out-of-office answers
+    email.set_content(body)
+    _send(email, settings)
+
+
 def _send(email: EmailMessage, settings: SmtpSettings) -> None:
     client: smtplib.SMTP | None = None
     try:
