@@ -29,11 +29,14 @@ class PrincipalKind(enum.StrEnum):
     # An operator account's sign-in session, which only ever exists after its second factor passed
     # (identity/operators/signin.py): the one kind that may mint operator tokens and break glass.
     OPERATOR = "operator"
+    # An operator account at the platform console (bookwarden CLI), known by the OS login mapped to it
+    # (console.py): the person is the operator account, with that account's role and nothing more.
+    CONSOLE = "console"
     SYSTEM = "system"  # the platform's own scheduled duties (grant expiry, purges)
 
 
 # The credentials a person signs in with (their id is the person's); tokens name theirs in `owner_id`.
-SIGNED_IN = frozenset({PrincipalKind.ACCOUNT, PrincipalKind.OPERATOR})
+SIGNED_IN = frozenset({PrincipalKind.ACCOUNT, PrincipalKind.OPERATOR, PrincipalKind.CONSOLE})
 TOKENS = frozenset({PrincipalKind.API_TOKEN, PrincipalKind.OPERATOR_TOKEN})
 
 

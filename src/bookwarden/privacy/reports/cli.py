@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from bookwarden.access.permissions import Permission
-from bookwarden.console import choice, command, connect, console_principal, err, fail, institution_id, out
+from bookwarden.console import Grant, choice, command, connect, console_principal, err, fail, institution_id, out
 from bookwarden.db.session import tenant_session
 from bookwarden.privacy.reports import catalogue
 from bookwarden.privacy.reports import service as publisher_reports
@@ -32,6 +32,7 @@ def reports_catalogue_import(
     file: Annotated[Path, typer.Argument(help="UTF-8 CSV with the header item_id,title,publisher")],
     tenant: Annotated[str, typer.Option(help="institution id or slug")],
     replace: Annotated[bool, typer.Option(help="also remove the items the file does not list")] = False,
+    grant: Grant = None,
 ) -> None:
     """Load titles and publishers of items: every line checked first, nothing written unless all pass."""
     try:
@@ -55,6 +56,7 @@ def reports_policy(
     publisher_budget: Annotated[float | None, typer.Option(help="default total epsilon per publisher")] = None,
     max_cells_per_patron: Annotated[int | None, typer.Option(help="title-months a patron counts in")] = None,
     max_loans_per_cell: Annotated[int | None, typer.Option(help="loans of one patron counted per cell")] = None,
+    grant: Grant = None,
 ) -> None:
     """Show an institution's rules for publisher reports, or change the ones given."""
 
@@ -79,6 +81,7 @@ def reports_budget(
     tenant: Annotated[str, typer.Option(help="institution id or slug")],
     publisher: Annotated[str | None, typer.Option(help="the publisher whose budget to set")] = None,
     budget: Annotated[float | None, typer.Option(help="total epsilon the publisher may receive")] = None,
+    grant: Grant = None,
 ) -> None:
     """List publishers' privacy budgets, or set one (--publisher and --budget)."""
     if (publisher is None) != (budget is None):
@@ -102,6 +105,7 @@ def reports_publishers(
     last_month: Annotated[str, typer.Option("--to", help="last month, YYYY-MM (ended)")],
     epsilon: Annotated[float | None, typer.Option(help="with noise on: epsilon to spend")] = None,
     fmt: Annotated[str, typer.Option("--format", help="json or csv")] = "json",
+    grant: Grant = None,
 ) -> None:
     """Release a publisher's anonymized usage report (cells under k patrons suppressed) and print it."""
     chosen = choice("--format", fmt, publisher_reports.ReportFormat)
@@ -118,6 +122,7 @@ def reports_list(
     tenant: Annotated[str, typer.Option(help="institution id or slug")],
     publisher: Annotated[str | None, typer.Option(help="only this publisher's")] = None,
     fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    grant: Grant = None,
 ) -> None:
     """Reports released, the latest first, with their k and epsilon."""
 
