@@ -364,12 +364,7 @@ def test_an_administrative_tokens_notice_cannot_be_muted(app, person, in_tenant,
 
 
 def test_operator_token_minting_needs_an_operator_signed_in_with_a_second_factor(
-    app,
-    db,
-    enrolled,
-    signed_in,
-    browser,
-    operator_token,  # noqa: F811 - fixtures
+    app, db, enrolled, signed_in, browser, operator_token  # noqa: F811 - fixtures
 ):
     # A password alone: the pending session authenticates nothing.
     enrolled("pat.ops")
