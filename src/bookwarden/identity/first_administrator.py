@@ -5,7 +5,12 @@ invited account for that address holding tenant_admin, and mails it the invitati
 one-time, 72 hours): whoever opens it sets the account's password. Nothing secret is shown to the operator,
 who never holds a credential of the institution's, and no token is minted.
 
-Two exceptions, each only while the institution has no account at all: the operator acts inside the
+An administrator's role requires a second factor, so once the invitation is accepted the holder cannot sign
+in before enrolling one, and nobody in the institution can send them the enrolment link yet: the operator
+has it mailed (`bookwarden tenant admin-enrolment SLUG`, `send_enrolment_link`), the same link an
+administrator sends after a reset (identity/enrolment/links.py): the holder's password and an app's code.
+
+Exceptions, each only while the first administrator is the institution's only account: the operator acts inside the
 institution without a grant (there is no data and nobody to approve one), and tenant_admin is granted
 without a second person's approval (there is nobody yet to ask). Both are recorded in the institution's
 trail, naming the operator, and the grant's event says it was the first administrator.
@@ -30,6 +35,7 @@ from bookwarden.crypto.master import MasterKeys
 from bookwarden.db.session import TenantSession
 from bookwarden.identity import links
 from bookwarden.identity.accounts import service as accounts
+from bookwarden.identity.enrolment import links as enrolment_links
 from bookwarden.identity.links import IssuedLink, LinkPurpose
 from bookwarden.identity.models import Account, AccountKind
 from bookwarden.tenancy.models import Tenant
@@ -69,3 +75,26 @@ def invite(session: TenantSession, master: MasterKeys, operator: Principal, emai
     details = {"link_expires_at": link.expires_at.isoformat(), "first_administrator": True}
     record(session, Action.ACCOUNT_INVITED, ("account", account.id), details=details, actor=setup)
     return link
+
+
+def send_enrolment_link(session: TenantSession, master: MasterKeys, operator: Principal) -> enrolment_links.LinkSent:
+    """Mail the first administrator, who accepted the invitation, the link enrolling their second factor; refused
+    once the institution has any other account (its administrators send such links then)."""
+    authorize(operator, Permission.PLATFORM_TENANTS_MANAGE)
+    found = list(session.scalars(select(Account).where(Account.tenant_id == session.tenant_id).limit(2)))
+    first = found[0] if len(found) == 1 else None
+    granted = first is not None and session.scalar(
+        select(AccountRole.id).where(
+            AccountRole.tenant_id == session.tenant_id,
+            AccountRole.account_id == first.id,
+            AccountRole.builtin_role == BuiltinRole.TENANT_ADMIN.value,
+            AccountRole.granted_by == operator.id,
+        )
+    )
+    if not granted:
+        raise Conflict(
+            "only the first administrator, invited by you at tenant create and still the institution's only account, "
+            "is sent this link by an operator: afterwards the institution's administrators send it"
+        )
+    setup = replace(operator, tenant_id=session.tenant_id, permissions=frozenset({Permission.ACCOUNTS_MANAGE}))
+    return enrolment_links.send_link(session, master, setup, first.id)

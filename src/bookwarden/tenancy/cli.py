@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from bookwarden.access.permissions import Permission
-from bookwarden.console import command, connect, console_principal, err, out
+from bookwarden.console import command, connect, console_principal, err, institution_id, out
 from bookwarden.core.config import get_settings
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity import first_administrator
@@ -48,6 +48,17 @@ def tenant_create(
         until = sent.expires_at.strftime("%H:%M UTC on %d %B %Y")
         err.print(f"invitation mailed to the first administrator; it works once, until {until}")
     out.print(_tenant_table([tenant]))
+
+
+@command(tenant_app, "admin-enrolment", Permission.PLATFORM_TENANTS_MANAGE)
+def tenant_admin_enrolment(tenant: str) -> None:
+    """Mail the first administrator (invitation accepted, password set) the link enrolling their second factor;
+    only while they are the institution's only account. Nothing is printed."""
+    db = connect()
+    with tenant_session(db, institution_id(tenant)) as session:
+        sent = first_administrator.send_enrolment_link(session, db.master, console_principal())
+    until = sent.expires_at.strftime("%H:%M UTC on %d %B %Y")
+    err.print(f"second-factor enrolment link mailed to the first administrator; it works once, until {until}")
 
 
 @command(tenant_app, "list", Permission.PLATFORM_TENANTS_MANAGE)
