@@ -6,8 +6,8 @@ with a session and may own API tokens; every control that asks "is this the same
 credential's id, so a token cannot approve what its owner asked through a session or another of
 their tokens, nor the other way round.
 
-A token without an owner is a *service token*: minted only at the platform console for a machine
-(an institution's catalogue sync, the platform's provisioning), never over HTTP. It belongs to no
+A token without an owner is a *service token*: minted only at the platform console for a machine of
+the platform's (its provisioning), never over HTTP; institutions' from before, and the demo's, remain. It belongs to no
 person, so it is a party of its own: it cannot approve its own request, and nothing links it to the
 people who hold sessions (identity/tokens/service.py says what that means for the console).
 """
