@@ -15,6 +15,7 @@ from pathlib import Path
 import pyotp
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from bookwarden.access.grants import service as grants
@@ -28,6 +29,7 @@ from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity.operators import service as operator_accounts
 from bookwarden.identity.operators.models import OperatorAccount
 from bookwarden.identity.tokens import service as tokens
+from bookwarden.tenancy.models import Tenant
 from bookwarden.tenancy.service import get_tenant
 from tests.conftest import TEST_DATABASE
 
@@ -263,3 +265,15 @@ def test_demo_seeds_once_and_issues_fresh_tokens(committed_db, settings):
         signin.SignInAttempt("riverside-public", desk.desk_username, desk.desk_password, "127.0.0.1", "test"),
     )
     assert not signed.second_factor_pending  # the printed desk login works as printed
+
+
+def test_demo_refuses_a_database_holding_other_institutions(cli_env, committed_db, settings):
+    """The demo needs no operator and prints credentials: it is for a local database of its own."""
+    from bookwarden import demo
+    from bookwarden.core.errors import Conflict
+
+    _run("tenant", "create", "north", "North University")
+    with pytest.raises(Conflict, match="north"):
+        demo.seed(committed_db, settings, patrons_each=1)
+    with platform_session(committed_db) as session:
+        assert [t.slug for t in session.scalars(select(Tenant))] == ["north"]  # nothing seeded
