@@ -17,19 +17,21 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from sqlalchemy.exc import SQLAlchemyError
 
 from bookwarden.access.authorize import authorize
+from bookwarden.access.grants import service as grants
 from bookwarden.access.permissions import Permission
 from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.audit import record as audit
-from bookwarden.audit.events import Action, Outcome
+from bookwarden.audit.events import PLATFORM_CHAIN, Action, Outcome
 from bookwarden.core import logs
 from bookwarden.core.config import get_settings
 from bookwarden.core.errors import BookwardenError, Forbidden, InvalidInput
@@ -37,6 +39,8 @@ from bookwarden.core.purposes import SharingPath
 from bookwarden.core.sensitive import find_sensitive
 from bookwarden.db.session import connect as connect_database
 from bookwarden.db.session import platform_session
+from bookwarden.identity.operators import service as operator_accounts
+from bookwarden.identity.operators.models import OperatorStatus
 from bookwarden.tenancy import service as tenancy
 
 # The root command group, set by bookwarden.cli when it mounts the areas (to name a command's group).
@@ -52,8 +56,25 @@ err = Console(stderr=True)
 
 
 # -- the console: who runs commands, what each needs, what each leaves in the audit trail ------
+#
+# The console acts as a named operator account, never as an all-permissions principal: the OS user
+# running it is mapped to an operator account (BOOKWARDEN_CONSOLE_OPERATORS="deploy=alice.ops", or the
+# account named as the OS user), and the command runs with that account's role, recorded as that person
+# (PrincipalKind.CONSOLE, the account's id). The account must be active: enrolled, with its password and
+# second factor, and not disabled. A command that reads or changes one institution's data declares a
+# tenant permission; no operator role holds one, so it runs only through an approved, current operator
+# grant for that institution, named with --grant and opened by the very function HTTP uses
+# (access/grants/service.py `open_grant`). A few commands need no operator at all (`unmapped`): those that
+# make the platform exist or run it (db migrate and stop, serve, worker, demo) and the very first
+# operator's creation; whoever runs them is recorded by OS user.
 
 CONSOLE_NAMESPACE = uuid.UUID("6f0c2a4e-3b1d-5e8a-9c7f-1d2e3f405162")
+GRANT_HELP = (
+    "the approved operator grant for this institution (ask: POST /api/v1/operator/grants, scope privacy or audit; "
+    "the institution approves it)"
+)
+# Every command that reads or changes an institution's data takes it: `grant: Grant = None`.
+Grant = Annotated[str | None, typer.Option(help=GRANT_HELP)]
 
 
 def os_user() -> str:
@@ -63,10 +84,55 @@ def os_user() -> str:
         return f"uid {os.getuid()}"
 
 
+def operator_username() -> str:
+    """The operator account the OS user acts as: BOOKWARDEN_CONSOLE_OPERATORS maps it, else its own name."""
+    user = os_user()
+    for pair in get_settings().console_operators.split(","):
+        listed, _, operator = pair.partition("=")
+        if listed.strip() == user and operator.strip():
+            return operator.strip()
+    return user
+
+
+def _unmapped_principal(permissions: frozenset[Permission] = frozenset()) -> Principal:
+    """Whoever runs a command that needs no operator: one id per OS user, only that command's permission."""
+    return Principal(PrincipalKind.SYSTEM, uuid.uuid5(CONSOLE_NAMESPACE, os_user()), None, permissions)
+
+
+def _how_to_map() -> str:
+    return (
+        f'map it to your operator account: BOOKWARDEN_CONSOLE_OPERATORS="{os_user()}=<operator username>" '
+        "(operator accounts: bookwarden operator create, by a holder of platform.operators.manage)"
+    )
+
+
+def _mapped_operator() -> Principal | None:
+    """The console principal of the operator account the OS user is mapped to; None when there is none.
+
+    Refused (Forbidden) when the account exists but is not active: a disabled operator's console is closed,
+    and an enrolling one has no second factor yet."""
+    username = operator_username()
+    with platform_session(connect()) as session:
+        account = operator_accounts.console_account(session, username)
+    if account is None:
+        return None
+    if account.status != OperatorStatus.ACTIVE:
+        raise Forbidden(
+            f'the OS user "{os_user()}" acts as operator "{account.username}", which is {account.status}: '
+            "only an active account (enrolled, not disabled) runs the console"
+        )
+    return Principal(PrincipalKind.CONSOLE, account.id, None, operator_accounts.permissions_of(account))
+
+
 def console_principal() -> Principal:
-    """The platform console acting: one id per OS user. It holds the whole catalogue, read at call time;
-    each command still names the one permission it needs, checked through authorize()."""
-    return Principal(PrincipalKind.SYSTEM, uuid.uuid5(CONSOLE_NAMESPACE, os_user()), None, frozenset(Permission))
+    """Who the running command acts as: the mapped operator, or that operator through the command's grant."""
+    run = _run.get()
+    if run is not None and run.principal is not None:
+        return run.principal
+    operator = _mapped_operator()
+    if operator is None:
+        raise Forbidden(f'the OS user "{os_user()}" is mapped to no operator account; {_how_to_map()}')
+    return operator
 
 
 @dataclass
@@ -76,6 +142,7 @@ class _Run:
     db: Any = None
     command: str | None = None
     succeeded_recorded: bool = False
+    principal: Principal | None = None
 
 
 _run: ContextVar[_Run | None] = ContextVar("bookwarden_console_run", default=None)
@@ -94,9 +161,10 @@ def _running() -> Iterator[_Run]:
 
 
 def start_run(ctx: typer.Context) -> None:
-    # Every audit event of this run names the console as actor, and one request id ties them together.
+    # Every audit event of this run names who acts (set once the command knows: `_acting`), and one request
+    # id ties them together.
     context = audit.Context(
-        principal=console_principal(),
+        principal=_unmapped_principal(),
         source_address="console",
         user_agent="bookwarden-cli",
         request_id=str(uuid.uuid4()),
@@ -108,21 +176,82 @@ def start_run(ctx: typer.Context) -> None:
     logs.configure(get_settings().log_level, stream="stderr")
 
 
+def _acting(principal: Principal) -> Principal:
+    run = _run.get()
+    if run is not None:
+        run.principal = principal
+    audit.current().principal = principal
+    return principal
+
+
+def _operator_for(permission: Permission, unmapped: bool | Callable[[], bool]) -> Principal:
+    """The principal a command starts as; Forbidden for an unmapped OS user unless the command needs none."""
+    if unmapped is True:
+        # Commands that make the platform exist or run it: the database may not be there yet (db migrate),
+        # so a mapping that cannot be read is no mapping. A mapped operator is still recorded by name.
+        try:
+            operator = _mapped_operator()
+        except SQLAlchemyError:
+            operator = None
+        if operator is None:
+            return _unmapped_principal(frozenset({permission}))
+        return replace(operator, permissions=operator.permissions | {permission})
+    operator = _mapped_operator()
+    if operator is not None:
+        return operator
+    if callable(unmapped) and unmapped():
+        return _unmapped_principal(frozenset({permission}))
+    raise Forbidden(f'the OS user "{os_user()}" is mapped to no active operator account; {_how_to_map()}')
+
+
+def through_grant(tenant_id: uuid.UUID, grant: str | None, permission: Permission) -> Principal:
+    """The console operator inside one institution, through its grant, checked as HTTP checks it: approved,
+    current, this operator's, this institution's (access/grants/service.py `open_grant`, the same function),
+    covering `permission`. Every event after it names the grant; a refusal is recorded as access.denied."""
+    operator = console_principal()
+    if operator.kind is not PrincipalKind.CONSOLE or operator.grant_id is not None:
+        raise Forbidden("only an operator's console, mapped to an active operator account, uses a grant")
+    if not grant:
+        raise Forbidden(
+            f"this command reads or changes institution {tenant_id}'s data: operators reach it only through an "
+            f"approved grant, named with --grant; {GRANT_HELP}",
+            permission=permission,
+        )
+    try:
+        grant_id = uuid.UUID(grant)
+    except ValueError:
+        raise Forbidden(f"--grant: {grant!r} is not the id of an operator grant") from None
+    acting = _acting(grants.open_grant(connect(), operator, grant_id, tenant_id=tenant_id))
+    authorize(acting, permission)
+    return acting
+
+
 def command(
-    group: typer.Typer, name: str, permission: Permission, *, shares: SharingPath | None = None, **options: Any
+    group: typer.Typer,
+    name: str,
+    permission: Permission,
+    *,
+    unmapped: bool | Callable[[], bool] = False,
+    shares: SharingPath | None = None,
+    **options: Any,
 ) -> Callable:
     """Declare a command of `group` (an area's command group) and the one permission it needs; `shares`,
     when the command lets patron data leave the institution, names its path through the sharing gate
     (tests/invariants/test_sharing_gate.py runs each such command for a patron who objected).
 
-        @command(audit_app, "verify", Permission.AUDIT_VERIFY)
+        @command(audit_app, "verify", Permission.PLATFORM_AUDIT_VERIFY)
         def audit_verify(...) -> None: ...
 
-    The console principal's permissions are checked through authorize() before the command runs,
-    and every run leaves an event naming the OS user in the platform chain: console.command when it
-    succeeds, access.denied or request.failed when it is refused. The command still records its own
-    action's event (tenant.created, audit.verified...): tests/invariants/test_audit_coverage.py runs every command
-    and fails for one that declares no permission or leaves no event of its own.
+    The command runs as the operator account the OS user is mapped to, and that account's permissions
+    are checked through authorize() before it runs. A tenant permission (anything but platform.*) is
+    held only through a grant: such a command takes `--tenant` and `--grant` (`Grant`), and runs as the
+    grant's principal (`through_grant`). `unmapped`: True for a command that needs no operator (it makes
+    the platform exist or runs it), or a check saying when (the first operator's creation).
+
+    Every run leaves an event naming the OS user: console.command when it succeeds, access.denied or
+    request.failed when it is refused. The command still records its own action's event (tenant.created,
+    audit.verified...): tests/invariants/test_audit_coverage.py runs every command and fails for one that
+    declares no permission or leaves no event of its own.
     """
 
     def register(run: Callable) -> Callable:
@@ -132,7 +261,10 @@ def command(
             if current is not None:
                 current.command = " ".join(filter(None, (_group_name(group), name)))
             with _console_run(permission):
-                authorize(console_principal(), permission)
+                acting = _acting(_operator_for(permission, unmapped))
+                if not permission.is_platform:
+                    acting = through_grant(institution_id(kwargs["tenant"]), kwargs.get("grant"), permission)
+                authorize(acting, permission)
                 refuse_payment_data(kwargs)
                 return run(*args, **kwargs)
 
@@ -242,8 +374,12 @@ def command_succeeded(permission: Permission, **details: Any) -> None:
 
 
 def _console_event(action, outcome, **details: Any) -> None:
+    # In the platform's chain, even for a command run through a grant: the console's own record of its runs
+    # (the institution's chain has the grant's use and the command's action).
     try:
-        audit.record_now(connect(), action, outcome=outcome, details=_console_details(**details))
+        audit.record_now(
+            connect(), action, outcome=outcome, details=_console_details(**details), tenant_id=PLATFORM_CHAIN
+        )
     except Exception as exc:
         # The command's own answer stands; losing its record must not hide it, but it is loud.
         err.print(f"[red]warning:[/red] the audit event of this command was not recorded ({type(exc).__name__})")

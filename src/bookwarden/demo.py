@@ -1,7 +1,9 @@
 """Demo data for `make run`: two institutions with patrons and their activity.
 
 Seeded once (a second run only issues fresh tokens), through the same services the API
-uses, so the demo exercises encryption, blind indexes and row-level security for real.
+uses, so the demo exercises encryption, blind indexes and row-level security for real. Local use
+only: it needs no operator and prints credentials, so it refuses a database that holds any other
+institution (`refuse_real_institutions`).
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from rich.progress import Progress
+from sqlalchemy import select
 
 from bookwarden.access.permissions import BUILTIN_PERMISSIONS, LIBRARY_READ, LIBRARY_WRITE, BuiltinRole
 from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.core.config import Settings
+from bookwarden.core.errors import Conflict
 from bookwarden.db.session import Database, platform_session, tenant_session
 from bookwarden.identity import roles as access
 from bookwarden.identity.accounts import service as accounts
@@ -61,6 +65,7 @@ def seed(db: Database, settings: Settings, patrons_each: int = PATRONS_EACH) -> 
     Each gets an API token and a circulation-desk account (password set anew on every run) for
     signing in at POST /api/v1/auth/login.
     """
+    refuse_real_institutions(db)
     rng = random.Random(2026)  # noqa: S311 - demo data, not secrets
     issued = {}
     for slug, name in INSTITUTIONS.items():
@@ -75,6 +80,18 @@ def seed(db: Database, settings: Settings, patrons_each: int = PATRONS_EACH) -> 
             token = tokens.issue_api_token(session, "demo", sorted(LIBRARY_READ | LIBRARY_WRITE), timedelta(days=30))[1]
             issued[slug] = DemoAccess(token, DESK, _desk_password(session, tenant))
     return issued
+
+
+def refuse_real_institutions(db: Database) -> None:
+    """The demo is for a local database: it runs without an operator (`bookwarden demo` needs no mapping) and
+    prints credentials, so it refuses a database holding any institution of its own."""
+    with platform_session(db) as session:
+        others = sorted(slug for slug in session.scalars(select(Tenant.slug)) if slug not in INSTITUTIONS)
+    if others:
+        raise Conflict(
+            f"this database holds institutions that are not the demo's ({', '.join(others[:5])}): the demo runs only "
+            "on a local database of its own (set BOOKWARDEN_HOME or BOOKWARDEN_DATABASE_NAME to another one)"
+        )
 
 
 def _desk_password(session, tenant: Tenant) -> str:

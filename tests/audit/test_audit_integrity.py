@@ -30,6 +30,7 @@ from bookwarden.core.config import get_settings
 from bookwarden.core.errors import BookwardenError
 from bookwarden.db.session import tenant_session
 from tests.conftest import TEST_DATABASE
+from tests.e2e.test_cli import granted, map_console
 
 CONTENT = (
     "id, occurred_at, actor_kind, actor_id, grant_id, action, target_kind, target_id, outcome, source_address, "
@@ -54,18 +55,24 @@ def cli_env(committed_db, admin_url, tmp_path, monkeypatch, key):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
+    map_console(monkeypatch, committed_db)  # run by an operator, as tests/e2e/test_cli.py's cli_env is
+    bw.db = committed_db
     yield env
     get_settings.cache_clear()
 
 
 def bw(*args: str):
-    """The command as `bookwarden` runs it: a BookwardenError ends it with exit code 2 and its message."""
+    """The command as `bookwarden` runs it: a BookwardenError ends it with exit code 2 and its message. An
+    institution's bundle is exported through a grant (`granted`), as its operator would."""
     from bookwarden.cli import app
 
     try:
-        return CliRunner().invoke(app, list(args), catch_exceptions=False)
+        return CliRunner().invoke(app, granted(bw.db, args), catch_exceptions=False)
     except BookwardenError as exc:
         return SimpleNamespace(exit_code=2, output=exc.detail, stdout="")
+
+
+bw.db = None  # the committed database, once a test's cli_env has set it
 
 
 def write_events(db, tenant_id, count: int) -> None:
@@ -532,7 +539,8 @@ def test_a_bundle_verifies_offline_with_no_database_and_a_pinned_key(committed_d
     members = unpack(path)
     assert set(members) == {bundle.MANIFEST, bundle.EVENTS, bundle.CHECKPOINTS, bundle.PUBLIC_KEY}
     manifest = json.loads(members[bundle.MANIFEST])
-    assert manifest["events"]["count"] == 46 and manifest["tenant_id"] == str(chain)
+    # The 46 written, and the export's grant: asked, approved, used (an institution's bundle is its data).
+    assert manifest["events"]["count"] == 49 and manifest["tenant_id"] == str(chain)
     assert members[bundle.PUBLIC_KEY].decode().strip() == signing.encode_public_key(key.public)
     first = lines(members)[0]
     for ocsf_field in ("class_uid", "category_uid", "activity_id", "time", "actor", "metadata", "api",
@@ -556,7 +564,7 @@ def test_a_bundle_verifies_offline_with_no_database_and_a_pinned_key(committed_d
     result = subprocess.run([sys.executable, "-m", "bookwarden.cli", "audit", "verify-bundle", str(path),
                              "--public-key", pinned], capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert "46 events" in result.stdout and "clean" in result.stdout
+    assert "49 events" in result.stdout and "clean" in result.stdout  # the 46, and the grant asked, approved, used
     assert not (nowhere / "pg").exists() and not (nowhere / "master.key").exists()
     unpinned = verify_file(path)
     assert unpinned.exit_code == 0 and "trusting the bundle's own public key" in unpinned.output

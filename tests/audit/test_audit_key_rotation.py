@@ -15,7 +15,10 @@ from bookwarden.audit import signing
 from bookwarden.core.config import get_settings
 from bookwarden.db.session import tenant_session
 from tests.audit.test_audit_integrity import bw, write_events
-from tests.e2e.test_cli import cli_env  # noqa: F401 - fixture: key-file mode under a fresh home
+from tests.e2e.test_cli import (
+    cli_env,  # noqa: F401 - fixture: key-file mode under a fresh home
+    granted,
+)
 
 
 def _key_ids(db, tenant_id) -> list[str]:
@@ -61,7 +64,8 @@ def test_a_bundle_carries_every_key_and_pinning_only_the_new_one_is_refused(
     tenant_id = committed_tenant()
     _rotated_chain(committed_db, tenant_id)
     path = tmp_path / "chain.tar.gz"
-    assert bw("audit", "export", "--tenant", str(tenant_id), "--output", str(path)).exit_code == 0
+    export = granted(committed_db, ["audit", "export", "--tenant", str(tenant_id), "--output", str(path)])
+    assert bw(*export).exit_code == 0
     keys = [signing.encode_public_key(k) for k in signing.trusted_public_keys(get_settings())]
 
     assert bw("audit", "verify-bundle", str(path)).exit_code == 0

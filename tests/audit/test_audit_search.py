@@ -27,7 +27,7 @@ from bookwarden.audit.search import FIELDS, EventQuery, ExportFormat, Order
 from bookwarden.core.csv_safety import FORMULA_STARTS
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.tenancy import service as tenancy
-from tests.e2e.test_cli import cli_env  # noqa: F401 - the CLI pointed at the test database
+from tests.e2e.test_cli import cli_env, granted  # noqa: F401 - the CLI pointed at the test database
 from tests.helpers import acting
 
 EVENTS = "/api/v1/audit/events"
@@ -437,15 +437,16 @@ def test_console_search_writes_a_private_file_and_is_recorded(cli_env, committed
         slug = tenancy.get_tenant(session, tenant_id).slug
     runner = CliRunner()
     target = tmp_path / "trail.csv"
-    result = runner.invoke(
-        app, ["audit", "search", "--tenant", slug, "--action", "patron.", "--format", "csv", "--output", str(target)]
-    )
+    args = ["audit", "search", "--tenant", slug, "--action", "patron.", "--format", "csv", "--output", str(target)]
+    result = runner.invoke(app, granted(committed_db, args))
     assert result.exit_code == 0, result.output
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     rows = list(csv.DictReader(io.StringIO(target.read_text())))
     assert [(r["action"], r["user_agent"]) for r in rows] == [("patron.viewed", "'=cmd|' /C calc'!A0")]
 
-    result = runner.invoke(app, ["audit", "search", "--tenant", str(tenant_id), "--order", "oldest"])
+    result = runner.invoke(
+        app, granted(committed_db, ["audit", "search", "--tenant", str(tenant_id), "--order", "oldest"])
+    )
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     ours = [e["action"] for e in lines if e["action"] in ("patron.viewed", "loan.viewed", "audit.searched")]
@@ -457,11 +458,11 @@ def test_console_search_writes_a_private_file_and_is_recorded(cli_env, committed
         {"action": "patron.", "order": "newest", "format": "csv", "rows": 1, "completed": True},
         {"order": "oldest", "format": "jsonl", "rows": len(lines), "completed": True},
     ]
-    assert {e["actor_kind"] for e in searches} == {"system"}
+    assert {e["actor_kind"] for e in searches} == {"console"}  # the operator the console is mapped to
 
-    refused = runner.invoke(app, ["audit", "search", "--tenant", slug, "--from", "last week"])
+    refused = runner.invoke(app, granted(committed_db, ["audit", "search", "--tenant", slug, "--from", "last week"]))
     assert refused.exit_code == 2 and "--from" in refused.output
-    refused = runner.invoke(app, ["audit", "search", "--tenant", slug, "--format", "xlsx"])
+    refused = runner.invoke(app, granted(committed_db, ["audit", "search", "--tenant", slug, "--format", "xlsx"]))
     assert refused.exit_code == 2 and "jsonl, csv" in refused.output
 
 

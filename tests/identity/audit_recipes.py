@@ -440,7 +440,7 @@ def _(w):
 
 @command("token", "create")
 def _(c):
-    return Command(["token", "create", "--tenant", "north", "--days", "1"], Action.TOKEN_ISSUED, c.tenant())
+    return Command(["token", "create", "--days", "1"], Action.TOKEN_ISSUED, PLATFORM_CHAIN)
 
 
 @command("token", "list")
@@ -458,24 +458,28 @@ def _(c):
 
 @command("operator", "create")
 def _(c):
+    c.as_role("ciso")  # operator accounts are the CISO's to run
     args = ["operator", "create", "olga.ops", "--role", "operator_ops"]
     return Command(args, Action.OPERATOR_ACCOUNT_CREATED, PLATFORM_CHAIN)
 
 
 @command("operator", "enrolment-link")
 def _(c):
+    c.as_role("ciso")  # operator accounts are the CISO's to run
     c.run("operator", "create", "olga.ops", "--role", "operator_ops")
     return Command(["operator", "enrolment-link", "olga.ops"], Action.OPERATOR_ENROLMENT_LINK_ISSUED, PLATFORM_CHAIN)
 
 
 @command("operator", "disable")
 def _(c):
+    c.as_role("ciso")  # operator accounts are the CISO's to run
     c.run("operator", "create", "olga.ops", "--role", "operator_ops")
     return Command(["operator", "disable", "olga.ops"], Action.OPERATOR_ACCOUNT_DISABLED, PLATFORM_CHAIN)
 
 
 @command("operator", "enable")
 def _(c):
+    c.as_role("ciso")  # operator accounts are the CISO's to run
     c.run("operator", "create", "olga.ops", "--role", "operator_ops")
     c.run("operator", "disable", "olga.ops")
     return Command(["operator", "enable", "olga.ops"], Action.OPERATOR_ACCOUNT_ENABLED, PLATFORM_CHAIN)
@@ -483,5 +487,6 @@ def _(c):
 
 @command("operator", "list")
 def _(c):
+    c.as_role("ciso")  # operator accounts are the CISO's to run
     c.run("operator", "create", "olga.ops", "--role", "operator_ops")
     return Command(["operator", "list"], Action.OPERATOR_ACCOUNT_LISTED, PLATFORM_CHAIN)

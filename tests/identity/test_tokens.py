@@ -27,7 +27,7 @@ from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.access.roles.notices import add_security_contact
 from bookwarden.audit.events import PLATFORM_CHAIN
 from bookwarden.core.config import get_settings
-from bookwarden.core.errors import InvalidInput
+from bookwarden.core.errors import Forbidden, InvalidInput
 from bookwarden.crypto.fields import encrypt_field
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity import passwords
@@ -462,21 +462,26 @@ def test_the_console_mints_service_tokens_lists_and_revokes_every_token(cli_env,
         personal, _ = tokens.issue_api_token(session, "dee's", [Permission.PATRONS_READ], timedelta(days=1),
                                              owner_id=account.id)  # fmt: skip
 
-    made = _run("token", "create", "--tenant", "north", "--role", "tenant_admin", "--name", "sync")
-    assert made.exit_code == 0 and made.stdout.strip().startswith("bwt_")
-    with pytest.raises(InvalidInput, match="30 days"):  # `bookwarden` prints it and exits 2 (cli.main)
-        _run("token", "create", "--tenant", "north", "--role", "tenant_admin", "--days", "90")
-    glass = _run("token", "create", "--operator", "--role", "ciso")
-    assert glass.exit_code == 0  # the CISO's bundle, without break-glass
+        tokens.issue_api_token(session, "sync", sorted(LIBRARY_READ), timedelta(days=1))  # a machine's, no owner
+
+    # The console mints no institution's token (issue 12): their owners do, signed in.
+    refused = _run("token", "create", "--tenant", "north", "--role", "tenant_admin", "--name", "sync")
+    assert refused.exit_code == 2 and "No such option" in refused.output
+    with tenant_session(committed_db, tenant.id) as session:
+        assert len(tokens.list_api_tokens(session)) == 2  # dee's and the machine's: nothing was minted
+    with pytest.raises(Forbidden, match=r"platform\.operators\.manage"):  # only what the operator holds
+        _run("token", "create", "--permission", "platform.operators.manage")
+    service = _run("token", "create", "--permission", "platform.usage.read")
+    assert service.exit_code == 0 and service.stdout.strip().startswith("bwo_")
     with platform_session(committed_db) as session:
         (operator_row,) = session.scalars(select(OperatorToken)).all()
-    assert Permission.PLATFORM_GRANTS_BREAK_GLASS.value not in operator_row.scopes
+    assert operator_row.scopes == ["platform.usage.read"] and operator_row.owner_id is None
     assert operator_row.expires_at - operator_row.created_at <= timedelta(days=7)
 
     listed = _run("token", "list", "--tenant", "north")
     assert listed.exit_code == 0
     assert "sync" in listed.stdout and "(service)" in listed.stdout and str(account.id) in listed.stdout
-    assert "administrative" in listed.stdout and "bwt_" not in listed.stdout
+    assert "ordinary" in listed.stdout and "bwt_" not in listed.stdout
     assert str(operator_row.id) in _run("token", "list", "--operator").stdout
 
     assert _run("token", "revoke", str(personal.id), "--tenant", "north").exit_code == 0

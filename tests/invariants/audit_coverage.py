@@ -46,7 +46,7 @@ from bookwarden.identity.operators import service as operator_accounts
 from bookwarden.library import service as library
 from bookwarden.tenancy import service as tenancy
 from tests.conftest import TEST_DATABASE
-from tests.e2e.test_cli import cli_env  # noqa: F401 - fixture
+from tests.e2e.test_cli import cli_env, granted, map_console  # noqa: F401 - fixture
 from tests.e2e.test_saml import MAPPINGS, _start, admin, idp, key_pairs, sp_metadata  # noqa: F401 - fixtures
 from tests.helpers import PATHS, fresh_address, populate
 from tests.identity.test_mfa import SoftwareAuthenticator
@@ -73,7 +73,6 @@ EXEMPT = {
     "/docs": "documentation page (Swagger UI), when turned on: public, static",
     "/redoc": "documentation page (ReDoc), a /docs page by another name, when turned on: public, static",
 }
-
 
 
 # -- reading the trail -----------------------------------------------------------------------
@@ -381,7 +380,6 @@ class World:
         assert self.client(ADMIN).post(f"/api/v1/approvals/{asked.json()['id']}/approve").status_code == 200
 
 
-
 # -- recipes: one per route --------------------------------------------------------------------
 
 Recipe = Callable[[World], Call]
@@ -395,8 +393,6 @@ def route(method: str, path: str) -> Callable[[Recipe], Recipe]:
         return recipe
 
     return register
-
-
 
 
 # -- the command line ------------------------------------------------------------------------------
@@ -418,9 +414,23 @@ class Console:
         self.db, self.admin_url, self.monkeypatch, self.home = db, admin_url, monkeypatch, home
         self.undo: list[Callable[[], None]] = []
 
+    def as_role(self, role: str) -> UUID:
+        """From now on the OS user acts as an operator of `role` (operator accounts need the CISO's, the
+        escalations the DPO's); the account's id."""
+        return map_console(self.monkeypatch, self.db, role)
+
+    @property
+    def operator_id(self) -> UUID:
+        """The operator account the console acts as now."""
+        with platform_session(self.db) as session:
+            username = get_settings().console_operators.partition("=")[2]
+            return operator_accounts.console_account(session, username).id
+
     def run(self, *args: str):
+        """Run as the mapped operator (tests/e2e/test_cli.py `cli_env`), through a grant when the command works
+        on an institution's data (`granted`)."""
         get_settings.cache_clear()
-        result = CliRunner().invoke(cli.app, list(args), catch_exceptions=False)
+        result = CliRunner().invoke(cli.app, granted(self.db, args), catch_exceptions=False)
         assert result.exit_code == 0, (args, result.output)
         return result
 
@@ -448,7 +458,6 @@ class Console:
         return [_seen(r) for r in rows if r["seq"] > heads.get(r["tenant_id"], 0)]
 
 
-
 CommandRecipe = Callable[[Console], Command]
 COMMAND_RECIPES: dict[tuple[str, ...], CommandRecipe] = {}
 
@@ -460,5 +469,3 @@ def command(*path: str) -> Callable[[CommandRecipe], CommandRecipe]:
         return recipe
 
     return register
-
-

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import uuid
 from pathlib import Path
 from uuid import UUID
 
@@ -29,7 +28,6 @@ import pytest
 from sqlalchemy import text
 
 from bookwarden import areas, cli
-from bookwarden import console as console_module
 from bookwarden.access.grants import service as grants
 from bookwarden.access.permissions import (
     LIBRARY_READ,
@@ -44,7 +42,7 @@ from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity import passwords
 from bookwarden.library import service as library
 from bookwarden.tenancy import service as tenancy
-from tests.e2e.test_cli import cli_env  # noqa: F401 - fixture
+from tests.e2e.test_cli import cli_env, map_console  # noqa: F401 - fixture
 from tests.e2e.test_saml import MAPPINGS, _start, admin, idp, key_pairs, sp_metadata  # noqa: F401 - fixtures
 from tests.invariants.audit_coverage import (
     COMMAND_RECIPES,
@@ -70,18 +68,15 @@ ROOT = Path(__file__).resolve().parents[2]
 _load_recipes()
 
 
-
 @pytest.fixture(autouse=True)
 def fast_hashing(monkeypatch):
     """Argon2 at OWASP's floor here, as in the sign-in tests: many accounts sign in."""
     monkeypatch.setattr(passwords, "DEFAULT", passwords.OWASP_FLOOR)
 
 
-
 @pytest.fixture
 def world(request, db, app, tenant, issue_token, operator_token, browser) -> World:
     return World(request, db, app, tenant, issue_token, operator_token, browser)
-
 
 
 # -- the route test ----------------------------------------------------------------------------
@@ -231,7 +226,6 @@ def test_a_refused_request_records_access_denied_with_the_permission(world):
     assert event.details["permission"] == "patrons.write" and event.request_id == response.headers["x-request-id"]
 
 
-
 @pytest.fixture
 def console(cli_env, committed_db, admin_url, monkeypatch, home):  # noqa: F811 - the fixture imported above
     runner = Console(committed_db, admin_url, monkeypatch, home)
@@ -239,7 +233,6 @@ def console(cli_env, committed_db, admin_url, monkeypatch, home):  # noqa: F811 
     for undo in reversed(runner.undo):
         undo()
     get_settings.cache_clear()
-
 
 
 def _commands(typer_app, prefix: tuple[str, ...] = ()):
@@ -281,7 +274,9 @@ def test_every_command_writes_its_audit_event(console, path):
     assert_gated(seen, f"bookwarden {' '.join(path)}", path in OUTWARD_COMMANDS)  # sharing asks the gate
     ran = _found(seen, Action.CONSOLE_COMMAND, PLATFORM_CHAIN, f"bookwarden {' '.join(path)}")
     assert ran.details["os_user"] == cli.os_user() and ran.details["command"] == " ".join(path)
-    assert ran.actor_kind == "system" and ran.source_address == "console"
+    # The person at the console: the operator account the OS user is mapped to, never an anonymous system.
+    assert ran.actor_kind == "console" and ran.source_address == "console"
+    assert ran.actor_id == console.operator_id
 
 
 def test_every_command_recipe_names_a_command_that_exists():
@@ -289,8 +284,7 @@ def test_every_command_recipe_names_a_command_that_exists():
 
 
 def test_a_refused_command_records_the_denial_with_the_permission_and_the_os_user(console, monkeypatch, capsys):
-    powerless = Principal(PrincipalKind.SYSTEM, uuid.uuid4(), None, frozenset({Permission.PLATFORM_DATABASE_MANAGE}))
-    monkeypatch.setattr(console_module, "console_principal", lambda: powerless)
+    dpo = map_console(monkeypatch, console.db, "dpo")  # an operator whose role does not manage tenants
     monkeypatch.setattr("sys.argv", ["bookwarden", "tenant", "create", "west", "West College"])
     before = console.heads()
     with pytest.raises(SystemExit) as exited:
@@ -298,6 +292,7 @@ def test_a_refused_command_records_the_denial_with_the_permission_and_the_os_use
     assert exited.value.code == 2 and "platform.tenants.manage" in capsys.readouterr().err
     (event,) = console.since(before)
     assert (event.chain, event.action, event.outcome) == (PLATFORM_CHAIN, "access.denied", "denied")
+    assert (event.actor_kind, event.actor_id) == ("console", dpo)
     assert event.details == {
         "os_user": cli.os_user(),
         "command": "tenant create",

@@ -240,4 +240,4 @@ def test_console_usage_report_as_table_json_and_csv(cli_env, committed_db, commi
     assert isinstance(refused.exception, InvalidInput) and "YYYY-MM" in refused.exception.detail
     with tenant_session(committed_db, PLATFORM_CHAIN) as session:
         reports = search.search(session, EventQuery(action="usage.reported")).events
-    assert len(reports) == 3 and {e["actor_kind"] for e in reports} == {"system"}
+    assert len(reports) == 3 and {e["actor_kind"] for e in reports} == {"console"}

@@ -740,12 +740,14 @@ def _(c):
 
 @command("privacy", "escalations", "list")
 def _(c):
+    c.as_role("dpo")  # the platform DPO's oversight
     _escalated(c.db, c.tenant())
     return Command(["privacy", "escalations", "list", "--view", "all"], Action.DPO_ESCALATION_LISTED, PLATFORM_CHAIN)
 
 
 @command("privacy", "escalations", "acknowledge")
 def _(c):
+    c.as_role("dpo")  # the platform DPO's oversight
     tenant_id = c.tenant()
     args = ["privacy", "escalations", "acknowledge", str(_escalated(c.db, tenant_id)), "--tenant", "north"]
     return Command(args, Action.DPO_ESCALATION_ACKNOWLEDGED, tenant_id)

@@ -29,7 +29,7 @@ from bookwarden.privacy.reports import noise as report_noise
 from bookwarden.privacy.reports import service as publisher_reports
 from bookwarden.privacy.reports.models import CatalogueItem, PublisherBudget, PublisherReport
 from bookwarden.privacy.reports.service import Cell, bounded_counts, publishable, true_cells
-from tests.e2e.test_cli import cli_env  # noqa: F401 - the command line pointed at the test database
+from tests.e2e.test_cli import cli_env, granted  # noqa: F401 - the command line pointed at the test database
 
 REPORTS = "/api/v1/reports"
 OFFICER = BUILTIN_PERMISSIONS[BuiltinRole.PRIVACY_OFFICER]
@@ -545,7 +545,7 @@ def test_the_console_loads_sets_releases_and_lists(cli_env, committed_tenant, co
     runner = CliRunner()
 
     def run(*args):
-        result = runner.invoke(app, ["reports", *args, "--tenant", str(tenant_id)])
+        result = runner.invoke(app, granted(committed_db, ["reports", *args, "--tenant", str(tenant_id)]))
         assert result.exit_code == 0, result.output
         return result.stdout
 
@@ -562,7 +562,7 @@ def test_the_console_loads_sets_releases_and_lists(cli_env, committed_tenant, co
     assert rows[0]["title"] == "Middlemarch"
     assert body["report_id"] in {r["id"] for r in listing} and {r["epsilon"] for r in listing} == {0.5}
     assert "Penguin" in budgets and "2" in budgets  # 3 - 0.5 - 0.5
-    refused = runner.invoke(app, ["reports", "policy", "--tenant", str(tenant_id), "--k", "3"])
+    refused = runner.invoke(app, granted(committed_db, ["reports", "policy", "--tenant", str(tenant_id), "--k", "3"]))
     assert refused.exit_code != 0
     with tenant_session(committed_db, tenant_id) as session:
         actions = session.execute(text("SELECT action FROM audit_events ORDER BY seq")).scalars().all()

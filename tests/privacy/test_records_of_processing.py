@@ -15,7 +15,7 @@ from bookwarden.access.permissions import BUILTIN_PERMISSIONS, LIBRARY_READ, Bui
 from bookwarden.db.session import tenant_session
 from bookwarden.privacy.records.service import CSV_FIELDS, generate, security_measures
 from bookwarden.privacy.registry import SUBJECT_DESCRIPTIONS, registry
-from tests.e2e.test_cli import cli_env  # noqa: F401 - the command line pointed at the test database
+from tests.e2e.test_cli import cli_env, granted  # noqa: F401 - the command line pointed at the test database
 
 URL = "/api/v1/privacy/records-of-processing"
 READER = {Permission.PRIVACY_RECORDS_READ}
@@ -130,9 +130,15 @@ def test_the_console_prints_json_or_csv_and_records_it_in_the_institutions_trail
     tenant_id = committed_tenant()
     runner = CliRunner()
 
-    as_json = runner.invoke(app, ["privacy", "records", "--tenant", str(tenant_id), "--format", "json"])
-    as_csv = runner.invoke(app, ["privacy", "records", "--tenant", str(tenant_id), "--format", "csv"])
-    refused = runner.invoke(app, ["privacy", "records", "--tenant", str(tenant_id), "--format", "pdf"])
+    as_json = runner.invoke(
+        app, granted(committed_db, ["privacy", "records", "--tenant", str(tenant_id), "--format", "json"])
+    )
+    as_csv = runner.invoke(
+        app, granted(committed_db, ["privacy", "records", "--tenant", str(tenant_id), "--format", "csv"])
+    )
+    refused = runner.invoke(
+        app, granted(committed_db, ["privacy", "records", "--tenant", str(tenant_id), "--format", "pdf"])
+    )
 
     assert as_json.exit_code == 0, as_json.output
     body = json.loads(as_json.stdout)
@@ -143,4 +149,4 @@ def test_the_console_prints_json_or_csv_and_records_it_in_the_institutions_trail
     assert refused.exit_code == 2 and "json, csv" in refused.output
     with tenant_session(committed_db, tenant_id) as session:
         exported = _events(session, "privacy.records_of_processing.exported")
-    assert [(kind, details["format"]) for kind, _, details in exported] == [("system", "json"), ("system", "csv")]
+    assert [(kind, details["format"]) for kind, _, details in exported] == [("console", "json"), ("console", "csv")]

@@ -33,7 +33,7 @@ from bookwarden.privacy.retention import jobs as retention_jobs
 from bookwarden.privacy.retention import service as retention
 from bookwarden.privacy.retention.models import RetentionCategory, RetentionRun
 from bookwarden.privacy.retention.routes import router
-from tests.e2e.test_cli import cli_env  # noqa: F401 - fixture
+from tests.e2e.test_cli import cli_env, granted  # noqa: F401 - fixture
 from tests.helpers import acting
 
 C = RetentionCategory
@@ -489,15 +489,15 @@ def test_the_console_previews_runs_and_reports(cli_env, committed_db, committed_
 
     def run(*args: str) -> list[list[str]]:
         monkeypatch.setattr(retention_cli, "out", Console(width=300, color_system=None))
-        result = CliRunner().invoke(cli.app, list(args), catch_exceptions=False)
+        result = CliRunner().invoke(cli.app, granted(committed_db, args), catch_exceptions=False)
         assert result.exit_code == 0, result.output
         return [[cell.strip() for cell in line.split("│")[1:-1]] for line in result.stdout.splitlines() if "│" in line]
 
     def searches_line(rows: list[list[str]]) -> list[str]:
         return next(row for row in rows if str(tenant_id) in row and "searches" in row)
 
-    every = run("retention", "preview")  # every institution
-    assert searches_line(every)[4:6] == ["3", "0"]  # due, held
+    preview = run("retention", "preview", "--tenant", str(tenant_id))
+    assert searches_line(preview)[4:6] == ["3", "0"]  # due, held
     run("retention", "run", "--tenant", str(tenant_id))
     (line,) = [row for row in run("retention", "runs", "--tenant", str(tenant_id)) if "searches" in row]
     assert line[1] == "completed" and line[4:] == ["3", "0", "0"]  # removed, held, errors

@@ -6,6 +6,7 @@ from __future__ import annotations
 from bookwarden.audit.events import PLATFORM_CHAIN, Action
 from bookwarden.core.permissions import Permission
 from bookwarden.db.session import platform_session
+from bookwarden.identity import links
 from bookwarden.tenancy import service as tenancy
 from tests.e2e.test_cli import cli_env  # noqa: F401 - fixture
 from tests.e2e.test_saml import MAPPINGS, _start, admin, idp, key_pairs, sp_metadata  # noqa: F401 - fixtures
@@ -75,3 +76,18 @@ def _(c):
     c.tenant()
     c.run("tenant", "suspend", "north", "--reason", "contract ended")
     return Command(["tenant", "resume", "north"], Action.TENANT_RESUMED, PLATFORM_CHAIN)
+
+
+@command("tenant", "admin-enrolment")
+def _(c):
+    from tests.tenancy.test_first_administrator import ADDRESS, PASSWORD, invitation
+
+    c.run("tenant", "create", "north", "North University", "--admin-email", ADDRESS)
+    tenant_id = tenancy_id(c.db, "north")
+    links.accept_invitation(c.db, invitation(c.db, tenant_id), PASSWORD)
+    return Command(["tenant", "admin-enrolment", "north"], Action.MFA_ENROLMENT_LINK_SENT, tenant_id)
+
+
+def tenancy_id(db, slug: str):
+    with platform_session(db) as session:
+        return tenancy.get_tenant(session, slug).id

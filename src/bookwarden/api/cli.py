@@ -22,7 +22,7 @@ groups = (commands,)
 # -- processes -----------------------------------------------------------------------------
 
 
-@command(commands, "serve", Permission.PLATFORM_SERVICES_RUN)
+@command(commands, "serve", Permission.PLATFORM_SERVICES_RUN, unmapped=True)
 def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run the HTTP API."""
 
@@ -48,7 +48,7 @@ def server_options(settings: Settings) -> dict:
     }
 
 
-@command(commands, "demo", Permission.PLATFORM_DEMO_SEED)
+@command(commands, "demo", Permission.PLATFORM_DEMO_SEED, unmapped=True)
 def demo(
     patrons: Annotated[int, typer.Option(min=1, max=10_000, help="patrons per institution, when first seeded")] = 200,
 ) -> None:

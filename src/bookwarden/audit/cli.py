@@ -19,6 +19,7 @@ from bookwarden.audit import record as audit
 from bookwarden.audit.events import PLATFORM_CHAIN, Action, Outcome
 from bookwarden.audit.record import current, record
 from bookwarden.console import (
+    Grant,
     Verdict,
     binary_output,
     choice,
@@ -30,6 +31,7 @@ from bookwarden.console import (
     institution_id,
     out,
     record_action,
+    through_grant,
     time_option,
     uuid_option,
 )
@@ -66,6 +68,7 @@ def audit_search(
     order: Annotated[str, typer.Option(help="newest or oldest first")] = "newest",
     fmt: Annotated[str, typer.Option("--format", help="jsonl or csv")] = "jsonl",
     output: Annotated[Path | None, typer.Option(help="write here (mode 0600) instead of stdout")] = None,
+    grant: Grant = None,
 ) -> None:
     """Every event of an institution's audit trail matching the filters, as JSON lines or CSV (streamed)."""
 
@@ -112,7 +115,7 @@ def _chain_id(ref: str):
 _EVERY_CHAIN = 'institution id or slug, or "platform"; default: every chain'
 
 
-@command(audit_app, "public-key", Permission.AUDIT_READ)
+@command(audit_app, "public-key", Permission.PLATFORM_AUDIT_VERIFY)
 def audit_public_key() -> None:
     """Print the public key that signs audit checkpoints (base64, raw Ed25519) and its key id."""
     key = signing.load_signing_key(get_settings())
@@ -152,7 +155,7 @@ def audit_checkpoint(
         err.print("nothing new to seal")
 
 
-@command(audit_app, "prove", Permission.AUDIT_VERIFY)
+@command(audit_app, "prove", Permission.PLATFORM_AUDIT_VERIFY)
 def audit_prove(
     tenant: Annotated[str, typer.Option(help='institution id or slug, or "platform"')],
     seq: Annotated[int | None, typer.Option(min=1, help="inclusion proof of this event")] = None,
@@ -176,7 +179,7 @@ def audit_prove(
     print(json.dumps(proof, indent=2))
 
 
-@command(audit_app, "verify", Permission.AUDIT_VERIFY)
+@command(audit_app, "verify", Permission.PLATFORM_AUDIT_VERIFY)
 def audit_verify(
     tenant: Annotated[str | None, typer.Option(help=_EVERY_CHAIN)] = None,
     since: Annotated[
@@ -228,16 +231,20 @@ def audit_verify(
         raise Verdict(1)
 
 
-@command(audit_app, "export", Permission.AUDIT_VERIFY)
+@command(audit_app, "export", Permission.PLATFORM_AUDIT_VERIFY)
 def audit_export(
     tenant: Annotated[str, typer.Option(help='institution id or slug, or "platform"')],
     output: Annotated[Path, typer.Option(help="bundle file to write (.tar.gz, mode 0600)")],
+    grant: Grant = None,
 ) -> None:
     """Write a chain's bundle: events as OCSF-shaped JSON lines, signed checkpoints, the public key, a manifest.
 
-    `bookwarden audit verify-bundle FILE` checks it anywhere, with no database.
+    An institution's events are its data: their bundle needs a grant (scope audit); the platform's own
+    chain does not. `bookwarden audit verify-bundle FILE` checks it anywhere, with no database.
     """
     chain = _chain_id(tenant)
+    if chain != PLATFORM_CHAIN:
+        through_grant(chain, grant, Permission.AUDIT_VERIFY)
     summary = bundle.export_bundle(connect(), chain, output, signing.trusted_public_keys(get_settings()))
     record_action(
         Action.AUDIT_EXPORTED,

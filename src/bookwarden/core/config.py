@@ -81,6 +81,11 @@ class Settings(BaseSettings):
         default=None,
         description="bearer token Prometheus sends to read /metrics; unset = /metrics answers 404",
     )
+    console_operators: str = Field(
+        default="",
+        description="who runs the console: OS user=operator account pairs, comma-separated (deploy=alice.ops); "
+        "an OS user not listed acts as the operator account of the same name, if there is one",
+    )
     trusted_proxies: str = Field(
         default="",
         description="comma-separated addresses or networks of the reverse proxies whose X-Forwarded-For and "

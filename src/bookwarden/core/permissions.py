@@ -75,6 +75,9 @@ class Permission(enum.StrEnum):
     PLATFORM_KEYS_ROTATE = "platform.keys.rotate"
     PLATFORM_SERVICES_RUN = "platform.services.run"
     PLATFORM_DEMO_SEED = "platform.demo.seed"
+    # Check every chain's integrity (hashes, signed checkpoints, proofs, the signing key): never an
+    # event's content, which is the institution's (audit.read / audit.verify, through a grant).
+    PLATFORM_AUDIT_VERIFY = "platform.audit.verify"
 
     @property
     def is_platform(self) -> bool:
@@ -175,10 +178,35 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
     ),
     BuiltinRole.AUDITOR: frozenset({P.AUDIT_READ, P.AUDIT_VERIFY, P.ACCOUNTS_READ, P.ROLES_READ}),
     BuiltinRole.OPERATOR_SUPPORT: frozenset({P.PLATFORM_GRANTS_REQUEST}),
+    # Running the platform, at the console too (console.py: the console acts as the operator account its
+    # OS user is mapped to, with that account's role): none of these reaches a tenant's data.
     BuiltinRole.OPERATOR_OPS: frozenset(
-        {P.PLATFORM_TENANTS_MANAGE, P.PLATFORM_GRANTS_REQUEST, P.PLATFORM_USAGE_READ, P.PLATFORM_BACKUPS_READ}
+        {
+            P.PLATFORM_TENANTS_MANAGE,
+            P.PLATFORM_GRANTS_REQUEST,
+            P.PLATFORM_USAGE_READ,
+            P.PLATFORM_DATABASE_MANAGE,
+            P.PLATFORM_SERVICES_RUN,
+            P.PLATFORM_KEYS_ROTATE,
+            P.PLATFORM_TOKENS_ISSUE,
+            P.PLATFORM_AUDIT_VERIFY,
+            P.PLATFORM_DEMO_SEED,
+            P.PLATFORM_BACKUPS_READ,
+            P.PLATFORM_BACKUPS_MANAGE,
+        }
     ),
-    BuiltinRole.CISO: frozenset({P.PLATFORM_GRANTS_BREAK_GLASS, P.PLATFORM_INCIDENTS_HANDLE}),
+    # Staff accounts are the CISO's to run (who may ask for grants, who may break glass), not ops'; so is a
+    # real restore, which writes every institution's data into a new database (ops take backups and drill).
+    BuiltinRole.CISO: frozenset(
+        {
+            P.PLATFORM_GRANTS_BREAK_GLASS,
+            P.PLATFORM_INCIDENTS_HANDLE,
+            P.PLATFORM_OPERATORS_MANAGE,
+            P.PLATFORM_AUDIT_VERIFY,
+            P.PLATFORM_BACKUPS_READ,
+            P.PLATFORM_BACKUPS_RESTORE,
+        }
+    ),
     BuiltinRole.DPO: frozenset({P.PLATFORM_PRIVACY_OVERSIGHT}),
 }
 

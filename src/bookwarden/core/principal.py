@@ -6,8 +6,8 @@ with a session and may own API tokens; every control that asks "is this the same
 credential's id, so a token cannot approve what its owner asked through a session or another of
 their tokens, nor the other way round.
 
-A token without an owner is a *service token*: minted only at the platform console for a machine
-(an institution's catalogue sync, the platform's provisioning), never over HTTP. It belongs to no
+A token without an owner is a *service token*: minted only at the platform console for a machine of
+the platform's (its provisioning), never over HTTP; institutions' from before, and the demo's, remain. It belongs to no
 person, so it is a party of its own: it cannot approve its own request, and nothing links it to the
 people who hold sessions (identity/tokens/service.py says what that means for the console).
 """
@@ -29,11 +29,14 @@ class PrincipalKind(enum.StrEnum):
     # An operator account's sign-in session, which only ever exists after its second factor passed
     # (identity/operators/signin.py): the one kind that may mint operator tokens and break glass.
     OPERATOR = "operator"
+    # An operator account at the platform console (bookwarden CLI), known by the OS login mapped to it
+    # (console.py): the person is the operator account, with that account's role and nothing more.
+    CONSOLE = "console"
     SYSTEM = "system"  # the platform's own scheduled duties (grant expiry, purges)
 
 
 # The credentials a person signs in with (their id is the person's); tokens name theirs in `owner_id`.
-SIGNED_IN = frozenset({PrincipalKind.ACCOUNT, PrincipalKind.OPERATOR})
+SIGNED_IN = frozenset({PrincipalKind.ACCOUNT, PrincipalKind.OPERATOR, PrincipalKind.CONSOLE})
 TOKENS = frozenset({PrincipalKind.API_TOKEN, PrincipalKind.OPERATOR_TOKEN})
 
 

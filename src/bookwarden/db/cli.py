@@ -30,7 +30,7 @@ def db_url() -> None:
     print(url)
 
 
-@command(db_app, "migrate", Permission.PLATFORM_DATABASE_MANAGE)
+@command(db_app, "migrate", Permission.PLATFORM_DATABASE_MANAGE, unmapped=True)
 def db_migrate() -> None:
     """Create roles and databases if needed, and bring both schemas up to date."""
     settings = get_settings()
@@ -39,7 +39,7 @@ def db_migrate() -> None:
     err.print("[green]database is up to date[/green]")
 
 
-@command(db_app, "stop", Permission.PLATFORM_DATABASE_MANAGE)
+@command(db_app, "stop", Permission.PLATFORM_DATABASE_MANAGE, unmapped=True)
 def db_stop() -> None:
     """Stop the embedded PostgreSQL server (no effect with BOOKWARDEN_DATABASE_URL)."""
     settings = get_settings()

@@ -19,7 +19,7 @@ commands = typer.Typer()  # merged into the root: `bookwarden <command>`
 groups = (commands,)
 
 
-@command(commands, "worker", Permission.PLATFORM_SERVICES_RUN)
+@command(commands, "worker", Permission.PLATFORM_SERVICES_RUN, unmapped=True)
 def worker(name: Annotated[str, typer.Option(help="worker name in job leases")] = "worker") -> None:
     """Run background jobs until SIGTERM/SIGINT."""
     settings = get_settings()

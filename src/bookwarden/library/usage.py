@@ -49,7 +49,12 @@ MONTH = re.compile(r"^([1-9][0-9]{3})-(0[1-9]|1[0-2])$")
 CUSTOMER_TABLES: tuple[Table, ...] = tuple(kind.model.__table__ for kind in KINDS)
 AUDIT_TABLE = "audit_events"
 # Their requests are not calls: the platform's own duties and its operators, by token or account.
-PLATFORM_ACTORS = (PrincipalKind.SYSTEM.value, PrincipalKind.OPERATOR_TOKEN.value, PrincipalKind.OPERATOR.value)
+PLATFORM_ACTORS = (
+    PrincipalKind.SYSTEM.value,
+    PrincipalKind.OPERATOR_TOKEN.value,
+    PrincipalKind.OPERATOR.value,
+    PrincipalKind.CONSOLE.value,
+)
 
 
 @dataclass(frozen=True)

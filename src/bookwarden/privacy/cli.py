@@ -14,6 +14,7 @@ import typer
 from bookwarden.access.permissions import Permission
 from bookwarden.audit import signing
 from bookwarden.console import (
+    Grant,
     Verdict,
     choice,
     command,
@@ -49,6 +50,7 @@ def privacy_export(
     tenant: Annotated[str, typer.Option(help="institution id or slug")],
     patron: Annotated[str, typer.Option(help="the patron's id")],
     request: Annotated[str | None, typer.Option(help="the data-subject request it answers")] = None,
+    grant: Grant = None,
 ) -> None:
     """Build a patron's access package; print its id, expiry and download link (shown once, valid 7 days)."""
 
@@ -65,6 +67,7 @@ def privacy_export(
 def privacy_certificate_show(
     certificate: Annotated[str, typer.Argument(help="the certificate's id")],
     tenant: Annotated[str, typer.Option(help="institution id or slug")],
+    grant: Grant = None,
 ) -> None:
     """Print an erasure certificate: its signed statement, the signature and the key that made it."""
 
@@ -80,6 +83,7 @@ def privacy_certificate_verify(
     certificate: Annotated[str | None, typer.Argument(help="a stored certificate's id")] = None,
     file: Annotated[Path | None, typer.Option(help="a certificate as `show` or the API gave it (JSON)")] = None,
     public_key: Annotated[list[str] | None, typer.Option(help="also trust this key (base64); repeatable")] = None,
+    grant: Grant = None,
 ) -> None:
     """Check an erasure certificate's signature against the platform's key. Exit 0 valid, 1 not."""
 
@@ -110,6 +114,7 @@ def privacy_certificate_verify(
 def privacy_records(
     tenant: Annotated[str, typer.Option(help="institution id or slug")],
     fmt: Annotated[str, typer.Option("--format", help="json or csv (one row per category)")] = "json",
+    grant: Grant = None,
 ) -> None:
     """An institution's records of processing (GDPR art. 30), generated from the personal-data registry."""
     chosen = choice("--format", fmt, records.RecordsFormat)
@@ -124,6 +129,7 @@ def privacy_records(
 def privacy_disclosures(
     tenant: Annotated[str, typer.Option(help="institution id or slug")],
     patron: Annotated[str | None, typer.Option(help="only the disclosures naming this patron id")] = None,
+    grant: Grant = None,
 ) -> None:
     """An institution's disclosures of personal data to third parties, newest first, as JSON lines:
     recipient, kind, purpose, basis, categories and counts (never who; the API shows that)."""
@@ -152,6 +158,7 @@ def _request_row(found) -> dict[str, Any]:
 def privacy_requests_list(
     tenant: Annotated[str, typer.Option(help="institution id or slug")],
     view: Annotated[str, typer.Option(help="open, overdue, on_legal_hold, closed or all")] = "open",
+    grant: Grant = None,
 ) -> None:
     """An institution's data-subject requests, the most urgent first, as JSON lines (no personal values)."""
 
@@ -167,6 +174,7 @@ def privacy_requests_list(
 def privacy_requests_show(
     request_id: Annotated[str, typer.Argument(help="the request's id")],
     tenant: Annotated[str, typer.Option(help="institution id or slug")],
+    grant: Grant = None,
 ) -> None:
     """One data-subject request: kind, state, deadlines, decisions and holds (no corrections or reasons)."""
 
@@ -225,6 +233,7 @@ def privacy_notice_publish(
     last_updated: Annotated[
         datetime | None, typer.Option(formats=["%Y-%m-%d"], help='the "last updated" date it states; default today')
     ] = None,
+    grant: Grant = None,
 ) -> None:
     """Publish a new version of an institution's privacy notice: in force at once; material: patrons are mailed."""
 
@@ -243,7 +252,9 @@ def privacy_notice_publish(
 
 
 @command(privacy_notice_app, "list", Permission.PRIVACY_NOTICE_MANAGE)
-def privacy_notice_list(tenant: Annotated[str, typer.Option(help="institution id or slug")]) -> None:
+def privacy_notice_list(
+    tenant: Annotated[str, typer.Option(help="institution id or slug")], grant: Grant = None
+) -> None:
     """An institution's notice versions, newest (in force) first, as JSON lines (without their text)."""
 
     with tenant_session(connect(), institution_id(tenant)) as session:

@@ -8,9 +8,10 @@ import typer
 from rich.table import Table
 
 from bookwarden.access.permissions import Permission
-from bookwarden.console import command, connect, console_principal, out
+from bookwarden.console import command, connect, console_principal, err, institution_id, out
 from bookwarden.core.config import get_settings
-from bookwarden.db.session import platform_session
+from bookwarden.db.session import platform_session, tenant_session
+from bookwarden.identity import first_administrator
 from bookwarden.tenancy import service
 
 tenant_app = typer.Typer(name="tenant", help="Institutions (tenants).", no_args_is_help=True)
@@ -28,12 +29,36 @@ def _tenant_table(tenants) -> Table:
 
 
 @command(tenant_app, "create", Permission.PLATFORM_TENANTS_MANAGE)
-def tenant_create(slug: str, name: str) -> None:
-    """Create an institution: its keys, its file area (0700), its row."""
+def tenant_create(
+    slug: str,
+    name: str,
+    admin_email: Annotated[
+        str | None,
+        typer.Option(help="its first administrator's address: an invitation is mailed there (nothing is printed)"),
+    ] = None,
+) -> None:
+    """Create an institution: its keys, its file area (0700), its row; with --admin-email, its first
+    administrator, invited by mail (identity/first_administrator.py)."""
     db = connect()
     with platform_session(db) as session:
         tenant = service.create_tenant(session, db.keyring, get_settings().resolved_home, slug, name)
+    if admin_email is not None:
+        with tenant_session(db, tenant.id) as session:
+            sent = first_administrator.invite(session, db.master, console_principal(), admin_email)
+        until = sent.expires_at.strftime("%H:%M UTC on %d %B %Y")
+        err.print(f"invitation mailed to the first administrator; it works once, until {until}")
     out.print(_tenant_table([tenant]))
+
+
+@command(tenant_app, "admin-enrolment", Permission.PLATFORM_TENANTS_MANAGE)
+def tenant_admin_enrolment(tenant: str) -> None:
+    """Mail the first administrator (invitation accepted, password set) the link enrolling their second factor;
+    only while they are the institution's only account. Nothing is printed."""
+    db = connect()
+    with tenant_session(db, institution_id(tenant)) as session:
+        sent = first_administrator.send_enrolment_link(session, db.master, console_principal())
+    until = sent.expires_at.strftime("%H:%M UTC on %d %B %Y")
+    err.print(f"second-factor enrolment link mailed to the first administrator; it works once, until {until}")
 
 
 @command(tenant_app, "list", Permission.PLATFORM_TENANTS_MANAGE)

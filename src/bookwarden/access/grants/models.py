@@ -23,8 +23,12 @@ from bookwarden.db.base import Base
 
 
 class GrantScope(enum.StrEnum):
-    READ = "read"
-    READ_WRITE = "read_write"
+    READ = "read"  # the hosted library data, read
+    READ_WRITE = "read_write"  # the hosted library data, read and written
+    # Migration 0029: the institution's privacy work (requests, packages, certificates, disclosures,
+    # records of processing, retention, publisher reports) and its audit trail, over HTTP and at the console.
+    PRIVACY = "privacy"
+    AUDIT = "audit"
 
 
 class GrantStatus(enum.StrEnum):
@@ -39,7 +43,7 @@ class OperatorGrant(Base):
     __tablename__ = "operator_grants"
     __table_args__ = (
         CheckConstraint("expires_at > starts_at AND expires_at <= starts_at + interval '8 hours'", name="at_most_8h"),
-        CheckConstraint("scope IN ('read', 'read_write')", name="known_scope"),
+        CheckConstraint("scope IN ('read', 'read_write', 'privacy', 'audit')", name="known_scope"),
         CheckConstraint("status IN ('requested', 'approved', 'denied', 'revoked', 'expired')", name="known_status"),
         # Migration 0025: whoever decides is never the person who asked, whichever credential either used.
         CheckConstraint(

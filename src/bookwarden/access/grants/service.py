@@ -41,7 +41,25 @@ from bookwarden.tenancy.service import get_tenant
 
 MAX_DURATION = timedelta(hours=8)
 CLOCK_SKEW = timedelta(minutes=5)
-SCOPE_PERMISSIONS = {GrantScope.READ: LIBRARY_READ, GrantScope.READ_WRITE: LIBRARY_READ | LIBRARY_WRITE}
+P = Permission
+SCOPE_PERMISSIONS = {
+    GrantScope.READ: LIBRARY_READ,
+    GrantScope.READ_WRITE: LIBRARY_READ | LIBRARY_WRITE,
+    # Handling, never deciding: approving an erasure or a request stays the institution's (privacy/requests).
+    GrantScope.PRIVACY: frozenset(
+        {
+            P.PRIVACY_REQUESTS_HANDLE,
+            P.PRIVACY_RECORDS_READ,
+            P.PRIVACY_NOTICE_MANAGE,  # publishing the institution's notice on its behalf
+            P.PRIVACY_DISCLOSURES_MANAGE,
+            P.PRIVACY_RETENTION_MANAGE,
+            P.REPORTS_PUBLISHERS,
+            P.REPORTS_CATALOGUE_MANAGE,
+            P.REPORTS_POLICY_MANAGE,
+        }
+    ),
+    GrantScope.AUDIT: frozenset({P.AUDIT_READ, P.AUDIT_VERIFY}),
+}
 EXPIRE_JOB = "access.expire_grants"
 FORGET_ENDED_JOB = "access.forget_ended_grants"
 # The registry's "2 years after the grant ended" (privacy/registry.py STAFF_ACTIVITY; privacy/periods.py checks).
@@ -170,10 +188,12 @@ def revoke_grant(session: TenantSession, actor: Principal, grant_id: UUID) -> Op
     return grant
 
 
-def open_grant(db: Database, operator: Principal, grant_id: UUID) -> Principal:
+def open_grant(db: Database, operator: Principal, grant_id: UUID, *, tenant_id: UUID | None = None) -> Principal:
     """The tenant principal an approved, current grant gives its operator; Forbidden otherwise.
 
     The tenant comes from the grant row (found by a narrow definer function), never from the request.
+    The console, whose commands name their institution, passes it as `tenant_id`: a grant for another
+    institution is refused before any use is recorded.
     """
     _require_operator(operator)
     with platform_session(db) as session:
@@ -183,6 +203,8 @@ def open_grant(db: Database, operator: Principal, grant_id: UUID) -> Principal:
         ).first()
     if found is None:
         raise Forbidden("no approved, current operator grant with this id for this operator")
+    if tenant_id is not None and found.tenant_id != tenant_id:
+        raise Forbidden(f"operator grant {grant_id} opens another institution, not {tenant_id}")
     acting = Principal(
         operator.kind,
         operator.id,

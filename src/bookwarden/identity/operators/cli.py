@@ -7,8 +7,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bookwarden.access.permissions import Permission
+from bookwarden.access.permissions import BUILTIN_PERMISSIONS, Permission
 from bookwarden.console import command, connect, err, out
+from bookwarden.core.errors import InvalidInput
 from bookwarden.db.session import platform_session
 from bookwarden.identity.operators import service as operator_accounts
 
@@ -41,16 +42,34 @@ def _print_enrolment_link(enrolment) -> None:
     print(enrolment.url)
 
 
-@command(operator_app, "create", Permission.PLATFORM_OPERATORS_MANAGE)
+def _first_operator() -> bool:
+    """No operator account exists yet: whoever runs the console may create the first (recorded by OS user)."""
+    with platform_session(connect()) as session:
+        return operator_accounts.none_yet(session)
+
+
+@command(operator_app, "create", Permission.PLATFORM_OPERATORS_MANAGE, unmapped=_first_operator)
 def operator_create(
     username: str,
     role: Annotated[str, typer.Option(help="operator_support, operator_ops, ciso or dpo")],
 ) -> None:
-    """Create an operator account and print its one-time enrolment link (password and authenticator app)."""
+    """Create an operator account and print its one-time enrolment link (password and authenticator app).
+
+    The platform's very first operator is created by whoever runs the console (nobody can be mapped yet),
+    and must hold platform.operators.manage (the CISO's role) so that it can create the others."""
     db = connect()
     with platform_session(db) as session:
+        if operator_accounts.none_yet(session) and not _manages_operators(role):
+            raise InvalidInput(
+                f"the first operator account creates the others, so its role must hold platform.operators.manage: "
+                f'{", ".join(r for r in operator_accounts.ROLES if _manages_operators(r))}, not "{role}"'
+            )
         enrolment = operator_accounts.create_operator(session, db.keyring, db.master, username, role)
     _print_enrolment_link(enrolment)
+
+
+def _manages_operators(role: str) -> bool:
+    return role in operator_accounts.ROLES and Permission.PLATFORM_OPERATORS_MANAGE in BUILTIN_PERMISSIONS[role]
 
 
 @command(operator_app, "enrolment-link", Permission.PLATFORM_OPERATORS_MANAGE)

@@ -180,6 +180,16 @@ def list_operators(session: Session) -> list[OperatorAccount]:
     return found
 
 
+def console_account(session: Session, username: str) -> OperatorAccount | None:
+    """The account the console acts as for an OS user mapped to `username` (console.py); None if there is none."""
+    return session.scalar(select(OperatorAccount).where(OperatorAccount.username == normal_username(username)))
+
+
+def none_yet(session: Session) -> bool:
+    """No operator account exists at all: the platform's very first one is still to be created."""
+    return session.scalar(select(func.count()).select_from(OperatorAccount)) == 0
+
+
 def find(session: Session, username: str, *, lock: bool = False) -> OperatorAccount:
     query = select(OperatorAccount).where(OperatorAccount.username == normal_username(username))
     account = session.scalar(query.with_for_update() if lock else query)

@@ -1,8 +1,10 @@
-"""`bookwarden token`: service tokens minted at the console; every token listed and revoked.
+"""`bookwarden token`: platform service tokens minted at the console; every token listed and revoked.
 
-The console mints *service* tokens only (no owner: a machine's, identity/tokens/service.py). A person's
-own token is minted by that person, signed in: an institution's account at POST /api/v1/auth/me/tokens,
-an operator, with their second factor, at POST /api/v1/operator/auth/me/tokens.
+The console mints the platform's *service* tokens only (no owner: a machine's, identity/tokens/service.py),
+with platform permissions its operator holds. It mints no institution's token: a person's own token is
+minted by that person, signed in: an institution's account at POST /api/v1/auth/me/tokens, an operator,
+with their second factor, at POST /api/v1/operator/auth/me/tokens. Listing and revoking an institution's
+tokens shows credentials' names and dates and takes power away, never data: no grant is needed.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, LIBRARY_READ, LIBRARY_WRITE, BuiltinRole, Permission
+from bookwarden.access.permissions import PLATFORM_PERMISSIONS, Permission
 from bookwarden.access.power import power_class
 from bookwarden.access.principal import permissions_from
 from bookwarden.console import command, connect, console_principal, fail, institution_id, out, uuid_option, when
+from bookwarden.core.errors import Forbidden
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity.tokens import service as tokens
 
@@ -38,43 +41,31 @@ def _one_of(tenant: str | None, operator: bool) -> None:
 
 @command(token_app, "create", Permission.PLATFORM_TOKENS_ISSUE)
 def token_create(
-    tenant: Tenant = None,
-    operator: Operator = False,
     name: Annotated[str, typer.Option(help="what the token is for")] = "api",
-    permission: Annotated[list[str] | None, typer.Option(help="repeatable; see --role for bundles")] = None,
-    role: Annotated[str | None, typer.Option(help="give the token a built-in role's permissions")] = None,
+    permission: Annotated[list[str] | None, typer.Option(help="repeatable; default platform.tenants.manage")] = None,
     days: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            max=366,
-            help="lifetime in days; at most 366 (ordinary permissions), 30 (administrative), 7 (operator "
-            "tokens); default 90 or that maximum",
-        ),
+        int | None, typer.Option(min=1, max=7, help="lifetime in days; at most 7 (operator tokens), the default")
     ] = None,
 ) -> None:
-    """Create a service token (no owner, for a machine); it is printed once and stored only as a hash.
+    """Create a platform service token (no owner, for a machine of the platform's: provisioning, monitoring);
+    it is printed once and stored only as a hash. It carries platform permissions the operator running the
+    command holds, never more, so it reaches no institution's data (that takes a grant, asked by a person).
 
-    Default permissions: read and write the hosted library data (tenant), manage tenants (operator).
+    An institution's tokens are minted by their owners, signed in (POST /api/v1/auth/me/tokens), never here.
     """
-    _one_of(tenant, operator)
     try:
-        chosen = {Permission(p) for p in permission or []} | set(BUILTIN_PERMISSIONS[BuiltinRole(role)] if role else ())
+        chosen = {Permission(p) for p in permission or []} or {Permission.PLATFORM_TENANTS_MANAGE}
     except ValueError as exc:
-        permissions = ", ".join(p.value for p in Permission)
-        raise fail(f"{exc}; permissions: {permissions}; roles: {', '.join(r.value for r in BuiltinRole)}") from None
-    if role and operator:
-        chosen -= tokens.NEVER_IN_A_TOKEN  # the CISO's bundle, without what no token holds
-    chosen = chosen or ({Permission.PLATFORM_TENANTS_MANAGE} if operator else LIBRARY_READ | LIBRARY_WRITE)
+        raise fail(f"{exc}; platform permissions: {', '.join(sorted(p.value for p in PLATFORM_PERMISSIONS))}") from None
+    beyond = chosen - console_principal().permissions
+    if beyond:
+        raise Forbidden(
+            f"a service token carries only what its maker holds: you do not hold {', '.join(sorted(beyond))}",
+            permission=sorted(beyond)[0],
+        )
     lifetime = timedelta(days=days) if days else tokens.default_lifetime(chosen)
-    db = connect()
-    if operator:
-        with platform_session(db) as session:
-            _, secret = tokens.issue_operator_token(session, name, sorted(chosen), lifetime)
-    else:
-        tenant_id = institution_id(tenant)
-        with tenant_session(db, tenant_id) as session:
-            _, secret = tokens.issue_api_token(session, name, sorted(chosen), lifetime)
+    with platform_session(connect()) as session:
+        _, secret = tokens.issue_operator_token(session, name, sorted(chosen), lifetime)
     print(secret)
 
 

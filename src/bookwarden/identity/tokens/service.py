@@ -12,12 +12,12 @@ Who a token belongs to.
   most what its owner holds when it is minted, and at every use it is cut down to what the owner holds
   *now* and refused once the owner is no longer active: it acts for the owner, never for more.
   Maker-checker and every "not yourself" rule compare the owner (access/principal.py `person`).
-- A *service* token has no owner. Only the platform console mints one (`bookwarden token create`),
-  for a machine that is nobody's: an institution's catalogue sync or discovery layer, the platform's
-  provisioning scripts, the demo. It belongs to no person, so maker-checker treats it as a party of
-  its own (it cannot approve its own request); whoever runs the console holds the whole catalogue
-  anyway, and making the console a named operator is a change of its own. The institution sees its
-  service tokens (owner null) in GET /api/v1/tokens and can revoke them.
+- A *service* token has no owner. The platform console mints the platform's (`bookwarden token create`:
+  platform permissions the operator running it holds, console.py), for the platform's provisioning or
+  monitoring; it mints no institution's (their machines use a token a person of theirs minted, acting
+  for them). The demo makes its institutions' through `issue_api_token`. A service token belongs to
+  no person, so maker-checker treats it as a party of its own (it cannot approve its own request). An
+  institution sees its service tokens made before (owner null) in GET /api/v1/tokens and can revoke them.
 
 How long. A token's power class is that of the permissions it carries (access/power.py), and each
 class has a maximum lifetime, enforced when minting and again at every use (so a token minted before

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from bookwarden.access.permissions import Permission
-from bookwarden.console import choice, command, connect, console_principal, err, fail, institution_id, out
+from bookwarden.console import Grant, choice, command, connect, console_principal, err, fail, institution_id, out
 from bookwarden.core.purposes import SharingPath
 from bookwarden.db.session import tenant_session
 from bookwarden.privacy.reports import catalogue
@@ -33,6 +33,7 @@ def reports_catalogue_import(
     file: Annotated[Path, typer.Argument(help="UTF-8 CSV with the header item_id,title,publisher")],
     tenant: Annotated[str, typer.Option(help="institution id or slug")],
     replace: Annotated[bool, typer.Option(help="also remove the items the file does not list")] = False,
+    grant: Grant = None,
 ) -> None:
     """Load titles and publishers of items: every line checked first, nothing written unless all pass."""
     try:
@@ -56,6 +57,7 @@ def reports_policy(
     publisher_budget: Annotated[float | None, typer.Option(help="default total epsilon per publisher")] = None,
     max_cells_per_patron: Annotated[int | None, typer.Option(help="title-months a patron counts in")] = None,
     max_loans_per_cell: Annotated[int | None, typer.Option(help="loans of one patron counted per cell")] = None,
+    grant: Grant = None,
 ) -> None:
     """Show an institution's rules for publisher reports, or change the ones given."""
 
@@ -80,6 +82,7 @@ def reports_budget(
     tenant: Annotated[str, typer.Option(help="institution id or slug")],
     publisher: Annotated[str | None, typer.Option(help="the publisher whose budget to set")] = None,
     budget: Annotated[float | None, typer.Option(help="total epsilon the publisher may receive")] = None,
+    grant: Grant = None,
 ) -> None:
     """List publishers' privacy budgets, or set one (--publisher and --budget)."""
     if (publisher is None) != (budget is None):
@@ -106,6 +109,7 @@ def reports_publishers(
     purpose: Annotated[
         str, typer.Option(help="what the report is for: patrons who object to it are counted nowhere")
     ] = publisher_reports.DEFAULT_PURPOSE,
+    grant: Grant = None,
 ) -> None:
     """Release a publisher's anonymized usage report (cells under k patrons suppressed; patrons who object
     counted nowhere) and print it."""
@@ -123,6 +127,7 @@ def reports_list(
     tenant: Annotated[str, typer.Option(help="institution id or slug")],
     publisher: Annotated[str | None, typer.Option(help="only this publisher's")] = None,
     fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    grant: Grant = None,
 ) -> None:
     """Reports released, the latest first, with their k and epsilon."""
 

@@ -93,7 +93,9 @@ RETENTION_JOB = "privacy.request_retention"
 # The registry's "3 years after the request is completed or denied" (privacy/registry.py PRIVACY_REQUESTS;
 # privacy/periods.py checks).
 KEEP_AFTER_CLOSING = timedelta(days=1095)
-PLATFORM_KINDS = frozenset({PrincipalKind.OPERATOR, PrincipalKind.OPERATOR_TOKEN, PrincipalKind.SYSTEM})
+PLATFORM_KINDS = frozenset(
+    {PrincipalKind.OPERATOR, PrincipalKind.OPERATOR_TOKEN, PrincipalKind.CONSOLE, PrincipalKind.SYSTEM}
+)
 OBJECTION_SCOPE = r"^(third_party_disclosure|purpose:[a-z0-9_]{1,72})$"  # as objections.py accepts, within 80
 
 S = RequestState

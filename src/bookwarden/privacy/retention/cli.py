@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from bookwarden.access.permissions import Permission
-from bookwarden.console import choice, command, connect, console_principal, err, fail, out, tenant_ids, when
+from bookwarden.console import Grant, choice, command, connect, console_principal, err, fail, out, tenant_ids, when
 from bookwarden.db.session import tenant_session
 from bookwarden.privacy.retention import service as retention
 from bookwarden.privacy.retention.models import RetentionCategory
@@ -23,24 +23,23 @@ groups = (retention_app,)
 
 
 @command(retention_app, "preview", Permission.PRIVACY_RETENTION_MANAGE)
-def retention_preview(
-    tenant: Annotated[str | None, typer.Option(help="institution id or slug; default: every institution")] = None,
-) -> None:
-    """What the next purge would remove, per institution and category: counts, the oldest date, and what
+def retention_preview(tenant: Annotated[str, typer.Option(help="institution id or slug")], grant: Grant = None) -> None:
+    """What the next purge would remove in an institution, per category: counts, the oldest date, and what
     legal holds keep (the purge's own selection)."""
     table = Table("institution", "category", "keep days", "cutoff", "due", "held", "oldest due")
-    db = connect()
-    for tenant_id in tenant_ids(tenant):
-        with tenant_session(db, tenant_id) as session:
-            for line in retention.preview(session, console_principal()):
-                days = "until deleted" if line.keep_days is None else str(line.keep_days)
-                table.add_row(str(tenant_id), line.category.value, days, when(line.cutoff), f"{line.due:,}",
-                              f"{line.held:,}", when(line.oldest))  # fmt: skip
+    (tenant_id,) = tenant_ids(tenant)
+    with tenant_session(connect(), tenant_id) as session:
+        for line in retention.preview(session, console_principal()):
+            days = "until deleted" if line.keep_days is None else str(line.keep_days)
+            table.add_row(str(tenant_id), line.category.value, days, when(line.cutoff), f"{line.due:,}",
+                          f"{line.held:,}", when(line.oldest))  # fmt: skip
     out.print(table)
 
 
 @command(retention_app, "policies", Permission.PRIVACY_RETENTION_MANAGE)
-def retention_policies(tenant: Annotated[str, typer.Option(help="institution id or slug")]) -> None:
+def retention_policies(
+    tenant: Annotated[str, typer.Option(help="institution id or slug")], grant: Grant = None
+) -> None:
     """An institution's period per category: what applies, its source, the default and the bounds."""
     table = Table("category", "keep days", "source", "default", "bounds")
     (tenant_id,) = tenant_ids(tenant)
@@ -58,6 +57,7 @@ def retention_set(
     category: Annotated[str, typer.Option(help="loan_history, searches, posts, inactive_patrons, exports...")],
     days: Annotated[int | None, typer.Option(min=1, help="keep-for period in days")] = None,
     forever: Annotated[bool, typer.Option(help="keep until deleted (posts only)")] = False,
+    grant: Grant = None,
 ) -> None:
     """Ask for a new period: an approval request the institution's second officer approves
     (POST /api/v1/approvals/{id}/approve); nothing changes until then."""
@@ -70,11 +70,12 @@ def retention_set(
     out.print(f"approval request {asked.id}: waiting for a second holder of privacy.retention.manage")
 
 
-@command(retention_app, "run", Permission.PRIVACY_RETENTION_MANAGE)
+@command(retention_app, "run", Permission.PLATFORM_SERVICES_RUN)
 def retention_run(
     tenant: Annotated[str | None, typer.Option(help="institution id or slug; default: every institution")] = None,
 ) -> None:
-    """Purge now what is past its period (as the daily job does); resumes an unfinished run."""
+    """Purge now what is past its period (as the daily job does, a platform duty: no grant); resumes an
+    unfinished run."""
     db = connect()
     for tenant_id in tenant_ids(tenant):
         run_id = retention.run_purge(db, tenant_id, triggered_by="console")
@@ -85,6 +86,7 @@ def retention_run(
 def retention_runs(
     tenant: Annotated[str, typer.Option(help="institution id or slug")],
     limit: Annotated[int, typer.Option(min=1, max=500, help="how many runs, newest first")] = 10,
+    grant: Grant = None,
 ) -> None:
     """Purge run reports: per category what was removed, kept by a legal hold, or failed."""
     table = Table("run", "status", "as of", "category", "removed", "held", "errors")

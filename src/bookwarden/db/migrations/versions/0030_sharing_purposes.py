@@ -5,13 +5,13 @@ Numbered 0030, revising 0025: other branches may add migrations between them. Wh
 points `down_revision` at the last of those (nothing here depends on them).
 
 Revision ID: 0030
-Revises: 0028
+Revises: 0029
 """
 
 from alembic import op
 
 revision = "0030"
-down_revision = "0028"
+down_revision = "0029"
 branch_labels = None
 depends_on = None
 
