@@ -18,6 +18,7 @@ from tests.e2e.saml_idp import sample_metadata
 from tests.privacy.test_publisher_reports import catalogue_files
 
 EXAMPLES_PER_OPERATION = 25
+SENSITIVE = "urn:bookwarden:problem:sensitive-data-refused"
 
 # Values whose validity no JSON Schema can state get a valid sample as positive data, so that a
 # 422 for them still means good input refused: an IdP's SAML metadata (identity/saml/routes.py).
@@ -59,6 +60,13 @@ def _fuzz(operation, headers: dict) -> None:
         max_examples=EXAMPLES_PER_OPERATION, deadline=None, suppress_health_check=list(HealthCheck), database=None
     )
     def check(case):
-        case.call_and_validate(headers=headers)
+        response = case.call(headers=headers)
+        if response.status_code == 422 and SENSITIVE in response.text:
+            # A string the schema allows that reads as a payment card or bank number (a long phone
+            # number can be Luhn-valid with a card prefix): refused by the one screen every body passes
+            # (api/bodies.py), a rule no JSON Schema can state. The answer must still say which field.
+            assert response.json()["errors"], response.text
+            return
+        case.validate_response(response, headers=headers)
 
     check()
