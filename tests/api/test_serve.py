@@ -62,7 +62,11 @@ def reader(committed_db, committed_tenant):
 def _recorded_address(committed_db, tenant_id, response: httpx.Response) -> str:
     with tenant_session(committed_db, tenant_id) as session:
         return session.execute(
-            text("SELECT source_address FROM audit_events WHERE request_id = :r"),
+            # Kept apart from the hashed event (audit_event_contexts), joined by the event's number.
+            text(
+                "SELECT c.source_address FROM audit_events e JOIN audit_event_contexts c"
+                " ON c.tenant_id = e.tenant_id AND c.seq = e.seq WHERE e.request_id = :r"
+            ),
             {"r": response.headers["x-request-id"]},
         ).scalar_one()
 

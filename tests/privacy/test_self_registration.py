@@ -153,7 +153,7 @@ def _events_since(db, tenant_id, heads) -> list[dict]:
     for chain in (tenant_id, PLATFORM_CHAIN):
         with tenant_session(db, chain) as session:
             rows = session.execute(
-                text("SELECT action, outcome, details, target_id, user_agent FROM audit_events WHERE seq > :s"),
+                text("SELECT action, outcome, details, target_id FROM audit_events WHERE seq > :s"),
                 {"s": heads[chain]},
             ).mappings()
             found += [{"chain": chain, **row} for row in rows]
