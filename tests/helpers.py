@@ -22,6 +22,7 @@ __all__ = [
     "fresh_address",
     "grant",
     "populate",
+    "patron_deleted_for_good",
     "restored_dump",
     "security_header_faults",
 ]
@@ -133,6 +134,25 @@ def _maker_and_checker(tenant_id):
 
     admin = BUILTIN_PERMISSIONS[BuiltinRole.TENANT_ADMIN]
     return tuple(Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant_id, admin) for _ in range(2))
+
+
+def patron_deleted_for_good(db, tenant_id, asker, checker, patron_id) -> None:
+    """A patron deleted as staff do it (library/deletion.py): asked by one, confirmed by another, the grace
+    period run out, the hourly job run. `asker` and `checker` are API clients of two people."""
+    from sqlalchemy import text
+
+    from bookwarden.db.session import tenant_session
+    from bookwarden.library import deletion
+
+    asked = asker.delete(f"/api/v1/patrons/{patron_id}")
+    assert asked.status_code == 202, asked.text
+    confirmed = checker.post(f"/api/v1/patrons/{patron_id}/deletion/confirm")
+    assert confirmed.status_code == 200, confirmed.text
+    with tenant_session(db, tenant_id) as session:
+        session.execute(
+            text("UPDATE patrons SET deletion_due_at = now() - interval '1 second' WHERE id = :id"), {"id": patron_id}
+        )
+    assert deletion.carry_out_due(db).destroyed >= 1
 
 
 def grant(session, tenant_id, account_id, role) -> None:

@@ -34,6 +34,13 @@ class Settings(BaseSettings):
     audit_retention_days: int = Field(
         default=2555, ge=0, description="audit segments whose newest event is older than this are dropped (7 years)"
     )
+    patron_deletion_grace_days: int = Field(
+        default=7,
+        ge=1,
+        le=30,
+        description="a patron deleted by staff is hidden at once; a second person confirms or undoes it within "
+        "this many days, and then the subject key and the rows are destroyed (an unconfirmed deletion lapses)",
+    )
     database_name: str = "bookwarden"
     pool_size: int = 10
     subject_key_cache_size: int = 200_000
