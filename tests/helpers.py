@@ -21,8 +21,9 @@ __all__ = [
     "Backup",
     "fresh_address",
     "grant",
-    "populate",
+    "one_persons_clients",
     "patron_deleted_for_good",
+    "populate",
     "restored_dump",
     "security_header_faults",
 ]
@@ -153,6 +154,40 @@ def patron_deleted_for_good(db, tenant_id, asker, checker, patron_id) -> None:
             text("UPDATE patrons SET deletion_due_at = now() - interval '1 second' WHERE id = :id"), {"id": patron_id}
         )
     assert deletion.carry_out_due(db).destroyed >= 1
+
+
+def one_persons_clients(app, db, tenant_id, role, count: int = 2) -> list:
+    """`count` API clients of one person: an active account holding the built-in `role`, each client with
+    its own token owned by that account (what maker-checker must see as one person)."""
+    import uuid
+    from datetime import timedelta
+
+    from fastapi.testclient import TestClient
+
+    from bookwarden.access.permissions import BUILTIN_PERMISSIONS
+    from bookwarden.db.session import tenant_session
+    from bookwarden.identity.accounts import service as accounts
+    from bookwarden.identity.models import AccountKind, AccountStatus
+    from bookwarden.identity.tokens import service as tokens
+
+    with tenant_session(db, tenant_id) as session:
+        username = f"staff-{uuid.uuid4().hex[:8]}"
+        account = accounts.create_account(session, _maker_and_checker(tenant_id)[0], kind=AccountKind.STAFF,
+                                          username=username)  # fmt: skip
+        account.password_hash, account.status = "x", AccountStatus.ACTIVE
+        session.flush()
+        grant(session, tenant_id, account.id, role)
+        permissions = sorted(BUILTIN_PERMISSIONS[role])
+        secrets = [
+            tokens.issue_api_token(session, f"token {n}", permissions, timedelta(hours=1), owner_id=account.id)[1]
+            for n in range(count)
+        ]
+    clients = []
+    for secret in secrets:
+        client = TestClient(app, raise_server_exceptions=False)
+        client.headers["Authorization"] = f"Bearer {secret}"
+        clients.append(client)
+    return clients
 
 
 def grant(session, tenant_id, account_id, role) -> None:
