@@ -5,6 +5,7 @@ the hourly job at its end (or lapsed, when nobody confirmed)."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
@@ -79,6 +80,8 @@ def test_the_one_who_deleted_cannot_confirm_or_undo_it_through_another_token(ann
     patron = _patron(first)
     asked = _ask(first, patron["id"])
     assert asked["confirmed"] is False and asked["patron_id"] == patron["id"]
+    period = datetime.fromisoformat(asked["due_at"]) - datetime.now(UTC)
+    assert timedelta(days=7, minutes=-5) < period <= timedelta(days=7)  # BOOKWARDEN_PATRON_DELETION_GRACE_DAYS
     for client in (first, second):
         for step in ("confirm", "undo"):
             refused = client.post(f"/api/v1/patrons/{patron['id']}/deletion/{step}")

@@ -93,7 +93,7 @@ def test_once_approved_the_asker_builds_it_once_for_that_patron_and_its_link_wor
     other = ann[0].post(PACKAGES, json={"patron_id": other_patron, "approval_id": approval_id})
     assert other.status_code == 409 and "does not cover" in other.json()["detail"]
     both = {"patron_id": patron_id, "approval_id": approval_id, "request_id": str(uuid.uuid4())}
-    assert ann[0].post(PACKAGES, json=both).status_code == 422
+    assert ann[0].post(PACKAGES, json=both).status_code == 409
 
     built = ann[1].post(PACKAGES, json={"patron_id": patron_id, "approval_id": approval_id})  # the same person
     assert built.status_code == 201, built.text

@@ -34,10 +34,12 @@ class Settings(BaseSettings):
     audit_retention_days: int = Field(
         default=2555, ge=0, description="audit segments whose newest event is older than this are dropped (7 years)"
     )
+    # At most the 7 days an approval request stays open (access/approvals/service.py KEEP_OPEN): a longer
+    # period would outlive the request its confirmation decides.
     patron_deletion_grace_days: int = Field(
         default=7,
         ge=1,
-        le=30,
+        le=7,
         description="a patron deleted by staff is hidden at once; a second person confirms or undoes it within "
         "this many days, and then the subject key and the rows are destroyed (an unconfirmed deletion lapses)",
     )

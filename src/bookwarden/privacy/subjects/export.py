@@ -181,7 +181,8 @@ def build_for_staff(
     `request_id`, or under `approval_id`, an approved EXPORT_SUBJECT about this patron that `actor` asked for."""
     authorize(actor, Permission.PRIVACY_REQUESTS_HANDLE)
     if request_id is not None and approval_id is not None:
-        raise InvalidInput(
+        # 409, not 422: each is valid alone; together they say two different things about why it is built.
+        raise Conflict(
             "give the data-subject request the package answers, or the approval it was asked under, not both"
         )
     if request_id is None:

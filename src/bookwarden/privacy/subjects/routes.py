@@ -128,14 +128,15 @@ def build_subject_export(body: PackageIn, principal: Principal = HANDLE, db: Dat
     response_class=StreamingResponse,
     responses={
         200: {"content": {subject_export.MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
-        **responses(403, 404),
+        **responses(403, 404, 409),
     },
 )
 def download_subject_export(
     token: Annotated[str, Path(pattern=subject_export.TOKEN_PATTERN, description="the link's token")],
     db: Database = Depends(database),
 ):
-    """Download an access package by its link (the link is the credential); every download is recorded."""
+    """Download an access package by its link (the link is the credential); every download is recorded. A
+    package built outside a data-subject request (under an approval) is downloaded once."""
     download = subject_export.open_download(db, token)
     headers = {
         "Content-Disposition": f'attachment; filename="{download.filename}"',
