@@ -200,9 +200,10 @@ def test_master_key_rotation_resumes_after_a_crash(committed_db, admin_url, data
         committed_db.keyring.master = original
 
 
-def test_a_backup_taken_before_a_shred_cannot_be_read_after_it(committed_db, admin_url, home, client_for):
+def test_a_backup_taken_before_a_shred_cannot_be_read_after_it(committed_db, db, admin_url, home, client_for):
     """pg_dump the data database, delete (shred) the patron, restore the dump: the fields stay ciphertext."""
-    db = committed_db
+    # The API answers in the test's rolled-back transaction (`db`); the tenant and the dump are committed.
+    app_db, db = db, committed_db
     with platform_session(db) as session:
         tenant = tenancy.create_tenant(session, db.keyring, home, "shred", "Shredding")
     ada = _create(db, tenant)
@@ -216,7 +217,7 @@ def test_a_backup_taken_before_a_shred_cannot_be_read_after_it(committed_db, adm
 
         assert read_restored() == "Ada Lovelace"  # control: the backup is readable while the key lives
 
-        patron_deleted_for_good(db, tenant.id, client_for(tenant), client_for(tenant), ada.id)
+        patron_deleted_for_good(app_db, tenant.id, client_for(tenant), client_for(tenant), ada.id)
         db.keyring._subject_cache.clear()  # as any other process that never held the key
         with pytest.raises(KeyDestroyed):
             read_restored()
