@@ -24,6 +24,8 @@ __all__ = [
     "Backup",
     "fresh_address",
     "grant",
+    "one_persons_clients",
+    "patron_deleted_for_good",
     "populate",
     "restored_dump",
     "security_header_faults",
@@ -137,6 +139,59 @@ def _maker_and_checker(tenant_id):
     """Two administrators (API tokens with the tenant admin's permissions): one asks, the other approves."""
     admin = BUILTIN_PERMISSIONS[BuiltinRole.TENANT_ADMIN]
     return tuple(Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant_id, admin) for _ in range(2))
+
+
+def patron_deleted_for_good(db, tenant_id, asker, checker, patron_id) -> None:
+    """A patron deleted as staff do it (library/deletion.py): asked by one, confirmed by another, the grace
+    period run out, the hourly job run. `asker` and `checker` are API clients of two people."""
+    from sqlalchemy import text
+
+    from bookwarden.db.session import tenant_session
+    from bookwarden.library import deletion
+
+    asked = asker.delete(f"/api/v1/patrons/{patron_id}")
+    assert asked.status_code == 202, asked.text
+    confirmed = checker.post(f"/api/v1/patrons/{patron_id}/deletion/confirm")
+    assert confirmed.status_code == 200, confirmed.text
+    with tenant_session(db, tenant_id) as session:
+        session.execute(
+            text("UPDATE patrons SET deletion_due_at = now() - interval '1 second' WHERE id = :id"), {"id": patron_id}
+        )
+    assert deletion.carry_out_due(db).destroyed >= 1
+
+
+def one_persons_clients(app, db, tenant_id, role, count: int = 2) -> list:
+    """`count` API clients of one person: an active account holding the built-in `role`, each client with
+    its own token owned by that account (what maker-checker must see as one person)."""
+    import uuid
+    from datetime import timedelta
+
+    from fastapi.testclient import TestClient
+
+    from bookwarden.access.permissions import BUILTIN_PERMISSIONS
+    from bookwarden.db.session import tenant_session
+    from bookwarden.identity.accounts import service as accounts
+    from bookwarden.identity.models import AccountKind, AccountStatus
+    from bookwarden.identity.tokens import service as tokens
+
+    with tenant_session(db, tenant_id) as session:
+        username = f"staff-{uuid.uuid4().hex[:8]}"
+        account = accounts.create_account(session, _maker_and_checker(tenant_id)[0], kind=AccountKind.STAFF,
+                                          username=username)  # fmt: skip
+        account.password_hash, account.status = "x", AccountStatus.ACTIVE
+        session.flush()
+        grant(session, tenant_id, account.id, role)
+        permissions = sorted(BUILTIN_PERMISSIONS[role])
+        secrets = [
+            tokens.issue_api_token(session, f"token {n}", permissions, timedelta(hours=1), owner_id=account.id)[1]
+            for n in range(count)
+        ]
+    clients = []
+    for secret in secrets:
+        client = TestClient(app, raise_server_exceptions=False)
+        client.headers["Authorization"] = f"Bearer {secret}"
+        clients.append(client)
+    return clients
 
 
 def grant(session, tenant_id, account_id, role) -> None:

@@ -22,7 +22,7 @@ from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.library import schemas, service
 from bookwarden.library.models import Patron
 from bookwarden.tenancy import service as tenancy
-from tests.helpers import restored_dump
+from tests.helpers import patron_deleted_for_good, restored_dump
 
 ADA = schemas.PatronCreate(
     name="Ada Lovelace",
@@ -200,9 +200,10 @@ def test_master_key_rotation_resumes_after_a_crash(committed_db, admin_url, data
         committed_db.keyring.master = original
 
 
-def test_a_backup_taken_before_a_shred_cannot_be_read_after_it(committed_db, admin_url, home, client_for):
+def test_a_backup_taken_before_a_shred_cannot_be_read_after_it(committed_db, db, admin_url, home, client_for):
     """pg_dump the data database, delete (shred) the patron, restore the dump: the fields stay ciphertext."""
-    db = committed_db
+    # The API answers in the test's rolled-back transaction (`db`); the tenant and the dump are committed.
+    app_db, db = db, committed_db
     with platform_session(db) as session:
         tenant = tenancy.create_tenant(session, db.keyring, home, "shred", "Shredding")
     ada = _create(db, tenant)
@@ -216,7 +217,7 @@ def test_a_backup_taken_before_a_shred_cannot_be_read_after_it(committed_db, adm
 
         assert read_restored() == "Ada Lovelace"  # control: the backup is readable while the key lives
 
-        assert client_for(tenant).delete(f"/api/v1/patrons/{ada.id}").status_code == 204
+        patron_deleted_for_good(app_db, tenant.id, client_for(tenant), client_for(tenant), ada.id)
         db.keyring._subject_cache.clear()  # as any other process that never held the key
         with pytest.raises(KeyDestroyed):
             read_restored()

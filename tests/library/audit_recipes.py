@@ -7,6 +7,7 @@ from uuid import UUID
 
 from bookwarden.access.permissions import (
     BUILTIN_PERMISSIONS,
+    LIBRARY_WRITE,
     BuiltinRole,
     Permission,
 )
@@ -46,8 +47,10 @@ def _library_recipes(kind, path: str) -> None:
             json=CHANGES[kind],
         )
     )
+    # A patron's deletion is asked first (library/deletion.py): hidden at once, destroyed after a second person.
+    deleted = Action.PATRON_DELETION_ASKED if kind is library.PATRONS else kind.action("deleted")
     route("DELETE", one)(
-        lambda w: Call(w.staff, "DELETE", f"{collection}/{w.new_record(kind)['id']}", kind.action("deleted"), chain(w))
+        lambda w: Call(w.staff, "DELETE", f"{collection}/{w.new_record(kind)['id']}", deleted, chain(w))
     )
 
 
@@ -82,6 +85,28 @@ def _(w):
     checker = w.client(EXPORTER | {Permission.ACCOUNTS_READ})
     assert checker.post(f"/api/v1/approvals/{asked.json()['id']}/approve").status_code == 200
     return Call(asker, "GET", f"{EXPORTS}/{asked.json()['id']}", Action.PATRON_EXPORTED, w.tenant.id)
+
+
+# A patron's deletion: asked by one member of staff, confirmed or undone by another.
+
+
+def _deletion_asked(w: World) -> str:
+    patron_id = w.new_record(library.PATRONS)["id"]
+    asked = w.client(LIBRARY_WRITE).delete(f"/api/v1/patrons/{patron_id}")
+    assert asked.status_code == 202, asked.text
+    return patron_id
+
+
+@route("POST", "/api/v1/patrons/{patron_id}/deletion/confirm")
+def _(w):
+    url = f"/api/v1/patrons/{_deletion_asked(w)}/deletion/confirm"
+    return Call(w.staff, "POST", url, Action.PATRON_DELETION_CONFIRMED, w.tenant.id)
+
+
+@route("POST", "/api/v1/patrons/{patron_id}/deletion/undo")
+def _(w):
+    url = f"/api/v1/patrons/{_deletion_asked(w)}/deletion/undo"
+    return Call(w.staff, "POST", url, Action.PATRON_DELETION_UNDONE, w.tenant.id)
 
 
 # the patron's own posts (the portal)

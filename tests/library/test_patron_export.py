@@ -192,3 +192,17 @@ def test_two_downloads_at_once_cannot_both_pass_and_a_reader_who_stops_spends_it
             {"a": approval_id},
         ).scalar_one()
     assert details["count"] == 3 and details["completed"] is False
+
+
+def test_the_asker_cannot_approve_their_own_export_through_another_of_their_tokens(app, db, tenant, client_for):
+    from tests.helpers import one_persons_clients
+
+    first, second = one_persons_clients(app, db, tenant.id, BuiltinRole.PRIVACY_OFFICER)
+    approval_id = _ask(first)
+    for token in (first, second):
+        own = token.post(f"/api/v1/approvals/{approval_id}/approve")
+        assert own.status_code == 409 and own.json()["type"] == "urn:bookwarden:problem:segregation-of-duties"
+    pending = second.get(f"{EXPORTS}/{approval_id}")
+    assert pending.status_code in (404, 409)  # not this token's to download, and nothing approved anyway
+    assert client_for(tenant, permissions=CHECKER).post(f"/api/v1/approvals/{approval_id}/approve").status_code == 200
+    assert first.get(f"{EXPORTS}/{approval_id}").status_code == 200

@@ -317,11 +317,25 @@ def _certificate(w: World) -> UUID:
         return erasure.erase_patron(session, patron_id, signing_key=key).id
 
 
-@route("POST", f"{PRIVACY}/subject-exports")
+@route("POST", f"{PRIVACY}/subject-exports/approvals")
 def _(w):
     client = w.client({Permission.PRIVACY_REQUESTS_HANDLE})
     body = {"patron_id": w.records[library.PATRONS]["id"]}
-    return Call(client, "POST", f"{PRIVACY}/subject-exports", Action.SUBJECT_EXPORT_BUILT, w.tenant.id, json=body)
+    url = f"{PRIVACY}/subject-exports/approvals"
+    return Call(client, "POST", url, Action.APPROVAL_REQUESTED, w.tenant.id, json=body)
+
+
+@route("POST", f"{PRIVACY}/subject-exports")
+def _(w):
+    # Outside a data-subject request: asked by one officer, approved by another, built by the one who asked.
+    asker = w.client({Permission.PRIVACY_REQUESTS_HANDLE})
+    patron_id = w.records[library.PATRONS]["id"]
+    asked = asker.post(f"{PRIVACY}/subject-exports/approvals", json={"patron_id": patron_id})
+    assert asked.status_code == 202, asked.text
+    checker = w.client({Permission.PRIVACY_REQUESTS_HANDLE, Permission.ACCOUNTS_READ})
+    assert checker.post(f"/api/v1/approvals/{asked.json()['id']}/approve").status_code == 200
+    body = {"patron_id": patron_id, "approval_id": asked.json()["id"]}
+    return Call(asker, "POST", f"{PRIVACY}/subject-exports", Action.SUBJECT_EXPORT_BUILT, w.tenant.id, json=body)
 
 
 @route("GET", f"{PRIVACY}/subject-exports/download/{{token}}")
@@ -778,8 +792,10 @@ def _(c):
     tenant_id = c.tenant()
     with tenant_session(c.db, tenant_id) as session:
         patron = library.create(session, library.PATRONS, library.PATRONS.create(name="Asking Patron"))
+    # Outside a data-subject request the first run asks (maker-checker); tests/privacy/test_subject_export.py
+    # walks the approval and the build with --approval.
     args = ["privacy", "export", "--tenant", "north", "--patron", str(patron.id)]
-    return Command(args, Action.SUBJECT_EXPORT_BUILT, tenant_id)
+    return Command(args, Action.APPROVAL_REQUESTED, tenant_id)
 
 
 @command("privacy", "certificate", "show")

@@ -21,6 +21,7 @@ from bookwarden.privacy.consent import objections
 from bookwarden.privacy.consent import service as consent
 from bookwarden.privacy.consent.models import ConsentMethod, ConsentRecord
 from bookwarden.privacy.consent.service import Channel, Choice, Topic
+from tests.helpers import patron_deleted_for_good
 from tests.privacy.test_complaints import PASSWORD, _account, _patron, _principal
 
 DESK = frozenset(BUILTIN_PERMISSIONS[BuiltinRole.CIRCULATION_STAFF])
@@ -203,7 +204,7 @@ def _owner_rewrites_a_choice(owner_conn) -> None:
         owner_conn.execute("UPDATE consent_records SET given = false WHERE tenant_id = %s", (tenant_id,))
 
 
-def test_a_patrons_choices_leave_with_the_patron(client_for, tenant, in_tenant):
+def test_a_patrons_choices_leave_with_the_patron(db, client_for, tenant, in_tenant):
     staff = client_for(tenant, permissions=DESK | LIBRARY_WRITE | {Permission.PATRONS_WRITE})
     patron = staff.post("/api/v1/patrons", json={"name": "Gone Soon"}).json()
     patron_id = uuid.UUID(patron["id"])
@@ -221,7 +222,8 @@ def test_a_patrons_choices_leave_with_the_patron(client_for, tenant, in_tenant):
             session, uuid.uuid4(), analytics=True, preferences=False, notice_version="c1", patron_id=patron_id
         )
 
-    assert staff.delete(f"/api/v1/patrons/{patron_id}").status_code == 204
+    checker = client_for(tenant, permissions=DESK | LIBRARY_WRITE | {Permission.PATRONS_WRITE})
+    patron_deleted_for_good(db, tenant.id, staff, checker, patron_id)
 
     with in_tenant(tenant) as session:
         for table in ("consent_records", "objections", "cookie_choices"):

@@ -203,7 +203,12 @@ def test_an_unknown_patron_is_not_found(db, tenant):
 def test_staff_build_a_package_over_the_api_and_the_subject_downloads_it_by_link(db, tenant, client_for):
     patron_id, _ = _subject_with_everything(db, tenant, client_for)
     officer = client_for(tenant, permissions={Permission.PRIVACY_REQUESTS_HANDLE})
-    built = officer.post("/api/v1/privacy/subject-exports", json={"patron_id": str(patron_id)})
+    checker = client_for(tenant, permissions={Permission.PRIVACY_REQUESTS_HANDLE, Permission.ACCOUNTS_READ})
+    # Outside a data-subject request: asked, approved by another, built by the asker (test_subject_export_approval).
+    asked = officer.post("/api/v1/privacy/subject-exports/approvals", json={"patron_id": str(patron_id)})
+    assert checker.post(f"/api/v1/approvals/{asked.json()['id']}/approve").status_code == 200
+    body = {"patron_id": str(patron_id), "approval_id": asked.json()["id"]}
+    built = officer.post("/api/v1/privacy/subject-exports", json=body)
     assert built.status_code == 201, built.text
     body = built.json()
     assert body["patron_id"] == str(patron_id) and body["download_path"].startswith("/api/v1/privacy/subject-exports/")

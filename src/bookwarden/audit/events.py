@@ -52,7 +52,12 @@ class Action(enum.StrEnum):
     PATRON_LOOKED_UP = "patron.looked_up"
     PATRON_CREATED = "patron.created"
     PATRON_CHANGED = "patron.changed"
-    PATRON_DELETED = "patron.deleted"
+    PATRON_DELETED = "patron.deleted"  # rows deleted and the subject key destroyed
+    # Deletion by staff, in two people and a grace period (library/deletion.py).
+    PATRON_DELETION_ASKED = "patron.deletion_asked"  # hidden and frozen, key kept, waiting for a second person
+    PATRON_DELETION_CONFIRMED = "patron.deletion_confirmed"  # a second person agreed: destroyed at the period's end
+    PATRON_DELETION_UNDONE = "patron.deletion_undone"  # a second person restored the patron within the period
+    PATRON_DELETION_LAPSED = "patron.deletion_lapsed"  # nobody confirmed within the period: the patron is back
     PATRON_EXPORTED = "patron.exported"
     LOAN_VIEWED = "loan.viewed"
     LOAN_LISTED = "loan.listed"

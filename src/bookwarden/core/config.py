@@ -60,6 +60,15 @@ class Settings(BaseSettings):
     operator_alert_emails: str = Field(
         default="", description="comma-separated addresses mailed when a restore drill fails"
     )
+    # At most the 7 days an approval request stays open (access/approvals/service.py KEEP_OPEN): a longer
+    # period would outlive the request its confirmation decides.
+    patron_deletion_grace_days: int = Field(
+        default=7,
+        ge=1,
+        le=7,
+        description="a patron deleted by staff is hidden at once; a second person confirms or undoes it within "
+        "this many days, and then the subject key and the rows are destroyed (an unconfirmed deletion lapses)",
+    )
     database_name: str = "bookwarden"
     pool_size: int = 10
     subject_key_cache_size: int = 200_000

@@ -171,7 +171,10 @@ def _pages(session: TenantSession, allows: Callable[[UUID], bool]) -> Iterator[l
     event is patron.exported with the count.
     """
     table = Patron.__table__
-    query = select(*service._columns(service.PATRONS)).where(table.c.tenant_id == session.tenant_id)
+    # Not the patrons pending deletion: hidden from every read until a second person undoes it.
+    query = select(*service._columns(service.PATRONS)).where(
+        table.c.tenant_id == session.tenant_id, service._live(service.PATRONS)
+    )
     last: UUID | None = None
     while True:
         page = query if last is None else query.where(table.c.id > last)

@@ -47,6 +47,12 @@ class Patron(Base):
         UniqueConstraint("tenant_id", "barcode_index"),
         Index("ix_patrons_email_index", "tenant_id", "email_index"),
         Index(
+            "ix_patrons_deletion_due",
+            "tenant_id",
+            "deletion_due_at",
+            postgresql_where=text("deletion_due_at IS NOT NULL"),
+        ),
+        Index(
             "ix_patrons_email_unconfirmed",
             "tenant_id",
             "email_unconfirmed_until",
@@ -79,6 +85,17 @@ class Patron(Base):
     email_unconfirmed_until: Mapped[datetime | None] = mapped_column(
         DateTime(timezone=True),
         info=not_personal("when an unconfirmed self-registration lapses; null once its address counts"),
+    )
+    # Set while staff's deletion of the patron waits (library/deletion.py): hidden from every read and frozen,
+    # the subject key kept; at this time the key and the rows are destroyed if a second person confirmed,
+    # or the deletion lapses if nobody did. Null: not being deleted.
+    deletion_due_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True),
+        info=not_personal("when a pending deletion by staff is carried out or lapses; null when none is pending"),
+    )
+    # The maker-checker request (approval_requests) the pending deletion waits on: who asked, who confirmed.
+    deletion_approval_id: Mapped[uuid.UUID | None] = mapped_column(
+        info=not_personal("the id of the approval request a pending deletion waits on")
     )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(

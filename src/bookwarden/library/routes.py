@@ -4,6 +4,7 @@
 # and they name each kind's own schemas.
 
 import functools
+from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -22,7 +23,7 @@ from bookwarden.core.pagination import Page
 from bookwarden.core.purposes import PURPOSE_PATTERN, SharingPath, sharing_marker
 from bookwarden.db.session import Database
 from bookwarden.identity.accounts import service as accounts
-from bookwarden.library import export, schemas, service
+from bookwarden.library import deletion, export, schemas, service
 from bookwarden.library.service import RecordKind
 
 router = APIRouter(prefix="/api/v1", responses=responses(401, 403, 422))
@@ -78,11 +79,13 @@ def _add_routes(kind: RecordKind, path: str) -> None:
         with tenant_scope(db, principal) as session:
             return service.update(session, kind, record_id, body)
 
-    @router.delete(one, status_code=204, tags=[tag], name=f"delete_{kind.table}", responses=responses(404))
-    def delete(record_id: UUID, principal: Principal = WRITE, db: Database = Depends(database)):
-        with tenant_scope(db, principal) as session:
-            service.delete(session, kind, record_id)
-        return Response(status_code=204)
+    if kind is not service.PATRONS:  # a patron's deletion takes two people: below
+
+        @router.delete(one, status_code=204, tags=[tag], name=f"delete_{kind.table}", responses=responses(404))
+        def delete(record_id: UUID, principal: Principal = WRITE, db: Database = Depends(database)):
+            with tenant_scope(db, principal) as session:
+                service.delete(session, kind, record_id)
+            return Response(status_code=204)
 
     filters = (
         {"list_id": "reading list"}
@@ -123,6 +126,55 @@ def lookup_patrons(
     """Exact match on one of email, institutional id or barcode (blind indexes; nothing decrypted to search)."""
     with tenant_scope(db, principal) as session:
         return service.lookup_patrons(session, body)
+
+
+# -- deleting a patron (two people and a grace period: library/deletion.py) -----------------------------
+
+
+class PatronDeletionOut(BaseModel):
+    patron_id: UUID
+    approval_id: UUID
+    due_at: datetime
+    confirmed: bool
+
+
+PATRON_WRITE = Depends(requires(Permission.PATRONS_WRITE))
+
+
+@router.delete(
+    "/patrons/{record_id}",
+    status_code=202,
+    response_model=PatronDeletionOut,
+    tags=["patrons"],
+    name="delete_patrons",
+    responses=responses(404, 409),
+)
+def delete_patron(record_id: UUID, principal: Principal = PATRON_WRITE, db: Database = Depends(database)):
+    """Ask for the patron's deletion: hidden and frozen at once, their key kept; another holder of patrons.write
+    confirms or undoes it within the grace period, at whose end a confirmed deletion destroys the key and the
+    rows, and an unconfirmed one lapses."""
+    with tenant_scope(db, principal) as session:
+        return deletion.ask(session, principal, record_id)
+
+
+@router.post(
+    "/patrons/{patron_id}/deletion/confirm",
+    response_model=PatronDeletionOut,
+    tags=["patrons"],
+    responses=responses(404, 409),
+)
+def confirm_patron_deletion(patron_id: UUID, principal: Principal = PATRON_WRITE, db: Database = Depends(database)):
+    """The second person confirms a pending deletion (never the one who asked, through any credential)."""
+    with tenant_scope(db, principal) as session:
+        return deletion.confirm(session, principal, patron_id)
+
+
+@router.post("/patrons/{patron_id}/deletion/undo", status_code=204, tags=["patrons"], responses=responses(404, 409))
+def undo_patron_deletion(patron_id: UUID, principal: Principal = PATRON_WRITE, db: Database = Depends(database)):
+    """A second person restores a patron whose deletion is pending, within the grace period."""
+    with tenant_scope(db, principal) as session:
+        deletion.undo(session, principal, patron_id)
+    return Response(status_code=204)
 
 
 # -- the patron's own posts (the portal) -------------------------------------------------------

@@ -8,6 +8,9 @@ key before they reach SQL and opened after; a destroyed key reads as null.
 Every use case records its audit event in the caller's transaction (committed or rolled back
 with it): viewed, listed (the ids returned), created, changed (field names, never values),
 deleted, looked up (the index used and the ids found, never the value looked for).
+
+A patron whose deletion by staff is pending (library/deletion.py) is hidden, with every record about them:
+no read, list, lookup or export finds them, and nothing about them is changed or added (`_live`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from uuid import UUID
 
 import structlog
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Select, bindparam, select
+from sqlalchemy import ColumnElement, Select, bindparam, exists, select
 from sqlalchemy.exc import IntegrityError
 
 from bookwarden.audit.events import Action
@@ -35,7 +38,7 @@ from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed, blind_index
 from bookwarden.db.session import TenantSession
 from bookwarden.library import schemas
-from bookwarden.library.guards import check_patron_change, check_patron_deletion
+from bookwarden.library.guards import check_patron_change
 from bookwarden.library.models import Loan, Patron, Post, ReadingList, ReadingListItem, Search
 
 log = structlog.get_logger()
@@ -202,9 +205,26 @@ def _columns(kind: RecordKind) -> tuple:
 
 
 @functools.cache
+def _live(kind: RecordKind) -> ColumnElement[bool]:
+    """The records whose patron is not pending deletion: a patron being deleted is gone to every read and
+    change already, with everything about them; only undoing the deletion brings them back."""
+    patrons = Patron.__table__
+    if kind is PATRONS:
+        return patrons.c.deletion_due_at.is_(None)
+    table = kind.model.__table__
+    return ~exists().where(
+        patrons.c.tenant_id == table.c.tenant_id,
+        patrons.c.id == kind.subject(),
+        patrons.c.deletion_due_at.is_not(None),
+    )
+
+
+@functools.cache
 def _by_id(kind: RecordKind) -> Select:
     table = kind.model.__table__
-    return select(*_columns(kind)).where(table.c.tenant_id == bindparam("tenant_id"), table.c.id == bindparam("id"))
+    return select(*_columns(kind)).where(
+        table.c.tenant_id == bindparam("tenant_id"), table.c.id == bindparam("id"), _live(kind)
+    )
 
 
 def _records(result) -> list[tuple[Mapping[str, Any], UUID]]:
@@ -221,7 +241,9 @@ def _fetch_record(session: TenantSession, kind: RecordKind, record_id: UUID) -> 
 def _fetch(session: TenantSession, kind: RecordKind, record_id: UUID) -> tuple[Any, UUID]:
     """The ORM entity (for changes) and its subject id."""
     found = session.execute(
-        select(kind.model, kind.subject()).where(kind.model.tenant_id == session.tenant_id, kind.model.id == record_id)
+        select(kind.model, kind.subject()).where(
+            kind.model.tenant_id == session.tenant_id, kind.model.id == record_id, _live(kind)
+        )
     ).first()
     if found is None:
         raise NotFound(f"no {kind.name} {record_id}")
@@ -233,10 +255,12 @@ def _subject_of_new(session: TenantSession, kind: RecordKind, values: dict[str, 
     assert kind.parent is not None
     column, parent_model = kind.parent
     parent = session.get(parent_model, (session.tenant_id, values[column]))
-    if parent is None:
-        # Same words for "absent" and "another tenant's": nothing leaks about other tenants.
+    subject = None if parent is None else parent.id if parent_model is Patron else parent.patron_id
+    patron = parent if parent_model is Patron or subject is None else session.get(Patron, (session.tenant_id, subject))
+    if patron is None or patron.deletion_due_at is not None:
+        # Same words for "absent", "another tenant's" and "being deleted": nothing leaks.
         raise NotFound(f"{column}: no {parent_model.__tablename__[:-1].replace('_', ' ')} {values[column]}")
-    return parent.id if parent_model is Patron else parent.patron_id
+    return subject
 
 
 def _key_for_change(session: TenantSession, kind: RecordKind, subject: UUID) -> bytes:
@@ -323,17 +347,14 @@ def update(
 
 
 def delete(session: TenantSession, kind: RecordKind, record_id: UUID) -> None:
-    row, subject = _fetch(session, kind, record_id)
+    """Delete a record about a patron. A patron is not deleted here: their deletion cannot be undone, so it
+    takes two people and a grace period (library/deletion.py), or an erasure (privacy/subjects/erasure.py)."""
     if kind is PATRONS:
-        check_patron_deletion(session, record_id)  # a legal hold keeps the patron (library/guards.py)
+        raise TypeError("a patron is deleted through library/deletion.py (ask, confirm) or erased, never here")
+    row, subject = _fetch(session, kind, record_id)
     session.delete(row)
     session.flush()
-    details = _subject_details(kind, subject)
-    if kind is PATRONS:
-        # A deleted patron is gone from backups too: without the key, no copy can be read.
-        session.keyring.shred_subject(session.tenant_id, record_id)
-        details["subject_key_destroyed"] = True
-    record(session, kind.action("deleted"), (kind.target, record_id), details=details)
+    record(session, kind.action("deleted"), (kind.target, record_id), details=_subject_details(kind, subject))
 
 
 def delete_own_post(session: TenantSession, patron_id: UUID, post_id: UUID) -> None:
@@ -355,7 +376,7 @@ def list_page(
     list_id: UUID | None = None,
 ) -> Page:
     table = kind.model.__table__
-    query = select(*_columns(kind)).where(table.c.tenant_id == session.tenant_id)
+    query = select(*_columns(kind)).where(table.c.tenant_id == session.tenant_id, _live(kind))
     if patron_id is not None:
         query = query.where(kind.subject() == patron_id)
     if list_id is not None:
@@ -381,6 +402,7 @@ def lookup_patrons(session: TenantSession, lookup: schemas.PatronLookup) -> list
     query = select(*_columns(PATRONS)).where(
         table.c.tenant_id == session.tenant_id,
         table.c[f"{column}_index"] == blind_index(index_key, column, value),
+        _live(PATRONS),
     )
     found = _records(session.execute(query.order_by(table.c.id).limit(100)))
     ids = [values["id"] for values, _ in found]
@@ -401,7 +423,7 @@ def email_counts(patron: Patron) -> bool:
 
 def email_on_file(session: TenantSession, patron: Patron) -> str | None:
     """The address to reach the patron at; None when there is none, it does not count yet, or the patron was erased."""
-    if not email_counts(patron):
+    if not email_counts(patron) or patron.deletion_due_at is not None:  # nothing is sent to a patron being deleted
         return None
     try:
         key = session.keyring.subject_key(session.tenant_id, patron.id)
@@ -427,5 +449,3 @@ def email_confirmed(session: TenantSession, patron: Patron) -> None:
 
 
 # -- cursors -------------------------------------------------------------------------------
-
-

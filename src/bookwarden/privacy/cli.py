@@ -50,14 +50,27 @@ def privacy_export(
     tenant: Annotated[str, typer.Option(help="institution id or slug")],
     patron: Annotated[str, typer.Option(help="the patron's id")],
     request: Annotated[str | None, typer.Option(help="the data-subject request it answers")] = None,
+    approval: Annotated[str | None, typer.Option(help="the approved request for it (outside a request)")] = None,
     grant: Grant = None,
 ) -> None:
-    """Build a patron's access package; print its id, expiry and download link (shown once, valid 7 days)."""
+    """Build a patron's access package; print its id, expiry and download link (shown once, valid 7 days).
+
+    With --request, for the data-subject request it answers. Without, it takes two people: the first run
+    asks for it, another holder of privacy.requests.handle approves (POST /api/v1/approvals/{id}/approve),
+    and a run with --approval builds it, once; its link is downloaded once."""
 
     patron_id = uuid_option("--patron", patron)
     request_id = uuid_option("--request", request)
+    approval_id = uuid_option("--approval", approval)
     with tenant_session(connect(), institution_id(tenant)) as session:
-        package = subject_export.build_package(session, patron_id, request_id=request_id)
+        if request_id is None and approval_id is None:
+            asked = subject_export.ask(session, console_principal(), patron_id)
+            print(f"approval request {asked.id}: waiting for a second holder of privacy.requests.handle; "
+                  f"then run again with --approval {asked.id}")  # fmt: skip
+            return
+        package = subject_export.build_for_staff(
+            session, console_principal(), patron_id, request_id=request_id, approval_id=approval_id
+        )
     print(json.dumps({"id": str(package.id), "patron_id": str(package.patron_id), "records": package.record_count,
                       "bytes": package.size_bytes, "expires_at": package.expires_at.isoformat(),
                       "download_path": package.download_path}, indent=2))  # fmt: skip

@@ -59,6 +59,11 @@ class SensitiveAction(enum.StrEnum):
     REMOVE_SSO = "remove_sso"
     # Every patron of the institution, decrypted, in one file (library/export.py).
     EXPORT_PATRONS = "export_patrons"
+    # Deleting a patron outside an erasure request: the second person confirms it, and the subject key is
+    # destroyed when the grace period ends (library/deletion.py).
+    DELETE_PATRON = "delete_patron"
+    # One patron's access package outside a data-subject request (privacy/subjects/export.py).
+    EXPORT_SUBJECT = "export_subject"
     # How long each category of personal data is kept: when it is destroyed (privacy/retention/service.py).
     CHANGE_RETENTION_POLICY = "change_retention_policy"
     # A staff-initiated erasure request: a second privacy officer approves it (privacy/requests/service.py).

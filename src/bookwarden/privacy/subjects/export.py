@@ -15,6 +15,13 @@ packages or cut short unnoticed.
 The download link carries the tenant and package ids and 32 random bytes; only the SHA-256 of the
 random part is stored. Each download is recorded. An hourly job deletes expired packages and
 destroys their keys.
+
+Staff build a package (HTTP and console alike, through `build_for_staff`) either to answer an open access
+or portability request, which went through the request lifecycle, or under maker-checker: one holder of
+privacy.requests.handle asks (SensitiveAction.EXPORT_SUBJECT, bound to the patron), another approves, and
+the one who asked builds it once, within 24 hours of the approval; its link is then downloaded once. A
+patron whose deletion is pending (library/deletion.py) is hidden: no package is built about them outside a
+request (a request about them is still answered: the data is still held, and the law says so).
 """
 
 from __future__ import annotations
@@ -38,14 +45,19 @@ from uuid import UUID, uuid4
 import structlog
 from sqlalchemy import delete, func, insert, select, text, update
 
-from bookwarden.access.principal import SYSTEM
+from bookwarden.access.approvals import service as approvals
+from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction, require_approval
+from bookwarden.access.authorize import authorize
+from bookwarden.access.permissions import Permission
+from bookwarden.access.principal import SYSTEM, Principal
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
 from bookwarden.core.csv_safety import spreadsheet_safe
-from bookwarden.core.errors import Conflict, NotFound
+from bookwarden.core.errors import ApprovalRequired, Conflict, InvalidInput, NotFound
 from bookwarden.crypto.aead import cipher, open_sealed, seal
 from bookwarden.crypto.keyring import KeyDestroyed
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
+from bookwarden.library.models import Patron
 from bookwarden.privacy.disclosures.service import disclosures_about
 from bookwarden.privacy.subjects import data as subject_data
 from bookwarden.privacy.subjects.data import Subject
@@ -55,6 +67,8 @@ from bookwarden.tenancy.service import ensure_active
 log = structlog.get_logger()
 
 VALID_FOR = timedelta(days=7)
+APPROVAL_VALID_FOR = timedelta(hours=24)  # from the approval to the build, outside a request
+WHAT = "an access package outside a data-subject request"
 CHUNK_BYTES = 1 << 20
 CSV_BUFFER_BYTES = 8 << 20  # CSV lines of one table kept while its JSON is written
 ROWS_PER_BATCH = 1000
@@ -132,11 +146,95 @@ def _check_answers(session: TenantSession, request_id: UUID, patron_id: UUID) ->
         )
 
 
-def build_package(session: TenantSession, patron_id: UUID, *, request_id: UUID | None = None) -> Package:
+# -- staff building: a request, or two people --------------------------------------------------------------
+
+
+def checked_params(session: TenantSession, params: dict) -> dict:
+    """The approval kind's check (privacy/subjects/approvals.py): a patron of this institution, not being deleted."""
+    try:
+        patron_id = UUID(str(params.get("patron_id")))
+    except ValueError:
+        raise InvalidInput("patron_id: the id of the patron whose access package is asked for") from None
+    _live_patron(session, patron_id)
+    return {"patron_id": str(patron_id)}
+
+
+def _live_patron(session: TenantSession, patron_id: UUID) -> None:
+    patron = session.get(Patron, (session.tenant_id, patron_id))
+    if patron is None or patron.deletion_due_at is not None:  # being deleted: hidden (library/deletion.py)
+        raise NotFound(f"no patron {patron_id}")
+
+
+def ask(session: TenantSession, actor: Principal, patron_id: UUID) -> ApprovalRequest:
+    """Ask for a package outside a data-subject request; another holder of privacy.requests.handle approves."""
+    return approvals.ask(session, actor, SensitiveAction.EXPORT_SUBJECT, {"patron_id": str(patron_id)})
+
+
+def build_for_staff(
+    session: TenantSession,
+    actor: Principal,
+    patron_id: UUID,
+    *,
+    request_id: UUID | None = None,
+    approval_id: UUID | None = None,
+) -> Package:
+    """The one way staff build a package, over HTTP and at the console: answering the open data-subject request
+    `request_id`, or under `approval_id`, an approved EXPORT_SUBJECT about this patron that `actor` asked for."""
+    authorize(actor, Permission.PRIVACY_REQUESTS_HANDLE)
+    if request_id is not None and approval_id is not None:
+        # 409, not 422: each is valid alone; together they say two different things about why it is built.
+        raise Conflict(
+            "give the data-subject request the package answers, or the approval it was asked under, not both"
+        )
+    if request_id is None:
+        _claim(session, actor, patron_id, approval_id)
+    return build_package(session, patron_id, request_id=request_id, approval_id=approval_id)
+
+
+def _claim(session: TenantSession, actor: Principal, patron_id: UUID, approval_id: UUID | None) -> None:
+    """Refuse unless `approval_id` is an approved package of this patron asked by `actor`, less than 24 hours
+    old and never built; the approval row stays locked until the build's transaction ends."""
+    if approval_id is None:
+        raise ApprovalRequired(
+            f"{WHAT} needs a second person's approval: ask at POST /api/v1/privacy/subject-exports/approvals, "
+            "another holder of privacy.requests.handle approves it, then build it with its approval_id; or name "
+            "the data-subject request it answers (request_id)"
+        )
+    approval = session.get(ApprovalRequest, (session.tenant_id, approval_id), with_for_update=True)
+    if (
+        approval is None
+        or approval.action != SensitiveAction.EXPORT_SUBJECT
+        or not actor.same_party(approval.requested_by, approval.requested_by_person)
+    ):
+        # Someone else's approval is "not found": its existence is not theirs to learn.
+        raise NotFound(f"no access package approval {approval_id} asked by you")
+    require_approval(approval, SensitiveAction.EXPORT_SUBJECT, {"patron_id": str(patron_id)}, WHAT)
+    assert approval.decided_at is not None  # approved means decided
+    if approval.decided_at + APPROVAL_VALID_FOR <= session.scalar(select(func.now())):
+        hours = APPROVAL_VALID_FOR // timedelta(hours=1)
+        raise Conflict(f"the approval of this access package is more than {hours} hours old; ask again")
+    built = session.scalar(
+        select(SubjectExportPackage.id).where(
+            SubjectExportPackage.tenant_id == session.tenant_id, SubjectExportPackage.approval_id == approval_id
+        )
+    )
+    if built is not None:
+        raise Conflict("this access package was built already; an approval allows one: ask again")
+    _live_patron(session, patron_id)
+
+
+# -- building --------------------------------------------------------------------------------------------
+
+
+def build_package(
+    session: TenantSession, patron_id: UUID, *, request_id: UUID | None = None, approval_id: UUID | None = None
+) -> Package:
     """Build the access package of `patron_id`; it becomes visible when the caller's transaction commits.
 
     `request_id`, when given, must name an open access or portability request of this institution
-    about this patron: the package's record says which request it answers."""
+    about this patron: the package's record says which request it answers. Staff reach this through
+    `build_for_staff` (which checks the request, or claims the approval `approval_id`); the request
+    lifecycle (privacy/requests/fulfilment.py) calls it with the request it carries out."""
     if request_id is not None:
         _check_answers(session, request_id, patron_id)
     who = subject_data.subject(session, patron_id)
@@ -148,6 +246,7 @@ def build_package(session: TenantSession, patron_id: UUID, *, request_id: UUID |
         id=package_id,
         patron_id=patron_id,
         request_id=request_id,
+        approval_id=approval_id,
         created_by=_actor_id(),
         token_hash=hashlib.sha256(secret).digest(),
         chunk_count=0,
@@ -175,6 +274,7 @@ def build_package(session: TenantSession, patron_id: UUID, *, request_id: UUID |
         details={
             "patron_id": patron_id,
             "request_id": request_id,
+            "approval_id": approval_id,
             "records": row.record_count,
             "bytes": row.size_bytes,
             "tables": sorted(name for name, n in counts.items() if n),
@@ -394,6 +494,12 @@ def open_download(db: Database, token: str) -> Download:
         if package is None or not hmac.compare_digest(package.token_hash, presented) or package.expires_at <= now:
             raise NotFound(NOT_FOUND)
         ensure_active(session, tenant_id)
+        if package.approval_id is not None and package.downloads > 0:
+            # Built outside a request, under one approval: one build, one download (the row is locked above).
+            raise Conflict(
+                "this access package was built outside a data-subject request and was downloaded once already; "
+                "ask again for another"
+            )
         package.downloads += 1
         package.last_downloaded_at = now
         audit.record(

@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -48,12 +49,21 @@ class SubjectExportPackage(Base):
         UniqueConstraint("tenant_id", "token_hash"),
         Index("ix_subject_export_packages_patron", "tenant_id", "patron_id"),
         Index("ix_subject_export_packages_expires", "expires_at"),
+        # One package per approval: an approval outside a data-subject request allows one build.
+        Index(
+            "uq_subject_export_packages_approval",
+            "tenant_id",
+            "approval_id",
+            unique=True,
+            postgresql_where=text("approval_id IS NOT NULL"),
+        ),
     )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     patron_id: Mapped[uuid.UUID]
     request_id: Mapped[uuid.UUID | None]  # the data-subject request it answers, when one did
+    approval_id: Mapped[uuid.UUID | None]  # else the maker-checker approval it was built under (one build)
     created_by: Mapped[uuid.UUID | None]  # the principal that built it
     token_hash: Mapped[bytes] = mapped_column(LargeBinary, info=TOKEN_HASH)
     chunk_count: Mapped[int] = mapped_column(Integer, info=COUNTER)

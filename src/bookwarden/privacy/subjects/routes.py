@@ -2,9 +2,12 @@
 
 Staff who handle privacy requests build a patron's access package and get its download link once;
 the patron downloads it with that link alone (no account needed: the link is the credential, for 7
-days). Erasure certificates are read and verified by the institution; the erasure policy (keep posts
-anonymized or delete them) is the administrators'. Erasure itself is carried out by the request
-lifecycle once approved (maker-checker), not by a route of its own.
+days). Outside a data-subject request, a package takes two people: one asks, another approves, the one
+who asked builds it once and its link is downloaded once.
+
+Erasure certificates are read and verified by the institution; the erasure policy (keep posts anonymized
+or delete them) is the administrators'. Erasure itself is carried out by the request lifecycle once
+approved (maker-checker), not by a route of its own.
 """
 
 # No `from __future__ import annotations`: FastAPI reads these annotations at definition time.
@@ -19,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bookwarden.access.permissions import Permission
 from bookwarden.access.principal import Principal
+from bookwarden.access.routes import ApprovalOut
 from bookwarden.api import bodies
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import responses
@@ -39,6 +43,11 @@ class Input(BaseModel):
 class PackageIn(Input):
     patron_id: UUID
     request_id: UUID | None = None  # the data-subject request this answers, when one does
+    approval_id: UUID | None = None  # else the approved request for this package (maker-checker)
+
+
+class PackageAskIn(Input):
+    patron_id: UUID
 
 
 class PackageOut(BaseModel):
@@ -82,12 +91,28 @@ def _trusted(request: Request) -> list[bytes]:
     return signing.trusted_public_keys(request.app.state.settings)
 
 
-@router.post("/subject-exports", status_code=201, response_model=PackageOut, responses=responses(401, 403, 404))
-def build_subject_export(body: PackageIn, principal: Principal = HANDLE, db: Database = Depends(database)):
-    """Build a patron's access package (every record, JSON and CSV, in a ZIP sealed at rest); the
-    download link in the answer is shown once and works for 7 days."""
+@router.post(
+    "/subject-exports/approvals",
+    status_code=202,
+    response_model=ApprovalOut,
+    responses=responses(401, 403, 404),
+)
+def ask_subject_export(body: PackageAskIn, principal: Principal = HANDLE, db: Database = Depends(database)):
+    """Ask for a patron's access package outside a data-subject request; another holder of
+    privacy.requests.handle approves at /api/v1/approvals/{id}/approve, then the asker builds it once."""
     with tenant_scope(db, principal) as session:
-        package = subject_export.build_package(session, body.patron_id, request_id=body.request_id)
+        return subject_export.ask(session, principal, body.patron_id)
+
+
+@router.post("/subject-exports", status_code=201, response_model=PackageOut, responses=responses(401, 403, 404, 409))
+def build_subject_export(body: PackageIn, principal: Principal = HANDLE, db: Database = Depends(database)):
+    """Build a patron's access package (every record, JSON and CSV, in a ZIP sealed at rest) for the open
+    data-subject request it answers (`request_id`), or under an approval the caller asked for (`approval_id`:
+    one build, one download); the download link in the answer is shown once and works for 7 days."""
+    with tenant_scope(db, principal) as session:
+        package = subject_export.build_for_staff(
+            session, principal, body.patron_id, request_id=body.request_id, approval_id=body.approval_id
+        )
     return PackageOut(
         id=package.id,
         patron_id=package.patron_id,
@@ -103,14 +128,15 @@ def build_subject_export(body: PackageIn, principal: Principal = HANDLE, db: Dat
     response_class=StreamingResponse,
     responses={
         200: {"content": {subject_export.MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
-        **responses(403, 404),
+        **responses(403, 404, 409),
     },
 )
 def download_subject_export(
     token: Annotated[str, Path(pattern=subject_export.TOKEN_PATTERN, description="the link's token")],
     db: Database = Depends(database),
 ):
-    """Download an access package by its link (the link is the credential); every download is recorded."""
+    """Download an access package by its link (the link is the credential); every download is recorded. A
+    package built outside a data-subject request (under an approval) is downloaded once."""
     download = subject_export.open_download(db, token)
     headers = {
         "Content-Disposition": f'attachment; filename="{download.filename}"',

@@ -5,7 +5,7 @@ Numbered 0028, revising 0025: other branches may add 0026 and 0027. Whoever merg
 `down_revision` at the last of those (nothing here depends on them).
 
 Revision ID: 0028
-Revises: 0026
+Revises: 0027
 """
 
 from alembic import op
@@ -13,7 +13,7 @@ from alembic import op
 from bookwarden.db.migrations.rls import tenant_table
 
 revision = "0028"
-down_revision = "0026"
+down_revision = "0027"
 branch_labels = None
 depends_on = None
 
