@@ -18,9 +18,6 @@ The append stays one round trip: the function inserts every event as before and 
 with one INSERT ... SELECT, none when no event of the batch has an address or a user agent.
 `bookwarden_audit_drop_segment` now also removes the contexts of the segment it drops.
 
-Numbered 0026 with down_revision 0025; whoever merges after other branches points `down_revision` at
-the last of theirs (nothing here depends on them).
-
 Revision ID: 0026
 Revises: 0025
 """

@@ -7,10 +7,6 @@ key kept); the hourly job carries it out, or lets it lapse, at that time. patron
 approval request it waits on. subject_export_packages.approval_id: the approval a package was built under,
 unique per institution (one build per approval).
 
-Numbered 0027 with down_revision 0025: other branches may add 0026. Whoever merges after them points
-`down_revision` at the last of those (nothing here depends on them). Both tables are tenant tables already
-(tenant_id in their keys, row-level security forced): the new columns fall under their policies and grants.
-
 Revision ID: 0027
 Revises: 0026
 """

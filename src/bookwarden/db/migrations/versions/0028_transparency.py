@@ -1,9 +1,6 @@
 """Transparency at collection: privacy notice versions and their receipts; reports of suspected unauthorised
 access or of a child's data (concerns). Three tenant tables, row-level security forced.
 
-Numbered 0028, revising 0025: other branches may add 0026 and 0027. Whoever merges after them points
-`down_revision` at the last of those (nothing here depends on them).
-
 Revision ID: 0028
 Revises: 0027
 """

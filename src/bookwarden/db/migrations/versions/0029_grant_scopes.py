@@ -2,9 +2,6 @@
 `audit` (its audit trail), so that the console's commands on an institution go through a grant as HTTP
 does (console.py).
 
-Numbered 0029 with down_revision 0025: other branches add 0026-0028. Whoever merges after them points
-`down_revision` at the last of those (nothing here depends on them).
-
 Revision ID: 0029
 Revises: 0028
 """

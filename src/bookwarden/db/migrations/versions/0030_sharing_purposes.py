@@ -1,9 +1,6 @@
 """Opt-out is a gate: a publisher report records the purpose it was released for, and the database
 refuses direct marketing as the purpose of a disclosure or a report (core/purposes.py says the same).
 
-Numbered 0030, revising 0025: other branches may add migrations between them. Whoever merges after them
-points `down_revision` at the last of those (nothing here depends on them).
-
 Revision ID: 0030
 Revises: 0029
 """

@@ -1,9 +1,6 @@
 """The backup catalogue and the restore-drill history (platform tables).
 
-Numbered 0032 with down_revision 0025: other branches add the numbers in between; whoever merges
-points `down_revision` at the last of them (nothing here depends on them).
-
-Revision ID: 0032
+Revision ID: 0031
 Revises: 0030
 """
 
@@ -11,7 +8,7 @@ from alembic import op
 
 from bookwarden.db.migrations.rls import grant_app
 
-revision = "0032"
+revision = "0031"
 down_revision = "0030"
 branch_labels = None
 depends_on = None
