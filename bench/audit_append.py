@@ -30,9 +30,9 @@ from typing import Any
 from sqlalchemy import text
 
 from bench import harness
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.tenancy import service as tenancy
 

@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import harness
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.audit import bundle, checkpoints, merkle, signing, verify
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action, Outcome
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.tenancy import service as tenancy
 

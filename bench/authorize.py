@@ -27,11 +27,11 @@ import structlog
 from bench import harness
 from bookwarden.access.approvals import service as approvals
 from bookwarden.access.approvals.models import ApprovalRequest
-from bookwarden.access.authorize import authorize
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, TENANT_PERMISSIONS, BuiltinRole, Permission
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.access.roles import reads
+from bookwarden.core.authorize import authorize
 from bookwarden.core.errors import Forbidden
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, TENANT_PERMISSIONS, BuiltinRole, Permission
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity import roles as access
 from bookwarden.identity.accounts import service as accounts

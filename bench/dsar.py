@@ -41,7 +41,7 @@ from bookwarden.crypto import aead
 from bookwarden.crypto.aead import cipher, new_key, seal
 from bookwarden.crypto.fields import field_aad
 from bookwarden.db.session import TENANT_SETTING, platform_session, tenant_session
-from bookwarden.library import service as library
+from bookwarden.library import records as library
 from bookwarden.privacy.subjects import data as subject_data
 from bookwarden.privacy.subjects import erasure
 from bookwarden.privacy.subjects import export as subject_export

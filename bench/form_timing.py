@@ -24,7 +24,7 @@ from bench import harness
 from bookwarden.api.app import create_app
 from bookwarden.core.config import Settings
 from bookwarden.db.session import platform_session, tenant_session
-from bookwarden.library import service as library
+from bookwarden.library import records as library
 from bookwarden.library.schemas import PatronCreate
 from bookwarden.privacy.requests import form as request_form
 from bookwarden.tenancy import service as tenancy

@@ -1,7 +1,7 @@
 """What isolation and encryption cost on the hottest path: reading one patron by id.
 
 Secured side, exactly as the app runs it:
-    with tenant_session(db, tenant_id) as s: service.read(s, service.PATRONS, patron_id)
+    with tenant_session(db, tenant_id) as s: records.read(s, records.PATRONS, patron_id)
 i.e. BEGIN, set_config (SET LOCAL tenant), RLS-filtered SELECT by id, subject-key lookup
 through the keyring, AES-GCM opening of the 8 personal fields, PatronOut validation, COMMIT.
 
@@ -16,8 +16,8 @@ the default warm cache (the app's default LRU size, filled by one untimed pass o
 The breakdown times the same real reads through hooks (SQLAlchemy cursor events, wrapped keyring,
 decrypt_field and model_validate), so it follows the service as it changes instead of copying it.
 
-Seeding a million patrons through `service.create` one by one would take hours, so rows are sealed
-in bulk with the service's own sealing (`service._seal`: same AAD, same blind indexes) in worker
+Seeding a million patrons through `records.create` one by one would take hours, so rows are sealed
+in bulk with the service's own sealing (`records._seal`: same AAD, same blind indexes) in worker
 processes and loaded with COPY. PostgreSQL refuses COPY FROM into a table with row-level security,
 so each chunk is COPYed into a temporary table and moved with INSERT ... SELECT inside the tenant
 context: the app role's RLS WITH CHECK still vets every row.
@@ -49,7 +49,7 @@ from bookwarden.crypto.aead import new_key, seal
 from bookwarden.crypto.keyring import Keyring, _subject_aad
 from bookwarden.db import session as session_module
 from bookwarden.db.session import TENANT_SETTING, Database, platform_session, tenant_session
-from bookwarden.library import schemas, service
+from bookwarden.library import records, schemas
 from bookwarden.library.models import Patron, PatronStatus
 from bookwarden.tenancy import service as tenancy
 
@@ -57,8 +57,8 @@ NAME = "isolation_overhead"
 TARGET_RATIO = 0.7
 SEED = 20_240_611  # fixed: the same patrons and read order on every run (keys stay random)
 
-PATRONS = service.PATRONS
-SEALED_COLUMNS = (*PATRONS.personal, *(f"{c}_index" for c in service.INDEXED))
+PATRONS = records.PATRONS
+SEALED_COLUMNS = (*PATRONS.personal, *(f"{c}_index" for c in records.INDEXED))
 PATRON_COLUMNS = ("tenant_id", "id", *SEALED_COLUMNS, "status")
 # Binary COPY sends the enum as its label; the server's enum input accepts text bytes.
 PATRON_TYPES = ("uuid", "uuid", *("bytea" for _ in SEALED_COLUMNS), "text")
@@ -105,7 +105,7 @@ class Chunk:
 
 
 class _IndexOnlyKeyring:
-    """All `service._seal` asks of `session.keyring`: the tenant's blind-index key."""
+    """All `records._seal` asks of `session.keyring`: the tenant's blind-index key."""
 
     def __init__(self, key: bytes):
         self._key = key
@@ -115,17 +115,17 @@ class _IndexOnlyKeyring:
 
 
 def seal_chunk(chunk: Chunk) -> tuple[list[tuple], list[tuple]]:
-    """Patron rows and wrapped subject-key rows, sealed as service.create and Keyring.create_subject do."""
+    """Patron rows and wrapped subject-key rows, sealed as records.create and Keyring.create_subject do."""
     t = chunk.tenant
     rng = random.Random(chunk.seed)
-    # service._seal reads only tenant_id and keyring.index_key from the session.
+    # records._seal reads only tenant_id and keyring.index_key from the session.
     session = SimpleNamespace(tenant_id=t.tenant_id, keyring=_IndexOnlyKeyring(t.index_key))
     patrons: list[tuple] = []
     keys: list[tuple] = []
     for serial in range(chunk.start, chunk.start + chunk.count):
         row = SimpleNamespace(id=uuid4())
         key = new_key()
-        service._seal(session, PATRONS, row, key, fake.patron(rng, t.number, serial, t.domain))
+        records._seal(session, PATRONS, row, key, fake.patron(rng, t.number, serial, t.domain))
         sealed = (getattr(row, c) for c in SEALED_COLUMNS)
         patrons.append((t.tenant_id, row.id, *sealed, PatronStatus.ACTIVE.value))
         wrapped = seal(t.data_key, key, _subject_aad(t.tenant_id, row.id, t.data_version))
@@ -290,7 +290,7 @@ def bare_table() -> Table:
 
 def secured_read(db: Database, tenant_id: UUID, patron_id: UUID) -> Any:
     with tenant_session(db, tenant_id) as session:
-        return service.read(session, PATRONS, patron_id)
+        return records.read(session, PATRONS, patron_id)
 
 
 def bare_read(db: Database, table: Table, tenant_id: UUID, patron_id: UUID) -> Any:
@@ -310,11 +310,11 @@ def verify(db: Database, sample: list[Pair]) -> None:
         out = secured_read(db, tenant_id, patron_id)
         opened = [getattr(out, column) for column in PATRONS.personal]
         if any(value is None for value in opened):
-            raise RuntimeError(f"patron {patron_id} did not decrypt through service.read")
+            raise RuntimeError(f"patron {patron_id} did not decrypt through records.read")
         if fake.luhn_digit(out.barcode[:-1]) != out.barcode[-1]:
             raise RuntimeError(f"patron {patron_id} decrypted to a wrong barcode")
         with tenant_session(db, tenant_id) as session:
-            found = service.lookup_patrons(session, schemas.PatronLookup(by="barcode", value=out.barcode))
+            found = records.lookup_patrons(session, schemas.PatronLookup(by="barcode", value=out.barcode))
         if [p.id for p in found] != [patron_id]:
             raise RuntimeError(f"patron {patron_id} is not found by its barcode's blind index")
 
@@ -381,21 +381,21 @@ def hooks(db: Database, split: harness.Split) -> Iterator[None]:
         stack.enter_context(harness.statement_timing(db.engine, split, classify))
         stack.enter_context(harness.patched(db.keyring, "subject_keys",
                                             split.wrap("keyring_lookup", db.keyring.subject_keys)))
-        if hasattr(service, "decrypt_field"):  # a service that stops calling it reports decrypt as null
+        if hasattr(records, "decrypt_field"):  # a service that stops calling it reports decrypt as null
             # The service calls decrypt_field through its own module namespace: wrap it there.
-            stack.enter_context(harness.patched(service, "decrypt_field",
-                                                split.wrap("decrypt", service.decrypt_field)))
+            stack.enter_context(harness.patched(records, "decrypt_field",
+                                                split.wrap("decrypt", records.decrypt_field)))
         stack.enter_context(harness.patched(PATRONS.out, "model_validate",
                                             split.wrap("pydantic", PATRONS.out.model_validate)))
         yield
 
 
 def instrumented_secured_read(db: Database, split: harness.Split, tenant_id: UUID, patron_id: UUID) -> None:
-    """The real secured read (tenant_session + service.read), with its enter and exit timed apart."""
+    """The real secured read (tenant_session + records.read), with its enter and exit timed apart."""
     with split.part("total"), ExitStack() as stack:
         with split.part("enter_tenant_session"):
             session = stack.enter_context(tenant_session(db, tenant_id))
-        service.read(session, PATRONS, patron_id)
+        records.read(session, PATRONS, patron_id)
         with split.part("commit_close"):
             stack.close()
 
@@ -503,7 +503,7 @@ def setup_line(env: harness.BenchEnv, size: Size, quick: bool) -> dict[str, Any]
         "cpus": os.cpu_count(), "load_average_1m": harness.load_average(), "tenants": size.tenants,
         "patrons_per_tenant": size.patrons_per_tenant, "sample_reads": size.sample, "block": size.block,
         "seed": SEED, "threads": 1,
-        "code": harness.code_fingerprint(service, session_module, keyring_module, fields, aead),
+        "code": harness.code_fingerprint(records, session_module, keyring_module, fields, aead),
         "note": "reads single-threaded on one pooled connection; both sides share the app engine and pool",
     }
 

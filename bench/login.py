@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from bench import harness
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole
-from bookwarden.access.principal import Principal, PrincipalKind
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity import passwords
 from bookwarden.identity.accounts import service as accounts

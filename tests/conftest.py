@@ -178,7 +178,7 @@ def issue_token(db):
     """issue_token(tenant, permissions=...) -> bearer token of that tenant."""
     from datetime import timedelta
 
-    from bookwarden.access.permissions import LIBRARY_READ, LIBRARY_WRITE
+    from bookwarden.core.permissions import LIBRARY_READ, LIBRARY_WRITE
     from bookwarden.identity.tokens import service as tokens
 
     def issue(t, permissions=LIBRARY_READ | LIBRARY_WRITE, ttl=timedelta(hours=1)):

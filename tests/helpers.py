@@ -15,7 +15,7 @@ from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole
 from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db import provision
 from bookwarden.db.server import pg_bin
-from bookwarden.library import service
+from bookwarden.library import records
 from bookwarden.library.routes import PATHS
 
 __all__ = [
@@ -80,12 +80,12 @@ def security_header_faults(response, *, https: bool) -> list[str]:
 
 # A valid change per kind, used to prove an update of another tenant's record changes nothing.
 CHANGES = {
-    service.PATRONS: {"name": "Changed Name"},
-    service.LOANS: {"item_title": "Changed Title"},
-    service.SEARCHES: {"query": "changed query"},
-    service.READING_LISTS: {"title": "Changed list"},
-    service.READING_LIST_ITEMS: {"note": "changed note"},
-    service.POSTS: {"body": "changed body"},
+    records.PATRONS: {"name": "Changed Name"},
+    records.LOANS: {"item_title": "Changed Title"},
+    records.SEARCHES: {"query": "changed query"},
+    records.READING_LISTS: {"title": "Changed list"},
+    records.READING_LIST_ITEMS: {"note": "changed note"},
+    records.POSTS: {"body": "changed body"},
 }
 
 
@@ -100,7 +100,7 @@ def populate(client, n: int = 0) -> dict:
         return made[kind]
 
     patron = post(
-        service.PATRONS,
+        records.PATRONS,
         {
             "name": f"Patron {n}",
             "email": f"patron{n}@example.org",
@@ -113,7 +113,7 @@ def populate(client, n: int = 0) -> dict:
         },
     )
     post(
-        service.LOANS,
+        records.LOANS,
         {
             "patron_id": patron["id"],
             "item_id": "item-1",
@@ -122,10 +122,10 @@ def populate(client, n: int = 0) -> dict:
             "due_at": "2026-01-22T10:00:00Z",
         },
     )
-    post(service.SEARCHES, {"patron_id": patron["id"], "query": "rare herbals"})
-    reading = post(service.READING_LISTS, {"patron_id": patron["id"], "title": "Term reading"})
-    post(service.READING_LIST_ITEMS, {"list_id": reading["id"], "item_id": "item-2", "note": "chapter 3"})
-    post(service.POSTS, {"patron_id": patron["id"], "board": "book-club", "body": "Loved it"})
+    post(records.SEARCHES, {"patron_id": patron["id"], "query": "rare herbals"})
+    reading = post(records.READING_LISTS, {"patron_id": patron["id"], "title": "Term reading"})
+    post(records.READING_LIST_ITEMS, {"list_id": reading["id"], "item_id": "item-2", "note": "chapter 3"})
+    post(records.POSTS, {"patron_id": patron["id"], "board": "book-club", "body": "Loved it"})
     return made
 
 
@@ -168,7 +168,7 @@ def one_persons_clients(app, db, tenant_id, role, count: int = 2) -> list:
 
     from fastapi.testclient import TestClient
 
-    from bookwarden.access.permissions import BUILTIN_PERMISSIONS
+    from bookwarden.core.permissions import BUILTIN_PERMISSIONS
     from bookwarden.db.session import tenant_session
     from bookwarden.identity.accounts import service as accounts
     from bookwarden.identity.models import AccountKind, AccountStatus

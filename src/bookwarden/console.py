@@ -26,15 +26,15 @@ import typer
 from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
 
-from bookwarden.access.authorize import authorize
 from bookwarden.access.grants import service as grants
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import PLATFORM_CHAIN, Action, Outcome
 from bookwarden.core import logs
+from bookwarden.core.authorize import authorize
 from bookwarden.core.config import get_settings
 from bookwarden.core.errors import BookwardenError, Forbidden, InvalidInput
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.core.purposes import SharingPath
 from bookwarden.core.sensitive import find_sensitive
 from bookwarden.db.session import connect as connect_database

@@ -17,16 +17,16 @@ from datetime import UTC, date, datetime, timedelta
 from rich.progress import Progress
 from sqlalchemy import select
 
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, LIBRARY_READ, LIBRARY_WRITE, BuiltinRole
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.core.config import Settings
 from bookwarden.core.errors import Conflict
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, LIBRARY_READ, LIBRARY_WRITE, BuiltinRole
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db.session import Database, platform_session, tenant_session
 from bookwarden.identity import roles as access
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import AccountKind
 from bookwarden.identity.tokens import service as tokens
-from bookwarden.library import schemas, service
+from bookwarden.library import records, schemas
 from bookwarden.tenancy import service as tenancy
 from bookwarden.tenancy.models import Tenant
 
@@ -119,9 +119,9 @@ def _fill(db: Database, tenant: Tenant, rng: random.Random, count: int) -> None:
 
 def _one_patron(session, tenant: Tenant, rng: random.Random, n: int, now: datetime) -> None:
     first, last = rng.choice(FIRST), rng.choice(LAST)
-    patron = service.create(
+    patron = records.create(
         session,
-        service.PATRONS,
+        records.PATRONS,
         schemas.PatronCreate(
             name=f"{first} {last}",
             email=f"{first}.{last}.{n}@{tenant.slug}.example".lower(),
@@ -135,9 +135,9 @@ def _one_patron(session, tenant: Tenant, rng: random.Random, n: int, now: dateti
     )
     for _ in range(rng.randint(1, 4)):
         borrowed = now - timedelta(days=rng.randint(1, 200))
-        service.create(
+        records.create(
             session,
-            service.LOANS,
+            records.LOANS,
             schemas.LoanCreate(
                 patron_id=patron.id,
                 item_id=f"item-{rng.randint(1, 5000)}",
@@ -148,22 +148,22 @@ def _one_patron(session, tenant: Tenant, rng: random.Random, n: int, now: dateti
             ),
         )
     for _ in range(rng.randint(0, 3)):
-        service.create(session, service.SEARCHES, schemas.SearchCreate(patron_id=patron.id, query=rng.choice(QUERIES)))
+        records.create(session, records.SEARCHES, schemas.SearchCreate(patron_id=patron.id, query=rng.choice(QUERIES)))
     if rng.random() < 0.4:
-        reading = service.create(
-            session, service.READING_LISTS, schemas.ReadingListCreate(patron_id=patron.id, title="To read")
+        reading = records.create(
+            session, records.READING_LISTS, schemas.ReadingListCreate(patron_id=patron.id, title="To read")
         )
         for _ in range(rng.randint(1, 3)):
-            service.create(
+            records.create(
                 session,
-                service.READING_LIST_ITEMS,
+                records.READING_LIST_ITEMS,
                 schemas.ReadingListItemCreate(
                     list_id=reading.id, item_id=f"item-{rng.randint(1, 5000)}", note="recommended"
                 ),
             )
     if rng.random() < 0.3:
-        service.create(
+        records.create(
             session,
-            service.POSTS,
+            records.POSTS,
             schemas.PostCreate(patron_id=patron.id, board="book-club", body=f"Has anyone read {rng.choice(TITLES)}?"),
         )

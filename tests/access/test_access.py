@@ -8,18 +8,18 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from bookwarden.access.authorize import authorize
-from bookwarden.access.permissions import (
+from bookwarden.access.roles import reads
+from bookwarden.access.roles.notices import add_security_contact
+from bookwarden.core.authorize import authorize
+from bookwarden.core.errors import Conflict, Forbidden, InvalidInput, NotFound, SegregationOfDutiesError
+from bookwarden.core.permissions import (
     BUILTIN_PERMISSIONS,
     PLATFORM_PERMISSIONS,
     TENANT_PERMISSIONS,
     BuiltinRole,
     Permission,
 )
-from bookwarden.access.principal import Principal, PrincipalKind
-from bookwarden.access.roles import reads
-from bookwarden.access.roles.notices import add_security_contact
-from bookwarden.core.errors import Conflict, Forbidden, InvalidInput, NotFound, SegregationOfDutiesError
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.identity import roles as access
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import AccountKind

@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole
-from bookwarden.access.principal import Principal, PrincipalKind
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import AccountKind
 

@@ -11,9 +11,9 @@ from sqlalchemy import text
 
 from bookwarden.access.approvals import service as approvals
 from bookwarden.access.approvals.models import SensitiveAction
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole
-from bookwarden.access.principal import Principal, PrincipalKind
-from bookwarden.core.errors import SegregationOfDutiesError
+from bookwarden.core.errors import Forbidden, SegregationOfDutiesError
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, TENANT_PERMISSIONS, BuiltinRole, Permission
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import AccountKind
 
@@ -109,3 +109,17 @@ def test_the_database_refuses_a_decision_by_the_person_who_asked(in_tenant, tena
             ),
             {"d": uuid.uuid4(), "p": ann, "i": request.id},
         )
+
+
+def test_only_a_holder_of_the_kinds_own_permission_decides(in_tenant, tenant, ask):
+    """The queue is seen with accounts.read; deciding takes the permission of the request's kind (roles.assign
+    for an administrative role), checked by the service whichever route reaches it."""
+    request = ask(_session_of(tenant, uuid.uuid4()))
+    lacking = Principal(
+        PrincipalKind.ACCOUNT, uuid.uuid4(), tenant.id, frozenset(TENANT_PERMISSIONS - {Permission.ROLES_ASSIGN})
+    )
+    for decide in (approvals.approve, approvals.reject):
+        with pytest.raises(Forbidden, match=r"roles\.assign"), in_tenant(tenant) as session:
+            decide(session, lacking, request.id)
+    with in_tenant(tenant) as session:
+        assert approvals.approve(session, _session_of(tenant, uuid.uuid4()), request.id).status == "approved"

@@ -8,16 +8,16 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, text
 
-from bookwarden.access.authorize import authorize
 from bookwarden.access.grants import service as grants
 from bookwarden.access.grants.models import GrantScope, OperatorGrant
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.access.roles.notices import add_security_contact
 from bookwarden.api.deps import tenant_scope
+from bookwarden.core.authorize import authorize
 from bookwarden.core.errors import Conflict, Forbidden, InvalidInput, SegregationOfDutiesError
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db.session import tenant_session
-from bookwarden.library import schemas, service
+from bookwarden.library import records, schemas
 from bookwarden.notify.models import OutboxMessage
 
 
@@ -38,7 +38,7 @@ def _tenant_admin(tenant) -> Principal:
 def patron(db, tenant, in_tenant):
     with in_tenant(tenant) as session:
         add_security_contact(session, "soc@alpha.example")
-        return service.create(session, service.PATRONS, schemas.PatronCreate(name="Private Person"))
+        return records.create(session, records.PATRONS, schemas.PatronCreate(name="Private Person"))
 
 
 def _ask(db, operator, tenant, scope=GrantScope.READ, hours=2):
@@ -76,7 +76,7 @@ def test_an_approved_grant_gives_exactly_its_scope_to_exactly_its_operator(db, t
     inside = grants.open_grant(db, operator, grant.id)
     assert inside.tenant_id == tenant.id and inside.grant_id == grant.id
     with tenant_scope(db, inside) as session:
-        assert service.read(session, service.PATRONS, patron.id).name == "Private Person"
+        assert records.read(session, records.PATRONS, patron.id).name == "Private Person"
     with pytest.raises(Forbidden, match=r"patrons\.write"):
         authorize(inside, Permission.PATRONS_WRITE)
     with pytest.raises(Forbidden):

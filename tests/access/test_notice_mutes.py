@@ -10,12 +10,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.access.roles import notices
 from bookwarden.access.roles.notices import NEVER_MUTED, NoticeKind, add_security_contact
 from bookwarden.api.app import create_app
 from bookwarden.core.config import Settings
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity import roles as access
 from bookwarden.identity.accounts import service as accounts

@@ -14,12 +14,12 @@ from sqlalchemy import select
 
 from bookwarden.access.approvals import service as approvals
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, PLATFORM_PERMISSIONS, BuiltinRole, Permission
 from bookwarden.access.power import ADMINISTRATIVE_PERMISSIONS, PowerClass, power_class
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.access.roles import notices, sod
 from bookwarden.access.roles.notices import NoticeKind, add_security_contact
 from bookwarden.core.errors import ApprovalRequired, Conflict, InvalidInput, SegregationOfDutiesError
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, PLATFORM_PERMISSIONS, BuiltinRole, Permission
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.identity import passwords
 from bookwarden.identity import roles as access
 from bookwarden.identity.accounts import service as accounts

@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from bookwarden.access.permissions import LIBRARY_READ, Permission
 from bookwarden.api.deps import requires
+from bookwarden.core.permissions import LIBRARY_READ, Permission
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity.tokens import service as tokens
 from tests.helpers import populate

@@ -17,11 +17,11 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from sqlalchemy import text
 
-from bookwarden.access.permissions import LIBRARY_READ, TENANT_PERMISSIONS
 from bookwarden.api.app import create_app
 from bookwarden.api.bodies import DEFAULT_LIMIT
 from bookwarden.audit.events import PLATFORM_CHAIN
 from bookwarden.core.config import Settings
+from bookwarden.core.permissions import LIBRARY_READ, TENANT_PERMISSIONS
 from bookwarden.db.session import tenant_session
 from bookwarden.identity import passwords
 from bookwarden.identity.saml.routes import MAX_SETTINGS_BYTES

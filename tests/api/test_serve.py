@@ -18,10 +18,10 @@ from pydantic import ValidationError
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from bookwarden.access.permissions import LIBRARY_READ
 from bookwarden.api.app import create_app
 from bookwarden.api.cli import server_options
 from bookwarden.core.config import Settings, get_settings
+from bookwarden.core.permissions import LIBRARY_READ
 from bookwarden.db.session import tenant_session
 from bookwarden.identity.tokens import service as tokens
 from tests.e2e.test_cli import cli_env  # noqa: F401 - fixture

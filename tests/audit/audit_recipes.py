@@ -3,10 +3,10 @@ event each must leave (run by tests/invariants/test_audit_coverage.py)."""
 
 from __future__ import annotations
 
-from bookwarden.access.permissions import (
+from bookwarden.audit.events import PLATFORM_CHAIN, Action
+from bookwarden.core.permissions import (
     Permission,
 )
-from bookwarden.audit.events import PLATFORM_CHAIN, Action
 from tests.e2e.test_cli import cli_env  # noqa: F401 - fixture
 from tests.e2e.test_saml import MAPPINGS, _start, admin, idp, key_pairs, sp_metadata  # noqa: F401 - fixtures
 from tests.invariants.audit_coverage import (

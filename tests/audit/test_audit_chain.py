@@ -9,9 +9,9 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import GENESIS, PLATFORM_CHAIN, Action, Event, Outcome, chain_hash, context_commitment
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db import provision
 from bookwarden.db.session import platform_session, tenant_session
 
@@ -223,11 +223,11 @@ def test_a_read_commits_its_events_without_waiting_for_the_disk_and_a_change_wai
 
 
 def test_a_real_patron_change_is_committed_synchronously(committed_db, committed_tenant):
-    from bookwarden.library import schemas, service
+    from bookwarden.library import records, schemas
 
     tenant_id = committed_tenant()
     with audit.acting(audit.Context(actor(tenant_id))), tenant_session(committed_db, tenant_id) as session:
-        service.create(session, service.PATRONS, schemas.PatronCreate(name="Ada"))
+        records.create(session, records.PATRONS, schemas.PatronCreate(name="Ada"))
         audit.append_pending(session, tenant_id, commit=False)
         assert session.execute(text("SHOW synchronous_commit")).scalar_one() == "on"
 
@@ -243,7 +243,7 @@ def _patrons(db, tenant_id) -> list[str]:
 def test_an_append_that_fails_in_the_pipeline_commits_nothing_and_the_connection_goes_on(
     committed_db, committed_tenant, monkeypatch
 ):
-    from bookwarden.library import schemas, service
+    from bookwarden.library import records, schemas
 
     tenant_id = committed_tenant()
     with tenant_session(committed_db, tenant_id) as session:
@@ -251,7 +251,7 @@ def test_an_append_that_fails_in_the_pipeline_commits_nothing_and_the_connection
     monkeypatch.setattr(audit, "_row", lambda event: {**_original_row(event), "body_digest": "not hex"})
 
     with pytest.raises(psycopg.Error), tenant_session(committed_db, tenant_id) as session:
-        service.create(session, service.PATRONS, schemas.PatronCreate(name="Ada"))
+        records.create(session, records.PATRONS, schemas.PatronCreate(name="Ada"))
         audit.record(session, Action.PATRON_CHANGED, ("patron", uuid.uuid4()), actor=actor(tenant_id))
 
     monkeypatch.undo()
@@ -270,11 +270,11 @@ _original_row = audit._row
 def test_a_server_gone_at_commit_loses_the_action_and_its_connection_not_the_pool(
     committed_db, committed_tenant, superuser_conn
 ):
-    from bookwarden.library import schemas, service
+    from bookwarden.library import records, schemas
 
     tenant_id = committed_tenant()
     with pytest.raises(psycopg.OperationalError), tenant_session(committed_db, tenant_id) as session:
-        service.create(session, service.PATRONS, schemas.PatronCreate(name="Ada"))
+        records.create(session, records.PATRONS, schemas.PatronCreate(name="Ada"))
         session.flush()
         audit.record(session, Action.PATRON_CHANGED, ("patron", uuid.uuid4()), actor=actor(tenant_id))
         pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()

@@ -19,14 +19,14 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.audit import bundle, checkpoints, retention, search, signing, verify
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import PLATFORM_CHAIN, Action, Event, Outcome
 from bookwarden.core.config import get_settings
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db.session import platform_session, tenant_session
-from bookwarden.library import service as library
+from bookwarden.library import records as library
 from bookwarden.library.schemas import PatronCreate
 from bookwarden.privacy.retention import jobs as retention_jobs
 from bookwarden.privacy.subjects import erasure

@@ -22,12 +22,12 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.audit import bundle, checkpoints, signing, verify
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import PLATFORM_CHAIN, Action, Event, Outcome, chain_hash
 from bookwarden.core.config import get_settings
 from bookwarden.core.errors import BookwardenError
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db.session import tenant_session
 from tests.conftest import TEST_DATABASE
 from tests.e2e.test_cli import granted, map_console

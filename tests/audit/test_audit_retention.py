@@ -11,11 +11,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.audit import bundle, checkpoints, retention, signing, verify
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
 from bookwarden.core.errors import NotFound
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db.session import tenant_session
 
 SEVEN_YEARS = timedelta(days=2555)

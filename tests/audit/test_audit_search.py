@@ -18,13 +18,13 @@ from datetime import UTC, datetime
 import pytest
 from typer.testing import CliRunner
 
-from bookwarden.access.permissions import LIBRARY_READ, LIBRARY_WRITE, Permission
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.audit import record as audit
 from bookwarden.audit import search
 from bookwarden.audit.events import Action, Outcome
 from bookwarden.audit.search import FIELDS, EventQuery, ExportFormat, Order
 from bookwarden.core.csv_safety import FORMULA_STARTS
+from bookwarden.core.permissions import LIBRARY_READ, LIBRARY_WRITE, Permission
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.tenancy import service as tenancy
 from tests.e2e.test_cli import cli_env, granted  # noqa: F401 - the CLI pointed at the test database

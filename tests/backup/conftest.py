@@ -12,8 +12,8 @@ from bookwarden.audit import signing
 from bookwarden.audit.checkpoints import checkpoint_all
 from bookwarden.core.config import Settings
 from bookwarden.db.session import tenant_session
+from bookwarden.library import records as library
 from bookwarden.library import schemas
-from bookwarden.library import service as library
 
 
 @pytest.fixture

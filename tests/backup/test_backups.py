@@ -19,13 +19,13 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from bookwarden.access.permissions import Permission
 from bookwarden.audit.events import Action
 from bookwarden.backup import drill as drills
 from bookwarden.backup import service, snapshot, stream
 from bookwarden.backup.models import Backup, BackupKind, BackupStatus, DrillOutcome
 from bookwarden.core.config import get_settings
 from bookwarden.core.errors import Conflict, Forbidden, NotFound
+from bookwarden.core.permissions import Permission
 from bookwarden.crypto.aead import new_key
 from bookwarden.crypto.master import MasterKeys, key_id
 from bookwarden.db.session import PLATFORM, platform_session, tenant_session

@@ -19,7 +19,7 @@ from bookwarden.crypto.master import MasterKeyError, key_file, load_master_keys
 from bookwarden.db import key_rotation as rotation
 from bookwarden.db import provision
 from bookwarden.db.session import platform_session, tenant_session
-from bookwarden.library import schemas, service
+from bookwarden.library import records, schemas
 from bookwarden.library.models import Patron
 from bookwarden.tenancy import service as tenancy
 from tests.helpers import patron_deleted_for_good, restored_dump
@@ -38,7 +38,7 @@ ADA = schemas.PatronCreate(
 
 def _create(db, tenant, patron=ADA):
     with tenant_session(db, tenant.id) as session:
-        return service.create(session, service.PATRONS, patron)
+        return records.create(session, records.PATRONS, patron)
 
 
 def test_personal_fields_are_ciphertext_at_rest(db, tenant):
@@ -148,7 +148,7 @@ def test_tenant_key_rotation_rewraps_subject_keys_and_keeps_data_readable(commit
         assert (
             session.execute(text("SELECT id, name FROM patrons ORDER BY id")).all() == stored_before
         )  # no re-encryption
-        assert [service.read(session, service.PATRONS, i).name for i in ids] == [f"P{i}" for i in range(5)]
+        assert [records.read(session, records.PATRONS, i).name for i in ids] == [f"P{i}" for i in range(5)]
 
 
 def test_master_key_rotation_resumes_after_a_crash(committed_db, admin_url, database_urls, tmp_path, monkeypatch):
@@ -188,7 +188,7 @@ def test_master_key_rotation_resumes_after_a_crash(committed_db, admin_url, data
         fresh = Database.open(provision.database_urls(admin_url, TEST_DATABASE, rotated.current), rotated, pool_size=1)
         try:
             with tenant_session(fresh, tenant.id) as session:
-                assert service.read(session, service.PATRONS, ada.id).email == "Ada@Example.org"
+                assert records.read(session, records.PATRONS, ada.id).email == "Ada@Example.org"
         finally:
             fresh.dispose()
     finally:
@@ -258,4 +258,4 @@ def test_a_tenant_key_rotation_that_crashes_midway_finishes_on_the_next_run(comm
         ).all()
     assert versions == [(1, True), (2, False)]
     with tenant_session(db, tenant.id) as session:
-        assert [service.read(session, service.PATRONS, i).name for i in ids] == [f"C{i}" for i in range(5)]
+        assert [records.read(session, records.PATRONS, i).name for i in ids] == [f"C{i}" for i in range(5)]

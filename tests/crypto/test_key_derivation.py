@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import select
 
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole
 from bookwarden.backup import manifest as backup_manifest
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole
 from bookwarden.crypto.derive import KeyPurpose, derive
 from bookwarden.crypto.keyring import blind_index
 from bookwarden.crypto.master import MasterKeys, key_id
@@ -30,8 +30,8 @@ from bookwarden.identity import links, passwords, throttle
 from bookwarden.identity.links import LinkClaims, LinkPurpose
 from bookwarden.identity.models import Account
 from bookwarden.identity.saml import service as saml
+from bookwarden.library import records as library
 from bookwarden.library import schemas
-from bookwarden.library import service as library
 from bookwarden.library.models import Patron
 from bookwarden.privacy.concerns import service as concerns
 from bookwarden.privacy.consent import unsubscribe

@@ -20,10 +20,10 @@ from typer.testing import CliRunner
 
 from bookwarden.access.grants import service as grants
 from bookwarden.access.grants.models import GrantScope
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, LIBRARY_READ, LIBRARY_WRITE, BuiltinRole, Permission
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.console import os_user
 from bookwarden.core.config import get_settings
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, LIBRARY_READ, LIBRARY_WRITE, BuiltinRole, Permission
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db.server import pg_bin
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity.operators import service as operator_accounts
@@ -242,7 +242,7 @@ def test_a_newcomer_starts_from_nothing_with_the_embedded_server(tmp_path):
 def test_demo_seeds_once_and_issues_fresh_tokens(committed_db, settings):
     from bookwarden import demo
     from bookwarden.db.session import tenant_session
-    from bookwarden.library import service
+    from bookwarden.library import records
 
     first = demo.seed(committed_db, settings, patrons_each=3)
     second = demo.seed(committed_db, settings, patrons_each=3)
@@ -253,9 +253,9 @@ def test_demo_seeds_once_and_issues_fresh_tokens(committed_db, settings):
     with platform_session(committed_db) as session:
         tenant = get_tenant(session, "riverside-public")
     with tenant_session(committed_db, tenant.id) as session:
-        page = service.list_page(session, service.PATRONS, cursor=None, limit=50)
+        page = records.list_page(session, records.PATRONS, cursor=None, limit=50)
         assert len(page.items) == 3 and all(p.name and p.email for p in page.items)
-        assert service.list_page(session, service.LOANS, cursor=None, limit=50).items
+        assert records.list_page(session, records.LOANS, cursor=None, limit=50).items
 
     from bookwarden.identity.signin import service as signin
 

@@ -25,10 +25,10 @@ from sqlalchemy.exc import IntegrityError
 
 from bookwarden.access.approvals import service as approvals
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.access.roles import notices
 from bookwarden.core.errors import ApprovalRequired
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.crypto.fields import encrypt_field
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity import jobs as housekeeping

@@ -10,8 +10,8 @@ import pyotp
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from bookwarden.access.permissions import BuiltinRole, Permission
 from bookwarden.audit.events import PLATFORM_CHAIN, Action
+from bookwarden.core.permissions import BuiltinRole, Permission
 from bookwarden.db.session import tenant_session
 from bookwarden.identity import links
 from bookwarden.identity.enrolment import links as enrolment_links

@@ -15,8 +15,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, text
 
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole
 from bookwarden.access.roles import notices
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole
 from bookwarden.crypto.aead import new_key
 from bookwarden.crypto.master import MasterKeys
 from bookwarden.identity import links, passwords, throttle

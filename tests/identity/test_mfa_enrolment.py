@@ -18,9 +18,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, TENANT_PERMISSIONS, BuiltinRole
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.access.roles.notices import add_security_contact
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, TENANT_PERMISSIONS, BuiltinRole
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.crypto.fields import encrypt_field
 from bookwarden.identity import passwords, sessions, throttle
 from bookwarden.identity.accounts import service as accounts

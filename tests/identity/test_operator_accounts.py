@@ -14,10 +14,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
 
 from bookwarden.access.grants import service as grants
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.audit.events import PLATFORM_CHAIN
 from bookwarden.core.errors import Conflict, InvalidInput
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity import passwords, throttle
 from bookwarden.identity.operators import service as operator_accounts

@@ -17,9 +17,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, LIBRARY_READ, BuiltinRole
 from bookwarden.access.power import power_class
-from bookwarden.access.principal import Principal, PrincipalKind
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, LIBRARY_READ, BuiltinRole
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.crypto.fields import encrypt_field
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity import passwords, sessions, throttle

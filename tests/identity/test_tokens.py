@@ -22,12 +22,12 @@ from typer.testing import CliRunner
 from bookwarden.access.approvals.models import ApprovalRequest
 from bookwarden.access.grants import service as grants
 from bookwarden.access.grants.models import GrantScope
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, LIBRARY_READ, BuiltinRole, Permission
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.access.roles.notices import add_security_contact
 from bookwarden.audit.events import PLATFORM_CHAIN
 from bookwarden.core.config import get_settings
 from bookwarden.core.errors import Forbidden, InvalidInput
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, LIBRARY_READ, BuiltinRole, Permission
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.crypto.fields import encrypt_field
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity import passwords

@@ -26,16 +26,16 @@ from bookwarden.access.approvals import service as approvals
 from bookwarden.access.approvals.models import SensitiveAction
 from bookwarden.access.grants import service as grants
 from bookwarden.access.grants.models import GrantScope
-from bookwarden.access.permissions import (
+from bookwarden.audit.events import PLATFORM_CHAIN, Action
+from bookwarden.core.config import get_settings
+from bookwarden.core.permissions import (
     BUILTIN_PERMISSIONS,
     LIBRARY_READ,
     LIBRARY_WRITE,
     PLATFORM_PERMISSIONS,
     BuiltinRole,
 )
-from bookwarden.access.principal import Principal, PrincipalKind
-from bookwarden.audit.events import PLATFORM_CHAIN, Action
-from bookwarden.core.config import get_settings
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.crypto.fields import encrypt_field
 from bookwarden.db import provision
 from bookwarden.db.session import platform_session, tenant_session
@@ -43,7 +43,7 @@ from bookwarden.identity import links, passwords
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import Account, AccountKind, AccountStatus
 from bookwarden.identity.operators import service as operator_accounts
-from bookwarden.library import service as library
+from bookwarden.library import records as library
 from bookwarden.tenancy import service as tenancy
 from tests.conftest import TEST_DATABASE
 from tests.e2e.test_cli import cli_env, granted, map_console  # noqa: F401 - fixture

@@ -39,7 +39,7 @@ THROWAWAY = {
     "cli.py": """
         import typer
 
-        from bookwarden.access.permissions import Permission
+        from bookwarden.core.permissions import Permission
         from bookwarden.console import command
 
         throwaway = typer.Typer(name="throwaway", help="A throwaway area's commands.")

@@ -29,18 +29,18 @@ from sqlalchemy import text
 
 from bookwarden import areas, cli
 from bookwarden.access.grants import service as grants
-from bookwarden.access.permissions import (
+from bookwarden.api.app import create_app
+from bookwarden.audit.events import PLATFORM_CHAIN, Action
+from bookwarden.core.config import Settings, get_settings
+from bookwarden.core.permissions import (
     LIBRARY_READ,
     PLATFORM_PERMISSIONS,
     Permission,
 )
-from bookwarden.access.principal import Principal, PrincipalKind
-from bookwarden.api.app import create_app
-from bookwarden.audit.events import PLATFORM_CHAIN, Action
-from bookwarden.core.config import Settings, get_settings
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity import passwords
-from bookwarden.library import service as library
+from bookwarden.library import records as library
 from bookwarden.tenancy import service as tenancy
 from tests.e2e.test_cli import cli_env, map_console  # noqa: F401 - fixture
 from tests.e2e.test_saml import MAPPINGS, _start, admin, idp, key_pairs, sp_metadata  # noqa: F401 - fixtures

@@ -23,7 +23,7 @@ from bookwarden.core.errors import Forbidden
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity.operators import service as operator_accounts
 from bookwarden.identity.tokens import service as tokens
-from bookwarden.library import service as library
+from bookwarden.library import records as library
 from tests.e2e.test_cli import cli_env, console_grant, enrolled_operator, granted  # noqa: F401 - fixture
 from tests.invariants.audit_coverage import COMMAND_RECIPES, Console
 from tests.invariants.test_audit_coverage import _commands, _load_recipes

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from bookwarden.db.session import Database, platform_session, tenant_session
-from bookwarden.library import service
+from bookwarden.library import records
 from tests.helpers import CHANGES, PATHS, populate
 
 KINDS = list(PATHS)
@@ -67,11 +67,11 @@ def test_records_cannot_point_at_another_tenants_parent(two_tenants, kind):
     column, parent_model = kind.parent
     parent_kind = next(k for k in KINDS if k.model is parent_model)
     body = {
-        service.LOANS: {"item_id": "x", "borrowed_at": "2026-01-01T00:00:00Z", "due_at": "2026-01-02T00:00:00Z"},
-        service.SEARCHES: {"query": "q"},
-        service.READING_LISTS: {"title": "t"},
-        service.READING_LIST_ITEMS: {"item_id": "x"},
-        service.POSTS: {"board": "b", "body": "hello"},
+        records.LOANS: {"item_id": "x", "borrowed_at": "2026-01-01T00:00:00Z", "due_at": "2026-01-02T00:00:00Z"},
+        records.SEARCHES: {"query": "q"},
+        records.READING_LISTS: {"title": "t"},
+        records.READING_LIST_ITEMS: {"item_id": "x"},
+        records.POSTS: {"board": "b", "body": "hello"},
     }[kind]
     body[column] = their_records[parent_kind]["id"]
     response = mine.post(f"/api/v1/{PATHS[kind]}", json=body)
@@ -80,7 +80,7 @@ def test_records_cannot_point_at_another_tenants_parent(two_tenants, kind):
 
 def test_filters_cannot_reach_another_tenant(two_tenants):
     mine, _, _, theirs = two_tenants
-    response = mine.get("/api/v1/loans", params={"patron_id": theirs[service.PATRONS]["id"]})
+    response = mine.get("/api/v1/loans", params={"patron_id": theirs[records.PATRONS]["id"]})
     assert response.json()["items"] == []
     lookup = mine.post("/api/v1/patrons/lookup", json={"by": "email", "value": "patron2@example.org"})
     assert lookup.json() == []
@@ -126,7 +126,7 @@ def test_a_pooled_connection_reused_for_a_second_tenant_sees_none_of_the_first(c
 
     with tenant_session(db, first.id) as session:
         first_pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
-        service.create(session, service.PATRONS, PatronCreate(name="Only First"))
+        records.create(session, records.PATRONS, PatronCreate(name="Only First"))
     with tenant_session(db, second.id) as session:
         assert session.execute(text("SELECT pg_backend_pid()")).scalar_one() == first_pid  # same connection
         assert session.execute(text("SELECT count(*) FROM patrons")).scalar_one() == 0
@@ -165,7 +165,7 @@ def test_request_input_cannot_choose_the_tenant(two_tenants, tenant, other_tenan
     mine, my_records, _, _ = two_tenants
     headers = {"X-Tenant-ID": str(other_tenant.id), "X-Bookwarden-Tenant": str(other_tenant.id)}
     listed = mine.get("/api/v1/patrons", params={"tenant_id": str(other_tenant.id)}, headers=headers).json()
-    assert [p["id"] for p in listed["items"]] == [my_records[service.PATRONS]["id"]]
+    assert [p["id"] for p in listed["items"]] == [my_records[records.PATRONS]["id"]]
     smuggled = mine.post("/api/v1/patrons", json={"name": "Mallory", "tenant_id": str(other_tenant.id)})
     assert smuggled.status_code == 422  # unknown fields are refused, never silently used
 

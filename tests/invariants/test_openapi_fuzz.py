@@ -13,7 +13,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bookwarden.access.permissions import TENANT_PERMISSIONS
+from bookwarden.core.permissions import TENANT_PERMISSIONS
 from tests.e2e.saml_idp import sample_metadata
 from tests.privacy.test_publisher_reports import catalogue_files
 

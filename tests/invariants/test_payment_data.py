@@ -11,8 +11,8 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from bookwarden import cli, console
-from bookwarden.access.permissions import Permission
 from bookwarden.core.errors import InvalidInput
+from bookwarden.core.permissions import Permission
 from bookwarden.db.session import platform_session
 from bookwarden.tenancy.models import Tenant
 from tests.e2e.test_cli import cli_env  # noqa: F401 - the console pointed at the test database

@@ -12,10 +12,10 @@ from datetime import timedelta
 
 from fastapi.testclient import TestClient
 
-from bookwarden.access.permissions import PLATFORM_PERMISSIONS, TENANT_PERMISSIONS
-from bookwarden.access.permissions import Permission as P
 from bookwarden.api.app import create_app
 from bookwarden.core.config import Settings
+from bookwarden.core.permissions import PLATFORM_PERMISSIONS, TENANT_PERMISSIONS
+from bookwarden.core.permissions import Permission as P
 from bookwarden.db.session import platform_session
 from bookwarden.identity.tokens import service as tokens
 from tests.helpers import fresh_address

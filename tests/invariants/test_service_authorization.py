@@ -28,6 +28,10 @@ EXAMPLES = 6
 # Operations whose permission depends on the record, so the service reads it first: each has its own
 # test calling the service directly with a caller lacking the permission.
 DECIDED_AFTER_READING = {
+    # An approval is decided by the permission of its own kind (tests/access/test_approvals_people.py and each
+    # kind's tests: a holder of the queue's accounts.read alone decides nothing).
+    ("POST", "/api/v1/approvals/{record_id}/approve"),
+    ("POST", "/api/v1/approvals/{record_id}/reject"),
     # The operator who asked may end their own grant; anyone else needs the permission
     # (tests/access/test_grants.py::test_only_the_asker_or_a_holder_of_the_permission_ends_a_grant).
     ("POST", "/api/v1/operator-grants/{record_id}/revoke"),

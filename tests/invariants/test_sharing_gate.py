@@ -30,15 +30,15 @@ from sqlalchemy import insert, select, text
 from typer.testing import CliRunner
 
 from bookwarden import cli
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.api.app import create_app
 from bookwarden.audit.events import Action
 from bookwarden.core.config import Settings
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.core.purposes import REFUSED_MAIL_KINDS, SHARING_MARKER, SharingPath
 from bookwarden.db.session import tenant_session
 from bookwarden.identity import passwords
-from bookwarden.library import service as library
+from bookwarden.library import records as library
 from bookwarden.library.models import Loan, Patron
 from bookwarden.library.schemas import PatronCreate
 from bookwarden.notify.models import MailCategory, OutboxMessage

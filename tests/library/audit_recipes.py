@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from bookwarden.access.permissions import (
+from bookwarden.audit.events import Action
+from bookwarden.core.permissions import (
     BUILTIN_PERMISSIONS,
     LIBRARY_WRITE,
     BuiltinRole,
     Permission,
 )
-from bookwarden.audit.events import Action
-from bookwarden.library import service as library
+from bookwarden.library import records as library
 from tests.e2e.test_cli import cli_env  # noqa: F401 - fixture
 from tests.e2e.test_saml import MAPPINGS, _start, admin, idp, key_pairs, sp_metadata  # noqa: F401 - fixtures
 from tests.helpers import CHANGES, PATHS

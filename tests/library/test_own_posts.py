@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from bookwarden.db.session import tenant_session
 from bookwarden.identity import passwords
-from bookwarden.library import service as library
+from bookwarden.library import records as library
 from bookwarden.library.models import Post
 from bookwarden.library.schemas import PostCreate
 from tests.privacy.test_consent import _patron, _signed_in_patron

@@ -9,7 +9,7 @@ import json
 import pytest
 from sqlalchemy import text
 
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, LIBRARY_WRITE, BuiltinRole
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, LIBRARY_WRITE, BuiltinRole
 
 PRIVACY = BUILTIN_PERMISSIONS[BuiltinRole.PRIVACY_OFFICER]
 # Two privacy officers with nothing but the built-in role: one asks, the other approves.
@@ -159,11 +159,11 @@ def test_two_downloads_at_once_cannot_both_pass_and_a_reader_who_stops_spends_it
     import uuid
 
     from bookwarden.access.approvals import service as approvals
-    from bookwarden.access.principal import Principal, PrincipalKind
     from bookwarden.audit import record as audit
     from bookwarden.core.errors import Conflict
+    from bookwarden.core.principal import Principal, PrincipalKind
     from bookwarden.db.session import tenant_session
-    from bookwarden.library import export, schemas, service
+    from bookwarden.library import export, records, schemas
 
     tenant_id = committed_tenant()
     asker = Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant_id, PRIVACY)
@@ -171,7 +171,7 @@ def test_two_downloads_at_once_cannot_both_pass_and_a_reader_who_stops_spends_it
     scope = functools.partial(tenant_session, committed_db, tenant_id)
     with scope() as session:
         for n in range(3):
-            service.create(session, service.PATRONS, schemas.PatronCreate(name=f"Patron {n}"))
+            records.create(session, records.PATRONS, schemas.PatronCreate(name=f"Patron {n}"))
         approval_id = export.ask(session, asker, export.ExportFormat.JSONL).id
     with scope() as session:
         approvals.approve(session, checker, approval_id)

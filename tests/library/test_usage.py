@@ -15,13 +15,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from bookwarden.access.permissions import LIBRARY_READ, LIBRARY_WRITE, Permission
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.audit import record as audit
 from bookwarden.audit import search
 from bookwarden.audit.events import PLATFORM_CHAIN, Action
 from bookwarden.audit.search import EventQuery
 from bookwarden.core.errors import InvalidInput
+from bookwarden.core.permissions import LIBRARY_READ, LIBRARY_WRITE, Permission
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity.tokens import service as tokens
 from bookwarden.library import usage as metering

@@ -11,16 +11,16 @@ from uuid import UUID
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
-from bookwarden.access.permissions import (
+from bookwarden.audit.events import PLATFORM_CHAIN, Action
+from bookwarden.core.config import get_settings
+from bookwarden.core.permissions import (
     BuiltinRole,
     Permission,
 )
-from bookwarden.access.principal import Principal, PrincipalKind
-from bookwarden.audit.events import PLATFORM_CHAIN, Action
-from bookwarden.core.config import get_settings
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db.session import tenant_session
 from bookwarden.identity.models import Account, AccountKind
-from bookwarden.library import service as library
+from bookwarden.library import records as library
 from bookwarden.notify.models import OutboxMessage
 from bookwarden.notify.service import open_mail
 from tests.e2e.test_cli import cli_env  # noqa: F401 - fixture

@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import select, text
 
 from bookwarden import areas
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, LIBRARY_WRITE, BuiltinRole, Permission
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.access.roles.notices import add_security_contact
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, LIBRARY_WRITE, BuiltinRole, Permission
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity import passwords
 from bookwarden.identity import roles as access
@@ -24,7 +24,7 @@ from bookwarden.identity.models import AccountKind, AccountStatus
 from bookwarden.jobs.models import JobSchedule
 from bookwarden.jobs.service import handler_for
 from bookwarden.jobs.worker import Worker
-from bookwarden.library import service as library
+from bookwarden.library import records as library
 from bookwarden.library.schemas import PatronCreate
 from bookwarden.notify.models import OutboxMessage, OutboxStatus
 from bookwarden.notify.service import open_mail

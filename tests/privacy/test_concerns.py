@@ -10,8 +10,8 @@ import uuid
 import pytest
 from sqlalchemy import func, select, text
 
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
 from bookwarden.access.roles.notices import add_security_contact
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
 from bookwarden.db.session import tenant_session
 from bookwarden.identity import passwords
 from bookwarden.identity.models import AccountKind
@@ -159,7 +159,7 @@ def test_the_incidents_hook_opens_an_incident_from_a_report_in_its_transaction(d
 def test_reports_are_forgotten_two_years_after_they_were_received_in_every_institution(
     db, tenant, other_tenant, in_tenant
 ):
-    from bookwarden.access.principal import SYSTEM
+    from bookwarden.core.principal import SYSTEM
     from bookwarden.privacy.concerns.jobs import RECEIVED_CONCERNS
     from bookwarden.tenancy.periods import enforce
 

@@ -12,8 +12,8 @@ import psycopg
 import pytest
 from sqlalchemy import select, text
 
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, LIBRARY_WRITE, BuiltinRole, Permission
 from bookwarden.core.errors import Conflict, InvalidInput
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, LIBRARY_WRITE, BuiltinRole, Permission
 from bookwarden.db.session import platform_session
 from bookwarden.identity import passwords
 from bookwarden.identity.models import AccountKind

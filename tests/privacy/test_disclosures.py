@@ -9,9 +9,9 @@ import uuid
 import pytest
 from sqlalchemy import select, text
 
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, LIBRARY_WRITE, BuiltinRole, Permission
 from bookwarden.core.classification import Category
 from bookwarden.core.errors import Conflict, InvalidInput, NotFound
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, LIBRARY_WRITE, BuiltinRole, Permission
 from bookwarden.identity import passwords
 from bookwarden.identity.models import AccountKind
 from bookwarden.notify.models import OutboxMessage

@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
 from bookwarden.db.session import platform_session
 from bookwarden.identity.tokens import service as tokens
 from bookwarden.privacy.complaints import service as complaints

@@ -11,17 +11,17 @@ import pytest
 from psycopg import sql
 from sqlalchemy import select, text
 
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.audit import signing
 from bookwarden.core.errors import Conflict, NotFound
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.crypto.aead import DecryptionError, cipher
 from bookwarden.crypto.fields import decrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import Account, AccountKind
-from bookwarden.library import service as library
+from bookwarden.library import records as library
 from bookwarden.privacy.complaints import service as complaints
 from bookwarden.privacy.subjects import data as subject_data
 from bookwarden.privacy.subjects import erasure
@@ -138,7 +138,7 @@ def test_a_certificate_altered_or_signed_by_another_key_does_not_verify(db, tena
 
 
 def test_a_caller_sent_certificate_keeps_its_untrusted_key_id_out_of_the_trail(db, tenant, client_for):
-    from bookwarden.access.permissions import Permission
+    from bookwarden.core.permissions import Permission
 
     client = client_for(tenant, permissions={Permission.PRIVACY_REQUESTS_HANDLE})
     forged = {"statement": {"format": "x"}, "signature": "AAAA", "key_id": "evil\u0000key"}

@@ -32,19 +32,19 @@ from fastapi.testclient import TestClient
 from psycopg import sql
 from sqlalchemy import text
 
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.api.app import create_app
 from bookwarden.audit import signing
 from bookwarden.core.classification import Category
 from bookwarden.core.config import Settings
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db.session import tenant_session
 from bookwarden.identity import passwords
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.enrolment import links as enrolment_links
 from bookwarden.identity.models import AccountKind
 from bookwarden.identity.tokens import service as tokens
-from bookwarden.library import service as library
+from bookwarden.library import records as library
 from bookwarden.privacy.complaints import service as complaints
 from bookwarden.privacy.consent import objections
 from bookwarden.privacy.disclosures import service as disclosures

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
-from bookwarden.access.permissions import Permission
+from bookwarden.core.permissions import Permission
 from bookwarden.db.session import tenant_session
-from bookwarden.library import service as library
+from bookwarden.library import records as library
 from bookwarden.library.schemas import PatronCreate
 from bookwarden.privacy.retention import holds
 

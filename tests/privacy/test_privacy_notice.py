@@ -11,14 +11,14 @@ from datetime import date
 import pytest
 from sqlalchemy import func, select, text
 
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
 from bookwarden.access.power import PowerClass, power_class
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.core.errors import Forbidden
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.jobs.models import Job
 from bookwarden.jobs.service import handler_for
-from bookwarden.library import service as library
+from bookwarden.library import records as library
 from bookwarden.library.models import Patron
 from bookwarden.library.schemas import PatronCreate
 from bookwarden.notify.models import OutboxMessage

@@ -18,7 +18,7 @@ from bookwarden.api.app import create_app
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity import throttle
 from bookwarden.jobs.worker import Worker
-from bookwarden.library import service as library
+from bookwarden.library import records as library
 from bookwarden.library.schemas import PatronCreate
 from bookwarden.notify.models import OutboxMessage
 from bookwarden.privacy.requests.models import PrivacyInquiry, PrivacyRequest

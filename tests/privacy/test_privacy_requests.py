@@ -16,11 +16,11 @@ from sqlalchemy import select, text
 
 from bookwarden import areas
 from bookwarden.access.approvals import service as approvals
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, LIBRARY_WRITE, BuiltinRole, Permission
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.access.roles.notices import add_security_contact
 from bookwarden.audit import record as audit
 from bookwarden.core.errors import Conflict, Forbidden, InvalidInput, NotFound, SegregationOfDutiesError
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, LIBRARY_WRITE, BuiltinRole, Permission
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.core.sensitive import SensitiveDataRefused
 from bookwarden.db.session import platform_session
 from bookwarden.identity import passwords
@@ -28,7 +28,7 @@ from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import AccountKind, AccountStatus
 from bookwarden.jobs.models import JobSchedule
 from bookwarden.jobs.service import handler_for
-from bookwarden.library import service as library
+from bookwarden.library import records as library
 from bookwarden.library.schemas import PatronCreate, PatronUpdate
 from bookwarden.notify.models import OutboxMessage
 from bookwarden.notify.service import open_mail

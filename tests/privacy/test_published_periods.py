@@ -22,11 +22,11 @@ from bookwarden import areas
 from bookwarden.access.grants import service as grants
 from bookwarden.access.grants.jobs import ENDED_GRANTS
 from bookwarden.access.grants.models import GrantScope
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
-from bookwarden.access.principal import SYSTEM, Principal, PrincipalKind
 from bookwarden.access.roles.notices import add_security_contact
 from bookwarden.audit.events import PLATFORM_CHAIN
 from bookwarden.core.classification import Category
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
+from bookwarden.core.principal import SYSTEM, Principal, PrincipalKind
 from bookwarden.crypto.keyring import KeyDestroyed
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity import jobs as identity_jobs
@@ -37,7 +37,7 @@ from bookwarden.identity.operators.models import OperatorAccount, OperatorSessio
 from bookwarden.identity.operators.service import create_operator
 from bookwarden.jobs.models import JobSchedule
 from bookwarden.jobs.service import handler_for
-from bookwarden.library import service as library
+from bookwarden.library import records as library
 from bookwarden.library.schemas import LoanCreate, PatronCreate, SearchCreate
 from bookwarden.notify import service as notify
 from bookwarden.notify.models import MailCategory

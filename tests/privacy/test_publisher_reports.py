@@ -17,10 +17,10 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.exc import IntegrityError
 from typer.testing import CliRunner
 
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.core.classification import Classification
 from bookwarden.core.errors import Conflict, InvalidInput
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db.session import tenant_session
 from bookwarden.library.models import Loan, Patron
 from bookwarden.privacy.registry import registry

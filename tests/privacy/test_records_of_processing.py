@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, LIBRARY_READ, BuiltinRole, Permission
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, LIBRARY_READ, BuiltinRole, Permission
 from bookwarden.db.session import tenant_session
 from bookwarden.privacy.records.service import CSV_FIELDS, generate, security_measures
 from bookwarden.privacy.registry import SUBJECT_DESCRIPTIONS, registry

@@ -11,10 +11,10 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 
-from bookwarden.access.permissions import Permission
+from bookwarden.core.permissions import Permission
 from bookwarden.db.session import tenant_session
 from bookwarden.jobs.worker import Worker
-from bookwarden.library import service as library
+from bookwarden.library import records as library
 from bookwarden.library.schemas import PatronCreate
 from bookwarden.notify.models import OutboxMessage
 from bookwarden.privacy.requests import service as requests

@@ -14,17 +14,17 @@ import pytest
 from sqlalchemy import select, text
 
 from bookwarden import areas
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.access.roles.notices import add_security_contact
 from bookwarden.audit import checkpoints, signing
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
 from bookwarden.core.config import get_settings
 from bookwarden.core.errors import Conflict
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db.session import tenant_session
 from bookwarden.jobs.service import handler_for
-from bookwarden.library import service as library
+from bookwarden.library import records as library
 from bookwarden.library.schemas import LoanCreate, PatronCreate, PostCreate, SearchCreate
 from bookwarden.notify.models import OutboxMessage
 from bookwarden.notify.service import open_mail

@@ -12,13 +12,13 @@ import structlog
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.api.app import create_app
 from bookwarden.audit.events import PLATFORM_CHAIN
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.crypto.keyring import subject_keys
 from bookwarden.db.session import tenant_session
-from bookwarden.library import service as library
+from bookwarden.library import records as library
 from bookwarden.privacy.registration import service as self_registration
 from bookwarden.privacy.registration.service import birthday, old_enough, today_in
 from tests.helpers import fresh_address

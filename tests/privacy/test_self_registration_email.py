@@ -20,17 +20,17 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.api.app import create_app
 from bookwarden.core.errors import InvalidInput
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity import links
 from bookwarden.identity.links import LinkClaims, LinkPurpose
 from bookwarden.jobs.models import JobSchedule
 from bookwarden.jobs.service import handler_for
 from bookwarden.jobs.worker import Worker
-from bookwarden.library import service as library
+from bookwarden.library import records as library
 from bookwarden.library.models import Patron
 from bookwarden.library.schemas import PatronCreate, PatronUpdate
 from bookwarden.notify.models import OutboxMessage

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
 from bookwarden.core.errors import InvalidInput
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
 from bookwarden.core.purposes import PurposeRefused, SharingPath, checked_purpose
 from bookwarden.library import guards
 from bookwarden.privacy.consent import gate, mailings, objections, unsubscribe

@@ -13,15 +13,15 @@ from uuid import UUID
 import pytest
 from sqlalchemy import func, select, text
 
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.audit.events import Action
 from bookwarden.core.errors import NotFound
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.crypto.keyring import subject_keys
 from bookwarden.db.session import tenant_session
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import Account, AccountKind
-from bookwarden.library import service as library
+from bookwarden.library import records as library
 from bookwarden.privacy.complaints import service as complaints
 from bookwarden.privacy.requests.models import RequestKind, RequestState
 from bookwarden.privacy.subjects import data as subject_data

@@ -13,12 +13,12 @@ from sqlalchemy import func, select, text
 from typer.testing import CliRunner
 
 from bookwarden.access.approvals import service as approvals
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.core.config import get_settings
 from bookwarden.core.errors import ApprovalRequired, Conflict
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db.session import platform_session, tenant_session
-from bookwarden.library import service as library
+from bookwarden.library import records as library
 from bookwarden.privacy.subjects.models import SubjectExportPackage
 from bookwarden.tenancy import service as tenancy
 from tests.e2e.test_cli import cli_env  # noqa: F401 - fixture

@@ -13,12 +13,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole
 from bookwarden.core.errors import InvalidInput
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole
 from bookwarden.crypto.master import MasterKeys
 from bookwarden.db.session import tenant_session
 from bookwarden.jobs.worker import Worker
-from bookwarden.library import service as library
+from bookwarden.library import records as library
 from bookwarden.library.schemas import PatronCreate
 from bookwarden.notify.models import MailCategory, OutboxMessage
 from bookwarden.notify.service import queue_mail
@@ -318,7 +318,7 @@ def test_optional_mail_needs_an_https_public_url(db, tenant, in_tenant, monkeypa
 
 
 def test_a_mailing_goes_only_to_patrons_who_agreed_each_with_its_own_link(client_for, tenant, in_tenant):
-    from bookwarden.access.permissions import Permission
+    from bookwarden.core.permissions import Permission
     from bookwarden.notify.service import open_mail
 
     with in_tenant(tenant) as session:

@@ -73,8 +73,8 @@ def test_tenant_create_mails_the_first_administrator_an_invitation_that_works_on
 
 def test_the_first_administrator_is_only_the_first(cli_env, committed_db):  # noqa: F811
     """Once an institution has an account, the operator invites nobody into it: its administrators do."""
-    from bookwarden.access.permissions import Permission
     from bookwarden.console import _unmapped_principal
+    from bookwarden.core.permissions import Permission
 
     assert CliRunner().invoke(cli.app, ["tenant", "create", "north", "North", "--admin-email", ADDRESS]).exit_code == 0
     with platform_session(committed_db) as session:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 
-from bookwarden.access.permissions import PLATFORM_PERMISSIONS, Permission
+from bookwarden.core.permissions import PLATFORM_PERMISSIONS, Permission
 
 
 class PowerClass(enum.StrEnum):

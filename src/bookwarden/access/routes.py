@@ -14,11 +14,11 @@ from bookwarden.access.approvals import service as approvals
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction
 from bookwarden.access.grants import service as grants
 from bookwarden.access.grants.models import GrantScope, GrantStatus
-from bookwarden.access.permissions import TENANT_PERMISSIONS, Permission
-from bookwarden.access.principal import Principal
 from bookwarden.access.roles import notices
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import responses
+from bookwarden.core.permissions import TENANT_PERMISSIONS, Permission
+from bookwarden.core.principal import Principal
 from bookwarden.core.text import line, lines
 from bookwarden.db.session import Database
 from bookwarden.identity import roles as access

@@ -8,12 +8,12 @@ import typer
 import uvicorn
 
 from bookwarden import demo as demo_data
-from bookwarden.access.permissions import Permission
 from bookwarden.api.app import create_app
 from bookwarden.audit.events import Action
 from bookwarden.console import command, connect, out, record_action
 from bookwarden.core import logs
 from bookwarden.core.config import Settings, get_settings
+from bookwarden.core.permissions import Permission
 
 commands = typer.Typer()  # merged into the root: `bookwarden <command>`
 groups = (commands,)

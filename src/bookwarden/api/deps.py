@@ -23,12 +23,12 @@ from uuid import UUID
 from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
-from bookwarden.access.authorize import authorize
 from bookwarden.access.grants import service as grants
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import Principal
 from bookwarden.audit import record as audit
+from bookwarden.core.authorize import authorize
 from bookwarden.core.errors import Forbidden, Unauthenticated
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal
 from bookwarden.db.session import Database, TenantSession, tenant_session
 from bookwarden.identity.operators import signin as operator_signin
 from bookwarden.identity.sessions import COOKIE_NAME

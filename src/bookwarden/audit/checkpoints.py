@@ -17,12 +17,12 @@ from uuid import UUID
 import structlog
 from sqlalchemy import text
 
-from bookwarden.access.principal import SYSTEM, Principal
 from bookwarden.audit import merkle, signing
 from bookwarden.audit.events import GENESIS, PLATFORM_CHAIN, Action, chain_hash
 from bookwarden.audit.record import record
 from bookwarden.audit.signing import Checkpoint, SigningKey
 from bookwarden.core.errors import Conflict, IntegrityFailure, InvalidInput, NotFound
+from bookwarden.core.principal import SYSTEM, Principal
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 
 CHECKPOINT_JOB = "audit.checkpoints"

@@ -13,7 +13,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bookwarden.access.permissions import Permission
 from bookwarden.audit import bundle, checkpoints, search, signing, verify
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import PLATFORM_CHAIN, Action, Outcome
@@ -37,6 +36,7 @@ from bookwarden.console import (
 )
 from bookwarden.core.config import get_settings
 from bookwarden.core.csv_safety import spreadsheet_safe
+from bookwarden.core.permissions import Permission
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.library import usage as metering
 from bookwarden.tenancy import service

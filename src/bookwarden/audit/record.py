@@ -45,7 +45,7 @@ from bookwarden.audit.events import (
 from bookwarden.db.session import Database, on_commit, tenant_session
 
 if TYPE_CHECKING:
-    from bookwarden.access.principal import Principal
+    from bookwarden.core.principal import Principal
 
 PENDING = "bookwarden.audit.pending"
 USER_AGENT_LIMIT = 512

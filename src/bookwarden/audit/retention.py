@@ -16,10 +16,10 @@ from uuid import UUID
 import structlog
 from sqlalchemy import text
 
-from bookwarden.access.principal import Principal
 from bookwarden.audit.checkpoints import SYSTEM, chain_ids, segment_boundary
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
+from bookwarden.core.principal import Principal
 from bookwarden.db.session import Database, TenantSession, tenant_session
 
 RETENTION_JOB = "audit.retention"

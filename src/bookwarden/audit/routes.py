@@ -19,14 +19,14 @@ from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, Field
 from starlette.concurrency import iterate_in_threadpool
 
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import Principal
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import responses
 from bookwarden.audit import record as audit
 from bookwarden.audit import search
 from bookwarden.audit.events import Outcome
 from bookwarden.audit.search import EventQuery, ExportFormat, Order
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal
 from bookwarden.db.session import Database
 from bookwarden.library import usage as metering
 

@@ -9,7 +9,6 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 from rich.table import Table
 
-from bookwarden.access.permissions import Permission
 from bookwarden.backup import drill as drills
 from bookwarden.backup import service
 from bookwarden.backup.models import BackupKind, DrillOutcome
@@ -26,6 +25,7 @@ from bookwarden.console import (
     when,
 )
 from bookwarden.core.config import get_settings
+from bookwarden.core.permissions import Permission
 from bookwarden.db.server import admin_url
 from bookwarden.db.session import platform_session
 

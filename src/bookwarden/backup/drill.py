@@ -29,9 +29,6 @@ import psycopg
 from sqlalchemy import create_engine, select
 from sqlalchemy.engine import URL
 
-from bookwarden.access.authorize import authorize
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import SYSTEM, Principal
 from bookwarden.audit import record as audit
 from bookwarden.audit.checkpoints import list_checkpoints
 from bookwarden.audit.events import Action, Outcome
@@ -55,8 +52,11 @@ from bookwarden.backup.service import (
     restore_into,
     table_mismatches,
 )
+from bookwarden.core.authorize import authorize
 from bookwarden.core.config import Settings
 from bookwarden.core.errors import NotFound
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import SYSTEM, Principal
 from bookwarden.crypto.aead import DecryptionError
 from bookwarden.crypto.fields import decrypt_field
 from bookwarden.crypto.keyring import Keyring

@@ -10,12 +10,12 @@ from uuid import UUID
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import Principal
 from bookwarden.api.deps import database, requires
 from bookwarden.api.problems import responses
 from bookwarden.backup import drill as drills
 from bookwarden.backup import service
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal
 from bookwarden.db.session import Database, platform_session
 
 router = APIRouter(prefix="/api/v1", responses=responses(401, 403, 422))

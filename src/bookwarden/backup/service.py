@@ -32,9 +32,6 @@ import psycopg
 from sqlalchemy import select
 from sqlalchemy.engine import URL
 
-from bookwarden.access.authorize import authorize
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import SYSTEM, Principal
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
 from bookwarden.audit.signing import load_signing_key, trusted_public_keys
@@ -42,9 +39,12 @@ from bookwarden.backup import snapshot
 from bookwarden.backup.manifest import FORMAT, read_manifest, unwrap_backup_key, wrap_backup_key, write_manifest
 from bookwarden.backup.models import Backup, BackupKind, BackupStatus
 from bookwarden.backup.stream import BackupCorrupt, MemberWriter, create_private, read_member
+from bookwarden.core.authorize import authorize
 from bookwarden.core.canonical import canonical_json
 from bookwarden.core.config import Settings
 from bookwarden.core.errors import Conflict, InvalidInput, NotFound
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import SYSTEM, Principal
 from bookwarden.crypto.aead import new_key
 from bookwarden.db.provision import keyring_database
 from bookwarden.db.session import Database, platform_session

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from bookwarden.access.permissions import Permission
 from bookwarden.audit.events import Action
 from bookwarden.console import command, connect, err, fail, institution_id, record_action
 from bookwarden.core.config import get_settings
+from bookwarden.core.permissions import Permission
 from bookwarden.db import key_rotation as rotation
 
 keys_app = typer.Typer(name="keys", help="Master and tenant keys.", no_args_is_help=True)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from bookwarden.access.permissions import Permission
 from bookwarden.audit.events import Action
 from bookwarden.console import command, command_succeeded, connect, err, record_action
 from bookwarden.core.config import Settings, get_settings
+from bookwarden.core.permissions import Permission
 from bookwarden.crypto.master import load_master_keys
 from bookwarden.db import provision
 from bookwarden.db.migrate import migrate

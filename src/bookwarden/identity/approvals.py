@@ -13,10 +13,10 @@ from uuid import UUID
 
 from bookwarden.access.approvals.kinds import ApprovalKind, register
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction
-from bookwarden.access.permissions import Permission
 from bookwarden.access.power import power_class
-from bookwarden.access.principal import Principal
 from bookwarden.core.errors import Conflict, InvalidInput
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal
 from bookwarden.db.session import TenantSession
 from bookwarden.identity import roles
 from bookwarden.identity.accounts import service as accounts

@@ -23,14 +23,14 @@ from dataclasses import replace
 
 from sqlalchemy import func, select
 
-from bookwarden.access.authorize import authorize
-from bookwarden.access.permissions import BuiltinRole, Permission
-from bookwarden.access.principal import Principal
 from bookwarden.access.roles.models import AccountRole
 from bookwarden.access.roles.notices import EntitlementEvent, entitlement_changed
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
+from bookwarden.core.authorize import authorize
 from bookwarden.core.errors import Conflict, InvalidInput
+from bookwarden.core.permissions import BuiltinRole, Permission
+from bookwarden.core.principal import Principal
 from bookwarden.crypto.master import MasterKeys
 from bookwarden.db.session import TenantSession
 from bookwarden.identity import links

@@ -20,9 +20,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Delete, delete, func, or_, select
 
-from bookwarden.access.principal import SYSTEM
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
+from bookwarden.core.principal import SYSTEM
 from bookwarden.db.session import Database, platform_session, tenant_session
 from bookwarden.identity.accounts.service import KEEP_INACTIVE, remove_inactive, trim_password_history
 from bookwarden.identity.models import MfaChallenge, SignInSession, TotpEnrolment

@@ -24,22 +24,22 @@ from sqlalchemy import delete, select
 
 from bookwarden.access.approvals import service as approvals
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction, require_approval
-from bookwarden.access.authorize import authorize
-from bookwarden.access.permissions import (
-    BUILTIN_PERMISSIONS,
-    TENANT_PERMISSIONS,
-    BuiltinRole,
-    Permission,
-)
 from bookwarden.access.power import power_class, privileging
-from bookwarden.access.principal import Principal
 from bookwarden.access.roles import sod
 from bookwarden.access.roles.models import AccountRole, Role, RolePermission
 from bookwarden.access.roles.notices import EntitlementEvent, entitlement_changed
 from bookwarden.access.roles.reads import held_role_permissions
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
+from bookwarden.core.authorize import authorize
 from bookwarden.core.errors import Conflict, InvalidInput, NotFound, SegregationOfDutiesError
+from bookwarden.core.permissions import (
+    BUILTIN_PERMISSIONS,
+    TENANT_PERMISSIONS,
+    BuiltinRole,
+    Permission,
+)
+from bookwarden.core.principal import Principal
 from bookwarden.db.session import TenantSession
 from bookwarden.identity import sessions
 from bookwarden.identity.models import Account
@@ -293,7 +293,7 @@ def grant_role(
     """
     authorize(actor, Permission.ROLES_ASSIGN)
     account = _account(session, account_id)
-    if actor.is_person(account.id):  # through a session or one of their tokens (access/principal.py)
+    if actor.is_person(account.id):  # through a session or one of their tokens (core/principal.py)
         raise SegregationOfDutiesError("nobody may assign roles to themselves; ask another administrator")
     permissions = check_grant(session, account.id, role)
     if power_class(permissions).privileged:

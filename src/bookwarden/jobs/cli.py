@@ -8,11 +8,11 @@ from typing import Annotated
 import typer
 
 from bookwarden import areas
-from bookwarden.access.permissions import Permission
 from bookwarden.audit.events import Action
 from bookwarden.console import command, connect, record_action
 from bookwarden.core import logs
 from bookwarden.core.config import get_settings
+from bookwarden.core.permissions import Permission
 from bookwarden.jobs import worker as job_worker
 
 commands = typer.Typer()  # merged into the root: `bookwarden <command>`

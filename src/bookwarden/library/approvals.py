@@ -13,8 +13,8 @@ from uuid import UUID
 
 from bookwarden.access.approvals.kinds import ApprovalKind, register
 from bookwarden.access.approvals.models import SensitiveAction
-from bookwarden.access.permissions import Permission
 from bookwarden.core.errors import InvalidInput, NotFound
+from bookwarden.core.permissions import Permission
 from bookwarden.core.purposes import checked_purpose
 from bookwarden.db.session import TenantSession
 from bookwarden.library import deletion

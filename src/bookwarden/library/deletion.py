@@ -2,7 +2,7 @@
 
 Staff deleting a patron (DELETE /api/v1/patrons/{id}) only asks for it. The patron is at once hidden from
 every read, list, lookup and export, with every record about them, and nothing about them can change
-(library/service.py `_live`); their subject key is kept. A maker-checker request (access/approvals,
+(library/records.py `_live`); their subject key is kept. A maker-checker request (access/approvals,
 SensitiveAction.DELETE_PATRON) records who asked. Within the grace period (BOOKWARDEN_PATRON_DELETION_GRACE_DAYS,
 7 days by default), a second person holding patrons.write, never the one who asked through any of their
 sessions or tokens, either confirms the deletion or undoes it; the one who asked may do neither.
@@ -34,14 +34,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bookwarden.access.approvals import service as approvals
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction
-from bookwarden.access.authorize import authorize
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import SYSTEM, Principal
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
+from bookwarden.core.authorize import authorize
 from bookwarden.core.clock import db_now
 from bookwarden.core.config import get_settings
 from bookwarden.core.errors import BookwardenError, Conflict, NotFound, SegregationOfDutiesError
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import SYSTEM, Principal
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.library.guards import check_patron_deletion
 from bookwarden.library.models import Patron

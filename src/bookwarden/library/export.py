@@ -35,7 +35,6 @@ from sqlalchemy import select
 
 from bookwarden.access.approvals import service as approvals
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction, require_approval
-from bookwarden.access.principal import Principal
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action, Outcome
 from bookwarden.audit.search import MEDIA_TYPES, ExportFormat, events
@@ -43,9 +42,10 @@ from bookwarden.core.authorize import authorize
 from bookwarden.core.csv_safety import spreadsheet_safe
 from bookwarden.core.errors import Conflict, NotFound
 from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal
 from bookwarden.core.purposes import SharingPath, checked_purpose
 from bookwarden.db.session import Database, TenantSession
-from bookwarden.library import schemas, service
+from bookwarden.library import records, schemas
 from bookwarden.library.approvals import DEFAULT_PURPOSE
 from bookwarden.library.guards import sharing_gate
 from bookwarden.library.models import Patron
@@ -167,24 +167,24 @@ def _pages(session: TenantSession, allows: Callable[[UUID], bool]) -> Iterator[l
     """Every patron of the tenant the gate `allows`, decrypted, a page at a time in id order (keyset paging).
     A patron left out is never decrypted.
 
-    Not service.list_page: that records patron.listed with every id, once per page; here the one
+    Not records.list_page: that records patron.listed with every id, once per page; here the one
     event is patron.exported with the count.
     """
     table = Patron.__table__
     # Not the patrons pending deletion: hidden from every read until a second person undoes it.
-    query = select(*service._columns(service.PATRONS)).where(
-        table.c.tenant_id == session.tenant_id, service._live(service.PATRONS)
+    query = select(*records._columns(records.PATRONS)).where(
+        table.c.tenant_id == session.tenant_id, records._live(records.PATRONS)
     )
     last: UUID | None = None
     while True:
         page = query if last is None else query.where(table.c.id > last)
-        records = service._records(session.execute(page.order_by(table.c.id).limit(BATCH)))
-        if not records:
+        found = records._records(session.execute(page.order_by(table.c.id).limit(BATCH)))
+        if not found:
             return
-        last = records[-1][0]["id"]
-        shared = [record for record in records if allows(record[0]["id"])]
+        last = found[-1][0]["id"]
+        shared = [record for record in found if allows(record[0]["id"])]
         if shared:
-            yield service._open(session, service.PATRONS, shared)
+            yield records._open(session, records.PATRONS, shared)
 
 
 def _header(fmt: ExportFormat) -> bytes:

@@ -12,41 +12,32 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import Principal
 from bookwarden.access.routes import ApprovalOut
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import responses
 from bookwarden.audit import record as audit
 from bookwarden.audit.routes import _closing as closing  # closes the chunks when the reader goes away
 from bookwarden.core.pagination import Page
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal
 from bookwarden.core.purposes import PURPOSE_PATTERN, SharingPath, sharing_marker
 from bookwarden.db.session import Database
-from bookwarden.identity.accounts import service as accounts
-from bookwarden.library import deletion, export, schemas, service
-from bookwarden.library.service import RecordKind
+from bookwarden.library import deletion, export, records, schemas, service
+from bookwarden.library.records import RecordKind
+from bookwarden.library.service import PERMISSIONS
 
 router = APIRouter(prefix="/api/v1", responses=responses(401, 403, 422))
 
 Limit = Annotated[int, Query(ge=1, le=200, description="page size")]
 Cursor = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{22}$", description="next_cursor of the previous page")]
 
-# (read, write) permission of each kind of record.
-PERMISSIONS = {
-    service.PATRONS: (Permission.PATRONS_READ, Permission.PATRONS_WRITE),
-    service.LOANS: (Permission.LOANS_READ, Permission.LOANS_WRITE),
-    service.SEARCHES: (Permission.SEARCHES_READ, Permission.SEARCHES_WRITE),
-    service.READING_LISTS: (Permission.READING_LISTS_READ, Permission.READING_LISTS_WRITE),
-    service.READING_LIST_ITEMS: (Permission.READING_LISTS_READ, Permission.READING_LISTS_WRITE),
-    service.POSTS: (Permission.POSTS_READ, Permission.POSTS_WRITE),
-}
 PATHS = {
-    service.PATRONS: "patrons",
-    service.LOANS: "loans",
-    service.SEARCHES: "searches",
-    service.READING_LISTS: "reading-lists",
-    service.READING_LIST_ITEMS: "reading-list-items",
-    service.POSTS: "posts",
+    records.PATRONS: "patrons",
+    records.LOANS: "loans",
+    records.SEARCHES: "searches",
+    records.READING_LISTS: "reading-lists",
+    records.READING_LIST_ITEMS: "reading-list-items",
+    records.POSTS: "posts",
 }
 
 
@@ -67,30 +58,30 @@ def _add_routes(kind: RecordKind, path: str) -> None:
     )
     def create(body: Create, principal: Principal = WRITE, db: Database = Depends(database)):
         with tenant_scope(db, principal) as session:
-            return service.create(session, kind, body)
+            return service.create(session, principal, kind, body)
 
     @router.get(one, response_model=Out, tags=[tag], name=f"read_{kind.table}", responses=responses(404))
     def read(record_id: UUID, principal: Principal = READ, db: Database = Depends(database)):
         with tenant_scope(db, principal) as session:
-            return service.read(session, kind, record_id)
+            return service.read(session, principal, kind, record_id)
 
     @router.patch(one, response_model=Out, tags=[tag], name=f"update_{kind.table}", responses=responses(404, 409))
     def update(record_id: UUID, body: Update, principal: Principal = WRITE, db: Database = Depends(database)):
         with tenant_scope(db, principal) as session:
-            return service.update(session, kind, record_id, body)
+            return service.update(session, principal, kind, record_id, body)
 
-    if kind is not service.PATRONS:  # a patron's deletion takes two people: below
+    if kind is not records.PATRONS:  # a patron's deletion takes two people: below
 
         @router.delete(one, status_code=204, tags=[tag], name=f"delete_{kind.table}", responses=responses(404))
         def delete(record_id: UUID, principal: Principal = WRITE, db: Database = Depends(database)):
             with tenant_scope(db, principal) as session:
-                service.delete(session, kind, record_id)
+                service.delete(session, principal, kind, record_id)
             return Response(status_code=204)
 
     filters = (
         {"list_id": "reading list"}
-        if kind is service.READING_LIST_ITEMS
-        else ({} if kind is service.PATRONS else {"patron_id": "patron"})
+        if kind is records.READING_LIST_ITEMS
+        else ({} if kind is records.PATRONS else {"patron_id": "patron"})
     )
 
     @router.get(f"/{path}", response_model=Page[Out], tags=[tag], name=f"list_{kind.table}")
@@ -105,6 +96,7 @@ def _add_routes(kind: RecordKind, path: str) -> None:
         with tenant_scope(db, principal) as session:
             return service.list_page(
                 session,
+                principal,
                 kind,
                 cursor=cursor,
                 limit=limit,
@@ -125,7 +117,7 @@ def lookup_patrons(
 ):
     """Exact match on one of email, institutional id or barcode (blind indexes; nothing decrypted to search)."""
     with tenant_scope(db, principal) as session:
-        return service.lookup_patrons(session, body)
+        return service.lookup_patrons(session, principal, body)
 
 
 # -- deleting a patron (two people and a grace period: library/deletion.py) -----------------------------
@@ -191,15 +183,14 @@ def list_own_posts(
 ):
     """The signed-in patron's own posts."""
     with tenant_scope(db, principal) as session:
-        patron_id = accounts.own_patron_id(session, principal)
-        return service.list_page(session, service.POSTS, cursor=cursor, limit=limit, patron_id=patron_id)
+        return service.own_posts(session, principal, cursor=cursor, limit=limit)
 
 
 @router.delete("/me/posts/{post_id}", status_code=204, tags=["portal"], responses=responses(401, 403, 404))
 def delete_own_post(post_id: UUID, principal: Principal = OWN, db: Database = Depends(database)):
     """The signed-in patron deletes one of their own posts (another's is not found)."""
     with tenant_scope(db, principal) as session:
-        service.delete_own_post(session, accounts.own_patron_id(session, principal), post_id)
+        service.delete_own_post(session, principal, post_id)
 
 
 # -- bulk export of patrons (maker-checker: library/export.py) --------------------------------

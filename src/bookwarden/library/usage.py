@@ -34,15 +34,15 @@ from uuid import UUID
 
 from sqlalchemy import Table, distinct, func, select
 
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
 from bookwarden.audit.search import events
 from bookwarden.core.authorize import authorize
 from bookwarden.core.errors import InvalidInput
 from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
-from bookwarden.library.service import KINDS
+from bookwarden.library.records import KINDS
 from bookwarden.tenancy.service import get_tenant, list_tenants
 
 MONTH = re.compile(r"^([1-9][0-9]{3})-(0[1-9]|1[0-2])$")

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 import typer
 
-from bookwarden.access.permissions import Permission
 from bookwarden.audit import signing
 from bookwarden.console import (
     Grant,
@@ -25,6 +24,7 @@ from bookwarden.console import (
     uuid_option,
 )
 from bookwarden.core.config import get_settings
+from bookwarden.core.permissions import Permission
 from bookwarden.db.session import tenant_session
 from bookwarden.privacy.disclosures import service as disclosures
 from bookwarden.privacy.escalations import service as dpo_escalations

@@ -7,9 +7,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bookwarden.access.permissions import Permission
 from bookwarden.console import command, connect, console_principal, err, institution_id, out
 from bookwarden.core.config import get_settings
+from bookwarden.core.permissions import Permission
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity import first_administrator
 from bookwarden.tenancy import service
@@ -41,7 +41,9 @@ def tenant_create(
     administrator, invited by mail (identity/first_administrator.py)."""
     db = connect()
     with platform_session(db) as session:
-        tenant = service.create_tenant(session, db.keyring, get_settings().resolved_home, slug, name)
+        tenant = service.register_institution(
+            session, console_principal(), db.keyring, get_settings().resolved_home, slug, name
+        )
     if admin_email is not None:
         with tenant_session(db, tenant.id) as session:
             sent = first_administrator.invite(session, db.master, console_principal(), admin_email)

@@ -31,7 +31,7 @@ from bookwarden.db.session import Database, TenantSession, platform_session, ten
 from bookwarden.tenancy.models import Tenant
 
 if TYPE_CHECKING:
-    from bookwarden.access.principal import Principal
+    from bookwarden.core.principal import Principal
 
 BATCH = 500
 

@@ -8,10 +8,10 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import Principal
 from bookwarden.api.deps import database, requires
 from bookwarden.api.problems import responses
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal
 from bookwarden.core.text import line, lines
 from bookwarden.db.session import Database, platform_session
 from bookwarden.tenancy import service
@@ -48,8 +48,8 @@ def create_tenant(
     body: TenantCreate, request: Request, principal: Principal = MANAGE, db: Database = Depends(database)
 ):
     with platform_session(db) as session:
-        return service.create_tenant(
-            session, db.keyring, request.app.state.settings.resolved_home, body.slug, body.name
+        return service.register_institution(
+            session, principal, db.keyring, request.app.state.settings.resolved_home, body.slug, body.name
         )
 
 

@@ -39,6 +39,15 @@ def tenant_dir(home: Path, tenant_id: UUID) -> Path:
     return path
 
 
+def register_institution(
+    session: Session, actor: Principal, keyring: Keyring, home: Path, slug: str, name: str
+) -> Tenant:
+    """An operator creates an institution (HTTP and console). `create_tenant` is what it does, also run by
+    the demo's seed and by the tests' fixtures, which need no operator."""
+    authorize(actor, Permission.PLATFORM_TENANTS_MANAGE)
+    return create_tenant(session, keyring, home, slug, name)
+
+
 def create_tenant(session: Session, keyring: Keyring, home: Path, slug: str, name: str) -> Tenant:
     if not SLUG.match(slug):
         raise InvalidInput(

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction
-from bookwarden.access.permissions import Permission
+from bookwarden.core.permissions import Permission
 
 if TYPE_CHECKING:
-    from bookwarden.access.principal import Principal
+    from bookwarden.core.principal import Principal
     from bookwarden.db.session import TenantSession
 
 

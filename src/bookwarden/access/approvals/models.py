@@ -32,7 +32,7 @@ class ApprovalRequest(Base):
     action: Mapped[str] = mapped_column(String(64), info=STATE)
     params: Mapped[dict] = mapped_column(JSONB, info=pseudonymous("ids and settings only, never personal data"))
     requested_by: Mapped[uuid.UUID]
-    # The person behind the asking credential (access/principal.py `person`): the account itself for a
+    # The person behind the asking credential (core/principal.py `person`): the account itself for a
     # session, a token's owner; None for a service token and for requests asked before migration 0025.
     requested_by_person: Mapped[uuid.UUID | None] = mapped_column(
         info=pseudonymous("the id of the account that asked, through a session or one of its tokens")

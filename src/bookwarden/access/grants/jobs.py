@@ -13,7 +13,7 @@ from bookwarden.access.grants.service import (
     end_expired_grants,
     forget_ended,
 )
-from bookwarden.access.principal import SYSTEM
+from bookwarden.core.principal import SYSTEM
 from bookwarden.db.session import Database, platform_session
 from bookwarden.jobs.service import handler, schedule
 from bookwarden.tenancy.periods import Period, enforce

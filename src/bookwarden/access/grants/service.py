@@ -28,14 +28,14 @@ from uuid import UUID
 
 from sqlalchemy import delete, func, select, text
 
-from bookwarden.access.authorize import authorize
 from bookwarden.access.grants.models import GrantScope, GrantStatus, OperatorGrant
-from bookwarden.access.permissions import LIBRARY_READ, LIBRARY_WRITE, Permission
-from bookwarden.access.principal import SYSTEM, Principal, PrincipalKind
 from bookwarden.access.roles.notices import EntitlementEvent, entitlement_changed
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
+from bookwarden.core.authorize import authorize
 from bookwarden.core.errors import Conflict, Forbidden, InvalidInput, NotFound, SegregationOfDutiesError
+from bookwarden.core.permissions import LIBRARY_READ, LIBRARY_WRITE, Permission
+from bookwarden.core.principal import SYSTEM, Principal, PrincipalKind
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.tenancy.service import get_tenant
 

@@ -1,6 +1,6 @@
 """Custom roles, role assignments and security contacts (all tenant tables under RLS).
 
-Built-in roles live in code (access/permissions.py) and are assigned by name; custom roles
+Built-in roles live in code (core/permissions.py) and are assigned by name; custom roles
 are rows with explicit permissions. An assignment names exactly one of the two.
 """
 

@@ -32,15 +32,15 @@ from uuid import UUID
 import structlog
 from sqlalchemy import select
 
-from bookwarden.access.authorize import authorize
-from bookwarden.access.permissions import Permission
 from bookwarden.access.power import power_class
-from bookwarden.access.principal import Principal
 from bookwarden.access.roles.models import SecurityContact
 from bookwarden.access.roles.reads import account_permissions, role_permissions
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
+from bookwarden.core.authorize import authorize
 from bookwarden.core.errors import BookwardenError, NotFound
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.db.session import TenantSession
 from bookwarden.notify.models import MailCategory

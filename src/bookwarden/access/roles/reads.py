@@ -11,9 +11,9 @@ from uuid import UUID
 
 from sqlalchemy import select
 
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
 from bookwarden.access.power import power_class
 from bookwarden.access.roles.models import AccountRole, Role, RolePermission
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
 from bookwarden.db.session import TenantSession
 
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from bookwarden.access.permissions import Permission
 from bookwarden.access.power import CONTROL_ADMINISTRATION
+from bookwarden.core.permissions import Permission
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from bookwarden.access.approvals.kinds import ApprovalKind, register
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import Principal
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal
 from bookwarden.db.session import TenantSession
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.passwords import PasswordPolicy, RoleClass

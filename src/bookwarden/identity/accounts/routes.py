@@ -19,11 +19,11 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import Principal
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import FieldError, problem, responses
 from bookwarden.core.pagination import Page, decode_cursor, encode_cursor
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal
 from bookwarden.core.text import line
 from bookwarden.crypto.fields import decrypt_field
 from bookwarden.db.session import Database, TenantSession

@@ -19,15 +19,15 @@ from uuid import UUID
 from sqlalchemy import delete, func, select, update
 
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction, require_approval
-from bookwarden.access.authorize import authorize
-from bookwarden.access.permissions import Permission
 from bookwarden.access.power import PowerClass, power_class
-from bookwarden.access.principal import SYSTEM, Principal, PrincipalKind
 from bookwarden.access.roles.notices import EntitlementEvent, entitlement_changed
 from bookwarden.access.roles.reads import account_permissions
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
+from bookwarden.core.authorize import authorize
 from bookwarden.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import SYSTEM, Principal, PrincipalKind
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import blind_index
 from bookwarden.db.session import TenantSession

@@ -32,14 +32,14 @@ from uuid import UUID
 
 from sqlalchemy import func
 
-from bookwarden.access.authorize import authorize
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import Principal
 from bookwarden.access.roles.notices import EntitlementEvent, entitlement_changed
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action, Outcome
 from bookwarden.audit.record import record, record_now
+from bookwarden.core.authorize import authorize
 from bookwarden.core.errors import BookwardenError, Conflict, Forbidden, NotFound, Unauthenticated
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal
 from bookwarden.crypto.master import MasterKeys
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.identity import links, passwords, sessions, throttle

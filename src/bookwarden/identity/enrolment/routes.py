@@ -27,12 +27,12 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.api import bodies
 from bookwarden.api.deps import authenticate, check_same_origin, database, requires, session_cookie, tenant_scope
 from bookwarden.api.problems import responses
 from bookwarden.core.errors import Forbidden, Unauthenticated
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.core.text import line
 from bookwarden.db.session import Database
 from bookwarden.identity import sessions

@@ -54,14 +54,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
-from bookwarden.access.authorize import authorize
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import Principal
 from bookwarden.access.roles.notices import EntitlementEvent, entitlement_changed
 from bookwarden.access.roles.reads import privileged_roles
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
+from bookwarden.core.authorize import authorize
 from bookwarden.core.errors import BookwardenError, Conflict, Forbidden, NotFound, Unauthenticated
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import blind_index
 from bookwarden.db.session import Database, TenantSession, tenant_session

@@ -7,9 +7,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, Permission
 from bookwarden.console import command, connect, err, out
 from bookwarden.core.errors import InvalidInput
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, Permission
 from bookwarden.db.session import platform_session
 from bookwarden.identity.operators import service as operator_accounts
 

@@ -20,10 +20,10 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.api.deps import authenticate, check_same_origin, database, operator_cookie
 from bookwarden.api.problems import responses
 from bookwarden.core.errors import Forbidden, Unauthenticated
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db.session import Database
 from bookwarden.identity.operators import service as operator_accounts
 from bookwarden.identity.operators import signin as operator_signin

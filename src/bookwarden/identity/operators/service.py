@@ -41,10 +41,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, PLATFORM_ROLES, BuiltinRole, Permission
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
 from bookwarden.core.errors import BookwardenError, Conflict, InvalidInput, NotFound
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, PLATFORM_ROLES, BuiltinRole, Permission
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import Keyring, blind_index
 from bookwarden.crypto.master import MasterKeys

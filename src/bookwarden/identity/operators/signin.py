@@ -40,10 +40,10 @@ from uuid import UUID
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.audit.events import Action, Outcome
 from bookwarden.audit.record import record
 from bookwarden.core.errors import BookwardenError, Unauthenticated
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db.session import Database, platform_session
 from bookwarden.identity import passwords, sessions, throttle
 from bookwarden.identity.mfa import service as mfa

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bookwarden.access.approvals.kinds import ApprovalKind, register
 from bookwarden.access.approvals.models import SensitiveAction
-from bookwarden.access.permissions import Permission
+from bookwarden.core.permissions import Permission
 from bookwarden.db.session import TenantSession
 from bookwarden.identity.saml import config
 

@@ -40,16 +40,16 @@ from sqlalchemy import select, text
 
 from bookwarden.access.approvals import service as approvals
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction, require_approval
-from bookwarden.access.authorize import authorize
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
 from bookwarden.access.power import power_class, privileging
-from bookwarden.access.principal import Principal
 from bookwarden.access.roles.models import Role
 from bookwarden.access.roles.notices import EntitlementEvent, entitlement_changed
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import PENDING, record
+from bookwarden.core.authorize import authorize
 from bookwarden.core.canonical import ascii_sorted_json
 from bookwarden.core.errors import Conflict, IntegrityFailure, InvalidInput, NotFound
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
+from bookwarden.core.principal import Principal
 from bookwarden.db.session import TenantSession
 from bookwarden.identity import roles as access
 from bookwarden.identity.models import AccountKind

@@ -26,13 +26,13 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
 from bookwarden.access.power import power_class
-from bookwarden.access.principal import Principal
 from bookwarden.access.routes import ApprovalOut
 from bookwarden.api import bodies
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import problem, responses
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
+from bookwarden.core.principal import Principal
 from bookwarden.core.text import line, lines
 from bookwarden.db.session import Database
 from bookwarden.identity.models import AccountKind

@@ -64,13 +64,13 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.access.roles.models import AccountRole, Role
 from bookwarden.access.roles.reads import privileged_roles
 from bookwarden.audit.events import Action, Outcome
 from bookwarden.audit.record import acting, current, record, record_now
 from bookwarden.core.errors import BookwardenError, Conflict, InvalidInput, NotFound, SegregationOfDutiesError
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.crypto.derive import KeyPurpose, derive
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.identity import roles as access

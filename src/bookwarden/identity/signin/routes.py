@@ -21,12 +21,12 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.api.deps import authenticate, check_same_origin, database, session_cookie
 from bookwarden.api.problems import problem, responses
 from bookwarden.audit.events import Action, Outcome
 from bookwarden.audit.record import record_now
 from bookwarden.core.errors import Forbidden, Unauthenticated
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db.session import Database
 from bookwarden.identity.sessions import COOKIE_NAME
 from bookwarden.identity.signin import service as signin

@@ -48,11 +48,11 @@ from uuid import UUID
 from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.access.roles.reads import account_permissions, privileged_roles
 from bookwarden.audit.events import Action, Outcome
 from bookwarden.audit.record import record, record_now
 from bookwarden.core.errors import BookwardenError, Unauthenticated
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.crypto.fields import decrypt_field
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.identity import passwords, sessions, throttle

@@ -16,11 +16,11 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
-from bookwarden.access.permissions import PLATFORM_PERMISSIONS, Permission
 from bookwarden.access.power import power_class
-from bookwarden.access.principal import permissions_from
 from bookwarden.console import command, connect, console_principal, fail, institution_id, out, uuid_option, when
 from bookwarden.core.errors import Forbidden
+from bookwarden.core.permissions import PLATFORM_PERMISSIONS, Permission
+from bookwarden.core.principal import permissions_from
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity.tokens import service as tokens
 

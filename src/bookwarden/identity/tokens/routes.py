@@ -22,11 +22,11 @@ from uuid import UUID
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from bookwarden.access.permissions import TENANT_PERMISSIONS, Permission
 from bookwarden.access.power import PowerClass, power_class
-from bookwarden.access.principal import Principal, permissions_from
 from bookwarden.api.deps import authenticate, database, requires, tenant_scope
 from bookwarden.api.problems import responses
+from bookwarden.core.permissions import TENANT_PERMISSIONS, Permission
+from bookwarden.core.principal import Principal, permissions_from
 from bookwarden.core.text import line
 from bookwarden.db.session import Database, platform_session
 from bookwarden.identity.models import ApiToken, OperatorToken

@@ -11,7 +11,7 @@ Who a token belongs to.
   the second factor (POST /api/v1/operator/auth/me/tokens). A token never mints a token. It carries at
   most what its owner holds when it is minted, and at every use it is cut down to what the owner holds
   *now* and refused once the owner is no longer active: it acts for the owner, never for more.
-  Maker-checker and every "not yourself" rule compare the owner (access/principal.py `person`).
+  Maker-checker and every "not yourself" rule compare the owner (core/principal.py `person`).
 - A *service* token has no owner. The platform console mints the platform's (`bookwarden token create`:
   platform permissions the operator running it holds, console.py), for the platform's provisioning or
   monitoring; it mints no institution's (their machines use a token a person of theirs minted, acting
@@ -46,21 +46,21 @@ from uuid import UUID
 from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from bookwarden.access.authorize import authorize
-from bookwarden.access.permissions import (
+from bookwarden.access.power import PowerClass, power_class
+from bookwarden.access.roles import notices
+from bookwarden.access.roles.reads import account_permissions
+from bookwarden.audit.events import Action
+from bookwarden.audit.record import current, record
+from bookwarden.core.authorize import authorize
+from bookwarden.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from bookwarden.core.permissions import (
     BUILTIN_PERMISSIONS,
     PLATFORM_PERMISSIONS,
     TENANT_PERMISSIONS,
     BuiltinRole,
     Permission,
 )
-from bookwarden.access.power import PowerClass, power_class
-from bookwarden.access.principal import SYSTEM, Principal, PrincipalKind, permissions_from
-from bookwarden.access.roles import notices
-from bookwarden.access.roles.reads import account_permissions
-from bookwarden.audit.events import Action
-from bookwarden.audit.record import current, record
-from bookwarden.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from bookwarden.core.principal import SYSTEM, Principal, PrincipalKind, permissions_from
 from bookwarden.core.text import is_line
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.identity.models import Account, AccountStatus, ApiToken, OperatorToken

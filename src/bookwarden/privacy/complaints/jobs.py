@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import structlog
 
-from bookwarden.access.principal import SYSTEM
+from bookwarden.core.principal import SYSTEM
 from bookwarden.db.session import Database, platform_session
 from bookwarden.jobs.service import handler, schedule
 from bookwarden.privacy.complaints.service import (

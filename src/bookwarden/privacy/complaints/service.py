@@ -34,21 +34,21 @@ import structlog
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Select, delete, func, or_, select, text
 
-from bookwarden.access.authorize import authorize
-from bookwarden.access.permissions import BuiltinRole, Permission
-from bookwarden.access.principal import SYSTEM, Principal, PrincipalKind
 from bookwarden.access.roles.models import AccountRole, RolePermission
 from bookwarden.access.roles.notices import security_contacts
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
+from bookwarden.core.authorize import authorize
 from bookwarden.core.clock import db_now
 from bookwarden.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from bookwarden.core.permissions import BuiltinRole, Permission
+from bookwarden.core.principal import SYSTEM, Principal, PrincipalKind
 from bookwarden.core.sensitive import check_fields
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.identity.models import Account, AccountKind, AccountStatus
-from bookwarden.library import service as library
+from bookwarden.library import records as library
 from bookwarden.library.models import Patron
 from bookwarden.notify.models import MailCategory, OutboxMessage, OutboxStatus
 from bookwarden.notify.service import mail_time, queue_mail

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from bookwarden.access.principal import SYSTEM
+from bookwarden.core.principal import SYSTEM
 from bookwarden.db.session import Database, platform_session
 from bookwarden.jobs.service import handler, schedule
 from bookwarden.privacy.concerns.service import KEEP_AFTER_RECEIPT, RETENTION_JOB, TABLE, forget_received

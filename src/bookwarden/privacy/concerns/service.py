@@ -29,14 +29,14 @@ from uuid import UUID, uuid4
 from pydantic import BaseModel
 from sqlalchemy import delete, or_, select
 
-from bookwarden.access.authorize import authorize
-from bookwarden.access.permissions import BUILTIN_PERMISSIONS, Permission
-from bookwarden.access.principal import Principal, PrincipalKind
 from bookwarden.access.roles.models import AccountRole, RolePermission
 from bookwarden.access.roles.notices import security_contacts
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action, Outcome
+from bookwarden.core.authorize import authorize
 from bookwarden.core.errors import Forbidden, InvalidInput, NotFound
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, Permission
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.core.sensitive import check_fields
 from bookwarden.core.text import LINES
 from bookwarden.crypto.derive import KeyPurpose, derive

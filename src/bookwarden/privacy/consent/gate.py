@@ -40,10 +40,10 @@ from uuid import UUID
 from sqlalchemy import Uuid, any_, literal, select
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from bookwarden.access.principal import Principal
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
 from bookwarden.core.errors import InvalidInput
+from bookwarden.core.principal import Principal
 from bookwarden.core.purposes import SharingPath, checked_purpose
 from bookwarden.db.session import TenantSession
 from bookwarden.privacy.consent.models import Objection

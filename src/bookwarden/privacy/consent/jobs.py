@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from bookwarden.access.principal import SYSTEM
+from bookwarden.core.principal import SYSTEM
 from bookwarden.db.session import Database, platform_session
 from bookwarden.jobs.service import handler, schedule
 from bookwarden.privacy.consent.service import KEEP_AFTER_WITHDRAWAL, RETENTION_JOB, forget_withdrawn

@@ -17,12 +17,12 @@ from uuid import UUID
 
 from sqlalchemy import select
 
-from bookwarden.access.authorize import authorize
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import Principal
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
+from bookwarden.core.authorize import authorize
 from bookwarden.core.errors import InvalidInput
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal
 from bookwarden.core.purposes import SharingPath, checked_purpose
 from bookwarden.core.sensitive import check_fields
 from bookwarden.db.session import TenantSession

@@ -31,12 +31,12 @@ from uuid import UUID
 
 from sqlalchemy import select, text
 
-from bookwarden.access.authorize import authorize
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import Principal
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
+from bookwarden.core.authorize import authorize
 from bookwarden.core.errors import Conflict, InvalidInput, NotFound
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal
 from bookwarden.db.session import TenantSession
 from bookwarden.library.models import Patron
 from bookwarden.privacy.consent.models import ConsentMethod, ConsentRecord, CookieChoice

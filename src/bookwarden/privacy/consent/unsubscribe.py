@@ -44,7 +44,7 @@ from bookwarden.crypto.derive import KeyPurpose, derive
 from bookwarden.crypto.master import MasterKeys
 from bookwarden.db.session import Database, TenantSession, tenant_session
 from bookwarden.identity.links import LinkSettings
-from bookwarden.library import service as library
+from bookwarden.library import records as library
 from bookwarden.library.models import Patron
 from bookwarden.notify.models import MailCategory, OutboxMessage
 from bookwarden.notify.service import queue_mail

@@ -34,18 +34,18 @@ from uuid import UUID
 from sqlalchemy import Uuid, any_, bindparam, func, literal, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 
-from bookwarden.access.authorize import authorize
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import SYSTEM, Principal
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
+from bookwarden.core.authorize import authorize
 from bookwarden.core.classification import Category
 from bookwarden.core.errors import Conflict, InvalidInput, NotFound
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import SYSTEM, Principal
 from bookwarden.core.purposes import SharingPath, checked_purpose
 from bookwarden.core.text import is_line, is_lines
 from bookwarden.crypto.fields import decrypt_field
 from bookwarden.db.session import TenantSession
-from bookwarden.library import service as library
+from bookwarden.library import records as library
 from bookwarden.library.models import Patron
 from bookwarden.notify.models import MailCategory
 from bookwarden.notify.service import queue_mail

@@ -21,13 +21,13 @@ from uuid import UUID
 from pydantic import BaseModel
 from sqlalchemy import select, text
 
-from bookwarden.access.authorize import authorize
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import Principal
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
+from bookwarden.core.authorize import authorize
 from bookwarden.core.clock import db_now
 from bookwarden.core.errors import Conflict, Forbidden, NotFound
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.privacy.escalations.models import DpoEscalation, Level, SubjectKind
 from bookwarden.tenancy.service import get_tenant

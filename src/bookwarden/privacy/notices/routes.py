@@ -12,10 +12,10 @@ from typing import Annotated, Literal, Union
 from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import Principal
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import responses
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal
 from bookwarden.core.text import line, lines
 from bookwarden.db.session import Database, platform_session, tenant_session
 from bookwarden.privacy.notices import service as notices

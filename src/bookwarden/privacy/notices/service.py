@@ -31,19 +31,19 @@ from uuid import UUID
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from bookwarden.access.authorize import authorize
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import SYSTEM, Principal
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
+from bookwarden.core.authorize import authorize
 from bookwarden.core.clock import db_now
 from bookwarden.core.errors import BookwardenError, Conflict, InvalidInput, NotFound
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import SYSTEM, Principal
 from bookwarden.core.sensitive import check_fields
 from bookwarden.core.text import LINES, is_line
 from bookwarden.db.session import Database, TenantSession, tenant_session
 from bookwarden.identity.links import public_url_for
 from bookwarden.jobs.service import enqueue
-from bookwarden.library import service as library
+from bookwarden.library import records as library
 from bookwarden.library.models import Patron
 from bookwarden.notify.models import MailCategory
 from bookwarden.notify.service import queue_mail

@@ -8,10 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel
 
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import Principal
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import responses
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal
 from bookwarden.db.session import Database
 from bookwarden.privacy.records import service as records
 from bookwarden.privacy.records.service import MEDIA_TYPES, RecordsFormat

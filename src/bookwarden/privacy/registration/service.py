@@ -5,7 +5,7 @@ Off unless the institution turns it on (its administrators, policy.manage). A re
 throttled per source address (identity/throttle.py: 5 in 15 minutes, then growing waits), counted
 whether it succeeds or not: nobody tries birth dates until one passes, and a script cannot fill the
 patron table. The patron is created through the hosted domain's one creation path
-(library/service.py), so it is sealed under its own subject key like any other.
+(library/records.py), so it is sealed under its own subject key like any other.
 
 The age gate. The person's age is taken on today's date in the institution's time zone (UTC unless
 it set one): someone born on 2013-06-01 may register from 2026-06-01 on, in that zone. A refusal is
@@ -16,7 +16,7 @@ answered 403 age-gate without quoting what was sent.
 Whose address? Anyone can type anyone's address into the form, so the address of a new registration
 does not count until its owner confirms it: a signed, one-time link (identity/links.py, purpose
 email-confirmation, its own signing key) is mailed to it, valid 48 hours. Until then the patron's
-`email_unconfirmed_until` is set (library/service.py email_counts): the request form does not match the
+`email_unconfirmed_until` is set (library/records.py email_counts): the request form does not match the
 address, no service, optional or notice mail is sent to it on the patron's behalf, and an access
 package or erasure of the patron leaves the mail of that mailbox alone (it was never theirs). The link
 is bound to the patron's address index and pending state, so it works once, and not after staff changed
@@ -45,21 +45,21 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from bookwarden.access.authorize import authorize
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import SYSTEM, Principal
 from bookwarden.audit.events import PLATFORM_CHAIN, Action, Outcome
 from bookwarden.audit.record import record, record_now
+from bookwarden.core.authorize import authorize
 from bookwarden.core.clock import db_now
 from bookwarden.core.errors import BookwardenError, InvalidInput, NotFound
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import SYSTEM, Principal
 from bookwarden.crypto.derive import KeyPurpose, derive
 from bookwarden.crypto.master import MasterKeys
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.identity import links, throttle
 from bookwarden.identity.links import LinkPurpose
 from bookwarden.identity.signin import service as signin
+from bookwarden.library import records as library
 from bookwarden.library import schemas
-from bookwarden.library import service as library
 from bookwarden.library.models import Patron
 from bookwarden.notify.models import MailCategory
 from bookwarden.notify.service import mail_time, queue_mail

@@ -17,12 +17,12 @@ from uuid import UUID
 from sqlalchemy import delete, func, literal_column, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 
-from bookwarden.access.authorize import authorize
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import Principal
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
+from bookwarden.core.authorize import authorize
 from bookwarden.core.errors import InvalidInput
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal
 from bookwarden.core.sensitive import find_sensitive
 from bookwarden.db.session import TenantSession
 from bookwarden.privacy.reports.models import CatalogueItem

@@ -10,8 +10,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bookwarden.access.permissions import Permission
 from bookwarden.console import Grant, choice, command, connect, console_principal, err, fail, institution_id, out
+from bookwarden.core.permissions import Permission
 from bookwarden.core.purposes import SharingPath
 from bookwarden.db.session import tenant_session
 from bookwarden.privacy.reports import catalogue

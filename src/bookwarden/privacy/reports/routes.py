@@ -10,11 +10,11 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.concurrency import run_in_threadpool
 
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import Principal
 from bookwarden.api import bodies
 from bookwarden.api.deps import database, requires, tenant_scope
 from bookwarden.api.problems import responses
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal
 from bookwarden.core.purposes import PURPOSE_PATTERN, SharingPath, sharing_marker
 from bookwarden.db.session import Database
 from bookwarden.privacy.reports import catalogue

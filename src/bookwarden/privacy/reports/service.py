@@ -50,13 +50,13 @@ from uuid import UUID
 from sqlalchemy import ARRAY, Date, String, any_, bindparam, cast, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
-from bookwarden.access.authorize import authorize
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import Principal
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
+from bookwarden.core.authorize import authorize
 from bookwarden.core.csv_safety import spreadsheet_safe
 from bookwarden.core.errors import Conflict, InvalidInput, NotFound
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal
 from bookwarden.core.purposes import SharingPath, checked_purpose
 from bookwarden.db.session import TenantSession
 from bookwarden.library.models import Loan

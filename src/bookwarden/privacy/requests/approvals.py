@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from bookwarden.access.approvals.kinds import ApprovalKind, register
 from bookwarden.access.approvals.models import SensitiveAction
-from bookwarden.access.permissions import Permission
+from bookwarden.core.permissions import Permission
 from bookwarden.privacy.requests import service as requests
 
 register(

@@ -14,7 +14,7 @@ back. Before that, nothing about the patron is disclosed:
 - every form sent counts against the sender's network address (identity/throttle.py, a count of
   its own, never taken back: taking back only those that matched would show who exists).
 
-Which addresses identify anyone: only those that count (library/service.py email_counts), entered by
+Which addresses identify anyone: only those that count (library/records.py email_counts), entered by
 the institution's staff or confirmed by their owner. A self-registration's address is nobody's until
 the link mailed to it is opened (privacy/registration/service.py), so registering with someone else's
 address adds no match and takes none away. Several patrons may still share an address that counts (a
@@ -64,7 +64,7 @@ from bookwarden.db.session import Database, TenantSession, platform_session, ten
 from bookwarden.identity import throttle
 from bookwarden.identity.links import PLATFORM
 from bookwarden.identity.signin import service as signin
-from bookwarden.library import service as library
+from bookwarden.library import records as library
 from bookwarden.library.models import Patron
 from bookwarden.library.schemas import LookupField
 from bookwarden.notify.models import MailCategory

@@ -3,7 +3,7 @@
 - access, portability: privacy/subjects/export.py `build_package` (the ZIP the patron downloads);
 - erasure: privacy/subjects/erasure.py `erase_patron` (the signed erasure certificate);
 - objection: privacy/consent/objections.py `record_objection` (disclosures then refuse the patron);
-- rectification: the patron update of library/service.py, with the corrections the request carries;
+- rectification: the patron update of library/records.py, with the corrections the request carries;
 - restriction: privacy/restrictions/service.py.
 
 Each runs in the caller's transaction: if it fails, the request stays in progress and nothing of
@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from bookwarden.access.principal import Principal
+from bookwarden.core.principal import Principal
 from bookwarden.db.session import TenantSession
 from bookwarden.identity.links import public_url_for
-from bookwarden.library import service as library
+from bookwarden.library import records as library
 from bookwarden.library.schemas import PatronUpdate
 from bookwarden.privacy.consent import objections
 from bookwarden.privacy.requests.models import PrivacyRequest, RequestKind

@@ -45,13 +45,13 @@ from sqlalchemy import Select, delete, func, select, text
 
 from bookwarden.access.approvals import service as approvals
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction
-from bookwarden.access.authorize import authorize
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import SYSTEM, Principal, PrincipalKind
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
+from bookwarden.core.authorize import authorize
 from bookwarden.core.clock import db_now
 from bookwarden.core.errors import Conflict, Forbidden, InvalidInput, NotFound, SegregationOfDutiesError
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import SYSTEM, Principal, PrincipalKind
 from bookwarden.core.sensitive import check_fields
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed

@@ -2,7 +2,7 @@
 
 A restriction is applied when an approved restriction request is carried out (privacy/requests/service.py)
 and lifted by a privacy officer. While it stands, the patron record refuses changes
-(library/service.py `update`), except the correction a rectification request carries out: a
+(library/records.py `update`), except the correction a rectification request carries out: a
 restriction while accuracy is contested ends in exactly that correction.
 """
 
@@ -12,12 +12,12 @@ from uuid import UUID
 
 from sqlalchemy import select
 
-from bookwarden.access.authorize import authorize
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import Principal
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
+from bookwarden.core.authorize import authorize
 from bookwarden.core.errors import Conflict, NotFound
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal
 from bookwarden.db.session import TenantSession
 from bookwarden.privacy.restrictions.models import Restriction
 

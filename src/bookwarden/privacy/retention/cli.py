@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bookwarden.access.permissions import Permission
 from bookwarden.console import Grant, choice, command, connect, console_principal, err, fail, out, tenant_ids, when
+from bookwarden.core.permissions import Permission
 from bookwarden.db.session import tenant_session
 from bookwarden.privacy.retention import service as retention
 from bookwarden.privacy.retention.models import RetentionCategory

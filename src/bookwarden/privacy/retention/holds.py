@@ -16,12 +16,12 @@ from uuid import UUID
 
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 
-from bookwarden.access.authorize import authorize
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import Principal
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
+from bookwarden.core.authorize import authorize
 from bookwarden.core.errors import Conflict, InvalidInput, NotFound
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal
 from bookwarden.core.sensitive import check_fields
 from bookwarden.db.session import TenantSession
 from bookwarden.library.models import Patron

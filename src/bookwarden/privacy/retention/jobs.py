@@ -12,11 +12,11 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 
-from bookwarden.access.principal import SYSTEM
 from bookwarden.audit import contexts as audit_contexts
 from bookwarden.audit.events import PLATFORM_CHAIN
 from bookwarden.audit.retention import RETENTION_JOB
 from bookwarden.core.config import get_settings
+from bookwarden.core.principal import SYSTEM
 from bookwarden.db.session import Database, platform_session
 from bookwarden.jobs.service import handler, schedule
 from bookwarden.notify.service import FORGET_OLD_MAIL, KEEP_SETTLED, forget_settled_before

@@ -34,20 +34,20 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from bookwarden.access.approvals import service as approvals
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction, require_approval
-from bookwarden.access.authorize import authorize
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import SYSTEM, Principal
 from bookwarden.access.roles.notices import EntitlementEvent, entitlement_changed
 from bookwarden.audit import retention as audit_retention
 from bookwarden.audit.checkpoints import chain_ids
 from bookwarden.audit.events import PLATFORM_CHAIN, Action
 from bookwarden.audit.record import record
+from bookwarden.core.authorize import authorize
 from bookwarden.core.classification import Category
 from bookwarden.core.config import get_settings
 from bookwarden.core.errors import BookwardenError, Conflict, InvalidInput, NotFound
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import SYSTEM, Principal
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.identity.models import Account, SignInSession
-from bookwarden.library import service as library
+from bookwarden.library import records as library
 from bookwarden.library.models import Loan, Patron, Post, Search
 from bookwarden.privacy.registry import POLICIES
 from bookwarden.privacy.retention import holds

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from bookwarden.access.approvals.kinds import ApprovalKind, register
 from bookwarden.access.approvals.models import SensitiveAction
-from bookwarden.access.permissions import Permission
+from bookwarden.core.permissions import Permission
 from bookwarden.privacy.subjects import export
 
 register(ApprovalKind(SensitiveAction.EXPORT_SUBJECT, Permission.PRIVACY_REQUESTS_HANDLE, export.checked_params))

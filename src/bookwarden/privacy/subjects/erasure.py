@@ -48,8 +48,8 @@ from bookwarden.core.principal import Principal
 from bookwarden.crypto.aead import DecryptionError
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.db.session import TenantSession
+from bookwarden.library import records as library
 from bookwarden.library import schemas
-from bookwarden.library import service as library
 from bookwarden.library.guards import check_patron_deletion
 from bookwarden.library.models import Patron, Post
 from bookwarden.privacy.registry import registry

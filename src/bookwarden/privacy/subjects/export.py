@@ -47,13 +47,13 @@ from sqlalchemy import delete, func, insert, select, text, update
 
 from bookwarden.access.approvals import service as approvals
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction, require_approval
-from bookwarden.access.authorize import authorize
-from bookwarden.access.permissions import Permission
-from bookwarden.access.principal import SYSTEM, Principal
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
+from bookwarden.core.authorize import authorize
 from bookwarden.core.csv_safety import spreadsheet_safe
 from bookwarden.core.errors import ApprovalRequired, Conflict, InvalidInput, NotFound
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import SYSTEM, Principal
 from bookwarden.crypto.aead import cipher, open_sealed, seal
 from bookwarden.crypto.keyring import KeyDestroyed
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session

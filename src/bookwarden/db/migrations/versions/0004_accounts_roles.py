@@ -1,6 +1,6 @@
 """Accounts, password history and policies, custom roles, role assignments, security contacts.
 
-API tokens now carry permissions from the catalogue (access/permissions.py) instead of the
+API tokens now carry permissions from the catalogue (core/permissions.py) instead of the
 two coarse scopes; existing tokens keep exactly what those scopes allowed.
 
 Revision ID: 0004
