@@ -151,6 +151,13 @@ def _contact(w) -> str:
         return str(notices.add_security_contact(session, "security@alpha.example").id)
 
 
+@route("DELETE", "/api/v1/security-contacts/{contact_id}")
+def _(w):
+    url = f"/api/v1/security-contacts/{_contact(w)}"
+    _contact(w)  # a second one: the last contact cannot be removed
+    return Call(w.admin, "DELETE", url, Action.SECURITY_CONTACT_REMOVED, w.tenant.id)
+
+
 @route("GET", "/api/v1/security-contacts/mutes")
 def _(w):
     _contact(w)

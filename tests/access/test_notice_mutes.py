@@ -159,3 +159,24 @@ def test_mutes_need_the_permission_and_a_contact_of_this_institution(client_for,
         f"/api/v1/security-contacts/{contacts[0]}/mutes", json={"muted": ["no_such_kind"]}
     )
     assert unknown.status_code == 422
+
+
+def test_removing_a_contact_tells_every_contact_and_the_last_one_stays(
+    client_for, contacts, in_tenant, tenant, other_tenant
+):
+    soc, ciso = contacts
+    outsider = client_for(other_tenant, permissions=ADMIN)
+    assert outsider.delete(f"/api/v1/security-contacts/{soc}").status_code == 404  # another institution's
+    reader = client_for(tenant, permissions=BUILTIN_PERMISSIONS[BuiltinRole.AUDITOR])
+    assert reader.delete(f"/api/v1/security-contacts/{soc}").status_code == 403
+    admin = client_for(tenant, permissions=ADMIN)
+
+    assert admin.delete(f"/api/v1/security-contacts/{soc}").status_code == 204
+
+    # Both were told, the one removed too (a rogue administrator cannot quietly take a watcher away).
+    told = [to for to, what in _queued(in_tenant, tenant) if what == "security contacts changed"]
+    assert sorted(told) == sorted([SOC, CISO])
+    assert admin.get("/api/v1/security-contacts").json() == [CISO]
+    last = admin.delete(f"/api/v1/security-contacts/{ciso}")
+    assert last.status_code == 409 and "last security contact" in last.json()["detail"]
+    assert admin.get("/api/v1/security-contacts").json() == [CISO]

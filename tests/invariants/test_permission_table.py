@@ -206,6 +206,7 @@ EXPECTED = {
     ("PATCH", "/api/v1/searches/{record_id}"): P.SEARCHES_WRITE,
     ("GET", "/api/v1/security-contacts"): P.SECURITY_CONTACTS_MANAGE,
     ("POST", "/api/v1/security-contacts"): P.SECURITY_CONTACTS_MANAGE,
+    ("DELETE", "/api/v1/security-contacts/{contact_id}"): P.SECURITY_CONTACTS_MANAGE,
     ("GET", "/api/v1/security-contacts/mutes"): P.SECURITY_CONTACTS_MANAGE,
     ("GET", "/api/v1/security-contacts/{contact_id}/mutes"): P.SECURITY_CONTACTS_MANAGE,
     ("PUT", "/api/v1/security-contacts/{contact_id}/mutes"): P.SECURITY_CONTACTS_MANAGE,

@@ -267,6 +267,18 @@ def add_contact(
     return Response(status_code=204)
 
 
+@router.delete("/security-contacts/{contact_id}", status_code=204, responses=responses(404, 409))
+def remove_contact(
+    contact_id: UUID,
+    principal: Principal = Depends(requires(Permission.SECURITY_CONTACTS_MANAGE)),
+    db: Database = Depends(database),
+):
+    """Stop mailing a contact; every contact is told, the one removed too. The last contact stays."""
+    with tenant_scope(db, principal) as session:
+        notices.remove_contact(session, principal, contact_id)
+    return Response(status_code=204)
+
+
 # Only kinds that exist can be named; the administrative ones are refused by the service, naming the rule.
 NoticeKindName = enum.StrEnum("NoticeKindName", {k.name: k.value for k in notices.NoticeKind})
 

@@ -226,7 +226,7 @@ EXEMPT: tuple[Exempt, ...] = (
     Exempt(
         "security_contacts.email",
         "an address the institution lists to hear of entitlement changes, not a patron's or an account's: kept "
-        "while the institution lists it, and with the institution; no route removes one yet",
+        "while the institution lists it (DELETE /api/v1/security-contacts/{id} removes one), and with the institution",
     ),
 )
 

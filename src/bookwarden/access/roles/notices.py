@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from bookwarden.access.power import power_class
 from bookwarden.access.roles.models import SecurityContact
@@ -38,7 +38,7 @@ from bookwarden.access.roles.reads import account_permissions, role_permissions
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
 from bookwarden.core.authorize import authorize
-from bookwarden.core.errors import BookwardenError, NotFound
+from bookwarden.core.errors import BookwardenError, Conflict, NotFound
 from bookwarden.core.permissions import Permission
 from bookwarden.core.principal import Principal
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
@@ -397,6 +397,22 @@ def add_contact(session: TenantSession, actor: Principal, email: str) -> Securit
         session, actor, EntitlementEvent.SECURITY_CONTACTS_CHANGED, "security contacts", {"added": email}
     )
     return contact
+
+
+def remove_contact(session: TenantSession, actor: Principal, contact_id: UUID) -> None:
+    """An administrator removes a contact. Every contact is told first, the one removed too; the last one
+    cannot go (add its successor first): with no contact, changes to who holds power would reach nobody."""
+    authorize(actor, Permission.SECURITY_CONTACTS_MANAGE)
+    contact = _contact(session, contact_id)
+    if len(_contacts(session)) == 1:
+        raise Conflict("the institution's last security contact cannot be removed: add its successor first")
+    entitlement_changed(
+        session, actor, EntitlementEvent.SECURITY_CONTACTS_CHANGED, "security contacts", {"removed": contact.address}
+    )
+    session.execute(
+        delete(SecurityContact).where(SecurityContact.tenant_id == session.tenant_id, SecurityContact.id == contact.id)
+    )
+    record(session, Action.SECURITY_CONTACT_REMOVED, ("security_contact", contact.id))
 
 
 def add_security_contact(session: TenantSession, email: str) -> SecurityContact:
