@@ -52,6 +52,7 @@ def _(c):
         backup = latest_complete(session, BackupKind.KEYRING)
     target = f"{TEST_DATABASE}_recipe_restore"
     c.later(lambda: snapshot.drop_database(c.admin_url, target))
+    c.as_role("ciso")  # a real restore is the CISO's (ops back up and drill)
     return Command(
         ["backup", "restore", str(backup.id), "--target", target, "--yes"], Action.BACKUP_RESTORED, PLATFORM_CHAIN
     )

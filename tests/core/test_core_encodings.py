@@ -419,6 +419,7 @@ def test_the_verifier_recomputes_every_event_digest_as_event_canonical_does(
         json.dumps(event_details, ensure_ascii=False), None, str(event.id),
         occurred_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), outcome, request_id, source_address,
         str(event.target_id), "patron", user_agent, 1, digest, bytes(32), bytes(32),
+        event.format, None,  # an event whose address and user agent are in its hashed row (format 1)
     )  # fmt: skip
     [(_, _, recomputed, stored, _, _)] = verify.links([[row]])
     assert recomputed == stored == digest

@@ -48,7 +48,7 @@ from bookwarden.privacy.consent import service as consent
 from bookwarden.privacy.consent.models import ConsentMethod
 from bookwarden.privacy.consent.service import Channel, Choice, Topic
 from bookwarden.privacy.reports import catalogue
-from tests.e2e.test_cli import cli_env  # noqa: F401 - fixture
+from tests.e2e.test_cli import cli_env, granted  # noqa: F401 - fixture
 
 # Every way patron data leaves the institution, and by which path through the gate.
 OUTWARD_ROUTES: dict[tuple[str, str], SharingPath] = {
@@ -411,7 +411,7 @@ def test_the_console_release_leaves_out_a_patron_who_objected(cli_env, committed
 
     def release() -> set[uuid.UUID]:
         args = ["reports", "publishers", "--tenant", str(tenant_id), "--publisher", "Penguin"]
-        result = CliRunner().invoke(cli.app, [*args, "--from", "2026-01", "--to", "2026-01"])
+        result = CliRunner().invoke(cli.app, granted(committed_db, [*args, "--from", "2026-01", "--to", "2026-01"]))
         assert result.exit_code == 0, result.output
         return _counted(json.loads(result.stdout)["cells"], [ann, bo])
 

@@ -273,8 +273,9 @@ def _noticed(row: ApiToken) -> dict[str, str]:
 
 
 def list_api_tokens(session: TenantSession, actor: Principal) -> list[ApiToken]:
-    """Every token of the institution, as whoever manages tokens reads them."""
-    authorize(actor, Permission.TOKENS_MANAGE)
+    """Every token of the institution, as whoever manages them reads them: its staff holding tokens.manage,
+    or an operator who issues tokens (names, owners and dates, never a secret: no grant needed)."""
+    authorize(actor, Permission.TOKENS_MANAGE if actor.tenant_id is not None else Permission.PLATFORM_TOKENS_ISSUE)
     return _api_tokens(session)
 
 
