@@ -41,13 +41,20 @@ from bookwarden.identity.models import Account, AccountKind
 from bookwarden.tenancy.models import Tenant
 
 
+def checked_address(email: str) -> str:
+    """The first administrator's address, or InvalidInput: checked before the institution is created, so a
+    mistyped one leaves nothing behind (an institution without its administrator)."""
+    address = email.strip()
+    if "@" not in address.strip("@") or any(ch.isspace() for ch in address):
+        raise InvalidInput(f"--admin-email: {email!r} is not an email address; nothing was created")
+    return address
+
+
 def invite(session: TenantSession, master: MasterKeys, operator: Principal, email: str) -> IssuedLink:
     """Create the institution's first administrator (invited) and mail its invitation; refused once any account
     exists."""
     authorize(operator, Permission.PLATFORM_TENANTS_MANAGE)
-    address = email.strip()
-    if "@" not in address.strip("@") or any(ch.isspace() for ch in address):
-        raise InvalidInput(f"--admin-email: {email!r} is not an email address; nothing was created")
+    address = checked_address(email)
     if session.scalar(select(func.count()).select_from(Account).where(Account.tenant_id == session.tenant_id)):
         raise Conflict(
             "the institution has accounts already: its administrators invite the others (POST /api/v1/accounts)"

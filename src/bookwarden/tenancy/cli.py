@@ -39,6 +39,8 @@ def tenant_create(
 ) -> None:
     """Create an institution: its keys, its file area (0700), its row; with --admin-email, its first
     administrator, invited by mail (identity/first_administrator.py)."""
+    if admin_email is not None:
+        admin_email = first_administrator.checked_address(admin_email)  # before anything is created
     db = connect()
     with platform_session(db) as session:
         tenant = service.register_institution(
