@@ -56,9 +56,7 @@ FULL, QUICK = 20_000, 2_000  # events per format
 TARGET = 20_000
 SEED = 20_261_207
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
-if not SHARED.is_dir():
-    SHARED = Path("/work/shared/data")
+SHARED = ROOT.parent / "shared" / "data"  # beside the repository, as in CI
 YEAR = 2005
 
 

@@ -261,7 +261,6 @@ def test_audit_bundle_lines_as_the_platform_exports_them():
     )
 
 
-@pytest.mark.skipif(not LOGS.is_dir(), reason="the loghub samples live in shared/data/logs")
 def test_every_line_of_the_linux_sample_is_parsed():
     lines = (LOGS / "Linux_2k.log").read_text().splitlines()
     items = list(read(lines, Format.SYSLOG, year=2005))
@@ -283,7 +282,6 @@ def test_every_line_of_the_linux_sample_is_parsed():
     }
 
 
-@pytest.mark.skipif(not LOGS.is_dir(), reason="the loghub samples live in shared/data/logs")
 def test_every_line_of_the_apache_sample_is_parsed():
     lines = (LOGS / "Apache_2k.log").read_text().splitlines()
     items = list(read(lines, Format.APACHE_ERROR))

@@ -8,7 +8,6 @@ import re
 from collections import defaultdict
 from datetime import datetime
 
-import pytest
 from typer.testing import CliRunner
 
 from bookwarden import cli
@@ -18,7 +17,6 @@ from bookwarden.monitor.sigma.load import builtin_paths, load
 from tests.monitor.helpers import LOGS
 
 LINUX = LOGS / "Linux_2k.log"
-needs_sample = pytest.mark.skipif(not LINUX.is_file(), reason="the loghub samples live in shared/data/logs")
 
 
 def expected_brute_force(lines: list[str], threshold: int = 5, span: int = 120) -> list[dict]:
@@ -72,7 +70,6 @@ def as_expected(alert) -> dict:
     }
 
 
-@needs_sample
 def test_the_sshd_brute_force_alerts_of_the_linux_sample_are_exactly_the_expected_ones():
     lines = LINUX.read_text().splitlines()
     result = replay(lines, Format.SYSLOG, load(builtin_paths()), year=2005)
@@ -84,7 +81,6 @@ def test_the_sshd_brute_force_alerts_of_the_linux_sample_are_exactly_the_expecte
     assert result.unparsed == [] and result.events == 2000
 
 
-@needs_sample
 def test_tuning_the_brute_force_rule_changes_the_alerts_as_the_plain_reading_says():
     lines = LINUX.read_text().splitlines()
     ruleset = load(builtin_paths(), {"sshd_brute_force": {"gte": 12, "timespan": "30s"}})
@@ -123,7 +119,6 @@ def test_a_modern_auth_log_brute_force_counts_attempts_not_lines():
 runner = CliRunner()
 
 
-@needs_sample
 def test_the_replay_command_prints_one_json_line_per_alert_then_a_summary():
     result = runner.invoke(cli.app, ["monitor", "replay", str(LINUX), "--format", "syslog", "--year", "2005"])
     assert result.exit_code == 0, result.output
@@ -138,7 +133,6 @@ def test_the_replay_command_prints_one_json_line_per_alert_then_a_summary():
         assert datetime.fromisoformat(alert["first_seen"]) <= datetime.fromisoformat(alert["last_seen"])
 
 
-@needs_sample
 def test_replay_takes_more_rules_and_tuning(tmp_path):
     result = runner.invoke(
         cli.app,

@@ -308,7 +308,6 @@ def _modifiers_in(folder: Path) -> collections.Counter:
     return used
 
 
-@pytest.mark.skipif(not SIGMAHQ.is_dir(), reason="the SigmaHQ sample lives in shared/data/sigma")
 def test_every_sigmahq_rule_loads_as_documented():
     """docs/monitoring.md: all 255 SigmaHQ linux and web rules load (none refused); 37 of them have a log source we
     parse today (syslog programs, sshd, apache, web server access logs); the others (process creation, auditd, file

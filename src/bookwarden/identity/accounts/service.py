@@ -16,20 +16,21 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction, require_approval
 from bookwarden.access.power import PowerClass, power_class
+from bookwarden.access.roles.models import AccountRole, RolePermission
 from bookwarden.access.roles.notices import EntitlementEvent, entitlement_changed
 from bookwarden.access.roles.reads import account_permissions
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
 from bookwarden.core.authorize import authorize
 from bookwarden.core.errors import Conflict, Forbidden, InvalidInput, NotFound
-from bookwarden.core.permissions import Permission
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, Permission
 from bookwarden.core.principal import SYSTEM, Principal, PrincipalKind
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
-from bookwarden.crypto.keyring import blind_index
+from bookwarden.crypto.keyring import KeyDestroyed, blind_index
 from bookwarden.db.session import TenantSession
 from bookwarden.identity import sessions, throttle
 from bookwarden.identity.models import (
@@ -389,3 +390,37 @@ def own_patron_id(session: TenantSession, actor: Principal) -> UUID:
     if account is None or account.kind is not AccountKind.PATRON or account.patron_id is None:
         raise Forbidden("only a patron signed in to an account linked to their patron record can do this")
     return account.patron_id
+
+
+def holders_to_mail(session: TenantSession, permission: Permission) -> list[tuple[UUID, str]]:
+    """(account id, address) of every active account with an address that holds `permission` through any
+    role, built-in or custom: who is mailed the work the permission handles (complaints, concerns). Decided
+    by the permission, never by a role's name."""
+    builtin = [role.value for role, held in BUILTIN_PERMISSIONS.items() if permission in held]
+    custom = select(RolePermission.role_id).where(
+        RolePermission.tenant_id == session.tenant_id, RolePermission.permission == permission.value
+    )
+    accounts = session.scalars(
+        select(Account)
+        .join(AccountRole, (AccountRole.tenant_id == Account.tenant_id) & (AccountRole.account_id == Account.id))
+        .where(
+            Account.tenant_id == session.tenant_id,
+            Account.status == AccountStatus.ACTIVE,
+            Account.email.is_not(None),
+            or_(AccountRole.builtin_role.in_(builtin), AccountRole.custom_role_id.in_(custom)),
+        )
+        .distinct()
+        .order_by(Account.id)
+    ).all()
+    return [(account.id, address) for account in accounts if (address := account_address(session, account))]
+
+
+def account_address(session: TenantSession, account: Account) -> str | None:
+    """The account's address, decrypted; None when it has none or its key was destroyed."""
+    if account.email is None:
+        return None
+    try:
+        key = session.keyring.subject_key(session.tenant_id, account.id)
+    except KeyDestroyed:
+        return None
+    return decrypt_field(key, session.tenant_id, "accounts", "email", account.id, account.email)

@@ -34,20 +34,19 @@ import structlog
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Select, delete, func, or_, select, text
 
-from bookwarden.access.roles.models import AccountRole, RolePermission
 from bookwarden.access.roles.notices import security_contacts
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
 from bookwarden.core.authorize import authorize
 from bookwarden.core.clock import db_now
 from bookwarden.core.errors import Conflict, Forbidden, InvalidInput, NotFound
-from bookwarden.core.permissions import BuiltinRole, Permission
+from bookwarden.core.permissions import Permission
 from bookwarden.core.principal import SYSTEM, Principal, PrincipalKind
 from bookwarden.core.sensitive import check_fields
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
-from bookwarden.crypto.keyring import KeyDestroyed
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
-from bookwarden.identity.models import Account, AccountKind, AccountStatus
+from bookwarden.identity.accounts.service import account_address, holders_to_mail
+from bookwarden.identity.models import Account, AccountKind
 from bookwarden.library import records as library
 from bookwarden.library.models import Patron
 from bookwarden.notify.models import MailCategory, OutboxMessage, OutboxStatus
@@ -166,7 +165,7 @@ def register_own(
     """A signed-in patron registers their own complaint."""
     authorize(actor, Permission.SELF_SERVICE)
     account = _patron_account(session, actor)
-    address = contact_email or _account_email(session, account)
+    address = contact_email or account_address(session, account)
     if not address:
         raise InvalidInput("contact_email: your account has no email address; give one to receive the answer at")
     return _register(session, actor, ComplaintChannel.PATRON, account.patron_id, account.id, subject, body, address)
@@ -506,33 +505,9 @@ def forget_answered(session: TenantSession, cutoff: datetime, limit: int) -> lis
 
 
 def complaint_handlers(session: TenantSession) -> list[tuple[UUID, str]]:
-    """(account id, address) of every active account that handles complaints and has an address:
-    holders of the privacy_officer role, or of a custom role granting privacy.complaints.handle."""
-    handling_roles = select(RolePermission.role_id).where(
-        RolePermission.tenant_id == session.tenant_id,
-        RolePermission.permission == Permission.PRIVACY_COMPLAINTS_HANDLE.value,
-    )
-    accounts = session.scalars(
-        select(Account)
-        .join(AccountRole, (AccountRole.tenant_id == Account.tenant_id) & (AccountRole.account_id == Account.id))
-        .where(
-            Account.tenant_id == session.tenant_id,
-            Account.status == AccountStatus.ACTIVE,
-            Account.email.is_not(None),
-            or_(
-                AccountRole.builtin_role == BuiltinRole.PRIVACY_OFFICER.value,
-                AccountRole.custom_role_id.in_(handling_roles),
-            ),
-        )
-        .distinct()
-        .order_by(Account.id)
-    ).all()
-    found = []
-    for account in accounts:
-        address = _account_email(session, account)
-        if address:
-            found.append((account.id, address))
-    return found
+    """(account id, address) of every active account that handles complaints and has an address: holders of
+    privacy.complaints.handle through any role (the privacy officer's, or a custom one)."""
+    return holders_to_mail(session, Permission.PRIVACY_COMPLAINTS_HANDLE)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -594,14 +569,6 @@ def _patron_account(session: TenantSession, actor: Principal) -> Account:
 def _patron_email(session: TenantSession, patron: Patron) -> str | None:
     # None when erased, or when the address is a self-registration's not yet confirmed by its owner.
     return library.email_on_file(session, patron)
-
-
-def _account_email(session: TenantSession, account: Account) -> str | None:
-    try:
-        key = session.keyring.subject_key(session.tenant_id, account.id)
-    except KeyDestroyed:
-        return None
-    return decrypt_field(key, session.tenant_id, "accounts", "email", account.id, account.email)
 
 
 def _seal(session: TenantSession, complaint_id: UUID, column: str, value: str) -> bytes:

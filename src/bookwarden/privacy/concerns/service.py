@@ -27,25 +27,24 @@ from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
 from pydantic import BaseModel
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, select
 
-from bookwarden.access.roles.models import AccountRole, RolePermission
 from bookwarden.access.roles.notices import security_contacts
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action, Outcome
 from bookwarden.core.authorize import authorize
 from bookwarden.core.errors import Forbidden, InvalidInput, NotFound
-from bookwarden.core.permissions import BUILTIN_PERMISSIONS, Permission
+from bookwarden.core.permissions import Permission
 from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.core.sensitive import check_fields
 from bookwarden.core.text import LINES
 from bookwarden.crypto.derive import KeyPurpose, derive
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
-from bookwarden.crypto.keyring import KeyDestroyed
 from bookwarden.crypto.master import MasterKeys
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.identity import throttle
-from bookwarden.identity.models import Account, AccountKind, AccountStatus
+from bookwarden.identity.accounts.service import account_address, holders_to_mail
+from bookwarden.identity.models import Account, AccountKind
 from bookwarden.identity.signin import service as signin
 from bookwarden.notify.models import MailCategory
 from bookwarden.notify.service import ADDRESS, mail_time, queue_mail
@@ -146,7 +145,7 @@ def report_own(
     account = session.get(Account, (session.tenant_id, actor.id)) if actor.kind is PrincipalKind.ACCOUNT else None
     if account is None or account.kind is not AccountKind.PATRON:
         raise Forbidden("only a patron signed in to their own account reports this way; others use the open form")
-    contact = contact_email or _account_email(session, account)
+    contact = contact_email or account_address(session, account)
     if not contact:
         raise InvalidInput("contact_email: your account has no address on file; give one to be answered at")
     concern = _receive(session, kind, ConcernChannel.PATRON, description, contact, account.id, actor)
@@ -232,28 +231,7 @@ def _tell_institution(session: TenantSession, concern: Concern) -> int:
 def recipients(session: TenantSession) -> list[str]:
     """Who hears of a report: the security contacts, and every active account holding privacy.concerns.handle
     (through a built-in role that grants it, or a custom role), each address once."""
-    builtin = [role.value for role, held in BUILTIN_PERMISSIONS.items() if Permission.PRIVACY_CONCERNS_HANDLE in held]
-    custom = select(RolePermission.role_id).where(
-        RolePermission.tenant_id == session.tenant_id,
-        RolePermission.permission == Permission.PRIVACY_CONCERNS_HANDLE.value,
-    )
-    accounts = session.scalars(
-        select(Account)
-        .join(AccountRole, (AccountRole.tenant_id == Account.tenant_id) & (AccountRole.account_id == Account.id))
-        .where(
-            Account.tenant_id == session.tenant_id,
-            Account.status == AccountStatus.ACTIVE,
-            Account.email.is_not(None),
-            or_(AccountRole.builtin_role.in_(builtin), AccountRole.custom_role_id.in_(custom)),
-        )
-        .distinct()
-        .order_by(Account.id)
-    ).all()
-    found = list(security_contacts(session))
-    for account in accounts:
-        address = _account_email(session, account)
-        if address:
-            found.append(address)
+    found = [*security_contacts(session), *(a for _, a in holders_to_mail(session, Permission.PRIVACY_CONCERNS_HANDLE))]
     return list(dict.fromkeys(a.strip().lower() for a in found))
 
 
@@ -323,16 +301,6 @@ def _admit(db: Database, source_address: str) -> None:
         details = {"channel": ConcernChannel.ANONYMOUS.value, "reason": "too many reports from this address"}
         audit.record_now(db, Action.CONCERN_REPORTED, (TARGET, None), outcome=Outcome.DENIED, details=details)
         raise
-
-
-def _account_email(session: TenantSession, account: Account) -> str | None:
-    if account.email is None:
-        return None
-    try:
-        key = session.keyring.subject_key(session.tenant_id, account.id)
-    except KeyDestroyed:
-        return None
-    return decrypt_field(key, session.tenant_id, "accounts", "email", account.id, account.email)
 
 
 def _seal(session: TenantSession, concern_id: UUID, column: str, value: str) -> bytes:
