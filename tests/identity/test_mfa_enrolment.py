@@ -478,6 +478,8 @@ def test_mfa_reset_needs_accounts_manage_and_is_not_for_ones_own_account(browser
 
 # -- who may call the self-service routes --------------------------------------------------
 
+# A fixed id (not uuid4 at import): parallel workers must collect the same test names.
+NO_SUCH_KEY = uuid.UUID(int=0xB00C)
 SELF_SERVICE = [
     ("post", f"{ME}/totp", None),
     ("post", f"{ME}/totp/confirm", {"code": "123456"}),
@@ -486,8 +488,8 @@ SELF_SERVICE = [
     ("post", f"{ME}/webauthn/options", None),
     ("post", KEYS, {"credential": {}, "name": "k"}),
     ("get", KEYS, None),
-    ("patch", f"{KEYS}/{uuid.uuid4()}", {"name": "k"}),
-    ("delete", f"{KEYS}/{uuid.uuid4()}", None),
+    ("patch", f"{KEYS}/{NO_SUCH_KEY}", {"name": "k"}),
+    ("delete", f"{KEYS}/{NO_SUCH_KEY}", None),
 ]
 
 
