@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg
 import typer
 
 from bookwarden.audit.events import Action
@@ -9,7 +10,7 @@ from bookwarden.console import command, command_succeeded, connect, err, record_
 from bookwarden.core.config import Settings, get_settings
 from bookwarden.core.permissions import Permission
 from bookwarden.crypto.master import load_master_keys
-from bookwarden.db import provision
+from bookwarden.db import distribution, provision
 from bookwarden.db.migrate import migrate
 from bookwarden.db.provision import libpq
 from bookwarden.db.server import admin_url, stop_embedded
@@ -53,6 +54,20 @@ def db_stop() -> None:
     connect().dispose()  # its connections end now rather than be cut by the shutdown
     stopped = stop_embedded(settings.resolved_home / "pg")
     err.print("embedded server stopped" if stopped else "embedded server was not running")
+
+
+@command(db_app, "distribution-plan", Permission.PLATFORM_DATABASE_MANAGE)
+def db_distribution_plan() -> None:
+    """Print the Citus statements that distribute every tenant table by tenant_id (co-located) and make platform
+    tables reference tables, generated from the live catalog. Exits 1 when a table would block distribution."""
+    settings = get_settings()
+    urls = provision.database_urls(admin_url(settings), settings.database_name, load_master_keys(settings).current)
+    with psycopg.connect(libpq(urls.owner)) as conn:
+        plan = distribution.plan(distribution.read_tables(conn))
+    print(plan.script(), end="")
+    if plan.blockers:
+        err.print(f"[red]{len(plan.blockers)} table(s) would block distribution[/red]")
+        raise typer.Exit(1)
 
 
 def _migrated_urls(settings: Settings):
