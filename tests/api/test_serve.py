@@ -4,14 +4,20 @@ local client cannot choose the source address that keys the throttles and is wri
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 import uvicorn
 from pydantic import ValidationError
@@ -22,9 +28,10 @@ from bookwarden.api.app import create_app
 from bookwarden.api.cli import server_options
 from bookwarden.core.config import Settings, get_settings
 from bookwarden.core.permissions import LIBRARY_READ
+from bookwarden.db import provision
 from bookwarden.db.session import tenant_session
 from bookwarden.identity.tokens import service as tokens
-from tests.e2e.test_cli import cli_env  # noqa: F401 - fixture
+from tests.e2e.test_cli import BOOKWARDEN, cli_env  # noqa: F401 - fixture
 from tests.helpers import security_header_faults
 
 FORGED = "203.0.113.77"
@@ -122,3 +129,67 @@ def test_serve_gives_uvicorn_these_options(cli_env, monkeypatch):  # noqa: F811 
 def test_a_trusted_proxy_must_be_an_address_or_a_network(value):
     with pytest.raises(ValidationError, match="BOOKWARDEN_TRUSTED_PROXIES"):
         Settings(trusted_proxies=value)
+
+
+def _spawned_workers(pid: int) -> list[int]:
+    """The worker processes uvicorn's supervisor `pid` spawned (multiprocessing's spawn children)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    spawned = []
+    for child in children:
+        with contextlib.suppress(FileNotFoundError):  # a child may end between the two reads
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                spawned.append(int(child))
+    return spawned
+
+
+def test_serve_runs_several_processes_and_lets_in_flight_requests_finish(cli_env, reader, database_urls):  # noqa: F811
+    _, token = reader
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [*BOOKWARDEN, "serve", "--workers", "2", "--port", str(port)],
+        env=os.environ | cli_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        deadline = time.monotonic() + 180  # each worker imports the whole app: slow on a loaded machine
+        while True:
+            assert server.poll() is None and time.monotonic() < deadline, server.stderr.read().decode()[-2000:]
+            try:
+                if httpx.get(f"{url}/healthz", timeout=5).status_code == 200 and len(_spawned_workers(server.pid)) == 2:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        workers = _spawned_workers(server.pid)
+        assert all(httpx.get(f"{url}/api/v1/patrons", headers=headers).status_code == 200 for _ in range(20))
+
+        # A request held in flight by a lock on the table it reads, while the server is told to stop.
+        with psycopg.connect(provision.libpq(database_urls.owner)) as holder:
+            holder.execute("LOCK TABLE patrons IN ACCESS EXCLUSIVE MODE")
+            answers: list[int] = []
+            request = threading.Thread(
+                target=lambda: answers.append(
+                    httpx.get(f"{url}/api/v1/patrons", headers=headers, timeout=60).status_code
+                )
+            )
+            request.start()
+            time.sleep(1.0)  # the request is inside the server, waiting on the lock
+            server.send_signal(signal.SIGTERM)
+            time.sleep(1.0)
+            assert server.poll() is None, "the server must wait for its in-flight request"
+            with pytest.raises(httpx.TransportError):  # ... but takes no new ones
+                httpx.get(f"{url}/healthz", timeout=2)
+            holder.rollback()  # the lock goes; the request completes
+        request.join(timeout=30)
+        assert answers == [200]
+        assert server.wait(timeout=30) == 0
+        assert not any(Path(f"/proc/{w}").exists() for w in workers)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()

@@ -8,6 +8,7 @@ import re
 import secrets
 import time
 import uuid
+from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI, Request, Response
@@ -21,10 +22,11 @@ from bookwarden.api import docs, problems
 from bookwarden.api.bodies import RequestBodies
 from bookwarden.api.headers import SecurityHeaders, is_https
 from bookwarden.audit import record as audit
-from bookwarden.core.config import Settings
+from bookwarden.core import logs
+from bookwarden.core.config import Settings, get_settings
 from bookwarden.core.errors import Unauthenticated
 from bookwarden.core.sensitive import find_sensitive
-from bookwarden.db.session import Database, platform_session
+from bookwarden.db.session import Database, connect, platform_session
 
 log = structlog.get_logger()
 REQUEST_ID = re.compile(r"^[A-Za-z0-9-]{8,64}$")
@@ -65,6 +67,24 @@ class BookwardenApp(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
         # Outside everything, Starlette's error middleware included: a 500 carries the headers too.
         return SecurityHeaders(super().build_middleware_stack(), https=is_https(self.state.settings.public_url))
+
+
+def from_environment() -> FastAPI:
+    """The app of one `bookwarden serve` worker process: its own settings, logging and connection pools."""
+    settings = get_settings()
+    logs.configure(settings.log_level)
+    db = connect(settings)
+    app = create_app(db, settings)
+    running = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        async with running(app) as state:
+            yield state
+        db.dispose()  # after the last in-flight request: the server's connections end now, not at a timeout
+
+    app.router.lifespan_context = lifespan
+    return app
 
 
 def create_app(db: Database, settings: Settings) -> FastAPI:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
 import uvicorn
 
 from bookwarden import demo as demo_data
-from bookwarden.api.app import create_app
 from bookwarden.audit.events import Action
 from bookwarden.console import command, connect, out, record_action
 from bookwarden.core import logs
@@ -23,13 +23,32 @@ groups = (commands,)
 
 
 @command(commands, "serve", Permission.PLATFORM_SERVICES_RUN, unmapped=True)
-def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run the HTTP API."""
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=256, help="HTTP processes (default: one per CPU)")] = 0,
+) -> None:
+    """Run the HTTP API: N processes sharing the port, each with its own connection pools (see README)."""
 
     settings = get_settings()
     logs.configure(settings.log_level)
-    record_action(Action.SERVICE_STARTED, service="api", host=host, port=port)
-    uvicorn.run(create_app(connect(), settings), host=host, port=port, **server_options(settings))
+    workers = workers or os.cpu_count() or 1
+    record_action(Action.SERVICE_STARTED, service="api", host=host, port=port, workers=workers)
+    # An import string and a factory, so each worker process builds its own app, pools and caches after the fork
+    # (connections must never be shared across processes). SIGTERM: no new connections, in-flight requests finish
+    # (up to the graceful timeout), then each worker disposes of its pools.
+    uvicorn.run(
+        "bookwarden.api.app:from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
+        # The supervisor restarts a worker that misses its pings for this long: a worker still importing the app
+        # on a busy machine is slow, not dead, and killing it would only start the wait again.
+        timeout_worker_healthcheck=60,
+        **server_options(settings),
+    )
 
 
 def server_options(settings: Settings) -> dict:

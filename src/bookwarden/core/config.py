@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     )
     database_name: str = "bookwarden"
     pool_size: int = 10
+    graceful_shutdown_seconds: int = 30  # how long `serve` lets in-flight requests finish on SIGTERM
     subject_key_cache_size: int = 200_000
     monitor_tuning: dict[str, dict[str, str | int]] = Field(
         default_factory=dict,
