@@ -67,7 +67,7 @@ from bookwarden.backup.stream import create_private
 from bookwarden.core.authorize import authorize
 from bookwarden.core.canonical import canonical_json
 from bookwarden.core.config import Settings
-from bookwarden.core.errors import Conflict, InvalidInput, NotFound
+from bookwarden.core.errors import BookwardenError, Conflict, InvalidInput, NotFound
 from bookwarden.core.permissions import Permission
 from bookwarden.core.principal import SYSTEM, Principal
 from bookwarden.crypto.derive import KeyPurpose, derive
@@ -76,7 +76,6 @@ from bookwarden.crypto.master import MasterKeys
 from bookwarden.db.provision import keyring_database
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.identity.accounts.service import holders_to_mail
-from bookwarden.identity.links import InvalidLink
 from bookwarden.library.export import every_patron
 from bookwarden.notify.delivery import send_to_operators
 from bookwarden.notify.models import MailCategory
@@ -91,6 +90,18 @@ EXPORT_FILE = "export.zip"
 ADMINISTRATORS = Permission.ACCOUNTS_MANAGE
 # A test hook: called with the name of each point a run can die at; raising there is a crash at that point.
 Fault = Callable[[str], None]
+
+
+class ExportLinkInvalid(BookwardenError):
+    """The one answer for every export link that cannot be used, whatever the reason."""
+
+    slug, status, title = "invalid-link", 401, "Link not valid"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this export link cannot be used: it has expired, was not sent by us, or the export was destroyed or "
+            "cancelled; ask the platform operator"
+        )
 
 
 def _nothing(point: str) -> None:
@@ -741,18 +752,18 @@ def open_export(db: Database, settings: Settings, token: str, now: datetime | No
         payload = base64.urlsafe_b64decode(text_payload + "=" * (-len(text_payload) % 4))
         mac = base64.urlsafe_b64decode(text_mac + "=" * (-len(text_mac) % 4))
     except (ValueError, binascii.Error):
-        raise InvalidLink("this export link is not valid") from None
+        raise ExportLinkInvalid() from None
     expected = hmac.new(_link_key(db.master), payload, hashlib.sha256).digest()
     if not hmac.compare_digest(mac, expected) or _b64(payload) != text_payload:
-        raise InvalidLink("this export link is not valid")
+        raise ExportLinkInvalid()
     claims = json.loads(payload)
     if claims["exp"] <= int((now or datetime.now(UTC)).timestamp()):
-        raise InvalidLink("this export link has expired; ask the platform operator")
+        raise ExportLinkInvalid()
     with platform_session(db) as session:
         row = session.get(Offboarding, UUID(claims["offboarding"]))
         path = export_dir(settings, row.id) / EXPORT_FILE if row is not None else None
         if row is None or row.state != OffboardingState.EXPORTED or not path.exists():
-            raise InvalidLink("this export is no longer available")
+            raise ExportLinkInvalid()
         record(session, Action.OFFBOARDING_EXPORT_DOWNLOADED, (TARGET, row.id), details={"bytes": row.export_bytes})
         session.expunge(row)
     return row, path
