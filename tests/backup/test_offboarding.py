@@ -125,7 +125,13 @@ def _state(db, offboarding_id) -> Offboarding:
     return row
 
 
+def _drop_later_feature(admin_url) -> None:
+    with psycopg.connect(snapshot.url_of(admin_url, TEST_DATABASE), autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS later_feature")
+
+
 def test_an_offboarding_destroys_everything_of_the_institution_and_nothing_of_another(
+    request,
     committed_db,
     committed_tenant,
     settings,
@@ -138,6 +144,11 @@ def test_an_offboarding_destroys_everything_of_the_institution_and_nothing_of_an
     other = committed_tenant()
     with tenant_session(committed_db, other) as session:
         kept = [library.create(session, library.PATRONS, schemas.PatronCreate(name=f"Stays {n}")).id for n in range(3)]
+    # A table added after this code was written (by a later migration) is found in the catalogue too.
+    with psycopg.connect(snapshot.url_of(admin_url, TEST_DATABASE), autocommit=True) as conn:
+        conn.execute("CREATE TABLE later_feature (tenant_id uuid NOT NULL, note text)")
+        conn.execute("INSERT INTO later_feature VALUES (%s, 'theirs'), (%s, 'kept')", (tenant_id, other))
+    request.addfinalizer(lambda: _drop_later_feature(admin_url))
     other_before = _counts(admin_url, other)
     create_backup(committed_db, BACKUPS, settings, admin_url, BackupKind.KEYRING)
     tenant_backup = create_backup(committed_db, BACKUPS, settings, admin_url, BackupKind.TENANT, tenant_id)
@@ -172,6 +183,7 @@ def test_an_offboarding_destroys_everything_of_the_institution_and_nothing_of_an
     assert any("being destroyed now" in m.message["Subject"] for m in _delivered(committed_db, smtp_server))
     assert _counts(admin_url, tenant_id) == {"tenants": 0}  # not a row with its tenant_id, anywhere
     assert _counts(admin_url, other) == other_before  # the other institution untouched
+    assert other_before[f"{TEST_DATABASE}.later_feature"] == 1
     with tenant_session(committed_db, other) as session:
         assert [library.read(session, library.PATRONS, p).name for p in kept] == [f"Stays {n}" for n in range(3)]
     assert not (settings.resolved_home / "tenants" / str(tenant_id)).exists()
@@ -188,6 +200,7 @@ def test_an_offboarding_destroys_everything_of_the_institution_and_nothing_of_an
     assert certificate["institution"]["id"] == str(tenant_id)
     assert certificate["requested"]["by"] == str(ASKER.person) and certificate["approved"]["by"] == str(CHECKER.person)
     assert certificate["destroyed"]["rows"]["data_tables"]["patrons"] == 5
+    assert certificate["destroyed"]["rows"]["data_tables"]["later_feature"] == 1
     assert certificate["destroyed"]["keys"]["subject_keys"] >= 7  # the institution's own, the account, 5 patrons
     assert (
         certificate["destroyed"]["files"]["files"] >= 2

@@ -403,13 +403,15 @@ def _export(db: Database, settings: Settings, admin: URL, row: Offboarding, now:
     fault("export.mailed")
     with platform_session(db) as session:
         locked = _locked(session, row.id)
-        if locked.state != OffboardingState.APPROVED:
-            return  # cancelled meanwhile: cancel wiped what it found; this run's export goes the same way
-        locked.export_sha256, locked.export_bytes = digest, size
-        locked.link_expires_at, locked.grace_ends_at = link_expires, grace_ends
-        locked.state = OffboardingState.EXPORTED
-        details = {"bytes": size, "sha256": digest, "tables": tables, "grace_ends_at": grace_ends.isoformat()}
-        record(session, Action.OFFBOARDING_EXPORTED, (TARGET, row.id), details=details, actor=SYSTEM)
+        cancelled = locked.state != OffboardingState.APPROVED
+        if not cancelled:
+            locked.export_sha256, locked.export_bytes = digest, size
+            locked.link_expires_at, locked.grace_ends_at = link_expires, grace_ends
+            locked.state = OffboardingState.EXPORTED
+            details = {"bytes": size, "sha256": digest, "tables": tables, "grace_ends_at": grace_ends.isoformat()}
+            record(session, Action.OFFBOARDING_EXPORTED, (TARGET, row.id), details=details, actor=SYSTEM)
+    if cancelled:  # cancelled while this run wrote it: the export goes as cancel's would have
+        wipe.wipe_tree(directory, method)
 
 
 def write_export(db: Database, admin: URL, tenant_id: UUID, path: Path) -> int:
