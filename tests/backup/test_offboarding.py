@@ -41,6 +41,7 @@ from bookwarden.jobs.worker import Worker
 from bookwarden.library import records as library
 from bookwarden.library import schemas
 from tests.conftest import TEST_DATABASE
+from tests.e2e.test_cli import cli_env  # noqa: F401 - the console pointed at the test database
 from tests.helpers import grant
 
 
@@ -442,3 +443,34 @@ def test_the_dod_method_verifies_its_last_pass(tmp_path, monkeypatch):
     monkeypatch.setattr(wipe, "_write_pass", lossy)
     with pytest.raises(wipe.WipeFailed):
         wipe.overwrite(path, wipe.DOD_3PASS)
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_the_console_resumes_an_offboarding_that_died_and_hands_out_its_certificate(
+    committed_db, admin_url, institution, smtp_server, tmp_path
+):
+    from bookwarden.cli import app
+    from bookwarden.core.config import get_settings
+
+    tenant_id, _, _ = institution
+    settings = get_settings()  # the console's own settings
+    row = _asked_and_approved(committed_db, settings, tenant_id, grace_days=0)
+
+    def crash(at: str) -> None:
+        if at == "rows.deleted":
+            raise Crash(at)
+
+    with pytest.raises(Crash):
+        offboarding.advance(committed_db, settings, admin_url, row.id, fault=crash)
+
+    resumed = CliRunner().invoke(app, ["tenant", "offboard", str(tenant_id), "--resume"], catch_exceptions=False)
+
+    assert resumed.exit_code == 0, resumed.output
+    assert _state(committed_db, row.id).state == OffboardingState.CERTIFIED
+    path = tmp_path / "certificate.json"
+    shown = CliRunner().invoke(app, ["certificate", "show", str(row.id), "--out", str(path)], catch_exceptions=False)
+    assert shown.exit_code == 0, shown.output
+    public = signing.encode_public_key(signing.load_signing_key(settings).public)
+    verified = CliRunner().invoke(app, ["certificate", "verify", str(path), "--public-key", public])
+    assert verified.exit_code == 0, verified.output
+    assert str(tenant_id) in verified.output
