@@ -730,8 +730,9 @@ def _iso(moment: datetime | None) -> str | None:
 # -- the export link ------------------------------------------------------------------------------
 
 
-def _link_key(master: MasterKeys) -> bytes:
-    return derive(master.current, KeyPurpose.OFFBOARDING_EXPORT_LINK)
+def link_key(master_key: bytes) -> bytes:
+    """The key export links are signed with: derived from the master key for this purpose only."""
+    return derive(master_key, KeyPurpose.OFFBOARDING_EXPORT_LINK)
 
 
 def _b64(raw: bytes) -> str:
@@ -741,7 +742,7 @@ def _b64(raw: bytes) -> str:
 def export_token(master: MasterKeys, offboarding_id: UUID, expires: datetime) -> str:
     """`payload.mac`: the offboarding and the expiry, HMAC-SHA256 under a key for this purpose only."""
     payload = canonical_json({"offboarding": str(offboarding_id), "exp": int(expires.timestamp())})
-    return f"{_b64(payload)}.{_b64(hmac.new(_link_key(master), payload, hashlib.sha256).digest())}"
+    return f"{_b64(payload)}.{_b64(hmac.new(link_key(master.current), payload, hashlib.sha256).digest())}"
 
 
 def open_export(db: Database, settings: Settings, token: str, now: datetime | None = None) -> tuple[Offboarding, Path]:
@@ -755,7 +756,7 @@ def open_export(db: Database, settings: Settings, token: str, now: datetime | No
         mac = base64.urlsafe_b64decode(text_mac + "=" * (-len(text_mac) % 4))
     except (ValueError, binascii.Error):
         raise ExportLinkInvalid() from None
-    expected = hmac.new(_link_key(db.master), payload, hashlib.sha256).digest()
+    expected = hmac.new(link_key(db.master.current), payload, hashlib.sha256).digest()
     if not hmac.compare_digest(mac, expected) or _b64(payload) != text_payload:
         raise ExportLinkInvalid()
     claims = json.loads(payload)
