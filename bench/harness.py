@@ -65,6 +65,7 @@ class BenchEnv:
     home: Path  # tenant file areas (create_tenant makes one per tenant)
     server: str  # "embedded" or "external"
     cache_size: int  # the keyring's subject-key cache size in `db`
+    admin: URL | None = None  # the server's administrative role (backups read past row-level security)
 
     def owner_connection(self) -> psycopg.Connection:
         return psycopg.connect(provision.libpq(self.urls.owner), autocommit=True)
@@ -119,7 +120,7 @@ def bench_env(pool_size: int = DEFAULT_POOL_SIZE, cache_size: int = DEFAULT_CACH
                 db = Database.open(urls, master, pool_size=pool_size, cache_size=cache_size)
                 try:
                     yield BenchEnv(db=db, urls=urls, master=master, home=scratch / "home", server=server,
-                                   cache_size=cache_size)
+                                   cache_size=cache_size, admin=admin)
                 finally:
                     db.dispose()
             finally:

@@ -24,9 +24,14 @@ def root() -> typer.Typer:
         no_args_is_help=True,
     )
     app.callback()(console.start_run)
+    named: dict[str, typer.Typer] = {}
     for module in areas.modules("cli"):
         for group in module.groups:
-            if isinstance(group.info.name, str):  # a named group: `bookwarden <group> <command>`
+            if isinstance(group.info.name, str) and group.info.name in named:
+                # A higher area adding commands to a lower one's group (`tenant offboard` from backup/).
+                named[group.info.name].registered_commands.extend(group.registered_commands)
+            elif isinstance(group.info.name, str):  # a named group: `bookwarden <group> <command>`
+                named[group.info.name] = group
                 app.add_typer(group, name=group.info.name)
             else:  # an area's root-level commands (`bookwarden serve`): registered on the root itself
                 app.registered_commands.extend(group.registered_commands)

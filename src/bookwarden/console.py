@@ -295,7 +295,8 @@ def _group_name(group: typer.Typer, parent: typer.Typer | None = None) -> str | 
         inner = _group_name(group, info.typer_instance)
         if inner is not None:
             return f"{info.name} {inner}"
-    return None
+    # A group whose commands were merged into another area's group of the same name (cli.root).
+    return group.info.name if parent is None and isinstance(group.info.name, str) else None
 
 
 class Verdict(typer.Exit):

@@ -14,6 +14,7 @@ from bookwarden.core.config import Settings
 from bookwarden.db.session import tenant_session
 from bookwarden.library import records as library
 from bookwarden.library import schemas
+from tests.e2e.test_notify import smtp_server  # noqa: F401 - the real aiosmtpd server fixture
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import select
 
 from bookwarden.backup import manifest as backup_manifest
+from bookwarden.backup import offboarding
 from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole
 from bookwarden.crypto.derive import KeyPurpose, derive
 from bookwarden.crypto.keyring import blind_index
@@ -203,6 +204,14 @@ KNOWN_ANSWERS = [
         None,
         lambda: backup_manifest.wrapping_key(MASTER).hex(),
         "727276d9d7dafe7e9c9f7e9bbab9e8cbe071cab339a3d62322f5a3d28416d0ae",
+    ),
+    # Added with offboarding (backup/offboarding.py): signs the links to final exports; pinned from its first
+    # version, since a link already mailed must keep working until it expires.
+    (
+        KeyPurpose.OFFBOARDING_EXPORT_LINK,
+        None,
+        lambda: offboarding.link_key(MASTER).hex(),
+        "5adec8d35a6dfdcd5060cdf787b88d31c7946d9f83ad39e7a34fa4755c719ea9",
     ),
 ]
 

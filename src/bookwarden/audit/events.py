@@ -274,6 +274,18 @@ class Action(enum.StrEnum):
     BACKUP_DRILLS_LISTED = "backup.drills_listed"
     BACKUP_RESTORED = "backup.restored"  # which backup, into which database
     BACKUP_REMOVED = "backup.removed"  # expired under retention
+    # Offboarding (backup/offboarding.py): each step in the platform chain, the notices in the institution's.
+    OFFBOARDING_REQUESTED = "offboarding.requested"
+    OFFBOARDING_APPROVED = "offboarding.approved"
+    OFFBOARDING_EXPORTED = "offboarding.exported"  # the final export made, its link mailed
+    OFFBOARDING_EXPORT_DOWNLOADED = "offboarding.export_downloaded"
+    OFFBOARDING_CANCELLED = "offboarding.cancelled"
+    OFFBOARDING_KEYS_DESTROYED = "offboarding.keys_destroyed"
+    OFFBOARDING_ROWS_DELETED = "offboarding.rows_deleted"  # per table counts
+    OFFBOARDING_FILES_WIPED = "offboarding.files_wiped"  # method, files, bytes
+    OFFBOARDING_CERTIFIED = "offboarding.certified"  # the certificate of destruction issued
+    OFFBOARDING_LISTED = "offboarding.listed"
+    OFFBOARDING_CERTIFICATE_READ = "offboarding.certificate_read"
     # The trail itself.
     AUDIT_SEARCHED = "audit.searched"
     AUDIT_EXPORTED = "audit.exported"

@@ -1,4 +1,5 @@
-"""`bookwarden backup`: take, list, drill, restore and expire backups."""
+"""`bookwarden backup`: take, list, drill, restore and expire backups. `bookwarden tenant offboard...`: an
+institution's offboarding (merged into the tenant group). `bookwarden certificate`: certificates of destruction."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 from rich.table import Table
 
+from bookwarden.audit.signing import decode_public_key
 from bookwarden.backup import drill as drills
-from bookwarden.backup import service
+from bookwarden.backup import offboarding, service
+from bookwarden.backup.certificate import verify_certificate
 from bookwarden.backup.models import BackupKind, DrillOutcome
 from bookwarden.console import (
     Verdict,
@@ -30,7 +33,9 @@ from bookwarden.db.server import admin_url
 from bookwarden.db.session import platform_session
 
 backup_app = typer.Typer(name="backup", help="Backups, restore drills and restores.", no_args_is_help=True)
-groups = (backup_app,)
+tenant_app = typer.Typer(name="tenant", help="Institutions (tenants).", no_args_is_help=True)
+certificate_app = typer.Typer(name="certificate", help="Certificates of destruction.", no_args_is_help=True)
+groups = (backup_app, tenant_app, certificate_app)
 
 
 def _backup_table(backups) -> Table:
@@ -165,3 +170,130 @@ def backup_expire() -> None:
     settings = get_settings()
     removed = service.expire_backups(connect(), settings, admin_url(settings))
     out.print(f"{len(removed)} backups removed")
+
+
+# -- offboarding -----------------------------------------------------------------------------------
+
+
+def _offboarding_table(rows) -> Table:
+    table = Table("id", "institution", "state", "method", "grace days", "requested", "grace ends", "finished")
+    for row in rows:
+        table.add_row(
+            str(row.id),
+            row.institution_slug,
+            str(row.state),
+            row.wipe_method,
+            str(row.grace_days),
+            when(row.requested_at),
+            when(row.grace_ends_at),
+            when(row.finished_at),
+        )
+    return table
+
+
+def _carry_on(offboarding_id) -> None:
+    settings = get_settings()
+    row = offboarding.advance(connect(), settings, admin_url(settings), offboarding_id)
+    out.print(_offboarding_table([row]))
+
+
+@command(tenant_app, "offboard", Permission.PLATFORM_TENANTS_OFFBOARD)
+def tenant_offboard(
+    tenant: Annotated[str, typer.Argument(help="the institution (id or slug); with --resume, or the offboarding id")],
+    grace_days: Annotated[int | None, typer.Option(help="days between the final export and destruction")] = None,
+    method: Annotated[str | None, typer.Option(help="nist-800-88-clear (one pass) or dod-5220.22-m")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="carry an offboarding under way on now")] = False,
+) -> None:
+    """Ask for an institution's offboarding (another operator approves: `tenant offboard-approve`); its
+    administrators are told. With --resume, carry the institution's offboarding on from its last step."""
+    db = connect()
+    if resume:
+        with platform_session(db) as session:
+            found = offboarding.open_offboarding(session, console_principal(), tenant)
+        _carry_on(found.id)
+        return
+    row = offboarding.request_offboarding(
+        db, console_principal(), get_settings(), tenant, grace_days=grace_days, wipe_method=method
+    )
+    err.print("asked; another operator approves with: bookwarden tenant offboard-approve " + str(row.id))
+    out.print(_offboarding_table([row]))
+
+
+@command(tenant_app, "offboard-approve", Permission.PLATFORM_TENANTS_OFFBOARD)
+def tenant_offboard_approve(offboarding_id: str) -> None:
+    """Approve an offboarding another operator asked; its final export is made and mailed at once."""
+    chosen = uuid_option("OFFBOARDING_ID", offboarding_id)
+    offboarding.approve_offboarding(connect(), console_principal(), chosen)
+    _carry_on(chosen)
+
+
+@command(tenant_app, "offboard-cancel", Permission.PLATFORM_TENANTS_OFFBOARD)
+def tenant_offboard_cancel(offboarding_id: str) -> None:
+    """Cancel an offboarding before its grace period ends: the export is wiped, the institution resumed."""
+    chosen = uuid_option("OFFBOARDING_ID", offboarding_id)
+    row = offboarding.cancel_offboarding(connect(), console_principal(), get_settings(), chosen)
+    out.print(_offboarding_table([row]))
+
+
+@command(tenant_app, "offboardings", Permission.PLATFORM_TENANTS_OFFBOARD)
+def tenant_offboardings() -> None:
+    """Offboardings, newest first: state, method, grace period."""
+    with platform_session(connect()) as session:
+        out.print(_offboarding_table(offboarding.list_offboardings(session, console_principal())))
+
+
+@command(certificate_app, "show", Permission.PLATFORM_TENANTS_OFFBOARD)
+def certificate_show(
+    offboarding_id: str,
+    output: Annotated[Path | None, typer.Option("--out", help="write it to this file (default: standard output)")] = (
+        None
+    ),
+) -> None:
+    """An offboarding's signed certificate of destruction, byte for byte as issued."""
+    chosen = uuid_option("OFFBOARDING_ID", offboarding_id)
+    with platform_session(connect()) as session:
+        document = offboarding.read_certificate(session, console_principal(), chosen)
+    if output is None:
+        print(document.decode())
+    else:
+        output.write_bytes(document)
+        err.print(f"written to {output}")
+
+
+@certificate_app.command("verify")
+def certificate_verify(
+    file: Path,
+    public_key: Annotated[
+        list[str] | None,
+        typer.Option(help="the platform's public key (base64, `bookwarden audit public-key`); repeatable"),
+    ] = None,
+) -> None:
+    """Verify a certificate of destruction offline: exit 0 when it is intact and signed, 1 when not.
+
+    Needs no database and no permission (declares none, records nothing): only the file, and the key.
+    """
+    pinned = [decode_public_key(k) for k in public_key] if public_key else None
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise fail(f"{file}: {exc.strerror}") from None
+    found = verify_certificate(data, pinned)
+    for note in found.notes:
+        err.print(note)
+    if not found.valid:
+        for problem in found.problems:
+            print(f"INVALID: {problem}")
+        raise typer.Exit(1)
+    c = found.certificate
+    window = c["decryptable_from_backups_until"] or "never (no keyring backup held its keys)"
+    print(
+        f"valid: certificate {c['id']} of the destruction of {c['institution']['name']} ({c['institution']['id']}), "
+        f"keys destroyed {c['destroyed']['keys']['at']}, signed by key {found.key_id}; "
+        f"decryptable from backups until {window}"
+    )
+
+
+# Commands that must run with no database at all, so declare no permission and leave no event.
+OFFLINE = {
+    ("certificate", "verify"): "verifies a certificate file anywhere, trusting only the file and a given key",
+}

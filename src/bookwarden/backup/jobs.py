@@ -8,7 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from bookwarden.backup import drill as drills
-from bookwarden.backup import service
+from bookwarden.backup import offboarding, service
 from bookwarden.backup.models import BackupDrill, BackupKind
 from bookwarden.core.config import get_settings
 from bookwarden.db.server import admin_url
@@ -17,6 +17,8 @@ from bookwarden.jobs.service import handler, schedule
 from bookwarden.notify.delivery import send_to_operators
 
 DAILY = timedelta(days=1)
+HOURLY = timedelta(hours=1)
+OFFBOARDING_JOB = "backup.offboarding"
 PLATFORM_JOB, KEYRING_JOB, DRILL_JOB, RETENTION_JOB = (
     "backup.platform",
     "backup.keyring",
@@ -49,6 +51,14 @@ def _retention(db: Database, payload: dict[str, Any]) -> None:
     service.expire_backups(db, settings, admin_url(settings))
 
 
+@handler(OFFBOARDING_JOB)
+def _offboarding(db: Database, payload: dict[str, Any]) -> None:
+    """Carry every open offboarding on: an approval taken, an export made, a grace period's end acted on,
+    a run that died resumed."""
+    settings = get_settings()
+    offboarding.advance_all(db, settings, admin_url(settings))
+
+
 @handler(drills.ALERT_JOB)
 def _alert(db: Database, payload: dict[str, Any]) -> None:
     """Mail every operator address that a drill failed: which backup, which step, what it found.
@@ -78,3 +88,4 @@ def declare_schedules(db: Database) -> None:
     with platform_session(db) as session:
         for name in (PLATFORM_JOB, KEYRING_JOB, DRILL_JOB, RETENTION_JOB):
             schedule(session, name, name, DAILY)
+        schedule(session, OFFBOARDING_JOB, OFFBOARDING_JOB, HOURLY)

@@ -57,6 +57,20 @@ class Settings(BaseSettings):
         description="keyring backups are removed this many days after they were taken; an erased patron stays "
         "decryptable from backups at most this long after the erasure",
     )
+    offboarding_grace_days: int = Field(
+        default=30,
+        ge=0,
+        description="days between an offboarded institution's final export and the destruction of its data; an "
+        "operator can cancel until then",
+    )
+    offboarding_link_days: int = Field(
+        default=14, ge=1, description="days the link to an offboarded institution's final export works"
+    )
+    offboarding_wipe_method: str = Field(
+        default="nist-800-88-clear",
+        description="how an offboarded institution's files are overwritten: nist-800-88-clear (one pass) or "
+        "dod-5220.22-m (three passes, verified)",
+    )
     operator_alert_emails: str = Field(
         default="", description="comma-separated addresses mailed when a restore drill fails"
     )

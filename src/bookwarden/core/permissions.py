@@ -60,6 +60,8 @@ class Permission(enum.StrEnum):
     SELF_SERVICE = "self.service"
     # The platform (operator staff); none of these reaches a tenant's data.
     PLATFORM_TENANTS_MANAGE = "platform.tenants.manage"
+    # Ask for, approve (another person), run and cancel an institution's offboarding: its data destroyed.
+    PLATFORM_TENANTS_OFFBOARD = "platform.tenants.offboard"
     PLATFORM_GRANTS_REQUEST = "platform.grants.request"
     PLATFORM_GRANTS_BREAK_GLASS = "platform.grants.break_glass"
     PLATFORM_INCIDENTS_HANDLE = "platform.incidents.handle"
@@ -193,6 +195,7 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
             P.PLATFORM_DEMO_SEED,
             P.PLATFORM_BACKUPS_READ,
             P.PLATFORM_BACKUPS_MANAGE,
+            P.PLATFORM_TENANTS_OFFBOARD,
         }
     ),
     # Staff accounts are the CISO's to run (who may ask for grants, who may break glass), not ops'; so is a
@@ -205,6 +208,8 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
             P.PLATFORM_AUDIT_VERIFY,
             P.PLATFORM_BACKUPS_READ,
             P.PLATFORM_BACKUPS_RESTORE,
+            # The second person of an offboarding ops asked (or the first, approved by ops).
+            P.PLATFORM_TENANTS_OFFBOARD,
         }
     ),
     BuiltinRole.DPO: frozenset({P.PLATFORM_PRIVACY_OVERSIGHT}),

@@ -60,6 +60,8 @@ class KeyPurpose(enum.Enum):
     UNSUBSCRIBE_LINK = "bookwarden unsubscribe links", Method.HKDF_SHA256
     # Wraps each backup's own random key (backup/manifest.py); the master key itself is never in a backup.
     BACKUP_KEY_WRAP = "bookwarden backups: wrap backup keys", Method.HKDF_SHA256
+    # Signs the expiring link to an offboarded institution's final export (backup/offboarding.py).
+    OFFBOARDING_EXPORT_LINK = "bookwarden offboarding: export links", Method.HKDF_SHA256
 
     # --- from an address's throttle key (identity/throttle.py: address_key) ----------
     # Each keys a count of its own, so one kind of request from an address never uses up

@@ -227,3 +227,10 @@ def _record_failure(db, tenant_id, approval_id, fmt, sent, context, exc) -> None
     except Exception as again:
         # The export already failed; not being able to say so must not hide why, but it is loud.
         log.error("library.export_failure_not_recorded", error_type=type(again).__name__)
+
+
+def every_patron(session: TenantSession) -> Iterator[list[BaseModel]]:
+    """Every live patron of the institution, decrypted, a page at a time: the institution's own final export
+    when it leaves the platform (backup/offboarding.py). It goes back to the controller itself, not beyond
+    it, so no sharing gate leaves anyone out; the offboarding records it."""
+    return _pages(session, lambda _: True)

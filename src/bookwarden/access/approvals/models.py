@@ -68,6 +68,9 @@ class SensitiveAction(enum.StrEnum):
     CHANGE_RETENTION_POLICY = "change_retention_policy"
     # A staff-initiated erasure request: a second privacy officer approves it (privacy/requests/service.py).
     APPROVE_ERASURE_REQUEST = "approve_erasure_request"
+    # Offboarding an institution: its export, then its keys, rows and files destroyed (backup/offboarding.py).
+    # Asked and approved by two operators; kept in the institution's own queue, where its staff see it.
+    OFFBOARD_TENANT = "offboard_tenant"
 
 
 def require_approval(approval: ApprovalRequest | None, action: SensitiveAction, params: dict, what: str) -> None:
