@@ -36,7 +36,9 @@ def _(w):
 
 @route("POST", "/api/v1/operator/alerts/{alert_id}/close")
 def _(w):
-    return Call(w.operator, "POST", f"/api/v1/operator/alerts/{_alert(w.db)}/close", Action.ALERT_CLOSED, PLATFORM_CHAIN)
+    return Call(
+        w.operator, "POST", f"/api/v1/operator/alerts/{_alert(w.db)}/close", Action.ALERT_CLOSED, PLATFORM_CHAIN
+    )
 
 
 @route("GET", "/api/v1/alerts")

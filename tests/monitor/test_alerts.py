@@ -129,7 +129,9 @@ def test_raise_alert_groups_like_the_engines_and_refuses_an_unknown_severity(db,
 def test_an_alert_concerns_an_institution_only_when_every_event_does(db, tenant, other_tenant):
     with platform_session(db) as session:
         one = service.record_engine_alert(session, _detection(tenant=str(tenant.id)), QUIET)
-        platform = service.record_engine_alert(session, _detection(tenant="00000000-0000-0000-0000-000000000000"), QUIET)
+        platform = service.record_engine_alert(
+            session, _detection(tenant="00000000-0000-0000-0000-000000000000"), QUIET
+        )
     assert one.alert.institution_id == tenant.id
     assert platform.alert.institution_id is None
 
