@@ -220,3 +220,30 @@ def test_subscribers_hear_of_each_stored_alert(db):
         subscribers._callbacks.remove(callback)
         subscribers._callbacks.remove(broken)
     assert heard == [("web_sql_injection", True), ("web_sql_injection", False)]
+
+
+def test_alerts_quiet_for_90_days_lose_their_address_and_group(db):
+    from bookwarden.monitor.alerts.jobs import forget_addresses
+
+    with platform_session(db) as session:
+        old = service.record_engine_alert(session, _correlation(), QUIET).alert
+        recent = service.record_engine_alert(session, _correlation(address="192.0.2.77"), QUIET).alert
+        session.execute(
+            text("UPDATE monitor_alerts SET last_seen = now() - interval '91 days' WHERE id = :id"), {"id": old.id}
+        )
+        session.execute(
+            text("UPDATE monitor_alerts SET last_seen = now() - interval '89 days' WHERE id = :id"),
+            {"id": recent.id},
+        )
+
+    assert forget_addresses(db) == 1
+    assert forget_addresses(db) == 0
+    with platform_session(db) as session:
+        forgotten, kept = session.get(StoredAlert, old.id), session.get(StoredAlert, recent.id)
+        session.refresh(forgotten)
+        session.refresh(kept)
+    assert (forgotten.source_address, forgotten.grouped, forgotten.count) == (None, {}, 5)
+    assert kept.source_address == "192.0.2.77"
+    # Nothing folds into a forgotten alert: the same group opens a new one.
+    with platform_session(db) as session:
+        assert service.record_engine_alert(session, _correlation(first=T0 + timedelta(days=1)), QUIET).created
