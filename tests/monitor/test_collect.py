@@ -155,3 +155,11 @@ def test_requests_for_ids_that_do_not_exist_reach_the_rules_by_the_trail_and_the
     with platform_session(committed_db) as session:
         saved = session.get(Position, f"file:{access_log}")
     assert saved is not None
+
+
+def test_from_now_the_trail_is_read_from_each_chains_head(db, tenant):
+    audit.record_now(db, Action.SIGN_IN_FAILED, outcome=Outcome.DENIED, tenant_id=tenant.id)
+    reader = AuditReader(db, {}, start_at_head=True)
+    assert list(reader.events()) == []
+    audit.record_now(db, Action.ACCESS_DENIED, outcome=Outcome.DENIED, tenant_id=tenant.id)
+    assert [e.fields["action"] for e, _, _ in reader.events()] == [Action.ACCESS_DENIED]

@@ -126,3 +126,15 @@ def test_a_file_that_does_not_exist_yet_is_picked_up_when_it_appears(tmp_path):
     assert _read(tailer)[0] == []
     _write(log, "first")
     assert _read(tailer)[0] == ["first"]
+
+
+def test_starting_from_now_skips_what_is_there_but_not_a_partial_line(tmp_path):
+    from bookwarden.monitor.collect.tail import end_of
+
+    log = tmp_path / "big.log"
+    _write(log, "old 1", "old 2")
+    _write(log, "half", end="")
+    tailer = FileTailer(log, end_of(log))
+    _write(log, " done", "next")
+    assert _read(tailer)[0] == ["half done", "next"]
+    assert end_of(tmp_path / "missing.log") is None

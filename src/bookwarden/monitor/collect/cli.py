@@ -28,6 +28,14 @@ def monitor_run(
     metrics_port: Annotated[
         int | None, typer.Option(min=1, max=65535, help="serve the collector's Prometheus metrics on 127.0.0.1:PORT")
     ] = None,
+    from_now: Annotated[
+        bool,
+        typer.Option(
+            "--from-now",
+            help="a file or audit chain with no saved position starts at its end (first start on old logs); "
+            "saved positions are always resumed",
+        ),
+    ] = False,
 ) -> None:
     """Follow the configured log files and the audit trail, run every rule, store alerts; until SIGTERM/SIGINT.
 
@@ -47,6 +55,7 @@ def monitor_run(
         audit=collect.audit,
         queue_size=collect.queue_size,
         poll_seconds=collect.poll_seconds,
+        from_now=from_now,
     )
     if metrics_port is not None:
         start_http_server(metrics_port, addr="127.0.0.1", registry=pipeline.metrics.registry)
@@ -56,3 +65,5 @@ def monitor_run(
     err.print(f"monitor: following {', '.join(sources) or 'nothing'}")
     pipeline.run()
     err.print(f"monitor: stopped after {pipeline.taken} events; positions saved")
+    if pipeline.failed is not None:  # a reader failed: say so to whoever restarts the service (exit 1)
+        raise fail(f"the reader of {pipeline.failed} failed (see the log); the others stopped with it")

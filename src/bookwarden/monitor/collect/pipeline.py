@@ -34,7 +34,7 @@ from bookwarden.monitor.alerts.delivery import DeliverySettings
 from bookwarden.monitor.alerts.service import Recorded, record_engine_alert
 from bookwarden.monitor.collect.audit import SOURCE_PREFIX, AuditReader
 from bookwarden.monitor.collect.models import Position
-from bookwarden.monitor.collect.tail import FilePosition, FileTailer
+from bookwarden.monitor.collect.tail import FilePosition, FileTailer, end_of
 from bookwarden.monitor.engine import Alert, Engine
 from bookwarden.monitor.events import Event
 from bookwarden.monitor.parse.reader import Format, LineReader, Unparsed
@@ -90,6 +90,7 @@ class Pipeline:
         delivery: DeliverySettings | None = None,
         metrics: Metrics | None = None,
         feed: Callable[[Engine, Event], list[Alert]] | None = None,
+        from_now: bool = False,
     ) -> None:
         self.db = db
         self.engine = engine
@@ -97,11 +98,13 @@ class Pipeline:
         self.audit = audit
         self.queue: queue.Queue[Item] = queue.Queue(maxsize=queue_size)
         self.poll_seconds = poll_seconds
+        self.from_now = from_now  # a source with no saved position starts at its end, not its beginning
         self.commit_every = commit_every
         self.delivery = delivery or DeliverySettings()
         self.metrics = metrics or Metrics()
         self._feed = feed or (lambda engine, event: engine.feed(event))
         self.stopping = threading.Event()
+        self.failed: str | None = None  # the source whose reader failed (the pipeline then stops)
         self._threads: list[threading.Thread] = []
         self.taken = 0  # events the engine took (for tests and the bench)
         self.stored: list[Recorded] = []  # the last commit's alerts (for tests)
@@ -157,6 +160,8 @@ class Pipeline:
         position = (
             FilePosition(saved.device, saved.inode, saved.offset, saved.fingerprint) if saved is not None else None
         )
+        if position is None and self.from_now:
+            position = end_of(tailed.path)
         tailer = FileTailer(tailed.path, position)
         reader = LineReader(tailed.fmt)
         try:
@@ -174,12 +179,15 @@ class Pipeline:
                     self.stopping.wait(self.poll_seconds)
         except Exception as exc:  # a reader that dies says so loudly and stops the pipeline: never a silent gap
             log.error("monitor.reader_failed", source=tailer.source, error_type=type(exc).__name__, exc_info=exc)
+            self.failed = tailer.source
             self.stopping.set()
         finally:
             tailer.close()
 
     def _read_audit(self, saved: dict[str, Position]) -> None:
-        reader = AuditReader(self.db, {s: p.offset for s, p in saved.items() if s.startswith(SOURCE_PREFIX)})
+        reader = AuditReader(
+            self.db, {s: p.offset for s, p in saved.items() if s.startswith(SOURCE_PREFIX)}, self.from_now
+        )
         try:
             while not self.stopping.is_set():
                 read = False
@@ -191,6 +199,7 @@ class Pipeline:
                     self.stopping.wait(self.poll_seconds)
         except Exception as exc:
             log.error("monitor.reader_failed", source="audit", error_type=type(exc).__name__, exc_info=exc)
+            self.failed = "audit"
             self.stopping.set()
 
     # -- the engine -------------------------------------------------------------------------------------------

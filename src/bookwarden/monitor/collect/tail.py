@@ -47,6 +47,22 @@ def fingerprint_of(fd: int, offset: int) -> bytes | None:
     return hashlib.sha256(os.pread(fd, size, 0)).digest()
 
 
+def end_of(path: Path) -> FilePosition | None:
+    """The position after the last complete line of `path` as it is now (None when it does not exist)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        found = os.fstat(fd)
+        end = found.st_size
+        while end > 0 and os.pread(fd, 1, end - 1) != b"\n":  # back to the last newline: a partial line waits
+            end -= 1
+        return FilePosition(found.st_dev, found.st_ino, end, fingerprint_of(fd, end))
+    finally:
+        os.close(fd)
+
+
 class FileTailer:
     def __init__(self, path: Path, saved: FilePosition | None = None) -> None:
         self.path = path
