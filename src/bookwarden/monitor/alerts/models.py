@@ -26,6 +26,7 @@ from bookwarden.db.base import Base
 
 # An address, an account id or a host user name a correlation grouped by: about whoever used them.
 GROUPED = personal(Category.DEVICE_NETWORK, Protection.PLAIN, subject=SubjectKind.PRINCIPAL)
+EVENT_TIME = not_personal("when the events an alert counts happened; about a person only through the alert's group")
 
 
 class AlertStatus(enum.StrEnum):
@@ -65,12 +66,12 @@ class StoredAlert(Base):
     summary: Mapped[str | None] = mapped_column(
         Text, info=not_personal("what raised an alert outside the rules, in the platform's words: ids, never values")
     )
-    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), info=EVENT_TIME)
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), info=EVENT_TIME)
     count: Mapped[int] = mapped_column(Integer, info=COUNTER)
     # The engine episode now folded in (its first_seen) and the count before it: an opening alert and its final
     # one are the same episode (the final count replaces the opening's), a new episode adds to the count.
-    episode_first_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    episode_first_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), info=EVENT_TIME)
     episode_base: Mapped[int] = mapped_column(Integer, default=0, info=COUNTER)
     status: Mapped[AlertStatus] = mapped_column(String(16), default=AlertStatus.OPEN, info=STATE)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
