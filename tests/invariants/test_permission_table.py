@@ -98,6 +98,13 @@ EXPECTED = {
     ("POST", "/api/v1/operator/offboardings/{offboarding_id}/cancel"): P.PLATFORM_TENANTS_OFFBOARD,
     ("GET", "/api/v1/operator/offboardings/{offboarding_id}/certificate"): P.PLATFORM_TENANTS_OFFBOARD,
     ("GET", "/api/v1/offboarding/export/{token}"): None,
+    # Security alerts (monitor/alerts): operators read and handle every one; an institution reads its own.
+    ("GET", "/api/v1/operator/alerts"): P.PLATFORM_ALERTS_READ,
+    ("GET", "/api/v1/operator/alerts/{alert_id}"): P.PLATFORM_ALERTS_READ,
+    ("POST", "/api/v1/operator/alerts/{alert_id}/acknowledge"): P.PLATFORM_ALERTS_MANAGE,
+    ("POST", "/api/v1/operator/alerts/{alert_id}/close"): P.PLATFORM_ALERTS_MANAGE,
+    ("GET", "/api/v1/alerts"): P.ALERTS_READ,
+    ("GET", "/api/v1/alerts/{alert_id}"): P.ALERTS_READ,
     ("PUT", "/api/v1/password-policies/admin"): P.POLICY_MANAGE,
     ("PUT", "/api/v1/password-policies/patron"): P.POLICY_MANAGE,
     ("PUT", "/api/v1/password-policies/staff"): P.POLICY_MANAGE,

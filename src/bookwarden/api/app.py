@@ -19,6 +19,7 @@ from starlette.types import ASGIApp
 
 from bookwarden import areas
 from bookwarden.api import docs, problems
+from bookwarden.api.access_log import AccessLog, access_record
 from bookwarden.api.bodies import RequestBodies
 from bookwarden.api.headers import SecurityHeaders, is_https
 from bookwarden.audit import record as audit
@@ -118,6 +119,8 @@ def _observability(app: FastAPI, db: Database, settings: Settings) -> None:
         "bookwarden_http_request_seconds", "HTTP request latency", ["method", "route"], registry=registry
     )
 
+    access_log = AccessLog(settings.access_log) if settings.access_log is not None else None
+
     @app.middleware("http")
     async def observe(request: Request, call_next):
         given = request.headers.get("x-request-id", "")
@@ -142,6 +145,18 @@ def _observability(app: FastAPI, db: Database, settings: Settings) -> None:
         log.info(
             "request", method=request.method, route=route, status=response.status_code, ms=round(elapsed * 1000, 2)
         )
+        if access_log is not None:  # for the monitor (monitor/parse/access.py)
+            access_log.write(
+                access_record(
+                    request.method,
+                    route,
+                    response.status_code,
+                    context.source_address,
+                    context.user_agent,
+                    elapsed,
+                    request_id,
+                )
+            )
         return response
 
     @app.get("/healthz", response_model=Health, tags=["operations"], responses=problems.responses(503))

@@ -295,6 +295,11 @@ class Action(enum.StrEnum):
     AUDIT_PROVED = "audit.proved"  # an inclusion or consistency proof handed out
     AUDIT_KEY_VIEWED = "audit.key_viewed"  # the checkpoint public key printed
     USAGE_REPORTED = "usage.reported"
+    # Security alerts (monitor/alerts): read by operators and institutions, handled by operators.
+    ALERT_LISTED = "alert.listed"
+    ALERT_VIEWED = "alert.viewed"
+    ALERT_ACKNOWLEDGED = "alert.acknowledged"
+    ALERT_CLOSED = "alert.closed"
 
 
 Detail = str | int | bool | None | list[str | int | bool | None]

@@ -92,6 +92,11 @@ class Settings(BaseSettings):
         description='correlation windows and thresholds by rule name, JSON: {"sshd_brute_force": {"gte": 5, '
         '"timespan": "120s"}}',
     )
+    access_log: Path | None = Field(
+        default=None,
+        description="file the HTTP processes append one JSON line per request to (time, method, route template, "
+        "status, client address, user agent, duration), for `bookwarden monitor run` to follow; unset = not written",
+    )
     log_level: str = "INFO"
     # Also read where links are made (identity/links.py) and by WebAuthn (identity/enrolment): here for the
     # HTTP layer, which sends Strict-Transport-Security when people reach the platform over https.

@@ -56,6 +56,7 @@ class Permission(enum.StrEnum):
     REPORTS_CATALOGUE_MANAGE = "reports.catalogue.manage"  # load titles and publishers of items
     REPORTS_POLICY_MANAGE = "reports.policy.manage"  # k, noise, epsilon per report, publishers' budgets
     OPERATOR_GRANTS_APPROVE = "operator_grants.approve"
+    ALERTS_READ = "alerts.read"  # the security alerts that concern the institution (monitor/alerts)
     # The patron's own data, through the privacy portal.
     SELF_SERVICE = "self.service"
     # The platform (operator staff); none of these reaches a tenant's data.
@@ -80,6 +81,9 @@ class Permission(enum.StrEnum):
     # Check every chain's integrity (hashes, signed checkpoints, proofs, the signing key): never an
     # event's content, which is the institution's (audit.read / audit.verify, through a grant).
     PLATFORM_AUDIT_VERIFY = "platform.audit.verify"
+    # Security alerts of every institution and of the platform: read; acknowledge and close.
+    PLATFORM_ALERTS_READ = "platform.alerts.read"
+    PLATFORM_ALERTS_MANAGE = "platform.alerts.manage"
 
     @property
     def is_platform(self) -> bool:
@@ -166,6 +170,7 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
         P.AUDIT_READ,
         P.MAILINGS_SEND,
         P.REPORTS_CATALOGUE_MANAGE,
+        P.ALERTS_READ,
     },
     BuiltinRole.SECURITY_OFFICER: frozenset(
         {
@@ -176,6 +181,7 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
             P.AUDIT_READ,
             # A report of suspected unauthorised access to an account is a security matter too.
             P.PRIVACY_CONCERNS_HANDLE,
+            P.ALERTS_READ,
         }
     ),
     BuiltinRole.AUDITOR: frozenset({P.AUDIT_READ, P.AUDIT_VERIFY, P.ACCOUNTS_READ, P.ROLES_READ}),
@@ -196,6 +202,8 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
             P.PLATFORM_BACKUPS_READ,
             P.PLATFORM_BACKUPS_MANAGE,
             P.PLATFORM_TENANTS_OFFBOARD,
+            P.PLATFORM_ALERTS_READ,
+            P.PLATFORM_ALERTS_MANAGE,
         }
     ),
     # Staff accounts are the CISO's to run (who may ask for grants, who may break glass), not ops'; so is a
@@ -210,6 +218,8 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
             P.PLATFORM_BACKUPS_RESTORE,
             # The second person of an offboarding ops asked (or the first, approved by ops).
             P.PLATFORM_TENANTS_OFFBOARD,
+            P.PLATFORM_ALERTS_READ,
+            P.PLATFORM_ALERTS_MANAGE,
         }
     ),
     BuiltinRole.DPO: frozenset({P.PLATFORM_PRIVACY_OVERSIGHT}),

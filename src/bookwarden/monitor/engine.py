@@ -59,6 +59,8 @@ class Alert:
     group: dict[str, Any]
     lines: tuple[int, ...]
     final: bool
+    # The institution every event of the alert concerns (their `tenant_id`), None when none or several.
+    tenant_id: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -82,6 +84,7 @@ class _Item:
     value: Any
     address: str | None
     line: int | None
+    tenant: str | None = None
 
 
 @dataclass
@@ -91,6 +94,7 @@ class _Episode:
     count: int
     addresses: set[str | None]
     lines: list[int]
+    tenants: set[str | None] = field(default_factory=set)
 
 
 @dataclass
@@ -131,6 +135,14 @@ class _CorrelationState:
         if correlation.operator is SigmaCorrelationConditionOperator.GT:
             return measure > correlation.threshold
         return measure >= correlation.threshold
+
+
+_NO_TENANT = "00000000-0000-0000-0000-000000000000"  # the platform's own chain (db/session.py PLATFORM)
+
+
+def _tenant(event: Event) -> str | None:
+    value = event.fields.get("tenant_id")
+    return None if value is None or str(value) == _NO_TENANT else str(value)
 
 
 def _number(value: Any) -> float | None:
@@ -262,6 +274,7 @@ class Engine:
                         group={},
                         lines=(event.line_number,) if event.line_number is not None else (),
                         final=True,
+                        tenant_id=_tenant(event),
                     )
                 )
             for state in self._counting.get(detection.key, ()):
@@ -271,6 +284,11 @@ class Engine:
         if self.events % _SWEEP_EVERY == 0:
             self._sweep(now)
         return alerts
+
+    def advance(self, now: datetime) -> list[Alert]:
+        """Final alerts of episodes quiet for longer than their timespan at `now` (a live collector's wall clock:
+        a stream may go quiet, and the final count should not wait for its next event). The event clock stays."""
+        return self._close(now)
 
     def finish(self) -> list[Alert]:
         """Close every open episode (the stream ended): their final alerts, oldest first."""
@@ -285,11 +303,12 @@ class Engine:
         window = state.windows.setdefault(group, deque())
         while window and now - window[0].time > correlation.timespan:
             window.popleft()
-        window.append(_Item(now, rule, value, event.source_address, event.line_number))
+        window.append(_Item(now, rule, value, event.source_address, event.line_number, _tenant(event)))
         episode = state.episodes.get(group)
         if episode is not None:
             episode.last, episode.count = now, episode.count + 1
             episode.addresses.add(event.source_address)
+            episode.tenants.add(_tenant(event))
             if event.line_number is not None and len(episode.lines) < MAX_LINES:
                 episode.lines.append(event.line_number)
             self._schedule(state, group, episode)
@@ -302,6 +321,7 @@ class Engine:
             count=len(window),
             addresses={item.address for item in window},
             lines=[item.line for item in window if item.line is not None][:MAX_LINES],
+            tenants={item.tenant for item in window},
         )
         self._schedule(state, group, episode)
         return self._alert(state, group, episode, final=False)
@@ -348,4 +368,5 @@ class Engine:
             group=grouped,
             lines=tuple(episode.lines),
             final=final,
+            tenant_id=next(iter(episode.tenants)) if len(episode.tenants) == 1 else None,
         )

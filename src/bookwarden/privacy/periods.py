@@ -177,6 +177,13 @@ PERIODS: tuple[EnforcedPeriod, ...] = (
         "themselves: removing them sooner would break the chain",
     ),
     EnforcedPeriod(
+        # The job is the monitor's, a layer above this one: named here, found by the worker (its handler checked).
+        Category.DEVICE_NETWORK, "security alerts: 90 days after their last event",
+        ("monitor_alerts.source_address", "monitor_alerts.group_key", "monitor_alerts.grouped"),
+        "monitor.forget_alert_addresses", 90, Disposal.DELETED,
+        "daily: an alert quiet for 90 days keeps its rule, counts and times, and loses its address and group",
+    ),
+    EnforcedPeriod(
         Category.DEVICE_NETWORK, "", ("webauthn_credentials.transports", "webauthn_credentials.name"),
         *_by(INACTIVE_ACCOUNTS), Disposal.KEY_DESTROYED, "a security key's name goes with its account",
     ),

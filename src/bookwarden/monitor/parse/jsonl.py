@@ -59,7 +59,7 @@ def _from_bundle(line: str, document: dict[str, Any]) -> Event:
     grants = document.get("actor", {}).get("authorizations") or [{}]
     fields["grant_id"] = grants[0].get("policy", {}).get("uid")
     return Event(
-        time=_time(document.get("time")),
+        time=event_time(document.get("time")),
         source=PLATFORM,
         message=str(action),
         raw=line,
@@ -76,7 +76,7 @@ def _from_flat(line: str, document: dict[str, Any]) -> Event:
     action = document.get("action", document.get("event"))
     fields["action"] = action
     return Event(
-        time=_time(stamp),
+        time=event_time(stamp),
         source=PLATFORM,
         message=str(action),
         raw=line,
@@ -87,7 +87,8 @@ def _from_flat(line: str, document: dict[str, Any]) -> Event:
     )
 
 
-def _time(stamp: Any) -> datetime:
+def event_time(stamp: Any) -> datetime:
+    """A JSON event's time: epoch seconds or milliseconds, or ISO 8601 (UTC when it names no zone)."""
     if isinstance(stamp, int | float) and not isinstance(stamp, bool):
         # Milliseconds past about 2001 in seconds; OCSF writes milliseconds.
         return datetime.fromtimestamp(stamp / 1000 if stamp > 10**11 else stamp, tz=UTC)

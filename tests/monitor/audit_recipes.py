@@ -1,0 +1,76 @@
+"""Audit-coverage recipes of the monitor area: how to call each of its routes and commands, and the event each
+must leave (run by tests/invariants/test_audit_coverage.py). `monitor replay` and `monitor rules` run offline
+(monitor/cli.py OFFLINE)."""
+
+from __future__ import annotations
+
+from bookwarden.audit.events import PLATFORM_CHAIN, Action
+from bookwarden.db.session import platform_session
+from bookwarden.monitor.alerts.service import raise_alert
+from tests.invariants.audit_coverage import Call, Command, command, route
+
+
+def _alert(db, institution_id=None) -> str:
+    with platform_session(db) as session:
+        recorded = raise_alert(
+            session, rule="recipe.check", title="A check failed", severity="low", institution_id=institution_id
+        )
+        return str(recorded.alert.id)
+
+
+@route("GET", "/api/v1/operator/alerts")
+def _(w):
+    return Call(w.operator, "GET", "/api/v1/operator/alerts", Action.ALERT_LISTED, PLATFORM_CHAIN)
+
+
+@route("GET", "/api/v1/operator/alerts/{alert_id}")
+def _(w):
+    return Call(w.operator, "GET", f"/api/v1/operator/alerts/{_alert(w.db)}", Action.ALERT_VIEWED, PLATFORM_CHAIN)
+
+
+@route("POST", "/api/v1/operator/alerts/{alert_id}/acknowledge")
+def _(w):
+    url = f"/api/v1/operator/alerts/{_alert(w.db)}/acknowledge"
+    return Call(w.operator, "POST", url, Action.ALERT_ACKNOWLEDGED, PLATFORM_CHAIN)
+
+
+@route("POST", "/api/v1/operator/alerts/{alert_id}/close")
+def _(w):
+    return Call(
+        w.operator, "POST", f"/api/v1/operator/alerts/{_alert(w.db)}/close", Action.ALERT_CLOSED, PLATFORM_CHAIN
+    )
+
+
+@route("GET", "/api/v1/alerts")
+def _(w):
+    return Call(w.admin, "GET", "/api/v1/alerts", Action.ALERT_LISTED, w.tenant.id)
+
+
+@route("GET", "/api/v1/alerts/{alert_id}")
+def _(w):
+    return Call(w.admin, "GET", f"/api/v1/alerts/{_alert(w.db, w.tenant.id)}", Action.ALERT_VIEWED, w.tenant.id)
+
+
+@command("monitor", "alerts")
+def _(c):
+    return Command(["monitor", "alerts"], Action.ALERT_LISTED, PLATFORM_CHAIN)
+
+
+@command("monitor", "ack")
+def _(c):
+    return Command(["monitor", "ack", _alert(c.db)], Action.ALERT_ACKNOWLEDGED, PLATFORM_CHAIN)
+
+
+@command("monitor", "close")
+def _(c):
+    return Command(["monitor", "close", _alert(c.db)], Action.ALERT_CLOSED, PLATFORM_CHAIN)
+
+
+@command("monitor", "run")
+def _(c):
+    from bookwarden.jobs import worker
+    from bookwarden.monitor.collect.pipeline import Pipeline
+
+    c.monkeypatch.setattr(Pipeline, "run", lambda self, until=None: None)
+    c.monkeypatch.setattr(worker, "stop_on_signals", lambda stop: None)  # the test runner keeps its signals
+    return Command(["monitor", "run"], Action.SERVICE_STARTED, PLATFORM_CHAIN)
