@@ -58,6 +58,9 @@ def test_an_operator_reading_records_needs_a_grant_on_the_event():
 def test_audit_verification_failure_and_id_probing():
     assert rules_fired([{"action": "audit.verified", "outcome": "failed"}]) == ["platform_audit_verification_failed"]
     assert rules_fired([{"action": "audit.verified", "outcome": "succeeded"}]) == []
+    # A failed restore drill reaches monitoring through the trail as every platform event does.
+    assert rules_fired([{"action": "backup.drilled", "outcome": "failed"}]) == ["platform_backup_drill_failed"]
+    assert rules_fired([{"action": "backup.drilled", "outcome": "succeeded"}]) == []
     probes = [
         {
             "at": i,
