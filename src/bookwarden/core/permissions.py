@@ -78,6 +78,10 @@ class Permission(enum.StrEnum):
     # Check every chain's integrity (hashes, signed checkpoints, proofs, the signing key): never an
     # event's content, which is the institution's (audit.read / audit.verify, through a grant).
     PLATFORM_AUDIT_VERIFY = "platform.audit.verify"
+    # Host checks: file integrity and rootcheck. Read: run scans and checks, see their results; manage: propose
+    # and approve (a second operator) the file-integrity baseline.
+    PLATFORM_FIM_READ = "platform.fim.read"
+    PLATFORM_FIM_MANAGE = "platform.fim.manage"
 
     @property
     def is_platform(self) -> bool:
@@ -193,6 +197,8 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
             P.PLATFORM_DEMO_SEED,
             P.PLATFORM_BACKUPS_READ,
             P.PLATFORM_BACKUPS_MANAGE,
+            P.PLATFORM_FIM_READ,
+            P.PLATFORM_FIM_MANAGE,
         }
     ),
     # Staff accounts are the CISO's to run (who may ask for grants, who may break glass), not ops'; so is a
@@ -205,6 +211,8 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
             P.PLATFORM_AUDIT_VERIFY,
             P.PLATFORM_BACKUPS_READ,
             P.PLATFORM_BACKUPS_RESTORE,
+            P.PLATFORM_FIM_READ,
+            P.PLATFORM_FIM_MANAGE,
         }
     ),
     BuiltinRole.DPO: frozenset({P.PLATFORM_PRIVACY_OVERSIGHT}),
