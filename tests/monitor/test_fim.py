@@ -72,7 +72,7 @@ def test_added_removed_and_changed_files_are_reported_with_what_changed(db, fim_
     (tree / "backdoor.py").write_text("import os\n")
     (tree / "templates" / "page.html").unlink()
     (tree / "code.py").write_text("print('owned')\n")
-    os.chmod(tree / "settings.toml", 0o666)
+    os.chmod(tree / "settings.toml", 0o666)  # noqa: S103 - the change under test
     outcome = scan(db, fim_settings)
     found = {Path(f.path).name: f for f in outcome.findings}
     assert found["backdoor.py"].action == ADDED

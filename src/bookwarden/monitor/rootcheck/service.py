@@ -92,17 +92,19 @@ def check_machine(
     return findings, seconds
 
 
-def rootcheck(db: Database, actor: Principal, settings: Settings) -> Rootcheck:
+def rootcheck(db: Database, actor: Principal, settings: Settings, only: tuple[str, ...] = CHECKS) -> Rootcheck:
     """An operator's run now (`bookwarden monitor rootcheck`)."""
     authorize(actor, Permission.PLATFORM_FIM_READ)
-    return run_rootcheck(db, settings, actor=actor)
+    return run_rootcheck(db, settings, actor=actor, only=only)
 
 
-def run_rootcheck(db: Database, settings: Settings, *, actor: Principal | None = None) -> Rootcheck:
+def run_rootcheck(
+    db: Database, settings: Settings, *, actor: Principal | None = None, only: tuple[str, ...] = CHECKS
+) -> Rootcheck:
     started = datetime.now(UTC)
     with platform_session(db) as session:
         allowed = _suid_baseline(session)
-    findings, seconds = check_machine(settings, allowed)
+    findings, seconds = check_machine(settings, allowed, only=only)
     result = Rootcheck(uuid.uuid4(), findings, seconds)
     with platform_session(db) as session:
         session.add(
