@@ -133,7 +133,7 @@ def _store_entries(session: Session, baseline_id: uuid.UUID, entries: Iterable[E
     rows = [entry.as_row() for entry in entries]
     for start in range(0, len(rows), _BATCH):
         columns = [list(column) for column in zip(*rows[start : start + _BATCH], strict=True)]
-        cursor.execute(_INSERT_ENTRIES, (baseline_id, *columns))
+        cursor.execute(_INSERT_ENTRIES, (baseline_id, *columns), binary=True)  # no text escaping of 10^4 values
 
 
 def active(session: Session) -> FimBaseline | None:
