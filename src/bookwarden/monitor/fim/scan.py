@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import stat
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -201,6 +202,8 @@ class ScanResult:
 
 
 Progress = Callable[[int], None]  # bytes just hashed
+Sink = Callable[[list[Entry]], None]  # entries as they are made, in batches (a new baseline's rows, stored meanwhile)
+BATCH = 2000
 
 
 def scan(
@@ -213,84 +216,39 @@ def scan(
     threads: int | None = None,
     progress: Progress | None = None,
     total: Callable[[int], None] | None = None,
+    sink: Sink | None = None,
 ) -> ScanResult:
     """Walk, hash what must be hashed, and compare with `baseline` (None: no comparison, e.g. a new baseline).
 
-    `total`, when given, is told the number of bytes to hash once the walk is done (a progress bar's length).
+    A pipeline: the walk hands each file to hash to the worker threads as it finds it, and this thread takes the
+    digests back and makes the entries, handing them to `sink` in batches (so a new baseline's rows are written
+    while the files are still being read). `total` is told the number of bytes to hash once the walk is done (a
+    progress bar's length); `progress`, the bytes of each file hashed.
     """
     _hasher(algorithm)  # an unknown algorithm is refused before any work
     known = baseline or {}
     errors: list[str] = []
-    found: list[tuple[str, str, os.stat_result]] = []
-    to_hash: list[int] = []
-    to_hash_bytes = 0
-    for path, info in walk([str(root) for root in roots], exclude, errors):
-        shown = _display(path)
-        found.append((path, shown, info))
-        if not stat.S_ISREG(info.st_mode):
-            continue
-        before = known.get(shown)
-        if full or before is None or not before.same_stat(info):
-            to_hash.append(len(found) - 1)
-            to_hash_bytes += info.st_size
-    if total is not None:
-        total(to_hash_bytes)
-
-    digests: dict[int, bytes | None] = {}
-    hashed_bytes = [0]
-    lock = threading.Lock()
-    pending = iter(to_hash)  # shared by the workers: each takes the next file (list iterators are thread-safe)
+    entries: dict[str, Entry] = {}
+    batch: list[Entry] = []
+    jobs: queue.SimpleQueue[tuple[str, str, os.stat_result] | None] = queue.SimpleQueue()
+    done: queue.SimpleQueue[tuple[str, os.stat_result, bytes | None]] = queue.SimpleQueue()
 
     def work() -> None:
-        done = 0
-        for index in pending:
-            path, _, info = found[index]
+        while (job := jobs.get()) is not None:
+            path, shown, info = job
             try:
-                digests[index] = hash_file(path, algorithm)
+                digest: bytes | None = hash_file(path, algorithm)
             except FileNotFoundError:
-                digests[index] = None  # gone since the walk: it is not there
-                continue
+                digest = None  # gone since the walk: it is not there
             except OSError as exc:
                 errors.append(f"{path}: {exc.strerror or exc}")
-                digests[index] = None
-                continue
-            done += info.st_size
-            if progress is not None:
-                with lock:
-                    progress(info.st_size)
-        with lock:
-            hashed_bytes[0] += done
+                digest = None
+            done.put((shown, info, digest))
 
-    workers = min(threads or min(8, (os.cpu_count() or 1) + 1), max(1, len(to_hash)))
-    if workers > 1:
-        pool = [threading.Thread(target=work, name=f"fim-hash-{n}", daemon=True) for n in range(workers)]
-        for thread in pool:
-            thread.start()
-        for thread in pool:
-            thread.join()
-    else:
-        work()
-
-    entries: dict[str, Entry] = {}
-    for index, (path, shown, info) in enumerate(found):
-        kind = _kind(info.st_mode)
-        if kind == FILE:
-            if index in digests:
-                digest = digests[index]
-                if digest is None:
-                    continue  # vanished or unreadable (in `errors`): compared as absent
-            else:
-                digest = known[shown].digest
-        elif kind == LINK:
-            try:
-                digest = hash_bytes(os.fsencode(os.readlink(path)), algorithm)
-            except FileNotFoundError:
-                continue
-        else:
-            digest = None
-        entries[shown] = Entry(
+    def keep(shown: str, info: os.stat_result, digest: bytes | None) -> None:
+        entry = Entry(
             shown,
-            kind,
+            _kind(info.st_mode),
             digest,
             info.st_size,
             info.st_mode,
@@ -300,9 +258,56 @@ def scan(
             info.st_mtime_ns,
             info.st_ctime_ns,
         )
-    result = ScanResult(
-        entries, [], files=len(entries), hashed=len(to_hash), hashed_bytes=hashed_bytes[0], errors=errors
-    )
+        entries[shown] = entry
+        if sink is not None:
+            batch.append(entry)
+            if len(batch) >= BATCH:
+                sink(batch.copy())
+                batch.clear()
+
+    workers = max(1, threads or min(8, (os.cpu_count() or 1) + 1))
+    pool = [threading.Thread(target=work, name=f"fim-hash-{n}", daemon=True) for n in range(workers)]
+    for thread in pool:
+        thread.start()
+    to_hash = to_hash_bytes = 0
+    try:
+        for path, info in walk([str(root) for root in roots], exclude, errors):
+            shown = _display(path)
+            kind = _kind(info.st_mode)
+            if kind == FILE:
+                before = known.get(shown)
+                if full or before is None or not before.same_stat(info):
+                    jobs.put((path, shown, info))
+                    to_hash += 1
+                    to_hash_bytes += info.st_size
+                else:
+                    keep(shown, info, before.digest)
+            elif kind == LINK:
+                try:
+                    keep(shown, info, hash_bytes(os.fsencode(os.readlink(path)), algorithm))
+                except FileNotFoundError:
+                    continue
+            else:
+                keep(shown, info, None)
+    finally:
+        for _ in pool:
+            jobs.put(None)
+    if total is not None:
+        total(to_hash_bytes)
+    hashed_bytes = 0
+    for _ in range(to_hash):
+        shown, info, digest = done.get()
+        if digest is None:
+            continue  # vanished or unreadable (in `errors`): compared as absent
+        hashed_bytes += info.st_size
+        if progress is not None:
+            progress(info.st_size)
+        keep(shown, info, digest)
+    for thread in pool:
+        thread.join()
+    if sink is not None and batch:
+        sink(batch)
+    result = ScanResult(entries, [], len(entries), to_hash, hashed_bytes, errors=errors)
     if baseline is not None:
         result.findings, result.touched = compare(baseline, entries)
     return result
