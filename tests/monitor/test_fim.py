@@ -159,6 +159,9 @@ def test_a_tampered_baseline_row_is_itself_a_finding(db, fim_settings, approved,
     assert outcome.tampered is not None and "entries differ" in outcome.tampered
     assert outcome.findings[0].action == TAMPERED
     assert outcome.full  # nothing stored is trusted: every file was read again
+    engine = Engine(load(builtin_paths()))
+    alerts = [a.rule for e in findings_as_events(outcome.findings[:1]) for a in engine.feed(e)]
+    assert alerts == ["host_fim_change"]  # the tampering alerts as a change on a protected path does
 
 
 def test_a_baseline_signed_by_another_key_does_not_verify(db, fim_settings, approved):

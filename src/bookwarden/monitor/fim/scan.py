@@ -280,6 +280,13 @@ def scan(
                     jobs.put((path, shown, info))
                     to_hash += 1
                     to_hash_bytes += info.st_size
+                elif before.mode == info.st_mode and before.uid == info.st_uid and before.gid == info.st_gid:
+                    entries[shown] = before  # nothing moved: the baseline's own entry (compare skips it at once)
+                    if sink is not None:
+                        batch.append(before)
+                        if len(batch) >= BATCH:
+                            sink(batch.copy())
+                            batch.clear()
                 else:
                     keep(shown, info, before.digest)
             elif kind == LINK:
@@ -317,29 +324,24 @@ def compare(baseline: Mapping[str, Entry], current: Mapping[str, Entry]) -> tupl
     """Findings (added, removed, changed; in path order) and the count of entries only touched."""
     findings: list[Finding] = []
     touched = 0
-    for path in sorted(baseline.keys() | current.keys()):
-        before, after = baseline.get(path), current.get(path)
+    for path, after in current.items():
+        before = baseline.get(path)
+        if before is after:
+            continue  # the fast path handed back the baseline's own entry: nothing moved
         if before is None:
-            assert after is not None
             findings.append(Finding(ADDED, path, after=_described(after)))
-        elif after is None:
-            findings.append(Finding(REMOVED, path, before=_described(before)))
-        else:
-            changed = differences(before, after)
-            if any(name in SIGNIFICANT for name in changed):
-                old, new = _described(before), _described(after)
-                shown = [name for name in changed if name in old]
-                findings.append(
-                    Finding(
-                        CHANGED,
-                        path,
-                        tuple(changed),
-                        {name: old[name] for name in shown},
-                        {name: new[name] for name in shown},
-                    )
-                )
-            elif changed:
-                touched += 1
+            continue
+        changed = differences(before, after)
+        if any(name in SIGNIFICANT for name in changed):
+            old, new = _described(before), _described(after)
+            shown = [name for name in changed if name in old]
+            findings.append(
+                Finding(CHANGED, path, tuple(changed), {n: old[n] for n in shown}, {n: new[n] for n in shown})
+            )
+        elif changed:
+            touched += 1
+    findings += [Finding(REMOVED, path, before=_described(baseline[path])) for path in baseline.keys() - current.keys()]
+    findings.sort(key=lambda finding: finding.path)
     return findings, touched
 
 
