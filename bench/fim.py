@@ -14,8 +14,10 @@ so every tool finds the same warm page cache (the bench measures hashing and boo
   every file, hash none whose inode, size, mtime and ctime are unchanged, record the run.
 - `aide --check` on the same tree: AIDE re-hashes every file every time.
 
-Targets: full scan at most 1.5x b3sum's time and at least 3x faster than `aide --init`; unchanged re-scan at least
-20x faster than `aide --check`. The summary's value is our full scan's seconds, its baseline b3sum's.
+Three rounds, each running every side in turn; the best time of each side is compared (the machine is shared, and
+a burst of other work should not decide the outcome). Targets: full scan at most 1.5x b3sum's time and at least 3x
+faster than `aide --init`; unchanged re-scan at least 20x faster than `aide --check`. The summary's value is our
+full scan's seconds, its baseline b3sum's.
 
 `b3sum` and `aide` are Debian packages; the bench installs them with apt-get when they are missing.
 """
@@ -46,6 +48,7 @@ FULL, QUICK = 20_000, 2_000  # files
 FOLDERS = 200
 MEAN_SIZE = 70_000  # bytes: 20,000 files are about 1.4 GB
 SEED = 20_261_207
+ROUNDS = 3
 TOOLS = {"b3sum": "b3sum", "aide": "aide"}
 
 
@@ -136,11 +139,8 @@ def run(quick: bool) -> Iterator[dict[str, Any]]:
             "code": harness.code_fingerprint(scan_module, service),
             "seed": SEED,
         }
-        b3sum = _timed(f"find {tree} -type f -print0 | xargs -0 b3sum", shell=True)  # noqa: S604 - our own temp path
         config = _aide_config(work, tree)
-        aide_init = _timed(["aide", "--init", f"--config={config}"])
-        shutil.move(work / "aide.db.new", work / "aide.db")
-        aide_check = _timed(["aide", "--check", f"--config={config}"])
+        times: dict[str, list[float]] = {name: [] for name in ("b3sum", "aide_init", "full", "aide_check", "rescan")}
         with harness.bench_env() as env:
             env.home.mkdir(parents=True, exist_ok=True)
             settings = Settings(home=env.home, fim_paths=str(tree), audit_signing_key=None, audit_retired_keys=None)
@@ -152,34 +152,39 @@ def run(quick: bool) -> Iterator[dict[str, Any]]:
             warming, _ = service.propose(env.db, _operator(BuiltinRole.OPERATOR_OPS), warm)
             with platform_session(env.db) as session:
                 service.decide(session, _operator(BuiltinRole.CISO), warming.id, warm, approve=False)
-            started = time.perf_counter()
-            baseline, result = service.propose(env.db, _operator(BuiltinRole.OPERATOR_OPS), settings)
-            full = time.perf_counter() - started
-            with platform_session(env.db) as session:
-                service.decide(session, _operator(BuiltinRole.CISO), baseline.id, settings, approve=True)
-            started = time.perf_counter()
-            rescan = service.run_scan(env.db, settings)
-            rescan_seconds = time.perf_counter() - started
-            started = time.perf_counter()
-            full_rescan = service.run_scan(env.db, settings, full=True)
-            full_rescan_seconds = time.perf_counter() - started
-        assert rescan.findings == [] and full_rescan.findings == [], "an unchanged tree must scan clean"
-        assert rescan.result.hashed == 0 and result.hashed == count
-        yield {
-            "bench": NAME,
-            "event": "times",
-            "ours_full_scan_s": round(full, 3),
-            "b3sum_s": round(b3sum, 3),
-            "aide_init_s": round(aide_init, 3),
-            "ours_unchanged_rescan_s": round(rescan_seconds, 3),
-            "aide_check_s": round(aide_check, 3),
-            "ours_forced_full_rescan_s": round(full_rescan_seconds, 3),
-            "full_vs_b3sum": round(full / b3sum, 3),
-            "aide_init_vs_full": round(aide_init / full, 2),
-            "aide_check_vs_rescan": round(aide_check / rescan_seconds, 1),
-            "entries": baseline.entries,
-            "load_average_1m": harness.load_average(),
-        }
+            # Rounds, each tool in turn, so that a burst of load from elsewhere falls on every side alike; the
+            # best time of each is compared (what the work costs when it has the machine).
+            for round_number in range(ROUNDS):
+                times["b3sum"].append(_timed(f"find {tree} -type f -print0 | xargs -0 b3sum", shell=True))  # noqa: S604
+                times["aide_init"].append(_timed(["aide", "--init", f"--config={config}"]))
+                started = time.perf_counter()
+                baseline, result = service.propose(env.db, _operator(BuiltinRole.OPERATOR_OPS), settings)
+                times["full"].append(time.perf_counter() - started)
+                assert result.hashed == count
+                with platform_session(env.db) as session:  # the first is approved; later ones change nothing
+                    service.decide(session, _operator(BuiltinRole.CISO), baseline.id, settings, round_number == 0)
+                if round_number == 0:
+                    shutil.move(work / "aide.db.new", work / "aide.db")
+                times["aide_check"].append(_timed(["aide", "--check", f"--config={config}"]))
+                started = time.perf_counter()
+                rescan = service.run_scan(env.db, settings)
+                times["rescan"].append(time.perf_counter() - started)
+                assert rescan.findings == [] and rescan.result.hashed == 0, "an unchanged tree scans clean, unread"
+                yield {
+                    "bench": NAME,
+                    "event": "round",
+                    "round": round_number + 1,
+                    **{f"{name}_s": round(values[-1], 3) for name, values in times.items()},
+                    "load_average_1m": harness.load_average(),
+                }
+        best = {name: min(values) for name, values in times.items()}
+        full, b3sum, aide_init, aide_check, rescan_s = (
+            best["full"],
+            best["b3sum"],
+            best["aide_init"],
+            best["aide_check"],
+            best["rescan"],
+        )
         yield harness.summary(
             NAME,
             "full_scan_seconds",
@@ -187,9 +192,15 @@ def run(quick: bool) -> Iterator[dict[str, Any]]:
             b3sum,
             "s",
             target="ratio <= 1.5 (b3sum); aide_init_vs_full >= 3; aide_check_vs_rescan >= 20",
+            aide_init_s=round(aide_init, 3),
             aide_init_vs_full=round(aide_init / full, 2),
-            aide_check_vs_rescan=round(aide_check / rescan_seconds, 1),
-            met=full / b3sum <= 1.5 and aide_init / full >= 3 and aide_check / rescan_seconds >= 20,
+            unchanged_rescan_s=round(rescan_s, 3),
+            aide_check_s=round(aide_check, 3),
+            aide_check_vs_rescan=round(aide_check / rescan_s, 1),
+            files=count,
+            bytes=total,
+            met=full / b3sum <= 1.5 and aide_init / full >= 3 and aide_check / rescan_s >= 20,
+            load_average_1m=harness.load_average(),
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
