@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import blake3
 
@@ -62,14 +62,18 @@ def hash_file(path: str, algorithm: str) -> bytes:
         buffer = _buffers.buffer = bytearray(CHUNK)
     view = memoryview(buffer)
     hasher = _hasher(algorithm)
-    with open(path, "rb", buffering=0) as source:
-        while read := source.readinto(buffer):
+    source = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        while read := os.readv(source, (buffer,)):
             hasher.update(view[:read])
+    finally:
+        os.close(source)
     return hasher.digest()
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
+    """One file, folder or link as a scan found it (a tuple: tens of thousands are made per scan)."""
+
     path: str
     kind: str
     digest: bytes | None
@@ -98,20 +102,6 @@ class Entry:
             f"{self.path}\0{self.kind}\0{digest}\0{self.size}\0{self.mode}\0{self.uid}\0{self.gid}\0{self.inode}"
             f"\0{self.mtime_ns}\0{self.ctime_ns}\n"
         ).encode()
-
-    def as_row(self) -> tuple:
-        return (
-            self.path,
-            self.kind,
-            self.digest,
-            self.size,
-            self.mode,
-            self.uid,
-            self.gid,
-            self.inode,
-            self.mtime_ns,
-            self.ctime_ns,
-        )
 
 
 def _inode(number: int) -> int:
