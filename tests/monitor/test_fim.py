@@ -130,33 +130,19 @@ def test_a_full_re_hash_comes_when_the_last_full_scan_is_old(db, fim_settings, a
     assert scan(db, hourly).tampered is not None
 
 
-def test_a_tampered_baseline_row_is_itself_a_finding(db, fim_settings, approved, tree):
+def test_a_tampered_baseline_record_is_itself_a_finding(db, fim_settings, approved, tree):
     # Someone with the database hides a trojaned file: its row gets the new file's hash and metadata.
     (tree / "code.py").write_text("print('trojan')\n")
     fresh = scanning.scan([str(tree)], "blake3", full=True).entries[str(tree / "code.py")]
     with platform_session(db) as session:
-        session.execute(text("DELETE FROM fim_entries WHERE path = :p"), {"p": str(tree / "code.py")})
-        session.execute(
-            text(
-                "INSERT INTO fim_entries VALUES (:b, :path, :kind, :digest, :size, :mode, :uid, :gid, :inode, "
-                ":mtime, :ctime)"
-            ),
-            {
-                "b": approved.id,
-                "path": fresh.path,
-                "kind": fresh.kind,
-                "digest": fresh.digest,
-                "size": fresh.size,
-                "mode": fresh.mode,
-                "uid": fresh.uid,
-                "gid": fresh.gid,
-                "inode": fresh.inode,
-                "mtime": fresh.mtime_ns,
-                "ctime": fresh.ctime_ns,
-            },
-        )
+        (records,) = session.execute(text("SELECT records FROM fim_pages")).scalars()
+        stored = {entry.path: entry for entry in scanning.Entry.records(records)}
+        forged = records.replace(stored[fresh.path].record(), fresh.record())
+        assert forged != records
+        session.execute(text("DELETE FROM fim_pages"))
+        session.execute(text("INSERT INTO fim_pages VALUES (:b, 0, :r)"), {"b": approved.id, "r": forged})
     outcome = scan(db, fim_settings)
-    assert outcome.tampered is not None and "entries differ" in outcome.tampered
+    assert outcome.tampered is not None and "records differ" in outcome.tampered
     assert outcome.findings[0].action == TAMPERED
     assert outcome.full  # nothing stored is trusted: every file was read again
     engine = Engine(load(builtin_paths()))
@@ -212,7 +198,7 @@ def test_the_database_itself_refuses_the_proposer_as_decider(db, fim_settings):
 def test_a_proposal_altered_before_approval_is_refused(db, fim_settings, tree):
     proposal, _ = service.propose(db, operator(), fim_settings)
     with platform_session(db) as session:
-        session.execute(text("DELETE FROM fim_entries WHERE path = :p"), {"p": str(tree / "code.py")})
+        session.execute(text("DELETE FROM fim_pages"))
     with pytest.raises(Conflict, match="altered"), platform_session(db) as session:
         service.decide(session, operator(BuiltinRole.CISO), proposal.id, fim_settings, approve=True)
 
@@ -262,3 +248,33 @@ def test_findings_become_events_the_host_rule_alerts_on(db, fim_settings, approv
     engine = Engine(load(builtin_paths()))
     alerts = [alert for event in events for alert in engine.feed(event)]
     assert [a.rule for a in alerts] == ["host_fim_change"]
+
+
+def test_the_hourly_job_hands_its_findings_to_the_registered_sinks(db, fim_settings, approved, tree, monkeypatch):
+    from bookwarden.core.config import get_settings
+    from bookwarden.jobs.service import handler_for
+    from bookwarden.monitor import host_events
+    from bookwarden.monitor.fim.jobs import SCAN_JOB
+
+    monkeypatch.setattr(host_events, "_sinks", [])
+    received = []
+    host_events.register(lambda _db, events: received.extend(events))
+    monkeypatch.setenv("BOOKWARDEN_HOME", str(fim_settings.home))
+    monkeypatch.setenv("BOOKWARDEN_FIM_PATHS", str(tree))
+    get_settings.cache_clear()
+    try:
+        (tree / "dropped.sh").write_text("#!/bin/sh\n")
+        handler_for(SCAN_JOB)(db, {})
+    finally:
+        get_settings.cache_clear()
+    assert [(e.get("action"), Path(e.get("path")).name) for e in received] == [(ADDED, "dropped.sh")]
+
+
+def test_records_round_trip_names_with_newlines_and_odd_bytes(tmp_path):
+    (tmp_path / "two\nlines").write_text("x")
+    (tmp_path / os.fsdecode(b"latin\xe9")).write_text("y")
+    (tmp_path / "link").symlink_to("two\nlines")
+    entries = scanning.scan([str(tmp_path)], "blake3", full=True).entries
+    stored = b"".join(e.record() for e in entries.values())
+    assert {e.path: e for e in scanning.Entry.records(stored)} == entries
+    assert str(tmp_path / "latin\\xe9") in entries  # an undecodable name kept, escaped

@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -20,7 +19,6 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
-    Text,
     Uuid,
     func,
 )
@@ -73,25 +71,18 @@ class FimBaseline(Base):
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-class FimEntry(Base):
-    """One file, directory or symbolic link of a baseline. `digest` is the content hash (a link's target for a
-    link, None for a directory); inode, mtime and ctime are what the fast path compares."""
+class FimPage(Base):
+    """A page of a baseline's entries: up to PAGE records (monitor/fim/scan.py `Entry.record`: path, kind, content
+    hash, size, mode, owner, group, inode, mtime, ctime), in path order. The signature covers exactly these bytes,
+    pages in order, so what is verified before a scan is what is stored; a baseline of 20,000 files is ten rows."""
 
-    __tablename__ = "fim_entries"
+    __tablename__ = "fim_pages"
 
     baseline_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("fim_baselines.id", ondelete="CASCADE"), primary_key=True, info=MACHINE
     )
-    path: Mapped[str] = mapped_column(Text, primary_key=True, info=FILES)
-    kind: Mapped[str] = mapped_column(String(1), info=STATE)
-    digest: Mapped[bytes | None] = mapped_column(LargeBinary, info=FILES)
-    size: Mapped[int] = mapped_column(BigInteger, info=FILES)
-    mode: Mapped[int] = mapped_column(Integer, info=FILES)
-    uid: Mapped[int] = mapped_column(BigInteger, info=FILES)
-    gid: Mapped[int] = mapped_column(BigInteger, info=FILES)
-    inode: Mapped[int] = mapped_column(BigInteger, info=FILES)
-    mtime_ns: Mapped[int] = mapped_column(BigInteger, info=FILES)
-    ctime_ns: Mapped[int] = mapped_column(BigInteger, info=FILES)
+    page: Mapped[int] = mapped_column(Integer, primary_key=True, info=COUNTER)
+    records: Mapped[bytes] = mapped_column(LargeBinary, info=FILES)
 
 
 class HostCheck(enum.StrEnum):

@@ -95,13 +95,30 @@ class Entry(NamedTuple):
             and self.ctime_ns == found.st_ctime_ns
         )
 
-    def line(self) -> bytes:
-        """This entry's bytes in the signed digest of a baseline (service.entries_digest)."""
+    def record(self) -> bytes:
+        """This entry as stored in a baseline's pages and signed (service.py): ten fields, each ended by NUL,
+        which no path holds (a newline may be in a name)."""
         digest = self.digest.hex() if self.digest is not None else ""
         return (
             f"{self.path}\0{self.kind}\0{digest}\0{self.size}\0{self.mode}\0{self.uid}\0{self.gid}\0{self.inode}"
-            f"\0{self.mtime_ns}\0{self.ctime_ns}\n"
+            f"\0{self.mtime_ns}\0{self.ctime_ns}\0"
         ).encode()
+
+    @classmethod
+    def records(cls, data: bytes) -> list[Entry]:
+        """The entries of stored records (`record` read back); ValueError when they are not whole."""
+        fields = data.split(b"\0")
+        if fields.pop() != b"" or len(fields) % 10:
+            raise ValueError("records are cut short")
+        found = []
+        for at in range(0, len(fields), 10):
+            path, kind, digest, *numbers = fields[at : at + 10]
+            size, mode, uid, gid, inode, mtime, ctime = map(int, numbers)
+            found.append(
+                cls(path.decode(), kind.decode(), bytes.fromhex(digest.decode()) if digest else None, size, mode,
+                    uid, gid, inode, mtime, ctime)
+            )  # fmt: skip
+        return found
 
 
 def _inode(number: int) -> int:
@@ -192,8 +209,6 @@ class ScanResult:
 
 
 Progress = Callable[[int], None]  # bytes just hashed
-Sink = Callable[[list[Entry]], None]  # entries as they are made, in batches (a new baseline's rows, stored meanwhile)
-BATCH = 2000
 
 
 def scan(
@@ -206,20 +221,17 @@ def scan(
     threads: int | None = None,
     progress: Progress | None = None,
     total: Callable[[int], None] | None = None,
-    sink: Sink | None = None,
 ) -> ScanResult:
     """Walk, hash what must be hashed, and compare with `baseline` (None: no comparison, e.g. a new baseline).
 
     A pipeline: the walk hands each file to hash to the worker threads as it finds it, and this thread takes the
-    digests back and makes the entries, handing them to `sink` in batches (so a new baseline's rows are written
-    while the files are still being read). `total` is told the number of bytes to hash once the walk is done (a
+    digests back and makes the entries. `total` is told the number of bytes to hash once the walk is done (a
     progress bar's length); `progress`, the bytes of each file hashed.
     """
     _hasher(algorithm)  # an unknown algorithm is refused before any work
     known = baseline or {}
     errors: list[str] = []
     entries: dict[str, Entry] = {}
-    batch: list[Entry] = []
     jobs: queue.SimpleQueue[tuple[str, str, os.stat_result] | None] = queue.SimpleQueue()
     done: queue.SimpleQueue[tuple[str, os.stat_result, bytes | None]] = queue.SimpleQueue()
 
@@ -249,11 +261,6 @@ def scan(
             info.st_ctime_ns,
         )
         entries[shown] = entry
-        if sink is not None:
-            batch.append(entry)
-            if len(batch) >= BATCH:
-                sink(batch.copy())
-                batch.clear()
 
     workers = max(1, threads or min(8, (os.cpu_count() or 1) + 1))
     pool = [threading.Thread(target=work, name=f"fim-hash-{n}", daemon=True) for n in range(workers)]
@@ -272,11 +279,6 @@ def scan(
                     to_hash_bytes += info.st_size
                 elif before.mode == info.st_mode and before.uid == info.st_uid and before.gid == info.st_gid:
                     entries[shown] = before  # nothing moved: the baseline's own entry (compare skips it at once)
-                    if sink is not None:
-                        batch.append(before)
-                        if len(batch) >= BATCH:
-                            sink(batch.copy())
-                            batch.clear()
                 else:
                     keep(shown, info, before.digest)
             elif kind == LINK:
@@ -302,8 +304,6 @@ def scan(
         keep(shown, info, digest)
     for thread in pool:
         thread.join()
-    if sink is not None and batch:
-        sink(batch)
     result = ScanResult(entries, [], len(entries), to_hash, hashed_bytes, errors=errors)
     if baseline is not None:
         result.findings, result.touched = compare(baseline, entries)

@@ -1,18 +1,20 @@
 """File-integrity baselines (signed, approved by a second operator) and the scans that compare with them.
 
-**The baseline** is a full scan of the configured paths stored in `fim_entries`, one row per file, folder or link.
+**The baseline** is a full scan of the configured paths stored in `fim_pages`: one record per file, folder or link
+(path, kind, content hash, size, mode, owner, group, inode, mtime, ctime), in path order, PAGE records a row.
 It is signed with the platform's Ed25519 key (audit/signing.py, the key that signs audit checkpoints and backup
 manifests) over a statement behind its own prefix, `bookwarden-fim-baseline-v1\\n`, so no other signature of that
-key can pass for one: the baseline's id, algorithm, roots, entry count and the SHA-256 of every entry in path order
-(`entries_digest`). Every scan reads the rows back and checks the signature first: a row changed, added or removed
-in the database since the signing (say, to hide a trojaned file by giving its row the new hash) is itself a
-finding (`fim.baseline_tampered`), and that scan trusts no stored metadata: it re-hashes everything.
+key can pass for one: the baseline's id, algorithm, roots, entry count and the SHA-256 of the stored records, pages
+in order (`entries_digest`): what is signed is byte for byte what is stored. Every scan reads the pages back and
+checks the signature first: a record changed, added or removed in the database since the signing (say, to hide a
+trojaned file by giving its record the new hash) is itself a finding (`fim.baseline_tampered`), and that scan
+trusts no stored metadata: it re-hashes everything.
 
 **Maker-checker.** `propose` scans and stores a baseline as `proposed`; it is compared with nothing until another
 operator holding `platform.fim.manage` approves it (`decide`). The database refuses a decision by the proposing
 credential or person (checker_is_not_maker, checker_is_not_maker_person), as approval_requests do. The approval
 binds exactly what was proposed: the signature is checked again when it is approved. A proposal is open for
-KEEP_OPEN (the approvals' period); approving supersedes the active baseline, whose entries are dropped.
+KEEP_OPEN (the approvals' period); approving supersedes the active baseline, whose pages are dropped.
 
 **Scans** (`scan`, and the hourly job) compare with the active baseline; the fast path (monitor/fim/scan.py)
 re-hashes only files whose inode, size, mtime or ctime moved, and a full scan re-hashes all of them when asked
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -49,16 +50,13 @@ from bookwarden.core.permissions import Permission
 from bookwarden.core.principal import Principal
 from bookwarden.db.session import Database, platform_session
 from bookwarden.monitor.fim import scan as scanning
-from bookwarden.monitor.fim.models import BaselineStatus, FimBaseline, FimEntry, HostCheck, HostScan
+from bookwarden.monitor.fim.models import BaselineStatus, FimBaseline, FimPage, HostCheck, HostScan
 from bookwarden.monitor.fim.scan import Entry, Finding, ScanResult
 
 PREFIX = b"bookwarden-fim-baseline-v1\n"
 KEPT_FINDINGS = 1000  # findings kept in a scan's row (all are counted, and all become events)
-COLUMNS = ("path", "kind", "digest", "size", "mode", "uid", "gid", "inode", "mtime_ns", "ctime_ns")
 TARGET = "fim_baseline"
-_SELECT_ENTRIES = (
-    "SELECT path, kind, digest, size, mode, uid, gid, inode, mtime_ns, ctime_ns FROM fim_entries WHERE baseline_id = %s"
-)
+PAGE = 2000  # records a row of fim_pages
 
 
 class NoBaseline(Conflict):
@@ -73,12 +71,23 @@ def _exclude(settings: Settings) -> list[str]:
     return [item.strip() for item in settings.fim_exclude.split(",") if item.strip()]
 
 
+def _records(entries: Iterable[Entry]) -> list[bytes]:
+    """The entries' records in path order (code points, not a collation): what is stored and signed."""
+    return [entry.record() for entry in sorted(entries, key=lambda e: e.path)]
+
+
 def entries_digest(entries: Iterable[Entry]) -> bytes:
-    """SHA-256 of every entry's line (scan.Entry.line), in path order (code points, not a collation)."""
-    digest = hashlib.sha256()
-    for entry in sorted(entries, key=lambda e: e.path):
-        digest.update(entry.line())
-    return digest.digest()
+    return hashlib.sha256(b"".join(_records(entries))).digest()
+
+
+@dataclass
+class Stored:
+    """A baseline's pages read back: its entries by path, their count and the SHA-256 of the pages in order."""
+
+    entries: dict[str, Entry]
+    count: int
+    digest: bytes
+    malformed: str | None = None
 
 
 def statement(baseline: FimBaseline) -> bytes:
@@ -95,9 +104,8 @@ def statement(baseline: FimBaseline) -> bytes:
     )
 
 
-def tampering(baseline: FimBaseline, entries: Iterable[Entry], settings: Settings) -> str | None:
-    """None when the baseline's signature verifies over these entries under a trusted key; else what is wrong."""
-    rows = list(entries)
+def tampering(baseline: FimBaseline, stored: Stored, settings: Settings) -> str | None:
+    """None when the baseline's signature verifies over its stored pages under a trusted key; else what is wrong."""
     keys = {key_id(public): public for public in trusted_public_keys(settings)}
     public = keys.get(baseline.key_id)
     if public is None:
@@ -106,46 +114,42 @@ def tampering(baseline: FimBaseline, entries: Iterable[Entry], settings: Setting
         Ed25519PublicKey.from_public_bytes(public).verify(baseline.signature, statement(baseline))
     except InvalidSignature:
         return "its signature does not verify over its own header (id, algorithm, roots, count or digest changed)"
-    if len(rows) != baseline.entries:
-        return f"it holds {len(rows)} entries, {baseline.entries} were signed"
-    if entries_digest(rows) != baseline.entries_digest:
-        return "its entries differ from those signed (a row was changed, added or removed)"
+    if stored.digest != baseline.entries_digest:
+        return "its stored records differ from those signed (a record was changed, added or removed)"
+    if stored.malformed or stored.count != baseline.entries:
+        return stored.malformed or f"it holds {stored.count} records, {baseline.entries} were signed"
     return None
 
 
-def _load_entries(session: Session, baseline_id: uuid.UUID) -> dict[str, Entry]:
-    # Straight through the driver: a baseline holds tens of thousands of rows, read before every scan.
-    cursor = session.connection().connection.driver_connection.cursor()
-    cursor.execute(_SELECT_ENTRIES, (baseline_id,))
-    return {row[0]: Entry(*row) for row in cursor.fetchall()}
+def load(session: Session, baseline_id: uuid.UUID) -> Stored:
+    pages = session.execute(
+        select(FimPage.records).where(FimPage.baseline_id == baseline_id).order_by(FimPage.page)
+    ).scalars()
+    digest = hashlib.sha256()
+    entries: dict[str, Entry] = {}
+    count, malformed = 0, None
+    for records in pages:
+        digest.update(records)
+        try:
+            found = Entry.records(records)
+        except (ValueError, UnicodeDecodeError) as exc:
+            malformed = f"a page of its records is malformed ({exc})"
+            continue
+        count += len(found)
+        entries.update((entry.path, entry) for entry in found)
+    return Stored(entries, count, digest.digest(), malformed)
 
 
-_INSERT_ENTRIES = (
-    "INSERT INTO fim_entries (baseline_id, path, kind, digest, size, mode, uid, gid, inode, mtime_ns, ctime_ns) "
-    "SELECT %s, p, k, decode(d, 'hex'), s, m, u, g, i, t, c FROM json_to_recordset(%s::json) "
-    "AS r(p text, k text, d text, s bigint, m int, u bigint, g bigint, i bigint, t bigint, c bigint)"
-)
-
-
-def _store_entries(session: Session, baseline_id: uuid.UUID, entries: Iterable[Entry]) -> None:
-    # A batch as one JSON document the server unpacks: COPY is refused on a table under row-level security, and
-    # encoding JSON (in C) costs far less than binding ten arrays value by value while the hashing threads run.
-    rows = [
-        {
-            "p": e.path,
-            "k": e.kind,
-            "d": e.digest.hex() if e.digest is not None else None,
-            "s": e.size,
-            "m": e.mode,
-            "u": e.uid,
-            "g": e.gid,
-            "i": e.inode,
-            "t": e.mtime_ns,
-            "c": e.ctime_ns,
-        }
-        for e in entries
-    ]
-    session.connection().connection.driver_connection.execute(_INSERT_ENTRIES, (baseline_id, json.dumps(rows)))
+def _store(session: Session, baseline_id: uuid.UUID, entries: Iterable[Entry]) -> bytes:
+    """Write the entries' records in pages; the SHA-256 of them all (what the signature covers)."""
+    records = _records(entries)
+    digest = hashlib.sha256()
+    for page, start in enumerate(range(0, len(records), PAGE)):
+        data = b"".join(records[start : start + PAGE])
+        digest.update(data)
+        session.add(FimPage(baseline_id=baseline_id, page=page, records=data))
+    session.flush()
+    return digest.digest()
 
 
 def active(session: Session) -> FimBaseline | None:
@@ -171,17 +175,26 @@ def propose(
     roots = _settings_roots(settings)
     with platform_session(db) as session:
         current = active(session)
-        known = _load_entries(session, current.id) if current is not None else None
+        known = load(session, current.id).entries if current is not None else None
+    result = scanning.scan(
+        roots,
+        settings.fim_algorithm,
+        full=True,
+        exclude=_exclude(settings),
+        progress=progress,
+        total=total,
+        threads=threads,
+    )
+    if known is not None:
+        result.findings, result.touched = scanning.compare(known, result.entries)
     signer = load_signing_key(settings)
     with platform_session(db) as session:
-        # The header first (signed at the end, in the same transaction), so the entries are written in batches
-        # while the files are still being hashed.
         baseline = FimBaseline(
             id=uuid.uuid4(),
             status=BaselineStatus.PROPOSED,
             algorithm=settings.fim_algorithm,
             roots=roots,
-            entries=0,
+            entries=len(result.entries),
             entries_digest=b"",
             key_id=signer.key_id,
             signature=b"",
@@ -191,21 +204,7 @@ def propose(
         )
         session.add(baseline)
         session.flush()
-        result = scanning.scan(
-            roots,
-            settings.fim_algorithm,
-            full=True,
-            exclude=_exclude(settings),
-            progress=progress,
-            total=total,
-            threads=threads,
-            sink=lambda batch: _store_entries(session, baseline.id, batch),
-        )
-        if known is not None:
-            result.findings, result.touched = scanning.compare(known, result.entries)
-        baseline.entries = len(result.entries)
-        baseline.entries_digest = entries_digest(result.entries.values())
-        baseline.signed_at = datetime.now(UTC)
+        baseline.entries_digest = _store(session, baseline.id, result.entries.values())
         baseline.signature = signer.sign(statement(baseline))
         session.flush()
         audit.record(
@@ -242,7 +241,7 @@ def decide(
         )
     if approve and baseline.signed_at + KEEP_OPEN <= datetime.now(UTC):
         raise Conflict(f"baseline {baseline_id} was proposed more than {KEEP_OPEN.days} days ago; propose again")
-    if approve and (problem := tampering(baseline, _load_entries(session, baseline.id).values(), settings)):
+    if approve and (problem := tampering(baseline, load(session, baseline.id), settings)):
         raise Conflict(f"baseline {baseline_id} was altered since it was proposed ({problem}); propose again")
     now = datetime.now(UTC)
     if approve:
@@ -250,19 +249,19 @@ def decide(
         if previous is not None:
             previous.status = BaselineStatus.SUPERSEDED
             session.flush()
-            session.execute(delete(FimEntry).where(FimEntry.baseline_id == previous.id))
+            session.execute(delete(FimPage).where(FimPage.baseline_id == previous.id))
         # Older proposals decided nothing and now never will: dropped with their entries' rows.
         stale = select(FimBaseline.id).where(
             FimBaseline.status == BaselineStatus.PROPOSED, FimBaseline.id != baseline.id
         )
-        session.execute(delete(FimEntry).where(FimEntry.baseline_id.in_(stale)))
+        session.execute(delete(FimPage).where(FimPage.baseline_id.in_(stale)))
         session.execute(
             update(FimBaseline)
             .where(FimBaseline.status == BaselineStatus.PROPOSED, FimBaseline.id != baseline.id)
             .values(status=BaselineStatus.REJECTED, decided_at=now)
         )
     else:
-        session.execute(delete(FimEntry).where(FimEntry.baseline_id == baseline.id))
+        session.execute(delete(FimPage).where(FimPage.baseline_id == baseline.id))
     baseline.status = BaselineStatus.ACTIVE if approve else BaselineStatus.REJECTED
     baseline.decided_by, baseline.decided_by_person, baseline.decided_at = actor.id, actor.person, now
     session.flush()
@@ -338,14 +337,15 @@ def run_scan(
                 "no approved file-integrity baseline: propose one with `bookwarden fim baseline`, and have "
                 "another operator approve it with `bookwarden fim approve ID`"
             )
-        known = _load_entries(session, baseline.id)
+        stored = load(session, baseline.id)
         last_full = session.scalars(
             select(HostScan.started_at)
             .where(HostScan.check_kind == HostCheck.FIM, HostScan.full.is_(True), HostScan.baseline_id == baseline.id)
             .order_by(HostScan.started_at.desc())
             .limit(1)
         ).first()
-    tampered = tampering(baseline, known.values(), settings)
+    tampered = tampering(baseline, stored, settings)
+    known = stored.entries
     due = (last_full or baseline.signed_at) + timedelta(hours=settings.fim_full_scan_hours) <= started
     # A baseline that does not verify vouches for no stored metadata: nothing goes through the fast path.
     full = full or due or tampered is not None

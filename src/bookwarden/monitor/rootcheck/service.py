@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bookwarden.audit import record as audit
@@ -28,8 +27,8 @@ from bookwarden.core.permissions import Permission
 from bookwarden.core.principal import Principal
 from bookwarden.db.session import Database, platform_session
 from bookwarden.monitor.events import Event, LogSource
-from bookwarden.monitor.fim.models import FimEntry, HostCheck, HostScan
-from bookwarden.monitor.fim.service import active
+from bookwarden.monitor.fim.models import HostCheck, HostScan
+from bookwarden.monitor.fim.service import active, load
 from bookwarden.monitor.rootcheck import checks
 from bookwarden.monitor.rootcheck.checks import Finding
 
@@ -56,11 +55,7 @@ def _suid_baseline(session: Session) -> list[str]:
     if baseline is None:
         return []
     bits = stat.S_ISUID | stat.S_ISGID
-    return list(
-        session.scalars(
-            select(FimEntry.path).where(FimEntry.baseline_id == baseline.id, FimEntry.mode.op("&")(bits) != 0)
-        )
-    )
+    return [entry.path for entry in load(session, baseline.id).entries.values() if entry.mode & bits]
 
 
 def _items(value: str) -> list[str]:

@@ -15,7 +15,7 @@ down_revision = "0031"
 branch_labels = None
 depends_on = None
 
-TABLES = ("fim_baselines", "fim_entries", "host_scans")
+TABLES = ("fim_baselines", "fim_pages", "host_scans")
 
 
 def upgrade() -> None:
@@ -46,20 +46,12 @@ def upgrade() -> None:
         );
         -- One baseline is compared with at a time.
         CREATE UNIQUE INDEX uq_fim_baselines_one_active ON fim_baselines (status) WHERE status = 'active';
-        CREATE TABLE fim_entries (
+        CREATE TABLE fim_pages (
             baseline_id UUID NOT NULL,
-            path TEXT NOT NULL,
-            kind VARCHAR(1) NOT NULL,
-            digest BYTEA,
-            size BIGINT NOT NULL,
-            mode INTEGER NOT NULL,
-            uid BIGINT NOT NULL,
-            gid BIGINT NOT NULL,
-            inode BIGINT NOT NULL,
-            mtime_ns BIGINT NOT NULL,
-            ctime_ns BIGINT NOT NULL,
-            CONSTRAINT pk_fim_entries PRIMARY KEY (baseline_id, path),
-            CONSTRAINT fk_fim_entries_baseline_id FOREIGN KEY (baseline_id) REFERENCES fim_baselines (id)
+            page INTEGER NOT NULL,
+            records BYTEA NOT NULL,
+            CONSTRAINT pk_fim_pages PRIMARY KEY (baseline_id, page),
+            CONSTRAINT fk_fim_pages_baseline_id FOREIGN KEY (baseline_id) REFERENCES fim_baselines (id)
                 ON DELETE CASCADE
         );
         CREATE TABLE host_scans (
@@ -89,12 +81,12 @@ def upgrade() -> None:
             "USING (bookwarden_current_tenant() IS NULL) WITH CHECK (bookwarden_current_tenant() IS NULL)"
         )
     grant_app("fim_baselines", "SELECT, INSERT, UPDATE")
-    # Entries of a baseline that is superseded or rejected are dropped; rows of a baseline are never updated.
-    grant_app("fim_entries", "SELECT, INSERT, DELETE")
+    # Pages of a baseline that is superseded or rejected are dropped; a baseline's pages are never updated.
+    grant_app("fim_pages", "SELECT, INSERT, DELETE")
     grant_app("host_scans", "SELECT, INSERT, UPDATE")
 
 
 def downgrade() -> None:
     op.execute("DROP TABLE host_scans")
-    op.execute("DROP TABLE fim_entries")
+    op.execute("DROP TABLE fim_pages")
     op.execute("DROP TABLE fim_baselines")
