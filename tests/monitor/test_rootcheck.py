@@ -105,6 +105,15 @@ def test_a_bound_port_missing_from_proc_net_is_hidden(tmp_path, protocol, kind):
     assert checks.hidden_ports(net, ports=[port], protocols=[protocol]) == []
 
 
+def test_a_tcp_port_only_bound_is_in_no_table_but_accepts_nothing_so_is_not_hidden():
+    # What a program does to reserve a port before listen(): Linux lists the socket in no /proc/net table.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as reserved:
+        reserved.bind(("127.0.0.1", 0))
+        port = reserved.getsockname()[1]
+        assert port not in checks._ports_in(Path("/proc/net"), ("tcp", "tcp6"))
+        assert checks.hidden_ports(Path("/proc/net"), ports=[port], protocols=["tcp"]) == []
+
+
 # -- files ------------------------------------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ running kernel (a scan of the disk from another system, memory forensics) finds 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
@@ -142,12 +143,26 @@ def _in_use(kind: int, port: int) -> bool:
     return False
 
 
+def _accepts(port: int) -> bool:
+    """Whether something accepts a TCP connection on `port` at a local address (loopback, then the host's own)."""
+    addresses = ["127.0.0.1"]
+    with contextlib.suppress(OSError):  # no name for this host: loopback alone
+        addresses += sorted({info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)})
+    for address in addresses:
+        try:
+            with socket.create_connection((address, port), timeout=1):
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def hidden_ports(
     proc_net: Path = Path("/proc/net"),
     ports: Iterable[int] = range(1, 65536),
     protocols: Iterable[str] = ("tcp", "udp"),
 ) -> list[Finding]:
-    """Ports some socket holds (a bind is refused) that /proc/net does not list.
+    """Ports some socket holds (a bind is refused) that /proc/net does not list; for TCP, that accept a connection.
 
     /proc/net is read after the probe and again after a second probe: a connection that closed between the two
     looks frees the port (the second bind succeeds); one that opened shows up in the fresh table.
@@ -160,6 +175,11 @@ def hidden_ports(
         suspects = [port for port in candidates if port not in listed and _in_use(kind, port)]
         for port in suspects:
             if port in _ports_in(proc_net, tables) or not _in_use(kind, port):
+                continue
+            # A TCP socket that is bound but neither listening nor connected (a program reserving a port, as tests
+            # and servers do before listen()) holds the port and is in no /proc/net table, yet nothing can reach
+            # it: only a port that accepts a connection is a hidden listener.
+            if protocol == "tcp" and not _accepts(port):
                 continue
             if port in _ports_in(proc_net, tables):
                 continue
