@@ -71,14 +71,35 @@ OCSF_VERSION = "1.3.0"
 EVENTS, CHECKPOINTS, PUBLIC_KEY, MANIFEST = "events.jsonl", "checkpoints.json", "public-key", "manifest.json"
 _API_ACTIVITY, _APPLICATION_ACTIVITY = 6003, 6
 _ACTIVITIES = {  # the verb ending an action name -> OCSF API Activity activity_id (and its name)
-    "created": (1, "Create"), "added": (1, "Create"), "invited": (1, "Create"), "issued": (1, "Create"),
-    "requested": (1, "Create"), "registered": (1, "Create"),
-    "viewed": (2, "Read"), "listed": (2, "Read"), "looked_up": (2, "Read"), "exported": (2, "Read"),
-    "searched": (2, "Read"), "proved": (2, "Read"), "verified": (2, "Read"), "key_viewed": (2, "Read"),
-    "changed": (3, "Update"), "reset": (3, "Update"), "enabled": (3, "Update"), "disabled": (3, "Update"),
-    "granted": (3, "Update"), "approved": (3, "Update"), "rejected": (3, "Update"), "suspended": (3, "Update"),
-    "resumed": (3, "Update"), "rotated": (3, "Update"), "activated": (3, "Update"),
-    "deleted": (4, "Delete"), "removed": (4, "Delete"), "revoked": (4, "Delete"), "segment_dropped": (4, "Delete"),
+    "created": (1, "Create"),
+    "added": (1, "Create"),
+    "invited": (1, "Create"),
+    "issued": (1, "Create"),
+    "requested": (1, "Create"),
+    "registered": (1, "Create"),
+    "viewed": (2, "Read"),
+    "listed": (2, "Read"),
+    "looked_up": (2, "Read"),
+    "exported": (2, "Read"),
+    "searched": (2, "Read"),
+    "proved": (2, "Read"),
+    "verified": (2, "Read"),
+    "key_viewed": (2, "Read"),
+    "changed": (3, "Update"),
+    "reset": (3, "Update"),
+    "enabled": (3, "Update"),
+    "disabled": (3, "Update"),
+    "granted": (3, "Update"),
+    "approved": (3, "Update"),
+    "rejected": (3, "Update"),
+    "suspended": (3, "Update"),
+    "resumed": (3, "Update"),
+    "rotated": (3, "Update"),
+    "activated": (3, "Update"),
+    "deleted": (4, "Delete"),
+    "removed": (4, "Delete"),
+    "revoked": (4, "Delete"),
+    "segment_dropped": (4, "Delete"),
 }
 _OTHER = (99, "Other")
 _STATUS = {"succeeded": (1, "Success"), "denied": (2, "Failure"), "failed": (2, "Failure")}
@@ -272,7 +293,8 @@ def view(tenant_id: str, fields: EventFields, unmapped: Unmapped) -> Line:
         src_endpoint=_endpoints[fields.source_address] if fields.source_address is not None else None,
         http_request=_agents[fields.user_agent] if fields.user_agent is not None else None,
         resources=[Resource(fields.target_kind, fields.target_id)]
-        if fields.target_kind is not None or fields.target_id is not None else None,
+        if fields.target_kind is not None or fields.target_id is not None
+        else None,
         unmapped=unmapped,
     )
 
@@ -318,11 +340,18 @@ def export_bundle(db: Database, tenant_id: UUID, path: Path, public_keys: Sequen
                         try:
                             body = canonical_body(row)
                         except (ValueError, TypeError, OverflowError):
-                            raise IntegrityFailure(f"event seq {row[13]} holds values no recorded event can have; "
-                                                   "run bookwarden audit verify") from None
+                            raise IntegrityFailure(
+                                f"event seq {row[13]} holds values no recorded event can have; "
+                                "run bookwarden audit verify"
+                            ) from None
                         seq, body_digest, prev_hash, chain_hash = row[13:17]
-                        unmapped = Unmapped(msgspec.Raw(body), seq, bytes(body_digest).hex(), bytes(prev_hash).hex(),
-                                            bytes(chain_hash).hex())
+                        unmapped = Unmapped(
+                            msgspec.Raw(body),
+                            seq,
+                            bytes(body_digest).hex(),
+                            bytes(prev_hash).hex(),
+                            bytes(chain_hash).hex(),
+                        )
                         sink.write(render_line(tenant, _decode_fields(body), unmapped) + b"\n")
                         count += 1
                         first = first or seq
@@ -346,8 +375,10 @@ def export_bundle(db: Database, tenant_id: UUID, path: Path, public_keys: Sequen
             PUBLIC_KEY: "".join(signing.encode_public_key(k) + "\n" for k in public_keys).encode(),
         }
         # 0600 from the first byte: events appended before migration 0026 name addresses and user agents.
-        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out, \
-                tarfile.open(fileobj=out, mode="w:gz", compresslevel=6) as tar:
+        with (
+            os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out,
+            tarfile.open(fileobj=out, mode="w:gz", compresslevel=6) as tar,
+        ):
             for name, data in members.items():
                 _add(tar, name, io.BytesIO(data), len(data))
             with open(events_path, "rb") as events:
@@ -401,8 +432,10 @@ def verify_bundle(path: Path, pinned: Sequence[bytes] | None = None) -> tuple[Ch
             raise InvalidInput(f"{path}: {PUBLIC_KEY} holds no key")
         if pinned is None:
             ids = ", ".join(signing.key_id(k) for k in bundled)
-            notes.append(f"trusting the bundle's own public keys {ids}; "
-                         "pin the platform's with --public-key to rule out a re-signed bundle")
+            notes.append(
+                f"trusting the bundle's own public keys {ids}; "
+                "pin the platform's with --public-key to rule out a re-signed bundle"
+            )
             keys = signing.TrustedKeys(*bundled)
         else:
             keys = signing.TrustedKeys(*pinned)
@@ -428,8 +461,9 @@ def _start(seq: int, hash_: bytes, signed: list[signing.Checkpoint]) -> tuple[St
     if boundary is None:
         return Start(seq, hash_, Frontier(), "dropped segment"), f"no checkpoint seals the start at seq {seq}"
     if boundary.last_hash != hash_:
-        return Start(seq, hash_, Frontier(), "dropped segment"), \
-            f"the start hash differs from the one the checkpoint at {seq} signed"
+        return Start(
+            seq, hash_, Frontier(), "dropped segment"
+        ), f"the start hash differs from the one the checkpoint at {seq} signed"
     frontier = boundary.tree() if boundary.frontier_problem() is None else Frontier()
     return Start(seq, hash_, frontier, "dropped segment"), None
 
@@ -494,8 +528,9 @@ def _full_link(text: bytes, tenant_id: str, number: int, seq: int | None) -> tup
             digest = hashlib.sha256(_canonical(raw)).digest()
         link = (seq, event_id, digest, stored, bytes.fromhex(unmapped.prev_hash), bytes.fromhex(unmapped.hash))
     except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
-        raise _LineProblem(seq + 1 if seq is not None else None, None,
-                           f"line {number} of {EVENTS} is not a bundle event ({exc})") from None
+        raise _LineProblem(
+            seq + 1 if seq is not None else None, None, f"line {number} of {EVENTS} is not a bundle event ({exc})"
+        ) from None
     # Only an event whose hashed fields hold is worth comparing with its OCSF view; a changed field
     # is reported as such by the chain check.
     if digest == stored and line != view(tenant_id, fields, unmapped):
@@ -580,8 +615,12 @@ def _workers(manifest: dict) -> int:
     except (KeyError, TypeError, ValueError):
         return 0
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if count < PARALLEL_FROM or cpus < 2 or threading.active_count() > 1 or \
-            "fork" not in multiprocessing.get_all_start_methods():
+    if (
+        count < PARALLEL_FROM
+        or cpus < 2
+        or threading.active_count() > 1
+        or "fork" not in multiprocessing.get_all_start_methods()
+    ):
         return 0
     return min(cpus, 8)
 

@@ -36,8 +36,16 @@ _CHECKPOINT_COLUMNS = "tenant_id, tree_size, root_hash, last_hash, frontier, sig
 
 def _checkpoint(row: Any) -> Checkpoint:
     tenant_id, size, root, last, frontier, signed_at, key_id, signature = row
-    return Checkpoint(tenant_id, size, bytes(root), bytes(last), tuple(bytes(h) for h in frontier), signed_at, key_id,
-                      bytes(signature))
+    return Checkpoint(
+        tenant_id,
+        size,
+        bytes(root),
+        bytes(last),
+        tuple(bytes(h) for h in frontier),
+        signed_at,
+        key_id,
+        bytes(signature),
+    )
 
 
 def list_checkpoints(session: TenantSession) -> list[Checkpoint]:
@@ -51,8 +59,10 @@ def list_checkpoints(session: TenantSession) -> list[Checkpoint]:
 
 def latest_checkpoint(session: TenantSession) -> Checkpoint | None:
     row = session.execute(
-        text(f"SELECT {_CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE tenant_id = :t "  # noqa: S608
-             "ORDER BY tree_size DESC LIMIT 1"),
+        text(
+            f"SELECT {_CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE tenant_id = :t "  # noqa: S608
+            "ORDER BY tree_size DESC LIMIT 1"
+        ),
         {"t": session.tenant_id},
     ).first()
     return _checkpoint(row) if row is not None else None
@@ -78,8 +88,10 @@ def chain_head(session: TenantSession) -> tuple[int, bytes] | None:
 def segment_boundary(session: TenantSession) -> tuple[int, bytes, datetime] | None:
     """The newest dropped segment: last seq dropped, its chain hash, when."""
     row = session.execute(
-        text("SELECT upto_seq, last_hash, dropped_at FROM audit_segment_drops WHERE tenant_id = :t "
-             "ORDER BY upto_seq DESC LIMIT 1"),
+        text(
+            "SELECT upto_seq, last_hash, dropped_at FROM audit_segment_drops WHERE tenant_id = :t "
+            "ORDER BY upto_seq DESC LIMIT 1"
+        ),
         {"t": session.tenant_id},
     ).first()
     return (row.upto_seq, bytes(row.last_hash), row.dropped_at) if row is not None else None
@@ -107,28 +119,40 @@ def make_checkpoint(
         if problem is None and previous.key_id == key.key_id:
             problem = signing.TrustedKeys(key.public).check(previous)
         if problem is not None:
-            raise IntegrityFailure(f"audit chain {chain}: the checkpoint at size {previous.tree_size}: {problem}; "
-                                   "refusing to extend it (run bookwarden audit verify)")
+            raise IntegrityFailure(
+                f"audit chain {chain}: the checkpoint at size {previous.tree_size}: {problem}; "
+                "refusing to extend it (run bookwarden audit verify)"
+            )
         base, base_hash = previous.tree(), previous.last_hash
     else:
         base, base_hash = merkle.Frontier(), GENESIS
     if head is None or head[0] <= base.size:
         return None
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    if (every_events is not None or every is not None) and not _due(session, base.size, head[0], now,
-                                                                     every_events, every):
+    if (every_events is not None or every is not None) and not _due(
+        session, base.size, head[0], now, every_events, every
+    ):
         return None
     frontier, last_hash = _extend(session, base, base_hash, head[0])
     if last_hash != head[1]:
         raise IntegrityFailure(f"audit chain {chain}: the head's hash differs from event {head[0]}'s; refusing to sign")
     checkpoint = signing.sign(key, chain, frontier, last_hash, now)
     inserted = session.execute(
-        text(f"INSERT INTO audit_checkpoints ({_CHECKPOINT_COLUMNS}) "  # noqa: S608
-             "VALUES (:t, :n, :root, :last, :frontier, :at, :key_id, :signature) "
-             "ON CONFLICT (tenant_id, tree_size) DO NOTHING RETURNING tree_size"),
-        {"t": chain, "n": checkpoint.tree_size, "root": checkpoint.root_hash, "last": checkpoint.last_hash,
-         "frontier": list(checkpoint.frontier), "at": checkpoint.signed_at, "key_id": checkpoint.key_id,
-         "signature": checkpoint.signature},
+        text(
+            f"INSERT INTO audit_checkpoints ({_CHECKPOINT_COLUMNS}) "  # noqa: S608
+            "VALUES (:t, :n, :root, :last, :frontier, :at, :key_id, :signature) "
+            "ON CONFLICT (tenant_id, tree_size) DO NOTHING RETURNING tree_size"
+        ),
+        {
+            "t": chain,
+            "n": checkpoint.tree_size,
+            "root": checkpoint.root_hash,
+            "last": checkpoint.last_hash,
+            "frontier": list(checkpoint.frontier),
+            "at": checkpoint.signed_at,
+            "key_id": checkpoint.key_id,
+            "signature": checkpoint.signature,
+        },
     ).first()
     if inserted is None:
         return None  # another worker sealed the same size meanwhile
@@ -163,21 +187,26 @@ def _extend(session, base: merkle.Frontier, base_hash: bytes, upto: int) -> tupl
     builder = merkle.TreeBuilder(base)
     prev, expected = base_hash, base.size + 1
     rows = session.execute(
-        text("SELECT seq, body_digest, prev_hash, hash FROM audit_events "
-             "WHERE tenant_id = :t AND seq > :base AND seq <= :upto ORDER BY seq"),
+        text(
+            "SELECT seq, body_digest, prev_hash, hash FROM audit_events "
+            "WHERE tenant_id = :t AND seq > :base AND seq <= :upto ORDER BY seq"
+        ),
         {"t": session.tenant_id, "base": base.size, "upto": upto},
         execution_options={"yield_per": 5000},  # a server-side cursor: the first seal of a long chain streams
     )
     for seq, digest, prev_hash, stored_hash in rows:
         if seq != expected or bytes(prev_hash) != prev or chain_hash(prev, seq, bytes(digest)) != bytes(stored_hash):
-            raise IntegrityFailure(f"audit chain {session.tenant_id} is broken at seq {expected}; refusing to sign "
-                                   "it (run bookwarden audit verify)")
+            raise IntegrityFailure(
+                f"audit chain {session.tenant_id} is broken at seq {expected}; refusing to sign "
+                "it (run bookwarden audit verify)"
+            )
         prev = bytes(stored_hash)
         builder.append(prev)
         expected += 1
     if expected != upto + 1:
-        raise IntegrityFailure(f"audit chain {session.tenant_id} is broken at seq {expected}: event missing; "
-                               "refusing to sign it")
+        raise IntegrityFailure(
+            f"audit chain {session.tenant_id} is broken at seq {expected}: event missing; refusing to sign it"
+        )
     return builder.frontier(), prev
 
 
@@ -229,13 +258,17 @@ def _tree(session: TenantSession, size: int) -> merkle.Tree:
         base = get_checkpoint(session, drop[0]).tree()
     if size < base.size:
         raise InvalidInput(f"events up to seq {base.size} were dropped; no proof reaches a tree of {size}")
-    leaves = [bytes(h) for (h,) in session.execute(
-        text("SELECT hash FROM audit_events WHERE tenant_id = :t AND seq > :base AND seq <= :n ORDER BY seq"),
-        {"t": session.tenant_id, "base": base.size, "n": size},
-    )]
+    leaves = [
+        bytes(h)
+        for (h,) in session.execute(
+            text("SELECT hash FROM audit_events WHERE tenant_id = :t AND seq > :base AND seq <= :n ORDER BY seq"),
+            {"t": session.tenant_id, "base": base.size, "n": size},
+        )
+    ]
     if len(leaves) != size - base.size:
-        raise IntegrityFailure(f"audit chain {session.tenant_id}: events are missing below seq {size} "
-                               "(run bookwarden audit verify)")
+        raise IntegrityFailure(
+            f"audit chain {session.tenant_id}: events are missing below seq {size} (run bookwarden audit verify)"
+        )
     return merkle.Tree(leaves, base)
 
 
@@ -244,8 +277,10 @@ def inclusion_proof(session: TenantSession, seq: int, tree_size: int | None = No
     checkpoint = get_checkpoint(session, tree_size) if tree_size is not None else latest_checkpoint(session)
     if checkpoint is None or seq > checkpoint.tree_size:
         sealed = checkpoint.tree_size if checkpoint is not None else 0
-        raise Conflict(f"event {seq} is not sealed by that checkpoint yet (it covers seq 1..{sealed}); "
-                       "run bookwarden audit checkpoint")
+        raise Conflict(
+            f"event {seq} is not sealed by that checkpoint yet (it covers seq 1..{sealed}); "
+            "run bookwarden audit checkpoint"
+        )
     row = session.execute(
         text("SELECT id, hash FROM audit_events WHERE tenant_id = :t AND seq = :s"), {"t": session.tenant_id, "s": seq}
     ).first()
@@ -257,8 +292,10 @@ def inclusion_proof(session: TenantSession, seq: int, tree_size: int | None = No
     except merkle.ProofUnavailable as exc:
         raise InvalidInput(str(exc)) from None
     if not merkle.verify_inclusion(leaf, seq - 1, checkpoint.tree_size, path, checkpoint.root_hash):
-        raise IntegrityFailure(f"event {seq} does not prove against the signed checkpoint at {checkpoint.tree_size} "
-                               "(run bookwarden audit verify)")
+        raise IntegrityFailure(
+            f"event {seq} does not prove against the signed checkpoint at {checkpoint.tree_size} "
+            "(run bookwarden audit verify)"
+        )
     return {
         "tenant_id": str(session.tenant_id),
         "seq": seq,
@@ -282,8 +319,9 @@ def consistency_proof(session: TenantSession, old: int, new: int) -> dict[str, A
     except merkle.ProofUnavailable as exc:
         raise InvalidInput(str(exc)) from None
     if not merkle.verify_consistency(old, new, first.root_hash, second.root_hash, path):
-        raise IntegrityFailure(f"the checkpoints at {old} and {new} are not consistent with the events "
-                               "(run bookwarden audit verify)")
+        raise IntegrityFailure(
+            f"the checkpoints at {old} and {new} are not consistent with the events (run bookwarden audit verify)"
+        )
     return {
         "tenant_id": str(session.tenant_id),
         "first": first.as_json(),

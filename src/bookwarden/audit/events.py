@@ -286,6 +286,13 @@ class Action(enum.StrEnum):
     OFFBOARDING_CERTIFIED = "offboarding.certified"  # the certificate of destruction issued
     OFFBOARDING_LISTED = "offboarding.listed"
     OFFBOARDING_CERTIFICATE_READ = "offboarding.certificate_read"
+    # Host checks (monitor/fim, monitor/rootcheck): counts and paths of the platform's own files, never data.
+    FIM_BASELINE_PROPOSED = "fim.baseline_proposed"  # scanned and signed, waiting for a second operator
+    FIM_BASELINE_APPROVED = "fim.baseline_approved"  # the second operator's approval: scans compare with it now
+    FIM_BASELINE_REJECTED = "fim.baseline_rejected"
+    FIM_SCANNED = "fim.scanned"  # counts of files, re-hashed files and findings; outcome failed when any
+    FIM_STATUS_VIEWED = "fim.status_viewed"
+    ROOTCHECK_RAN = "rootcheck.ran"  # counts of findings by kind; outcome failed when any
     # The trail itself.
     AUDIT_SEARCHED = "audit.searched"
     AUDIT_EXPORTED = "audit.exported"

@@ -46,15 +46,19 @@ def expired_segment(
     # The first event still within retention: every segment ending before it is past it. Walking seq
     # upwards from the boundary touches only events that are about to go.
     first_kept = session.execute(
-        text("SELECT seq FROM audit_events WHERE tenant_id = :t AND seq > :after AND occurred_at > :cutoff "
-             "ORDER BY seq LIMIT 1"),
+        text(
+            "SELECT seq FROM audit_events WHERE tenant_id = :t AND seq > :after AND occurred_at > :cutoff "
+            "ORDER BY seq LIMIT 1"
+        ),
         {"t": chain, "after": dropped_upto, "cutoff": cutoff},
     ).scalar()
     if keep_from is not None:
         first_kept = keep_from if first_kept is None else min(first_kept, keep_from)
     upto = session.execute(
-        text("SELECT max(tree_size) FROM audit_checkpoints WHERE tenant_id = :t AND tree_size > :after "
-             "AND (CAST(:before AS bigint) IS NULL OR tree_size < :before)"),
+        text(
+            "SELECT max(tree_size) FROM audit_checkpoints WHERE tenant_id = :t AND tree_size > :after "
+            "AND (CAST(:before AS bigint) IS NULL OR tree_size < :before)"
+        ),
         {"t": chain, "after": dropped_upto, "before": first_kept},
     ).scalar()
     return None if upto is None else (dropped_upto, upto)
@@ -99,5 +103,3 @@ def drop_expired_segments(db: Database, retention: timedelta, *, now: datetime |
         if drop is not None:
             drops.append(drop)
     return drops
-
-

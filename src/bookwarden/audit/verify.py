@@ -189,8 +189,11 @@ class ChainVerifier:
                 if prev_hash != prev:
                     if prev_hash == before and seq > self.report.start.seq + 1:
                         # It links to the event two back: the one in between was slipped in.
-                        return self.fail(seq - 1, last_id, f"the event at seq {seq - 1} was inserted: seq {seq} "
-                                          f"links to seq {seq - 2}")
+                        return self.fail(
+                            seq - 1,
+                            last_id,
+                            f"the event at seq {seq - 1} was inserted: seq {seq} links to seq {seq - 2}",
+                        )
                     return self.fail(seq, event_id, "prev_hash does not link to the previous event's hash")
                 link = _sha256(prev + seq.to_bytes(8, "big") + digest).digest()
                 if link != stored_hash:
@@ -337,9 +340,22 @@ FORMAT_AT = 17  # where the format and the commitment sit in a row of EVENT_COLU
 
 def reference_event(row: Sequence[Any]) -> Event:
     """The event as Event itself holds it, from a row of EVENT_COLUMNS."""
-    (action, actor_id, actor_kind, details, grant_id, id_, occurred_at, outcome, request_id, source_address,
-     target_id, target_kind, user_agent) = row[:13]
-    event_format, commitment = row[FORMAT_AT:FORMAT_AT + 2]
+    (
+        action,
+        actor_id,
+        actor_kind,
+        details,
+        grant_id,
+        id_,
+        occurred_at,
+        outcome,
+        request_id,
+        source_address,
+        target_id,
+        target_kind,
+        user_agent,
+    ) = row[:13]
+    event_format, commitment = row[FORMAT_AT : FORMAT_AT + 2]
     if event_format == FORMAT_CONTEXT_APART and (source_address is not None or user_agent is not None):
         # A format 2 event keeps no address in the hashed table: one written there is a change.
         raise ValueError("a format 2 event with an address or user agent in its hashed row")
@@ -528,11 +544,19 @@ def chain_start(session, tenant_id: UUID, since: int | None) -> tuple[Start, lis
         notes.append(f"events 1..{upto} were dropped at the end of their retention period ({dropped_at:%Y-%m-%d})")
         boundary = by_size.get(upto)
         if boundary is None:
-            return Start(upto, last_hash, Frontier(), "dropped segment"), signed, notes, \
-                f"no checkpoint seals the dropped segment's boundary at seq {upto}"
+            return (
+                Start(upto, last_hash, Frontier(), "dropped segment"),
+                signed,
+                notes,
+                f"no checkpoint seals the dropped segment's boundary at seq {upto}",
+            )
         if boundary.last_hash != last_hash:
-            return Start(upto, last_hash, Frontier(), "dropped segment"), signed, notes, \
-                f"the dropped segment's last hash differs from the one the checkpoint at {upto} signed"
+            return (
+                Start(upto, last_hash, Frontier(), "dropped segment"),
+                signed,
+                notes,
+                f"the dropped segment's last hash differs from the one the checkpoint at {upto} signed",
+            )
         start = Start(upto, last_hash, _frontier_or_empty(boundary), "dropped segment")
     if since is not None:
         checkpoint = by_size.get(since)

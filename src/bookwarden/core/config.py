@@ -98,6 +98,27 @@ class Settings(BaseSettings):
         "status, client address, user agent, duration), for `bookwarden monitor run` to follow; unset = not written",
     )
     log_level: str = "INFO"
+    # File integrity and rootcheck (monitor/fim, monitor/rootcheck).
+    fim_paths: str = Field(
+        default="",
+        description="comma-separated files and folders whose integrity is checked; empty = the application's "
+        "code and templates, its key files in the home folder and /etc/bookwarden when it exists",
+    )
+    fim_exclude: str = Field(default="", description="comma-separated file or folder names left out of FIM scans")
+    fim_algorithm: str = Field(default="blake3", pattern="^(blake3|sha256)$", description="blake3 or sha256")
+    fim_full_scan_hours: int = Field(
+        default=24,
+        ge=1,
+        description="a scheduled scan re-hashes every file (not only those whose inode, size or times changed) "
+        "when the last full scan is older than this",
+    )
+    rootcheck_suid_roots: str = Field(
+        default="/usr/local/bin,/usr/local/sbin",
+        description="comma-separated folders searched for SUID/SGID files, besides the FIM paths",
+    )
+    rootcheck_suid_allowed: str = Field(
+        default="", description="comma-separated SUID/SGID files expected there (besides those in the FIM baseline)"
+    )
     # Also read where links are made (identity/links.py) and by WebAuthn (identity/enrolment): here for the
     # HTTP layer, which sends Strict-Transport-Security when people reach the platform over https.
     public_url: str = Field(default="http://127.0.0.1:8000", description="the address people open Bookwarden at")
@@ -161,6 +182,17 @@ class Settings(BaseSettings):
     @property
     def backup_file_area_paths(self) -> list[Path]:
         return [(self.resolved_home / item).resolve() for item in _items(self.backup_file_areas)]
+
+    @property
+    def fim_roots(self) -> list[Path]:
+        """What FIM watches: the configured paths, or the application (code, templates, rules), its key files
+        and /etc/bookwarden. The data folder's database and tenant files change all the time and are not here."""
+        if _items(self.fim_paths):
+            return [Path(item).expanduser().resolve() for item in _items(self.fim_paths)]
+        package = Path(__file__).resolve().parents[1]
+        keys = [self.resolved_home / name for name in ("master.key", "audit-signing.key", "audit-signing-retired.pub")]
+        config = Path("/etc/bookwarden")
+        return [package, *(key for key in keys if key.exists()), *([config] if config.exists() else [])]
 
     @property
     def data_backup_days_at_most(self) -> int:

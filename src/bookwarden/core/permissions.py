@@ -84,6 +84,10 @@ class Permission(enum.StrEnum):
     # Security alerts of every institution and of the platform: read; acknowledge and close.
     PLATFORM_ALERTS_READ = "platform.alerts.read"
     PLATFORM_ALERTS_MANAGE = "platform.alerts.manage"
+    # Host checks: file integrity and rootcheck. Read: run scans and checks, see their results; manage: propose
+    # and approve (a second operator) the file-integrity baseline.
+    PLATFORM_FIM_READ = "platform.fim.read"
+    PLATFORM_FIM_MANAGE = "platform.fim.manage"
 
     @property
     def is_platform(self) -> bool:
@@ -204,6 +208,8 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
             P.PLATFORM_TENANTS_OFFBOARD,
             P.PLATFORM_ALERTS_READ,
             P.PLATFORM_ALERTS_MANAGE,
+            P.PLATFORM_FIM_READ,
+            P.PLATFORM_FIM_MANAGE,
         }
     ),
     # Staff accounts are the CISO's to run (who may ask for grants, who may break glass), not ops'; so is a
@@ -220,6 +226,8 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
             P.PLATFORM_TENANTS_OFFBOARD,
             P.PLATFORM_ALERTS_READ,
             P.PLATFORM_ALERTS_MANAGE,
+            P.PLATFORM_FIM_READ,
+            P.PLATFORM_FIM_MANAGE,
         }
     ),
     BuiltinRole.DPO: frozenset({P.PLATFORM_PRIVACY_OVERSIGHT}),

@@ -45,6 +45,9 @@ PRODUCED: tuple[LogSource, ...] = (
     LogSource(None, None, frozenset({"apache"})),
     LogSource(None, "webserver", frozenset({"apache"})),
     LogSource("bookwarden", None, frozenset({"audit"})),
+    # Host checks: file integrity scans and rootcheck runs (monitor/fim, monitor/rootcheck).
+    LogSource("bookwarden", None, frozenset({"fim"})),
+    LogSource("bookwarden", None, frozenset({"rootcheck"})),
 )
 
 NOT_SYSLOG = frozenset({"auditd"})

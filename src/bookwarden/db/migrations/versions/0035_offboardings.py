@@ -3,7 +3,7 @@
 down_revision is 0031 as written; the chain is re-linked when branches are merged.
 
 Revision ID: 0035
-Revises: 0032
+Revises: 0034
 """
 
 from alembic import op
@@ -11,7 +11,7 @@ from alembic import op
 from bookwarden.db.migrations.rls import grant_app
 
 revision = "0035"
-down_revision = "0032"
+down_revision = "0034"
 branch_labels = None
 depends_on = None
 
