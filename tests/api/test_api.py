@@ -156,6 +156,8 @@ def test_every_route_declares_the_permission_it_needs(app):
         "/api/v1/privacy/inquiries/forward",
         # An access package's download link: the link's random token is the credential (privacy/subjects/export.py).
         "/api/v1/privacy/subject-exports/download/{token}",
+        # An offboarded institution's final export: the signed, expiring link is the credential (backup/offboarding.py).
+        "/api/v1/offboarding/export/{token}",
     }
     checked = 0
     for route in _api_routes(app.routes):
