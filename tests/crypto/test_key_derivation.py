@@ -204,6 +204,18 @@ KNOWN_ANSWERS = [
         lambda: backup_manifest.wrapping_key(MASTER).hex(),
         "727276d9d7dafe7e9c9f7e9bbab9e8cbe071cab339a3d62322f5a3d28416d0ae",
     ),
+    # Added with the web pages (web/csrf.py): keys the forms' CSRF tokens; pinned so a change of label
+    # is seen (it would only void the forms open at that moment, but a silent change is still a change).
+    (
+        KeyPurpose.WEB_FORM_CSRF,
+        None,
+        lambda: (
+            HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"bookwarden web forms: csrf")
+            .derive(MASTER)
+            .hex()
+        ),
+        "d507064a4c2e7b19186d78eb1ab63325a150557ca196fcccfe0b36658b08609b",
+    ),
 ]
 
 DERIVED = list(dict.fromkeys((purpose, parameter) for purpose, parameter, _, _ in KNOWN_ANSWERS))

@@ -233,6 +233,14 @@ EXPECTED = {
     ("POST", "/api/v1/operator/auth/me/tokens/{token_id}/revoke"): None,
     ("GET", "/api/v1/tokens"): P.TOKENS_MANAGE,
     ("POST", "/api/v1/tokens/{token_id}/revoke"): P.TOKENS_MANAGE,
+    # --- pages (web/): open ones answer None, like the API's sign-in routes -------------------------
+    ("GET", "/"): None,
+    ("GET", "/signin"): None,
+    ("POST", "/signin"): None,
+    ("GET", "/signin/second-factor"): None,
+    ("POST", "/signin/second-factor"): None,
+    ("GET", "/signin/done"): None,
+    ("POST", "/signout"): None,
 }
 
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
