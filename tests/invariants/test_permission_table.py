@@ -241,6 +241,20 @@ EXPECTED = {
     ("POST", "/signin/second-factor"): None,
     ("GET", "/signin/done"): None,
     ("POST", "/signout"): None,
+    ("GET", "/signin/forgot"): None,
+    ("POST", "/signin/forgot"): None,
+    ("GET", "/signin/sso"): None,
+    ("GET", "/reset-password"): None,
+    ("POST", "/reset-password"): None,
+    ("GET", "/accept-invitation"): None,
+    ("POST", "/accept-invitation"): None,
+    ("GET", "/operator/signin"): None,
+    ("POST", "/operator/signin"): None,
+    ("GET", "/operator/signin/second-factor"): None,
+    ("POST", "/operator/signin/second-factor"): None,
+    ("POST", "/operator/signout"): None,
+    ("GET", "/operator/enrol"): None,
+    ("POST", "/operator/enrol"): None,
 }
 
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
