@@ -173,6 +173,7 @@ def test_every_route_declares_the_permission_it_needs(app):
         "/reset-password",
         "/accept-invitation",
         "/operator/enrol",
+        "/enrol-second-factor",
         # The privacy notice (public), self-registration and its confirmation link (privacy/*/pages.py).
         "/privacy-notice/{tenant_slug}",
         "/register",

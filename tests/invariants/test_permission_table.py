@@ -255,6 +255,8 @@ EXPECTED = {
     ("POST", "/operator/signout"): None,
     ("GET", "/operator/enrol"): None,
     ("POST", "/operator/enrol"): None,
+    ("GET", "/enrol-second-factor"): None,
+    ("POST", "/enrol-second-factor"): None,
     # the patron portal: the patron's own permission, as the API's /me routes
     ("GET", "/portal"): P.SELF_SERVICE,
     ("GET", "/portal/posts"): P.SELF_SERVICE,

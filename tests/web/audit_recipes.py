@@ -243,3 +243,29 @@ def _(w):
         [message] = session.scalars(select(OutboxMessage).order_by(OutboxMessage.created_at.desc()).limit(1)).all()
         [token] = re.findall(r"#token=(\S+)", open_mail(session, message).body)
     return form(w.browser(), "/confirm-email", Action.SELF_REGISTRATION_CONFIRMED, w.tenant.id, {"token": token})
+
+
+quiet_page("/enrol-second-factor", "the form an administrator's second-factor enrolment link opens")
+
+
+def enrolment_token(w, username: str) -> str:
+    """The token of an administrator's second-factor enrolment link, mailed to a new account `username`."""
+    from sqlalchemy import select
+
+    from bookwarden.db.session import tenant_session
+    from bookwarden.identity.enrolment import links as enrolment_links
+    from bookwarden.notify.models import OutboxMessage
+    from bookwarden.notify.service import open_mail
+
+    account = w.account(username)
+    with tenant_session(w.db, w.tenant.id) as session:
+        enrolment_links.send_link(session, w.db.master, w.as_admin(), account.id)
+    with tenant_session(w.db, w.tenant.id) as session:
+        bodies = [open_mail(session, row).body for row in session.scalars(select(OutboxMessage))]
+    return next(b for b in bodies if "#token=" in b).split("#token=", 1)[1].split()[0]
+
+
+@route("POST", "/enrol-second-factor")
+def _(w):
+    fields = {"token": enrolment_token(w, "lena"), "password": PASSWORD}
+    return form(w.browser(), "/enrol-second-factor", Action.MFA_ENROLMENT_STARTED, w.tenant.id, fields)

@@ -52,8 +52,11 @@ def _key(request: Request) -> bytes:
 
 
 def _sessions(request: Request) -> bytes:
-    # Both session kinds: a browser may hold an institution's session and an operator's at once.
-    return "\n".join(request.cookies.get(name, "") for name in (SESSION_COOKIE, OPERATOR_COOKIE)).encode()
+    # Both session kinds: a browser may hold an institution's session and an operator's at once. A session
+    # cookie this response sets (web/session.py `session_changed`) is the one the page's forms come back with.
+    changed = getattr(request.state, "session_cookies", {})
+    values = (changed.get(name, request.cookies.get(name, "")) for name in (SESSION_COOKIE, OPERATOR_COOKIE))
+    return "\n".join(values).encode()
 
 
 def _secret(request: Request) -> str:

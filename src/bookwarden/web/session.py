@@ -118,8 +118,15 @@ def tenant_scope(request: Request, principal: Principal) -> Iterator[TenantSessi
 
 
 def set_session_cookie(request: Request, response: Response, token: str, *, operator: bool = False) -> None:
+    """Set the session cookie. A page rendered in the same response must call `session_changed` first."""
     name, same_site = (OPERATOR_COOKIE, "strict") if operator else (COOKIE_NAME, "lax")
     response.set_cookie(name, token, secure=https(request), httponly=True, samesite=same_site, path="/")
+
+
+def session_changed(request: Request, token: str, *, operator: bool = False) -> None:
+    """This response sets a new session cookie and renders a form: its CSRF token must match the new value."""
+    changed = getattr(request.state, "session_cookies", {})
+    request.state.session_cookies = {**changed, OPERATOR_COOKIE if operator else COOKIE_NAME: token}
 
 
 def forget_session_cookie(request: Request, response: Response, *, operator: bool = False) -> None:
