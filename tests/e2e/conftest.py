@@ -67,6 +67,15 @@ def page(chromium, request):
     problems: list[str] = []
     page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda error: problems.append(str(error)))
+    # A refusal the test provokes is a page's answer; a missing stylesheet or script is a fault.
+    page.on(
+        "response",
+        lambda answer: (
+            problems.append(f"{answer.status} {answer.url}")
+            if "/static/" in answer.url and answer.status >= 400
+            else None
+        ),
+    )
     yield page
     context.close()
     # A 4xx the test provoked on purpose logs "Failed to load resource"; everything else is a fault.

@@ -55,11 +55,17 @@ def test_every_page_is_accessible(site, committed_tenant, page, axe, shot):
         axe(page)
     shot(page, "privacy-notice")
 
+    # By keyboard alone: the skip link first, then the form's fields in order, sent with Enter.
     page.goto(f"{site.url}/signin")
-    page.get_by_label("Institution").fill(slug)
-    page.get_by_label("Username").fill("cleo")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.get_by_label("Institution").focus()
+    page.keyboard.type(slug)
+    page.keyboard.press("Tab")
+    page.keyboard.type("cleo")
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r"/portal$"))
     for path in paths:
         page.goto(f"{site.url}{path}")

@@ -164,3 +164,20 @@ def test_next_stays_on_this_site(given, kept):
 def test_an_operator_page_sends_to_the_operators_sign_in():
     assert errors.sign_in_path("/operator/grants").startswith("/operator/signin?next=/operator/grants")
     assert errors.sign_in_path("/portal").startswith("/signin?next=/portal")
+
+
+def test_every_page_answers_a_stranger_with_the_security_headers(https_app, tenant):
+    visitor = _visitor(https_app)
+    paths = {
+        route.path.replace("{tenant_slug}", tenant.slug)
+        for route in _page_routes(https_app)
+        if "GET" in route.methods and "{" not in route.path.replace("{tenant_slug}", "")
+    }
+    faults = []
+    for path in sorted(paths):
+        answer = visitor.get(path, follow_redirects=False)
+        assert answer.status_code < 500, (path, answer.status_code)
+        faults += security_header_faults(answer, https=True)
+        if answer.headers.get("content-type", "").startswith("text/html"):
+            assert "script-src 'self';" in answer.headers["content-security-policy"], path
+    assert faults == [], "\n".join(faults)
