@@ -39,6 +39,13 @@ How an area adds pages (a `pages.py` beside its `routes.py`, found by name like 
   any other method than GET/HEAD whose token is missing or wrong (403 csrf-refused) before the page runs,
   and screens every field for payment data (web/routing.py). htmx requests send the token as a header
   (static/web.js). Read the fields with `form(request)`. Answer a POST with a 303 redirect.
+- **Working in an institution**: `with session.tenant_scope(request, principal) as s:` (refused when the
+  institution is suspended), then the service. A form refused by a service is shown again with
+  `render_refusal(request, template, error, **context)` (its status, its words, Retry-After for a 429).
+  A response that both sets a new session cookie and renders a form calls `session.session_changed`
+  first, so the form's token matches the cookie it will come back with.
+- **The patron portal**: pages declare `Depends(portal.PATRON)` and render with `portal.render_portal`,
+  which adds the institution, the privacy notice in force and the cookie banner (web/portal.py).
 - **Errors**: a `BookwardenError` a page does not catch becomes an error page with the problem's status
   and words, recorded in the trail as the API records it (web/errors.py, through api/problems.py); a 401
   on a read sends the reader to the sign-in page and back. Catch an error to show it on the form instead.
