@@ -181,3 +181,11 @@ def test_every_page_answers_a_stranger_with_the_security_headers(https_app, tena
         if answer.headers.get("content-type", "").startswith("text/html"):
             assert "script-src 'self';" in answer.headers["content-security-policy"], path
     assert faults == [], "\n".join(faults)
+
+
+def test_single_sign_on_goes_to_the_institutions_saml_sign_in(https_app, tenant):
+    visitor = _visitor(https_app)
+    answer = visitor.get(f"/signin/sso?institution={tenant.slug}", follow_redirects=False)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == f"/api/v1/sso/saml/{tenant.slug}/login?next=/signin/done"
+    assert visitor.get("/signin/sso?institution=../../etc", follow_redirects=False).status_code == 422

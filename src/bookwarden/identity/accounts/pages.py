@@ -86,6 +86,7 @@ def single_sign_on(request: Request, institution: str = ""):
     """Sign in through the institution's identity provider: on to the API's SAML sign-in (identity/saml)."""
     slug = institution.strip().lower()
     if slug and SLUG.match(slug):
-        return RedirectResponse(f"/api/v1/sso/saml/{slug}/login", status_code=303)
+        # Back through /signin/done, which sends a patron to the portal and staff to the console.
+        return RedirectResponse(f"/api/v1/sso/saml/{slug}/login?next=/signin/done", status_code=303)
     error = "type your institution's short name" if institution else ""
     return render(request, "account/sso.html", status_code=422 if error else 200, title="Single sign-on", error=error)
