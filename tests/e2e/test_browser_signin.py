@@ -64,13 +64,15 @@ REGISTER_KEY = """async () => {
     .replace(/\\+/g, "-").replace(/\\//g, "_").replace(/=+$/, "");
   const bytes = (s) => Uint8Array.from(atob(s.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
   const headers = {"Content-Type": "application/json", "X-Requested-With": "fetch"};
-  const options = (await (await fetch("/api/v1/auth/me/mfa/webauthn/options", {method: "POST", headers})).json()).options;
+  const asked = await fetch("/api/v1/auth/me/mfa/webauthn/options", {method: "POST", headers});
+  const options = (await asked.json()).options;
   options.challenge = bytes(options.challenge);
   options.user.id = bytes(options.user.id);
   (options.excludeCredentials || []).forEach((c) => { c.id = bytes(c.id); });
   const made = await navigator.credentials.create({publicKey: options});
   const credential = {id: made.id, rawId: b64(made.rawId), type: made.type,
-    response: {clientDataJSON: b64(made.response.clientDataJSON), attestationObject: b64(made.response.attestationObject)},
+    response: {clientDataJSON: b64(made.response.clientDataJSON),
+               attestationObject: b64(made.response.attestationObject)},
     clientExtensionResults: made.getClientExtensionResults()};
   const answer = await fetch("/api/v1/auth/me/mfa/webauthn/credentials",
     {method: "POST", headers, body: JSON.stringify({credential, name: "test key"})});
