@@ -72,6 +72,8 @@ EXEMPT = {
     # /openapi.json in a browser and hold no data of their own. (No /docs/oauth2-redirect: no OAuth2 flow.)
     "/docs": "documentation page (Swagger UI), when turned on: public, static",
     "/redoc": "documentation page (ReDoc), a /docs page by another name, when turned on: public, static",
+    # The pages' stylesheet and scripts (web/static/): the same files for everyone, no data behind them.
+    "/static": "the pages' own stylesheet, scripts and icon: public, the same for everyone",
 }
 
 
