@@ -6,10 +6,11 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: install run test lint bench-quick clean
 
-# Debian packages the code needs: xmlsec1 (SAML signatures, through pysaml2) and wamerican (the
-# dictionary words refused as passwords). Installed only when missing (CI runs as root).
-SYSTEM_PACKAGES := xmlsec1 wamerican
-SYSTEM_FILES    := /usr/bin/xmlsec1 /usr/share/dict/american-english
+# Debian packages the code needs: xmlsec1 (SAML signatures, through pysaml2), wamerican (the
+# dictionary words refused as passwords) and chromium (the browser tests drive it headless through
+# Playwright). Installed only when missing (CI runs as root).
+SYSTEM_PACKAGES := xmlsec1 wamerican chromium
+SYSTEM_FILES    := /usr/bin/xmlsec1 /usr/share/dict/american-english /usr/bin/chromium
 
 $(STAMP): pyproject.toml
 	@for f in $(SYSTEM_FILES); do test -e $$f || missing=1; done; \

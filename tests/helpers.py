@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
+import uvicorn
 from psycopg import sql
 
+from bookwarden.api.cli import server_options
 from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole
 from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db import provision
@@ -29,6 +34,7 @@ __all__ = [
     "populate",
     "restored_dump",
     "security_header_faults",
+    "served",
 ]
 
 _addresses = iter(range(1, 1_000_000))
@@ -272,3 +278,23 @@ def argon2_verifications(monkeypatch) -> list[tuple]:
 
     monkeypatch.setattr(PasswordHasher, "verify", counting)
     return done
+
+
+@contextmanager
+def served(app, settings) -> Iterator[str]:
+    """uvicorn with the options `bookwarden serve` gives it, on an ephemeral port of 127.0.0.1, in a thread."""
+    listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listening.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, **server_options(settings)))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{listening.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        listening.close()

@@ -9,6 +9,7 @@ so adding an area is one line here plus the area's own folder, and adding a sub-
               the guards a patron's record is changed under...);
 - `jobs`      its job handlers and `declare_schedules(db)`, called by the worker at start;
 - `routes`    `router`: its JSON API, included by the FastAPI app;
+- `pages`     `router` (a `web.routing.PageRouter`): its HTML pages, included by the app (web/site.py);
 - `cli`       `group` (a Typer app with a name) or `commands` (a Typer app merged into the root):
               its console commands.
 
@@ -40,6 +41,7 @@ AREAS: tuple[str, ...] = (
     "bookwarden.privacy",
     "bookwarden.monitor",
     "bookwarden.backup",
+    "bookwarden.web",
     "bookwarden.api",
 )
 
@@ -58,7 +60,7 @@ def _submodules(area: str) -> list[str]:
 
 @cache
 def modules(kind: str) -> tuple[ModuleType, ...]:
-    """The `kind` modules (models, routes, cli, jobs, approvals) of every area, in manifest order."""
+    """The `kind` modules (models, routes, pages, cli, jobs, approvals) of every area, in manifest order."""
     found = []
     for area in AREAS:
         for name in _submodules(area):

@@ -27,8 +27,11 @@ from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import AccountKind
 from bookwarden.identity.tokens import service as tokens
 from bookwarden.library import records, schemas
+from bookwarden.library.models import Patron
+from bookwarden.privacy.notices import service as notices
 from bookwarden.tenancy import service as tenancy
 from bookwarden.tenancy.models import Tenant
+from bookwarden.web import demo_logins
 
 DESK = "desk"
 INSTITUTIONS = {
@@ -36,6 +39,12 @@ INSTITUTIONS = {
     "riverside-public": "Riverside Public Library",
 }
 PATRONS_EACH = 200
+PORTAL_PATRONS = 3  # demo patrons who get a portal account (reader1, reader2...)
+DEMO_NOTICE = (
+    "This is a demo institution. We hold your name, contact details, loans, searches, reading lists and posts "
+    "to run the library.\n\nIn the patron portal you can see, download, correct and erase your data, choose "
+    "which optional messages you receive, and complain."
+)
 FIRST = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia", "Tim", "Hedy", "Claude"]
 LAST = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Perlman", "Berners-Lee"]
 TITLES = [
@@ -57,13 +66,15 @@ class DemoAccess:
     api_token: str
     desk_username: str
     desk_password: str
+    # The portal accounts of the first demo patrons: (username, password), passwords new on every run.
+    patron_logins: tuple[tuple[str, str], ...] = ()
 
 
 def seed(db: Database, settings: Settings, patrons_each: int = PATRONS_EACH) -> dict[str, DemoAccess]:
     """Create the demo institutions if absent; return fresh credentials for each.
 
-    Each gets an API token and a circulation-desk account (password set anew on every run) for
-    signing in at POST /api/v1/auth/login.
+    Each gets an API token, a circulation-desk account and portal accounts for its first demo patrons
+    (passwords set anew on every run), shown on the start page (web/demo_logins.py) and printed.
     """
     refuse_real_institutions(db)
     rng = random.Random(2026)  # noqa: S311 - demo data, not secrets
@@ -78,8 +89,58 @@ def seed(db: Database, settings: Settings, patrons_each: int = PATRONS_EACH) -> 
             _fill(db, tenant, rng, patrons_each)
         with tenant_session(db, tenant.id) as session:
             token = tokens.issue_api_token(session, "demo", sorted(LIBRARY_READ | LIBRARY_WRITE), timedelta(days=30))[1]
-            issued[slug] = DemoAccess(token, DESK, _desk_password(session, tenant))
+            _privacy_notice(session, tenant)
+            issued[slug] = DemoAccess(token, DESK, _desk_password(session, tenant), _patron_logins(session, tenant))
+    demo_logins.write(settings, _logins(issued))
     return issued
+
+
+def _logins(issued: dict[str, DemoAccess]) -> list[demo_logins.DemoLogin]:
+    """What the start page shows (web/demo_logins.py): the desk and the portal sign-ins of each institution."""
+    shown = []
+    for slug, given in issued.items():
+        shown.append(demo_logins.DemoLogin(slug, "circulation desk (staff)", given.desk_username, given.desk_password))
+        shown += [
+            demo_logins.DemoLogin(slug, "patron (portal)", user, password) for user, password in given.patron_logins
+        ]
+    return shown
+
+
+def _setup(tenant: Tenant, role: BuiltinRole = BuiltinRole.TENANT_ADMIN) -> Principal:
+    return Principal(PrincipalKind.SYSTEM, uuid.UUID(int=0), tenant.id, BUILTIN_PERMISSIONS[role])
+
+
+def _patron_logins(session, tenant: Tenant) -> tuple[tuple[str, str], ...]:
+    """Portal accounts for the first PORTAL_PATRONS demo patrons, created on first use; new passwords each run."""
+    setup = _setup(tenant)
+    first = session.scalars(
+        select(Patron.id)
+        .where(Patron.tenant_id == tenant.id)
+        .order_by(Patron.created_at, Patron.id)
+        .limit(PORTAL_PATRONS)
+    ).all()
+    logins = []
+    for n, patron_id in enumerate(first, start=1):
+        username, password = f"reader{n}", secrets.token_urlsafe(12)
+        account = accounts.find_by_username(session, username)
+        if account is None:
+            account = accounts.create_account(
+                session, setup, kind=AccountKind.PATRON, username=username, password=password, patron_id=patron_id
+            )
+            access.grant_role(session, setup, account.id, BuiltinRole.PATRON)
+        else:
+            accounts.reset_password(session, setup, account.id, password)
+        logins.append((username, password))
+    return tuple(logins)
+
+
+def _privacy_notice(session, tenant: Tenant) -> None:
+    """The demo institution's privacy notice, so the portal's consents and registrations have one to name."""
+    if notices.in_force(session) is None:
+        notices.publish(
+            session, _setup(tenant, BuiltinRole.PRIVACY_OFFICER), version="demo-1", notice_text=DEMO_NOTICE,
+            material=False,
+        )  # fmt: skip
 
 
 def refuse_real_institutions(db: Database) -> None:

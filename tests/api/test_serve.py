@@ -11,8 +11,6 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,29 +30,9 @@ from bookwarden.db import provision
 from bookwarden.db.session import tenant_session
 from bookwarden.identity.tokens import service as tokens
 from tests.e2e.test_cli import BOOKWARDEN, cli_env  # noqa: F401 - fixture
-from tests.helpers import security_header_faults
+from tests.helpers import security_header_faults, served
 
 FORGED = "203.0.113.77"
-
-
-@contextmanager
-def _served(app, settings: Settings) -> Iterator[str]:
-    """uvicorn with the options `bookwarden serve` gives it, on an ephemeral port of 127.0.0.1, in a thread."""
-    listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listening.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, **server_options(settings)))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{listening.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        listening.close()
 
 
 @pytest.fixture
@@ -89,7 +67,7 @@ def _recorded_address(committed_db, tenant_id, response: httpx.Response) -> str:
 def test_x_forwarded_for_is_believed_only_from_a_named_proxy(committed_db, home, reader, trusted, recorded):
     tenant_id, token = reader
     settings = Settings(home=home, trusted_proxies=trusted)
-    with _served(create_app(committed_db, settings), settings) as url:
+    with served(create_app(committed_db, settings), settings) as url:
         response = httpx.get(
             f"{url}/api/v1/patrons",
             headers={"Authorization": f"Bearer {token}", "X-Forwarded-For": FORGED},
@@ -100,7 +78,7 @@ def test_x_forwarded_for_is_believed_only_from_a_named_proxy(committed_db, home,
 
 def test_the_server_names_no_software_and_sends_the_security_headers(committed_db, home):
     settings = Settings(home=home, public_url="https://library.example")
-    with _served(create_app(committed_db, settings), settings) as url:
+    with served(create_app(committed_db, settings), settings) as url:
         answers = [httpx.get(f"{url}/healthz"), httpx.get(f"{url}/nothing-here")]
     for answer in answers:
         assert "server" not in answer.headers, answer.headers

@@ -213,6 +213,18 @@ KNOWN_ANSWERS = [
         lambda: offboarding.link_key(MASTER).hex(),
         "5adec8d35a6dfdcd5060cdf787b88d31c7946d9f83ad39e7a34fa4755c719ea9",
     ),
+    # Added with the web pages (web/csrf.py): keys the forms' CSRF tokens; pinned so a change of label
+    # is seen (it would only void the forms open at that moment, but a silent change is still a change).
+    (
+        KeyPurpose.WEB_FORM_CSRF,
+        None,
+        lambda: (
+            HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"bookwarden web forms: csrf")
+            .derive(MASTER)
+            .hex()
+        ),
+        "d507064a4c2e7b19186d78eb1ab63325a150557ca196fcccfe0b36658b08609b",
+    ),
 ]
 
 DERIVED = list(dict.fromkeys((purpose, parameter) for purpose, parameter, _, _ in KNOWN_ANSWERS))

@@ -72,6 +72,8 @@ EXEMPT = {
     # /openapi.json in a browser and hold no data of their own. (No /docs/oauth2-redirect: no OAuth2 flow.)
     "/docs": "documentation page (Swagger UI), when turned on: public, static",
     "/redoc": "documentation page (ReDoc), a /docs page by another name, when turned on: public, static",
+    # The pages' stylesheet and scripts (web/static/): the same files for everyone, no data behind them.
+    "/static": "the pages' own stylesheet, scripts and icon: public, the same for everyone",
 }
 
 
@@ -393,6 +395,17 @@ def route(method: str, path: str) -> Callable[[Recipe], Recipe]:
         return recipe
 
     return register
+
+
+# Pages (web/) that read no one's data and decide nothing: a form, a static text, a redirect to a page
+# or route that records its own event. GET only (tests/invariants/test_audit_coverage.py checks it);
+# every page that reads or changes data has a recipe like an API route.
+QUIET_PAGES: dict[str, str] = {}
+
+
+def quiet_page(path: str, reason: str) -> None:
+    assert path not in QUIET_PAGES, path
+    QUIET_PAGES[path] = reason
 
 
 # -- the command line ------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from bookwarden.core.config import Settings, get_settings
 from bookwarden.core.errors import Unauthenticated
 from bookwarden.core.sensitive import find_sensitive
 from bookwarden.db.session import Database, connect, platform_session
+from bookwarden.web import site
 
 log = structlog.get_logger()
 REQUEST_ID = re.compile(r"^[A-Za-z0-9-]{8,64}$")
@@ -104,6 +105,7 @@ def create_app(db: Database, settings: Settings) -> FastAPI:
     areas.load()
     for router in areas.routers():  # every area's `routes` module, in the manifest's order
         app.include_router(router)
+    site.install(app)  # the pages of every area (their `pages` modules) and the static files
     if settings.api_docs:
         docs.install(app)
     # No CORS middleware, on purpose: no other site's page may read an answer or send a preflighted request.

@@ -78,3 +78,6 @@ def demo(
             f"[bold]{slug}[/bold] sign-in: institution {slug}, user {given.desk_username}, "
             f"password {given.desk_password}"
         )
+        for username, password in given.patron_logins:
+            out.print(f"[bold]{slug}[/bold] patron portal: user {username}, password {password}")
+    out.print("The start page, http://127.0.0.1:8000/ under `make run`, lists these sign-ins too.")

@@ -9,7 +9,10 @@ queue of its own).
   no one; HTML pages load only from this site, never an inline script. A response that sets its own
   policy keeps it (the optional API pages, api/docs.py, name their CDN files and script hashes).
 - X-Content-Type-Options nosniff, X-Frame-Options DENY (with frame-ancestors for newer browsers),
-  Referrer-Policy no-referrer (links carry tokens in their path: unsubscribe, downloads).
+  Referrer-Policy no-referrer (links carry tokens in their path: unsubscribe, downloads),
+  Permissions-Policy turning off the browser features no page uses (camera, microphone, location...).
+- The HTML policy names script-src and style-src 'self' outright: the pages (web/) carry no inline
+  script, no inline style and no `style=` attribute, and load nothing from another site.
 - Cache-Control no-store on every response, with no exception: almost every answer may hold personal
   data, and what does not (health, metrics, the OpenAPI document) is cheap to send again. A route
   cannot loosen it.
@@ -25,13 +28,21 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 JSON_POLICY = "default-src 'none'; frame-ancestors 'none'"
-HTML_POLICY = "default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+HTML_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+# No page uses these; WebAuthn (publickey-credentials-*) keeps its default, this site only.
+PERMISSIONS_POLICY = (
+    "camera=(), microphone=(), geolocation=(), payment=(), usb=(), serial=(), bluetooth=(), browsing-topics=()"
+)
 HSTS = "max-age=31536000"  # one year
 ALWAYS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
+    "Permissions-Policy": PERMISSIONS_POLICY,
 }
 
 

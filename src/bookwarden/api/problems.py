@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action, Outcome
@@ -21,6 +22,7 @@ from bookwarden.core.sensitive import SensitiveDataRefused
 from bookwarden.db.session import platform_session
 from bookwarden.identity import throttle
 from bookwarden.identity.throttle import BudgetSpent
+from bookwarden.web import errors as pages
 
 MEDIA_TYPE = "application/problem+json"
 log = structlog.get_logger()
@@ -51,7 +53,10 @@ def problem(
     detail: str,
     request: Request | None = None,
     errors: list[FieldError] | None = None,
-) -> JSONResponse:
+) -> Response:
+    if request is not None and pages.is_page(request):
+        # The same refusal, shown to a person as a page of the layout (or a sign-in for a 401 on a read).
+        return pages.page_problem(request, status, slug, title, detail)
     request_id = getattr(request.state, "request_id", None) if request is not None else None
     body = Problem(
         type=problem_type(slug),

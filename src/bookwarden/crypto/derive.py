@@ -62,6 +62,8 @@ class KeyPurpose(enum.Enum):
     BACKUP_KEY_WRAP = "bookwarden backups: wrap backup keys", Method.HKDF_SHA256
     # Signs the expiring link to an offboarded institution's final export (backup/offboarding.py).
     OFFBOARDING_EXPORT_LINK = "bookwarden offboarding: export links", Method.HKDF_SHA256
+    # Keys the CSRF tokens of the web pages' forms (web/csrf.py), bound to the browser's cookies.
+    WEB_FORM_CSRF = "bookwarden web forms: csrf", Method.HKDF_SHA256
 
     # --- from an address's throttle key (identity/throttle.py: address_key) ----------
     # Each keys a count of its own, so one kind of request from an address never uses up
