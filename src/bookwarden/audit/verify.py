@@ -36,11 +36,15 @@ import msgspec
 
 from bookwarden.audit import checkpoints as store
 from bookwarden.audit import contexts
-from bookwarden.audit.events import FORMAT_CONTEXT_APART, GENESIS, Event
+from bookwarden.audit.events import FORMAT_CONTEXT_APART, GENESIS, Action, Event, Outcome
 from bookwarden.audit.merkle import Frontier, TreeBuilder, subtree_sizes
+from bookwarden.audit.record import record
 from bookwarden.audit.signing import Checkpoint, TrustedKeys
+from bookwarden.core.authorize import authorize
 from bookwarden.core.canonical import ascii_sorted_json_fast
-from bookwarden.core.errors import InvalidInput
+from bookwarden.core.errors import Forbidden, InvalidInput
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal
 from bookwarden.db.session import tenant_session
 
 if TYPE_CHECKING:
@@ -189,8 +193,11 @@ class ChainVerifier:
                 if prev_hash != prev:
                     if prev_hash == before and seq > self.report.start.seq + 1:
                         # It links to the event two back: the one in between was slipped in.
-                        return self.fail(seq - 1, last_id, f"the event at seq {seq - 1} was inserted: seq {seq} "
-                                          f"links to seq {seq - 2}")
+                        return self.fail(
+                            seq - 1,
+                            last_id,
+                            f"the event at seq {seq - 1} was inserted: seq {seq} links to seq {seq - 2}",
+                        )
                     return self.fail(seq, event_id, "prev_hash does not link to the previous event's hash")
                 link = _sha256(prev + seq.to_bytes(8, "big") + digest).digest()
                 if link != stored_hash:
@@ -337,9 +344,22 @@ FORMAT_AT = 17  # where the format and the commitment sit in a row of EVENT_COLU
 
 def reference_event(row: Sequence[Any]) -> Event:
     """The event as Event itself holds it, from a row of EVENT_COLUMNS."""
-    (action, actor_id, actor_kind, details, grant_id, id_, occurred_at, outcome, request_id, source_address,
-     target_id, target_kind, user_agent) = row[:13]
-    event_format, commitment = row[FORMAT_AT:FORMAT_AT + 2]
+    (
+        action,
+        actor_id,
+        actor_kind,
+        details,
+        grant_id,
+        id_,
+        occurred_at,
+        outcome,
+        request_id,
+        source_address,
+        target_id,
+        target_kind,
+        user_agent,
+    ) = row[:13]
+    event_format, commitment = row[FORMAT_AT : FORMAT_AT + 2]
     if event_format == FORMAT_CONTEXT_APART and (source_address is not None or user_agent is not None):
         # A format 2 event keeps no address in the hashed table: one written there is a change.
         raise ValueError("a format 2 event with an address or user agent in its hashed row")
@@ -528,11 +548,19 @@ def chain_start(session, tenant_id: UUID, since: int | None) -> tuple[Start, lis
         notes.append(f"events 1..{upto} were dropped at the end of their retention period ({dropped_at:%Y-%m-%d})")
         boundary = by_size.get(upto)
         if boundary is None:
-            return Start(upto, last_hash, Frontier(), "dropped segment"), signed, notes, \
-                f"no checkpoint seals the dropped segment's boundary at seq {upto}"
+            return (
+                Start(upto, last_hash, Frontier(), "dropped segment"),
+                signed,
+                notes,
+                f"no checkpoint seals the dropped segment's boundary at seq {upto}",
+            )
         if boundary.last_hash != last_hash:
-            return Start(upto, last_hash, Frontier(), "dropped segment"), signed, notes, \
-                f"the dropped segment's last hash differs from the one the checkpoint at {upto} signed"
+            return (
+                Start(upto, last_hash, Frontier(), "dropped segment"),
+                signed,
+                notes,
+                f"the dropped segment's last hash differs from the one the checkpoint at {upto} signed",
+            )
         start = Start(upto, last_hash, _frontier_or_empty(boundary), "dropped segment")
     if since is not None:
         checkpoint = by_size.get(since)
@@ -581,3 +609,36 @@ def verify_chain(db: Database, tenant_id: UUID, keys: TrustedKeys, since: int | 
                     verifier.fail(seq, event_id, problem)
                     break
     return report
+
+
+def verify_own_chain(db: Database, actor: Principal, keys: TrustedKeys) -> ChainReport:
+    """The institution's auditor (audit.verify) checks its own chain: the check the platform runs, recorded
+    in that chain (when a tampered chain still takes the event)."""
+    authorize(actor, Permission.AUDIT_VERIFY)
+    if actor.tenant_id is None:
+        raise Forbidden("an institution's chain is verified by its auditor, or at the console (audit verify)")
+    report = verify_chain(db, actor.tenant_id, keys)
+    record_verdict(db, actor.tenant_id, report, actor)
+    return report
+
+
+def record_verdict(db: Database, chain: UUID, report: ChainReport, actor: Principal | None = None) -> bool:
+    """Record audit.verified in the chain checked. False when the chain, being tampered, refused it: the
+    verdict stands all the same (a forged row may sit where the next event goes)."""
+    finding = report.finding
+    details = {
+        "from_seq": report.start.seq + 1,
+        "to_seq": report.last_seq,
+        "events": report.events,
+        "problem_seq": finding.seq if finding else None,
+    }
+    outcome = Outcome.SUCCEEDED if report.clean else Outcome.FAILED
+    try:
+        with tenant_session(db, chain) as session:
+            record(session, Action.AUDIT_VERIFIED, ("audit_chain", chain), outcome=outcome, details=details,
+                   actor=actor)  # fmt: skip
+    except Exception:
+        if report.clean:
+            raise
+        return False
+    return True
