@@ -395,6 +395,17 @@ def route(method: str, path: str) -> Callable[[Recipe], Recipe]:
     return register
 
 
+# Pages (web/) that read no one's data and decide nothing: a form, a static text, a redirect to a page
+# or route that records its own event. GET only (tests/invariants/test_audit_coverage.py checks it);
+# every page that reads or changes data has a recipe like an API route.
+QUIET_PAGES: dict[str, str] = {}
+
+
+def quiet_page(path: str, reason: str) -> None:
+    assert path not in QUIET_PAGES, path
+    QUIET_PAGES[path] = reason
+
+
 # -- the command line ------------------------------------------------------------------------------
 
 

@@ -42,12 +42,14 @@ from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity import passwords
 from bookwarden.library import records as library
 from bookwarden.tenancy import service as tenancy
+from bookwarden.web.routing import PageRoute
 from tests.e2e.test_cli import cli_env, map_console  # noqa: F401 - fixture
 from tests.e2e.test_saml import MAPPINGS, _start, admin, idp, key_pairs, sp_metadata  # noqa: F401 - fixtures
 from tests.invariants.audit_coverage import (
     COMMAND_RECIPES,
     EXEMPT,
     PASSWORD,
+    QUIET_PAGES,
     ROUTE_RECIPES,
     Console,
     World,
@@ -95,7 +97,7 @@ def _route_keys() -> list[tuple[str, str]]:
     keys = set()
     for r in _api_routes(app.routes):
         for method in getattr(r, "methods", None) or {"GET"}:
-            if method != "HEAD" and r.path not in EXEMPT:
+            if method != "HEAD" and r.path not in EXEMPT and not (method == "GET" and r.path in QUIET_PAGES):
                 keys.add((method, r.path))
     return sorted(keys, key=lambda k: (k[1], k[0]))
 
@@ -126,6 +128,15 @@ def test_the_exempt_routes_are_exactly_the_operational_ones():
     paths = {r.path for r in _api_routes(create_app(None, Settings(api_docs=True)).routes)}
     assert set(EXEMPT) <= paths, set(EXEMPT) - paths
     assert all(p in {"/healthz", "/metrics", "/openapi.json"} or p.startswith(("/docs", "/redoc")) for p in EXEMPT)
+
+
+def test_the_quiet_pages_are_pages_read_with_get():
+    read = {
+        r.path
+        for r in _api_routes(create_app(None, Settings()).routes)
+        if isinstance(r, PageRoute) and "GET" in r.methods
+    }
+    assert set(QUIET_PAGES) <= read, set(QUIET_PAGES) - read
 
 
 def test_every_recipe_names_a_route_that_exists():

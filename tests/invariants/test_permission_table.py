@@ -298,6 +298,20 @@ EXPECTED = {
     ("POST", "/operator/institutions/{tenant_id}/resume"): P.PLATFORM_TENANTS_MANAGE,
     ("POST", "/operator/institutions/{tenant_id}/suspend"): P.PLATFORM_TENANTS_MANAGE,
     ("GET", "/operator/usage"): P.PLATFORM_USAGE_READ,
+    ("GET", "/signin/forgot"): None,
+    ("POST", "/signin/forgot"): None,
+    ("GET", "/signin/sso"): None,
+    ("GET", "/reset-password"): None,
+    ("POST", "/reset-password"): None,
+    ("GET", "/accept-invitation"): None,
+    ("POST", "/accept-invitation"): None,
+    ("GET", "/operator/signin"): None,
+    ("POST", "/operator/signin"): None,
+    ("GET", "/operator/signin/second-factor"): None,
+    ("POST", "/operator/signin/second-factor"): None,
+    ("POST", "/operator/signout"): None,
+    ("GET", "/operator/enrol"): None,
+    ("POST", "/operator/enrol"): None,
 }
 
 WRITES = ("POST", "PUT", "PATCH", "DELETE")

@@ -104,6 +104,11 @@ MAIL = {
     LinkPurpose.RESET: ("password_reset.txt", "reset your password"),
     LinkPurpose.MFA_ENROLMENT: ("mfa_enrolment.txt", "set up your second factor again"),
 }
+# The one answer to a reset request, whether or not the account exists (the API's and the page's).
+RESET_REQUESTED = (
+    "if this institution has an active account with this username and an email address, a link to "
+    "choose a new password is on its way to that address; it works once, within the hour"
+)
 PLATFORM = uuid.UUID(int=0)  # the "tenant" of links made for the platform's own staff
 # The status an account must have for each kind of link to be made or used.
 REQUIRED_STATUS = {LinkPurpose.INVITE: AccountStatus.INVITED, LinkPurpose.RESET: AccountStatus.ACTIVE}

@@ -41,8 +41,9 @@ from bookwarden.db.base import Base, tenant_fk
 from bookwarden.tenancy.models import Tenant  # noqa: F401 - target of the tenant foreign keys
 
 # Updated at most once a minute per token (identity/tokens/service.py), so its precision is stated.
-LAST_USED = not_personal("when the token last authenticated a request, to the minute; about a person only "
-                         "through its owner")
+LAST_USED = not_personal(
+    "when the token last authenticated a request, to the minute; about a person only through its owner"
+)
 
 
 class ApiToken(Base):
@@ -65,9 +66,7 @@ class ApiToken(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(100), info=MACHINE)
     # A person's credential once it has an owner: withheld from access packages like a session's hash.
-    token_hash: Mapped[bytes] = mapped_column(
-        LargeBinary, info=personal(Category.CREDENTIALS, Protection.ONE_WAY_HASH)
-    )
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary, info=personal(Category.CREDENTIALS, Protection.ONE_WAY_HASH))
     scopes: Mapped[list[str]] = mapped_column(ARRAY(String(40)), info=ENTITLEMENT)
     owner_id: Mapped[uuid.UUID | None] = mapped_column(
         info=subject_link(SubjectKind.ACCOUNT, "the account the token acts for; none for a service token")

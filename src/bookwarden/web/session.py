@@ -43,6 +43,11 @@ def https(request: Request) -> bool:
     return request.url.scheme == "https" or public == "https"
 
 
+def source_address(request: Request) -> str:
+    """The peer as the server sees it (uvicorn believes X-Forwarded-For only from the named proxies)."""
+    return request.client.host if request.client else "unknown"
+
+
 def current(request: Request) -> Principal | None:
     """The signed-in person behind this request's cookies, or None (looked up once per request).
 

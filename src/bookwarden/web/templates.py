@@ -22,6 +22,7 @@ from markupsafe import Markup
 from starlette.requests import Request
 
 from bookwarden import areas
+from bookwarden.core.errors import BookwardenError
 from bookwarden.core.principal import Principal
 from bookwarden.web import csrf, session
 
@@ -91,4 +92,14 @@ def render(request: Request, template: str, status_code: int = 200, **context) -
     body = environment().get_template(template).render(values)
     response = HTMLResponse(body, status_code=status_code)
     csrf.remember(request, response, https=session.https(request))
+    return response
+
+
+def render_refusal(request: Request, template: str, refused: BookwardenError, **context) -> HTMLResponse:
+    """The form `template` again, with the service's refusal as `error` and the status the API would send
+    (and its Retry-After, for a throttle's 429)."""
+    response = render(request, template, status_code=refused.status, error=refused.detail, **context)
+    retry_after = getattr(refused, "retry_after", None)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
     return response

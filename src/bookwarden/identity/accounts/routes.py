@@ -103,12 +103,7 @@ class ResetRequested(BaseModel):
     detail: str
 
 
-RESET_REQUESTED = ResetRequested(
-    detail=(
-        "if this institution has an active account with this username and an email address, a link to "
-        "choose a new password is on its way to that address; it works once, within the hour"
-    )
-)
+RESET_REQUESTED = ResetRequested(detail=links.RESET_REQUESTED)
 
 
 def _account_out(session: TenantSession, account: Account, key: bytes | None) -> AccountOut:

@@ -21,26 +21,20 @@ from bookwarden.db.session import tenant_session
 from bookwarden.identity.models import Account, AccountKind
 from bookwarden.identity.sessions import COOKIE_NAME
 from bookwarden.identity.signin import service as signin
-from bookwarden.identity.throttle import TooManyAttempts
 from bookwarden.web import session as web_session
 from bookwarden.web.errors import local_path
 from bookwarden.web.routing import PageRouter, form
-from bookwarden.web.templates import render
+from bookwarden.web.session import source_address
+from bookwarden.web.templates import render, render_refusal
 
 router = PageRouter()
+# What the sign-in page says when another page sent the reader here (a flag in the query, never text).
+NOTICES = {
+    "signed_out": "You are signed out.",
+    "reset": "Your new password is saved, and every earlier session of your account has ended. Sign in with it.",
+    "welcome": "Your password is saved and your account is active. Sign in with it.",
+}
 PORTAL, CONSOLE = "/portal", "/console"
-
-
-def source_address(request: Request) -> str:
-    # The peer as the server sees it (uvicorn believes X-Forwarded-For only from named proxies).
-    return request.client.host if request.client else "unknown"
-
-
-def _refused(request: Request, template: str, refusal: BookwardenError, **context):
-    response = render(request, template, status_code=refusal.status, error=refusal.detail, **context)
-    if isinstance(refusal, TooManyAttempts):
-        response.headers["Retry-After"] = str(refusal.retry_after)
-    return response
 
 
 @router.get("/signin")
@@ -51,7 +45,7 @@ def sign_in_form(request: Request, next: str | None = None, institution: str = "
         title="Sign in",
         next=local_path(next, ""),
         institution=institution,
-        signed_out="signed_out" in request.query_params,
+        notice=" ".join(NOTICES[flag] for flag in NOTICES if flag in request.query_params),
     )
 
 
@@ -76,7 +70,7 @@ def sign_in(request: Request):
     try:
         signed_in = signin.sign_in(request.app.state.db, attempt)
     except BookwardenError as refused:  # invalid credentials, too many attempts, enrolment required
-        return _refused(request, "signin/password.html", refused, **context)
+        return render_refusal(request, "signin/password.html", refused, **context)
     previous = request.cookies.get(COOKIE_NAME)
     if previous:
         signin.sign_out(request.app.state.db, previous)  # replaced, not left alive behind the new cookie
@@ -116,7 +110,7 @@ def second_factor(request: Request):
             username="", error="your sign-in was not completed in time or had too many wrong codes; sign in again",
         )  # fmt: skip
     except BookwardenError as refused:
-        return _refused(request, "signin/second_factor.html", refused, **context)
+        return render_refusal(request, "signin/second_factor.html", refused, **context)
     response = RedirectResponse(next_path or _home(request, done), status_code=303)
     web_session.set_session_cookie(request, response, done.session_token)  # the session's new value
     return response
@@ -135,7 +129,7 @@ def signed_in_home(request: Request, next: str | None = None):
 @router.post("/signout")
 def sign_out(request: Request):
     signin.sign_out(request.app.state.db, request.cookies.get(COOKIE_NAME))
-    response = RedirectResponse("/signin?signed_out=1", status_code=303)
+    response = RedirectResponse("/signin?signed_out", status_code=303)
     web_session.forget_session_cookie(request, response)
     return response
 

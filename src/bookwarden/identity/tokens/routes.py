@@ -35,9 +35,7 @@ from bookwarden.identity.tokens import service as tokens
 router = APIRouter(prefix="/api/v1", tags=["tokens"], responses=responses(401, 403, 422))
 
 # Only what a token of each kind may carry can be named: the schema itself says so.
-TenantTokenPermission = enum.StrEnum(
-    "TenantTokenPermission", {p.name: p.value for p in sorted(TENANT_PERMISSIONS)}
-)
+TenantTokenPermission = enum.StrEnum("TenantTokenPermission", {p.name: p.value for p in sorted(TENANT_PERMISSIONS)})
 OperatorTokenPermission = enum.StrEnum(
     "OperatorTokenPermission", {p.name: p.value for p in sorted(tokens.OPERATOR_TOKEN_PERMISSIONS)}
 )
@@ -168,9 +166,7 @@ def list_own_operator_tokens(principal: Principal = Depends(authenticate), db: D
         return [_out(row) for row in tokens.list_own_operator_tokens(session, principal)]
 
 
-@router.post(
-    "/operator/auth/me/tokens", status_code=201, response_model=MintedOut, tags=["operator: sign-in"]
-)
+@router.post("/operator/auth/me/tokens", status_code=201, response_model=MintedOut, tags=["operator: sign-in"])
 def mint_own_operator_token(
     body: OperatorTokenIn, principal: Principal = Depends(authenticate), db: Database = Depends(database)
 ):

@@ -445,9 +445,7 @@ def authenticate(db: Database, presented: str) -> Principal | None:
             permissions = permissions & account_permissions(session, owner.id)
         if _stale(found.last_used_at):
             _touch(session, ApiToken, ApiToken.tenant_id == found.tenant_id, ApiToken.id == found.token_id)
-    return Principal(
-        PrincipalKind.API_TOKEN, found.token_id, found.tenant_id, permissions, owner_id=found.owner_id
-    )
+    return Principal(PrincipalKind.API_TOKEN, found.token_id, found.tenant_id, permissions, owner_id=found.owner_id)
 
 
 def _operator_token(db: Database, presented: str) -> Principal | None:
