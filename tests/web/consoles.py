@@ -37,8 +37,16 @@ def sign_in(client, slug: str, username: str, password: str, totp: str | None = 
     return client
 
 
-def operator_signed_in(db, client, username: str, role: str):
-    """An enrolled operator signed in with password and code (the API's sign-in: the same cookie)."""
+def operator_enrolled(db, username: str, role: str, client=None) -> pyotp.TOTP:
+    """An operator account enrolled with its one-time link (password and authenticator app), through the API."""
+    import httpx  # noqa: F401 - the test client below is httpx's
+
+    from fastapi.testclient import TestClient
+
+    from bookwarden.api.app import create_app
+    from bookwarden.core.config import Settings
+
+    client = client or TestClient(create_app(db, Settings()), base_url="https://testserver")
     with platform_session(db) as session:
         made = operator_accounts.create_operator(session, db.keyring, db.master, username, role)
     link = made.url.split("#token=", 1)[1]
@@ -50,6 +58,12 @@ def operator_signed_in(db, client, username: str, role: str):
             text("UPDATE operator_accounts SET totp_last_step = totp_last_step - 2 WHERE username = :u"),
             {"u": username},
         )
+    return totp
+
+
+def operator_signed_in(db, client, username: str, role: str):
+    """An enrolled operator signed in with password and code (the API's sign-in: the same cookie)."""
+    totp = operator_enrolled(db, username, role, client)
     client.cookies.clear()
     login = client.post(f"{OPERATOR_AUTH}/login", json={"username": username, "password": OPERATOR_PASSWORD})
     assert login.status_code == 200, login.text
