@@ -5,8 +5,11 @@ from __future__ import annotations
 import re
 
 import pyotp
+from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from bookwarden.api.app import create_app
+from bookwarden.core.config import Settings
 from bookwarden.db.session import platform_session
 from bookwarden.identity.operators import service as operator_accounts
 
@@ -39,13 +42,6 @@ def sign_in(client, slug: str, username: str, password: str, totp: str | None = 
 
 def operator_enrolled(db, username: str, role: str, client=None) -> pyotp.TOTP:
     """An operator account enrolled with its one-time link (password and authenticator app), through the API."""
-    import httpx  # noqa: F401 - the test client below is httpx's
-
-    from fastapi.testclient import TestClient
-
-    from bookwarden.api.app import create_app
-    from bookwarden.core.config import Settings
-
     client = client or TestClient(create_app(db, Settings()), base_url="https://testserver")
     with platform_session(db) as session:
         made = operator_accounts.create_operator(session, db.keyring, db.master, username, role)
