@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import timedelta
 
 import pyotp
 import pytest
 from sqlalchemy import text
 
+from bookwarden.access.approvals import service as approvals
+from bookwarden.access.approvals.models import SensitiveAction
 from bookwarden.access.grants import service as grants
+from bookwarden.access.grants.models import GrantScope
 from bookwarden.access.roles import notices
-from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
 from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity import passwords
@@ -26,6 +30,9 @@ from bookwarden.jobs.worker import Worker
 from bookwarden.library import records
 from bookwarden.library import service as library
 from bookwarden.library.schemas import PatronCreate
+from bookwarden.privacy.complaints import service as complaints
+from bookwarden.privacy.requests import service as privacy_requests
+from bookwarden.privacy.requests.models import RequestKind
 from bookwarden.tenancy.models import Tenant
 from tests.e2e.people import PASSWORD, staff
 from tests.e2e.test_notify import smtp_server  # noqa: F401 - fixture
@@ -209,3 +216,143 @@ def test_an_operator_asks_an_administrator_approves_the_operator_reads_and_the_g
     page.goto(f"{site.url}/operator/grants")
     assert "expired" in page.locator("table").first.inner_text()
     shot(page, "grant-expired")
+
+
+def _menu(page) -> list[str]:
+    return page.locator("nav.console-menu ul a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
+
+
+def _operator_sign_in(page, url: str, username: str, totp) -> None:
+    page.goto(f"{url}/operator/signin")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(OPERATOR_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r"/operator/signin/second-factor"))
+    page.get_by_label("Code").fill(totp.now())
+    page.get_by_role("button", name="Continue").click()
+    page.wait_for_url(re.compile(r"/operator"))
+
+
+def _seeded(site, tenant_id) -> None:
+    """What the pages show: patrons, requests (one overdue), a complaint, failed sign-ins, a contact, a
+    pending approval and an operator's request for access."""
+    clerk = Principal(
+        PrincipalKind.API_TOKEN, uuid.uuid4(), tenant_id, BUILTIN_PERMISSIONS[BuiltinRole.CIRCULATION_STAFF]
+    )
+    desk = Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant_id, BUILTIN_PERMISSIONS[BuiltinRole.PRIVACY_OFFICER])
+    admin = Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant_id, BUILTIN_PERMISSIONS[BuiltinRole.TENANT_ADMIN])
+    with tenant_session(site.db, tenant_id) as session:
+        notices.add_security_contact(session, CONTACT)
+        made = [
+            library.create(session, clerk, records.PATRONS, PatronCreate(name=name, email=f"{n}@alpha.example"))
+            for n, name in enumerate(["Grace Hopper", "Alan Turing", "Ada Byron", "Edsger Dijkstra"])
+        ]
+        for n, patron in enumerate(made):
+            request = privacy_requests.register_for_patron(
+                session,
+                desk,
+                patron.id,
+                (RequestKind.ACCESS, RequestKind.PORTABILITY, RequestKind.RESTRICTION, RequestKind.ACCESS)[n],
+            )
+            if n == 0:
+                session.execute(
+                    text(
+                        "UPDATE privacy_requests SET received_at = now() - interval '40 days', "
+                        "due_at = now() - interval '3 days' WHERE id = :id"
+                    ),
+                    {"id": request.id},
+                )
+        complaints.register_for_patron(session, desk, made[1].id, subject="Loan history", body="Why is it kept?")
+        approvals.ask(
+            session,
+            admin,
+            SensitiveAction.CHANGE_PASSWORD_POLICY,
+            {"role_class": "staff", "min_length": 14, "max_length": 128, "history": 5, "expiry_days": None},
+        )
+    grants.request_grant(
+        site.db,
+        Principal(
+            PrincipalKind.OPERATOR_TOKEN,
+            uuid.uuid4(),
+            None,
+            frozenset({Permission.PLATFORM_GRANTS_REQUEST}),
+            owner_id=uuid.uuid4(),
+        ),
+        tenant_id,
+        scope=GrantScope.READ,
+        justification="A patron's loans look wrong",
+        ticket="SUP-77",
+        duration=timedelta(hours=2),
+    )
+
+
+def test_every_console_page_passes_axe(site, committed_tenant, chromium, page, axe, shot):
+    tenant_id = committed_tenant()
+    slug = _slug(site.db, tenant_id)
+    _seeded(site, tenant_id)
+    people = {}
+    for username, role in (
+        ("ada", BuiltinRole.TENANT_ADMIN),
+        ("pia", BuiltinRole.PRIVACY_OFFICER),
+        ("aud", BuiltinRole.AUDITOR),
+    ):
+        people[username] = pyotp.random_base32()
+        staff(site.db, tenant_id, username, roles=[role], totp=people[username])
+    for _ in range(3):  # refused sign-ins, for the chart
+        page.goto(f"{site.url}/signin")
+        page.get_by_label("Institution").fill(slug)
+        page.get_by_label("Username").fill("ada")
+        page.get_by_label("Password").fill("not the password at all")
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_load_state()
+
+    seen = set()
+    for username, secret in people.items():
+        context = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
+        reader = context.new_page()
+        try:
+            _sign_in(reader, site.url, slug, username, secret)
+            reader.goto(f"{site.url}/console")
+            axe(reader)
+            shot(reader, f"{username}-home")
+            for href in _menu(reader):
+                reader.goto(f"{site.url}{href}")
+                assert reader.locator("h1").count() == 1
+                axe(reader)
+                shot(reader, f"{username}{href.replace('/', '-')}")
+                seen.add(href)
+                # The first detail page of a list, where it has one.
+                detail = reader.locator(f"main table a[href^='{href}/']").first
+                if detail.count():
+                    detail.click()
+                    reader.wait_for_load_state()
+                    axe(reader)
+                    shot(reader, f"{username}{href.replace('/', '-')}-detail")
+            if username == "aud":
+                reader.goto(f"{site.url}/console/audit/chain")
+                reader.get_by_role("button", name="Verify the whole chain now").click()
+                reader.wait_for_load_state()
+                assert "Clean:" in reader.locator("[role=status]").inner_text()
+                axe(reader)
+                shot(reader, "aud-chain-verified")
+        finally:
+            context.close()
+    assert {"/console/accounts", "/console/privacy/requests", "/console/audit/chain", "/console/usage"} <= seen
+
+    for username, role in (("olga.ops", "operator_ops"), ("dana.dpo", "dpo")):
+        totp = operator_enrolled(site.db, username, role)
+        context = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
+        reader = context.new_page()
+        try:
+            _operator_sign_in(reader, site.url, username, totp)
+            reader.goto(f"{site.url}/operator")
+            axe(reader)
+            shot(reader, f"{username}-home")
+            for href in _menu(reader):
+                reader.goto(f"{site.url}{href}")
+                axe(reader)
+                shot(reader, f"{username}{href.replace('/', '-')}")
+                seen.add(href)
+        finally:
+            context.close()
+    assert {"/operator/institutions", "/operator/grants", "/operator/usage", "/operator/escalations"} <= seen
