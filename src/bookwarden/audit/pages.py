@@ -138,7 +138,7 @@ def sign_in_failures(request: Request, principal: Principal = READ):
     with tenant_scope(request.app.state.db, principal) as session:
         days = search.daily_counts(session, principal, Action.SIGN_IN_FAILED.value, DAYS)
     labels = [day.strftime("%m-%d") for day, _ in days]
-    chart = charts.line("Sign-in failures per day (UTC)", labels, {"failures": [n for _, n in days]})
+    chart = charts.per_day("Sign-in failures per day (UTC)", labels, {"failures": [n for _, n in days]})
     return page(
         request,
         INST,

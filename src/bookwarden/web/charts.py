@@ -9,6 +9,7 @@ are printed on the chart and listed in a table beside it, which also serves scre
 
 from __future__ import annotations
 
+import math
 import re
 from functools import cache
 from html import escape, unescape
@@ -35,7 +36,8 @@ _CONFIG = {
     "style": STYLE,
     "js": [],
     "disable_xml_declaration": True,
-    "print_values": True,
+    "print_zeroes": False,
+    "truncate_label": -1,
     "width": 720,
     "height": 320,
     "legend_at_bottom": True,
@@ -50,27 +52,37 @@ _COMMENT = re.compile(r"<!--.*?-->", re.S)
 
 
 def bars(title: str, labels: list[str], series: dict[str, list[int]], *, stacked: bool = False) -> str:
-    """A bar chart (stacked when asked) as an SVG element to place in a page."""
-    chart = (pygal.StackedBar if stacked else pygal.Bar)(**_CONFIG, title=title, x_labels=labels)
-    for name, values in series.items():
-        chart.add(name, values)
-    return _fit(chart.render(is_unicode=True), title)
-
-
-def line(title: str, labels: list[str], series: dict[str, list[int]]) -> str:
-    """A line chart (counts over days) as an SVG element to place in a page."""
-    chart = pygal.Line(
-        **_CONFIG,
-        title=title,
-        x_labels=labels,
-        x_label_rotation=40,
-        show_minor_x_labels=False,
-        x_labels_major_every=max(1, len(labels) // 10),
-        dots_size=3,
+    """A bar chart of counts (stacked when asked), the values printed on the bars, as an SVG element."""
+    chart = (pygal.StackedBar if stacked else pygal.Bar)(
+        **_CONFIG, title=title, x_labels=labels, y_labels=_counts_axis(series, stacked), print_values=True
     )
     for name, values in series.items():
         chart.add(name, values)
     return _fit(chart.render(is_unicode=True), title)
+
+
+def per_day(title: str, labels: list[str], series: dict[str, list[int]]) -> str:
+    """Counts per day as bars, one day label in five (the table beside the chart holds every number)."""
+    chart = pygal.Bar(
+        **_CONFIG,
+        title=title,
+        x_labels=labels,
+        y_labels=_counts_axis(series, False),
+        x_label_rotation=40,
+        show_minor_x_labels=False,
+        x_labels_major_every=5,
+    )
+    for name, values in series.items():
+        chart.add(name, values)
+    return _fit(chart.render(is_unicode=True), title)
+
+
+def _counts_axis(series: dict[str, list[int]], stacked: bool) -> list[int]:
+    """Whole numbers on the y axis, about five of them: counts have no fractions."""
+    columns = zip(*series.values(), strict=True) if series else iter(())
+    top = max((sum(c) if stacked else max(c) for c in columns), default=0)
+    step = max(1, math.ceil(top / 5))
+    return list(range(0, max(top, 1) + step, step))
 
 
 def _fit(svg: str, title: str) -> str:

@@ -93,9 +93,19 @@ def menu(console: Console, principal: Principal | None) -> list[tuple[str, list[
 def page(request: Request, console: Console, template: str, status_code: int = 200, **context):
     """A console page: `render` with the console's menu (`menu`) for the layout "console/layout.html", and
     `done`, the confirmation after a redirect (none unless the page passes one)."""
+    shown = menu(console, current(request))
+    path = request.url.path
+    # The entry this page belongs to: the longest whose path is this page's or a parent of it.
+    matching = [e.href for _, entries in shown for e in entries if path == e.href or path.startswith(e.href + "/")]
     context = {"done": None, **context}
     return render(
-        request, template, status_code=status_code, menu=menu(console, current(request)), console=console, **context
+        request,
+        template,
+        status_code=status_code,
+        menu=shown,
+        console=console,
+        here=max(matching, key=len, default=None),
+        **context,
     )
 
 
