@@ -114,3 +114,7 @@ def _(w):
     # Step one (the link's token): a new authenticator secret, as POST /api/v1/operator/auth/enrolment.
     fields = {"token": w.operator_link()}
     return form(w.browser(), "/operator/enrol", Action.MFA_ENROLMENT_STARTED, PLATFORM_CHAIN, fields)
+
+
+# The consoles' pages register theirs too (web/consoles and each area's pages.py).
+from tests.web import console_recipes  # noqa: E402, F401
