@@ -49,13 +49,14 @@ def chromium():
 def site(committed_db, home):
     """The app, served for real: `site.url`, `site.db`, `site.settings`."""
     settings = Settings(home=home)
-    with served(create_app(committed_db, settings), settings) as url:
-        yield Site(url, committed_db, settings)
+    app = create_app(committed_db, settings)
+    with served(app, settings) as url:
+        yield Site(url, committed_db, settings, app)
 
 
 class Site:
-    def __init__(self, url: str, db, settings: Settings) -> None:
-        self.url, self.db, self.settings = url, db, settings
+    def __init__(self, url: str, db, settings: Settings, app) -> None:
+        self.url, self.db, self.settings, self.app = url, db, settings, app
 
 
 @pytest.fixture

@@ -37,3 +37,53 @@ def staff(db, tenant_id, username: str, *, roles=(), totp: str | None = None):
         for role in roles:
             grant(session, tenant_id, account.id, role)
         return account.id
+
+
+def patron(db, tenant_id, username: str, *, name: str = "Ada Reader", email: str | None = None):
+    """A patron record with loans and a post, and the patron's portal account (PASSWORD): (account id, patron id)."""
+    from datetime import UTC, datetime, timedelta
+
+    from bookwarden.core.permissions import BuiltinRole
+    from bookwarden.identity import roles as access
+    from bookwarden.library import records, schemas
+
+    email = email or f"{username}@patrons.example"
+    with tenant_session(db, tenant_id) as session:
+        record = records.create(session, records.PATRONS, schemas.PatronCreate(name=name, email=email))
+        now = datetime.now(UTC)
+        for days in (3, 40, 75):
+            borrowed = now - timedelta(days=days)
+            loan = schemas.LoanCreate(
+                patron_id=record.id, item_id=f"item-{days}", item_title=f"Book {days}", borrowed_at=borrowed,
+                due_at=borrowed + timedelta(days=21),
+            )  # fmt: skip
+            records.create(session, records.LOANS, loan)
+        records.create(
+            session, records.POSTS, schemas.PostCreate(patron_id=record.id, board="book-club", body="Loved it.")
+        )
+        account = accounts.create_account(
+            session, administrator(tenant_id), kind=AccountKind.PATRON, username=username, email=email,
+            patron_id=record.id,
+        )  # fmt: skip
+        account.password_hash = passwords.hash_password(PASSWORD, passwords.DEFAULT)
+        account.status = AccountStatus.ACTIVE
+        session.flush()
+        access.grant_role(session, administrator(tenant_id), account.id, BuiltinRole.PATRON)
+        return account.id, record.id
+
+
+NOTICE = (
+    "We hold your name, contact details and loans to run the library.\n\n"
+    "You can see, download, correct and erase your data in the patron portal."
+)
+
+
+def publish_notice(db, tenant_id, version: str = "2026-12") -> None:
+    """The institution's privacy notice, in force: what consents and registrations name."""
+    from bookwarden.privacy.notices import service as notices
+
+    with tenant_session(db, tenant_id) as session:
+        officer = Principal(
+            PrincipalKind.API_TOKEN, uuid.uuid4(), tenant_id, BUILTIN_PERMISSIONS[BuiltinRole.PRIVACY_OFFICER]
+        )
+        notices.publish(session, officer, version=version, notice_text=NOTICE, material=False)

@@ -312,6 +312,27 @@ EXPECTED = {
     ("POST", "/operator/signout"): None,
     ("GET", "/operator/enrol"): None,
     ("POST", "/operator/enrol"): None,
+    # the patron portal: the patron's own permission, as the API's /me routes
+    ("GET", "/portal"): P.SELF_SERVICE,
+    ("GET", "/portal/posts"): P.SELF_SERVICE,
+    ("POST", "/portal/posts/{post_id}/delete"): P.SELF_SERVICE,
+    ("GET", "/portal/requests"): P.SELF_SERVICE,
+    ("POST", "/portal/requests"): P.SELF_SERVICE,
+    ("GET", "/portal/correct"): P.SELF_SERVICE,
+    ("POST", "/portal/correct"): P.SELF_SERVICE,
+    ("GET", "/portal/complaints"): P.SELF_SERVICE,
+    ("POST", "/portal/complaints"): P.SELF_SERVICE,
+    ("GET", "/portal/preferences"): P.SELF_SERVICE,
+    ("POST", "/portal/preferences"): P.SELF_SERVICE,
+    ("GET", "/portal/consents"): P.SELF_SERVICE,
+    ("GET", "/portal/cookies"): P.SELF_SERVICE,
+    ("POST", "/portal/cookie-choice"): P.SELF_SERVICE,
+    # open: the notice is public; registration and its confirmation come before any account
+    ("GET", "/privacy-notice/{tenant_slug}"): None,
+    ("GET", "/register"): None,
+    ("POST", "/register"): None,
+    ("GET", "/confirm-email"): None,
+    ("POST", "/confirm-email"): None,
 }
 
 WRITES = ("POST", "PUT", "PATCH", "DELETE")

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from bookwarden.audit.events import PLATFORM_CHAIN, Action
 from bookwarden.identity import links
+from bookwarden.library import records as library
 from tests.invariants.audit_coverage import NEW_PASSWORD, OPERATOR_PASSWORD, PASSWORD, Call, quiet_page, route
 
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -114,6 +115,134 @@ def _(w):
     # Step one (the link's token): a new authenticator secret, as POST /api/v1/operator/auth/enrolment.
     fields = {"token": w.operator_link()}
     return form(w.browser(), "/operator/enrol", Action.MFA_ENROLMENT_STARTED, PLATFORM_CHAIN, fields)
+
+
+# -- the patron portal ---------------------------------------------------------------------------------
+
+quiet_page("/register", "the registration form, with the privacy notice in force (read, not recorded: public text)")
+quiet_page("/confirm-email", "the form a registration's confirmation link opens")
+
+
+def _patron_browser(w) -> TestClient:
+    """A browser signed in on the sign-in page as a new patron with a record, loans and a post."""
+    import uuid
+
+    from bookwarden.db.session import tenant_session
+    from bookwarden.privacy.notices import service as notices
+    from tests.e2e.people import PASSWORD as PATRON_PASSWORD
+    from tests.e2e.people import patron, publish_notice
+
+    username = f"reader-{uuid.uuid4().hex[:6]}"
+    patron(w.db, w.tenant.id, username)
+    with tenant_session(w.db, w.tenant.id) as session:
+        published = notices.in_force(session) is not None
+    if not published:
+        publish_notice(w.db, w.tenant.id)
+    client = w.browser()
+    fields = {"institution": w.tenant.slug, "username": username, "password": PATRON_PASSWORD}
+    assert form(client, "/signin", None, None, fields).send().status_code == 303
+    return client
+
+
+def _get(w, path: str, expect) -> Call:
+    return Call(_patron_browser(w), "GET", path, expect, w.tenant.id)
+
+
+route("GET", "/portal")(lambda w: _get(w, "/portal", Action.PATRON_VIEWED))
+route("GET", "/portal/correct")(lambda w: _get(w, "/portal/correct", Action.PATRON_VIEWED))
+route("GET", "/portal/posts")(lambda w: _get(w, "/portal/posts", library.POSTS.action("listed")))
+route("GET", "/portal/requests")(lambda w: _get(w, "/portal/requests", Action.PRIVACY_REQUEST_LISTED))
+route("GET", "/portal/complaints")(lambda w: _get(w, "/portal/complaints", Action.COMPLAINT_LISTED))
+route("GET", "/portal/preferences")(lambda w: _get(w, "/portal/preferences", Action.PREFERENCES_VIEWED))
+route("GET", "/portal/consents")(lambda w: _get(w, "/portal/consents", Action.CONSENTS_VIEWED))
+route("GET", "/portal/cookies")(lambda w: _get(w, "/portal/cookies", Action.COOKIE_CHOICE_VIEWED))
+
+
+@route("POST", "/portal/posts/{post_id}/delete")
+def _(w):
+    client = _patron_browser(w)
+    page = client.get("/portal/posts")
+    post_id = re.search(r'action="/portal/posts/([0-9a-f-]+)/delete"', page.text).group(1)
+    url = f"/portal/posts/{post_id}/delete"
+    return form(client, url, library.POSTS.action("deleted"), w.tenant.id, {}, page="/portal/posts")
+
+
+@route("POST", "/portal/requests")
+def _(w):
+    return form(
+        _patron_browser(w), "/portal/requests", Action.PRIVACY_REQUEST_RECEIVED, w.tenant.id, {"kind": "access"}
+    )
+
+
+@route("POST", "/portal/correct")
+def _(w):
+    fields = {"name": "Ada Corrected"}
+    return form(_patron_browser(w), "/portal/correct", Action.PRIVACY_REQUEST_RECEIVED, w.tenant.id, fields)
+
+
+@route("POST", "/portal/complaints")
+def _(w):
+    fields = {"subject": "My loans were shown to another patron", "body": "At the desk."}
+    return form(_patron_browser(w), "/portal/complaints", Action.COMPLAINT_REGISTERED, w.tenant.id, fields)
+
+
+@route("POST", "/portal/preferences")
+def _(w):
+    fields = {"subscribed": "email:newsletters"}
+    return form(_patron_browser(w), "/portal/preferences", Action.PREFERENCES_CHANGED, w.tenant.id, fields)
+
+
+@route("POST", "/portal/cookie-choice")
+def _(w):
+    fields = {"choice": "necessary", "back": "/portal"}
+    client = _patron_browser(w)
+    return form(client, "/portal/cookie-choice", Action.COOKIE_CHOICE_RECORDED, w.tenant.id, fields, page="/portal")
+
+
+@route("GET", "/privacy-notice/{tenant_slug}")
+def _(w):
+    from tests.e2e.people import publish_notice
+
+    publish_notice(w.db, w.tenant.id)
+    return Call(w.browser(), "GET", f"/privacy-notice/{w.tenant.slug}", Action.PRIVACY_NOTICE_VIEWED, w.tenant.id)
+
+
+@route("POST", "/register")
+def _(w):
+    opened = w.admin.put("/api/v1/self-registration/settings", json={"enabled": True, "timezone": "UTC"})
+    assert opened.status_code == 200, opened.text
+    fields = {
+        "institution": w.tenant.slug,
+        "name": "Sam Reader",
+        "email": "sam@example.org",
+        "birth_date": "1990-05-01",
+    }
+    return form(w.browser(), "/register", Action.SELF_REGISTERED, w.tenant.id, fields)
+
+
+@route("POST", "/confirm-email")
+def _(w):
+    import uuid
+    from datetime import date
+
+    from sqlalchemy import select
+
+    from bookwarden.db.session import tenant_session
+    from bookwarden.notify.models import OutboxMessage
+    from bookwarden.notify.service import open_mail
+    from bookwarden.privacy.registration import service as self_registration
+    from tests.helpers import fresh_address
+
+    opened = w.admin.put("/api/v1/self-registration/settings", json={"enabled": True, "timezone": "UTC"})
+    assert opened.status_code == 200, opened.text
+    email = f"sam.{uuid.uuid4().hex[:8]}@example.org"
+    self_registration.register(
+        w.db, w.tenant.slug, fresh_address(), name="Sam", email=email, birth_date=date(1990, 5, 1)
+    )
+    with tenant_session(w.db, w.tenant.id) as session:
+        [message] = session.scalars(select(OutboxMessage).order_by(OutboxMessage.created_at.desc()).limit(1)).all()
+        [token] = re.findall(r"#token=(\S+)", open_mail(session, message).body)
+    return form(w.browser(), "/confirm-email", Action.SELF_REGISTRATION_CONFIRMED, w.tenant.id, {"token": token})
 
 
 # The consoles' pages register theirs too (web/consoles and each area's pages.py).

@@ -18,7 +18,6 @@ from bookwarden.access.grants import service as grants
 from bookwarden.access.grants.models import GrantScope
 from bookwarden.access.roles import notices
 from bookwarden.access.routes import ContactIn, Input, MutesIn, _policy_input
-from bookwarden.api.deps import tenant_scope
 from bookwarden.core.errors import InvalidInput
 from bookwarden.core.permissions import Permission
 from bookwarden.core.principal import Principal
@@ -27,7 +26,7 @@ from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.passwords import MIN_LENGTH_FLOORS, RoleClass
 from bookwarden.web.consoles import Console, done, entry, page, read_form
 from bookwarden.web.routing import PageRouter
-from bookwarden.web.session import requires
+from bookwarden.web.session import requires, tenant_scope
 
 router = PageRouter()
 Done = Annotated[str | None, Query(alias="done", max_length=20)]
@@ -105,7 +104,7 @@ def approval_queue(
     request: Request, principal: Principal = Depends(requires(Permission.ACCOUNTS_READ)), done_: Done = None
 ):
     """Pending sensitive actions: those others asked (which the reader may decide) and the reader's own."""
-    with tenant_scope(_db(request), principal) as session:
+    with tenant_scope(request, principal) as session:
         pending = approvals.pending(session, principal)
     mine = [a for a in pending if principal.same_party(a.requested_by, a.requested_by_person)]
     others = [a for a in pending if a not in mine]
@@ -120,7 +119,7 @@ def _approval_decision(verb: str, past: str, decide) -> None:
         request: Request, approval_id: UUID, principal: Principal = Depends(requires(Permission.ACCOUNTS_READ))
     ):
         """Decided by the permission of the action's own kind, never by who asked (the service checks both)."""
-        with tenant_scope(_db(request), principal) as session:
+        with tenant_scope(request, principal) as session:
             decide(session, principal, approval_id)
         return RedirectResponse(f"{APPROVALS}?done={past}", status_code=303)
 
@@ -136,7 +135,7 @@ _approval_decision("reject", "rejected", approvals.reject)
 def grant_list(
     request: Request, principal: Principal = Depends(requires(Permission.OPERATOR_GRANTS_APPROVE)), done_: Done = None
 ):
-    with tenant_scope(_db(request), principal) as session:
+    with tenant_scope(request, principal) as session:
         found = grants.list_grants(session, principal)
     return page(
         request, INST, "console/operator_grants.html", title="Operator access", grants=found, done=done(done_, DONE)
@@ -148,7 +147,7 @@ def _grant_decision(verb: str, past: str, decide) -> None:
     def decision(
         request: Request, grant_id: UUID, principal: Principal = Depends(requires(Permission.OPERATOR_GRANTS_APPROVE))
     ):
-        with tenant_scope(_db(request), principal) as session:
+        with tenant_scope(request, principal) as session:
             decide(session, principal, grant_id)
         return RedirectResponse(f"{GRANTS}?done={past}", status_code=303)
 
@@ -165,7 +164,7 @@ CONTACTS_MANAGE = Depends(requires(Permission.SECURITY_CONTACTS_MANAGE))
 
 @router.get(CONTACTS)
 def contact_list(request: Request, principal: Principal = CONTACTS_MANAGE, done_: Done = None):
-    with tenant_scope(_db(request), principal) as session:
+    with tenant_scope(request, principal) as session:
         contacts = notices.contact_mutes(session, principal)
     return page(
         request,
@@ -182,14 +181,14 @@ def contact_list(request: Request, principal: Principal = CONTACTS_MANAGE, done_
 @router.post(CONTACTS)
 def add_contact(request: Request, principal: Principal = CONTACTS_MANAGE):
     body = read_form(request, ContactIn)
-    with tenant_scope(_db(request), principal) as session:
+    with tenant_scope(request, principal) as session:
         notices.add_contact(session, principal, body.email)
     return RedirectResponse(f"{CONTACTS}?done=added", status_code=303)
 
 
 @router.post(CONTACTS + "/{contact_id}/remove")
 def remove_contact(request: Request, contact_id: UUID, principal: Principal = CONTACTS_MANAGE):
-    with tenant_scope(_db(request), principal) as session:
+    with tenant_scope(request, principal) as session:
         notices.remove_contact(session, principal, contact_id)
     return RedirectResponse(f"{CONTACTS}?done=removed", status_code=303)
 
@@ -198,7 +197,7 @@ def remove_contact(request: Request, contact_id: UUID, principal: Principal = CO
 def set_mutes(request: Request, contact_id: UUID, principal: Principal = CONTACTS_MANAGE):
     """The kinds ticked are muted, the others delivered; an administrative kind is refused by the service."""
     body = read_form(request, MutesIn, lists=("muted",))
-    with tenant_scope(_db(request), principal) as session:
+    with tenant_scope(request, principal) as session:
         notices.set_mutes(session, principal, contact_id, [k.value for k in body.muted])
     return RedirectResponse(f"{CONTACTS}?done=muted", status_code=303)
 
@@ -211,7 +210,7 @@ POLICY_MANAGE = Depends(requires(Permission.POLICY_MANAGE))
 
 @router.get(POLICY)
 def policy_view(request: Request, principal: Principal = POLICY_MANAGE, done_: Done = None):
-    with tenant_scope(_db(request), principal) as session:
+    with tenant_scope(request, principal) as session:
         policies = [(cls, accounts.policy_for(session, cls), MIN_LENGTH_FLOORS[cls]) for cls in TENANT_CLASSES]
     return page(
         request,
@@ -231,7 +230,7 @@ def ask_policy(request: Request, role_class: RoleClass, principal: Principal = P
             "operators' passwords follow the platform's policy; an institution sets patron, staff, admin"
         )
     body = read_form(request, _policy_input(role_class))
-    with tenant_scope(_db(request), principal) as session:
+    with tenant_scope(request, principal) as session:
         params = {"role_class": role_class.value, **body.model_dump()}
         approvals.ask(session, principal, SensitiveAction.CHANGE_PASSWORD_POLICY, params)
     return RedirectResponse(f"{POLICY}?done=asked", status_code=303)

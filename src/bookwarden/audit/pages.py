@@ -12,7 +12,6 @@ from uuid import UUID
 from fastapi import Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
-from bookwarden.api.deps import tenant_scope
 from bookwarden.audit import record as audit
 from bookwarden.audit import search, signing, verify
 from bookwarden.audit.events import Action, Outcome
@@ -24,7 +23,7 @@ from bookwarden.core.principal import Principal
 from bookwarden.web import charts
 from bookwarden.web.consoles import Console, entry, page
 from bookwarden.web.routing import PageRouter
-from bookwarden.web.session import requires
+from bookwarden.web.session import requires, tenant_scope
 
 router = PageRouter()
 READ = Depends(requires(Permission.AUDIT_READ))
@@ -78,7 +77,7 @@ def search_page(
     cursor: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
 ):
     query = _query(action, outcome, actor_id, since, until)
-    with tenant_scope(request.app.state.db, principal) as session:
+    with tenant_scope(request, principal) as session:
         found = search.search_recorded(session, principal, query, limit=PAGE_SIZE, cursor=cursor)
     filters = {"action": action, "outcome": outcome, "actor_id": actor_id, "from": since, "to": until}
     given = urlencode({k: v for k, v in filters.items() if v})
@@ -109,7 +108,7 @@ def export(
     """Every matching event as a file: the API's export (GET /api/v1/audit/events/export), recorded the same."""
     db = request.app.state.db
     query = _query(action, outcome, actor_id, since, until)
-    chunks = search.export(db, lambda: tenant_scope(db, principal), query, format, audit.current())
+    chunks = search.export(db, lambda: tenant_scope(request, principal), query, format, audit.current())
     first = next(chunks)  # a refusal is still a page, before the 200 goes
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return StreamingResponse(
@@ -135,7 +134,7 @@ def verify_chain(request: Request, principal: Principal = VERIFY):
 @router.get(FAILURES)
 def sign_in_failures(request: Request, principal: Principal = READ):
     """Refused sign-ins to the institution's accounts per day (UTC), as an SVG chart and a table."""
-    with tenant_scope(request.app.state.db, principal) as session:
+    with tenant_scope(request, principal) as session:
         days = search.daily_counts(session, principal, Action.SIGN_IN_FAILED.value, DAYS)
     labels = [day.strftime("%m-%d") for day, _ in days]
     chart = charts.per_day("Sign-in failures per day (UTC)", labels, {"failures": [n for _, n in days]})

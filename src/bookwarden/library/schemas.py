@@ -148,7 +148,6 @@ class LoanCreate(Input):
     returned_at: Moment | None = None
 
 
-
 class LoanUpdate(Input):
     item_title: Text | None = None
     due_at: Moment = None
@@ -241,5 +240,3 @@ class PostOut(Output):
     board: str
     body: str | None
     created_at: datetime
-
-

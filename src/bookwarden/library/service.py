@@ -98,3 +98,33 @@ def delete_own_post(session: TenantSession, actor: Principal, post_id: UUID) -> 
     """The signed-in patron deletes one of their own posts (another's is not found)."""
     authorize(actor, Permission.SELF_SERVICE)
     records.delete_own_post(session, own_patron_id(session, actor), post_id)
+
+
+class OwnRecord(BaseModel):
+    """What the library holds about the signed-in patron, opened for them (the portal's "my data")."""
+
+    patron: schemas.PatronOut
+    loans: list[schemas.LoanOut]
+    searches: list[schemas.SearchOut]
+    reading_lists: list[schemas.ReadingListOut]
+    more: bool  # some kind holds more than OWN_RECORD_LIMIT rows: the access package has them all
+
+
+OWN_RECORD_LIMIT = 200
+
+
+def own_record(session: TenantSession, actor: Principal) -> OwnRecord:
+    """The signed-in patron's own record and activity, decrypted for them and nobody else (each read audited)."""
+    authorize(actor, Permission.SELF_SERVICE)
+    patron_id = own_patron_id(session, actor)
+    pages = {
+        kind: records.list_page(session, kind, cursor=None, limit=OWN_RECORD_LIMIT, patron_id=patron_id)
+        for kind in (records.LOANS, records.SEARCHES, records.READING_LISTS)
+    }
+    return OwnRecord(
+        patron=records.read(session, records.PATRONS, patron_id),
+        loans=pages[records.LOANS].items,
+        searches=pages[records.SEARCHES].items,
+        reading_lists=pages[records.READING_LISTS].items,
+        more=any(page.next_cursor is not None for page in pages.values()),
+    )

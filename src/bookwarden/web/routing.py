@@ -3,9 +3,9 @@
 `PageRouter()` is an APIRouter whose routes are `PageRoute`s: left out of the OpenAPI document,
 HTML by default, and, for every request that may change something (anything but GET and HEAD):
 
-1. the body must be a URL-encoded form (what a browser's `<form method="post">` and htmx send);
-2. its CSRF token (field `csrf_token`, or the `X-CSRF-Token` header) must match the browser's
+1. its CSRF token (field `csrf_token`, or the `X-CSRF-Token` header) must match the browser's
    cookies (web/csrf.py), or the request is refused with 403 csrf-refused before the page runs;
+2. the body must be a URL-encoded form (what a browser's `<form method="post">` and htmx send);
 3. every field is screened for payment and bank data, as the API screens every JSON body
    (api/bodies.py): 422 sensitive-data-refused naming the field, nothing stored.
 
@@ -64,7 +64,9 @@ async def _read_form(request: Request) -> FormData:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     body = await request.body()  # bounded by the app's body limit (api/bodies.py)
     if content_type != FORM_TYPE:
-        if body or not request.headers.get(csrf.HEADER):
+        # The token first: whatever else is wrong, a request from elsewhere learns only that (403).
+        csrf.check(request, request.headers.get(csrf.HEADER))
+        if body:
             raise InvalidInput("send the form as application/x-www-form-urlencoded, as a browser does")
         return FormData()
     try:

@@ -18,6 +18,8 @@ operator acting inside an institution still needs an approved grant: `through_gr
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -27,12 +29,14 @@ from fastapi.responses import Response
 from bookwarden.access.grants import service as grants
 from bookwarden.audit import record as audit
 from bookwarden.core.authorize import authorize
-from bookwarden.core.errors import Unauthenticated
+from bookwarden.core.errors import Forbidden, Unauthenticated
 from bookwarden.core.permissions import Permission
 from bookwarden.core.principal import Principal
+from bookwarden.db.session import TenantSession, tenant_session
 from bookwarden.identity.operators import signin as operator_signin
 from bookwarden.identity.sessions import COOKIE_NAME
 from bookwarden.identity.signin import service as signin
+from bookwarden.tenancy.service import ensure_active
 
 OPERATOR_COOKIE = operator_signin.COOKIE_NAME
 _UNKNOWN = object()
@@ -101,6 +105,16 @@ def through_grant(request: Request, principal: Principal, grant_id: UUID) -> Pri
     opened = grants.open_grant(request.app.state.db, principal, grant_id)
     audit.current().principal = opened
     return opened
+
+
+@contextmanager
+def tenant_scope(request: Request, principal: Principal) -> Iterator[TenantSession]:
+    """The principal's institution's transaction (as api/deps.py `tenant_scope`): refused when suspended."""
+    if principal.tenant_id is None:
+        raise Forbidden("an operator reaches an institution's pages only through an approved grant")
+    with tenant_session(request.app.state.db, principal.tenant_id) as session:
+        ensure_active(session, principal.tenant_id)
+        yield session
 
 
 def set_session_cookie(request: Request, response: Response, token: str, *, operator: bool = False) -> None:

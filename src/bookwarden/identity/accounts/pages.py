@@ -22,7 +22,6 @@ from fastapi.responses import RedirectResponse
 
 from bookwarden.access.approvals.models import ApprovalRequest
 from bookwarden.access.routes import AssignmentIn
-from bookwarden.api.deps import tenant_scope
 from bookwarden.core.errors import BookwardenError
 from bookwarden.core.pagination import decode_cursor, encode_cursor
 from bookwarden.core.permissions import Permission
@@ -35,7 +34,7 @@ from bookwarden.identity.models import AccountKind
 from bookwarden.tenancy.service import SLUG
 from bookwarden.web.consoles import Console, done, entry, page, read_form
 from bookwarden.web.routing import PageRouter, form
-from bookwarden.web.session import requires, source_address
+from bookwarden.web.session import requires, source_address, tenant_scope
 from bookwarden.web.templates import render, render_refusal
 
 router = PageRouter()
@@ -148,7 +147,7 @@ def list_accounts(
     done_: Annotated[str | None, Query(alias="done", max_length=20)] = None,
 ):
     """The institution's accounts, 50 at a time, with their roles; the invitation form for account managers."""
-    with tenant_scope(_db(request), principal) as session:
+    with tenant_scope(request, principal) as session:
         after = decode_cursor(cursor) if cursor is not None else None
         found, more = accounts.list_accounts(session, principal, after=after, limit=50)
         rows = _accounts_out(session, found)
@@ -170,7 +169,7 @@ def create_account(request: Request, principal: Principal = MANAGE):
     """Invite an account: the same two calls as POST /api/v1/accounts (create, then mail the invitation)."""
     body = read_form(request, AccountIn)
     db = _db(request)
-    with tenant_scope(db, principal) as session:
+    with tenant_scope(request, principal) as session:
         account = accounts.create_account(
             session, principal, kind=body.kind, username=body.username, email=body.email, display_name=body.display_name
         )
@@ -187,7 +186,7 @@ def read_account(
 ):
     """One account: its roles, and what the reader may do to it."""
     held = principal.permissions
-    with tenant_scope(_db(request), principal) as session:
+    with tenant_scope(request, principal) as session:
         account = _accounts_out(session, [accounts.view_account(session, principal, account_id)])[0]
         roles = []
         if Permission.ROLES_ASSIGN in held and Permission.ROLES_READ in held:
@@ -209,7 +208,7 @@ def read_account(
 def grant_role(request: Request, account_id: UUID, principal: Principal = ASSIGN):
     """Grant a role, or ask for it when it carries administrative permissions (as the API's 202)."""
     body = read_form(request, AssignmentIn)
-    with tenant_scope(_db(request), principal) as session:
+    with tenant_scope(request, principal) as session:
         granted = access.grant_or_ask(session, principal, account_id, body.role)
     outcome = "asked" if isinstance(granted, ApprovalRequest) else "granted"
     return RedirectResponse(f"{HOME}/{account_id}?done={outcome}", status_code=303)
@@ -217,21 +216,21 @@ def grant_role(request: Request, account_id: UUID, principal: Principal = ASSIGN
 
 @router.post(HOME + "/{account_id}/roles/{role}/revoke")
 def revoke_role(request: Request, account_id: UUID, role: str, principal: Principal = ASSIGN):
-    with tenant_scope(_db(request), principal) as session:
+    with tenant_scope(request, principal) as session:
         access.revoke_role(session, principal, account_id, AssignmentIn(role=role).role)
     return RedirectResponse(f"{HOME}/{account_id}?done=revoked", status_code=303)
 
 
 @router.post(HOME + "/{account_id}/disable")
 def disable_account(request: Request, account_id: UUID, principal: Principal = MANAGE):
-    with tenant_scope(_db(request), principal) as session:
+    with tenant_scope(request, principal) as session:
         accounts.disable_account(session, principal, account_id)
     return RedirectResponse(f"{HOME}/{account_id}?done=disabled", status_code=303)
 
 
 @router.post(HOME + "/{account_id}/enable")
 def enable_account(request: Request, account_id: UUID, principal: Principal = MANAGE):
-    with tenant_scope(_db(request), principal) as session:
+    with tenant_scope(request, principal) as session:
         accounts.enable_account(session, principal, account_id)
     return RedirectResponse(f"{HOME}/{account_id}?done=enabled", status_code=303)
 
@@ -239,6 +238,6 @@ def enable_account(request: Request, account_id: UUID, principal: Principal = MA
 @router.post(HOME + "/{account_id}/password-reset")
 def send_password_reset(request: Request, account_id: UUID, principal: Principal = MANAGE):
     db = _db(request)
-    with tenant_scope(db, principal) as session:
+    with tenant_scope(request, principal) as session:
         links.send_reset(session, db.master, principal, account_id)
     return RedirectResponse(f"{HOME}/{account_id}?done=reset", status_code=303)

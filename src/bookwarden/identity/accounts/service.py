@@ -62,9 +62,15 @@ def create_account(
     email: str | None = None,
     display_name: str | None = None,
     password: str | None = None,
+    patron_id: uuid.UUID | None = None,
 ) -> Account:
-    """An active account when a password is given, else an invited one (it sets its own later)."""
+    """An active account when a password is given, else an invited one (it sets its own later).
+
+    A patron's account names their patron record (`patron_id`): what the portal shows them is that record's.
+    """
     authorize(actor, Permission.ACCOUNTS_MANAGE)
+    if patron_id is not None and kind is not AccountKind.PATRON:
+        raise InvalidInput("patron_id: only a patron's account is linked to a patron record")
     username = username.strip()
     if not 2 <= len(username) <= 254 or any(ch.isspace() for ch in username):
         raise InvalidInput("username must be 2-254 characters without spaces")
@@ -79,6 +85,7 @@ def create_account(
         kind=kind,
         username_index=username_index,
         status=AccountStatus.INVITED,
+        patron_id=patron_id,  # the patrons foreign key refuses an id of no patron of this institution
     )
     key = session.keyring.create_subject(session.tenant_id, account.id)
     for column, value in (("username", username), ("email", email), ("display_name", display_name)):
@@ -90,6 +97,8 @@ def create_account(
         _set_password(session, account, password)
     fields = [column for column, value in (("email", email), ("display_name", display_name)) if value is not None]
     details = {"kind": kind.value, "status": account.status.value, "fields": ["username", *fields]}
+    if patron_id is not None:
+        details["patron_id"] = patron_id
     record(session, Action.ACCOUNT_CREATED, ("account", account.id), details=details)
     entitlement_changed(
         session,

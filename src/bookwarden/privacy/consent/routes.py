@@ -8,7 +8,6 @@ portal's cookie banner (before anyone signs in; it records the browser's own cho
 
 # No `from __future__ import annotations`: FastAPI reads these annotations at definition time.
 
-import html
 import uuid
 from datetime import datetime
 from typing import Annotated, Literal
@@ -35,6 +34,7 @@ from bookwarden.privacy.consent.service import Channel, Choice, CookieState, Top
 from bookwarden.privacy.notices import service as notices
 from bookwarden.privacy.notices.service import NoticeShown
 from bookwarden.tenancy.service import get_tenant
+from bookwarden.web.templates import render
 
 router = APIRouter(tags=["privacy: consent and preferences"])
 PRIVACY = "/api/v1/privacy"
@@ -314,40 +314,29 @@ def record_own_cookie_choice(
 
 # -- one-click unsubscribe ---------------------------------------------------------------------------
 
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<meta name="robots" content="noindex"></head>
-<body><main><h1>{title}</h1>{body}</main></body></html>
-"""
-
-
-def _page(title: str, body: str) -> HTMLResponse:
-    # no-store and no-referrer (the token is in the URL) come with every response (api/headers.py).
-    return HTMLResponse(PAGE.format(title=html.escape(title), body=body))
-
 
 @router.get(f"{unsubscribe.PATH}{{token}}", response_class=HTMLResponse, responses={**HTML, **responses(404, 422)})
-def unsubscribe_page(token: Token, db: Database = Depends(database)):
+def unsubscribe_page(request: Request, token: Token, db: Database = Depends(database)):
     """The page the link opens: says what it would stop and asks for a click. It unsubscribes nobody
     by itself (mail scanners follow links)."""
     found = unsubscribe.confirmation(db, token)
-    what, institution = html.escape(consent.LABELS[found.topic]), html.escape(found.institution)
-    body = (
-        f"<p>Stop receiving {what} from {institution} by email?</p>"
-        '<form method="post"><button type="submit">Unsubscribe</button></form>'
-        "<p>Service messages (due dates, security, your privacy requests) are not affected.</p>"
-    )
-    return _page("Unsubscribe", body)
+    # no-store and no-referrer (the token is in the URL) come with every response (api/headers.py).
+    return render(
+        request, "consent/unsubscribe.html", title="Unsubscribe", done=False,
+        what=consent.LABELS[found.topic], institution=found.institution,
+    )  # fmt: skip
 
 
 @router.post(f"{unsubscribe.PATH}{{token}}", response_class=HTMLResponse, responses={**HTML, **responses(404, 422)})
-def unsubscribe_now(token: Token, db: Database = Depends(database)):
+def unsubscribe_now(request: Request, token: Token, db: Database = Depends(database)):
     """RFC 8058 one-click unsubscribe (mail clients POST `List-Unsubscribe=One-Click`): honoured before
-    this answers; a second POST changes nothing and answers the same."""
+    this answers; a second POST changes nothing and answers the same. The signed token in the URL is the
+    authority (a mail client sends no page's CSRF token), so this is an API route, drawn in the pages' layout."""
     done = unsubscribe.unsubscribe(db, token)
-    what, institution = html.escape(consent.LABELS[done.topic]), html.escape(done.institution)
-    body = f"<p>You will no longer receive {what} from {institution} by email.</p>"
-    return _page("Unsubscribed", body)
+    return render(
+        request, "consent/unsubscribe.html", title="Unsubscribed", done=True,
+        what=consent.LABELS[done.topic], institution=done.institution,
+    )  # fmt: skip
 
 
 # -- mailings ------------------------------------------------------------------------------------------

@@ -7,13 +7,12 @@ from uuid import UUID
 
 from fastapi import Depends, Request
 
-from bookwarden.api.deps import tenant_scope
 from bookwarden.core.permissions import Permission
 from bookwarden.core.principal import Principal
 from bookwarden.privacy.disclosures import service as disclosures
 from bookwarden.web.consoles import Console, entry, page
 from bookwarden.web.routing import PageRouter
-from bookwarden.web.session import requires
+from bookwarden.web.session import requires, tenant_scope
 
 router = PageRouter()
 MANAGE = Depends(requires(Permission.PRIVACY_DISCLOSURES_MANAGE))
@@ -30,7 +29,7 @@ entry(
 
 @router.get(HOME)
 def register(request: Request, principal: Principal = MANAGE):
-    with tenant_scope(request.app.state.db, principal) as session:
+    with tenant_scope(request, principal) as session:
         found = disclosures.list_disclosures(session, principal)
         policies = disclosures.notice_policies(session, principal)
     return page(
@@ -40,7 +39,7 @@ def register(request: Request, principal: Principal = MANAGE):
 
 @router.get(HOME + "/{disclosure_id}")
 def read_disclosure(request: Request, disclosure_id: UUID, principal: Principal = MANAGE):
-    with tenant_scope(request.app.state.db, principal) as session:
+    with tenant_scope(request, principal) as session:
         found, subjects = disclosures.read(session, principal, disclosure_id)
     return page(
         request,

@@ -8,7 +8,6 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 from fastapi.responses import RedirectResponse
 
-from bookwarden.api.deps import tenant_scope
 from bookwarden.core.permissions import Permission
 from bookwarden.core.principal import Principal
 from bookwarden.privacy.retention import service as retention
@@ -16,7 +15,7 @@ from bookwarden.privacy.retention.models import RetentionCategory
 from bookwarden.privacy.retention.routes import _period_input
 from bookwarden.web.consoles import Console, done, entry, page, read_form
 from bookwarden.web.routing import PageRouter, form
-from bookwarden.web.session import requires
+from bookwarden.web.session import requires, tenant_scope
 
 router = PageRouter()
 MANAGE = Depends(requires(Permission.PRIVACY_RETENTION_MANAGE))
@@ -38,7 +37,7 @@ def retention_view(
     principal: Principal = MANAGE,
     done_: Annotated[str | None, Query(alias="done", max_length=20)] = None,
 ):
-    with tenant_scope(request.app.state.db, principal) as session:
+    with tenant_scope(request, principal) as session:
         periods = retention.view_periods(session, principal)
         preview = retention.preview(session, principal)
         runs = retention.list_runs(session, principal, limit=10)
@@ -58,6 +57,6 @@ def retention_view(
 def ask_period(request: Request, category: RetentionCategory, principal: Principal = MANAGE):
     """Ask for a new period; a blank field asks for "kept until deleted" where the category allows it."""
     body = read_form(request, _period_input(category), keep_days=form(request).get("keep_days") or None)
-    with tenant_scope(request.app.state.db, principal) as session:
+    with tenant_scope(request, principal) as session:
         retention.ask_change(session, principal, category, body.keep_days)
     return RedirectResponse(f"{HOME}?done=asked", status_code=303)
