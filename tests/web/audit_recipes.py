@@ -269,3 +269,7 @@ def enrolment_token(w, username: str) -> str:
 def _(w):
     fields = {"token": enrolment_token(w, "lena"), "password": PASSWORD}
     return form(w.browser(), "/enrol-second-factor", Action.MFA_ENROLMENT_STARTED, w.tenant.id, fields)
+
+
+# The consoles' pages register theirs too (web/consoles and each area's pages.py).
+from tests.web import console_recipes  # noqa: E402, F401

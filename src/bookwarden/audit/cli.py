@@ -16,7 +16,7 @@ from rich.table import Table
 from bookwarden.audit import bundle, checkpoints, search, signing, verify
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import PLATFORM_CHAIN, Action, Outcome
-from bookwarden.audit.record import current, record
+from bookwarden.audit.record import current
 from bookwarden.console import (
     Grant,
     Verdict,
@@ -205,27 +205,10 @@ def audit_verify(
             err.print(f"tenant {chain}: {note}")
         print(report.summary(), flush=True)
         tampered |= not report.clean
-        finding = report.finding
-        try:
-            with tenant_session(db, chain) as session:
-                record(
-                    session,
-                    Action.AUDIT_VERIFIED,
-                    ("audit_chain", chain),
-                    outcome=Outcome.SUCCEEDED if report.clean else Outcome.FAILED,
-                    details={
-                        "from_seq": report.start.seq + 1,
-                        "to_seq": report.last_seq,
-                        "events": report.events,
-                        "problem_seq": finding.seq if finding else None,
-                    },
-                )
-        except Exception as exc:
-            if report.clean:
-                raise
+        if not verify.record_verdict(db, chain, report):
             # A tampered chain may refuse appends (a forged row sits where the next event goes): the
             # verdict above stands.
-            err.print(f"[red]warning:[/red] the audit.verified event was not recorded ({type(exc).__name__})")
+            err.print("[red]warning:[/red] the audit.verified event was not recorded")
         err.print(f"{report.events:,} events in {report.seconds:.2f} s ({report.rate:,.0f}/s)")
     if tampered:
         raise Verdict(1)

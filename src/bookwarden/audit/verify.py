@@ -36,11 +36,15 @@ import msgspec
 
 from bookwarden.audit import checkpoints as store
 from bookwarden.audit import contexts
-from bookwarden.audit.events import FORMAT_CONTEXT_APART, GENESIS, Event
+from bookwarden.audit.events import FORMAT_CONTEXT_APART, GENESIS, Action, Event, Outcome
 from bookwarden.audit.merkle import Frontier, TreeBuilder, subtree_sizes
+from bookwarden.audit.record import record
 from bookwarden.audit.signing import Checkpoint, TrustedKeys
+from bookwarden.core.authorize import authorize
 from bookwarden.core.canonical import ascii_sorted_json_fast
-from bookwarden.core.errors import InvalidInput
+from bookwarden.core.errors import Forbidden, InvalidInput
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal
 from bookwarden.db.session import tenant_session
 
 if TYPE_CHECKING:
@@ -605,3 +609,36 @@ def verify_chain(db: Database, tenant_id: UUID, keys: TrustedKeys, since: int | 
                     verifier.fail(seq, event_id, problem)
                     break
     return report
+
+
+def verify_own_chain(db: Database, actor: Principal, keys: TrustedKeys) -> ChainReport:
+    """The institution's auditor (audit.verify) checks its own chain: the check the platform runs, recorded
+    in that chain (when a tampered chain still takes the event)."""
+    authorize(actor, Permission.AUDIT_VERIFY)
+    if actor.tenant_id is None:
+        raise Forbidden("an institution's chain is verified by its auditor, or at the console (audit verify)")
+    report = verify_chain(db, actor.tenant_id, keys)
+    record_verdict(db, actor.tenant_id, report, actor)
+    return report
+
+
+def record_verdict(db: Database, chain: UUID, report: ChainReport, actor: Principal | None = None) -> bool:
+    """Record audit.verified in the chain checked. False when the chain, being tampered, refused it: the
+    verdict stands all the same (a forged row may sit where the next event goes)."""
+    finding = report.finding
+    details = {
+        "from_seq": report.start.seq + 1,
+        "to_seq": report.last_seq,
+        "events": report.events,
+        "problem_seq": finding.seq if finding else None,
+    }
+    outcome = Outcome.SUCCEEDED if report.clean else Outcome.FAILED
+    try:
+        with tenant_session(db, chain) as session:
+            record(session, Action.AUDIT_VERIFIED, ("audit_chain", chain), outcome=outcome, details=details,
+                   actor=actor)  # fmt: skip
+    except Exception:
+        if report.clean:
+            raise
+        return False
+    return True

@@ -3,22 +3,30 @@
 The same services as GET /api/v1/me/posts and DELETE /api/v1/me/posts/{id} (library/service.py), with
 the signed-in patron as actor; "my data" reads the record through `own_record`, each read audited as
 the patron's own. Loans per month are drawn as an SVG chart (no script, no style attribute).
+
+Usage in both consoles (an institution's own; every institution's, for operators' charges), and the
+one page where an operator sees an institution's data: its patrons, through an approved, current grant.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from datetime import date
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import RedirectResponse
 
+from bookwarden.core.permissions import Permission
 from bookwarden.core.principal import Principal
-from bookwarden.library import service
+from bookwarden.library import records, service
+from bookwarden.library import service as library
+from bookwarden.library import usage as metering
+from bookwarden.web.consoles import Console, entry, page
 from bookwarden.web.portal import PATRON, render_portal
 from bookwarden.web.routing import PageRouter
-from bookwarden.web.session import tenant_scope
+from bookwarden.web.session import requires, tenant_scope, through_grant
 
 router = PageRouter()
 CHART_MONTHS = 12
@@ -61,3 +69,66 @@ def delete_post(request: Request, post_id: UUID, principal: Principal = Depends(
     with tenant_scope(request, principal) as session:
         service.delete_own_post(session, principal, post_id)
     return RedirectResponse("/portal/posts?deleted", status_code=303)
+
+
+# -- the institution and operator consoles ---------------------------------------------------------
+Month = Annotated[str | None, Query(pattern=metering.MONTH.pattern)]
+OWN, ALL = "/console/usage", "/operator/usage"
+entry(
+    Console.INSTITUTION,
+    "Usage",
+    "This month's usage",
+    OWN,
+    Permission.AUDIT_READ,
+    "API calls, events, records and storage, as the platform meters them",
+)
+entry(
+    Console.OPERATOR,
+    "Usage",
+    "Usage per institution",
+    ALL,
+    Permission.PLATFORM_USAGE_READ,
+    "for charges: counts and sizes, no data",
+)
+
+
+@router.get(OWN)
+def own_usage(request: Request, principal: Principal = Depends(requires(Permission.AUDIT_READ)), month: Month = None):
+    month = month or metering.current_month()
+    with tenant_scope(request, principal) as session:
+        usage = metering.own_usage(session, principal, month)
+    return page(
+        request, Console.INSTITUTION, "console/usage.html", title=f"Usage in {month}", month=month, usages=[("", usage)]
+    )
+
+
+@router.get(ALL)
+def usage_report(
+    request: Request, principal: Principal = Depends(requires(Permission.PLATFORM_USAGE_READ)), month: Month = None
+):
+    month = month or metering.current_month()
+    usages = metering.report(request.app.state.db, principal, month)
+    return page(request, Console.OPERATOR, "console/usage.html", title=f"Usage in {month}", month=month, usages=usages)
+
+
+@router.get("/operator/grants/{grant_id}/patrons")
+def patrons_through_grant(
+    request: Request,
+    grant_id: UUID,
+    principal: Principal = Depends(requires(Permission.PLATFORM_GRANTS_REQUEST)),
+    cursor: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{22}$")] = None,
+):
+    """The institution's patrons, read as the grant's principal: refused unless the grant is approved, current,
+    this operator's and of a scope that reads patrons; every use recorded in the institution's trail."""
+    acting = through_grant(request, principal, grant_id)
+    with tenant_scope(request, acting) as session:
+        found = library.list_page(session, acting, records.PATRONS, cursor=cursor, limit=50)
+    return page(
+        request,
+        Console.OPERATOR,
+        "console/grant_patrons.html",
+        title="Patrons, through your grant",
+        grant_id=grant_id,
+        rows=found.items,
+        next_cursor=found.next_cursor,
+    )

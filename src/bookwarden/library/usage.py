@@ -147,3 +147,12 @@ def report(db: Database, actor: Principal, month: str, tenant: UUID | str | None
             details["tenant_id"] = str(named[0][0])
         audit.record(session, Action.USAGE_REPORTED, details=details)
     return usages
+
+
+def own_usage(session: TenantSession, actor: Principal, month: str) -> Usage:
+    """The institution's own usage for `month`, as the platform meters it for charges: for those who read
+    its trail (audit.read), since calls and events are counted from it. Recorded in its own chain."""
+    authorize(actor, Permission.AUDIT_READ)
+    usage = measure(session, month)
+    audit.record(session, Action.USAGE_REPORTED, details={"month": month, "own": True})
+    return usage

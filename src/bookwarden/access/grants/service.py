@@ -340,3 +340,22 @@ def _describe(grant: OperatorGrant) -> dict[str, str]:
         "justification": grant.justification,
         "window (UTC)": f"{start} to {end}",
     }
+
+
+OWN_LIMIT = 200
+
+
+def own_grants(db: Database, operator: Principal) -> list[dict]:
+    """The grants this operator asked for, in every institution, newest first: institution, scope, ticket,
+    window and status, never the justification. Recorded in the platform's trail."""
+    authorize(operator, Permission.PLATFORM_GRANTS_REQUEST)
+    _require_operator(operator)
+    with platform_session(db) as session:
+        rows = session.execute(
+            text("SELECT * FROM bookwarden_operator_own_grants(:credential, :person, :n)"),
+            {"credential": operator.id, "person": operator.person, "n": OWN_LIMIT},
+        ).mappings()
+        found = [dict(row) for row in rows]
+        details = {"own": True, "count": len(found), "ids": [row["id"] for row in found]}
+        record(session, Action.GRANT_LISTED, ("operator_grant", None), details=details, actor=operator)
+    return found
