@@ -68,6 +68,8 @@ class Permission(enum.StrEnum):
     PLATFORM_BACKUPS_READ = "platform.backups.read"  # the backup catalogue and drill history: no data
     PLATFORM_BACKUPS_MANAGE = "platform.backups.manage"  # take backups, run drills, remove expired ones
     PLATFORM_BACKUPS_RESTORE = "platform.backups.restore"  # restore a backup into a database for real
+    PLATFORM_BLOCKS_READ = "platform.blocks.read"  # blocked source addresses (active response): no tenant data
+    PLATFORM_BLOCKS_MANAGE = "platform.blocks.manage"  # block and unblock source addresses
     # The platform console (bookwarden CLI): each command declares one of these (or another above).
     PLATFORM_DATABASE_MANAGE = "platform.database.manage"
     PLATFORM_TOKENS_ISSUE = "platform.tokens.issue"
@@ -193,6 +195,8 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
             P.PLATFORM_DEMO_SEED,
             P.PLATFORM_BACKUPS_READ,
             P.PLATFORM_BACKUPS_MANAGE,
+            P.PLATFORM_BLOCKS_READ,
+            P.PLATFORM_BLOCKS_MANAGE,
         }
     ),
     # Staff accounts are the CISO's to run (who may ask for grants, who may break glass), not ops'; so is a
@@ -205,6 +209,8 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
             P.PLATFORM_AUDIT_VERIFY,
             P.PLATFORM_BACKUPS_READ,
             P.PLATFORM_BACKUPS_RESTORE,
+            P.PLATFORM_BLOCKS_READ,
+            P.PLATFORM_BLOCKS_MANAGE,
         }
     ),
     BuiltinRole.DPO: frozenset({P.PLATFORM_PRIVACY_OVERSIGHT}),
