@@ -33,23 +33,22 @@ def parse_network(given: str, *, what: str = "address") -> Network:
     if not text or len(text) > 64 or any(not (c.isalnum() or c in ".:/%") for c in text):
         raise InvalidInput(f"{what}: {_shown(text)} is not an IP address or network (e.g. 203.0.113.5, 2001:db8::/64)")
     try:
-        network = ipaddress.ip_network(text, strict=True)
-    except ValueError as exc:
-        if "host bits set" in str(exc):
-            raise InvalidInput(
-                f"{what}: {text} has host bits set; give the address alone or the network it starts "
-                f"({ipaddress.ip_network(text, strict=False)})"
-            ) from None
+        loose = _unmapped(ipaddress.ip_network(text, strict=False))
+    except ValueError:
         raise InvalidInput(
             f"{what}: {_shown(text)} is not an IP address or network (e.g. 203.0.113.5, 2001:db8::/64)"
         ) from None
-    network = _unmapped(network)
-    if network.prefixlen < WIDEST[network.version]:
+    if loose.prefixlen < WIDEST[loose.version]:
         raise InvalidInput(
-            f"{what}: /{network.prefixlen} is wider than a block may be (at most /{WIDEST[network.version]} "
-            f"for IPv{network.version}); block narrower networks"
+            f"{what}: /{loose.prefixlen} is wider than a block may be (at most /{WIDEST[loose.version]} "
+            f"for IPv{loose.version}); block narrower networks"
         )
-    return network
+    try:
+        return _unmapped(ipaddress.ip_network(text, strict=True))
+    except ValueError:
+        raise InvalidInput(
+            f"{what}: {text} has host bits set; give the address alone or the network it starts ({loose})"
+        ) from None
 
 
 def _shown(text: str) -> str:

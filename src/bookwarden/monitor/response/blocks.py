@@ -32,6 +32,7 @@ from bookwarden.core.config import get_settings
 from bookwarden.core.errors import InvalidInput, NotFound
 from bookwarden.core.permissions import Permission
 from bookwarden.core.principal import Principal, PrincipalKind
+from bookwarden.core.text import is_line
 from bookwarden.db.session import Database, platform_session
 from bookwarden.jobs.service import enqueue
 from bookwarden.monitor.response.addresses import Allowlist, Matcher, Network, parse_network
@@ -175,8 +176,8 @@ def block(
     network = parse_network(address)
     if not timedelta(minutes=1) <= duration <= LONGEST_MANUAL:
         raise InvalidInput("duration: a block lasts from 1 minute to 365 days; give minutes within that range")
-    if reason is not None and len(reason) > REASON_MAX:
-        raise InvalidInput(f"reason: at most {REASON_MAX} characters")
+    if reason is not None and not is_line(reason, REASON_MAX):
+        raise InvalidInput(f"reason: one line of at most {REASON_MAX} characters, no control characters")
     allowed = allowlist.overlapping(network)
     if allowed is not None:
         raise InvalidInput(

@@ -13,6 +13,7 @@ from bookwarden.api.deps import database, requires
 from bookwarden.api.problems import responses
 from bookwarden.core.permissions import Permission
 from bookwarden.core.principal import Principal
+from bookwarden.core.text import line
 from bookwarden.db.session import Database, platform_session
 from bookwarden.monitor.response import blocks
 from bookwarden.monitor.response.jails import allowlist
@@ -35,9 +36,9 @@ class BlockOut(BaseModel):
 
 
 class BlockIn(BaseModel):
-    address: str = Field(description="an address (203.0.113.5, 2001:db8::1) or a network (203.0.113.0/24)")
+    address: line(64) = Field(description="an address (203.0.113.5, 2001:db8::1) or a network (203.0.113.0/24)")
     minutes: int = Field(default=60, ge=1, le=525_600, description="how long the block lasts")
-    reason: str | None = Field(default=None, max_length=blocks.REASON_MAX)
+    reason: line(blocks.REASON_MAX) | None = None
 
 
 def _out(view: blocks.BlockView) -> BlockOut:
