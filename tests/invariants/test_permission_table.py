@@ -233,6 +233,10 @@ EXPECTED = {
     ("POST", "/api/v1/operator/auth/me/tokens/{token_id}/revoke"): None,
     ("GET", "/api/v1/tokens"): P.TOKENS_MANAGE,
     ("POST", "/api/v1/tokens/{token_id}/revoke"): P.TOKENS_MANAGE,
+    # Active response (monitor/response/routes.py): an operator control.
+    ("GET", "/api/v1/operator/blocks"): P.PLATFORM_BLOCKS_READ,
+    ("POST", "/api/v1/operator/blocks"): P.PLATFORM_BLOCKS_MANAGE,
+    ("DELETE", "/api/v1/operator/blocks/{block_id}"): P.PLATFORM_BLOCKS_MANAGE,
 }
 
 WRITES = ("POST", "PUT", "PATCH", "DELETE")

@@ -84,7 +84,7 @@ def age(db, network: str, by: timedelta) -> None:
             {"by": by, "n": network},
         )
         # Every HTTP process would learn of a real change this way; this one is made behind the service's back.
-        session.execute(text("UPDATE address_block_version SET version = version + 1"))
+        blocks.announce_change(session)
 
 
 def alerts_of(lines: list[str], fmt: Format, tuning=None, year: int | None = None) -> list[Alert]:
@@ -145,7 +145,7 @@ def test_a_cached_block_stops_applying_at_its_end_without_a_reload(db, settings)
             text("UPDATE address_blocks SET expires_at = :at WHERE id = :id"),
             {"at": datetime.now(UTC) + timedelta(seconds=1), "id": row.id},
         )
-        session.execute(text("UPDATE address_block_version SET version = version + 1"))
+        blocks.announce_change(session)
     client = visitor(app, "198.51.100.20")
     assert client.get("/healthz").status_code == 403
     version = app.state.blocks.version

@@ -86,8 +86,15 @@ class BlockView:
         }
 
 
-def _changed(session: Session) -> None:
-    session.execute(text("UPDATE address_block_version SET version = version + 1 WHERE id = 1"))
+def announce_change(session: Session) -> None:
+    """Raise the version every HTTP process polls, in the changing transaction (visible with the change)."""
+    # An upsert, not an UPDATE: a database restored or emptied without the row must still announce changes.
+    session.execute(
+        text(
+            "INSERT INTO address_block_version AS v (id, version) VALUES (1, 1) "
+            "ON CONFLICT (id) DO UPDATE SET version = v.version + 1"
+        )
+    )
 
 
 def _hook(session: Session, action: str, network: str, seconds: int | None = None) -> None:
@@ -147,7 +154,7 @@ def place(
     session.add(row)
     session.flush()
     session.refresh(row)
-    _changed(session)
+    announce_change(session)
     details = {
         "block_id": str(row.id),
         "rule": rule,
@@ -246,7 +253,7 @@ def _end(session: Session, row: AddressBlock, why: EndedWhy, by: Principal) -> N
     row.ended_why = why
     row.ended_by_id = by.person if why is EndedWhy.UNBLOCKED else None
     session.flush()
-    _changed(session)
+    announce_change(session)
     action = Action.ADDRESS_UNBLOCKED if why is EndedWhy.UNBLOCKED else Action.ADDRESS_BLOCK_EXPIRED
     details = {"block_id": str(row.id), "rule": row.rule, "jail": row.jail, "offence": row.offence}
     record(session, action, ("address_block", row.id), details=details, actor=by)
@@ -289,7 +296,7 @@ class BlockCache:
         self.db = db
         self.refresh = refresh
         self.matcher = Matcher(())
-        self.version: int | None = None
+        self.version: int | None = -1  # loaded at the first request, whatever the row says (even no row)
         self.checked_at = float("-inf")
         self.version_reads = 0  # how many times the version was read (tests and metrics)
         self._lock = threading.Lock()

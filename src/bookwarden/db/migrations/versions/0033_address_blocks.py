@@ -18,7 +18,7 @@ depends_on = None
 
 TABLES = {
     "address_blocks": "SELECT, INSERT, UPDATE, DELETE",
-    "address_block_version": "SELECT, UPDATE",
+    "address_block_version": "SELECT, INSERT, UPDATE",
     "response_strikes": "SELECT, INSERT, UPDATE, DELETE",
 }
 
