@@ -22,13 +22,15 @@ from bookwarden.core.classification import (
     STATE,
     Category,
     Protection,
+    SubjectKind,
     not_personal,
     personal,
     pseudonymous,
 )
 from bookwarden.db.base import Base
 
-NETWORK = personal(Category.DEVICE_NETWORK, Protection.PLAIN)
+# About whoever used the address: a person named by nothing but the row itself (no account, no patron record).
+NETWORK = personal(Category.DEVICE_NETWORK, Protection.PLAIN, subject=SubjectKind.CONTACT)
 
 
 class EndedWhy(enum.StrEnum):
@@ -75,5 +77,7 @@ class ResponseStrike(Base):
 
     jail: Mapped[str] = mapped_column(String(100), primary_key=True, info=MACHINE)
     network: Mapped[str] = mapped_column(CIDR, primary_key=True, info=NETWORK)
-    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    window_start: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), info=not_personal("when the jail's count of this network began")
+    )
     strikes: Mapped[int] = mapped_column(Integer, info=COUNTER)

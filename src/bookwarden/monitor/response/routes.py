@@ -36,7 +36,11 @@ class BlockOut(BaseModel):
 
 
 class BlockIn(BaseModel):
-    address: line(64) = Field(description="an address (203.0.113.5, 2001:db8::1) or a network (203.0.113.0/24)")
+    # "ip-network": what no JSON Schema states (a real address, no host bits under the prefix, at most /8 or /32).
+    address: line(64) = Field(
+        description="an address (203.0.113.5, 2001:db8::1) or a network (203.0.113.0/24)",
+        json_schema_extra={"format": "ip-network"},
+    )
     minutes: int = Field(default=60, ge=1, le=525_600, description="how long the block lasts")
     reason: line(blocks.REASON_MAX) | None = None
 
