@@ -234,9 +234,12 @@ def test_an_allowlisted_address_is_never_blocked(db, settings, operator_token):
         assert "never blocked" in refused.json()["detail"]
     # A jail never blocks one either, however often it is seen.
     responder = Responder(jails.configured_jails(settings), jails.allowlist(settings))
-    for opening in alerts_of(sshd_attack("192.0.2.4", 1), Format.SYSLOG, year=2026):
-        for action in responder.respond(db, opening):
-            assert action.outcome is Outcome.ALLOWLISTED
+    taken = [
+        a
+        for alert in alerts_of(sshd_attack("192.0.2.4", 1), Format.SYSLOG, year=2026)
+        for a in responder.respond(db, alert)
+    ]
+    assert [(a.jail, a.outcome) for a in taken] == [("sshd", Outcome.ALLOWLISTED)]
     # And a row that slipped in (the allowlist grew after the block) is not enforced against it.
     with platform_session(db) as session:
         blocks.place(

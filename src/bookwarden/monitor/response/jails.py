@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -303,7 +303,3 @@ def _account(db: Database, jail: Jail, alert: Alert, response: Response) -> Resp
 def respond(db: Database, alert: Alert) -> list[ResponseAction]:
     """Act on one alert with the configured jails (settings read at each call: cheap, and tests change them)."""
     return Responder().respond(db, alert)
-
-
-def rules_jailed(jails: Iterable[Jail]) -> set[str]:
-    return {rule for jail in jails for rule in jail.rules}
