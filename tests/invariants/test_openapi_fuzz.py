@@ -7,6 +7,7 @@ kind of caller can have (a tenant token for tenant routes, an operator token oth
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import UTC, date, datetime
 
 import schemathesis
@@ -31,6 +32,16 @@ schemathesis.openapi.format("date", st.dates(date(1800, 1, 1), date.today()).map
 schemathesis.openapi.format(
     "date-time",
     st.datetimes(datetime(1900, 1, 2), datetime(2099, 12, 30), timezones=st.just(UTC)).map(datetime.isoformat),
+)
+
+
+# An address or network to block (monitor/response/routes.py): real, no host bits set, not too wide, not loopback.
+schemathesis.openapi.format(
+    "ip-network",
+    st.one_of(
+        st.integers(0, 2**17 - 1).map(lambda n: str(ipaddress.ip_address(0xC6120000 + n))),  # 198.18.0.0/15
+        st.integers(0, 2**32 - 1).map(lambda n: str(ipaddress.ip_network(((0x20010DB8 << 96) + (n << 64), 64)))),
+    ),
 )
 
 

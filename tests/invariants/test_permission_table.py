@@ -348,6 +348,10 @@ EXPECTED = {
     ("POST", "/register"): None,
     ("GET", "/confirm-email"): None,
     ("POST", "/confirm-email"): None,
+    # Active response (monitor/response/routes.py): an operator control.
+    ("GET", "/api/v1/operator/blocks"): P.PLATFORM_BLOCKS_READ,
+    ("POST", "/api/v1/operator/blocks"): P.PLATFORM_BLOCKS_MANAGE,
+    ("DELETE", "/api/v1/operator/blocks/{block_id}"): P.PLATFORM_BLOCKS_MANAGE,
 }
 
 WRITES = ("POST", "PUT", "PATCH", "DELETE")

@@ -209,13 +209,13 @@ def test_operators_read_every_alert_and_handle_it_over_http(db, tenant, app, ope
 
 def test_subscribers_hear_of_each_stored_alert(db):
     heard = []
-    callback = subscribers.on_alert(lambda recorded: heard.append((recorded.alert.rule, recorded.created)))
+    callback = subscribers.on_alert(lambda _db, recorded: heard.append((recorded.alert.rule, recorded.created)))
     subscribers.on_alert(callback)  # registered once, whatever the imports
-    broken = subscribers.on_alert(lambda recorded: 1 / 0)  # a failing subscriber does not stop the others
+    broken = subscribers.on_alert(lambda _db, recorded: 1 / 0)  # a failing subscriber does not stop the others
     try:
         with platform_session(db) as session:
             recorded = [service.record_engine_alert(session, _detection(), QUIET) for _ in range(2)]
-        subscribers.tell(recorded)
+        subscribers.tell(db, recorded)
     finally:
         subscribers._callbacks.remove(callback)
         subscribers._callbacks.remove(broken)

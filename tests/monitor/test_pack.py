@@ -25,6 +25,7 @@ def failed(at: int, address: str, account: str) -> dict:
         "action": "auth.sign_in.failed",
         "outcome": "denied",
         "source_address": address,
+        "tenant_id": "7d3c4d38-58c5-4a47-9d8e-2f1f0d3d7a11",
         "target_id": account,
     }
 

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp
 from bookwarden import areas
 from bookwarden.api import docs, problems
 from bookwarden.api.access_log import AccessLog, access_record
+from bookwarden.api.blocking import AddressBlocks
 from bookwarden.api.bodies import RequestBodies
 from bookwarden.api.headers import SecurityHeaders, is_https
 from bookwarden.audit import record as audit
@@ -28,6 +29,8 @@ from bookwarden.core.config import Settings, get_settings
 from bookwarden.core.errors import Unauthenticated
 from bookwarden.core.sensitive import find_sensitive
 from bookwarden.db.session import Database, connect, platform_session
+from bookwarden.monitor.response.blocks import BlockCache
+from bookwarden.monitor.response.jails import allowlist
 from bookwarden.web import site
 
 log = structlog.get_logger()
@@ -67,8 +70,11 @@ WITHHELD_USER_AGENT = "(withheld: looked like payment or bank data)"
 
 class BookwardenApp(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
-        # Outside everything, Starlette's error middleware included: a 500 carries the headers too.
-        return SecurityHeaders(super().build_middleware_stack(), https=is_https(self.state.settings.public_url))
+        # Outside everything, Starlette's error middleware included: a 500 carries the headers too. Blocked
+        # addresses are refused just inside them, before any route, body or credential is looked at.
+        blocked = AddressBlocks(super().build_middleware_stack(), self.state.blocks, allowlist(self.state.settings))
+        self.state.address_blocks = blocked
+        return SecurityHeaders(blocked, https=is_https(self.state.settings.public_url))
 
 
 def from_environment() -> FastAPI:
@@ -101,6 +107,7 @@ def create_app(db: Database, settings: Settings) -> FastAPI:
     )
     app.state.db = db
     app.state.settings = settings
+    app.state.blocks = BlockCache(db, settings.monitor_block_refresh_seconds)  # this process's, polled
     problems.install(app)
     areas.load()
     for router in areas.routers():  # every area's `routes` module, in the manifest's order

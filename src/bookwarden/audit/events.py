@@ -293,6 +293,13 @@ class Action(enum.StrEnum):
     FIM_SCANNED = "fim.scanned"  # counts of files, re-hashed files and findings; outcome failed when any
     FIM_STATUS_VIEWED = "fim.status_viewed"
     ROOTCHECK_RAN = "rootcheck.ran"  # counts of findings by kind; outcome failed when any
+    # Active response (monitor/response/): the address is in the block's row, never in the event.
+    ADDRESS_BLOCKED = "monitor.address_blocked"  # by a jail (actor system) or an operator; block id, rule, until
+    ADDRESS_UNBLOCKED = "monitor.address_unblocked"  # by an operator, before its time
+    ADDRESS_BLOCK_EXPIRED = "monitor.address_block_expired"  # its bantime ran out (the expiry job)
+    ADDRESS_BLOCKS_LISTED = "monitor.address_blocks_listed"
+    BLOCK_HOOK_RAN = "monitor.block_hook_ran"  # the configured command; failed when it exited non-zero or timed out
+    SESSIONS_REVOKED_BY_MONITOR = "monitor.sessions_revoked"  # every session of an account, on a rule's alert
     # The trail itself.
     AUDIT_SEARCHED = "audit.searched"
     AUDIT_EXPORTED = "audit.exported"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -97,6 +98,25 @@ class Settings(BaseSettings):
         description="file the HTTP processes append one JSON line per request to (time, method, route template, "
         "status, client address, user agent, duration), for `bookwarden monitor run` to follow; unset = not written",
     )
+    # Active response (monitor/response/): jails, the allowlist, the optional hook, how fast processes see a block.
+    monitor_jails: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description='jails by name, JSON, each replacing or adding to the built-in ones: {"sshd": {"rules": '
+        '["sshd_brute_force"], "actions": ["block"], "bantime": "10m"}}; {"name": {"enabled": false}} turns one off',
+    )
+    monitor_allowlist: str = Field(
+        default="",
+        description="comma-separated addresses or networks never blocked (beside loopback and the trusted proxies)",
+    )
+    monitor_block_hook: list[str] = Field(
+        default_factory=list,
+        description='a command run (no shell) on each block and unblock, JSON argv: ["/usr/local/sbin/nft-ban"]; '
+        "it gets: block ADDRESS/PREFIX SECONDS, or unblock ADDRESS/PREFIX",
+    )
+    monitor_block_hook_timeout: int = Field(default=10, ge=1, le=300, description="seconds the hook may run")
+    monitor_block_refresh_seconds: float = Field(
+        default=1.0, ge=0, le=60, description="how often at most an HTTP process asks whether the blocks changed"
+    )
     log_level: str = "INFO"
     # File integrity and rootcheck (monitor/fim, monitor/rootcheck).
     fim_paths: str = Field(
@@ -157,6 +177,19 @@ class Settings(BaseSettings):
                 ) from None
         return value
 
+    @field_validator("monitor_allowlist")
+    @classmethod
+    def _allowlisted_networks(cls, value: str) -> str:
+        for item in _items(value):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"BOOKWARDEN_MONITOR_ALLOWLIST: {item!r} is not an IP address or network (such as 192.0.2.7 or "
+                    "192.0.2.0/24)"
+                ) from None
+        return value
+
     @field_validator("metrics_token")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
@@ -170,6 +203,10 @@ class Settings(BaseSettings):
     @property
     def trusted_proxy_list(self) -> list[str]:
         return _items(self.trusted_proxies)
+
+    @property
+    def monitor_allowlist_items(self) -> list[str]:
+        return _items(self.monitor_allowlist)
 
     @property
     def resolved_home(self) -> Path:

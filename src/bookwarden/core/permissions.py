@@ -71,6 +71,8 @@ class Permission(enum.StrEnum):
     PLATFORM_BACKUPS_READ = "platform.backups.read"  # the backup catalogue and drill history: no data
     PLATFORM_BACKUPS_MANAGE = "platform.backups.manage"  # take backups, run drills, remove expired ones
     PLATFORM_BACKUPS_RESTORE = "platform.backups.restore"  # restore a backup into a database for real
+    PLATFORM_BLOCKS_READ = "platform.blocks.read"  # blocked source addresses (active response): no tenant data
+    PLATFORM_BLOCKS_MANAGE = "platform.blocks.manage"  # block and unblock source addresses
     # The platform console (bookwarden CLI): each command declares one of these (or another above).
     PLATFORM_DATABASE_MANAGE = "platform.database.manage"
     PLATFORM_TOKENS_ISSUE = "platform.tokens.issue"
@@ -210,6 +212,8 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
             P.PLATFORM_ALERTS_MANAGE,
             P.PLATFORM_FIM_READ,
             P.PLATFORM_FIM_MANAGE,
+            P.PLATFORM_BLOCKS_READ,
+            P.PLATFORM_BLOCKS_MANAGE,
         }
     ),
     # Staff accounts are the CISO's to run (who may ask for grants, who may break glass), not ops'; so is a
@@ -228,6 +232,8 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
             P.PLATFORM_ALERTS_MANAGE,
             P.PLATFORM_FIM_READ,
             P.PLATFORM_FIM_MANAGE,
+            P.PLATFORM_BLOCKS_READ,
+            P.PLATFORM_BLOCKS_MANAGE,
         }
     ),
     BuiltinRole.DPO: frozenset({P.PLATFORM_PRIVACY_OVERSIGHT}),

@@ -273,6 +273,24 @@ def admit_key(session: Session, key: bytes, *, honour_lock: bool = True) -> Admi
     return Admission(admitted.consecutive, admitted.locked_until)
 
 
+def lock_account_until(session: TenantSession, account_id: UUID, duration: timedelta) -> datetime:
+    """Lock the account's sign-in for `duration` from now (or keep a longer lock it already has), as its own
+    failures would: sign-in refuses it before any password check, and the lock ends by itself. For active
+    response (monitor/response/jails.py), when a rule sees the account attacked. Returns when it ends."""
+    return session.execute(
+        text(
+            """
+            INSERT INTO auth_failures AS f (scope, key, consecutive, window_start, last_failure_at, locked_until)
+            VALUES ('account', :key, 0, now(), now(), now() + :duration)
+            ON CONFLICT (scope, key) DO UPDATE SET
+                locked_until = greatest(f.locked_until, now() + :duration)
+            RETURNING f.locked_until
+            """
+        ),
+        {"key": account_key(session, account_id), "duration": duration},
+    ).scalar_one()
+
+
 def clear_account(session: TenantSession, account_id: UUID) -> None:
     """End the account's failure streak: after a complete sign-in, or an administrator's password reset."""
     clear_key(session, account_key(session, account_id))

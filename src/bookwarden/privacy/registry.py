@@ -224,7 +224,8 @@ POLICIES: Mapping[Category, CategoryPolicy] = {
         (STAFF + " (security officers, auditors)", PLATFORM),
         "sign-in sessions: 1 day after they end; in the audit trail: at most 90 days, and at once when a patron "
         "it is about is erased (events recorded before migration 0026: as long as their segment is kept); "
-        "security alerts: 90 days after their last event",
+        "security alerts: 90 days after their last event; "
+        "blocked addresses (active response): while blocked, then the repeat-offender look-back (7 days)",
         1,
     ),
     Category.PREFERENCES: CategoryPolicy(

@@ -25,4 +25,4 @@ def store_host_findings(db: Database, events: list[Event]) -> None:
         return
     with platform_session(db) as session:
         recorded = [record_engine_alert(session, alert) for alert in alerts]
-    subscribers.tell(recorded)
+    subscribers.tell(db, recorded)

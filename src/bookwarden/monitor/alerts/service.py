@@ -19,6 +19,7 @@ failure); it groups the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,6 +52,7 @@ class Recorded:
 
     alert: StoredAlert
     created: bool
+    source: Alert | None = None  # the engine's alert it stored (None for one raised outside the rules)
 
 
 def record_engine_alert(session: Session, alert: Alert, settings: DeliverySettings | None = None) -> Recorded:
@@ -58,7 +60,7 @@ def record_engine_alert(session: Session, alert: Alert, settings: DeliverySettin
     group = {k: _plain(v) for k, v in alert.group.items()} or (
         {"source_address": alert.source_address} if alert.source_address else {}
     )
-    return _fold(
+    stored = _fold(
         session,
         rule=alert.rule,
         title=alert.title,
@@ -75,6 +77,7 @@ def record_engine_alert(session: Session, alert: Alert, settings: DeliverySettin
         summary=None,
         settings=settings,
     )
+    return dataclasses.replace(stored, source=alert)
 
 
 def raise_alert(

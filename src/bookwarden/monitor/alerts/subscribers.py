@@ -1,4 +1,4 @@
-"""Who hears of each stored alert: `on_alert(callback)`, called with the stored alert after it is recorded.
+"""Who hears of each stored alert: `on_alert(callback)`, called as `callback(db, recorded)` after it is recorded.
 
 Active response subscribes to act on an address or an account; incidents to promote an alert. Callbacks run after
 the alert's transaction committed, in the process that stored it, one after another; a callback that fails is
@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 import structlog
 
 if TYPE_CHECKING:
+    from bookwarden.db.session import Database
     from bookwarden.monitor.alerts.service import Recorded
 
-Callback = Callable[["Recorded"], None]
+Callback = Callable[["Database", "Recorded"], None]
 _callbacks: list[Callback] = []
 log = structlog.get_logger()
 
@@ -27,12 +28,12 @@ def on_alert(callback: Callback) -> Callback:
     return callback
 
 
-def tell(recorded: list[Recorded]) -> None:
-    """Call every callback with each alert just recorded (after commit)."""
+def tell(db: Database, recorded: list[Recorded]) -> None:
+    """Call every callback with each alert just recorded (after commit); `db` for the transactions they open."""
     for item in recorded:
         for callback in list(_callbacks):
             try:
-                callback(item)
+                callback(db, item)
             except Exception as exc:
                 log.error(
                     "monitor.alert_callback_failed",

@@ -267,5 +267,5 @@ class Pipeline:
             self._save(session, positions)
         self.metrics.alerts.inc(len(recorded))
         self.stored = recorded
-        subscribers.tell(recorded)
+        subscribers.tell(self.db, recorded)
         return taken

@@ -3,7 +3,7 @@
 Written with down_revision 0031 on a branch of its own; the lead re-chains it at merge.
 
 Revision ID: 0034
-Revises: 0032
+Revises: 0033
 """
 
 from alembic import op
@@ -11,7 +11,7 @@ from alembic import op
 from bookwarden.db.migrations.rls import grant_app
 
 revision = "0034"
-down_revision = "0032"
+down_revision = "0033"
 branch_labels = None
 depends_on = None
 
