@@ -28,6 +28,8 @@ from bookwarden.core.permissions import BUILTIN_PERMISSIONS, TENANT_PERMISSIONS,
 from bookwarden.core.principal import SYSTEM, Principal, PrincipalKind
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.jobs.models import Job
+from bookwarden.monitor.alerts import subscribers
+from bookwarden.monitor.alerts.service import record_engine_alert
 from bookwarden.monitor.engine import Alert, Engine
 from bookwarden.monitor.parse import jsonl
 from bookwarden.monitor.parse.reader import Format, Unparsed, read
@@ -300,6 +302,19 @@ def test_sshd_brute_force_in_a_real_log_blocks_the_addresses_and_never_host_name
     assert sorted(str(b.network) for b in active(db)) == sorted(done)
     assert len(events(db, "monitor.address_blocked")) == len(done)
     assert {b.jail for b in active(db)} == {"sshd"} and {b.rule for b in active(db)} == {"sshd_brute_force"}
+
+
+def test_alerts_the_pipeline_stores_reach_the_jails_through_the_subscribers(db):
+    """No call to respond here: storing the alerts and telling the subscribers, as `monitor run` does, is what
+    blocks (monitor/response/hooks.py subscribed the jails)."""
+    lines = (LOGS / "Linux_2k.log").read_text().splitlines()
+    alerts = [a for a in alerts_of(lines, Format.SYSLOG, year=2005) if a.rule == "sshd_brute_force"]
+    with platform_session(db) as session:
+        recorded = [record_engine_alert(session, alert) for alert in alerts]
+    assert active(db) == []
+    subscribers.tell(db, recorded)
+    expected = {f"{a.source_address}/32" for a in alerts if client_address(a.source_address) is not None}
+    assert {str(b.network) for b in active(db)} == expected and len(expected) >= 10
 
 
 def test_repeat_offenders_are_banned_longer_each_time_up_to_the_cap(db):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import literal_column, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -165,7 +165,10 @@ def _fold(
         insert(StoredAlert)
         .values(**values)
         .on_conflict_do_nothing(
-            index_elements=["rule", "group_key"], index_where=StoredAlert.status != AlertStatus.CLOSED.value
+            # The partial index's predicate as a literal: with a bound parameter PostgreSQL cannot match the index
+            # once a prepared statement's generic plan is used (psycopg prepares after a few runs on a connection).
+            index_elements=["rule", "group_key"],
+            index_where=StoredAlert.status != literal_column(f"'{AlertStatus.CLOSED.value}'"),
         )
         .returning(StoredAlert.id)
     ).scalar_one_or_none()
