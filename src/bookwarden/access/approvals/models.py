@@ -68,6 +68,8 @@ class SensitiveAction(enum.StrEnum):
     CHANGE_RETENTION_POLICY = "change_retention_policy"
     # A staff-initiated erasure request: a second privacy officer approves it (privacy/requests/service.py).
     APPROVE_ERASURE_REQUEST = "approve_erasure_request"
+    # Sending the prepared breach notices to the institution's affected patrons (incidents/approvals.py).
+    SEND_BREACH_NOTICES = "send_breach_notices"
 
 
 def require_approval(approval: ApprovalRequest | None, action: SensitiveAction, params: dict, what: str) -> None:
