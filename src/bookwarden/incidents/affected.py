@@ -136,7 +136,9 @@ def _check_named(db: Database, institutions: set[UUID], subjects: list[Named]) -
         if not wanted:
             continue
         with tenant_session(db, institution) as session:
-            found = set(session.scalars(select(Patron.id).where(Patron.tenant_id == institution, Patron.id.in_(wanted))))
+            found = set(
+                session.scalars(select(Patron.id).where(Patron.tenant_id == institution, Patron.id.in_(wanted)))
+            )
         if missing := sorted(wanted - found):
             raise InvalidInput(f"subjects: institution {institution} has no patron {', '.join(map(str, missing))}")
 
@@ -157,7 +159,12 @@ def _affect(
                 insert(IncidentSubject)
                 .values(
                     [
-                        {"tenant_id": session.tenant_id, "incident_id": incident_id, "patron_id": p, "found_by": found_by}
+                        {
+                            "tenant_id": session.tenant_id,
+                            "incident_id": incident_id,
+                            "patron_id": p,
+                            "found_by": found_by,
+                        }
                         for p in sorted(patrons)
                     ]
                 )
@@ -167,9 +174,9 @@ def _affect(
         )
     impact = _impact(session, incident_id)
     impact.subjects = session.scalar(
-        select(func.count()).select_from(IncidentSubject).where(
-            IncidentSubject.tenant_id == session.tenant_id, IncidentSubject.incident_id == incident_id
-        )
+        select(func.count())
+        .select_from(IncidentSubject)
+        .where(IncidentSubject.tenant_id == session.tenant_id, IncidentSubject.incident_id == incident_id)
     )
     audit.record(
         session,
@@ -307,7 +314,9 @@ def mark_breach(
                 notified=False,
             )
         )
-    result = BreachScope(incident_id=incident_id, aware_at=now, window_start=since, window_end=until, institutions=scope)
+    result = BreachScope(
+        incident_id=incident_id, aware_at=now, window_start=since, window_end=until, institutions=scope
+    )
     if notify:
         for item in result.institutions:
             notify_institution(db, actor, incident_id, item.institution)
@@ -334,14 +343,23 @@ def _search(
     (ids only: an event's details are never read). Patrons named as targets count when they are this one's."""
     rows = session.execute(
         _SEARCH,
-        {"tenant": session.tenant_id, "since": since, "until": until, "ids": ids, "addresses": addresses, "whole": whole},
+        {
+            "tenant": session.tenant_id,
+            "since": since,
+            "until": until,
+            "ids": ids,
+            "addresses": addresses,
+            "whole": whole,
+        },
     ).all()
     named = {r.target_id for r in rows if r.target_kind == "patron" and r.target_id is not None} | set(ids)
     patrons = set(session.scalars(select(Patron.id).where(Patron.tenant_id == session.tenant_id, Patron.id.in_(named))))
     return _Found(events=len(rows), patrons=patrons)
 
 
-def _start_clock(session: TenantSession, actor: Principal, impact: IncidentImpact, aware: datetime, hit: _Found) -> None:
+def _start_clock(
+    session: TenantSession, actor: Principal, impact: IncidentImpact, aware: datetime, hit: _Found
+) -> None:
     if impact.aware_at is None:
         impact.aware_at = aware
         impact.processor_due_at = aware + PROCESSOR_NOTICE_WITHIN
@@ -490,12 +508,22 @@ def decline_institution(db: Database, actor: Principal, incident_id: UUID, insti
             )
         )
         audit.record(
-            session, Action.BREACH_NOT_NOTIFIED, (service.TARGET, incident_id), actor=actor, details={"audience": "institution"}
+            session,
+            Action.BREACH_NOT_NOTIFIED,
+            (service.TARGET, incident_id),
+            actor=actor,
+            details={"audience": "institution"},
         )
     with platform_session(db) as session:
         incident = service.get(session, incident_id, lock=True)
         service.act(
-            session, incident, actor, Action.BREACH_NOT_NOTIFIED, "institution_not_notified", reason, institution=institution
+            session,
+            incident,
+            actor,
+            Action.BREACH_NOT_NOTIFIED,
+            "institution_not_notified",
+            reason,
+            institution=institution,
         )
 
 
@@ -614,7 +642,9 @@ def institution_incidents(db: Database, actor: Principal) -> list[InstitutionInc
         ).all()
         found = [_for_institution(row) for row in rows]
     with tenant_session(db, tenant_id) as session:
-        audit.record(session, Action.INCIDENT_LISTED, (service.TARGET, None), actor=actor, details={"count": len(found)})
+        audit.record(
+            session, Action.INCIDENT_LISTED, (service.TARGET, None), actor=actor, details={"count": len(found)}
+        )
     return found
 
 
@@ -705,13 +735,21 @@ def patron_notices(session: TenantSession, actor: Principal, incident_id: UUID) 
     authorize(actor, Permission.INCIDENTS_NOTIFY)
     impact = _impact(session, incident_id)
     rows = session.execute(
-        select(IncidentNotice.patron_id, IncidentNotice.decision).where(
+        select(IncidentNotice.patron_id, IncidentNotice.decision)
+        .where(
             IncidentNotice.tenant_id == session.tenant_id,
             IncidentNotice.incident_id == incident_id,
             IncidentNotice.audience == NoticeAudience.PATRON.value,
-        ).order_by(IncidentNotice.patron_id)
+        )
+        .order_by(IncidentNotice.patron_id)
     ).all()
-    audit.record(session, Action.INCIDENT_VIEWED, (service.TARGET, incident_id), actor=actor, details={"patron_notices": len(rows)})
+    audit.record(
+        session,
+        Action.INCIDENT_VIEWED,
+        (service.TARGET, incident_id),
+        actor=actor,
+        details={"patron_notices": len(rows)},
+    )
     return PatronNotices(
         incident_id=incident_id,
         notice=impact.patron_notice,
@@ -800,11 +838,13 @@ def decline_patrons(
         raise Conflict(f"no prepared notice for patron {', '.join(map(str, missing))}: sent or decided already")
     for patron_id in chosen:
         notice = session.scalars(
-            select(IncidentNotice).where(
+            select(IncidentNotice)
+            .where(
                 IncidentNotice.tenant_id == session.tenant_id,
                 IncidentNotice.incident_id == incident_id,
                 IncidentNotice.patron_id == patron_id,
-            ).with_for_update()
+            )
+            .with_for_update()
         ).one()
         notice.decision = NoticeDecision.NOT_NOTIFIED.value
         notice.reason = _seal(session, notice.id, reason)

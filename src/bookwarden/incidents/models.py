@@ -234,7 +234,12 @@ class IncidentNotice(Base):
         CheckConstraint("decision <> 'not_notified' OR reason IS NOT NULL", name="not_notified_says_why"),
         # A notice cannot be sent twice: one row per incident, audience and person, moved from prepared to sent once.
         UniqueConstraint(
-            "tenant_id", "incident_id", "audience", "patron_id", name="one_per_audience", postgresql_nulls_not_distinct=True
+            "tenant_id",
+            "incident_id",
+            "audience",
+            "patron_id",
+            name="one_per_audience",
+            postgresql_nulls_not_distinct=True,
         ),
     )
     __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012

@@ -351,6 +351,17 @@ def assign(session: Session, actor: Principal, incident_id: UUID, handler_id: UU
     return incident
 
 
+def handler_id(session: Session, ref: str) -> UUID:
+    """An operator account named by id or username (the console's --handler)."""
+    try:
+        return UUID(ref)
+    except ValueError:
+        found = session.scalars(select(OperatorAccount.id).where(OperatorAccount.username == ref)).first()
+        if found is None:
+            raise InvalidInput(f"handler: no operator account {ref!r}") from None
+        return found
+
+
 def handler_roles() -> set[str]:
     """The platform roles whose holders handle incidents: decided by the permission, never by a role's name."""
     return {role.value for role, held in BUILTIN_PERMISSIONS.items() if Permission.PLATFORM_INCIDENTS_HANDLE in held}
@@ -412,7 +423,9 @@ def advance(session: Session, actor: Principal, incident_id: UUID, step: Inciden
     incident = _open_for_work(session, incident_id)
     expected = ORDER[ORDER.index(step) - 1]
     if incident.state != expected.value:
-        raise Conflict(f"incident {incident.id} is {incident.state}: it must be {expected.value} to become {step.value}")
+        raise Conflict(
+            f"incident {incident.id} is {incident.state}: it must be {expected.value} to become {step.value}"
+        )
     incident.state = step.value
     setattr(incident, STEPS[step], func.now())
     _act(session, incident, actor, Action.INCIDENT_ADVANCED, step.value, note, state=step.value)
@@ -468,9 +481,7 @@ def escalate_due(session: Session) -> list[Escalation]:
     each step is claimed by one UPDATE from the step before it, so it happens exactly once whoever runs this."""
     taken = []
     candidates = session.scalars(
-        select(Incident).where(
-            Incident.state == IncidentState.OPEN.value, Incident.escalation_step < ESCALATION_STEPS
-        )
+        select(Incident).where(Incident.state == IncidentState.OPEN.value, Incident.escalation_step < ESCALATION_STEPS)
     ).all()
     now = session.scalar(select(func.now()))
     for incident in candidates:

@@ -129,7 +129,8 @@ def upgrade() -> None:
             CONSTRAINT ck_incident_notices_decision_known CHECK (decision IN ('sent', 'prepared', 'not_notified')),
             CONSTRAINT ck_incident_notices_patron_notice_names_patron
                 CHECK ((audience = 'patron') = (patron_id IS NOT NULL)),
-            CONSTRAINT ck_incident_notices_not_notified_says_why CHECK (decision <> 'not_notified' OR reason IS NOT NULL),
+            CONSTRAINT ck_incident_notices_not_notified_says_why
+                CHECK (decision <> 'not_notified' OR reason IS NOT NULL),
             -- A notice is never sent twice: one row per incident, audience and person.
             CONSTRAINT uq_incident_notices_one_per_audience
                 UNIQUE NULLS NOT DISTINCT (tenant_id, incident_id, audience, patron_id)
