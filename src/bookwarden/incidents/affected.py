@@ -260,7 +260,8 @@ def mark_breach(
             raise Conflict(f"incident {incident.id} is closed")
         if incident.breach_marked_at is not None:
             raise Conflict(f"incident {incident.id} was marked a breach at {incident.breach_marked_at.isoformat()}")
-        now = session.scalar(select(func.now()))
+        # The moment of marking, not the transaction's start: events are stamped when they happen (audit/record.py).
+        now = session.scalar(select(func.clock_timestamp()))
         until = until or now
         if since.tzinfo is None or until.tzinfo is None or since >= until:
             raise InvalidInput("since, until: a window with a time zone, since before until")
@@ -426,7 +427,7 @@ def notify_institution(db: Database, actor: Principal, incident_id: UUID, instit
     with tenant_session(db, institution) as session:
         impact = _impact(session, incident_id)
         _refuse_decided(session, incident_id)
-        now = session.scalar(select(func.now()))
+        now = session.scalar(select(func.clock_timestamp()))
         subjects = _subject_ids(session, incident_id)
         recipients = breach_recipients(session)
         context = _notice_context(session, incident, impact, now, len(subjects))
@@ -796,7 +797,7 @@ def send_patron_notices(session: TenantSession, approver: Principal, incident_id
             )
             .values(
                 decision=NoticeDecision.SENT.value,
-                sent_at=func.now(),
+                sent_at=func.clock_timestamp(),
                 recipients=1,
                 approval_id=approval_id,
                 decided_by=approver.person or approver.id,
