@@ -141,9 +141,9 @@ class Incident(Base):
     # What the breach touched, as the handlers listed it: [{"kind": actor|address|tenant|target, "value": ...}].
     breach_targets: Mapped[list[dict[str, Any]] | None] = mapped_column(
         JSONB,
-        info=not_personal(
-            "ids of the actors, records and institutions a breach touched, and the network addresses it came "
-            "from (an attacker's, kept to find what they reached)"
+        info=pseudonymous(
+            "ids of the actors, records and institutions a breach touched, as the audit trail names them, and the "
+            "network addresses it came from (an attacker's): what the scope was searched for"
         ),
     )
     breach_data: Mapped[list[str] | None] = mapped_column(
