@@ -277,3 +277,22 @@ def test_an_erased_patron_leaves_no_trace_in_the_incident(db, world):
             ).scalar_one()
         )
     assert left == 0
+
+
+def test_an_institution_not_told_by_its_processor_deadline_is_escalated_once(db, world):
+    north, south, _ = world["tenants"]
+    incident = world["incident"]
+    _mark(db, incident, notify=False)
+    affected.decline_institution(db, HANDLER, incident.id, south.id, "Only withdrawn card numbers were read.")
+    for tenant in (north, south):
+        with tenant_session(db, tenant.id) as session:
+            session.execute(
+                text("UPDATE incident_impacts SET processor_due_at = processor_due_at - interval '25 hours'")
+            )
+
+    assert affected.escalate_overdue_notices(db) == [(incident.id, north.id)]  # the declined one is decided
+    assert affected.escalate_overdue_notices(db) == []  # once
+
+    with platform_session(db) as session:
+        overdue = [e for e in service.timeline_of(session, incident.id) if e.kind == "notice_overdue"]
+    assert [e.details["institution"] for e in overdue] == [str(north.id)]

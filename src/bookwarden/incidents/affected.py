@@ -47,7 +47,7 @@ from bookwarden.core.authorize import authorize
 from bookwarden.core.classification import Category
 from bookwarden.core.errors import Conflict, InvalidInput, NotFound
 from bookwarden.core.permissions import Permission
-from bookwarden.core.principal import Principal
+from bookwarden.core.principal import SYSTEM, Principal
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.identity.accounts.service import holders_to_mail
@@ -61,6 +61,7 @@ from bookwarden.incidents.models import (
     NoticeAudience,
     NoticeDecision,
 )
+from bookwarden.jobs.service import enqueue
 from bookwarden.library.models import Patron
 from bookwarden.library.records import email_on_file
 from bookwarden.notify.models import MailCategory
@@ -526,6 +527,50 @@ def decline_institution(db: Database, actor: Principal, incident_id: UUID, insti
             reason,
             institution=institution,
         )
+
+
+def escalate_overdue_notices(db: Database) -> list[tuple[UUID, UUID]]:
+    """Institutions still neither told nor decided on at their processor deadline: each escalated once (a line of
+    the incident's timeline, the CISO mailed), claimed by one UPDATE. The (incident, institution) pairs."""
+    with platform_session(db) as session:
+        breaches = session.execute(
+            select(Incident.id, Incident.institutions).where(
+                Incident.breach_marked_at.is_not(None), Incident.state != IncidentState.CLOSED.value
+            )
+        ).all()
+    overdue = []
+    for incident_id, institutions in breaches:
+        for institution in institutions or []:
+            with tenant_session(db, institution) as session:
+                claimed = session.execute(
+                    update(IncidentImpact)
+                    .where(
+                        IncidentImpact.tenant_id == institution,
+                        IncidentImpact.incident_id == incident_id,
+                        IncidentImpact.processor_due_at < func.clock_timestamp(),
+                        IncidentImpact.institution_told_at.is_(None),
+                        IncidentImpact.overdue_escalated_at.is_(None),
+                        ~select(IncidentNotice.id)
+                        .where(
+                            IncidentNotice.tenant_id == institution,
+                            IncidentNotice.incident_id == incident_id,
+                            IncidentNotice.audience == NoticeAudience.INSTITUTION.value,
+                        )
+                        .exists(),
+                    )
+                    .values(overdue_escalated_at=func.clock_timestamp())
+                    .returning(IncidentImpact.incident_id)
+                ).first()
+            if claimed is not None:
+                overdue.append((incident_id, institution))
+    for incident_id, institution in overdue:
+        with platform_session(db) as session:
+            incident = service.get(session, incident_id, lock=True)
+            service.act(
+                session, incident, SYSTEM, Action.INCIDENT_ESCALATED, "notice_overdue", None, institution=institution
+            )
+            enqueue(session, service.MAIL_JOB, {"incident_id": str(incident_id), "kind": "notice_overdue"})
+    return overdue
 
 
 def breach_recipients(session: TenantSession) -> list[str]:

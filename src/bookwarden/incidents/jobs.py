@@ -4,7 +4,8 @@
   operator alert addresses) straight over SMTP, as the drill alert does (platform mail, no institution's
   outbox); the queue retries a refused delivery, with the same Message-ID. A line of the timeline says it went.
 - `incidents.escalate` (every minute): incidents still untriaged past their severity's time escalate, each step
-  once (incidents/service.py `escalate_due`).
+  once (incidents/service.py `escalate_due`); so does each institution of a breach still neither told nor
+  decided on at its processor deadline, once (incidents/affected.py `escalate_overdue_notices`).
 - `incidents.lockout_storm` (every 5 minutes): LOCKOUT_STORM accounts or more locked by failed sign-ins within
   LOCKOUT_WINDOW open an incident (one while it is open).
 - `incidents.open_from_report`: the incident a report of unauthorised access asked for (incidents/hooks.py).
@@ -22,7 +23,7 @@ from sqlalchemy import text
 from bookwarden.core.config import get_settings
 from bookwarden.db.session import Database, platform_session
 from bookwarden.identity.throttle import ACCOUNT_LOCK_AFTER
-from bookwarden.incidents import service
+from bookwarden.incidents import affected, service
 from bookwarden.incidents.hooks import REPORT_JOB
 from bookwarden.incidents.models import IncidentCategory, IncidentSource, Severity
 from bookwarden.jobs.service import handler, schedule
@@ -44,12 +45,14 @@ def _mail(db: Database, payload: dict[str, Any]) -> None:
     with platform_session(db) as session:
         incident = service.get(session, UUID(payload["incident_id"]))
     addresses = list(settings.ciso_addresses)
-    if kind == "escalated":
+    if kind in ("escalated", "notice_overdue"):
         addresses = list(dict.fromkeys([*addresses, *settings.operator_alert_addresses]))
     if not addresses:
         log.error("incidents.ciso_unreachable", incident_id=str(incident.id), reason="no BOOKWARDEN_CISO_EMAILS")
     else:
-        if kind == "escalated":
+        if kind == "notice_overdue":
+            subject = f"Bookwarden: breach notice OVERDUE (the 24-hour promise has passed): {incident.title}"
+        elif kind == "escalated":
             subject = (
                 f"Bookwarden: incident ESCALATED (step {step}), {incident.severity}, not triaged: {incident.title}"
             )
@@ -67,6 +70,9 @@ def _mail(db: Database, payload: dict[str, Any]) -> None:
         if kind == "escalated":
             within = service.TRIAGE_WITHIN[Severity(incident.severity)]
             lines.append(f"It has waited more than {step * within} for triage. Triage it now:")
+        if kind == "notice_overdue":
+            lines.append("An affected institution is neither told nor decided on: notify it, or decline with a reason:")
+            lines.append(f"  bookwarden incident notify {incident.id} --tenant T")
         lines.append(f"  bookwarden incident show {incident.id}")
         lines.append(f"  bookwarden incident triage {incident.id} --severity ... --category ...")
         send_to_operators(addresses, subject, "\n".join(lines), f"incident-{incident.id}-{kind}-{step or 0}")
@@ -78,6 +84,7 @@ def _mail(db: Database, payload: dict[str, Any]) -> None:
 def _escalate(db: Database, payload: dict[str, Any]) -> None:
     with platform_session(db) as session:
         service.escalate_due(session)
+    affected.escalate_overdue_notices(db)
 
 
 @handler(LOCKOUT_JOB)

@@ -200,6 +200,8 @@ class IncidentImpact(Base):
     processor_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     institution_told_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     authority_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set once when the institution was still not told (nor a decision taken) at processor_due_at: escalated.
+    overdue_escalated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     subjects: Mapped[int] = mapped_column(Integer, default=0, info=COUNTER)
     # The notice written for the institution's affected patrons (the same for each), kept with the institution
     # so that it can send it, or have it sent on its instruction, without reaching the platform's tables.

@@ -88,6 +88,7 @@ def upgrade() -> None:
             processor_due_at TIMESTAMP WITH TIME ZONE,
             institution_told_at TIMESTAMP WITH TIME ZONE,
             authority_due_at TIMESTAMP WITH TIME ZONE,
+            overdue_escalated_at TIMESTAMP WITH TIME ZONE,
             subjects INTEGER DEFAULT 0 NOT NULL,
             patron_notice TEXT,
             CONSTRAINT pk_incident_impacts PRIMARY KEY (tenant_id, incident_id),
