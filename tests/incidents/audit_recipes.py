@@ -61,7 +61,7 @@ def _breach(db, tenant_id: UUID, *, notify: bool) -> UUID:
 def _breach_body(tenant_id: UUID) -> dict:
     return {
         "since": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
-        "targets": [{"kind": "tenant", "value": str(tenant_id)}],
+        "targets": {"institutions": [str(tenant_id)]},
         "data": ["identity"],
         "measures": "The token was revoked.",
         "contact": "incidents@bookwarden.example",

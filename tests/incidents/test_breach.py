@@ -251,7 +251,7 @@ def test_a_breach_marking_refuses_bad_targets_and_changes_nothing(db, world):
     incident = world["incident"]
     with pytest.raises(InvalidInput, match="not an IP address"):
         _mark(db, incident, targets=[BreachTarget("address", "not-an-address")])
-    with pytest.raises(InvalidInput, match="no institution"):
+    with pytest.raises(NotFound, match="no institution"):
         _mark(db, incident, targets=[BreachTarget("tenant", str(uuid.uuid4()))])
     with pytest.raises(InvalidInput, match="data"):
         _mark(db, incident, data=["hobbies"])

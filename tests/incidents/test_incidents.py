@@ -115,7 +115,7 @@ def test_only_incident_handlers_act_and_bad_input_changes_nothing(db):
     with platform_session(db) as session, pytest.raises(SensitiveDataRefused):
         service.open_incident(session, HANDLER, title="card", summary="card 4111 1111 1111 1111 leaked")
     incident = _open(db)
-    with pytest.raises(InvalidInput, match="no institution"):
+    with pytest.raises(NotFound, match="no institution"):
         affected.triage(
             db,
             HANDLER,

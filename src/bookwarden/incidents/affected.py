@@ -105,6 +105,8 @@ def triage(
 
     Every institution and patron is checked before anything is written: a wrong id changes nothing."""
     authorize(actor, Permission.PLATFORM_INCIDENTS_HANDLE)
+    with platform_session(db) as session:
+        service.get(session, incident_id)  # an unknown incident is not found before anything else is checked
     subjects = list(subjects)
     named = set(institutions) | {s.institution for s in subjects}
     _check_named(db, named, subjects)
@@ -131,7 +133,7 @@ def _check_named(db: Database, institutions: set[UUID], subjects: list[Named]) -
     with platform_session(db) as session:
         known = set(session.scalars(select(Tenant.id).where(Tenant.id.in_(institutions))))
     if unknown := sorted(institutions - known):
-        raise InvalidInput(f"institutions: no institution {', '.join(map(str, unknown))}")
+        raise NotFound(f"institutions: no institution {', '.join(map(str, unknown))}")
     for institution in sorted(institutions):
         wanted = {s.patron_id for s in subjects if s.institution == institution}
         if not wanted:
@@ -141,7 +143,7 @@ def _check_named(db: Database, institutions: set[UUID], subjects: list[Named]) -
                 session.scalars(select(Patron.id).where(Patron.tenant_id == institution, Patron.id.in_(wanted)))
             )
         if missing := sorted(wanted - found):
-            raise InvalidInput(f"subjects: institution {institution} has no patron {', '.join(map(str, missing))}")
+            raise NotFound(f"subjects: institution {institution} has no patron {', '.join(map(str, missing))}")
 
 
 def _affect(
@@ -247,6 +249,8 @@ def mark_breach(
     """Mark the incident a personal-data breach: find whom it affected, start each institution's clock, and
     (unless `notify` is False, to review the scope first) send each institution its notice."""
     authorize(actor, Permission.PLATFORM_INCIDENTS_HANDLE)
+    with platform_session(db) as session:
+        service.get(session, incident_id)  # an unknown incident is not found before anything else is checked
     targets = _checked_targets(targets)
     data = _checked_data(data)
     service._check_text(measures=measures)
@@ -269,7 +273,7 @@ def mark_breach(
         tenants = list(session.scalars(select(Tenant.id).order_by(Tenant.id)))
     listed_tenants = {UUID(t.value) for t in targets if t.kind == "tenant"}
     if unknown := sorted(listed_tenants - set(tenants)):
-        raise InvalidInput(f"targets: no institution {', '.join(map(str, unknown))}")
+        raise NotFound(f"targets: no institution {', '.join(map(str, unknown))}")
     ids = [UUID(t.value) for t in targets if t.kind in ("actor", "target")]
     addresses = [t.value for t in targets if t.kind == "address"]
     # Only the named institutions when nothing but institutions is named; otherwise every one is searched.

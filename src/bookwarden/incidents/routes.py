@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, StringConstraints
 
 from bookwarden.access.approvals import service as approvals
 from bookwarden.access.approvals.models import SensitiveAction
@@ -87,15 +87,29 @@ class CloseIn(Input):
     review: ReviewIn
 
 
-class TargetIn(Input):
-    kind: Literal["actor", "address", "tenant", "target"]
-    value: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+class TargetsIn(Input):
+    """What the breach touched: at least one of these (the audit trail is searched for events naming them)."""
+
+    actors: list[UUID] = Field(default_factory=list, max_length=affected.MAX_TARGETS, description="who acted")
+    addresses: list[IPvAnyAddress] = Field(default_factory=list, max_length=affected.MAX_TARGETS)
+    institutions: list[UUID] = Field(
+        default_factory=list, max_length=affected.MAX_TARGETS, description="every event of these institutions"
+    )
+    records: list[UUID] = Field(default_factory=list, max_length=affected.MAX_TARGETS, description="records acted on")
+
+    def listed(self) -> list[BreachTarget]:
+        return [
+            *(BreachTarget("actor", str(v)) for v in self.actors),
+            *(BreachTarget("address", str(v)) for v in self.addresses),
+            *(BreachTarget("tenant", str(v)) for v in self.institutions),
+            *(BreachTarget("target", str(v)) for v in self.records),
+        ]
 
 
 class BreachIn(Input):
     since: datetime
     until: datetime | None = None
-    targets: list[TargetIn] = Field(min_length=1, max_length=affected.MAX_TARGETS)
+    targets: TargetsIn
     data: list[Category] = Field(min_length=1)
     measures: Text = Field(description="what was done to contain the breach and protect the people affected")
     contact: line(320) = Field(description="whom the institution contacts about the breach")
@@ -255,7 +269,7 @@ def mark_breach(incident_id: UUID, body: BreachIn, principal: Principal = HANDLE
         incident_id,
         since=body.since,
         until=body.until,
-        targets=[BreachTarget(t.kind, t.value) for t in body.targets],
+        targets=body.targets.listed(),
         data=body.data,
         measures=body.measures,
         contact=body.contact,

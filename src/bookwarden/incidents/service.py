@@ -341,7 +341,9 @@ def assign(session: Session, actor: Principal, incident_id: UUID, handler_id: UU
     authorize(actor, Permission.PLATFORM_INCIDENTS_HANDLE)
     incident = _open_for_work(session, incident_id)
     handler = session.get(OperatorAccount, handler_id)
-    if handler is None or handler.status != OperatorStatus.ACTIVE.value or not is_handler_role(handler.role):
+    if handler is None:
+        raise NotFound(f"handler: no operator account {handler_id}")
+    if handler.status != OperatorStatus.ACTIVE.value or not is_handler_role(handler.role):
         raise InvalidInput(
             f"handler: {handler_id} is no active operator account whose role handles incidents "
             f"({', '.join(sorted(handler_roles()))})"
