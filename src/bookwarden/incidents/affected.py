@@ -494,9 +494,9 @@ def notify_institution(db: Database, actor: Principal, incident_id: UUID, instit
 def decline_institution(db: Database, actor: Principal, incident_id: UUID, institution: UUID, reason: str) -> None:
     """Decide not to notify the institution (Art. 33(1): unlikely to result in a risk), with the reason."""
     authorize(actor, Permission.PLATFORM_INCIDENTS_HANDLE)
-    reason = _checked_reason(reason)
     with platform_session(db) as session:
         _breach(session, incident_id, institution)
+    reason = _checked_reason(reason)
     with tenant_session(db, institution) as session:
         _impact(session, incident_id)
         _refuse_decided(session, incident_id)
@@ -642,7 +642,7 @@ def _patron_notice(context: dict[str, Any]) -> str:
 # -- the institution's side ------------------------------------------------------------------
 
 
-class NoticeOut(BaseModel):
+class IncidentNoticeOut(BaseModel):
     audience: NoticeAudience
     patron_id: UUID | None
     decision: NoticeDecision
@@ -658,7 +658,7 @@ class ImpactOut(BaseModel):
     processor_due_at: datetime | None
     institution_told_at: datetime | None
     authority_due_at: datetime | None
-    notices: list[NoticeOut]
+    notices: list[IncidentNoticeOut]
 
 
 class InstitutionIncident(BaseModel):
@@ -758,7 +758,7 @@ def _impact_out(session: TenantSession, incident_id: UUID) -> ImpactOut | None:
         institution_told_at=impact.institution_told_at,
         authority_due_at=impact.authority_due_at,
         notices=[
-            NoticeOut(
+            IncidentNoticeOut(
                 audience=n.audience,
                 patron_id=n.patron_id,
                 decision=n.decision,
@@ -880,8 +880,8 @@ def decline_patrons(
     """The institution decides not to notify its patrons (all prepared, or those named), with the reason
     (Art. 34(3): the data was unintelligible, the risk was removed, or a public notice replaces them)."""
     authorize(actor, Permission.INCIDENTS_NOTIFY)
-    reason = _checked_reason(reason)
     _impact(session, incident_id)
+    reason = _checked_reason(reason)
     prepared = prepared_patrons(session, incident_id)
     chosen = prepared if patron_ids is None else sorted(set(patron_ids))
     if missing := sorted(set(chosen) - set(prepared)):

@@ -419,10 +419,10 @@ def advance(session: Session, actor: Principal, incident_id: UUID, step: Inciden
     step = IncidentState(step)
     if step not in STEPS:
         raise InvalidInput(f"step: one of {', '.join(s.value for s in STEPS)}")
+    incident = _open_for_work(session, incident_id)
     _check_text(note=note)
     if not note or not note.strip():
         raise InvalidInput("note: say what was done")
-    incident = _open_for_work(session, incident_id)
     expected = ORDER[ORDER.index(step) - 1]
     if incident.state != expected.value:
         raise Conflict(
@@ -438,6 +438,7 @@ def close(session: Session, actor: Principal, incident_id: UUID, review: dict[st
     """Close with the post-incident review (every field of REVIEW_FIELDS). From recovery; a false positive
     closes from triage."""
     authorize(actor, Permission.PLATFORM_INCIDENTS_HANDLE)
+    incident = _open_for_work(session, incident_id)
     missing = [f for f in REVIEW_FIELDS if not isinstance(review.get(f), str) or not review[f].strip()]
     if missing:
         raise InvalidInput(f"review: {', '.join(missing)} required to close (the post-incident review)")
@@ -445,7 +446,6 @@ def close(session: Session, actor: Principal, incident_id: UUID, review: dict[st
     if unknown:
         raise InvalidInput(f"review: unknown fields {', '.join(unknown)}; give {', '.join(REVIEW_FIELDS)}")
     _check_text(**review)
-    incident = _open_for_work(session, incident_id)
     false_positive = incident.category == IncidentCategory.FALSE_POSITIVE.value
     allowed = {IncidentState.RECOVERED.value} | ({IncidentState.TRIAGED.value} if false_positive else set())
     if incident.state not in allowed:
