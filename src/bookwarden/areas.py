@@ -41,6 +41,7 @@ AREAS: tuple[str, ...] = (
     "bookwarden.privacy",
     "bookwarden.monitor",
     "bookwarden.backup",
+    "bookwarden.incidents",
     "bookwarden.web",
     "bookwarden.api",
 )

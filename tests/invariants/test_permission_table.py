@@ -352,6 +352,23 @@ EXPECTED = {
     ("GET", "/api/v1/operator/blocks"): P.PLATFORM_BLOCKS_READ,
     ("POST", "/api/v1/operator/blocks"): P.PLATFORM_BLOCKS_MANAGE,
     ("DELETE", "/api/v1/operator/blocks/{block_id}"): P.PLATFORM_BLOCKS_MANAGE,
+    # Incidents (incidents/routes.py): the handlers', then the institution's.
+    ("GET", "/api/v1/operator/incidents"): P.PLATFORM_INCIDENTS_HANDLE,
+    ("POST", "/api/v1/operator/incidents"): P.PLATFORM_INCIDENTS_HANDLE,
+    ("POST", "/api/v1/operator/incidents/from-alert"): P.PLATFORM_INCIDENTS_HANDLE,
+    ("GET", "/api/v1/operator/incidents/{incident_id}"): P.PLATFORM_INCIDENTS_HANDLE,
+    ("POST", "/api/v1/operator/incidents/{incident_id}/assign"): P.PLATFORM_INCIDENTS_HANDLE,
+    ("POST", "/api/v1/operator/incidents/{incident_id}/triage"): P.PLATFORM_INCIDENTS_HANDLE,
+    ("POST", "/api/v1/operator/incidents/{incident_id}/steps"): P.PLATFORM_INCIDENTS_HANDLE,
+    ("POST", "/api/v1/operator/incidents/{incident_id}/close"): P.PLATFORM_INCIDENTS_HANDLE,
+    ("POST", "/api/v1/operator/incidents/{incident_id}/breach"): P.PLATFORM_INCIDENTS_HANDLE,
+    ("POST", "/api/v1/operator/incidents/{incident_id}/breach/notices"): P.PLATFORM_INCIDENTS_HANDLE,
+    ("POST", "/api/v1/operator/incidents/{incident_id}/breach/declines"): P.PLATFORM_INCIDENTS_HANDLE,
+    ("GET", "/api/v1/incidents"): P.INCIDENTS_READ,
+    ("GET", "/api/v1/incidents/{incident_id}"): P.INCIDENTS_READ,
+    ("GET", "/api/v1/incidents/{incident_id}/patron-notices"): P.INCIDENTS_NOTIFY,
+    ("POST", "/api/v1/incidents/{incident_id}/patron-notices/send"): P.INCIDENTS_NOTIFY,
+    ("POST", "/api/v1/incidents/{incident_id}/patron-notices/declines"): P.INCIDENTS_NOTIFY,
 }
 
 WRITES = ("POST", "PUT", "PATCH", "DELETE")

@@ -24,7 +24,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import pytest
@@ -38,12 +38,14 @@ from bookwarden.core.classification import Category
 from bookwarden.core.config import Settings
 from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
 from bookwarden.core.principal import Principal, PrincipalKind
-from bookwarden.db.session import tenant_session
+from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity import passwords
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.enrolment import links as enrolment_links
 from bookwarden.identity.models import AccountKind
 from bookwarden.identity.tokens import service as tokens
+from bookwarden.incidents import affected as breach
+from bookwarden.incidents import service as incidents
 from bookwarden.library import records as library
 from bookwarden.privacy.complaints import service as complaints
 from bookwarden.privacy.consent import objections
@@ -57,7 +59,7 @@ from bookwarden.privacy.restrictions import service as restrictions
 from bookwarden.privacy.retention import holds
 from bookwarden.privacy.subjects import erasure
 from bookwarden.privacy.subjects import export as subject_export
-from tests.helpers import fresh_address, populate
+from tests.helpers import acting, fresh_address, populate
 from tests.identity.test_mfa import SoftwareAuthenticator
 from tests.identity.test_mfa_enrolment import ORIGIN
 from tests.privacy.test_complaints import PASSWORD, _account
@@ -72,6 +74,7 @@ CANNOT_HOLD_BEFORE = {
     "erasure_certificates": "its rows are made by an erasure: the certificate is the erasure's proof",
     "dpo_escalations": "subject_id names the complaint or request escalated (subject_kind), never a patron or account",
 }
+INCIDENT_HANDLER = acting(None, Permission.PLATFORM_INCIDENTS_HANDLE)
 # Tables the fill leaves without a row about the patron, and why.
 NOT_FILLED = {
     "privacy_request_challenges": "one-time codes of the unauthenticated request form, which a patron's request "
@@ -314,6 +317,19 @@ def _fill(db, app, master_keys, tenant, staff: TestClient, n: int) -> Person:
     _ok(portal.put("/api/v1/privacy/me/cookie-choice", json=cookie))
     concern = {"kind": "unauthorised_access", "description": "A sign-in I did not make."}
     _ok(portal.post("/api/v1/privacy/me/concerns", json=concern), 201)  # a report, from the patron's account
+    # A personal-data breach of the institution's records: the patron is among its subjects, a notice prepared.
+    with platform_session(db) as session:
+        incident = incidents.open_incident(session, INCIDENT_HANDLER, title=f"Breach {n}", summary="Records read.")
+    breach.mark_breach(
+        db,
+        INCIDENT_HANDLER,
+        incident.id,
+        since=datetime.now(UTC) - timedelta(hours=1),
+        targets=[breach.BreachTarget("tenant", str(tenant_id))],
+        data=[Category.IDENTITY],
+        measures="The token was revoked.",
+        contact="incidents@bookwarden.example",
+    )
     _ok(portal.post(f"{MFA}/totp"), 201)  # an authenticator app's enrolment begun, not confirmed: a pending secret
     with tenant_session(db, tenant_id) as session:  # a personal API token of the portal account
         personal = [Permission.SELF_SERVICE]

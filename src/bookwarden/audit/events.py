@@ -300,6 +300,22 @@ class Action(enum.StrEnum):
     ADDRESS_BLOCKS_LISTED = "monitor.address_blocks_listed"
     BLOCK_HOOK_RAN = "monitor.block_hook_ran"  # the configured command; failed when it exited non-zero or timed out
     SESSIONS_REVOKED_BY_MONITOR = "monitor.sessions_revoked"  # every session of an account, on a rule's alert
+    # Incidents (incidents/): every action on one is a line of its timeline and an event of the platform's chain;
+    # what concerns an institution (its impact, subjects, notices) is also an event of that institution's chain.
+    INCIDENT_OPENED = "incident.opened"  # source, severity; from a report also in the institution's chain
+    INCIDENT_LISTED = "incident.listed"
+    INCIDENT_VIEWED = "incident.viewed"
+    INCIDENT_ASSIGNED = "incident.assigned"
+    INCIDENT_TRIAGED = "incident.triaged"  # severity, category, institutions and subjects (counts)
+    INCIDENT_ADVANCED = "incident.advanced"  # contained, eradicated or recovered
+    INCIDENT_CLOSED = "incident.closed"  # with its post-incident review
+    INCIDENT_NOTED = "incident.noted"  # a note, or an automatic source seen again
+    INCIDENT_ESCALATED = "incident.escalated"  # not triaged in its severity's time: one per step
+    INCIDENT_CISO_NOTIFIED = "incident.ciso_notified"
+    INCIDENT_AFFECTED = "incident.affected"  # in an institution's chain: the incident concerns it (subjects: count)
+    BREACH_MARKED = "breach.marked"  # a personal-data breach: the scope found, the clocks started
+    BREACH_NOTIFIED = "breach.notified"  # a notice sent (institution or patrons), or prepared
+    BREACH_NOT_NOTIFIED = "breach.not_notified"  # a decision not to notify, with its reason (sealed)
     # The trail itself.
     AUDIT_SEARCHED = "audit.searched"
     AUDIT_EXPORTED = "audit.exported"

@@ -26,13 +26,14 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import msgspec
+import structlog
 
 from bookwarden.audit import checkpoints as store
 from bookwarden.audit import contexts
@@ -46,6 +47,8 @@ from bookwarden.core.errors import Forbidden, InvalidInput
 from bookwarden.core.permissions import Permission
 from bookwarden.core.principal import Principal
 from bookwarden.db.session import tenant_session
+
+log = structlog.get_logger()
 
 if TYPE_CHECKING:
     from bookwarden.db.session import Database
@@ -580,8 +583,38 @@ def _frontier_or_empty(checkpoint: Checkpoint) -> Frontier:
     return checkpoint.tree() if checkpoint.frontier_problem() is None else Frontier()
 
 
+# Called with (db, chain id, report) when a chain fails verification: the incidents area (above this one)
+# registers here how it opens an incident (incidents/hooks.py). A listener that fails is logged, not raised:
+# the verdict stands whatever happens to its follow-up.
+TamperListener = Callable[["Database", UUID, ChainReport], None]
+_tamper_listeners: list[TamperListener] = []
+
+
+def on_tampered(listener: TamperListener) -> TamperListener:
+    """Register `listener` to run when a chain fails verification (once, whatever the imports)."""
+    if listener not in _tamper_listeners:
+        _tamper_listeners.append(listener)
+    return listener
+
+
+def _tampered(db: Database, tenant_id: UUID, report: ChainReport) -> None:
+    for listener in _tamper_listeners:
+        try:
+            listener(db, tenant_id, report)
+        except Exception as exc:  # the finding is reported by the caller either way; this is its follow-up
+            log.error("audit.tamper_listener_failed", chain=str(tenant_id), error=type(exc).__name__)
+
+
 def verify_chain(db: Database, tenant_id: UUID, keys: TrustedKeys, since: int | None = None) -> ChainReport:
-    """Verify one chain from the database (read through the app role, in the tenant's context)."""
+    """Verify one chain from the database (read through the app role, in the tenant's context); a chain that
+    fails is handed to the listeners registered with `on_tampered` (an incident is opened)."""
+    report = _verify_chain(db, tenant_id, keys, since)
+    if not report.clean:
+        _tampered(db, tenant_id, report)
+    return report
+
+
+def _verify_chain(db: Database, tenant_id: UUID, keys: TrustedKeys, since: int | None = None) -> ChainReport:
     with tenant_session(db, tenant_id) as session:
         start, signed, notes, problem = chain_start(session, tenant_id, since)
         verifier = ChainVerifier(tenant_id, start, signed, keys)

@@ -67,6 +67,18 @@ from bookwarden.jobs.service import enqueue
 ALERT_JOB = "backup.alert"
 SAMPLE = 25  # patrons whose name is decrypted from the restored data with the restored keyring
 
+# Called with (session, drill) in the transaction that records a failed drill: the incidents area (above this
+# one) registers here how it opens an incident (incidents/hooks.py), so this module never imports it.
+FailureListener = Callable[[Any, BackupDrill], None]
+_failure_listeners: list[FailureListener] = []
+
+
+def on_failure(listener: FailureListener) -> FailureListener:
+    """Register `listener` to run when a drill fails (once, whatever the imports)."""
+    if listener not in _failure_listeners:
+        _failure_listeners.append(listener)
+    return listener
+
 
 class StepFailed(Exception):
     pass
@@ -175,6 +187,8 @@ def drill(
         )
         if failure:
             enqueue(session, ALERT_JOB, {"drill_id": str(record.id)})
+            for listener in _failure_listeners:
+                listener(session, row)
     return row
 
 

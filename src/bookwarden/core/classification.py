@@ -39,6 +39,7 @@ class Category(enum.StrEnum):
     PRIVACY_REQUESTS = "privacy_requests"
     STAFF_ACTIVITY = "staff_activity"
     CONCERNS = "concerns"
+    INCIDENTS = "incidents"
 
 
 class Protection(enum.StrEnum):

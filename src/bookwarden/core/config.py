@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     operator_alert_emails: str = Field(
         default="", description="comma-separated addresses mailed when a restore drill fails"
     )
+    ciso_emails: str = Field(
+        default="",
+        description="comma-separated addresses of the CISO, mailed at once of every incident and of its escalations "
+        "(empty: the operator alert addresses are mailed instead)",
+    )
     # At most the 7 days an approval request stays open (access/approvals/service.py KEEP_OPEN): a longer
     # period would outlive the request its confirmation decides.
     patron_deletion_grace_days: int = Field(
@@ -239,6 +244,10 @@ class Settings(BaseSettings):
     @property
     def operator_alert_addresses(self) -> list[str]:
         return _items(self.operator_alert_emails)
+
+    @property
+    def ciso_addresses(self) -> list[str]:
+        return _items(self.ciso_emails) or self.operator_alert_addresses
 
 
 def _items(value: str) -> list[str]:

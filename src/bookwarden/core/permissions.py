@@ -57,6 +57,10 @@ class Permission(enum.StrEnum):
     REPORTS_POLICY_MANAGE = "reports.policy.manage"  # k, noise, epsilon per report, publishers' budgets
     OPERATOR_GRANTS_APPROVE = "operator_grants.approve"
     ALERTS_READ = "alerts.read"  # the security alerts that concern the institution (monitor/alerts)
+    # Security incidents that affect the institution: read them, their breach clocks and notices
+    # (incidents/); decide on or ask for the notices to its affected patrons (maker-checker).
+    INCIDENTS_READ = "incidents.read"
+    INCIDENTS_NOTIFY = "incidents.notify"
     # The patron's own data, through the privacy portal.
     SELF_SERVICE = "self.service"
     # The platform (operator staff); none of these reaches a tenant's data.
@@ -155,6 +159,9 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
         # Publisher reports are the officer's call: how anonymous (k, noise, budgets) and what leaves.
         P.REPORTS_PUBLISHERS,
         P.REPORTS_POLICY_MANAGE,
+        # A breach that affects the institution, and the notices to its affected patrons (incidents/).
+        P.INCIDENTS_READ,
+        P.INCIDENTS_NOTIFY,
     },
     # The admin runs accounts and roles, so cannot also verify the trail (audit.verify: see sod.py). Reading
     # the trail is allowed: an admin investigating an incident needs it, and reading changes nothing
@@ -177,6 +184,7 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
         P.MAILINGS_SEND,
         P.REPORTS_CATALOGUE_MANAGE,
         P.ALERTS_READ,
+        P.INCIDENTS_READ,
     },
     BuiltinRole.SECURITY_OFFICER: frozenset(
         {
@@ -188,6 +196,8 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
             # A report of suspected unauthorised access to an account is a security matter too.
             P.PRIVACY_CONCERNS_HANDLE,
             P.ALERTS_READ,
+            P.INCIDENTS_READ,
+            P.INCIDENTS_NOTIFY,
         }
     ),
     BuiltinRole.AUDITOR: frozenset({P.AUDIT_READ, P.AUDIT_VERIFY, P.ACCOUNTS_READ, P.ROLES_READ}),
@@ -214,6 +224,8 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
             P.PLATFORM_FIM_MANAGE,
             P.PLATFORM_BLOCKS_READ,
             P.PLATFORM_BLOCKS_MANAGE,
+            # Ops are on call: they triage and work incidents with the CISO (the incident-handling team).
+            P.PLATFORM_INCIDENTS_HANDLE,
         }
     ),
     # Staff accounts are the CISO's to run (who may ask for grants, who may break glass), not ops'; so is a

@@ -270,6 +270,13 @@ POLICIES: Mapping[Category, CategoryPolicy] = {
         "2 years after the report was received",
         730,
     ),
+    Category.INCIDENTS: CategoryPolicy(
+        "security incidents and personal-data breaches a patron was affected by, and why they were or were not told",
+        ("handle security incidents", "notify breaches to the institution, its authority and the people affected"),
+        (STAFF + " (security and privacy officers)", "the platform's incident handlers"),
+        "as long as the patron's record; removed with it when erased",
+        None,
+    ),
 }
 
 

@@ -71,6 +71,8 @@ class SensitiveAction(enum.StrEnum):
     # Offboarding an institution: its export, then its keys, rows and files destroyed (backup/offboarding.py).
     # Asked and approved by two operators; kept in the institution's own queue, where its staff see it.
     OFFBOARD_TENANT = "offboard_tenant"
+    # Sending the prepared breach notices to the institution's affected patrons (incidents/approvals.py).
+    SEND_BREACH_NOTICES = "send_breach_notices"
 
 
 def require_approval(approval: ApprovalRequest | None, action: SensitiveAction, params: dict, what: str) -> None:

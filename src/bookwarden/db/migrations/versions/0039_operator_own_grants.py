@@ -6,13 +6,13 @@ metadata (institution, scope, ticket, window, status), never its justification, 
 asked by that person or credential. Inside an institution's transaction it reads empty.
 
 Revision ID: 0039
-Revises: 0035 (numbered in its session; the lead re-chains it after the migrations merged before it)
+Revises: 0036 (numbered in its session; the lead re-chains it after the migrations merged before it)
 """
 
 from alembic import op
 
 revision = "0039"
-down_revision = "0035"
+down_revision = "0036"
 branch_labels = None
 depends_on = None
 
