@@ -40,6 +40,7 @@ AREAS: tuple[str, ...] = (
     "bookwarden.privacy",
     "bookwarden.monitor",
     "bookwarden.backup",
+    "bookwarden.reports",
     "bookwarden.api",
 )
 

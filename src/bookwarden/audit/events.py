@@ -283,6 +283,10 @@ class Action(enum.StrEnum):
     AUDIT_PROVED = "audit.proved"  # an inclusion or consistency proof handed out
     AUDIT_KEY_VIEWED = "audit.key_viewed"  # the checkpoint public key printed
     USAGE_REPORTED = "usage.reported"
+    # Monthly security reports and live evidence (reports/): built (read), mailed to the designated contacts.
+    SECURITY_REPORT_BUILT = "security_report.built"
+    SECURITY_REPORT_MAILED = "security_report.mailed"
+    EVIDENCE_BUILT = "evidence.built"  # every control checked now, signed; outcome failed when any fails
 
 
 Detail = str | int | bool | None | list[str | int | bool | None]

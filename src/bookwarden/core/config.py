@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     operator_alert_emails: str = Field(
         default="", description="comma-separated addresses mailed when a restore drill fails"
     )
+    management_report_emails: str = Field(
+        default="",
+        description="comma-separated addresses of platform management (the CISO) mailed the platform's monthly "
+        "security report; unset = the operator alert addresses",
+    )
     # At most the 7 days an approval request stays open (access/approvals/service.py KEEP_OPEN): a longer
     # period would outlive the request its confirmation decides.
     patron_deletion_grace_days: int = Field(
@@ -150,6 +155,10 @@ class Settings(BaseSettings):
     @property
     def operator_alert_addresses(self) -> list[str]:
         return _items(self.operator_alert_emails)
+
+    @property
+    def management_report_addresses(self) -> list[str]:
+        return _items(self.management_report_emails) or self.operator_alert_addresses
 
 
 def _items(value: str) -> list[str]:

@@ -56,6 +56,9 @@ class Permission(enum.StrEnum):
     REPORTS_CATALOGUE_MANAGE = "reports.catalogue.manage"  # load titles and publishers of items
     REPORTS_POLICY_MANAGE = "reports.policy.manage"  # k, noise, epsilon per report, publishers' budgets
     OPERATOR_GRANTS_APPROVE = "operator_grants.approve"
+    # The institution's monthly security report and live evidence of every promise: counts and control
+    # statuses, no personal data (reports/).
+    REPORTS_SECURITY_READ = "reports.security.read"
     # The patron's own data, through the privacy portal.
     SELF_SERVICE = "self.service"
     # The platform (operator staff); none of these reaches a tenant's data.
@@ -78,6 +81,8 @@ class Permission(enum.StrEnum):
     # Check every chain's integrity (hashes, signed checkpoints, proofs, the signing key): never an
     # event's content, which is the institution's (audit.read / audit.verify, through a grant).
     PLATFORM_AUDIT_VERIFY = "platform.audit.verify"
+    # Security reports and live evidence, of the platform or of one institution: counts and control statuses.
+    PLATFORM_REPORTS_READ = "platform.reports.read"
 
     @property
     def is_platform(self) -> bool:
@@ -164,6 +169,7 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
         P.AUDIT_READ,
         P.MAILINGS_SEND,
         P.REPORTS_CATALOGUE_MANAGE,
+        P.REPORTS_SECURITY_READ,
     },
     BuiltinRole.SECURITY_OFFICER: frozenset(
         {
@@ -174,9 +180,12 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
             P.AUDIT_READ,
             # A report of suspected unauthorised access to an account is a security matter too.
             P.PRIVACY_CONCERNS_HANDLE,
+            P.REPORTS_SECURITY_READ,
         }
     ),
-    BuiltinRole.AUDITOR: frozenset({P.AUDIT_READ, P.AUDIT_VERIFY, P.ACCOUNTS_READ, P.ROLES_READ}),
+    BuiltinRole.AUDITOR: frozenset(
+        {P.AUDIT_READ, P.AUDIT_VERIFY, P.ACCOUNTS_READ, P.ROLES_READ, P.REPORTS_SECURITY_READ}
+    ),
     BuiltinRole.OPERATOR_SUPPORT: frozenset({P.PLATFORM_GRANTS_REQUEST}),
     # Running the platform, at the console too (console.py: the console acts as the operator account its
     # OS user is mapped to, with that account's role): none of these reaches a tenant's data.
@@ -193,6 +202,7 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
             P.PLATFORM_DEMO_SEED,
             P.PLATFORM_BACKUPS_READ,
             P.PLATFORM_BACKUPS_MANAGE,
+            P.PLATFORM_REPORTS_READ,
         }
     ),
     # Staff accounts are the CISO's to run (who may ask for grants, who may break glass), not ops'; so is a
@@ -205,6 +215,7 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
             P.PLATFORM_AUDIT_VERIFY,
             P.PLATFORM_BACKUPS_READ,
             P.PLATFORM_BACKUPS_RESTORE,
+            P.PLATFORM_REPORTS_READ,
         }
     ),
     BuiltinRole.DPO: frozenset({P.PLATFORM_PRIVACY_OVERSIGHT}),
