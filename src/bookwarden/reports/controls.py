@@ -61,11 +61,8 @@ def audit_chain(db: Database, scope: Scope, now: datetime, settings: Settings) -
     if scope.is_platform:
         return holds(f"{len(verified)} chains verify, each up to its newest signed checkpoint", chains=len(verified))
     _, events, checkpoint = verified[0]
-    return holds(
-        f"the chain verifies: {events} events, sealed up to signed checkpoint {checkpoint}",
-        events=events,
-        checkpoint=checkpoint,
-    )
+    sealed = f"sealed up to signed checkpoint {checkpoint}" if checkpoint else "not yet sealed by a checkpoint"
+    return holds(f"the chain verifies from its start to event {events}, {sealed}", events=events, checkpoint=checkpoint)
 
 
 def administrators_mfa(db: Database, scope: Scope, now: datetime, settings: Settings) -> Finding:
