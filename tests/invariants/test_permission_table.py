@@ -92,6 +92,11 @@ EXPECTED = {
     ("GET", "/api/v1/operator/usage"): P.PLATFORM_USAGE_READ,
     ("GET", "/api/v1/operator/backups"): P.PLATFORM_BACKUPS_READ,
     ("GET", "/api/v1/operator/backups/drills"): P.PLATFORM_BACKUPS_READ,
+    # Monthly security reports and live evidence (reports/): an institution's own, or the platform's.
+    ("GET", "/api/v1/reports/security"): P.REPORTS_SECURITY_READ,
+    ("GET", "/api/v1/evidence"): P.REPORTS_SECURITY_READ,
+    ("GET", "/api/v1/operator/reports/security"): P.PLATFORM_REPORTS_READ,
+    ("GET", "/api/v1/operator/evidence"): P.PLATFORM_REPORTS_READ,
     ("PUT", "/api/v1/password-policies/admin"): P.POLICY_MANAGE,
     ("PUT", "/api/v1/password-policies/patron"): P.POLICY_MANAGE,
     ("PUT", "/api/v1/password-policies/staff"): P.POLICY_MANAGE,

@@ -2,9 +2,10 @@
 
 A section or a control whose owning area is not built yet is registered as *unavailable*, with the reason:
 it still appears in every report and every evidence document ("not yet available: ..."), never vanishes.
-The area that comes to own it registers its provider under the same key (`section(...)`, `control(...)`),
-which takes the placeholder's place and keeps its position. Providers read through the owning area's own
-functions (identity/summary.py, access/summary.py, ...), never its tables.
+When the area is built, its provider is registered under the same key (`section(...)`, `control(...)` in
+sections.py / controls.py, which sit above every area they read), taking the placeholder's place and keeping
+its position. Providers read through the owning area's own functions (identity/summary.py,
+access/summary.py, ...), never its tables.
 """
 
 from __future__ import annotations

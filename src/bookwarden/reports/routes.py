@@ -62,7 +62,7 @@ def institution_report(
     return _report(db, principal, month, None, format)
 
 
-@router.get("/operator/reports/security", tags=["operator: security reports"], responses={200: PAGES})
+@router.get("/operator/reports/security", tags=["operator: security reports"], responses={200: PAGES, **responses(404)})
 def platform_report(
     month: str = MONTH,
     tenant_id: UUID | None = None,
@@ -82,7 +82,7 @@ def institution_evidence(
     return _evidence(request, db, principal, None, format)
 
 
-@router.get("/operator/evidence", tags=["operator: security reports"], responses={200: PAGES})
+@router.get("/operator/evidence", tags=["operator: security reports"], responses={200: PAGES, **responses(404)})
 def platform_evidence(
     request: Request,
     tenant_id: UUID | None = None,
