@@ -237,7 +237,8 @@ def test_the_routes_give_json_and_the_page(client_for, operator_token, app, tena
     assert _section(answer.json(), "sign_ins")["data"]["totals"]["failed"] == 5
     page = client.get("/api/v1/reports/security", params={"month": str(MONTH), "format": "html"})
     assert page.status_code == 200 and "pygal-chart" in page.text and "<script" not in page.text
-    assert client.get("/api/v1/reports/security", params={"month": "2026-13"}).status_code == 422
+    for wrong in ("2026-13", "0000-01", "9999-12", "last month"):
+        assert client.get("/api/v1/reports/security", params={"month": wrong}).status_code == 422
     refused = client_for(tenant, permissions={Permission.AUDIT_READ}).get(
         "/api/v1/reports/security", params={"month": str(MONTH)}
     )

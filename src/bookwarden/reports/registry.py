@@ -21,7 +21,9 @@ from uuid import UUID
 
 from bookwarden.core.errors import InvalidInput
 
-MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+# What the API's schema says too (reports/routes.py): a month from 1970 to 2999.
+MONTH_PATTERN = r"^(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])$"
+MONTH = re.compile(MONTH_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -32,8 +34,8 @@ class Month:
     @classmethod
     def parse(cls, text: str) -> Month:
         found = MONTH.match(text or "")
-        if found is None or not 1 <= int(found.group(2)) <= 12:
-            raise InvalidInput(f"month: {text!r} is not a month written YYYY-MM (2026-11)")
+        if found is None:
+            raise InvalidInput(f"month: {text!r} is not a month written YYYY-MM (2026-11), from 1970 to 2999")
         return cls(int(found.group(1)), int(found.group(2)))
 
     @classmethod

@@ -16,7 +16,7 @@ from bookwarden.core.permissions import Permission
 from bookwarden.core.principal import Principal
 from bookwarden.db.session import Database
 from bookwarden.reports import evidence, render, security
-from bookwarden.reports.registry import Month
+from bookwarden.reports.registry import MONTH_PATTERN, Month
 
 router = APIRouter(prefix="/api/v1", responses=responses(401, 403, 422))
 INSTITUTION = Depends(requires(Permission.REPORTS_SECURITY_READ))
@@ -29,7 +29,7 @@ class Format(enum.StrEnum):
     HTML = "html"
 
 
-MONTH = Query(pattern=r"^\d{4}-\d{2}$", description="the month, YYYY-MM (UTC)")
+MONTH = Query(pattern=MONTH_PATTERN, description="the month, YYYY-MM (UTC)")
 
 
 def _report(db: Database, principal: Principal, month: str, tenant_id: UUID | None, fmt: Format):
