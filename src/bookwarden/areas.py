@@ -42,6 +42,7 @@ AREAS: tuple[str, ...] = (
     "bookwarden.monitor",
     "bookwarden.backup",
     "bookwarden.incidents",
+    "bookwarden.reports",
     "bookwarden.web",
     "bookwarden.api",
 )

@@ -105,6 +105,11 @@ EXPECTED = {
     ("POST", "/api/v1/operator/alerts/{alert_id}/close"): P.PLATFORM_ALERTS_MANAGE,
     ("GET", "/api/v1/alerts"): P.ALERTS_READ,
     ("GET", "/api/v1/alerts/{alert_id}"): P.ALERTS_READ,
+    # Monthly security reports and live evidence (reports/): an institution's own, or the platform's.
+    ("GET", "/api/v1/reports/security"): P.REPORTS_SECURITY_READ,
+    ("GET", "/api/v1/evidence"): P.REPORTS_SECURITY_READ,
+    ("GET", "/api/v1/operator/reports/security"): P.PLATFORM_REPORTS_READ,
+    ("GET", "/api/v1/operator/evidence"): P.PLATFORM_REPORTS_READ,
     ("PUT", "/api/v1/password-policies/admin"): P.POLICY_MANAGE,
     ("PUT", "/api/v1/password-policies/patron"): P.POLICY_MANAGE,
     ("PUT", "/api/v1/password-policies/staff"): P.POLICY_MANAGE,

@@ -330,6 +330,10 @@ class Action(enum.StrEnum):
     ALERT_VIEWED = "alert.viewed"
     ALERT_ACKNOWLEDGED = "alert.acknowledged"
     ALERT_CLOSED = "alert.closed"
+    # Monthly security reports and live evidence (reports/): built (read), mailed to the designated contacts.
+    SECURITY_REPORT_BUILT = "security_report.built"
+    SECURITY_REPORT_MAILED = "security_report.mailed"
+    EVIDENCE_BUILT = "evidence.built"  # every control checked now, signed; the failing ones named
 
 
 Detail = str | int | bool | None | list[str | int | bool | None]

@@ -80,6 +80,11 @@ class Settings(BaseSettings):
         description="comma-separated addresses of the CISO, mailed at once of every incident and of its escalations "
         "(empty: the operator alert addresses are mailed instead)",
     )
+    management_report_emails: str = Field(
+        default="",
+        description="comma-separated addresses of platform management (the CISO) mailed the platform's monthly "
+        "security report; unset = the CISO's addresses",
+    )
     # At most the 7 days an approval request stays open (access/approvals/service.py KEEP_OPEN): a longer
     # period would outlive the request its confirmation decides.
     patron_deletion_grace_days: int = Field(
@@ -248,6 +253,10 @@ class Settings(BaseSettings):
     @property
     def ciso_addresses(self) -> list[str]:
         return _items(self.ciso_emails) or self.operator_alert_addresses
+
+    @property
+    def management_report_addresses(self) -> list[str]:
+        return _items(self.management_report_emails) or self.ciso_addresses
 
 
 def _items(value: str) -> list[str]:

@@ -61,6 +61,9 @@ class Permission(enum.StrEnum):
     # (incidents/); decide on or ask for the notices to its affected patrons (maker-checker).
     INCIDENTS_READ = "incidents.read"
     INCIDENTS_NOTIFY = "incidents.notify"
+    # The institution's monthly security report and live evidence of every promise: counts and control
+    # statuses, no personal data (reports/).
+    REPORTS_SECURITY_READ = "reports.security.read"
     # The patron's own data, through the privacy portal.
     SELF_SERVICE = "self.service"
     # The platform (operator staff); none of these reaches a tenant's data.
@@ -94,6 +97,8 @@ class Permission(enum.StrEnum):
     # and approve (a second operator) the file-integrity baseline.
     PLATFORM_FIM_READ = "platform.fim.read"
     PLATFORM_FIM_MANAGE = "platform.fim.manage"
+    # Security reports and live evidence, of the platform or of one institution: counts and control statuses.
+    PLATFORM_REPORTS_READ = "platform.reports.read"
 
     @property
     def is_platform(self) -> bool:
@@ -185,6 +190,7 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
         P.REPORTS_CATALOGUE_MANAGE,
         P.ALERTS_READ,
         P.INCIDENTS_READ,
+        P.REPORTS_SECURITY_READ,
     },
     BuiltinRole.SECURITY_OFFICER: frozenset(
         {
@@ -198,9 +204,12 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
             P.ALERTS_READ,
             P.INCIDENTS_READ,
             P.INCIDENTS_NOTIFY,
+            P.REPORTS_SECURITY_READ,
         }
     ),
-    BuiltinRole.AUDITOR: frozenset({P.AUDIT_READ, P.AUDIT_VERIFY, P.ACCOUNTS_READ, P.ROLES_READ}),
+    BuiltinRole.AUDITOR: frozenset(
+        {P.AUDIT_READ, P.AUDIT_VERIFY, P.ACCOUNTS_READ, P.ROLES_READ, P.REPORTS_SECURITY_READ}
+    ),
     BuiltinRole.OPERATOR_SUPPORT: frozenset({P.PLATFORM_GRANTS_REQUEST}),
     # Running the platform, at the console too (console.py: the console acts as the operator account its
     # OS user is mapped to, with that account's role): none of these reaches a tenant's data.
@@ -226,6 +235,7 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
             P.PLATFORM_BLOCKS_MANAGE,
             # Ops are on call: they triage and work incidents with the CISO (the incident-handling team).
             P.PLATFORM_INCIDENTS_HANDLE,
+            P.PLATFORM_REPORTS_READ,
         }
     ),
     # Staff accounts are the CISO's to run (who may ask for grants, who may break glass), not ops'; so is a
@@ -246,6 +256,7 @@ BUILTIN_PERMISSIONS: dict[BuiltinRole, frozenset[Permission]] = {
             P.PLATFORM_FIM_MANAGE,
             P.PLATFORM_BLOCKS_READ,
             P.PLATFORM_BLOCKS_MANAGE,
+            P.PLATFORM_REPORTS_READ,
         }
     ),
     BuiltinRole.DPO: frozenset({P.PLATFORM_PRIVACY_OVERSIGHT}),

@@ -152,6 +152,24 @@ def _weaker_than(stored_hash: str, params: HashParams) -> bool:
     )
 
 
+def floor_problem(stored_hash: str) -> str | None:
+    """What makes a stored hash weaker than the floor (argon2id, v1.3, OWASP's minimum costs), read from the
+    hash string's own parameters; None when it meets it. The live evidence checks every stored hash with it."""
+    try:
+        stored = extract_parameters(stored_hash)
+    except (Argon2Error, ValueError):
+        return "not an argon2 PHC string"
+    if stored.type is not Type.ID:
+        return f"{stored.type.name.lower()}, not argon2id"
+    if stored.version < ARGON2_VERSION:
+        return f"argon2 version {stored.version}, below {ARGON2_VERSION}"
+    try:
+        HashParams(stored.memory_cost, stored.time_cost, stored.parallelism)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 # A fixed salt and a fixed tag nobody can find a preimage for: verifying against it costs exactly
 # what a real verification with the same parameters costs, and always fails.
 _DUMMY_SALT = b"bookwarden/dummy"

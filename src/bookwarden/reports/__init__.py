@@ -1,0 +1,1 @@
+"""Monthly security reports and live evidence of every promise of the statement."""

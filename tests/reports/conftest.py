@@ -1,0 +1,71 @@
+"""Fixtures of the reports tests: the settings reports are signed under, and a committed platform whose
+every control holds (schedules declared as the worker declares them, a recent backup and drill in the
+catalogue, each institution with a security contact)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
+
+from bookwarden import areas
+from bookwarden.access.roles.notices import add_security_contact
+from bookwarden.backup.models import Backup, BackupDrill, BackupKind, BackupStatus, DrillOutcome
+from bookwarden.core.config import Settings
+from bookwarden.db.session import platform_session, tenant_session
+
+
+@pytest.fixture
+def settings(home) -> Settings:
+    home.mkdir(parents=True, exist_ok=True)
+    return Settings(home=home, master_key=None, audit_signing_key=None, database_url=None, audit_retired_keys=None)
+
+
+def declare_every_schedule(db) -> None:
+    """What the worker does at start: every area's schedules."""
+    for module in areas.modules("jobs"):
+        if hasattr(module, "declare_schedules"):
+            module.declare_schedules(db)
+
+
+def catalogue_fresh_backups(db, now: datetime) -> tuple:
+    """A complete platform and keyring backup of today and a drill of them that passed, as the daily jobs
+    leave them in the catalogue (the backup tests take and drill real ones; here only the catalogue is read)."""
+    with platform_session(db) as session:
+        made = []
+        for kind in (BackupKind.PLATFORM, BackupKind.KEYRING):
+            backup = Backup(
+                kind=kind,
+                status=BackupStatus.COMPLETE,
+                directory="/nonexistent",
+                started_at=now,
+                manifest_sha256="0" * 64,
+            )
+            backup.finished_at = now
+            session.add(backup)
+            made.append(backup)
+        session.flush()
+        drill = BackupDrill(
+            backup_id=made[0].id,
+            keyring_backup_id=made[1].id,
+            started_at=now - timedelta(hours=1),
+            finished_at=now,
+            outcome=DrillOutcome.PASSED,
+            steps=[],
+        )
+        session.add(drill)
+    return made, drill
+
+
+@pytest.fixture
+def sound(committed_db, committed_tenant):
+    """Two committed institutions on a platform whose every control holds."""
+    tenants = [committed_tenant(), committed_tenant()]
+    for n, tenant_id in enumerate(tenants):
+        with tenant_session(committed_db, tenant_id) as session:
+            add_security_contact(session, f"security{n}@example.org")
+    declare_every_schedule(committed_db)
+    now = datetime.now(UTC)
+    backups, drill = catalogue_fresh_backups(committed_db, now)
+    return SimpleNamespace(db=committed_db, tenants=tenants, backups=backups, drill=drill)
