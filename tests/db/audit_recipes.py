@@ -26,3 +26,9 @@ def _(c):
 def _(c):
     # The embedded server under BOOKWARDEN_HOME is not running (the tests' server lives elsewhere).
     return Command(["db", "stop"], Action.DATABASE_STOPPED, PLATFORM_CHAIN)
+
+
+@command("db", "distribution-plan")
+def _(c):
+    # Reads the catalog only (no personal data): the console's own record of the command is its trace.
+    return Command(["db", "distribution-plan"], Action.CONSOLE_COMMAND, PLATFORM_CHAIN)

@@ -68,8 +68,9 @@ def test_every_page_is_accessible(site, committed_tenant, page, axe, shot):
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r"/portal$"))
     for path in paths:
-        page.goto(f"{site.url}{path}")
-        axe(page)
+        answer = page.goto(f"{site.url}{path}")
+        if answer.headers.get("content-type", "").startswith("text/html"):  # a stylesheet is no page to read
+            axe(page)
     page.goto(f"{site.url}/portal/preferences")
     shot(page, "preferences")
 

@@ -26,7 +26,7 @@ groups = (commands,)
 def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
-    workers: Annotated[int, typer.Option(min=1, max=256, help="HTTP processes (default: one per CPU)")] = 0,
+    workers: Annotated[int | None, typer.Option(min=1, max=256, help="HTTP processes (default: one per CPU)")] = None,
 ) -> None:
     """Run the HTTP API: N processes sharing the port, each with its own connection pools (see README)."""
 
