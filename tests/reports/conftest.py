@@ -1,11 +1,14 @@
 """Fixtures of the reports tests: the settings reports are signed under, and a committed platform whose
 every control holds (schedules declared as the worker declares them, a recent backup and drill in the
-catalogue, each institution with a security contact)."""
+catalogue, each institution with a security contact, the monitor's collectors just moved on, an approved
+file-integrity baseline of a small tree and a clean scan of it)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
+
+import uuid
 
 import pytest
 
@@ -13,7 +16,11 @@ from bookwarden import areas
 from bookwarden.access.roles.notices import add_security_contact
 from bookwarden.backup.models import Backup, BackupDrill, BackupKind, BackupStatus, DrillOutcome
 from bookwarden.core.config import Settings
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole
+from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db.session import platform_session, tenant_session
+from bookwarden.monitor.collect.models import Position
+from bookwarden.monitor.fim import service as fim
 
 
 @pytest.fixture
@@ -58,8 +65,37 @@ def catalogue_fresh_backups(db, now: datetime) -> tuple:
     return made, drill
 
 
+def operator(role: BuiltinRole = BuiltinRole.OPERATOR_OPS) -> Principal:
+    return Principal(PrincipalKind.CONSOLE, uuid.uuid4(), None, BUILTIN_PERMISSIONS[role])
+
+
 @pytest.fixture
-def sound(committed_db, committed_tenant):
+def fim_settings(home, tmp_path) -> Settings:
+    """Settings whose watched files are a small tree of their own."""
+    tree = tmp_path / "watched"
+    tree.mkdir()
+    (tree / "code.py").write_text("print('hello')\n")
+    (tree / "settings.toml").write_text("mode = 'strict'\n")
+    home.mkdir(parents=True, exist_ok=True)
+    return Settings(home=home, fim_paths=str(tree), audit_signing_key=None, audit_retired_keys=None)
+
+
+def approve_baseline(db, fim_settings: Settings):
+    """A baseline proposed by one operator and approved by another (the CISO), as `bookwarden fim` does."""
+    baseline, _ = fim.propose(db, operator(), fim_settings)
+    with platform_session(db) as session:
+        fim.decide(session, operator(BuiltinRole.CISO), baseline.id, fim_settings, approve=True)
+    return baseline
+
+
+def collectors_moved(db) -> None:
+    """What the monitor's pipeline leaves after reading a batch: a position saved now."""
+    with platform_session(db) as session:
+        session.add(Position(source=f"file:/var/log/{uuid.uuid4().hex}.log", offset=10, updated_at=datetime.now(UTC)))
+
+
+@pytest.fixture
+def sound(committed_db, committed_tenant, fim_settings):
     """Two committed institutions on a platform whose every control holds."""
     tenants = [committed_tenant(), committed_tenant()]
     for n, tenant_id in enumerate(tenants):
@@ -68,4 +104,10 @@ def sound(committed_db, committed_tenant):
     declare_every_schedule(committed_db)
     now = datetime.now(UTC)
     backups, drill = catalogue_fresh_backups(committed_db, now)
-    return SimpleNamespace(db=committed_db, tenants=tenants, backups=backups, drill=drill)
+    collectors_moved(committed_db)
+    baseline = approve_baseline(committed_db, fim_settings)
+    scan = fim.run_scan(committed_db, fim_settings)
+    assert scan.findings == []
+    return SimpleNamespace(
+        db=committed_db, tenants=tenants, backups=backups, drill=drill, baseline=baseline, scan=scan.scan_id
+    )

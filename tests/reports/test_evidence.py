@@ -7,7 +7,7 @@ import json
 import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from argon2 import PasswordHasher
@@ -24,6 +24,11 @@ from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import AccountKind
+from bookwarden.incidents import service as incidents
+from bookwarden.incidents.models import IncidentImpact
+from bookwarden.monitor.alerts import delivery
+from bookwarden.monitor.alerts import service as alert_service
+from bookwarden.monitor.alerts.models import AlertStatus, Severity, StoredAlert
 from bookwarden.privacy.retention.service import PURGE_JOB
 from bookwarden.reports import evidence, render
 from bookwarden.reports.controls import MONTHLY_REPORT_JOB
@@ -34,6 +39,7 @@ PLATFORM_READER = acting(None, Permission.PLATFORM_REPORTS_READ)
 STRONG = "violet tractor mango 42 harbour"
 WEAK_HASH = PasswordHasher(memory_cost=1024, time_cost=1, parallelism=1).hash("some password")
 CARD = "4111 1111 1111 1111"
+HANDLER = acting(None, Permission.PLATFORM_INCIDENTS_HANDLE)
 
 
 def statuses(db, settings, actor=PLATFORM_READER) -> dict[str, str]:
@@ -75,10 +81,11 @@ def test_every_control_holds_on_a_sound_platform_and_the_evidence_is_signed(soun
         "backups",
         "no_payment_data",
         "periodic_reports",
+        "intrusion_detection",
+        "file_integrity",
+        "incident_handling",
+        "breach_notice",
     }
-    # Controls of areas not built yet are there, saying so, never missing.
-    for key in ("intrusion_detection", "file_integrity", "incident_handling", "breach_notice"):
-        assert lines[key]["status"] == "not yet available" and "not part of this version" in lines[key]["detail"]
     assert lines["restore_drill"]["detail"] == f"the last restore drill passed on {sound.drill.started_at:%Y-%m-%d}"
     assert all(line["promise"] and line["assessment"] for line in lines.values())
 
@@ -91,7 +98,7 @@ def test_every_control_holds_on_a_sound_platform_and_the_evidence_is_signed(soun
         evidence.verify(forged, trusted_public_keys(settings))
 
     page = render.evidence_html(signed)
-    assert "<script" not in page and signed["signature"] in page and "not yet available" in page
+    assert "<script" not in page and signed["signature"] in page and "holds" in page
 
 
 def test_breaking_each_control_turns_its_line_red(sound, settings, owner_conn, superuser_conn):
@@ -292,3 +299,128 @@ def test_the_evidence_command_exits_1_when_a_control_fails(sound, cli_env, owner
         owner_conn.execute("ALTER TABLE posts FORCE ROW LEVEL SECURITY")
     assert failed.exit_code == 1
     assert "posts: row-level security not forced" in failed.stdout and "<script" not in failed.stdout
+
+
+def test_breaking_each_monitoring_and_incident_control_turns_its_line_red(sound, settings, superuser_conn):
+    db, tenant_id = sound.db, sound.tenants[0]
+
+    # The monitor's collectors stopped: nothing saved for an hour.
+    def positions_at(interval):
+        return lambda: superuser_conn.execute(
+            "UPDATE monitor_positions SET updated_at = now() - %s::interval", (interval,)
+        )
+
+    red_then_green(db, settings, "intrusion_detection", positions_at("1 hour"), positions_at("0 seconds"))
+    found = evidence.build(db, PLATFORM_READER, settings)
+    assert "15 minutes" in next(c for c in found["evidence"]["controls"] if c["key"] == "intrusion_detection")["detail"]
+
+    # An alert mail that failed for good.
+    def failed_delivery():
+        superuser_conn.execute(
+            "INSERT INTO jobs (kind, payload, status, attempts, max_attempts, last_error, finished_at) "
+            "VALUES (%s, '{}'::jsonb, 'failed', 5, 5, 'smtp refused', now())",
+            (delivery.MAIL_JOB,),
+        )
+
+    red_then_green(
+        db,
+        settings,
+        "intrusion_detection",
+        failed_delivery,
+        lambda: superuser_conn.execute("DELETE FROM jobs WHERE kind = %s", (delivery.MAIL_JOB,)),
+    )
+
+    # The hourly file-integrity scan stopped: the last one finished three hours ago.
+    def scanned_at(interval):
+        return lambda: superuser_conn.execute(
+            "UPDATE host_scans SET finished_at = now() - %s::interval WHERE id = %s", (interval, sound.scan)
+        )
+
+    red_then_green(db, settings, "file_integrity", scanned_at("3 hours"), scanned_at("1 minute"))
+
+    # No approved baseline (superseded without a successor).
+    def baseline(status):
+        return lambda: superuser_conn.execute(
+            "UPDATE fim_baselines SET status = %s WHERE id = %s", (status, sound.baseline.id)
+        )
+
+    red_then_green(db, settings, "file_integrity", baseline("superseded"), baseline("active"))
+
+    # A file-change alert nobody acknowledged for two days; acknowledged, the line is green again.
+    alert_id = uuid.uuid4()
+
+    def unacknowledged():
+        with platform_session(db) as session:
+            seen = datetime.now(UTC) - timedelta(days=2)
+            session.add(
+                StoredAlert(
+                    id=alert_id,
+                    rule="host_fim_change",
+                    title="File changed on a protected path",
+                    severity=Severity.HIGH,
+                    kind="detection",
+                    group_key="{}",
+                    grouped={},
+                    first_seen=seen,
+                    last_seen=seen,
+                    count=1,
+                    status=AlertStatus.OPEN,
+                )
+            )
+
+    def acknowledge():
+        with platform_session(db) as session:
+            alert_service.acknowledge(session, acting(None, Permission.PLATFORM_ALERTS_MANAGE), alert_id)
+
+    red_then_green(db, settings, "file_integrity", unacknowledged, acknowledge)
+
+    # An incident opened twenty minutes ago whose CISO mail never went out; the mail job's record restores it.
+    with platform_session(db) as session:
+        incident = incidents.open_incident(session, HANDLER, title="Odd sign-ins", summary="many failures")
+    incident_id = incident.id
+
+    def opened_at(interval):
+        return lambda: superuser_conn.execute(
+            "UPDATE incidents SET opened_at = now() - %s::interval WHERE id = %s", (interval, incident_id)
+        )
+
+    def ciso_told():
+        with platform_session(db) as session:
+            incidents.ciso_notified(session, incident_id, "opened", 1)
+
+    opened_at("1 minute")()
+    assert statuses(db, settings)["incident_handling"] == "holds"  # its mail is still on its way
+    red_then_green(db, settings, "incident_handling", opened_at("20 minutes"), ciso_told)
+
+    # Waiting five hours for triage (medium: four) with no escalation taken: the escalation job stopped.
+    def escalate():
+        with platform_session(db) as session:
+            assert [e.step for e in incidents.escalate_due(session)] == [1]
+
+    red_then_green(db, settings, "incident_handling", opened_at("5 hours"), escalate)
+
+    # A breach clock run out with the institution neither told nor decided on.
+    breach_id = uuid.uuid4()
+
+    def breach_untold():
+        with tenant_session(db, tenant_id) as session:
+            session.add(
+                IncidentImpact(
+                    tenant_id=tenant_id,
+                    incident_id=breach_id,
+                    aware_at=datetime.now(UTC) - timedelta(hours=30),
+                    processor_due_at=datetime.now(UTC) - timedelta(hours=6),
+                )
+            )
+
+    def told(hours_before_due):
+        return lambda: superuser_conn.execute(
+            "UPDATE incident_impacts SET institution_told_at = processor_due_at - %s::interval WHERE incident_id = %s",
+            (f"{hours_before_due} hours", breach_id),
+        )
+
+    red_then_green(db, settings, "breach_notice", breach_untold, told(2))
+    # Told, but after its clock ran out: red as well.
+    red_then_green(db, settings, "breach_notice", told(-3), told(2))
+    found = evidence.build(db, acting(tenant_id, Permission.REPORTS_SECURITY_READ), settings)
+    assert next(c for c in found["evidence"]["controls"] if c["key"] == "breach_notice")["status"] == "holds"

@@ -87,6 +87,10 @@ def _charts(entry: dict[str, Any]) -> list[Markup]:
         return [sign_in_chart(data)]
     if entry["key"] == "entitlement_changes" and data["by_action"]:
         return [bar_chart("Entitlement changes by kind", data["by_action"])]
+    if entry["key"] == "alerts":
+        return [bar_chart("Alerts by severity", data["by_severity"])]
+    if entry["key"] == "incidents" and data["opened"]:
+        return [bar_chart("Incidents opened, by severity", data["by_severity"])]
     if entry["key"] == "privacy_requests":
         t = data["totals"]
         counts = {

@@ -2,7 +2,9 @@
 
 An institution's report reads its own chain and rows only (a tenant session: row-level security holds the
 rest back); the platform's report adds the platform's chain (operators) to every institution's, as counts.
-Sections whose area is not built yet are registered unavailable, with the reason (registry.py).
+Monitoring's address blocks and host checks are the platform's: an institution's report shows the platform's
+numbers, labelled so (`"scope": "platform"`). Sections whose area is not built yet are registered unavailable,
+with the reason (registry.py).
 """
 
 from __future__ import annotations
@@ -17,8 +19,12 @@ from bookwarden.audit.events import PLATFORM_CHAIN
 from bookwarden.backup import summary as backups
 from bookwarden.db.session import Database, platform_session, tenant_session
 from bookwarden.identity import summary as identity
+from bookwarden.incidents import summary as incidents_summary
+from bookwarden.monitor.alerts import summary as alerts_summary
+from bookwarden.monitor.fim import summary as host_checks
+from bookwarden.monitor.response import summary as blocks_summary
 from bookwarden.privacy.requests import summary as requests
-from bookwarden.reports.registry import Month, Scope, section, section_unavailable
+from bookwarden.reports.registry import Month, Scope, section
 from bookwarden.tenancy.models import Tenant
 from bookwarden.tenancy.service import list_tenants
 
@@ -106,27 +112,44 @@ def backups_and_drills(db: Database, scope: Scope, month: Month, now: datetime) 
         return backups.monthly(session, month.start, month.end, scope.tenant_id)
 
 
+def alerts(db: Database, scope: Scope, month: Month, now: datetime) -> dict[str, Any]:
+    with platform_session(db) as session:
+        return alerts_summary.monthly(session, scope.tenant_id, month.start, month.end)
+
+
+def blocked_addresses(db: Database, scope: Scope, month: Month, now: datetime) -> dict[str, Any]:
+    # A block is the platform's (an address attacks the platform) and names no institution: every report shows
+    # the platform-wide counts, and says so. "At end": at the month's end, or now while the month runs.
+    with platform_session(db) as session:
+        found = blocks_summary.monthly(session, month.start, min(month.end, now))
+    return {"scope": "platform", **found}
+
+
+def incidents(db: Database, scope: Scope, month: Month, now: datetime) -> dict[str, Any]:
+    ids: set[UUID] | None = None
+    sent = 0
+    for tenant in institutions(db, scope):
+        with tenant_session(db, tenant.id) as session:
+            sent += incidents_summary.notices_sent(session, month.start, month.end)
+            if not scope.is_platform:
+                ids = incidents_summary.affecting(session)
+    with platform_session(db) as session:
+        found = incidents_summary.monthly(session, month.start, month.end, ids)
+    return {**found, "notices_sent": sent}
+
+
+def file_integrity(db: Database, scope: Scope, month: Month, now: datetime) -> dict[str, Any]:
+    # The platform's own files and host: an institution's report shows the platform's host-check status.
+    with platform_session(db) as session:
+        return {"scope": "platform", **host_checks.monthly(session, month.start, month.end)}
+
+
 section("sign_ins", "Sign-ins and failures, per day", "identity", sign_ins)
-section_unavailable(
-    "blocked_addresses",
-    "Blocked addresses",
-    "monitor (active response)",
-    "the active-response area that blocks addresses is not part of this version yet",
-)
-section_unavailable(
-    "alerts",
-    "Alerts by severity",
-    "monitor (alerts)",
-    "the monitoring pipeline that raises alerts is not part of this version yet",
-)
-section_unavailable("incidents", "Incidents", "incidents", "the incident-handling area is not part of this version yet")
+section("blocked_addresses", "Blocked addresses (platform-wide)", "monitor (active response)", blocked_addresses)
+section("alerts", "Alerts by severity", "monitor (alerts)", alerts)
+section("incidents", "Incidents", "incidents", incidents)
 section("entitlement_changes", "Entitlement changes", "access", entitlement_changes)
 section("operator_grants", "Operator grants asked, decided and used", "access", operator_grants)
 section("privacy_requests", "Privacy requests against their deadlines", "privacy", privacy_requests)
 section("backups", "Backups and restore drills", "backup", backups_and_drills)
-section_unavailable(
-    "file_integrity",
-    "File integrity",
-    "monitor (file integrity)",
-    "file-integrity and rootkit checking is not part of this version yet",
-)
+section("file_integrity", "File integrity and rootkit checks (platform)", "monitor (file integrity)", file_integrity)

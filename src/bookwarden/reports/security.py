@@ -152,4 +152,23 @@ def headline(key: str, data: dict[str, Any]) -> str:
     if key == "backups":
         kinds = ", ".join(f"{kind}: {sum(c.values())}" for kind, c in data["backups"].items()) or "none"
         return f"backups {kinds}; drills passed {data['drills_passed']}, failed {data['drills_failed']}"
+    if key == "alerts":
+        severities = ", ".join(f"{k} {v}" for k, v in data["by_severity"].items() if v)
+        return f"{data['total']} alerts" + (f" ({severities})" if severities else "")
+    if key == "blocked_addresses":
+        return (
+            f"platform-wide: {data['blocked']} blocked, {data['lifted']} lifted, {data['expired']} expired, "
+            f"{data['active_at_end']} active at the end"
+        )
+    if key == "incidents":
+        return (
+            f"{data['opened']} opened, {data['closed']} closed, {data['open_at_end']} open at the end; "
+            f"{data['breaches']} breaches, {data['notices_sent']} notices sent"
+        )
+    if key == "file_integrity":
+        return (
+            f"platform: last scan {data['last_scan_at'] or 'never'}, {data['files_watched']} files watched, "
+            f"{data['changes']} changes ({data['unexpected_changes']} unexpected), "
+            f"{data['rootcheck_findings']} rootcheck findings"
+        )
     return ", ".join(f"{k} {v}" for k, v in data.items() if isinstance(v, int | str))
