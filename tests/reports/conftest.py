@@ -5,10 +5,9 @@ file-integrity baseline of a small tree and a clean scan of it)."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
-
-import uuid
 
 import pytest
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import func, select, text
@@ -21,14 +23,24 @@ from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity import passwords
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import AccountKind, AccountStatus
+from bookwarden.incidents import affected
+from bookwarden.incidents import service as incidents
+from bookwarden.incidents.models import IncidentCategory
+from bookwarden.incidents.models import Severity as IncidentSeverity
 from bookwarden.library import records as library
 from bookwarden.library import schemas
+from bookwarden.monitor.alerts import service as alerts
+from bookwarden.monitor.fim import service as fim
+from bookwarden.monitor.fim.models import HostCheck, HostScan
+from bookwarden.monitor.response import blocks
+from bookwarden.monitor.response.addresses import Allowlist
 from bookwarden.notify.models import OutboxMessage
 from bookwarden.notify.service import open_mail
 from bookwarden.privacy.requests import service as requests
 from bookwarden.reports import jobs, render, security
 from bookwarden.reports.registry import SECTIONS, Month, Scope
 from tests.helpers import acting, fresh_address
+from tests.reports.conftest import approve_baseline
 
 PASSWORD = "violet tractor mango 42 harbour"
 NOW = datetime.now(UTC)
@@ -185,10 +197,10 @@ def test_the_institutions_report_counts_what_happened_that_month(db, tenant, oth
     changes = _section(report, "entitlement_changes")["data"]
     assert changes["by_action"] == {"account.created": 1}
 
-    # Sections of areas not built yet are there, and say why.
-    for key in ("blocked_addresses", "alerts", "incidents", "file_integrity"):
-        assert _section(report, key)["available"] is False and _section(report, key)["reason"]
+    # Every section is there, in the registry's order, with numbers (nothing of monitoring happened that month).
+    assert all(s["available"] for s in report["sections"])
     assert [s["key"] for s in report["sections"]] == list(SECTIONS)
+    assert _section(report, "alerts")["data"]["total"] == 0
 
     # Nothing of the other institution: not its failures (4 on the 3rd), not its name, id or backup.
     text_of = json.dumps(report)
@@ -221,7 +233,7 @@ def test_the_page_has_pygal_svg_charts_and_no_script(db, tenant, month_of_events
     page = render.report_html(report)
     assert page.count('class="pygal-chart"') >= 3 and "<svg" in page
     assert "<script" not in page.lower() and "javascript:" not in page.lower()
-    assert "Not yet available: the incident-handling area" in page
+    assert "Alerts by severity" in page and "Not yet available" not in page
 
 
 def test_values_are_escaped_on_the_page(db, tenant):
@@ -292,3 +304,121 @@ def test_mailing_on_demand_reaches_the_security_contacts(db, tenant):
         count = session.scalar(select(func.count()).select_from(OutboxMessage))
     assert count >= 1
     assert [m.to for m in _security_mail(db, tenant.id)] == ["soc@alpha.example"]
+
+
+THIS_MONTH = Month.of(NOW)
+HANDLER = acting(None, Permission.PLATFORM_INCIDENTS_HANDLE)
+REVIEW = {"root_cause": "a scanner", "actions_taken": "none", "lessons_learned": "none", "follow_up": "none"}
+
+
+def _alerts(db, institution_id, rule: str, severities: list[str]) -> None:
+    with platform_session(db) as session:
+        for n, severity in enumerate(severities):
+            alerts.raise_alert(
+                session, rule=rule, title=rule, severity=severity, group={"n": n}, institution_id=institution_id
+            )
+
+
+def _incident(db, title: str, institutions: list, category=IncidentCategory.UNAUTHORISED_ACCESS):
+    with platform_session(db) as session:
+        incident_id = incidents.open_incident(session, HANDLER, title=title, summary="seen in the logs").id
+    if institutions:
+        affected.triage(
+            db, HANDLER, incident_id, severity=IncidentSeverity.LOW, category=category, institutions=institutions
+        )
+    return incident_id
+
+
+@pytest.fixture
+def monitored_month(db, tenant, other_tenant, fim_settings):
+    """This month's monitoring: alerts naming each institution (and the platform), two blocks (one lifted), three
+    incidents (one of each institution's, one of the platform's only; the first closed), and a file changed."""
+    _alerts(db, tenant.id, "web.scan", ["critical", "high", "high", "low", "informational"])
+    _alerts(db, other_tenant.id, "other.rule", ["medium", "medium", "medium"])
+    _alerts(db, None, "host_fim_change", ["high"])
+    ops = acting(None, Permission.PLATFORM_BLOCKS_MANAGE)
+    with platform_session(db) as session:
+        blocks.block(session, ops, "198.51.100.7", timedelta(minutes=30), Allowlist([]))
+        lifted = blocks.block(session, ops, "203.0.113.9", timedelta(minutes=30), Allowlist([]))
+        blocks.unblock(session, ops, lifted.id)
+    ours = _incident(db, "Scan of the portal", [tenant.id], IncidentCategory.FALSE_POSITIVE)
+    with platform_session(db) as session:
+        incidents.close(session, HANDLER, ours, REVIEW)
+    theirs = _incident(db, "Their account taken over", [other_tenant.id])
+    platform_only = _incident(db, "A platform matter", [])
+    approve_baseline(db, fim_settings)
+    watched = fim_settings.fim_paths
+    (Path(watched) / "code.py").write_text("print('changed, and longer')\n")
+    fim.run_scan(db, fim_settings)
+    fim.run_scan(db, fim_settings)  # the same change, reported again: counted once
+    with platform_session(db) as session:
+        session.add(HostScan(check_kind=HostCheck.ROOTCHECK, full=True, finished_at=NOW, findings=2, details=[]))
+    return SimpleNamespace(ours=ours, theirs=theirs, platform_only=platform_only)
+
+
+def test_the_monitoring_and_incident_sections_count_what_happened(db, tenant, other_tenant, monitored_month):
+    report = security.read_report(db, acting(tenant.id, Permission.REPORTS_SECURITY_READ), THIS_MONTH)
+
+    assert _section(report, "alerts")["data"] == {
+        "total": 5,
+        "by_severity": {"critical": 1, "high": 2, "medium": 0, "low": 1, "informational": 1},
+        "by_rule": {"web.scan": 5},
+    }
+    assert _section(report, "blocked_addresses")["data"] == {
+        "scope": "platform",
+        "blocked": 2,
+        "lifted": 1,
+        "expired": 0,
+        "active_at_end": 1,
+        "by_reason": {"manual": 2},
+    }
+    assert _section(report, "incidents")["data"] == {
+        "opened": 1,
+        "closed": 1,
+        "open_at_end": 0,
+        "by_severity": {"critical": 0, "high": 0, "medium": 0, "low": 1},
+        "breaches": 0,
+        "notices_sent": 0,
+    }
+    host = _section(report, "file_integrity")["data"]
+    assert host["scope"] == "platform" and host["last_scan_at"] is not None
+    assert host["files_watched"] == 3  # the root and its two files
+    assert host["changes"] == 1 and host["unexpected_changes"] == 1
+    assert host["rootcheck_runs"] == 1 and host["rootcheck_findings"] == 2
+
+    # Nothing of the other institution's alerts or incidents, nor the platform's own.
+    text_of = json.dumps(report)
+    assert "other.rule" not in text_of and "host_fim_change" not in text_of
+    for incident_id in (monitored_month.theirs, monitored_month.platform_only):
+        assert str(incident_id) not in text_of
+    assert str(other_tenant.id) not in text_of
+
+    page = render.report_html(report)
+    assert "Alerts by severity" in page and "<script" not in page.lower()
+    assert "5 alerts (critical 1, high 2, low 1, informational 1)" in security.mail_context(report)["sections"][2][1]
+
+    theirs = security.build(db, Scope(other_tenant.id, "other"), THIS_MONTH)
+    assert _section(theirs, "alerts")["data"]["by_rule"] == {"other.rule": 3}
+    assert _section(theirs, "incidents")["data"]["opened"] == 1
+    assert _section(theirs, "incidents")["data"]["open_at_end"] == 1
+
+
+def test_the_platform_report_counts_every_alert_and_incident(db, monitored_month):
+    report = security.read_report(db, acting(None, Permission.PLATFORM_REPORTS_READ), THIS_MONTH)
+    found = _section(report, "alerts")["data"]
+    assert found["total"] == 9 and found["by_severity"]["medium"] == 3 and found["by_severity"]["high"] == 3
+    assert found["by_rule"] == {"web.scan": 5, "other.rule": 3, "host_fim_change": 1}
+    assert _section(report, "incidents")["data"] | {"by_severity": None} == {
+        "opened": 3,
+        "closed": 1,
+        "open_at_end": 2,
+        "by_severity": None,
+        "breaches": 0,
+        "notices_sent": 0,
+    }
+    # A month before any of it: nothing.
+    earlier = security.build(db, Scope(None, "the platform"), THIS_MONTH.previous())
+    assert _section(earlier, "alerts")["data"]["total"] == 0
+    assert _section(earlier, "blocked_addresses")["data"]["blocked"] == 0
+    assert _section(earlier, "incidents")["data"]["opened"] == 0
+    assert _section(earlier, "file_integrity")["data"]["changes"] == 0
