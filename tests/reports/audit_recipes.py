@@ -10,7 +10,13 @@ from bookwarden.audit.events import PLATFORM_CHAIN, Action
 from bookwarden.core.permissions import Permission
 from bookwarden.db.session import tenant_session
 from tests.invariants.audit_coverage import Call, Command, command, route
-from tests.reports.conftest import catalogue_fresh_backups, declare_every_schedule
+from tests.reports.conftest import (
+    catalogue_fresh_backups,
+    collectors_moved,
+    declare_every_schedule,
+    host_checks_sound,
+    watched_tree,
+)
 
 MONTH = {"month": "2026-11"}
 
@@ -49,10 +55,13 @@ def _(c):
 @command("evidence")
 def _(c):
     # A platform whose every control holds (the command exits 1 otherwise): schedules declared as the worker
-    # declares them, today's backups and drill in the catalogue, the institution's security contact.
+    # declares them, today's backups and drill in the catalogue, the institution's security contact, the monitor's
+    # collectors just moved on, an approved file-integrity baseline and a clean scan.
     tenant_id = c.tenant()
     with tenant_session(c.db, tenant_id) as session:
         add_security_contact(session, "security@north.example")
     declare_every_schedule(c.db)
     catalogue_fresh_backups(c.db, datetime.now(UTC))
+    collectors_moved(c.db)
+    host_checks_sound(c.db, watched_tree(c.home, c.home / "fim-watched"))
     return Command(["evidence", "--tenant", "north"], Action.EVIDENCE_BUILT, tenant_id)

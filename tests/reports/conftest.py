@@ -68,15 +68,18 @@ def operator(role: BuiltinRole = BuiltinRole.OPERATOR_OPS) -> Principal:
     return Principal(PrincipalKind.CONSOLE, uuid.uuid4(), None, BUILTIN_PERMISSIONS[role])
 
 
-@pytest.fixture
-def fim_settings(home, tmp_path) -> Settings:
-    """Settings whose watched files are a small tree of their own."""
-    tree = tmp_path / "watched"
-    tree.mkdir()
+def watched_tree(home, tree) -> Settings:
+    """Settings whose watched files are a small tree of their own (`tree`, made here)."""
+    tree.mkdir(parents=True)
     (tree / "code.py").write_text("print('hello')\n")
     (tree / "settings.toml").write_text("mode = 'strict'\n")
     home.mkdir(parents=True, exist_ok=True)
     return Settings(home=home, fim_paths=str(tree), audit_signing_key=None, audit_retired_keys=None)
+
+
+@pytest.fixture
+def fim_settings(home, tmp_path) -> Settings:
+    return watched_tree(home, tmp_path / "watched")
 
 
 def approve_baseline(db, fim_settings: Settings):
@@ -85,6 +88,14 @@ def approve_baseline(db, fim_settings: Settings):
     with platform_session(db) as session:
         fim.decide(session, operator(BuiltinRole.CISO), baseline.id, fim_settings, approve=True)
     return baseline
+
+
+def host_checks_sound(db, fim_settings: Settings):
+    """An approved baseline and a clean scan of it, just now; (the baseline, the scan's id)."""
+    baseline = approve_baseline(db, fim_settings)
+    scan = fim.run_scan(db, fim_settings)
+    assert scan.findings == []
+    return baseline, scan.scan_id
 
 
 def collectors_moved(db) -> None:
@@ -104,9 +115,5 @@ def sound(committed_db, committed_tenant, fim_settings):
     now = datetime.now(UTC)
     backups, drill = catalogue_fresh_backups(committed_db, now)
     collectors_moved(committed_db)
-    baseline = approve_baseline(committed_db, fim_settings)
-    scan = fim.run_scan(committed_db, fim_settings)
-    assert scan.findings == []
-    return SimpleNamespace(
-        db=committed_db, tenants=tenants, backups=backups, drill=drill, baseline=baseline, scan=scan.scan_id
-    )
+    baseline, scan = host_checks_sound(committed_db, fim_settings)
+    return SimpleNamespace(db=committed_db, tenants=tenants, backups=backups, drill=drill, baseline=baseline, scan=scan)
