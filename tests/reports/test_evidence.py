@@ -28,7 +28,7 @@ from bookwarden.incidents import service as incidents
 from bookwarden.incidents.models import IncidentImpact
 from bookwarden.monitor.alerts import delivery
 from bookwarden.monitor.alerts import service as alert_service
-from bookwarden.monitor.alerts.models import AlertStatus, Severity, StoredAlert
+from bookwarden.monitor.alerts.models import AlertSeverity, AlertStatus, StoredAlert
 from bookwarden.privacy.retention.service import PURGE_JOB
 from bookwarden.reports import evidence, render
 from bookwarden.reports.controls import MONTHLY_REPORT_JOB
@@ -357,7 +357,7 @@ def test_breaking_each_monitoring_and_incident_control_turns_its_line_red(sound,
                     id=alert_id,
                     rule="host_fim_change",
                     title="File changed on a protected path",
-                    severity=Severity.HIGH,
+                    severity=AlertSeverity.HIGH,
                     kind="detection",
                     group_key="{}",
                     grouped={},

@@ -12,7 +12,7 @@ from bookwarden.console import choice, command, connect, console_principal, out,
 from bookwarden.core.permissions import Permission
 from bookwarden.db.session import platform_session
 from bookwarden.monitor.alerts import service
-from bookwarden.monitor.alerts.models import AlertStatus, Severity
+from bookwarden.monitor.alerts.models import AlertSeverity, AlertStatus
 from bookwarden.monitor.cli import monitor_app
 
 groups = ()  # its commands join the `monitor` group (monitor/cli.py)
@@ -29,7 +29,7 @@ def monitor_alerts(
     """Stored alerts, most recent first: severity, rule, count, source, institution, status."""
     found = service.AlertFilter(
         status=choice("--status", status, AlertStatus) if status else None,
-        severity_at_least=choice("--severity", severity, Severity) if severity else None,
+        severity_at_least=choice("--severity", severity, AlertSeverity) if severity else None,
         rule=rule,
         limit=limit,
     )

@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bookwarden.monitor.alerts.models import Severity
+from bookwarden.monitor.alerts.models import AlertSeverity
 
 MAIL_JOB = "monitor.alert_mail"
 WEBHOOK_JOB = "monitor.alert_webhook"
@@ -39,8 +39,8 @@ class DeliverySettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="BOOKWARDEN_MONITOR_", extra="ignore", hide_input_in_errors=True)
 
-    mail_severity: Severity = Field(
-        default=Severity.HIGH,
+    mail_severity: AlertSeverity = Field(
+        default=AlertSeverity.HIGH,
         description="alerts of this severity and above are mailed to BOOKWARDEN_OPERATOR_ALERT_EMAILS",
     )
     webhook_url: str | None = Field(default=None, description="an http(s) URL each new alert is POSTed to as JSON")
@@ -55,7 +55,7 @@ class DeliverySettings(BaseSettings):
         return value or None
 
     def mails(self, severity: str) -> bool:
-        return Severity(severity).rank >= self.mail_severity.rank
+        return AlertSeverity(severity).rank >= self.mail_severity.rank
 
 
 class WebhookFailed(Exception):

@@ -35,7 +35,7 @@ class AlertStatus(enum.StrEnum):
     CLOSED = "closed"  # done: the next match of its rule and group opens a new alert
 
 
-class Severity(enum.StrEnum):
+class AlertSeverity(enum.StrEnum):
     """Sigma's levels, in rising order."""
 
     INFORMATIONAL = "informational"
@@ -46,7 +46,7 @@ class Severity(enum.StrEnum):
 
     @property
     def rank(self) -> int:
-        return list(Severity).index(self)
+        return list(AlertSeverity).index(self)
 
 
 class StoredAlert(Base):
@@ -55,7 +55,7 @@ class StoredAlert(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     rule: Mapped[str] = mapped_column(String(200), info=STATE)
     title: Mapped[str] = mapped_column(Text, info=not_personal("the rule's title"))
-    severity: Mapped[Severity] = mapped_column(String(16), info=STATE)
+    severity: Mapped[AlertSeverity] = mapped_column(String(16), info=STATE)
     kind: Mapped[str] = mapped_column(String(16), info=STATE)  # detection, correlation, raised
     # Canonical JSON of the group (and institution): what repeats are folded by.
     group_key: Mapped[str] = mapped_column(Text, info=GROUPED)

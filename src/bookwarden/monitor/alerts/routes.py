@@ -16,7 +16,7 @@ from bookwarden.core.permissions import Permission
 from bookwarden.core.principal import Principal
 from bookwarden.db.session import Database, platform_session
 from bookwarden.monitor.alerts import service
-from bookwarden.monitor.alerts.models import AlertStatus, Severity
+from bookwarden.monitor.alerts.models import AlertSeverity, AlertStatus
 
 router = APIRouter(prefix="/api/v1", responses=responses(401, 403, 422))
 OPERATOR_READ = Depends(requires(Permission.PLATFORM_ALERTS_READ))
@@ -28,7 +28,7 @@ class AlertOut(BaseModel):
     id: UUID
     rule: str
     title: str
-    severity: Severity
+    severity: AlertSeverity
     kind: str
     status: AlertStatus
     grouped: dict[str, Any]
@@ -44,7 +44,7 @@ class AlertOut(BaseModel):
 
 def alert_filter(
     status: Annotated[AlertStatus | None, Query()] = None,
-    severity: Annotated[Severity | None, Query(description="this severity and above")] = None,
+    severity: Annotated[AlertSeverity | None, Query(description="this severity and above")] = None,
     rule: Annotated[str | None, Query(max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> service.AlertFilter:

@@ -39,11 +39,11 @@ from bookwarden.core.principal import Principal
 from bookwarden.db.session import PLATFORM, TenantSession
 from bookwarden.jobs.service import enqueue
 from bookwarden.monitor.alerts.delivery import MAIL_JOB, WEBHOOK_JOB, DeliverySettings
-from bookwarden.monitor.alerts.models import AlertStatus, Severity, StoredAlert
+from bookwarden.monitor.alerts.models import AlertSeverity, AlertStatus, StoredAlert
 from bookwarden.monitor.engine import Alert
 
 TARGET = "alert"
-DEFAULT_SEVERITY = Severity.MEDIUM  # a rule that names no level
+DEFAULT_SEVERITY = AlertSeverity.MEDIUM  # a rule that names no level
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def raise_alert(
     *,
     rule: str,
     title: str,
-    severity: Severity | str,
+    severity: AlertSeverity | str,
     summary: str | None = None,
     group: dict[str, Any] | None = None,
     institution_id: uuid.UUID | None = None,
@@ -124,7 +124,7 @@ def _fold(
     *,
     rule: str,
     title: str,
-    severity: Severity,
+    severity: AlertSeverity,
     kind: str,
     group: dict[str, Any],
     institution_id: uuid.UUID | None,
@@ -193,7 +193,7 @@ def _fold(
         stored.count = stored.count + count
     stored.first_seen = min(stored.first_seen, first_seen)
     stored.last_seen = max(stored.last_seen, last_seen)
-    if severity.rank > Severity(stored.severity).rank:
+    if severity.rank > AlertSeverity(stored.severity).rank:
         stored.severity = severity.value
     if source_address and stored.source_address is None:
         stored.source_address = source_address
@@ -209,11 +209,11 @@ def _queue_delivery(session: Session, stored: StoredAlert, settings: DeliverySet
         enqueue(session, WEBHOOK_JOB, {"alert_id": str(stored.id)}, max_attempts=20)
 
 
-def _severity(level: str | None) -> Severity:
+def _severity(level: str | None) -> AlertSeverity:
     try:
-        return Severity((level or DEFAULT_SEVERITY.value).lower())
+        return AlertSeverity((level or DEFAULT_SEVERITY.value).lower())
     except ValueError:
-        raise InvalidInput(f"severity {level!r} is none of {', '.join(s.value for s in Severity)}") from None
+        raise InvalidInput(f"severity {level!r} is none of {', '.join(s.value for s in AlertSeverity)}") from None
 
 
 def _uuid(value: str | None) -> uuid.UUID | None:
@@ -237,7 +237,7 @@ def _plain(value: Any) -> Any:
 @dataclass(frozen=True)
 class AlertFilter:
     status: AlertStatus | None = None
-    severity_at_least: Severity | None = None
+    severity_at_least: AlertSeverity | None = None
     rule: str | None = None
     limit: int = 100
 
@@ -249,7 +249,7 @@ def _query(found: AlertFilter):
     if found.rule is not None:
         query = query.where(StoredAlert.rule == found.rule)
     if found.severity_at_least is not None:
-        ranked = [s.value for s in Severity if s.rank >= found.severity_at_least.rank]
+        ranked = [s.value for s in AlertSeverity if s.rank >= found.severity_at_least.rank]
         query = query.where(StoredAlert.severity.in_(ranked))
     return query
 

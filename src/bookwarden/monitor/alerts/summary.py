@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from bookwarden.jobs.models import Job, JobStatus
 from bookwarden.monitor.alerts.delivery import MAIL_JOB, WEBHOOK_JOB
-from bookwarden.monitor.alerts.models import AlertStatus, Severity, StoredAlert
+from bookwarden.monitor.alerts.models import AlertSeverity, AlertStatus, StoredAlert
 
 
 def monthly(session: Session, institution_id: UUID | None, since: datetime, until: datetime) -> dict[str, object]:
@@ -25,7 +25,7 @@ def monthly(session: Session, institution_id: UUID | None, since: datetime, unti
     )
     if institution_id is not None:
         query = query.where(StoredAlert.institution_id == institution_id)
-    by_severity = {s.value: 0 for s in reversed(Severity)}  # critical first, as a reader scans them
+    by_severity = {s.value: 0 for s in reversed(AlertSeverity)}  # critical first, as a reader scans them
     by_rule: dict[str, int] = {}
     for severity, rule, count in session.execute(query):
         by_severity[str(severity)] = by_severity.get(str(severity), 0) + count
