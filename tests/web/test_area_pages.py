@@ -219,7 +219,8 @@ def test_a_second_operator_approves_a_baseline_and_the_proposer_is_refused(ops, 
     assert str(proposed.id) in page.text and "proposed" in page.text
     # The proposer: refused by the service, in its words, on the page; the baseline still waits.
     refused = post_form(ops, "/operator/file-integrity", f"/operator/file-integrity/{proposed.id}/approve")
-    assert refused.status_code == 409 and "the operator who proposed a baseline cannot decide it" in refused.text
+    assert refused.status_code == 409, refused.text
+    assert "The operator who proposed a baseline cannot decide it" in refused.text
     assert _baseline_status(db, proposed.id) == "proposed"
     ciso = operator_signed_in(db, browser(), "cora.ciso", "ciso")
     assert ciso.post(f"/operator/file-integrity/{proposed.id}/approve", data={}).status_code == 403
