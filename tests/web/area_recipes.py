@@ -18,7 +18,7 @@ from bookwarden.monitor.fim import service as fim
 from bookwarden.monitor.response import blocks
 from bookwarden.monitor.response.addresses import parse_network
 from tests.helpers import acting
-from tests.invariants.audit_coverage import route
+from tests.invariants.audit_coverage import Call, route
 from tests.web.audit_recipes import form
 from tests.web.console_recipes import get, staff
 
@@ -212,7 +212,8 @@ def _(w):
 
 @route("GET", "/console/security-report")
 def _(w):
-    return get(staff(w, "auditor"), "/console/security-report?month=2026-11", Action.SECURITY_REPORT_BUILT, w.tenant.id)
+    return Call(staff(w, "auditor"), "GET", "/console/security-report", Action.SECURITY_REPORT_BUILT, w.tenant.id,
+                params={"month": "2026-11"})  # fmt: skip
 
 
 @route("GET", "/console/evidence")
@@ -222,8 +223,9 @@ def _(w):
 
 @route("GET", "/operator/security-report")
 def _(w):
-    url = "/operator/security-report?month=2026-11"
-    return get(w.operator_signed_in(), url, Action.SECURITY_REPORT_BUILT, PLATFORM_CHAIN)
+    client = w.operator_signed_in()
+    return Call(client, "GET", "/operator/security-report", Action.SECURITY_REPORT_BUILT, PLATFORM_CHAIN,
+                params={"month": "2026-11"})  # fmt: skip
 
 
 @route("GET", "/operator/evidence")
