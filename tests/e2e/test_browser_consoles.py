@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pyotp
 import pytest
@@ -23,13 +23,19 @@ from bookwarden.access.grants import service as grants
 from bookwarden.access.grants.models import GrantScope
 from bookwarden.access.roles import notices
 from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
-from bookwarden.core.principal import Principal, PrincipalKind
+from bookwarden.core.principal import SYSTEM, Principal, PrincipalKind
 from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity import passwords
+from bookwarden.incidents import affected
+from bookwarden.incidents import service as incidents
+from bookwarden.incidents.affected import BreachTarget
 from bookwarden.jobs.worker import Worker
 from bookwarden.library import records
 from bookwarden.library import service as library
 from bookwarden.library.schemas import PatronCreate
+from bookwarden.monitor.alerts.service import raise_alert
+from bookwarden.monitor.response import blocks
+from bookwarden.monitor.response.addresses import parse_network
 from bookwarden.privacy.complaints import service as complaints
 from bookwarden.privacy.requests import service as privacy_requests
 from bookwarden.privacy.requests.models import RequestKind
@@ -269,6 +275,7 @@ def _seeded(site, tenant_id) -> None:
             SensitiveAction.CHANGE_PASSWORD_POLICY,
             {"role_class": "staff", "min_length": 14, "max_length": 128, "history": 5, "expiry_days": None},
         )
+    _security_seeded(site, tenant_id)
     grants.request_grant(
         site.db,
         Principal(
@@ -284,6 +291,29 @@ def _seeded(site, tenant_id) -> None:
         ticket="SUP-77",
         duration=timedelta(hours=2),
     )
+
+
+def _security_seeded(site, tenant_id) -> None:
+    """What the security pages show: alerts (the institution's and the platform's), a block, and an incident
+    affecting the institution, marked a breach (its clock and its notice)."""
+    handler = Principal(PrincipalKind.OPERATOR_TOKEN, uuid.uuid4(), None, BUILTIN_PERMISSIONS[BuiltinRole.CISO])
+    with platform_session(site.db) as session:
+        raise_alert(session, rule="auth.bruteforce", title="Repeated sign-in failures", severity="high",
+                    institution_id=tenant_id, source_address="203.0.113.7")  # fmt: skip
+        raise_alert(session, rule="host.fim", title="A watched file changed", severity="critical")
+        blocks.place(session, parse_network("203.0.113.7"), timedelta(hours=1), rule="auth.bruteforce",
+                     jail="signin", offence=1, by=SYSTEM)  # fmt: skip
+        incident = incidents.open_incident(
+            session, handler, title="Session used from two countries", summary="One staff session, two places"
+        )
+    affected.triage(site.db, handler, incident.id, severity="high", category="unauthorised_access",
+                    institutions=[tenant_id])  # fmt: skip
+    affected.mark_breach(
+        site.db, handler, incident.id, since=datetime.now(UTC) - timedelta(hours=2),
+        targets=[BreachTarget("tenant", str(tenant_id))], data=["identity", "contact"],
+        measures="The session was revoked and the password reset.", contact="security@bookwarden.example",
+        notify=False,
+    )  # fmt: skip
 
 
 def test_every_console_page_passes_axe(site, committed_tenant, chromium, page, axe, shot):
@@ -353,6 +383,18 @@ def test_every_console_page_passes_axe(site, committed_tenant, chromium, page, a
                 axe(reader)
                 shot(reader, f"{username}{href.replace('/', '-')}")
                 seen.add(href)
+                detail = reader.locator(f"main table a[href^='{href}/']").first
+                if detail.count():
+                    detail.click()
+                    reader.wait_for_load_state()
+                    axe(reader)
+                    shot(reader, f"{username}{href.replace('/', '-')}-detail")
+                    seen.add(f"{href}/detail")
         finally:
             context.close()
     assert {"/operator/institutions", "/operator/grants", "/operator/usage", "/operator/escalations"} <= seen
+    assert {
+        "/operator/alerts/detail", "/operator/blocks", "/operator/file-integrity", "/operator/incidents/detail",
+        "/operator/backups", "/operator/drills", "/operator/evidence", "/operator/security-report",
+        "/console/alerts", "/console/incidents", "/console/security-report", "/console/evidence",
+    } <= seen  # fmt: skip

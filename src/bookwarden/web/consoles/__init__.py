@@ -2,9 +2,9 @@
 
 A registry, like the layout's navigation: each area's `pages.py` adds its own entries at import
 (`entry(...)`), under one of its console's sections, and each reader sees the entries whose permission
-they hold. The operators' sections name the places kept for areas whose pages come later (alerts,
-incidents, backups and drills, file integrity, evidence): such an area adds its entry under its section
-and the menu shows it; a section with no entry is not shown.
+they hold. The security areas add theirs too (monitor/alerts, monitor/response, monitor/fim, incidents,
+backup, reports: the operators' sections for alerts, incidents, backups and drills, file integrity and
+evidence); a section with no entry the reader may open is not shown.
 """
 
 from __future__ import annotations

@@ -1,0 +1,201 @@
+"""Incidents in the consoles. The operators' (`platform.incidents.handle`): the list, one incident with its
+timeline, its next life-cycle step as a form (triage, containment, eradication, recovery, close with the
+review) and marking it a personal-data breach. An institution's (`incidents.read`): the incidents that affect
+it, each with its breach clock and the notice decisions; another institution's incident is not found.
+
+The same services as the API's routes (incidents/routes.py), with the same input models; a refusal is shown
+on the incident's page in the service's words."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import Depends, Query, Request
+from fastapi.responses import RedirectResponse
+from pydantic import ValidationError
+
+from bookwarden.core.classification import Category
+from bookwarden.core.errors import BookwardenError, InvalidInput
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal
+from bookwarden.db.session import platform_session
+from bookwarden.incidents import affected, service
+from bookwarden.incidents.models import IncidentCategory, IncidentState, Severity
+from bookwarden.incidents.routes import BreachIn, ReviewIn, StepIn, TriageIn
+from bookwarden.incidents.service import REVIEW_FIELDS
+from bookwarden.web.consoles import Console, done, entry, page, read_form
+from bookwarden.web.routing import PageRouter, form
+from bookwarden.web.session import requires
+
+router = PageRouter()
+OPERATOR, INSTITUTION = "/operator/incidents", "/console/incidents"
+HANDLE = Depends(requires(Permission.PLATFORM_INCIDENTS_HANDLE))
+READ = Depends(requires(Permission.INCIDENTS_READ))
+Done = Annotated[str | None, Query(alias="done", max_length=20)]
+DONE = {
+    "triaged": "Triaged: each institution named now sees the incident.",
+    "contained": "Containment recorded.",
+    "eradicated": "Eradication recorded.",
+    "recovered": "Recovery recorded: close it with the post-incident review.",
+    "closed": "Closed with its review.",
+    "breach": "Marked a personal-data breach: each affected institution's clock has started.",
+}
+TARGETS = ("actors", "addresses", "institutions", "records")  # the breach form's fields, BreachIn's targets
+# The step each state leads to (the form the page shows).
+NEXT_STEP = {
+    IncidentState.TRIAGED: IncidentState.CONTAINED,
+    IncidentState.CONTAINED: IncidentState.ERADICATED,
+    IncidentState.ERADICATED: IncidentState.RECOVERED,
+}
+entry(
+    Console.OPERATOR, "Incidents", "Incidents", OPERATOR, Permission.PLATFORM_INCIDENTS_HANDLE,
+    "triage, contain, eradicate, recover, close; mark a breach",
+)  # fmt: skip
+entry(
+    Console.INSTITUTION, "Security notices", "Incidents", INSTITUTION, Permission.INCIDENTS_READ,
+    "incidents affecting your institution: breach clocks, notice decisions",
+)  # fmt: skip
+
+
+def _ids(text: str) -> list[str]:
+    """A textarea's ids or addresses: one per line, or separated by commas or spaces."""
+    return [part for part in re.split(r"[\s,]+", text or "") if part]
+
+
+def _utc(value: str) -> str:
+    """A datetime-local field's value (no zone) read as UTC, as the form says."""
+    return value if re.search(r"(Z|[+-]\d\d:\d\d)$", value) else value + "+00:00"
+
+
+def _db(request: Request):
+    return request.app.state.db
+
+
+# -- the handlers ---------------------------------------------------------------------------------------
+
+
+@router.get(OPERATOR)
+def incident_list(
+    request: Request, principal: Principal = HANDLE, open_only: Annotated[bool, Query(alias="open")] = False
+):
+    """Incidents, newest first (only those not closed, when asked)."""
+    with platform_session(_db(request)) as session:
+        found = service.list_incidents(session, principal, open_only=open_only)
+    return page(
+        request, Console.OPERATOR, "console/incidents.html", title="Incidents", incidents=found, open_only=open_only,
+        base=OPERATOR,
+    )  # fmt: skip
+
+
+def _detail(request: Request, principal: Principal, incident_id: UUID, status_code: int = 200, **context):
+    with platform_session(_db(request)) as session:
+        found = service.read(session, principal, incident_id)
+    state = IncidentState(found.state)
+    closable = state is IncidentState.RECOVERED or (
+        state is IncidentState.TRIAGED and found.category == IncidentCategory.FALSE_POSITIVE
+    )
+    context = {"error": "", **context}
+    return page(
+        request, Console.OPERATOR, "console/incident.html", status_code=status_code, title=found.title,
+        incident=found, next_step=NEXT_STEP.get(state), closable=closable, severities=list(Severity),
+        categories=list(IncidentCategory), data_categories=list(Category), review_fields=REVIEW_FIELDS, **context,
+    )  # fmt: skip
+
+
+@router.get(OPERATOR + "/{incident_id}")
+def incident_detail(request: Request, incident_id: UUID, principal: Principal = HANDLE, done_: Done = None):
+    """One incident with its timeline and the form of its next step."""
+    return _detail(request, principal, incident_id, done=done(done_, DONE))
+
+
+def _acted(request: Request, principal: Principal, incident_id: UUID, past: str, act) -> object:
+    try:
+        act()
+    except BookwardenError as refused:
+        return _detail(request, principal, incident_id, status_code=refused.status, error=refused.detail)
+    return RedirectResponse(f"{OPERATOR}/{incident_id}?done={past}", status_code=303)
+
+
+@router.post(OPERATOR + "/{incident_id}/triage")
+def triage(request: Request, incident_id: UUID, principal: Principal = HANDLE):
+    """Severity, category and the institutions affected (each then sees the incident)."""
+
+    def act():
+        body = read_form(request, TriageIn, institutions=_ids(form(request).get("institutions", "")))
+        affected.triage(
+            _db(request), principal, incident_id, severity=body.severity, category=body.category,
+            institutions=body.institutions, note=body.note,
+        )  # fmt: skip
+
+    return _acted(request, principal, incident_id, "triaged", act)
+
+
+@router.post(OPERATOR + "/{incident_id}/steps")
+def advance(request: Request, incident_id: UUID, principal: Principal = HANDLE):
+    """Containment, eradication, recovery: in that order, each with what was done."""
+    step = form(request).get("step", "")
+
+    def act():
+        body = read_form(request, StepIn)
+        with platform_session(_db(request)) as session:
+            service.advance(session, principal, incident_id, IncidentState(body.step), body.note)
+
+    return _acted(request, principal, incident_id, step if step in DONE else "contained", act)
+
+
+@router.post(OPERATOR + "/{incident_id}/close")
+def close(request: Request, incident_id: UUID, principal: Principal = HANDLE):
+    """Close with the post-incident review: every field of it required."""
+
+    def act():
+        review = read_form(request, ReviewIn)
+        with platform_session(_db(request)) as session:
+            service.close(session, principal, incident_id, {f: getattr(review, f) for f in REVIEW_FIELDS})
+
+    return _acted(request, principal, incident_id, "closed", act)
+
+
+@router.post(OPERATOR + "/{incident_id}/breach")
+def mark_breach(request: Request, incident_id: UUID, principal: Principal = HANDLE):
+    """A personal-data breach: whom it touched is found in the audit trail for the window and targets given."""
+    fields = form(request)
+
+    def act():
+        given = {name: fields.get(name, "") for name in ("since", "until", "measures", "contact")}
+        values = {name: _utc(value) if name in ("since", "until") else value for name, value in given.items() if value}
+        values |= {
+            "targets": {name: _ids(fields.get(name, "")) for name in TARGETS},
+            "data": fields.getlist("data"),
+            "notify": fields.get("notify") == "yes",
+        }
+        try:
+            body = BreachIn.model_validate(values)
+        except ValidationError as invalid:
+            problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in invalid.errors()[:5]]
+            raise InvalidInput("; ".join(problems) + "; nothing was changed") from None
+        affected.mark_breach(
+            _db(request), principal, incident_id, since=body.since, until=body.until,
+            targets=body.targets.listed(), data=body.data, measures=body.measures, contact=body.contact,
+            notify=body.notify,
+        )  # fmt: skip
+
+    return _acted(request, principal, incident_id, "breach", act)
+
+
+# -- the institution --------------------------------------------------------------------------------------
+
+
+@router.get(INSTITUTION)
+def institution_incidents(request: Request, principal: Principal = READ):
+    """The incidents that affect the reader's institution, newest first."""
+    found = affected.institution_incidents(_db(request), principal)
+    return page(request, Console.INSTITUTION, "console/institution_incidents.html", title="Incidents", incidents=found)
+
+
+@router.get(INSTITUTION + "/{incident_id}")
+def institution_incident(request: Request, incident_id: UUID, principal: Principal = READ):
+    """One incident: the patrons affected (by id), the breach clock and each notice or decision not to notify."""
+    found = affected.institution_incident(_db(request), principal, incident_id)
+    return page(request, Console.INSTITUTION, "console/institution_incident.html", title=found.title, incident=found)
