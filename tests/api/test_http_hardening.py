@@ -102,7 +102,8 @@ def test_the_unsubscribe_pages_are_html_that_loads_only_from_this_site(https_app
     for page in pages:
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert page.headers["content-security-policy"] == (
-            "default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; object-src 'none'; "
+            "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
         )
         assert security_header_faults(page, https=True) == []
     refused = client.get("/api/v1/unsubscribe/not-a-token")  # a problem, JSON: the JSON policy

@@ -184,6 +184,14 @@ PERIODS: tuple[EnforcedPeriod, ...] = (
         "daily: an alert quiet for 90 days keeps its rule, counts and times, and loses its address and group",
     ),
     EnforcedPeriod(
+        # The monitor's job too (monitor/response/jobs.py), named here as the alerts' is.
+        Category.DEVICE_NETWORK,
+        "blocked addresses (active response): while blocked, then the repeat-offender look-back (7 days)",
+        ("address_blocks.network", "response_strikes.network"),
+        "monitor.forget_ended_blocks", 7, Disposal.DELETED,
+        "daily: a block ended (expired or lifted) and a jail's count older than the longest look-back are deleted",
+    ),
+    EnforcedPeriod(
         Category.DEVICE_NETWORK, "", ("webauthn_credentials.transports", "webauthn_credentials.name"),
         *_by(INACTIVE_ACCOUNTS), Disposal.KEY_DESTROYED, "a security key's name goes with its account",
     ),

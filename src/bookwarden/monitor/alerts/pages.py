@@ -14,7 +14,7 @@ from bookwarden.core.permissions import Permission
 from bookwarden.core.principal import Principal
 from bookwarden.db.session import platform_session
 from bookwarden.monitor.alerts import service
-from bookwarden.monitor.alerts.models import AlertStatus, Severity
+from bookwarden.monitor.alerts.models import AlertSeverity, AlertStatus
 from bookwarden.web.consoles import Console, done, entry, page
 from bookwarden.web.routing import PageRouter
 from bookwarden.web.session import requires, tenant_scope
@@ -25,7 +25,7 @@ OPERATOR_READ = Depends(requires(Permission.PLATFORM_ALERTS_READ))
 OPERATOR_MANAGE = Depends(requires(Permission.PLATFORM_ALERTS_MANAGE))
 INSTITUTION_READ = Depends(requires(Permission.ALERTS_READ))
 Done = Annotated[str | None, Query(alias="done", max_length=20)]
-SeverityQuery = Annotated[Severity | None, Query(alias="severity")]
+SeverityQuery = Annotated[AlertSeverity | None, Query(alias="severity")]
 StatusQuery = Annotated[AlertStatus | None, Query(alias="status")]
 DONE = {
     "acknowledged": "Acknowledged: repeats still fold into it until it is closed.",
@@ -41,7 +41,7 @@ entry(
 )  # fmt: skip
 
 
-def _filters(severity: Severity | None, status: AlertStatus | None) -> service.AlertFilter:
+def _filters(severity: AlertSeverity | None, status: AlertStatus | None) -> service.AlertFilter:
     return service.AlertFilter(status=status, severity_at_least=severity, limit=200)
 
 
@@ -53,7 +53,7 @@ def _list(request: Request, console: Console, alerts, severity, status):
         title="Security alerts" if console is Console.INSTITUTION else "Alerts",
         alerts=alerts,
         base=console.value + "/alerts",
-        severities=list(Severity),
+        severities=list(AlertSeverity),
         statuses=list(AlertStatus),
         severity=severity,
         status=status,
