@@ -274,3 +274,28 @@ def test_http_load_through_the_pooler_has_no_error(pooled, settings, home):
     assert {s for s in statuses[1::4]} == {200}
     assert {s for s in statuses[2::4]} == {201}
     assert {s for s in statuses[3::4]} == {404}
+
+
+def test_the_pooler_setting_routes_only_the_service_through_pgbouncer(pgbouncer, admin_url, master_keys):
+    from bookwarden.core.config import Settings
+    from bookwarden.crypto.master import encode_key
+    from bookwarden.db.session import connect
+    from tests.conftest import TEST_DATABASE
+
+    settings = Settings(
+        database_url=admin_url.render_as_string(hide_password=False),
+        master_key=encode_key(master_keys.current),
+        database_name=TEST_DATABASE,
+        database_pooler_url=f"postgresql://127.0.0.1:{pgbouncer.port}",
+    )
+    database = connect(settings)
+    try:
+        for engine in (database.engine, database.keyring.engine):
+            assert (engine.url.host, engine.url.port) == ("127.0.0.1", pgbouncer.port)
+            with engine.connect() as conn:
+                assert conn.connection.driver_connection.prepare_threshold is None
+                assert conn.execute(text("SELECT current_user")).scalar_one() == provision.APP_ROLE
+        # The owner's URLs (migrations, provisioning) stay on the server itself.
+        assert database.urls.owner.port != pgbouncer.port
+    finally:
+        database.dispose()
