@@ -299,3 +299,33 @@ def test_the_pooler_setting_routes_only_the_service_through_pgbouncer(pgbouncer,
         assert database.urls.owner.port != pgbouncer.port
     finally:
         database.dispose()
+
+
+@pytest.mark.parametrize("prepared_statements_off", [False, True])
+def test_prepared_statements_must_be_off_behind_the_pooler(
+    pgbouncer, database_urls, master_keys, committed_db, prepared_statements_off
+):
+    """Why the setting turns them off: psycopg prepares a statement after 5 runs on a client connection, and
+    PgBouncer 1.18 then hands that client a server connection where the name is unknown or already taken."""
+    database = Database.open(
+        through_pooler(database_urls, pgbouncer), master_keys, pool_size=8, transaction_pooler=prepared_statements_off
+    )
+    errors: list[str] = []
+
+    def work(_: int) -> None:
+        for _ in range(30):
+            try:
+                with platform_session(database) as session:
+                    session.execute(text("SELECT count(*) FROM tenants WHERE id <> :x"), {"x": uuid.uuid4()})
+            except Exception as exc:  # counted: the point of the test
+                errors.append(type(exc).__name__)
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(work, range(8)))
+    finally:
+        database.dispose()
+    if prepared_statements_off:
+        assert errors == []
+    else:
+        assert errors, "prepared statements survived transaction pooling: the setting would not be needed"
