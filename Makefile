@@ -8,9 +8,10 @@ STAMP  := $(VENV)/.installed-stamp
 
 # Debian packages the code needs: xmlsec1 (SAML signatures, through pysaml2), wamerican (the
 # dictionary words refused as passwords) and chromium (the browser tests drive it headless through
-# Playwright). Installed only when missing (CI runs as root).
-SYSTEM_PACKAGES := xmlsec1 wamerican chromium
-SYSTEM_FILES    := /usr/bin/xmlsec1 /usr/share/dict/american-english /usr/bin/chromium
+# Playwright) and pgbouncer (tests/db/test_pgbouncer.py runs the service through it in transaction
+# mode). Installed only when missing (CI runs as root).
+SYSTEM_PACKAGES := xmlsec1 wamerican chromium pgbouncer
+SYSTEM_FILES    := /usr/bin/xmlsec1 /usr/share/dict/american-english /usr/bin/chromium /usr/sbin/pgbouncer
 
 $(STAMP): pyproject.toml
 	@for f in $(SYSTEM_FILES); do test -e $$f || missing=1; done; \

@@ -15,6 +15,11 @@ ROOT = Path(__file__).resolve().parents[2]
 SUMMARY_KEYS = ("bench", "metric", "value", "baseline", "ratio", "unit")
 # A quick run takes ~15-20 s on a loaded two-core machine; the limit only stops a hang.
 QUICK_TIMEOUT_S = 120
+# Benchmarks whose --quick run is too long for this smoke run, with why (each is run by hand and reported).
+LEFT_OUT = {
+    # Two servers started (serve --workers 2 and the baseline), 10 s of Locust against each: about 70 s.
+    "api_load",
+}
 
 
 def _bench(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -48,7 +53,8 @@ def test_unknown_benchmark_is_a_usage_error():
 def test_every_quick_run_prints_json_lines_ending_in_a_summary():
     # One test over the registry (not parametrize): listing at collection time would slow every run.
     for name in _names():
-        _check_quick_run(name)
+        if name not in LEFT_OUT:
+            _check_quick_run(name)
 
 
 def _check_quick_run(name: str) -> None:

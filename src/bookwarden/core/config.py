@@ -95,6 +95,12 @@ class Settings(BaseSettings):
         "this many days, and then the subject key and the rows are destroyed (an unconfirmed deletion lapses)",
     )
     database_name: str = "bookwarden"
+    database_pooler_url: str | None = Field(
+        default=None,
+        description="address of a PgBouncer in transaction mode in front of the server (postgresql://host:6432): "
+        "the service's connections go through it, with server-side prepared statements off; migrations, "
+        "provisioning and backups keep BOOKWARDEN_DATABASE_URL",
+    )
     pool_size: int = 10
     graceful_shutdown_seconds: int = 30  # how long `serve` lets in-flight requests finish on SIGTERM
     subject_key_cache_size: int = 200_000

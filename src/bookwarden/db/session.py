@@ -8,13 +8,14 @@ context into the next request. Row-level security on every tenant table reads it
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from uuid import UUID
 
 from sqlalchemy import create_engine
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.orm import Session
 
 from bookwarden.core.config import Settings
@@ -75,9 +76,22 @@ class Database:
         )
 
     @classmethod
-    def open(cls, urls: prov.DatabaseUrls, master: MasterKeys, pool_size: int = 10, cache_size: int = 200_000):
-        engine = create_engine(urls.app, pool_size=pool_size, max_overflow=pool_size)
-        keyring_engine = create_engine(urls.keyring_app, pool_size=pool_size, max_overflow=pool_size)
+    def open(
+        cls,
+        urls: prov.DatabaseUrls,
+        master: MasterKeys,
+        pool_size: int = 10,
+        cache_size: int = 200_000,
+        transaction_pooler: bool = False,
+    ):
+        # Behind a pooler in transaction mode, consecutive transactions of one client connection run on
+        # different server connections, so a statement psycopg prepared on one is unknown on the next
+        # (PgBouncer before 1.21 cannot carry them over): prepared statements off.
+        connect_args = {"prepare_threshold": None} if transaction_pooler else {}
+        engine = create_engine(urls.app, pool_size=pool_size, max_overflow=pool_size, connect_args=connect_args)
+        keyring_engine = create_engine(
+            urls.keyring_app, pool_size=pool_size, max_overflow=pool_size, connect_args=connect_args
+        )
         return cls(
             engine=engine,
             keyring=Keyring(keyring_engine, master, cache_size),
@@ -94,7 +108,29 @@ def connect(settings: Settings) -> Database:
     """Open the app-role connection pools for the configured server (embedded started if needed)."""
     master = load_master_keys(settings)
     urls = prov.database_urls(admin_url(settings), settings.database_name, master.current)
-    return Database.open(urls, master, settings.pool_size, settings.subject_key_cache_size)
+    if settings.database_pooler_url:
+        urls = through_pooler(urls, make_url(settings.database_pooler_url))
+    return Database.open(
+        urls,
+        master,
+        settings.pool_size,
+        settings.subject_key_cache_size,
+        transaction_pooler=bool(settings.database_pooler_url),
+    )
+
+
+def through_pooler(urls: prov.DatabaseUrls, pooler: URL) -> prov.DatabaseUrls:
+    """The app role's two URLs pointed at the pooler's host and port; the owner's stay direct.
+
+    Only the service's transactions go through the pooler: migrations, provisioning, backups and
+    offboarding hold session state (session advisory locks, replica mode) and keep the direct server.
+    """
+
+    def moved(url: URL) -> URL:
+        # A socket folder given as ?host= (the embedded server's URLs) would win over the host: dropped.
+        return url.difference_update_query(["host", "port"]).set(host=pooler.host, port=pooler.port)
+
+    return dataclasses.replace(urls, app=moved(urls.app), keyring_app=moved(urls.keyring_app))
 
 
 @contextmanager
