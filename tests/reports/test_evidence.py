@@ -255,6 +255,12 @@ def test_an_operator_read_without_a_grant_turns_its_line_red(db, tenant, setting
         with tenant_session(db, tenant.id) as session:
             audit.record(session, Action.GRANT_REQUESTED, ("operator_grant", uuid.uuid4()), actor=operator)
         assert line()["status"] == "holds"
+    with savepoint(db):
+        # Neither does handling an incident that concerns the institution: scope and notices name ids only.
+        with tenant_session(db, tenant.id) as session:
+            for action in (Action.INCIDENT_AFFECTED, Action.BREACH_MARKED, Action.BREACH_NOTIFIED):
+                audit.record(session, action, ("incident", uuid.uuid4()), actor=operator)
+        assert line()["status"] == "holds"
     assert line()["status"] == "holds"
 
 

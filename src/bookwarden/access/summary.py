@@ -78,6 +78,13 @@ WITHOUT_GRANT = frozenset(
         A.TENANT_SUSPENDED,
         A.TENANT_RESUMED,
         A.TENANT_VIEWED,
+        # Incident handling, the processor's duty (incidents/): the breach scope is found from ids in the trail
+        # and the institution is told; no patron's data is opened, so no grant is asked.
+        A.INCIDENT_OPENED,
+        A.INCIDENT_AFFECTED,
+        A.BREACH_MARKED,
+        A.BREACH_NOTIFIED,
+        A.BREACH_NOT_NOTIFIED,
     }
 )
 REACHED = (GrantStatus.APPROVED.value, GrantStatus.EXPIRED.value, GrantStatus.REVOKED.value)
