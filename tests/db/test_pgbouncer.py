@@ -37,11 +37,6 @@ from bookwarden.library.schemas import PatronCreate
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 SERVER_CONNECTIONS = 2  # default_pool_size: per database and role
 
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(PGBOUNCER), reason="pgbouncer is not installed (make test installs it)"
-)
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
