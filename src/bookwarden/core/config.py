@@ -102,7 +102,13 @@ class Settings(BaseSettings):
         "provisioning and backups keep BOOKWARDEN_DATABASE_URL",
     )
     pool_size: int = 10
-    graceful_shutdown_seconds: int = 30  # how long `serve` lets in-flight requests finish on SIGTERM
+    graceful_shutdown_seconds: int = Field(
+        default=30,
+        ge=0,
+        le=270,  # below the job lease (5 minutes): a job finishing in its grace is never taken over meanwhile
+        description="on SIGTERM, how long `serve` lets in-flight requests finish and `worker` its job in hand "
+        "(then given back to the queue for another worker)",
+    )
     subject_key_cache_size: int = 200_000
     monitor_tuning: dict[str, dict[str, str | int]] = Field(
         default_factory=dict,
