@@ -101,7 +101,11 @@ class Settings(BaseSettings):
         "the service's connections go through it, with server-side prepared statements off; migrations, "
         "provisioning and backups keep BOOKWARDEN_DATABASE_URL",
     )
-    pool_size: int = 10
+    # Per process and per database (data, keyring): connections kept open, and opened beyond them at busy
+    # moments. README "Connection budget" states what every process kind may open; tests/db/test_connection_budget.py
+    # holds the README to these numbers.
+    pool_size: int = Field(default=10, ge=1)
+    pool_overflow: int = Field(default=10, ge=0)
     graceful_shutdown_seconds: int = Field(
         default=30,
         ge=0,
