@@ -1,7 +1,7 @@
 """What an institution and a patron cost: rows, bytes and audit events, measured on the demo's data.
 
 Sets up the demo's two institutions (`bookwarden demo`) with no patron, then adds the demo's patrons with their
-activity (200 each, `--quick` 50). Table sizes are `pg_total_relation_size` (heap, indexes, TOAST) of every table of
+activity (200 each, `--quick` 25). Table sizes are `pg_total_relation_size` (heap, indexes, TOAST) of every table of
 the data and keyring databases after VACUUM FULL (so sizes follow rows, not free space), read on the empty
 database, after the set-up and after the patrons: an institution costs the set-up's growth, halved (an upper
 bound: small tables round up to whole pages); a patron costs the patrons' growth divided by their number.
@@ -208,8 +208,8 @@ def _requests(
 
 
 def run(quick: bool) -> Iterator[dict[str, Any]]:
-    patrons_each = 50 if quick else demo.PATRONS_EACH
-    repeat = 5 if quick else 20
+    patrons_each = 25 if quick else demo.PATRONS_EACH
+    repeat = 3 if quick else 20
     with harness.bench_env() as env:
         settings = Settings(
             home=env.home,
