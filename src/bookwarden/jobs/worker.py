@@ -12,6 +12,7 @@ is done once in effect.
 
 from __future__ import annotations
 
+import contextvars
 import signal
 import threading
 import time
@@ -81,8 +82,10 @@ class Worker:
             run()
         else:
             # A daemon thread: a job released at the end of the grace dies with the process, its open
-            # transaction (if any) rolled back by the server when the connection drops.
-            running = threading.Thread(target=run, name=f"job {job.id}", daemon=True)
+            # transaction (if any) rolled back by the server when the connection drops. It runs in a copy of
+            # this thread's context, so its audit events carry what they carried when jobs ran in the loop.
+            context = contextvars.copy_context()
+            running = threading.Thread(target=context.run, args=(run,), name=f"job {job.id}", daemon=True)
             running.start()
             if not self._wait(running, stop, job):
                 return True
