@@ -20,7 +20,7 @@ from bookwarden.incidents import jobs as incident_jobs
 from tests.e2e.people import PASSWORD, staff
 from tests.incidents.test_breach import HANDLER, _client, _mails, _mark, world  # noqa: F401 - the breach's world
 from tests.privacy.test_complaints import _account
-from tests.web.consoles import post_form, sign_in
+from tests.web.consoles import operator_signed_in, post_form, sign_in
 
 NOTIFY = {Permission.INCIDENTS_NOTIFY, Permission.INCIDENTS_READ}
 
@@ -133,6 +133,9 @@ def test_the_institutions_console_page_acknowledges_with_a_button(db, world, bro
     shown = reader.get(answer.headers["location"]).text
     assert "Receipt of the breach notice acknowledged" in shown and "Acknowledge receipt" not in shown
     assert len(_events(db, north.id, Action.BREACH_ACKNOWLEDGED)) == 1
+    ops = operator_signed_in(db, browser(), "olga.ops", "operator_ops")
+    timeline = ops.get(f"/operator/incidents/{incident.id}").text
+    assert f"institution acknowledged <code class=\"id\">{north.id}</code>" in timeline
 
 
 def _locked(db, tenant, *usernames) -> None:

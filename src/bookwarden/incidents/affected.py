@@ -9,10 +9,13 @@ it again.
 network addresses, institutions, record ids) and a time window. The audit trail of every institution
 (only the named ones, when institutions are all that is named) is searched for events in the window whose
 actor, grant, target or source address is one of them, or any event of a named institution: the institutions
-with such events are affected, and so are the patrons those events were about (target `patron`), with the
-patrons the handlers listed. Only ids are read from the trail (never an event's details), and the search is
-recorded in each institution's own chain (breach.marked): a platform duty on the institutions' records, as
-the audit-chain verification is, flagged where the institution reads it.
+with such events are affected, and so is every person those events were about. The records they acted on
+(their targets, the patron a library record's event names, the ids a list showed, and the ids named) are
+traced to their people by the privacy registry's subject links (privacy/subjects/data.py `owners`): patrons,
+and staff accounts. A person whose records were erased (or deleted) before is counted, never named. Only ids
+are read from the trail (never a value), and the search is recorded in each institution's own chain
+(breach.marked): a platform duty on the institutions' records, as the audit-chain verification is, flagged
+where the institution reads it.
 
 **Clocks (GDPR Art. 33).** The platform (processor) tells each institution (controller) "without undue delay":
 our promise is within PROCESSOR_NOTICE_WITHIN of becoming aware (processor_due_at). The institution then has
@@ -24,7 +27,8 @@ done, whom to contact, its deadline) at its security contacts and everyone holdi
 decision not to notify it, with the reason: never both, never twice (one row per incident and audience, moved
 once). Each affected patron gets a notice prepared for the institution to send; the institution sends it
 itself, or asks for it to be sent here (maker-checker: incidents/approvals.py), or decides not to notify
-(Art. 34(3)), with the reason. Reasons are sealed under the institution's key.
+(Art. 34(3)), with the reason. Reasons are sealed under the institution's key. The institution acknowledges
+receipt of its notice; until it does, the escalation job reminds it (REMIND_EVERY, at most REMINDERS times).
 """
 
 from __future__ import annotations
