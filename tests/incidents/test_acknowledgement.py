@@ -135,7 +135,7 @@ def test_the_institutions_console_page_acknowledges_with_a_button(db, world, bro
     assert len(_events(db, north.id, Action.BREACH_ACKNOWLEDGED)) == 1
     ops = operator_signed_in(db, browser(), "olga.ops", "operator_ops")
     timeline = ops.get(f"/operator/incidents/{incident.id}").text
-    assert f"institution acknowledged <code class=\"id\">{north.id}</code>" in timeline
+    assert f'institution acknowledged <code class="id">{north.id}</code>' in timeline
 
 
 def _locked(db, tenant, *usernames) -> None:
