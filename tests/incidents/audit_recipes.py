@@ -183,6 +183,12 @@ def _(w):
     return Call(client, "POST", url, Action.BREACH_NOT_NOTIFIED, w.tenant.id, json=body)
 
 
+@route("POST", f"{MINE}/{{incident_id}}/acknowledgement")
+def _(w):
+    url = f"{MINE}/{_breach(w.db, w.tenant.id, notify=True)}/acknowledgement"
+    return Call(w.client({Permission.INCIDENTS_NOTIFY}), "POST", url, Action.BREACH_ACKNOWLEDGED, w.tenant.id)
+
+
 # -- the console ---------------------------------------------------------------------------------
 
 

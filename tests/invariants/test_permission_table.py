@@ -374,6 +374,7 @@ EXPECTED = {
     ("GET", "/api/v1/incidents/{incident_id}/patron-notices"): P.INCIDENTS_NOTIFY,
     ("POST", "/api/v1/incidents/{incident_id}/patron-notices/send"): P.INCIDENTS_NOTIFY,
     ("POST", "/api/v1/incidents/{incident_id}/patron-notices/declines"): P.INCIDENTS_NOTIFY,
+    ("POST", "/api/v1/incidents/{incident_id}/acknowledgement"): P.INCIDENTS_NOTIFY,
     # The consoles' pages of alerts, blocks, file integrity, incidents, backups, reports and evidence (each
     # area's pages.py): the permission of the API route calling the same service.
     ("GET", "/operator/alerts"): P.PLATFORM_ALERTS_READ,
@@ -396,6 +397,7 @@ EXPECTED = {
     ("POST", "/operator/incidents/{incident_id}/breach"): P.PLATFORM_INCIDENTS_HANDLE,
     ("GET", "/console/incidents"): P.INCIDENTS_READ,
     ("GET", "/console/incidents/{incident_id}"): P.INCIDENTS_READ,
+    ("POST", "/console/incidents/{incident_id}/acknowledgement"): P.INCIDENTS_NOTIFY,
     ("GET", "/operator/backups"): P.PLATFORM_BACKUPS_READ,
     ("GET", "/operator/drills"): P.PLATFORM_BACKUPS_READ,
     ("GET", "/console/security-report"): P.REPORTS_SECURITY_READ,

@@ -73,6 +73,8 @@ MFA = "/api/v1/auth/me/mfa"
 CANNOT_HOLD_BEFORE = {
     "erasure_certificates": "its rows are made by an erasure: the certificate is the erasure's proof",
     "dpo_escalations": "subject_id names the complaint or request escalated (subject_kind), never a patron or account",
+    "incident_staff": "staff accounts a breach affected: an account linked to a patron is traced to the patron "
+    "(incident_subjects), so no row here names a patron's account",
 }
 INCIDENT_HANDLER = acting(None, Permission.PLATFORM_INCIDENTS_HANDLE)
 # Tables the fill leaves without a row about the patron, and why.

@@ -197,6 +197,19 @@ def _(w):
     return get(staff(w, "tenant_admin"), url, Action.INCIDENT_VIEWED, w.tenant.id)
 
 
+@route("POST", "/console/incidents/{incident_id}/acknowledgement")
+def _(w):
+    incident_id = _incident(w, w.tenant.id)
+    affected.mark_breach(
+        w.db, HANDLER, incident_id, since=datetime.now(UTC) - timedelta(hours=1),
+        targets=[affected.BreachTarget("tenant", str(w.tenant.id))], data=["identity"], measures="Revoked.",
+        contact="incidents@bookwarden.example",
+    )  # fmt: skip
+    url = f"/console/incidents/{incident_id}"
+    client = staff(w, "security_officer")
+    return form(client, f"{url}/acknowledgement", Action.BREACH_ACKNOWLEDGED, w.tenant.id, {}, page=url)
+
+
 # -- backups, reports, evidence ---------------------------------------------------------------------------
 
 

@@ -316,6 +316,8 @@ class Action(enum.StrEnum):
     BREACH_MARKED = "breach.marked"  # a personal-data breach: the scope found, the clocks started
     BREACH_NOTIFIED = "breach.notified"  # a notice sent (institution or patrons), or prepared
     BREACH_NOT_NOTIFIED = "breach.not_notified"  # a decision not to notify, with its reason (sealed)
+    BREACH_ACKNOWLEDGED = "breach.acknowledged"  # the institution acknowledged receipt of its notice
+    BREACH_REMINDED = "breach.reminded"  # the institution reminded to acknowledge its notice (one per reminder)
     # The trail itself.
     AUDIT_SEARCHED = "audit.searched"
     AUDIT_EXPORTED = "audit.exported"

@@ -9,10 +9,13 @@ it again.
 network addresses, institutions, record ids) and a time window. The audit trail of every institution
 (only the named ones, when institutions are all that is named) is searched for events in the window whose
 actor, grant, target or source address is one of them, or any event of a named institution: the institutions
-with such events are affected, and so are the patrons those events were about (target `patron`), with the
-patrons the handlers listed. Only ids are read from the trail (never an event's details), and the search is
-recorded in each institution's own chain (breach.marked): a platform duty on the institutions' records, as
-the audit-chain verification is, flagged where the institution reads it.
+with such events are affected, and so is every person those events were about. The records they acted on
+(their targets, the patron a library record's event names, the ids a list showed, and the ids named) are
+traced to their people by the privacy registry's subject links (privacy/subjects/data.py `owners`): patrons,
+and staff accounts. A person whose records were erased (or deleted) before is counted, never named. Only ids
+are read from the trail (never a value), and the search is recorded in each institution's own chain
+(breach.marked): a platform duty on the institutions' records, as the audit-chain verification is, flagged
+where the institution reads it.
 
 **Clocks (GDPR Art. 33).** The platform (processor) tells each institution (controller) "without undue delay":
 our promise is within PROCESSOR_NOTICE_WITHIN of becoming aware (processor_due_at). The institution then has
@@ -24,7 +27,8 @@ done, whom to contact, its deadline) at its security contacts and everyone holdi
 decision not to notify it, with the reason: never both, never twice (one row per incident and audience, moved
 once). Each affected patron gets a notice prepared for the institution to send; the institution sends it
 itself, or asks for it to be sent here (maker-checker: incidents/approvals.py), or decides not to notify
-(Art. 34(3)), with the reason. Reasons are sealed under the institution's key.
+(Art. 34(3)), with the reason. Reasons are sealed under the institution's key. The institution acknowledges
+receipt of its notice; until it does, the escalation job reminds it (REMIND_EVERY, at most REMINDERS times).
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from bookwarden.access.roles.notices import security_contacts
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
 from bookwarden.core.authorize import authorize
-from bookwarden.core.classification import Category
+from bookwarden.core.classification import Category, SubjectKind
 from bookwarden.core.errors import Conflict, InvalidInput, NotFound
 from bookwarden.core.permissions import Permission
 from bookwarden.core.principal import SYSTEM, Principal
@@ -56,6 +60,7 @@ from bookwarden.incidents.models import (
     Incident,
     IncidentImpact,
     IncidentNotice,
+    IncidentStaff,
     IncidentState,
     IncidentSubject,
     NoticeAudience,
@@ -67,6 +72,8 @@ from bookwarden.library.records import email_on_file
 from bookwarden.notify.models import MailCategory
 from bookwarden.notify.service import mail_time, queue_mail
 from bookwarden.privacy.registry import POLICIES
+from bookwarden.privacy.subjects import data as subject_data
+from bookwarden.privacy.subjects.models import ErasurePolicy
 from bookwarden.tenancy.models import Tenant
 from bookwarden.tenancy.service import institution_name
 
@@ -74,6 +81,10 @@ from bookwarden.tenancy.service import institution_name
 PROCESSOR_NOTICE_WITHIN = timedelta(hours=24)
 # Art. 33(1): the controller notifies its supervisory authority within 72 hours of becoming aware.
 AUTHORITY_WITHIN = timedelta(hours=72)
+# Until the institution acknowledges the notice, it is reminded this long after being told, and again, up to
+# REMINDERS times (incidents/jobs.py runs it with the escalation).
+REMIND_EVERY = timedelta(hours=12)
+REMINDERS = 3
 NOTICES_TABLE = "incident_notices"
 TARGET_KINDS = ("actor", "address", "tenant", "target")
 MAX_TARGETS = 200
@@ -147,48 +158,46 @@ def _check_named(db: Database, institutions: set[UUID], subjects: list[Named]) -
 
 
 def _affect(
-    session: TenantSession, actor: Principal, incident_id: UUID, patrons: set[UUID], *, found_by: str
+    session: TenantSession,
+    actor: Principal,
+    incident_id: UUID,
+    patrons: set[UUID],
+    *,
+    found_by: str,
+    staff: set[UUID] = frozenset(),
+    erased: int = 0,
 ) -> tuple[IncidentImpact, int]:
-    """The institution's impact row (once) and its subjects (each once); recorded in its chain."""
+    """The institution's impact row (once), its patrons and staff (each once) and how many people it reached
+    whose records were erased before (a number only); recorded in its chain."""
     session.execute(
         insert(IncidentImpact)
         .values(tenant_id=session.tenant_id, incident_id=incident_id, subjects=0)
         .on_conflict_do_nothing()
     )
-    added = 0
-    if patrons:
-        added = len(
-            session.execute(
-                insert(IncidentSubject)
-                .values(
-                    [
-                        {
-                            "tenant_id": session.tenant_id,
-                            "incident_id": incident_id,
-                            "patron_id": p,
-                            "found_by": found_by,
-                        }
-                        for p in sorted(patrons)
-                    ]
-                )
-                .on_conflict_do_nothing()
-                .returning(IncidentSubject.patron_id)
-            ).all()
-        )
+    added = _add(session, IncidentSubject, IncidentSubject.patron_id, "patron_id", incident_id, patrons, found_by)
+    staff_added = _add(session, IncidentStaff, IncidentStaff.account_id, "account_id", incident_id, staff, found_by)
     impact = _impact(session, incident_id)
     impact.subjects = session.scalar(
         select(func.count())
         .select_from(IncidentSubject)
         .where(IncidentSubject.tenant_id == session.tenant_id, IncidentSubject.incident_id == incident_id)
     )
-    audit.record(
-        session,
-        Action.INCIDENT_AFFECTED,
-        (service.TARGET, incident_id),
-        actor=actor,
-        details={"subjects_added": added, "subjects": impact.subjects, "found_by": found_by},
-    )
+    impact.erased_subjects = max(impact.erased_subjects or 0, erased)
+    details = {"subjects_added": added, "subjects": impact.subjects, "found_by": found_by}
+    if staff_added or erased:
+        details |= {"staff_added": staff_added, "erased_subjects": impact.erased_subjects}
+    audit.record(session, Action.INCIDENT_AFFECTED, (service.TARGET, incident_id), actor=actor, details=details)
     return impact, added
+
+
+def _add(session: TenantSession, model, column, name: str, incident_id: UUID, ids: set[UUID], found_by: str) -> int:
+    """Each id once (an existing row is kept as it was found first): how many were new."""
+    if not ids:
+        return 0
+    rows = [
+        {"tenant_id": session.tenant_id, "incident_id": incident_id, name: i, "found_by": found_by} for i in sorted(ids)
+    ]
+    return len(session.execute(insert(model).values(rows).on_conflict_do_nothing().returning(column)).all())
 
 
 def _impact(session: TenantSession, incident_id: UUID) -> IncidentImpact:
@@ -214,7 +223,9 @@ class BreachTarget:
 class InstitutionScope(BaseModel):
     institution: UUID
     events: int
-    subjects: list[UUID]
+    subjects: list[UUID]  # patrons
+    staff: list[UUID]  # staff accounts
+    erased_subjects: int  # people reached whose records were erased before: a number, never an id
     processor_due_at: datetime
     notified: bool
 
@@ -231,6 +242,12 @@ class BreachScope(BaseModel):
 class _Found:
     events: int = 0
     patrons: set[UUID] = field(default_factory=set)
+    staff: set[UUID] = field(default_factory=set)
+    erased: int = 0
+
+    @property
+    def anyone(self) -> bool:
+        return bool(self.patrons or self.staff or self.erased)
 
 
 def mark_breach(
@@ -282,7 +299,7 @@ def mark_breach(
     for tenant_id in searched:
         with tenant_session(db, tenant_id) as session:
             hit = _search(session, since, until, ids, addresses, whole=tenant_id in listed_tenants)
-        if hit.events or hit.patrons or tenant_id in listed_tenants:
+        if hit.events or hit.anyone or tenant_id in listed_tenants:
             found[tenant_id] = hit
     with platform_session(db) as session:
         incident = service.get(session, incident_id, lock=True)
@@ -303,19 +320,25 @@ def mark_breach(
             None,
             institutions=[str(i) for i in sorted(found)],
             subjects=sum(len(f.patrons) for f in found.values()),
+            staff=sum(len(f.staff) for f in found.values()),
+            erased_subjects=sum(f.erased for f in found.values()),
             data=[c.value for c in data],
         )
     scope = []
     for tenant_id, hit in sorted(found.items()):
         with tenant_session(db, tenant_id) as session:
-            impact, _ = _affect(session, actor, incident_id, hit.patrons, found_by="audit_trail")
+            impact, _ = _affect(
+                session, actor, incident_id, hit.patrons, found_by="audit_trail", staff=hit.staff, erased=hit.erased
+            )
             _start_clock(session, actor, impact, now, hit)
-            subjects = _subject_ids(session, incident_id)
+            subjects, staff = _subject_ids(session, incident_id), _staff_ids(session, incident_id)
         scope.append(
             InstitutionScope(
                 institution=tenant_id,
                 events=hit.events,
                 subjects=subjects,
+                staff=staff,
+                erased_subjects=impact.erased_subjects,
                 processor_due_at=now + PROCESSOR_NOTICE_WITHIN,
                 notified=False,
             )
@@ -330,9 +353,12 @@ def mark_breach(
     return result
 
 
+# Ids only: the record each event acted on, the patron a library record's event names as its owner, and the
+# ids a list showed (audit/record.py keeps details to ids, counts and field names).
 _SEARCH = text(
     """
-    SELECT e.target_kind, e.target_id
+    SELECT e.target_id, e.details->>'patron_id' AS owner,
+           CASE WHEN jsonb_typeof(e.details->'ids') = 'array' THEN e.details->'ids' END AS shown
     FROM audit_events e LEFT JOIN audit_event_contexts c USING (tenant_id, seq)
     WHERE e.tenant_id = :tenant AND e.occurred_at >= :since AND e.occurred_at <= :until
       AND (:whole
@@ -340,13 +366,20 @@ _SEARCH = text(
            OR coalesce(e.source_address, c.source_address) = ANY(:addresses))
     """
 )
+# The trail's record that a person's data was removed: by erasure, by deletion of the patron or the account.
+_REMOVED = text(
+    """
+    SELECT DISTINCT target_id FROM audit_events
+    WHERE tenant_id = :tenant AND action = ANY(:actions) AND target_id = ANY(:ids)
+    """
+)
+REMOVALS = (Action.PATRON_ERASED, Action.PATRON_DELETED, Action.ACCOUNT_DELETED)
 
 
 def _search(
     session: TenantSession, since: datetime, until: datetime, ids: list[UUID], addresses: list[str], *, whole: bool
 ) -> _Found:
-    """The institution's events in the window touching the targets: how many, and the patrons they were about
-    (ids only: an event's details are never read). Patrons named as targets count when they are this one's."""
+    """The institution's events in the window touching the targets: how many, and whom they were about."""
     rows = session.execute(
         _SEARCH,
         {
@@ -358,9 +391,46 @@ def _search(
             "whole": whole,
         },
     ).all()
-    named = {r.target_id for r in rows if r.target_kind == "patron" and r.target_id is not None} | set(ids)
-    patrons = set(session.scalars(select(Patron.id).where(Patron.tenant_id == session.tenant_id, Patron.id.in_(named))))
-    return _Found(events=len(rows), patrons=patrons)
+    # What the handlers named is traced too: a named actor's account is affected (its credentials were used).
+    records = set(ids)
+    for row in rows:
+        records |= {row.target_id} if row.target_id is not None else set()
+        records |= _uuids([row.owner, *(row.shown or [])])
+    return _trace(session, records, events=len(rows))
+
+
+def _trace(session: TenantSession, records: set[UUID], *, events: int) -> _Found:
+    """Whom the records are about, by the privacy registry's subject links (privacy/subjects/data.py `owners`):
+    loans, posts, searches, reading lists, sessions, requests... lead to their patron; a staff account is its own
+    subject. A record whose person was erased (or deleted) before is counted, never named: its id is not kept."""
+    owners = subject_data.owners(session, records)
+    placeholder = session.scalar(
+        select(ErasurePolicy.anonymous_author_id).where(ErasurePolicy.tenant_id == session.tenant_id)
+    )
+    found = _Found(events=events)
+    for subjects in owners.values():
+        for kind, subject_id in subjects:
+            if kind is SubjectKind.ACCOUNT:
+                found.staff.add(subject_id)
+            elif subject_id != placeholder:  # the author of posts kept after erasure is nobody
+                found.patrons.add(subject_id)
+    gone = sorted(records - set(owners))
+    if gone:
+        removed = session.execute(
+            _REMOVED, {"tenant": session.tenant_id, "ids": gone, "actions": [a.value for a in REMOVALS]}
+        ).all()
+        found.erased = len(removed)
+    return found
+
+
+def _uuids(values: Iterable[Any]) -> set[UUID]:
+    found = set()
+    for value in values:
+        try:
+            found.add(UUID(str(value)))
+        except ValueError:
+            continue  # not an id: ignored
+    return found
 
 
 def _start_clock(
@@ -377,10 +447,22 @@ def _start_clock(
         details={
             "events_matched": hit.events,
             "subjects": impact.subjects,
+            "staff": len(hit.staff),
+            "erased_subjects": impact.erased_subjects,
             "processor_due_at": impact.processor_due_at.isoformat(),
             # A platform duty on the institution's trail (ids only), flagged where the institution reads it.
             "platform_search": True,
         },
+    )
+
+
+def _staff_ids(session: TenantSession, incident_id: UUID) -> list[UUID]:
+    return list(
+        session.scalars(
+            select(IncidentStaff.account_id)
+            .where(IncidentStaff.tenant_id == session.tenant_id, IncidentStaff.incident_id == incident_id)
+            .order_by(IncidentStaff.account_id)
+        )
     )
 
 
@@ -436,6 +518,7 @@ def notify_institution(db: Database, actor: Principal, incident_id: UUID, instit
         subjects = _subject_ids(session, incident_id)
         recipients = breach_recipients(session)
         context = _notice_context(session, incident, impact, now, len(subjects))
+        context |= {"staff": len(_staff_ids(session, incident_id)), "erased": impact.erased_subjects}
         for address in recipients:
             queue_mail(
                 session,
@@ -577,6 +660,91 @@ def escalate_overdue_notices(db: Database) -> list[tuple[UUID, UUID]]:
     return overdue
 
 
+def remind_unacknowledged(db: Database) -> list[tuple[UUID, UUID, int]]:
+    """Institutions told of a breach that have not acknowledged the notice: reminded every REMIND_EVERY after
+    being told, at most REMINDERS times, each reminder once (claimed by one UPDATE from the one before it). An
+    institution that acknowledged is reminded no more; the others still are. The (incident, institution,
+    reminder) triples sent now."""
+    with platform_session(db) as session:
+        breaches = session.execute(
+            select(Incident.id, Incident.title, Incident.institutions).where(
+                Incident.breach_marked_at.is_not(None), Incident.state != IncidentState.CLOSED.value
+            )
+        ).all()
+    sent = []
+    for incident_id, title, institutions in breaches:
+        for institution in institutions or []:
+            with tenant_session(db, institution) as session:
+                step = _remind(session, incident_id, title)
+            if step is None:
+                continue
+            with platform_session(db) as session:
+                incident = service.get(session, incident_id, lock=True)
+                service.act(
+                    session,
+                    incident,
+                    SYSTEM,
+                    Action.BREACH_REMINDED,
+                    "acknowledgement_chased",
+                    None,
+                    institution=institution,
+                    reminder=step,
+                )
+            sent.append((incident_id, institution, step))
+    return sent
+
+
+def _remind(session: TenantSession, incident_id: UUID, title: str) -> int | None:
+    impact = session.get(IncidentImpact, (session.tenant_id, incident_id))
+    if impact is None or impact.institution_told_at is None or impact.acknowledged_at is not None:
+        return None
+    now = session.scalar(select(func.clock_timestamp()))
+    step = impact.reminders + 1
+    if step > min(REMINDERS, int((now - impact.institution_told_at) / REMIND_EVERY)):
+        return None
+    claimed = session.execute(
+        update(IncidentImpact)
+        .where(
+            IncidentImpact.tenant_id == session.tenant_id,
+            IncidentImpact.incident_id == incident_id,
+            IncidentImpact.reminders == step - 1,
+            IncidentImpact.acknowledged_at.is_(None),
+        )
+        .values(reminders=step)
+        .returning(IncidentImpact.incident_id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if claimed is None:
+        return None
+    recipients = breach_recipients(session)
+    institution = institution_name(session)
+    context = {
+        "institution": institution,
+        "incident_id": str(incident_id),
+        "title": title,
+        "told": mail_time(impact.institution_told_at),
+        "authority_due": mail_time(impact.authority_due_at),
+        "reminder": step,
+    }
+    for address in recipients:
+        queue_mail(
+            session,
+            to=address,
+            subject=f"[{institution}] reminder: acknowledge the personal-data breach notice: {title}",
+            template="breach_reminder.txt",
+            context=context,
+            category=MailCategory.SECURITY,
+        )
+    audit.record(
+        session,
+        Action.BREACH_REMINDED,
+        (service.TARGET, incident_id),
+        actor=SYSTEM,
+        details={"reminder": step, "recipients": len(recipients)},
+    )
+    return step
+
+
 def breach_recipients(session: TenantSession) -> list[str]:
     """The institution's security contacts and every active account holding incidents.read, each address once."""
     found = [*security_contacts(session), *(a for _, a in holders_to_mail(session, Permission.INCIDENTS_READ))]
@@ -653,11 +821,14 @@ class IncidentNoticeOut(BaseModel):
 
 
 class ImpactOut(BaseModel):
-    subjects: list[UUID]
+    subjects: list[UUID]  # patrons
+    staff: list[UUID]  # staff accounts
+    erased_subjects: int  # people reached whose records were erased before the breach was found
     aware_at: datetime | None
     processor_due_at: datetime | None
     institution_told_at: datetime | None
     authority_due_at: datetime | None
+    acknowledged_at: datetime | None
     notices: list[IncidentNoticeOut]
 
 
@@ -753,10 +924,13 @@ def _impact_out(session: TenantSession, incident_id: UUID) -> ImpactOut | None:
     ).all()
     return ImpactOut(
         subjects=_subject_ids(session, incident_id),
+        staff=_staff_ids(session, incident_id),
+        erased_subjects=impact.erased_subjects,
         aware_at=impact.aware_at,
         processor_due_at=impact.processor_due_at,
         institution_told_at=impact.institution_told_at,
         authority_due_at=impact.authority_due_at,
+        acknowledged_at=impact.acknowledged_at,
         notices=[
             IncidentNoticeOut(
                 audience=n.audience,
@@ -770,6 +944,65 @@ def _impact_out(session: TenantSession, incident_id: UUID) -> ImpactOut | None:
             for n in notices
         ],
     )
+
+
+class Acknowledgement(BaseModel):
+    incident_id: UUID
+    acknowledged_at: datetime
+    already: bool  # acknowledged before: nothing changed
+
+
+def acknowledge(db: Database, actor: Principal, incident_id: UUID) -> Acknowledgement:
+    """The institution (the controller) acknowledges receipt of the breach notice: recorded in its chain and on
+    the incident's timeline, and the escalation job reminds it no more. Acknowledging again changes nothing and
+    says when it was; another institution's incident is not found; with no notice sent there is nothing to
+    acknowledge."""
+    authorize(actor, Permission.INCIDENTS_NOTIFY)
+    tenant_id = _tenant_of(actor)
+    with platform_session(db) as session:
+        found = session.scalar(
+            select(Incident.id).where(Incident.id == incident_id, Incident.institutions.any(tenant_id))
+        )
+    if found is None:
+        raise NotFound(f"no incident {incident_id}")
+    with tenant_session(db, tenant_id) as session:
+        impact = session.scalars(
+            select(IncidentImpact)
+            .where(IncidentImpact.tenant_id == tenant_id, IncidentImpact.incident_id == incident_id)
+            .with_for_update()
+        ).first()
+        if impact is None or impact.institution_told_at is None:
+            raise Conflict(
+                f"incident {incident_id}: no breach notice was sent to this institution: nothing to acknowledge"
+            )
+        if impact.acknowledged_at is not None:
+            return Acknowledgement(incident_id=incident_id, acknowledged_at=impact.acknowledged_at, already=True)
+        impact.acknowledged_at = session.scalar(select(func.clock_timestamp()))
+        impact.acknowledged_by = actor.person or actor.id
+        told = impact.institution_told_at
+        audit.record(
+            session,
+            Action.BREACH_ACKNOWLEDGED,
+            (service.TARGET, incident_id),
+            actor=actor,
+            details={"told_at": told.isoformat(), "reminders": impact.reminders},
+        )
+        acknowledged = Acknowledgement(incident_id=incident_id, acknowledged_at=impact.acknowledged_at, already=False)
+    # The platform's timeline names the institution, not the person nor where they acted from: that is in the
+    # institution's own chain (above).
+    with audit.acting(audit.Context(principal=SYSTEM)), platform_session(db) as session:
+        incident = service.get(session, incident_id, lock=True)
+        service.act(
+            session,
+            incident,
+            SYSTEM,
+            Action.BREACH_ACKNOWLEDGED,
+            "institution_acknowledged",
+            None,
+            institution=tenant_id,
+            after_minutes=int((acknowledged.acknowledged_at - told).total_seconds() // 60),
+        )
+    return acknowledged
 
 
 class PatronNotices(BaseModel):

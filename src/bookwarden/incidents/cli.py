@@ -137,28 +137,27 @@ def incident_triage(
     out.print(f"incident {detail.id}: {detail.state}, {detail.severity}, {len(detail.institutions)} institutions")
 
 
-def _advance(incident_id: str, step: IncidentState, note: str) -> None:
-    with platform_session(connect()) as session:
-        incident = service.advance(session, console_principal(), _id(incident_id), step, note)
-        out.print(f"incident {incident.id}: {incident.state}")
+# Containment, eradication, recovery: one command each, made from this table (one service call, in order).
+STEP_COMMANDS = (
+    ("contain", IncidentState.CONTAINED, "Containment done (what was done)."),
+    ("eradicate", IncidentState.ERADICATED, "Eradication done (what was done)."),
+    ("recover", IncidentState.RECOVERED, "Recovery done (what was done)."),
+)
 
 
-@command(incident_app, "contain", HANDLE)
-def incident_contain(incident_id: IncidentId, note: Note) -> None:
-    """Containment done (what was done)."""
-    _advance(incident_id, IncidentState.CONTAINED, note)
+def _step_command(name: str, step: IncidentState, help_text: str) -> None:
+    def advance(incident_id: IncidentId, note: Note) -> None:
+        with platform_session(connect()) as session:
+            incident = service.advance(session, console_principal(), _id(incident_id), step, note)
+            out.print(f"incident {incident.id}: {incident.state}")
+
+    advance.__name__ = advance.__qualname__ = f"incident_{name}"
+    advance.__doc__ = help_text
+    command(incident_app, name, HANDLE)(advance)
 
 
-@command(incident_app, "eradicate", HANDLE)
-def incident_eradicate(incident_id: IncidentId, note: Note) -> None:
-    """Eradication done (what was done)."""
-    _advance(incident_id, IncidentState.ERADICATED, note)
-
-
-@command(incident_app, "recover", HANDLE)
-def incident_recover(incident_id: IncidentId, note: Note) -> None:
-    """Recovery done (what was done)."""
-    _advance(incident_id, IncidentState.RECOVERED, note)
+for _name, _step, _help in STEP_COMMANDS:
+    _step_command(_name, _step, _help)
 
 
 @command(incident_app, "close", HANDLE)

@@ -5,9 +5,11 @@
   outbox); the queue retries a refused delivery, with the same Message-ID. A line of the timeline says it went.
 - `incidents.escalate` (every minute): incidents still untriaged past their severity's time escalate, each step
   once (incidents/service.py `escalate_due`); so does each institution of a breach still neither told nor
-  decided on at its processor deadline, once (incidents/affected.py `escalate_overdue_notices`).
+  decided on at its processor deadline, once (incidents/affected.py `escalate_overdue_notices`); and each
+  institution told but not yet acknowledging its notice is reminded, every 12 hours, three times at most, each
+  reminder once (`remind_unacknowledged`): an acknowledged institution no more, the others still.
 - `incidents.lockout_storm` (every 5 minutes): LOCKOUT_STORM accounts or more locked by failed sign-ins within
-  LOCKOUT_WINDOW open an incident (one while it is open).
+  LOCKOUT_WINDOW open an incident (one while it is open), naming the institutions whose accounts were locked.
 - `incidents.open_from_report`: the incident a report of unauthorised access asked for (incidents/hooks.py).
 """
 
@@ -18,16 +20,17 @@ from typing import Any
 from uuid import UUID
 
 import structlog
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from bookwarden.core.config import get_settings
-from bookwarden.db.session import Database, platform_session
+from bookwarden.db.session import Database, platform_session, tenant_session
 from bookwarden.identity.throttle import ACCOUNT_LOCK_AFTER
 from bookwarden.incidents import affected, service
 from bookwarden.incidents.hooks import REPORT_JOB
 from bookwarden.incidents.models import IncidentCategory, IncidentSource, Severity
 from bookwarden.jobs.service import handler, schedule
 from bookwarden.notify.delivery import send_to_operators
+from bookwarden.tenancy.models import Tenant
 
 log = structlog.get_logger()
 
@@ -85,6 +88,7 @@ def _escalate(db: Database, payload: dict[str, Any]) -> None:
     with platform_session(db) as session:
         service.escalate_due(session)
     affected.escalate_overdue_notices(db)
+    affected.remind_unacknowledged(db)
 
 
 @handler(LOCKOUT_JOB)
@@ -93,8 +97,10 @@ def _lockout_storm(db: Database, payload: dict[str, Any]) -> None:
 
 
 def find_lockout_storm(db: Database, threshold: int = LOCKOUT_STORM) -> UUID | None:
-    """Open an incident when `threshold` accounts or more were locked by failed sign-ins in the window (the
-    counters name no account and no institution: the incident says how many; the audit trail says whose)."""
+    """Open an incident when `threshold` accounts or more were locked by failed sign-ins in the window. The
+    counters name no account and no institution: the institutions are those whose trail records a lockout
+    (auth.account.locked) in the window, and the incident names them (each then sees it); the trail says whose
+    accounts. Seen again while open, the incident gains the institutions newly reached."""
     with platform_session(db) as session:
         locked = session.execute(
             text(
@@ -105,20 +111,35 @@ def find_lockout_storm(db: Database, threshold: int = LOCKOUT_STORM) -> UUID | N
         ).scalar_one()
         if locked < threshold:
             return None
+        tenants = list(session.scalars(select(Tenant.id).order_by(Tenant.id)))
+    institutions = []
+    for tenant_id in tenants:
+        with tenant_session(db, tenant_id) as session:
+            if session.execute(_LOCKED_HERE, {"tenant": tenant_id, "window": LOCKOUT_WINDOW}).scalar_one():
+                institutions.append(tenant_id)
+    with platform_session(db) as session:
         incident = service.open_automatic(
             session,
             IncidentSource.LOCKOUT_STORM,
             title="A storm of account lockouts",
             summary=(
-                f"{locked} accounts were locked by failed sign-ins in the last {LOCKOUT_WINDOW}: a password-guessing "
-                "or credential-stuffing campaign may be under way. See auth.account.locked in the audit trail."
+                f"{locked} accounts were locked by failed sign-ins in the last {LOCKOUT_WINDOW}, in "
+                f"{len(institutions)} institution(s): a password-guessing or credential-stuffing campaign may be "
+                "under way. See auth.account.locked in each institution's audit trail."
             ),
             severity=Severity.HIGH,
             category=IncidentCategory.UNAUTHORISED_ACCESS,
             source_ref=f"{locked} accounts",
             source_key="lockout_storm",
+            institutions=institutions,
         )
         return incident.id
+
+
+_LOCKED_HERE = text(
+    "SELECT EXISTS (SELECT 1 FROM audit_events WHERE tenant_id = :tenant AND action = 'auth.account.locked' "
+    "AND occurred_at > now() - :window)"
+)
 
 
 @handler(REPORT_JOB)

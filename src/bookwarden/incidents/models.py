@@ -43,6 +43,7 @@ from bookwarden.core.classification import (
     pseudonymous,
 )
 from bookwarden.db.base import Base, tenant_fk
+from bookwarden.identity.models import Account  # noqa: F401 - target of the staff foreign key
 from bookwarden.library.models import Patron  # noqa: F401 - target of the patron foreign keys
 
 # The handlers' words are shared with every affected institution; people are named by id, per institution,
@@ -203,6 +204,15 @@ class IncidentImpact(Base):
     # Set once when the institution was still not told (nor a decision taken) at processor_due_at: escalated.
     overdue_escalated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     subjects: Mapped[int] = mapped_column(Integer, default=0, info=COUNTER)
+    # People the breach reached whose records were erased (or deleted) before it was found: a number, never an id.
+    erased_subjects: Mapped[int] = mapped_column(Integer, default=0, info=COUNTER)
+    # The institution (the controller) acknowledged receipt of the notice: the escalation job stops reminding it.
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    acknowledged_by: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, info=pseudonymous("the account that acknowledged the breach notice for the institution")
+    )
+    # Reminders sent while the notice waited for its acknowledgement (incidents/jobs.py): each exactly once.
+    reminders: Mapped[int] = mapped_column(Integer, default=0, info=COUNTER)
     # The notice written for the institution's affected patrons (the same for each), kept with the institution
     # so that it can send it, or have it sent on its instruction, without reaching the platform's tables.
     patron_notice: Mapped[str | None] = mapped_column(Text, info=HANDLERS_TEXT)
@@ -220,6 +230,23 @@ class IncidentSubject(Base):
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     incident_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, info=MACHINE)
     patron_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    found_by: Mapped[str] = mapped_column(String(16), info=STATE)  # listed | audit_trail
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class IncidentStaff(Base):
+    """A staff account an incident affected (its holder is the institution's to tell): found in the audit trail
+    in the breach's window, or an account named as what the breach touched. Deleted with the account."""
+
+    __tablename__ = "incident_staff"
+    __table_args__ = (
+        tenant_fk("incident_staff", "account_id", "accounts", "account"),
+        Index("ix_incident_staff_account", "tenant_id", "account_id"),
+    )
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    incident_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, info=MACHINE)
+    account_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     found_by: Mapped[str] = mapped_column(String(16), info=STATE)  # listed | audit_trail
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

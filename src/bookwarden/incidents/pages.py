@@ -17,7 +17,7 @@ from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 
 from bookwarden.core.classification import Category
-from bookwarden.core.errors import BookwardenError, InvalidInput
+from bookwarden.core.errors import BookwardenError, Conflict, InvalidInput
 from bookwarden.core.permissions import Permission
 from bookwarden.core.principal import Principal
 from bookwarden.db.session import platform_session
@@ -33,6 +33,7 @@ router = PageRouter()
 OPERATOR, INSTITUTION = "/operator/incidents", "/console/incidents"
 HANDLE = Depends(requires(Permission.PLATFORM_INCIDENTS_HANDLE))
 READ = Depends(requires(Permission.INCIDENTS_READ))
+NOTIFY = Depends(requires(Permission.INCIDENTS_NOTIFY))
 Done = Annotated[str | None, Query(alias="done", max_length=20)]
 DONE = {
     "triaged": "Triaged: each institution named now sees the incident.",
@@ -195,7 +196,29 @@ def institution_incidents(request: Request, principal: Principal = READ):
 
 
 @router.get(INSTITUTION + "/{incident_id}")
-def institution_incident(request: Request, incident_id: UUID, principal: Principal = READ):
-    """One incident: the patrons affected (by id), the breach clock and each notice or decision not to notify."""
+def institution_incident(request: Request, incident_id: UUID, principal: Principal = READ, done_: Done = None):
+    """One incident: the patrons and staff affected (by id), the breach clock and each notice or decision not to
+    notify; the notice's acknowledgement (a button, for holders of incidents.notify)."""
+    return _institution_page(request, principal, incident_id, done=done(done_, ACKNOWLEDGED))
+
+
+def _institution_page(request: Request, principal: Principal, incident_id: UUID, status_code: int = 200, **context):
     found = affected.institution_incident(_db(request), principal, incident_id)
-    return page(request, Console.INSTITUTION, "console/institution_incident.html", title=found.title, incident=found)
+    return page(
+        request, Console.INSTITUTION, "console/institution_incident.html", status_code=status_code, title=found.title,
+        incident=found, can_acknowledge=Permission.INCIDENTS_NOTIFY in principal.permissions,
+        **{"error": "", **context},
+    )  # fmt: skip
+
+
+ACKNOWLEDGED = {"acknowledged": "Receipt of the breach notice acknowledged: the platform stops reminding you."}
+
+
+@router.post(INSTITUTION + "/{incident_id}/acknowledgement")
+def acknowledge(request: Request, incident_id: UUID, principal: Principal = NOTIFY):
+    """Acknowledge receipt of the breach notice (again: nothing changes)."""
+    try:
+        affected.acknowledge(_db(request), principal, incident_id)
+    except Conflict as refused:
+        return _institution_page(request, principal, incident_id, status_code=refused.status, error=refused.detail)
+    return RedirectResponse(f"{INSTITUTION}/{incident_id}?done=acknowledged", status_code=303)

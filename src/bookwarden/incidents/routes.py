@@ -20,7 +20,14 @@ from bookwarden.core.principal import Principal
 from bookwarden.core.text import line, lines
 from bookwarden.db.session import Database, platform_session
 from bookwarden.incidents import affected, service
-from bookwarden.incidents.affected import BreachScope, BreachTarget, InstitutionIncident, Named, PatronNotices
+from bookwarden.incidents.affected import (
+    Acknowledgement,
+    BreachScope,
+    BreachTarget,
+    InstitutionIncident,
+    Named,
+    PatronNotices,
+)
 from bookwarden.incidents.models import IncidentCategory, IncidentState, Severity
 from bookwarden.incidents.service import REVIEW_FIELDS, IncidentDetail, IncidentSummary
 
@@ -360,3 +367,15 @@ def decline_patrons(
     """Decide not to notify the patrons (all prepared, or those named), with the reason."""
     with tenant_scope(db, principal) as session:
         return Counted(count=affected.decline_patrons(session, principal, incident_id, body.reason, body.patron_ids))
+
+
+@router.post(
+    "/incidents/{incident_id}/acknowledgement",
+    response_model=Acknowledgement,
+    tags=TAGS,
+    responses=responses(404, 409),
+)
+def acknowledge(incident_id: UUID, principal: Principal = NOTIFY, db: Database = Depends(database)):
+    """Acknowledge receipt of the breach notice (the institution, as controller): the platform stops reminding
+    this institution. Again: nothing changes, and the answer says when it was acknowledged (`already`)."""
+    return affected.acknowledge(db, principal, incident_id)

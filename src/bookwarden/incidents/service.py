@@ -268,7 +268,20 @@ def _open(
             .with_for_update()
         ).first()
         if already is not None:
-            _act(session, already, actor, Action.INCIDENT_NOTED, "seen_again", summary, source_ref=source_ref)
+            # Seen again: the institutions it now reaches are added (each then sees the incident).
+            added = sorted(set(institutions) - set(already.institutions or []))
+            if added:
+                already.institutions = sorted({*(already.institutions or []), *added})
+            _act(
+                session,
+                already,
+                actor,
+                Action.INCIDENT_NOTED,
+                "seen_again",
+                summary,
+                source_ref=source_ref,
+                institutions=[str(i) for i in added] or None,
+            )
             return already
     incident = Incident(
         id=incident_id or uuid4(),

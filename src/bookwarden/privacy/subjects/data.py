@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -297,6 +297,65 @@ def _follow(table: Table, hops: tuple[Hop, ...], end: SubjectKind, who: Subject)
         target.c.tenant_id == who.tenant_id, _follow(target, rest, end, who)
     )
     return column.in_(inner)
+
+
+def owners(session: TenantSession, ids: Iterable[UUID]) -> dict[UUID, set[tuple[SubjectKind, UUID]]]:
+    """Whom each row named by `ids` is about (the reverse of `condition`), for rows of every location the
+    registry links to a patron or an account: {row id: {(PATRON, patron id) or (ACCOUNT, account id)}}. A row
+    of patrons or accounts is its own subject; any other follows its paths. An account that belongs to a patron
+    (the portal, or staff who are also patrons) is that patron; any other account (staff) is its own subject.
+    Ids that name no such row of this institution are absent (another kind of record, or gone)."""
+    wanted = sorted(set(ids))
+    found: dict[UUID, set[tuple[SubjectKind, UUID]]] = {}
+    if not wanted:
+        return found
+    tenant_id = session.tenant_id
+    for location in locations():
+        table = location.table
+        if location.is_contact or "id" not in table.c or not isinstance(table.c.id.type, Uuid):
+            continue  # CONTACT tables are matched on a decrypted address, not an id
+        if location.name in SUBJECT_TABLES:
+            query = select(table.c.id, table.c.id).where(table.c.tenant_id == tenant_id, table.c.id.in_(wanted))
+            for row_id, subject_id in session.execute(query):
+                found.setdefault(row_id, set()).add((SUBJECT_TABLES[location.name], subject_id))
+            continue
+        for path in location.paths:
+            for row_id, subject_id in session.execute(_owner_query(table, path, tenant_id, wanted)):
+                if subject_id is not None:
+                    found.setdefault(row_id, set()).add((path.end, subject_id))
+    accounts = Base.metadata.tables["accounts"]
+    named = sorted({s for subjects in found.values() for k, s in subjects if k is SubjectKind.ACCOUNT})
+    holders = dict(
+        session.execute(
+            select(accounts.c.id, accounts.c.patron_id).where(
+                accounts.c.tenant_id == tenant_id, accounts.c.id.in_(named)
+            )
+        ).all()
+        if named
+        else []
+    )
+    for row_id, subjects in found.items():
+        found[row_id] = {
+            (SubjectKind.PATRON, holders[s]) if k is SubjectKind.ACCOUNT and holders.get(s) else (k, s)
+            for k, s in subjects
+            if k is not SubjectKind.ACCOUNT or s in holders
+        }
+    return {row_id: subjects for row_id, subjects in found.items() if subjects}
+
+
+def _owner_query(table: Table, path: Path, tenant_id: UUID, ids: list[UUID]) -> Select:
+    """(row id, subject id) for the rows of `table` named by `ids`, along `path`'s foreign keys."""
+    current, joined = table, table
+    for hop in path.hops[:-1]:
+        target = Base.metadata.tables[hop.target].alias()
+        on = and_(target.c.tenant_id == current.c.tenant_id, target.c[hop.target_column] == current.c[hop.column])
+        joined = joined.join(target, on)
+        current = target
+    return (
+        select(table.c.id, current.c[path.hops[-1].column])
+        .select_from(joined)
+        .where(table.c.tenant_id == tenant_id, table.c.id.in_(ids))
+    )
 
 
 def columns(location: Location) -> tuple[str, ...]:
