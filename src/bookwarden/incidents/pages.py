@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from bookwarden.access.approvals import service as approvals
 from bookwarden.access.approvals.models import SensitiveAction
+from bookwarden.api.problems import record_refusal
 from bookwarden.core.classification import Category
 from bookwarden.core.errors import BookwardenError, InvalidInput
 from bookwarden.core.permissions import Permission
@@ -239,6 +240,7 @@ def _notices_decided(request: Request, principal: Principal, incident_id: UUID, 
         with tenant_scope(request, principal) as session:
             act(session)
     except BookwardenError as refused:
+        record_refusal(request, refused)  # recorded as the API records it; shown on the form
         return _patron_notices(request, principal, incident_id, status_code=refused.status, error=refused.detail)
     return RedirectResponse(f"{INSTITUTION}/{incident_id}/patron-notices?done={past}", status_code=303)
 

@@ -11,6 +11,7 @@ from uuid import UUID
 from fastapi import Depends, Query, Request
 from fastapi.responses import RedirectResponse
 
+from bookwarden.api.problems import record_refusal
 from bookwarden.core.classification import Category
 from bookwarden.core.errors import BookwardenError
 from bookwarden.core.permissions import Permission
@@ -72,6 +73,7 @@ def record_disclosure(request: Request, principal: Principal = MANAGE):
                 notice_withheld_reason=body.notice_withheld_reason, actor=principal,
             )  # fmt: skip
     except BookwardenError as refused:
+        record_refusal(request, refused)  # recorded as the API records it; shown on the form
         given = {name: fields.get(name, "") for name in GIVEN}
         return _register(
             request, principal, status_code=refused.status, error=refused.detail, given=given,

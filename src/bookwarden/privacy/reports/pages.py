@@ -11,6 +11,7 @@ from uuid import UUID
 from fastapi import Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
+from bookwarden.api.problems import record_refusal
 from bookwarden.core.errors import BookwardenError
 from bookwarden.core.permissions import Permission
 from bookwarden.core.principal import Principal
@@ -69,6 +70,7 @@ def release_report(request: Request, principal: Principal = RELEASE):
                 purpose=body.purpose,
             )  # fmt: skip
     except BookwardenError as refused:
+        record_refusal(request, refused)  # recorded as the API records it; shown on the form
         given = {name: fields.get(name, "") for name in GIVEN}
         return _releases(request, principal, status_code=refused.status, error=refused.detail, given=given)
     return RedirectResponse(f"{HOME}/{report.id}?done=released", status_code=303)

@@ -11,6 +11,7 @@ from uuid import UUID
 from fastapi import Depends, Query, Request
 from fastapi.responses import RedirectResponse
 
+from bookwarden.api.problems import record_refusal
 from bookwarden.core.errors import BookwardenError
 from bookwarden.core.permissions import Permission
 from bookwarden.core.principal import Principal
@@ -122,6 +123,7 @@ def place_hold(request: Request, principal: Principal = HOLDS_MANAGE):
                 category=body.category, held_until=body.held_until,
             )  # fmt: skip
     except BookwardenError as refused:
+        record_refusal(request, refused)  # recorded as the API records it; shown on the form
         given = {name: fields.get(name, "") for name in ("patron_id", "category", "reason", "held_until")}
         return _holds(request, principal, False, status_code=refused.status, error=refused.detail, given=given)
     return RedirectResponse(f"{HOLDS}?done=placed", status_code=303)
