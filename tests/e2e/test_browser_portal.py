@@ -1,7 +1,8 @@
 """In a real browser: a patron downloads their data and asks for its erasure; two privacy officers carry
-it out over the API; the patron cannot sign in any more. And a patron unsubscribes in one click.
+it out on the institution console's request queue (the first approves, the second carries it out); the patron
+cannot sign in any more. And a patron unsubscribes in one click.
 
-The officers use the JSON API (the institution console's pages are built on the same services)."""
+The copy of her data is carried out over the JSON API (the pages are built on the same services)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import httpx
+import pyotp
 import pytest
 from sqlalchemy import select
 
@@ -24,8 +26,9 @@ from bookwarden.privacy.consent import service as consent
 from bookwarden.privacy.consent import unsubscribe
 from bookwarden.privacy.consent.models import ConsentMethod
 from bookwarden.privacy.consent.service import Channel, Choice, Topic
+from bookwarden.privacy.requests.models import PrivacyRequest
 from bookwarden.tenancy.models import Tenant
-from tests.e2e.people import PASSWORD, administrator, patron, publish_notice
+from tests.e2e.people import PASSWORD, administrator, patron, publish_notice, staff
 
 REQUESTS = "/api/v1/privacy/requests"
 
@@ -76,7 +79,30 @@ def _sign_in(page, site, slug: str, username: str) -> None:
     page.get_by_role("button", name="Sign in").click()
 
 
-def test_a_patron_downloads_their_data_then_has_it_erased(site, committed_tenant, page, axe, shot, tmp_path):
+def _officer_page(chromium, site, slug: str, username: str, secret: str):
+    """A privacy officer signed in to the console in a browser of their own: (context, page)."""
+    context = chromium.new_context(viewport={"width": 1100, "height": 800}, locale="en-GB")
+    officer = context.new_page()
+    officer.goto(f"{site.url}/signin")
+    officer.get_by_label("Institution").fill(slug)
+    officer.get_by_label("Username").fill(username)
+    officer.get_by_label("Password").fill(PASSWORD)
+    officer.get_by_role("button", name="Sign in").click()
+    officer.wait_for_url(re.compile(r"/signin/second-factor"))
+    officer.get_by_label("Code").fill(pyotp.TOTP(secret).now())
+    officer.get_by_role("button", name="Continue").click()
+    officer.wait_for_url(re.compile(r"/console"))
+    return context, officer
+
+
+def _open_erasure(officer, site) -> None:
+    """From the queue, the patron's erasure request."""
+    officer.goto(f"{site.url}/console/privacy/requests")
+    officer.get_by_role("link", name="erasure").click()
+    officer.wait_for_url(re.compile(r"/console/privacy/requests/[0-9a-f-]+$"))
+
+
+def test_a_patron_downloads_their_data_then_has_it_erased(site, committed_tenant, chromium, page, axe, shot, tmp_path):
     tenant_id = committed_tenant()
     slug = _slug(site.db, tenant_id)
     publish_notice(site.db, tenant_id)
@@ -122,7 +148,38 @@ def test_a_patron_downloads_their_data_then_has_it_erased(site, committed_tenant
     assert "Once it is carried out you can no longer sign in" in page.locator("main").inner_text()
     shot(page, "erasure-asked")
 
-    _carry_out(first, second, "erasure")
+    # Two privacy officers, each in a browser of their own, work it on the console's request queue.
+    secrets = {name: pyotp.random_base32() for name in ("pia", "quinn")}
+    for name, secret in secrets.items():
+        staff(site.db, tenant_id, name, roles=[BuiltinRole.PRIVACY_OFFICER], totp=secret)
+    context, officer = _officer_page(chromium, site, slug, "pia", secrets["pia"])
+    try:
+        _open_erasure(officer, site)
+        axe(officer)
+        shot(officer, "first-officer-opens-the-erasure")
+        officer.get_by_role("button", name="Approve").click()
+        officer.wait_for_url(re.compile(r"done=approve"))
+        assert "approved" in officer.locator("main dl").inner_text()
+        shot(officer, "first-officer-approved")
+    finally:
+        context.close()
+    context, officer = _officer_page(chromium, site, slug, "quinn", secrets["quinn"])
+    try:
+        _open_erasure(officer, site)
+        officer.get_by_role("button", name="Mark in progress").click()
+        officer.wait_for_url(re.compile(r"done=start"))
+        officer.once("dialog", lambda dialog: dialog.accept())  # "Carry this request out now?"
+        officer.get_by_role("button", name="Carry out and close").click()
+        officer.wait_for_url(re.compile(r"done=complete"))
+        assert "completed" in officer.locator("main dl").inner_text()
+        axe(officer)
+        shot(officer, "second-officer-carried-it-out")
+    finally:
+        context.close()
+    with tenant_session(site.db, tenant_id) as session:
+        erasure = session.scalars(select(PrivacyRequest).where(PrivacyRequest.kind == "erasure")).one()
+        assert erasure.state == "completed" and erasure.decided_by != erasure.completed_by
+
     page.goto(f"{site.url}/portal")
     page.wait_for_url(re.compile(r"/signin\?next=/portal"))  # her session ended with her account
     _sign_in(page, site, slug, "ada")

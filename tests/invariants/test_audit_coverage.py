@@ -55,7 +55,7 @@ from tests.invariants.audit_coverage import (
     World,
     _found,
 )
-from tests.invariants.test_sharing_gate import OUTWARD_COMMANDS, OUTWARD_ROUTES, assert_gated
+from tests.invariants.test_sharing_gate import OUTWARD_COMMANDS, OUTWARD_PAGES, OUTWARD_ROUTES, assert_gated
 
 
 def _load_recipes() -> None:
@@ -121,7 +121,8 @@ def test_every_route_writes_its_audit_event(world, method, path):
     seen = world.trail.since(before)
     event = _found(seen, call.expect, call.chain, f"{method} {path}")
     assert event.request_id == response.headers["x-request-id"], "the event names another request"
-    assert_gated(seen, f"{method} {path}", (method, path) in OUTWARD_ROUTES)  # sharing asks the gate
+    outward = (method, path) in OUTWARD_ROUTES or (method, path) in OUTWARD_PAGES
+    assert_gated(seen, f"{method} {path}", outward)  # sharing asks the gate
 
 
 def test_the_exempt_routes_are_exactly_the_operational_ones():

@@ -404,6 +404,18 @@ EXPECTED = {
     ("GET", "/console/evidence"): P.REPORTS_SECURITY_READ,
     ("GET", "/operator/security-report"): P.PLATFORM_REPORTS_READ,
     ("GET", "/operator/evidence"): P.PLATFORM_REPORTS_READ,
+    # The institution console's pages for what was API-only: disclosures, publisher reports, legal holds,
+    # the patrons' breach notices.
+    ("POST", "/console/privacy/disclosures"): P.PRIVACY_DISCLOSURES_MANAGE,
+    ("POST", "/console/privacy/publisher-reports"): P.REPORTS_PUBLISHERS,
+    ("GET", "/console/privacy/publisher-reports/{report_id}"): P.REPORTS_PUBLISHERS,
+    ("GET", "/console/privacy/publisher-reports/{report_id}/csv"): P.REPORTS_PUBLISHERS,
+    ("GET", "/console/privacy/legal-holds"): P.PRIVACY_HOLDS_MANAGE,
+    ("POST", "/console/privacy/legal-holds"): P.PRIVACY_HOLDS_MANAGE,
+    ("POST", "/console/privacy/legal-holds/{hold_id}/lift"): P.PRIVACY_HOLDS_MANAGE,
+    ("GET", "/console/incidents/{incident_id}/patron-notices"): P.INCIDENTS_NOTIFY,
+    ("POST", "/console/incidents/{incident_id}/patron-notices/send"): P.INCIDENTS_NOTIFY,
+    ("POST", "/console/incidents/{incident_id}/patron-notices/declines"): P.INCIDENTS_NOTIFY,
 }
 
 WRITES = ("POST", "PUT", "PATCH", "DELETE")

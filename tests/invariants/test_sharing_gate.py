@@ -60,6 +60,12 @@ OUTWARD_ROUTES: dict[tuple[str, str], SharingPath] = {
 OUTWARD_COMMANDS: dict[tuple[str, ...], SharingPath] = {
     ("reports", "publishers"): SharingPath.PUBLISHER_REPORT,
 }
+# Console pages that let patron data leave, each through the service of the route named (the service asks the
+# gate, so the route's run below covers it; tests/web/test_console_actions.py runs each page with an objector).
+OUTWARD_PAGES: dict[tuple[str, str], tuple[str, str]] = {
+    ("POST", "/console/privacy/disclosures"): ("POST", "/api/v1/privacy/disclosures"),
+    ("POST", "/console/privacy/publisher-reports"): ("POST", "/api/v1/reports/publishers"),
+}
 # What a sharing records when it happens; each must come with the gate's event of the same request.
 SHARING_ACTIONS = frozenset(
     {Action.DISCLOSED, Action.PATRON_EXPORTED, Action.PUBLISHER_REPORT_RELEASED, Action.MAILING_SENT}
@@ -117,6 +123,20 @@ def test_every_console_command_that_shares_is_listed_and_every_listed_one_is_mar
     assert len(commands) > 40
     declared = {path: callback.shares for path, callback in commands if getattr(callback, "shares", None)}
     assert declared == OUTWARD_COMMANDS
+
+
+def test_every_outward_page_is_a_page_calling_a_listed_way_out():
+    from bookwarden.web.routing import PageRoute
+    from tests.invariants.test_security_headers import _routes
+
+    pages = {
+        (method, r.path)
+        for r in _routes(create_app(None, Settings()).routes)
+        if isinstance(r, PageRoute)
+        for method in r.methods
+    }
+    assert set(OUTWARD_PAGES) <= pages
+    assert set(OUTWARD_PAGES.values()) <= set(OUTWARD_ROUTES)
 
 
 def test_every_path_through_the_gate_has_a_way_out_listed_and_a_run_below():

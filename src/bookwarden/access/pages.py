@@ -166,12 +166,15 @@ CONTACTS_MANAGE = Depends(requires(Permission.SECURITY_CONTACTS_MANAGE))
 def contact_list(request: Request, principal: Principal = CONTACTS_MANAGE, done_: Done = None):
     with tenant_scope(request, principal) as session:
         contacts = notices.contact_mutes(session, principal)
+        sent = notices.sent_notices(session, principal)
     return page(
         request,
         INST,
         "console/security_contacts.html",
         title="Security contacts and notices",
         contacts=contacts,
+        sent=sent,
+        sent_limit=notices.SENT_LIMIT,
         mutable=notices.MUTABLE,
         never_muted=notices.NEVER_MUTED,
         done=done(done_, DONE),

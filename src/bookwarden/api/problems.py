@@ -130,6 +130,11 @@ def _record_refusal(request: Request, slug: str, permission: str | None) -> Budg
     return None
 
 
+def record_refusal(request: Request, refused: BookwardenError) -> None:
+    """A refusal a page catches to show on its form (a signed-in reader's): recorded as the handler records it."""
+    _record_refusal(request, refused.slug, getattr(refused, "permission", None))
+
+
 def _over_budget(spent: BudgetSpent, request: Request) -> JSONResponse:
     response = problem(spent.status, spent.slug, spent.title, spent.detail, request)
     response.headers["Retry-After"] = str(spent.retry_after)

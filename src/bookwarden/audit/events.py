@@ -247,6 +247,7 @@ class Action(enum.StrEnum):
     MFA_ENROLMENT_LINK_SENT = "mfa.enrolment_link_sent"  # an administrator's link to enrol after a reset
     NOTICE_MUTES_VIEWED = "security_contact.mutes_viewed"
     NOTICE_MUTES_CHANGED = "security_contact.mutes_changed"
+    NOTICES_SENT_LISTED = "security_contact.notices_listed"  # the entitlement notices mailed, read back
     OPERATOR_ACCOUNT_CREATED = "operator_account.created"
     OPERATOR_ACCOUNT_LISTED = "operator_account.listed"
     OPERATOR_ACCOUNT_DISABLED = "operator_account.disabled"

@@ -16,6 +16,9 @@ from fastapi import Depends, Query, Request
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 
+from bookwarden.access.approvals import service as approvals
+from bookwarden.access.approvals.models import SensitiveAction
+from bookwarden.api.problems import record_refusal
 from bookwarden.core.classification import Category
 from bookwarden.core.errors import BookwardenError, Conflict, InvalidInput
 from bookwarden.core.permissions import Permission
@@ -23,11 +26,11 @@ from bookwarden.core.principal import Principal
 from bookwarden.db.session import platform_session
 from bookwarden.incidents import affected, service
 from bookwarden.incidents.models import IncidentCategory, IncidentState, Severity
-from bookwarden.incidents.routes import BreachIn, ReviewIn, StepIn, TriageIn
+from bookwarden.incidents.routes import BreachIn, PatronDeclineIn, ReviewIn, StepIn, TriageIn
 from bookwarden.incidents.service import REVIEW_FIELDS
 from bookwarden.web.consoles import Console, done, entry, page, read_form
 from bookwarden.web.routing import PageRouter, form
-from bookwarden.web.session import requires
+from bookwarden.web.session import requires, tenant_scope
 
 router = PageRouter()
 OPERATOR, INSTITUTION = "/operator/incidents", "/console/incidents"
@@ -220,5 +223,66 @@ def acknowledge(request: Request, incident_id: UUID, principal: Principal = NOTI
     try:
         affected.acknowledge(_db(request), principal, incident_id)
     except Conflict as refused:
+        record_refusal(request, refused)  # recorded as the API records it; shown on the page
         return _institution_page(request, principal, incident_id, status_code=refused.status, error=refused.detail)
     return RedirectResponse(f"{INSTITUTION}/{incident_id}?done=acknowledged", status_code=303)
+
+
+# -- the institution's decision on its patrons' notices (incidents.notify) ---------------------------------
+
+NOTICES_DONE = {
+    "asked": "Asked: the notices leave when another holder of incidents.notify approves it (Approvals).",
+    "declined": "Recorded: these patrons are not notified, with your reason.",
+}
+
+
+def _patron_notices(request: Request, principal: Principal, incident_id: UUID, status_code: int = 200, **context):
+    with tenant_scope(request, principal) as session:
+        found = affected.patron_notices(session, principal, incident_id)
+        # The queue is read with accounts.read: a reader without it is sent to Approvals, not shown the list.
+        queue = approvals.pending(session, principal) if Permission.ACCOUNTS_READ in principal.permissions else []
+        waiting = [
+            a for a in queue
+            if a.action == SensitiveAction.SEND_BREACH_NOTICES and a.params.get("incident_id") == str(incident_id)
+        ]  # fmt: skip
+    context = {"error": "", "done": None, **context}
+    return page(
+        request, Console.INSTITUTION, "console/incident_patron_notices.html", status_code=status_code,
+        title="Notices to the patrons affected", notices=found, waiting=waiting, **context,
+    )  # fmt: skip
+
+
+@router.get(INSTITUTION + "/{incident_id}/patron-notices")
+def patron_notices(request: Request, incident_id: UUID, principal: Principal = NOTIFY, done_: Done = None):
+    """The notice prepared for the patrons affected, who has been told or not, and the two decisions."""
+    return _patron_notices(request, principal, incident_id, done=done(done_, NOTICES_DONE))
+
+
+def _notices_decided(request: Request, principal: Principal, incident_id: UUID, past: str, act):
+    try:
+        with tenant_scope(request, principal) as session:
+            act(session)
+    except BookwardenError as refused:
+        record_refusal(request, refused)  # recorded as the API records it; shown on the form
+        return _patron_notices(request, principal, incident_id, status_code=refused.status, error=refused.detail)
+    return RedirectResponse(f"{INSTITUTION}/{incident_id}/patron-notices?done={past}", status_code=303)
+
+
+@router.post(INSTITUTION + "/{incident_id}/patron-notices/send")
+def ask_to_send(request: Request, incident_id: UUID, principal: Principal = NOTIFY):
+    """Send the prepared notices: asked here, sent when a second person approves (maker-checker, as the API)."""
+    params = {"incident_id": str(incident_id)}
+    return _notices_decided(
+        request, principal, incident_id, "asked",
+        lambda session: approvals.ask(session, principal, SensitiveAction.SEND_BREACH_NOTICES, params),
+    )  # fmt: skip
+
+
+@router.post(INSTITUTION + "/{incident_id}/patron-notices/declines")
+def decline_patrons(request: Request, incident_id: UUID, principal: Principal = NOTIFY):
+    """Not to notify the patrons whose notice waits, with the reason (GDPR Art. 34(3))."""
+    body = read_form(request, PatronDeclineIn)
+    return _notices_decided(
+        request, principal, incident_id, "declined",
+        lambda session: affected.decline_patrons(session, principal, incident_id, body.reason),
+    )  # fmt: skip

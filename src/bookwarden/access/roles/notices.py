@@ -23,6 +23,7 @@ roles cannot be granted quietly, any more than the built-in tenant admin role ca
 from __future__ import annotations
 
 import enum
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -43,8 +44,8 @@ from bookwarden.core.permissions import Permission
 from bookwarden.core.principal import Principal
 from bookwarden.crypto.fields import decrypt_field, encrypt_field
 from bookwarden.db.session import TenantSession
-from bookwarden.notify.models import MailCategory
-from bookwarden.notify.service import queue_mail
+from bookwarden.notify.models import MailCategory, OutboxMessage
+from bookwarden.notify.service import UndeliverableMail, open_mail, queue_mail
 from bookwarden.tenancy.models import Tenant
 
 log = structlog.get_logger()
@@ -367,6 +368,57 @@ def set_mutes(session: TenantSession, actor: Principal, contact_id: UUID, kinds:
         },
     )
     return Contact(contact.id, contact.address, tuple(sorted(wanted)))
+
+
+# --- the notices sent -----------------------------------------------------------------------------
+
+SENT_LIMIT = 200
+_SUBJECT = re.compile(r"\] security notice: (?P<event>.+)$")
+_EVENTS = {event.value: event for event in EntitlementEvent}
+_CONCERNING = "Account concerned: "  # the line of notify/templates/entitlement_changed.txt naming the target
+
+
+@dataclass(frozen=True)
+class SentNotice:
+    id: UUID
+    to: str
+    event: EntitlementEvent
+    concerning: str
+    queued_at: datetime
+    status: str  # queued (not delivered yet), sent, failed (given up)
+    sent_at: datetime | None
+    attempts: int
+
+
+def sent_notices(session: TenantSession, actor: Principal, limit: int = SENT_LIMIT) -> list[SentNotice]:
+    """The entitlement notices mailed to the contacts, newest first, read back from the outbox (kept 90 days
+    after delivery, notify/service.py): to whom, what changed, when, delivered or not. Recorded (ids only)."""
+    authorize(actor, Permission.SECURITY_CONTACTS_MANAGE)
+    rows = session.scalars(
+        select(OutboxMessage)
+        .where(OutboxMessage.tenant_id == session.tenant_id, OutboxMessage.category == MailCategory.SECURITY)
+        .order_by(OutboxMessage.created_at.desc(), OutboxMessage.id)
+        .limit(limit * 2)  # security mail is mostly these notices; breach notices share the category
+    ).all()
+    found = []
+    for row in rows:
+        try:
+            mail = open_mail(session, row)
+        except UndeliverableMail:
+            continue
+        matched = _SUBJECT.search(mail.subject)
+        event = _EVENTS.get(matched.group("event")) if matched else None
+        if event is None:
+            continue
+        concerning = next((ln.split(": ", 1)[1] for ln in mail.body.splitlines() if ln.startswith(_CONCERNING)), "")
+        found.append(
+            SentNotice(row.id, mail.to, event, concerning, row.created_at, row.status, row.sent_at, row.attempts)
+        )
+        if len(found) == limit:
+            break
+    ids = [notice.id for notice in found]
+    record(session, Action.NOTICES_SENT_LISTED, ("outbox", None), actor=actor, details={"ids": ids, "count": len(ids)})
+    return found
 
 
 def _contact(session: TenantSession, contact_id: UUID) -> Contact:
