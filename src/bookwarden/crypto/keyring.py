@@ -38,6 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 
+from bookwarden.core import faults
 from bookwarden.crypto.aead import DecryptionError, new_key, open_sealed, seal
 from bookwarden.crypto.master import MasterKeys
 
@@ -295,6 +296,7 @@ class Keyring:
             ).scalar_one()
             if pending == 0:
                 conn.execute(insert(tenant_keys).values(self._wrap_tenant_key(tenant_id, DATA, latest + 1, new_key())))
+        faults.point("tenant_key.version_added")
         self._forget_tenant(tenant_id)
         version, new = self.tenant_key(tenant_id)
         rewrapped = 0
@@ -319,7 +321,10 @@ class Keyring:
                             tenant_key_version=version,
                         )
                     )
+                faults.point("tenant_key.rewrapping")
                 rewrapped += len(rows)
+            faults.point("tenant_key.batch_rewrapped")
+        faults.point("tenant_key.rewrapped")
         with self.engine.begin() as conn:
             conn.execute(
                 update(tenant_keys)
@@ -360,6 +365,7 @@ class Keyring:
                     .values(wrapped=seal(new_master.current, key, aad), master_key_id=new_master.current_id)
                 )
                 count += 1
+                faults.point("master.rewrapping")
         return count
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+from bookwarden.core import faults
 from bookwarden.core.config import Settings
 from bookwarden.crypto.aead import new_key
 from bookwarden.crypto.keyring import Keyring
@@ -34,6 +35,7 @@ def rotate_master(settings: Settings) -> int:
     if not pending.exists():
         load_master_keys(settings)  # creates the first key file if there is none yet
         write_key_file(pending, new_key())
+        faults.point("master.next_written")
     loaded = load_master_keys(settings)
     new = decode_key(pending.read_text())
     both = MasterKeys(current_id=key_id(new), keys=loaded.keys)
@@ -44,6 +46,8 @@ def rotate_master(settings: Settings) -> int:
         count = keyring.rewrap_under_master(both)
     finally:
         db.dispose()
+    faults.point("master.rewrapped")
     provision.provision(admin_url(settings), settings.database_name, new)
+    faults.point("master.provisioned")
     os.replace(pending, key_file(settings))
     return count

@@ -47,6 +47,7 @@ from bookwarden.access.approvals import service as approvals
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
+from bookwarden.core import faults
 from bookwarden.core.authorize import authorize
 from bookwarden.core.clock import db_now
 from bookwarden.core.errors import Conflict, Forbidden, InvalidInput, NotFound, SegregationOfDutiesError
@@ -444,6 +445,7 @@ def complete(session: TenantSession, actor: Principal, request_id: UUID) -> Priv
     details = {"kind": request.kind, "on_time": now <= request.due_at, "outcome_id": done.outcome_id, **done.details}
     details["patron_told"] = told
     audit.record(session, Action.PRIVACY_REQUEST_COMPLETED, (TARGET, request.id), actor=actor, details=details)
+    faults.point("privacy_request.completing")
     return request
 
 
