@@ -102,7 +102,9 @@ def test_a_tenant_key_rotation_killed_anywhere_finishes_on_the_next_run(committe
 
     with committed_db.keyring.engine.connect() as conn:
         ours = (tenant_keys.c.tenant_id == tenant_id) & (tenant_keys.c.purpose == "data")
-        live = conn.execute(select(tenant_keys.c.version).where(ours, tenant_keys.c.wrapped.is_not(None))).scalars().all()
+        live = (
+            conn.execute(select(tenant_keys.c.version).where(ours, tenant_keys.c.wrapped.is_not(None))).scalars().all()
+        )
         on = set(conn.execute(select(subject_keys.c.tenant_key_version).where(subject_keys.c.tenant_id == tenant_id))
                  .scalars())  # fmt: skip
     assert len(live) == 1 and live[0] >= 2 and on == set(live)  # old versions destroyed, every key on the new one
