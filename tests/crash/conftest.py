@@ -3,9 +3,17 @@ settings agrees with it), the real SMTP server, and the checks every kill ends w
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from bookwarden.core.config import Settings, get_settings
+from bookwarden.core.permissions import Permission
+from bookwarden.core.principal import Principal, PrincipalKind
+from bookwarden.db.session import tenant_session
+from bookwarden.identity import passwords
+from bookwarden.identity.accounts import service as accounts
+from bookwarden.identity.models import AccountKind, AccountStatus
 from tests.crash.kill import chains_verify
 from tests.e2e.test_notify import smtp_server  # noqa: F401 - the real aiosmtpd server fixture
 
@@ -25,3 +33,21 @@ def audit_holds(committed_db, settings):
     """After the test: every audit chain verifies, whatever was killed where."""
     yield
     chains_verify(committed_db, settings)
+
+
+@pytest.fixture
+def fast_hashing(monkeypatch):
+    monkeypatch.setattr(passwords, "DEFAULT", passwords.OWASP_FLOOR)
+
+
+@pytest.fixture
+def holder(committed_db, committed_tenant, settings, audit_holds, fast_hashing):
+    """An active staff account with an address, and an administrator who has reset links mailed to it."""
+    tenant_id = committed_tenant()
+    admin = Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant_id, frozenset({Permission.ACCOUNTS_MANAGE}))
+    with tenant_session(committed_db, tenant_id) as session:
+        account = accounts.create_account(
+            session, admin, kind=AccountKind.STAFF, username="rita", email="rita@alpha.example"
+        )
+        account.status = AccountStatus.ACTIVE
+    return tenant_id, account.id, admin

@@ -3,7 +3,6 @@ mail reaches the (real) SMTP server at least once, a repeat with the same Messag
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import timedelta
 
@@ -13,9 +12,6 @@ from sqlalchemy import select, text
 from bookwarden.core.permissions import Permission
 from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db.session import platform_session, tenant_session
-from bookwarden.identity import links, passwords
-from bookwarden.identity.accounts import service as accounts
-from bookwarden.identity.models import AccountKind, AccountStatus
 from bookwarden.jobs import service as jobs
 from bookwarden.jobs.models import Job, JobStatus
 from bookwarden.jobs.worker import Worker
@@ -24,25 +20,13 @@ from bookwarden.library import records as library
 from bookwarden.library.models import Patron
 from bookwarden.library.schemas import PatronCreate
 from bookwarden.notify import delivery
-from bookwarden.notify.models import OutboxMessage, OutboxStatus
 from tests.crash.kill import die_at
+from tests.crash.mail import drain, lease_expires, send_reset, the_link_works
 
 JOB_POINTS = ["jobs.claimed", "jobs.handled", "jobs.recording_success"]
 OUTBOX_POINTS = ["outbox.sending", "outbox.accepted", "outbox.marked_sent"]
 POINTS = [*JOB_POINTS, "jobs.recording_failure", "jobs.schedule_ticking", *OUTBOX_POINTS]
 POINTS += ["outbox.sweep_requeueing", "links.queued"]
-NEW_PASSWORD = "copper lantern meadow 71 quartz"
-
-
-@pytest.fixture(autouse=True)
-def fast_hashing(monkeypatch):
-    monkeypatch.setattr(passwords, "DEFAULT", passwords.OWASP_FLOOR)
-
-
-def lease_expires(db) -> None:
-    """Time passes for a job whose worker died: its lease runs out (as `claim_next` sees it)."""
-    with platform_session(db) as session:
-        session.execute(text("UPDATE jobs SET locked_until = now() - interval '1 second' WHERE status = 'running'"))
 
 
 def _jobs(db, kind: str) -> list[Job]:
@@ -121,56 +105,19 @@ def test_a_worker_killed_ticking_the_schedules_enqueues_each_due_job_once(commit
 # -- the outbox --------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def holder(committed_db, committed_tenant, settings, audit_holds):
-    """An active staff account with an address, and an administrator who has reset links mailed to it."""
-    tenant_id = committed_tenant()
-    admin = Principal(PrincipalKind.API_TOKEN, uuid.uuid4(), tenant_id, frozenset({Permission.ACCOUNTS_MANAGE}))
-    with tenant_session(committed_db, tenant_id) as session:
-        account = accounts.create_account(
-            session, admin, kind=AccountKind.STAFF, username="rita", email="rita@alpha.example"
-        )
-        account.status = AccountStatus.ACTIVE
-    return tenant_id, account.id, admin
-
-
-def _send_reset(db, holder) -> None:
-    tenant_id, account_id, admin = holder
-    with tenant_session(db, tenant_id) as session:
-        links.send_reset(session, db.master, admin, account_id)
-
-
-def _drain(db) -> None:
-    lease_expires(db)
-    worker = Worker(db, "after")
-    while worker.run_one():
-        pass
-
-
-def _the_link_works(db, smtp_server, holder, copies: int) -> None:
-    """`copies` mails arrived, one Message-ID among them; the reset link they carry sets a new password."""
-    received = [m.message for m in smtp_server.messages]
-    assert len(received) == copies and len({m["Message-ID"] for m in received}) == 1
-    [token] = set(re.findall(r"#token=([A-Za-z0-9_\-.]+)", received[-1].get_content()))
-    assert links.reset_with_link(db, token, NEW_PASSWORD) == holder[1]
-    tenant_id = holder[0]
-    with tenant_session(db, tenant_id) as session:
-        assert [m.status for m in session.scalars(select(OutboxMessage))] == [OutboxStatus.SENT]
-
-
 @pytest.mark.parametrize("point", OUTBOX_POINTS)
 def test_a_mail_killed_in_delivery_arrives_at_least_once_with_its_link_usable(committed_db, smtp_server, holder, point):
-    _send_reset(committed_db, holder)
+    send_reset(committed_db, holder)
     die_at(point, lambda db: Worker(db, "doomed").run_one(), committed_db)
 
-    _drain(committed_db)
+    drain(committed_db)
 
     # Accepted by the server before the kill: sent again, recognisably the same message.
-    _the_link_works(committed_db, smtp_server, holder, copies=1 if point == "outbox.sending" else 2)
+    the_link_works(committed_db, smtp_server, holder, copies=1 if point == "outbox.sending" else 2)
 
 
 def test_a_sweep_killed_while_requeueing_requeues_once_on_its_next_run(committed_db, smtp_server, holder):
-    _send_reset(committed_db, holder)
+    send_reset(committed_db, holder)
     with platform_session(committed_db) as session:
         session.execute(text("DELETE FROM jobs"))  # the delivery's job lost: the message is an orphan
     die_at("outbox.sweep_requeueing", lambda db: delivery.sweep(db, {}), committed_db)
@@ -179,14 +126,14 @@ def test_a_sweep_killed_while_requeueing_requeues_once_on_its_next_run(committed
     delivery.sweep(committed_db, {})
     delivery.sweep(committed_db, {})  # a second sweep finds a live job: nothing more
     assert len(_jobs(committed_db, delivery.DELIVER)) == 1
-    _drain(committed_db)
-    _the_link_works(committed_db, smtp_server, holder, copies=1)
+    drain(committed_db)
+    the_link_works(committed_db, smtp_server, holder, copies=1)
 
 
 def test_a_link_killed_before_its_commit_is_neither_mailed_nor_lost(committed_db, smtp_server, holder):
-    die_at("links.queued", lambda db: _send_reset(db, holder), committed_db)
+    die_at("links.queued", lambda db: send_reset(db, holder), committed_db)
 
     assert _jobs(committed_db, delivery.DELIVER) == []  # nothing mailed, so no link is out there
-    _send_reset(committed_db, holder)  # the administrator asks again
-    _drain(committed_db)
-    _the_link_works(committed_db, smtp_server, holder, copies=1)
+    send_reset(committed_db, holder)  # the administrator asks again
+    drain(committed_db)
+    the_link_works(committed_db, smtp_server, holder, copies=1)

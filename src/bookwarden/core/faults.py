@@ -78,7 +78,7 @@ POINTS: dict[str, str] = {
     "offboarding.files.wiped": "every file wiped, state not recorded: the next run records it",
     "offboarding.certificate.signing": "certificate signed, not committed: rolls back; exactly one is issued",
     # -- the HTTP process (privacy/requests/service.py), killed while serving
-    "privacy_request.completing": "an erasure carried out, the request not closed, nothing committed: rolls back",
+    "privacy_request.completing": "keys destroyed, rows and request not committed: completed again, or by the job",
     # -- subject-access packages (privacy/subjects/export.py)
     "export.package_written": "the package sealed and stored, not committed: rolls back, key orphaned, harmless",
     # -- links mailed to account holders (identity/links.py): reset, invitation
