@@ -1,4 +1,4 @@
-"""Erasure, a confirmed patron deletion and a maker-checker approval, each killed at every step.
+"""Erasure, a confirmed patron deletion, a maker-checker approval and an access package, killed at every step.
 
 No partial erasure survives: a kill before the keys go leaves the patron whole (the officer carries the
 request out again); a kill after a key went leaves rows nobody can read, which the hourly job erases and
@@ -6,7 +6,10 @@ closes by itself. An approval killed while being carried out is still pending, a
 
 from __future__ import annotations
 
+import io
+import re
 import uuid
+import zipfile
 
 import pytest
 from sqlalchemy import func, select, text
@@ -23,15 +26,17 @@ from bookwarden.library.models import Patron
 from bookwarden.library.schemas import PatronCreate
 from bookwarden.privacy.requests import service as requests
 from bookwarden.privacy.requests.models import PrivacyRequest, RequestKind
-from bookwarden.privacy.subjects.models import ErasureCertificate
+from bookwarden.privacy.subjects import export
+from bookwarden.privacy.subjects.models import ErasureCertificate, SubjectExportPackage
 from tests.crash.kill import die_at
+from tests.crash.mail import drain
 
 OFFICER = frozenset(BUILTIN_PERMISSIONS[BuiltinRole.PRIVACY_OFFICER])
 DESK = frozenset(BUILTIN_PERMISSIONS[BuiltinRole.CIRCULATION_STAFF])
 ERASURE_POINTS = ["erasure.rows_deleted", "erasure.first_key_shredded", "erasure.keys_shredded"]
 APPROVAL_POINTS = ["approvals.decided", "approvals.carried_out"]
 DELETION_POINTS = ["deletion.rows_deleted", "deletion.key_shredded"]
-POINTS = ERASURE_POINTS + APPROVAL_POINTS + DELETION_POINTS
+POINTS = [*ERASURE_POINTS, *APPROVAL_POINTS, *DELETION_POINTS, "export.package_written"]
 
 
 def person(tenant_id, permissions) -> Principal:
@@ -157,3 +162,32 @@ def test_a_confirmed_deletion_killed_in_its_job_is_finished_by_the_next_run(comm
     assert _patron_left(committed_db, tenant_id, patron_id) == (False, False)
     assert _events(committed_db, tenant_id, "patron.deleted") == 1
     _witness_whole(committed_db, tenant_id, witness_id)
+
+
+def test_an_access_package_killed_before_its_commit_is_built_once_and_its_mailed_link_opens_it(
+    committed_db, library_with_patrons, smtp_server
+):
+    tenant_id, patron_id, _ = library_with_patrons
+    officer = person(tenant_id, OFFICER)
+    with tenant_session(committed_db, tenant_id) as session:
+        request = requests.register_for_patron(session, person(tenant_id, DESK), patron_id, RequestKind.ACCESS)
+        requests.decide(session, officer, request.id, requests.Decision.APPROVE)
+        requests.start(session, officer, request.id)
+
+    def complete(db):
+        with tenant_session(db, tenant_id) as session:
+            requests.complete(session, officer, request.id)
+
+    die_at("export.package_written", complete, committed_db)
+
+    with tenant_session(committed_db, tenant_id) as session:
+        assert session.scalar(select(func.count()).select_from(SubjectExportPackage)) == 0
+    assert _state(committed_db, tenant_id, request.id) == "in_progress"
+    complete(committed_db)  # the officer again: one package, and the patron told where it is
+    drain(committed_db)
+    with tenant_session(committed_db, tenant_id) as session:
+        assert session.scalar(select(func.count()).select_from(SubjectExportPackage)) == 1
+    [mail] = [m.message for m in smtp_server.messages if m.recipients == ["ann@alpha.example"]]
+    [token] = re.findall(r"subject-exports/download/([A-Za-z0-9_\-]+)", mail.get_content())
+    with zipfile.ZipFile(io.BytesIO(export.read_package(committed_db, token))) as package:
+        assert package.namelist()
