@@ -60,13 +60,15 @@ class Served:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
+
+    def ready(self) -> Served:
         deadline = time.monotonic() + 120  # the app's imports are slow on a loaded machine
         while True:
             assert self.process.poll() is None, self.process.stderr.read().decode()[-2000:]
             assert time.monotonic() < deadline, "bookwarden serve did not answer"
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=5).status_code == 200:
-                    return
+                    return self
             except httpx.TransportError:
                 time.sleep(0.2)
 
@@ -78,6 +80,7 @@ class Served:
 
 @pytest.fixture
 def serve(cli_env):  # noqa: F811
+    """serve(crash_at=None) -> a server process, started (`.ready()` waits for it to answer)."""
     started: list[Served] = []
 
     def start(crash_at: str | None = None) -> Served:
@@ -109,7 +112,9 @@ def test_the_api_killed_mid_erasure_then_its_database_restarted_under_load(
     complete = f"/api/v1/privacy/requests/{request.id}/complete"
     headers = {"Authorization": f"Bearer {officer}"}
 
-    doomed = serve(crash_at="privacy_request.completing")
+    # Both started at once (their start-up is the slow part): the second takes over once the first is killed.
+    doomed, api = serve(crash_at="privacy_request.completing"), serve()
+    doomed.ready()
     with pytest.raises(httpx.TransportError):  # the connection dies with the process: no answer at all
         httpx.post(doomed.url + complete, headers=headers, timeout=60)
     assert doomed.process.wait(timeout=30) == -9
@@ -118,8 +123,7 @@ def test_the_api_killed_mid_erasure_then_its_database_restarted_under_load(
         assert library.read(session, library.PATRONS, patron_id).name is None
         assert requests._locked(session, request.id).state == "in_progress"  # ... nothing else did
 
-    api = serve()
-    answer = httpx.post(api.url + complete, headers=headers, timeout=60)
+    answer = httpx.post(api.ready().url + complete, headers=headers, timeout=60)
     assert answer.status_code == 200 and answer.json()["state"] == "completed", answer.text
     with tenant_session(committed_db, tenant_id) as session:
         assert session.get(Patron, (tenant_id, patron_id)) is None
