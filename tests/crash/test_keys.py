@@ -3,6 +3,11 @@ fresh process after the kill, and running the rotation again finishes it."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
 import pytest
 from sqlalchemy import select
 
@@ -85,6 +90,53 @@ def test_a_master_key_rotation_killed_anywhere_keeps_every_row_readable_and_resu
             fresh.dispose()
     finally:
         # Every role's password and every tenant key back under the session's master key.
+        provision.provision(admin_url, TEST_DATABASE, original.current)
+        committed_db.keyring.rewrap_under_master(
+            MasterKeys(original.current_id, {**load_master_keys(settings).keys, **original.keys})
+        )
+        committed_db.keyring.master = original
+
+
+@contextlib.contextmanager
+def passwords_checked(admin_url) -> Iterator[None]:
+    """The test server asks the service's roles for their passwords (SCRAM), as a production server does; the
+    embedded one trusts every local connection, which would hide a role left with the wrong password."""
+    with psycopg.connect(provision.libpq(admin_url), autocommit=True) as conn:
+        hba = Path(conn.execute("SHOW hba_file").fetchone()[0])
+        before = hba.read_text()
+        roles = f"{provision.OWNER_ROLE},{provision.APP_ROLE}"
+        hba.write_text(f"local all {roles} scram-sha-256\n" + before)
+        conn.execute("SELECT pg_reload_conf()")
+        try:
+            yield
+        finally:
+            hba.write_text(before)
+            conn.execute("SELECT pg_reload_conf()")
+
+
+def test_a_master_key_rotation_killed_after_the_passwords_changed_resumes_where_passwords_are_checked(
+    committed_db, admin_url, patrons, tmp_path
+):
+    """Killed between the roles' new passwords and the key file's replacement, the rotation still starts from
+    the old key file: it must connect with the old key's passwords to resume."""
+    tenant_id, ids = patrons
+    original = committed_db.master
+    settings = Settings(
+        home=tmp_path / "rotating", database_url=admin_url.render_as_string(hide_password=False),
+        database_name=TEST_DATABASE,
+    )  # fmt: skip
+    write_key_file(key_file(settings), original.current)
+    try:
+        with passwords_checked(admin_url):
+            die_at("master.provisioned", lambda _db: rotation.rotate_master(settings), committed_db)
+            rotation.rotate_master(settings)
+            rotated = load_master_keys(settings)
+            fresh = _as_a_fresh_process(admin_url, rotated)
+            try:
+                assert _names(fresh, tenant_id, ids) == NAMES
+            finally:
+                fresh.dispose()
+    finally:
         provision.provision(admin_url, TEST_DATABASE, original.current)
         committed_db.keyring.rewrap_under_master(
             MasterKeys(original.current_id, {**load_master_keys(settings).keys, **original.keys})

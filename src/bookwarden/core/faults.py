@@ -32,7 +32,7 @@ POINTS: dict[str, str] = {
     "master.next_written": "master.key.next written, nothing re-wrapped: the rotation resumes",
     "master.rewrapping": "some tenant keys re-wrapped, not committed: rolls back; the rotation resumes",
     "master.rewrapped": "every tenant key under the new key, both files kept: both load; the rotation resumes",
-    "master.provisioned": "role passwords from the new key, both files kept: the rotation resumes",
+    "master.provisioned": "roles on the new key's passwords, the file on the old: the resume restores, then finishes",
     # -- tenant data-key rotation (crypto/keyring.py)
     "tenant_key.version_added": "a new data-key version, nothing re-wrapped: the next run re-wraps under it",
     "tenant_key.rewrapping": "a batch re-wrapped, not committed: rolls back; the next run re-wraps it",

@@ -50,7 +50,14 @@ from bookwarden.audit.events import Action
 from bookwarden.core import faults
 from bookwarden.core.authorize import authorize
 from bookwarden.core.clock import db_now
-from bookwarden.core.errors import Conflict, Forbidden, InvalidInput, NotFound, SegregationOfDutiesError
+from bookwarden.core.errors import (
+    BookwardenError,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    SegregationOfDutiesError,
+)
 from bookwarden.core.permissions import Permission
 from bookwarden.core.principal import SYSTEM, Principal, PrincipalKind
 from bookwarden.core.sensitive import check_fields
@@ -478,10 +485,14 @@ def finish_interrupted_erasures(db: Database) -> int:
                     continue
                 if session.keyring.subject_keys(tenant_id, [request.patron_id]):
                     continue
-                log.warning(
-                    "privacy.erasure_finished_after_crash", tenant_id=str(tenant_id), request_id=str(request.id)
-                )
-                _carry_out(session, SYSTEM, request, None)
+                fields = {"tenant_id": str(tenant_id), "request_id": str(request.id)}
+                try:
+                    with session.begin_nested():
+                        _carry_out(session, SYSTEM, request, None)
+                except BookwardenError as exc:  # a legal hold placed since: it waits, as any erasure would
+                    log.warning("privacy.erasure_finish_waits", error=exc.slug, **fields)
+                    continue
+                log.warning("privacy.erasure_finished_after_crash", **fields)
                 finished += 1
     return finished
 
