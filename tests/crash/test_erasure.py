@@ -16,7 +16,7 @@ from sqlalchemy import func, select, text
 
 from bookwarden.access.approvals import service as approvals
 from bookwarden.access.approvals.models import ApprovalRequest
-from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole
+from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole, Permission
 from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.db.session import tenant_session
 from bookwarden.jobs.service import handler_for
@@ -26,6 +26,7 @@ from bookwarden.library.models import Patron
 from bookwarden.library.schemas import PatronCreate
 from bookwarden.privacy.requests import service as requests
 from bookwarden.privacy.requests.models import PrivacyRequest, RequestKind
+from bookwarden.privacy.retention import holds
 from bookwarden.privacy.subjects import export
 from bookwarden.privacy.subjects.models import ErasureCertificate, SubjectExportPackage
 from tests.crash.kill import die_at
@@ -191,3 +192,37 @@ def test_an_access_package_killed_before_its_commit_is_built_once_and_its_mailed
     [token] = re.findall(r"subject-exports/download/([A-Za-z0-9_\-]+)", mail.get_content())
     with zipfile.ZipFile(io.BytesIO(export.read_package(committed_db, token))) as package:
         assert package.namelist()
+
+
+def test_an_erasure_killed_after_the_shred_waits_under_a_legal_hold_placed_since_and_the_job_goes_on(
+    committed_db, committed_tenant, library_with_patrons
+):
+    """The hourly job finishes interrupted erasures one by one: one now under a legal hold waits (its rows are
+    unreadable already), and neither fails the job nor stops another institution's from being finished."""
+    held_tenant, held_patron, _ = library_with_patrons
+    other_tenant = committed_tenant()
+    with tenant_session(committed_db, other_tenant) as session:
+        other_patron = library.create(session, library.PATRONS, PatronCreate(name="Olga Other")).id
+    officer = {t: person(t, OFFICER | {Permission.PRIVACY_HOLDS_MANAGE}) for t in (held_tenant, other_tenant)}
+    started = {}
+    for tenant_id, patron_id in ((held_tenant, held_patron), (other_tenant, other_patron)):
+        request_id, approval_id = _registered_erasure(committed_db, tenant_id, patron_id)
+        with tenant_session(committed_db, tenant_id) as session:
+            approvals.approve(session, person(tenant_id, OFFICER), approval_id)
+            requests.start(session, officer[tenant_id], request_id)
+
+        def complete(db, tenant_id=tenant_id, request_id=request_id):
+            with tenant_session(db, tenant_id) as session:
+                requests.complete(session, officer[tenant_id], request_id)
+
+        die_at("erasure.keys_shredded", complete, committed_db)
+        started[tenant_id] = request_id
+    with tenant_session(committed_db, held_tenant) as session:
+        holds.place(session, officer[held_tenant], reason="case 2026-31", patron_id=held_patron)
+
+    handler_for(requests.DEADLINES)(committed_db, {})
+
+    assert _state(committed_db, held_tenant, started[held_tenant]) == "in_progress"
+    assert _patron_left(committed_db, held_tenant, held_patron) == (True, False)
+    assert _state(committed_db, other_tenant, started[other_tenant]) == "completed"
+    assert _patron_left(committed_db, other_tenant, other_patron) == (False, False)

@@ -253,6 +253,20 @@ class Keyring:
                 self._remember(tenant_id, row.subject_id, key)
         return found
 
+    def subject_key_stored(self, tenant_id: UUID, subject_id: UUID) -> bool:
+        """Whether the keyring still holds the subject's key, asked of the database, never of this process's
+        cache: another process may have destroyed it since this one read it."""
+        with self._autocommit.connect() as conn:
+            found = conn.execute(
+                select(subject_keys.c.subject_id).where(
+                    subject_keys.c.tenant_id == tenant_id, subject_keys.c.subject_id == subject_id
+                )
+            ).first()
+        if found is None:
+            with self._lock:
+                self._subject_cache.pop((tenant_id, subject_id), None)
+        return found is not None
+
     def shred_subject(self, tenant_id: UUID, subject_id: UUID) -> bool:
         """Destroy a subject's key. True when a key was destroyed, False when it already was."""
         with self._lock:

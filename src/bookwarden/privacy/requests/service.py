@@ -483,7 +483,7 @@ def finish_interrupted_erasures(db: Database) -> int:
             for request in waiting:
                 if request.patron_id is None or session.get(Patron, (tenant_id, request.patron_id)) is None:
                     continue
-                if session.keyring.subject_keys(tenant_id, [request.patron_id]):
+                if session.keyring.subject_key_stored(tenant_id, request.patron_id):
                     continue
                 fields = {"tenant_id": str(tenant_id), "request_id": str(request.id)}
                 try:
