@@ -73,7 +73,9 @@ def held_patrons(category: RetentionCategory) -> Select[tuple[UUID]]:
 def patrons_held_entirely() -> Select[tuple[UUID]]:
     """Patrons all of whose data a hold keeps (it names them and no category): a subquery for the records
     that no retention category governs (complaints, data-subject requests, consent records)."""
-    return select(LegalHold.patron_id).where(LegalHold.patron_id.is_not(None), LegalHold.category.is_(None), _active())
+    return select(LegalHold.patron_id).where(
+        LegalHold.patron_id.is_not(None), LegalHold.category.is_(None), _active()
+    )
 
 
 def place(

@@ -799,3 +799,5 @@ def purge_all(db: Database, *, run: Callable[[Database, UUID], UUID] = run_purge
     if failed:
         raise RuntimeError(f"the retention run of {len(failed)} institution(s) failed; it resumes on the next try")
     return done
+
+
