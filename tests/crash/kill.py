@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +22,7 @@ from bookwarden.core.config import Settings
 from bookwarden.db.session import Database
 
 NOT_REACHED = 2
+CHILD_TIMEOUT = 120  # seconds; the slowest step killed here is a restore on a loaded machine
 FAILED = 1
 
 
@@ -43,7 +45,14 @@ def die_at(point: str, work: Callable[[Database], Any], db: Database) -> None:
             traceback.print_exc()
         finally:
             os._exit(code)
-    _, status = os.waitpid(pid, 0)
+    deadline = time.monotonic() + CHILD_TIMEOUT
+    while (ended := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    status = ended[1]
+    if ended[0] == 0:  # still running: a lock the parent holds, or a loop; never a test that hangs
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise AssertionError(f"the child armed at {point} was still running after {CHILD_TIMEOUT} s")
     if os.WIFEXITED(status):
         code = os.WEXITSTATUS(status)
         reason = "finished without reaching it" if code == NOT_REACHED else "failed before it (traceback above)"
