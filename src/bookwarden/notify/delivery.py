@@ -128,7 +128,6 @@ def _deliver(session: TenantSession, message_id: UUID, settings: SmtpSettings) -
     message.status = OutboxStatus.SENT
     message.sent_at = sent_at
     message.message_id = email["Message-ID"]
-    session.flush()
     faults.point("outbox.marked_sent")
     log.info("notify.sent", outcome="sent", attempt=message.attempts, **fields)
     return None
@@ -288,6 +287,5 @@ def sweep(db: Database, payload: dict[str, Any]) -> None:
                 message_id=str(orphan.message_id),
                 outcome="requeued",
             )
-        session.flush()
         faults.point("outbox.sweep_requeueing")
     log.info("notify.swept", requeued=len(orphans))
