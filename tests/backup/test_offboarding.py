@@ -1,6 +1,7 @@
 """Offboarding an institution on the real embedded PostgreSQL: asked by one operator, approved by another,
 its administrators mailed, its export downloadable through an expiring link, then after the grace period
-its keys, rows and files destroyed and a signed certificate issued; a crash at any step resumed exactly once.
+its keys, rows and files destroyed and a signed certificate issued. A crash at each step, resumed to exactly
+one certificate: tests/crash/test_offboarding.py.
 
 Offboarding reads and deletes committed data as the server's administrative role, so these tests use
 `committed_db` and real commits."""
@@ -41,6 +42,7 @@ from bookwarden.jobs.worker import Worker
 from bookwarden.library import records as library
 from bookwarden.library import schemas
 from tests.conftest import TEST_DATABASE
+from tests.crash.kill import die_at
 from tests.e2e.test_cli import cli_env  # noqa: F401 - the console pointed at the test database
 from tests.helpers import grant
 
@@ -211,64 +213,6 @@ def test_an_offboarding_destroys_everything_of_the_institution_and_nothing_of_an
     assert keyring_backup["kind"] == "keyring"
     assert certificate["decryptable_from_backups_until"] == keyring_backup["expires_by"]
     assert "SSD" in certificate["destroyed"]["files"]["limits"]
-
-
-CRASH_POINTS = [
-    "export.written",
-    "export.mailed",
-    "keys.counted",
-    "keys.mailed",
-    "keys.destroyed",
-    "rows.keyring_deleted",
-    "rows.deleting",
-    "rows.deleted",
-    "files.wiped.0",
-    "files.wiped.1",
-    "certificate.signing",
-]
-
-
-class Crash(Exception):
-    pass
-
-
-@pytest.mark.parametrize("point", CRASH_POINTS)
-def test_a_crash_at_any_step_is_resumed_to_exactly_one_certificate(
-    committed_db,
-    committed_tenant,
-    settings,
-    admin_url,
-    institution,
-    smtp_server,
-    point,
-):
-    tenant_id, _, _ = institution
-    other = committed_tenant()
-    other_before = _counts(admin_url, other)
-    row = _asked_and_approved(committed_db, settings, tenant_id, grace_days=0)
-
-    def crash(at: str) -> None:
-        if at == point:
-            raise Crash(at)
-
-    with pytest.raises(Crash):
-        offboarding.advance(committed_db, settings, admin_url, row.id, fault=crash)
-    assert _state(committed_db, row.id).certificate is None
-
-    done = offboarding.advance(committed_db, settings, admin_url, row.id)
-
-    assert done.state == OffboardingState.CERTIFIED
-    assert offboarding.advance(committed_db, settings, admin_url, row.id).certificate == done.certificate
-    certificate = json.loads(done.certificate)["certificate"]
-    assert certificate["destroyed"]["rows"]["data_tables"]["patrons"] == 5  # counted once, whenever it died
-    assert certificate["destroyed"]["keys"]["tenant_keys"] == 2
-    assert _counts(admin_url, tenant_id) == {"tenants": 0}
-    assert _counts(admin_url, other) == other_before
-    with psycopg.connect(snapshot.url_of(admin_url, TEST_DATABASE)) as conn:
-        issued = conn.execute(
-            "SELECT count(*) FROM audit_events WHERE action = 'offboarding.certified' AND target_id = %s", (row.id,)
-        ).fetchone()[0]
-    assert issued == 1
 
 
 def test_offboarding_needs_a_second_operator_and_the_permission(
@@ -456,12 +400,7 @@ def test_the_console_resumes_an_offboarding_that_died_and_hands_out_its_certific
     settings = get_settings()  # the console's own settings
     row = _asked_and_approved(committed_db, settings, tenant_id, grace_days=0)
 
-    def crash(at: str) -> None:
-        if at == "rows.deleted":
-            raise Crash(at)
-
-    with pytest.raises(Crash):
-        offboarding.advance(committed_db, settings, admin_url, row.id, fault=crash)
+    die_at("offboarding.rows.deleted", lambda db: offboarding.advance(db, settings, admin_url, row.id), committed_db)
 
     resumed = CliRunner().invoke(app, ["tenant", "offboard", str(tenant_id), "--resume"], catch_exceptions=False)
 

@@ -6,6 +6,8 @@ payment data, and error bodies end up in logs and browser consoles.
 
 from __future__ import annotations
 
+import psycopg
+import sqlalchemy.exc
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -40,6 +42,10 @@ class Problem(BaseModel):
     detail: str
     instance: str | None = None
     errors: list[FieldError] | None = None
+
+
+# Seconds a caller is asked to wait when the database is unavailable (a restart takes a few).
+DATABASE_RETRY_AFTER = 5
 
 
 def problem_type(slug: str) -> str:
@@ -186,6 +192,26 @@ def install(app: FastAPI) -> None:
             return problem(exc.status_code, exc.slug, exc.title, exc.detail, request, exc.errors)
         slug = {404: "not-found", 405: "method-not-allowed", 401: "unauthenticated"}.get(exc.status_code, "http-error")
         return problem(exc.status_code, slug, str(exc.detail), str(exc.detail), request)
+
+    @app.exception_handler(sqlalchemy.exc.OperationalError)
+    @app.exception_handler(sqlalchemy.exc.InterfaceError)
+    @app.exception_handler(psycopg.OperationalError)
+    async def database_unavailable(request: Request, exc: Exception):
+        # The database is restarting, failing over or refusing connections (or cancelled the statement):
+        # the caller may try again, and the pool reconnects by itself (SQLAlchemy drops every connection of
+        # a pool that saw a disconnect), so this process needs no restart. Never the error's text: it may
+        # name the server, and quote the statement's parameters.
+        log.warning("database unavailable", error_type=type(getattr(exc, "orig", None) or exc).__name__)
+        response = problem(
+            503,
+            "database-unavailable",
+            "Service unavailable",
+            "the database cannot be reached just now (it may be restarting); try again in a few seconds. A change "
+            "asked for may not have been made: read it back before asking again",
+            request,
+        )
+        response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER)
+        return response
 
     @app.exception_handler(Exception)
     async def crash(request: Request, exc: Exception):

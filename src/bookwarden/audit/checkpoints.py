@@ -21,6 +21,7 @@ from bookwarden.audit import merkle, signing
 from bookwarden.audit.events import GENESIS, PLATFORM_CHAIN, Action, chain_hash
 from bookwarden.audit.record import record
 from bookwarden.audit.signing import Checkpoint, SigningKey
+from bookwarden.core import faults
 from bookwarden.core.errors import Conflict, IntegrityFailure, InvalidInput, NotFound
 from bookwarden.core.principal import SYSTEM, Principal
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
@@ -137,6 +138,7 @@ def make_checkpoint(
     if last_hash != head[1]:
         raise IntegrityFailure(f"audit chain {chain}: the head's hash differs from event {head[0]}'s; refusing to sign")
     checkpoint = signing.sign(key, chain, frontier, last_hash, now)
+    faults.point("checkpoint.signed")
     inserted = session.execute(
         text(
             f"INSERT INTO audit_checkpoints ({_CHECKPOINT_COLUMNS}) "  # noqa: S608
@@ -156,6 +158,7 @@ def make_checkpoint(
     ).first()
     if inserted is None:
         return None  # another worker sealed the same size meanwhile
+    faults.point("checkpoint.inserted")
     record(
         session,
         Action.AUDIT_CHECKPOINTED,
@@ -242,6 +245,7 @@ def checkpoint_all(
             continue
         if checkpoint is not None:
             made.append(checkpoint)
+            faults.point("checkpoint.chain_sealed")
     if broken:
         raise broken[0]
     return made

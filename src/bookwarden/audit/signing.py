@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from bookwarden.audit.merkle import Frontier
+from bookwarden.core import faults
 from bookwarden.core.config import Settings
 from bookwarden.core.errors import BookwardenError, InvalidInput
 from bookwarden.crypto.aead import new_key
@@ -125,6 +126,7 @@ def rotate_signing_key(settings: Settings) -> tuple[str, str]:
         out.write(encode_public_key(old.public) + "\n")
         out.flush()
         os.fsync(out.fileno())
+    faults.point("signing.retired_appended")
     write_key_file(settings.resolved_home / KEY_FILE, new_key())
     return old.key_id, load_signing_key(settings).key_id
 

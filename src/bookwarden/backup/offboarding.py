@@ -33,7 +33,7 @@ import json
 import os
 import uuid
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -64,6 +64,7 @@ from bookwarden.backup.models import (
 )
 from bookwarden.backup.service import data_database
 from bookwarden.backup.stream import create_private
+from bookwarden.core import faults
 from bookwarden.core.authorize import authorize
 from bookwarden.core.canonical import canonical_json
 from bookwarden.core.config import Settings
@@ -88,8 +89,6 @@ TARGET = "offboarding"
 EXPORT_FILE = "export.zip"
 # Who is told: the institution's own administrators, decided by the permission (never a role's name).
 ADMINISTRATORS = Permission.ACCOUNTS_MANAGE
-# A test hook: called with the name of each point a run can die at; raising there is a crash at that point.
-Fault = Callable[[str], None]
 
 
 class ExportLinkInvalid(BookwardenError):
@@ -102,10 +101,6 @@ class ExportLinkInvalid(BookwardenError):
             "this export link cannot be used: it has expired, was not sent by us, or the export was destroyed or "
             "cancelled; ask the platform operator"
         )
-
-
-def _nothing(point: str) -> None:
-    """No fault: the default of every run."""
 
 
 # -- asking, approving, cancelling ----------------------------------------------------------------
@@ -286,7 +281,6 @@ def advance(
     offboarding_id: UUID,
     *,
     now: datetime | None = None,
-    fault: Fault = _nothing,
 ) -> Offboarding:
     """Carry the offboarding on from its recorded step as far as it can go now; returns it as left.
 
@@ -302,18 +296,19 @@ def advance(
             if row.state == OffboardingState.REQUESTED:
                 if not _take_approval(db, row.id):
                     return row
+                faults.point("offboarding.approval_taken")
             elif row.state == OffboardingState.APPROVED:
-                _export(db, settings, admin, row, now_, fault)
+                _export(db, settings, admin, row, now_)
             elif row.state == OffboardingState.EXPORTED:
                 if row.grace_ends_at > now_:
                     return row
-                _destroy_keys(db, row, fault)
+                _destroy_keys(db, row)
             elif row.state == OffboardingState.KEYS_DESTROYED:
-                _delete_rows(db, admin, row, fault)
+                _delete_rows(db, admin, row)
             elif row.state == OffboardingState.ROWS_DELETED:
-                _wipe_files(db, settings, row, fault)
+                _wipe_files(db, settings, row)
             elif row.state == OffboardingState.FILES_WIPED:
-                _certify(db, settings, row, fault)
+                _certify(db, settings, row)
             else:
                 return row
 
@@ -368,16 +363,17 @@ def export_dir(settings: Settings, offboarding_id: UUID) -> Path:
     return settings.resolved_backup_dir / "offboarding" / str(offboarding_id)
 
 
-def _export(db: Database, settings: Settings, admin: URL, row: Offboarding, now: datetime, fault: Fault) -> None:
+def _export(db: Database, settings: Settings, admin: URL, row: Offboarding, now: datetime) -> None:
     with platform_session(db) as session:
         tenant = session.get(Tenant, row.institution_id)
         if tenant.status is not TenantStatus.SUSPENDED:
             tenant.status, tenant.suspended_reason, tenant.suspended_at = TenantStatus.SUSPENDED, _reason(row), now
             record(session, Action.TENANT_SUSPENDED, ("tenant", tenant.id), actor=SYSTEM)
+    faults.point("offboarding.suspended")
     directory = export_dir(settings, row.id)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     tables = write_export(db, admin, row.institution_id, directory / EXPORT_FILE)
-    fault("export.written")
+    faults.point("offboarding.export.written")
     digest, size = _sha256_of(directory / EXPORT_FILE)
     link_expires = now + timedelta(days=settings.offboarding_link_days)
     grace_ends = now + timedelta(days=row.grace_days)
@@ -400,7 +396,7 @@ def _export(db: Database, settings: Settings, admin: URL, row: Offboarding, now:
             },
         )
         record(session, Action.OFFBOARDING_EXPORTED, (TARGET, row.id), details={"bytes": size, "sha256": digest})
-    fault("export.mailed")
+    faults.point("offboarding.export.mailed")
     with platform_session(db) as session:
         locked = _locked(session, row.id)
         cancelled = locked.state != OffboardingState.APPROVED
@@ -463,7 +459,7 @@ def _mail_administrators(session: TenantSession, template: str, subject: str, co
     return len(holders)
 
 
-def _destroy_keys(db: Database, row: Offboarding, fault: Fault) -> None:
+def _destroy_keys(db: Database, row: Offboarding) -> None:
     with platform_session(db) as session:
         locked = _locked(session, row.id)
         if locked.state != OffboardingState.EXPORTED:
@@ -475,7 +471,7 @@ def _destroy_keys(db: Database, row: Offboarding, fault: Fault) -> None:
                     "subject_keys": _count(conn, subject_keys, row.institution_id),
                 }
             locked.steps = {**locked.steps, "destroy": {"started_at": datetime.now(UTC).isoformat(), **counts}}
-    fault("keys.counted")
+    faults.point("offboarding.keys.counted")
     # Told before the keys go: afterwards their addresses cannot be read. Straight over SMTP, since the
     # institution's outbox is deleted with its rows; a stable Message-ID, so a retry reads as the same mail.
     with tenant_session(db, row.institution_id) as session:
@@ -487,9 +483,9 @@ def _destroy_keys(db: Database, row: Offboarding, fault: Fault) -> None:
             _DESTRUCTION_NOTICE.format(name=row.institution_name, id=row.id),
             f"offboarding-{row.id}-destruction",
         )
-    fault("keys.mailed")
+    faults.point("offboarding.keys.mailed")
     db.keyring.destroy_tenant(row.institution_id)
-    fault("keys.destroyed")
+    faults.point("offboarding.keys.destroyed")
     with platform_session(db) as session:
         locked = _locked(session, row.id)
         locked.state = OffboardingState.KEYS_DESTROYED
@@ -510,7 +506,7 @@ def _count(conn, table, tenant_id: UUID) -> int:
     return conn.execute(select(func.count()).select_from(table).where(table.c.tenant_id == tenant_id)).scalar_one()
 
 
-def _delete_rows(db: Database, admin: URL, row: Offboarding, fault: Fault) -> None:
+def _delete_rows(db: Database, admin: URL, row: Offboarding) -> None:
     # As the server's administrative role, in replica mode: the audit tables' triggers refuse every delete
     # to every other role (the trail is append-only), and foreign keys need no row-by-row check when every
     # row of the institution goes. The tables come from the catalogue: every one with a tenant_id column.
@@ -520,14 +516,14 @@ def _delete_rows(db: Database, admin: URL, row: Offboarding, fault: Fault) -> No
         # the two databases' commits still knows what was there.
         _keep_once(admin, data, row.id, "keyring_rows", _tenant_counts(conn, row.institution_id))
         _delete_tenant_rows(conn, row.institution_id)
-    fault("rows.keyring_deleted")
+    faults.point("offboarding.rows.keyring_deleted")
     with psycopg.connect(snapshot.url_of(admin, data)) as conn:
         counts = _delete_tenant_rows(conn, row.institution_id)
         counts["tenants"] = conn.execute("DELETE FROM tenants WHERE id = %s", (row.institution_id,)).rowcount
         # In the same transaction as the deletes: the counts are recorded exactly when the rows went.
         _keep_once_in(conn, row.id, "rows", counts)
-        fault("rows.deleting")  # inside the transaction: a crash here deletes nothing
-    fault("rows.deleted")
+        faults.point("offboarding.rows.deleting")  # inside the transaction: a crash here deletes nothing
+    faults.point("offboarding.rows.deleted")
     with platform_session(db) as session:
         locked = _locked(session, row.id)
         locked.state = OffboardingState.ROWS_DELETED
@@ -570,7 +566,7 @@ def _keep_once_in(conn: psycopg.Connection, offboarding_id: UUID, step: str, cou
     )
 
 
-def _wipe_files(db: Database, settings: Settings, row: Offboarding, fault: Fault) -> None:
+def _wipe_files(db: Database, settings: Settings, row: Offboarding) -> None:
     method = wipe.method_named(row.wipe_method)
     with platform_session(db) as session:
         backups = list(
@@ -602,7 +598,9 @@ def _wipe_files(db: Database, settings: Settings, row: Offboarding, fault: Fault
             }
     for index, path in enumerate(targets):
         wipe.wipe_tree(path, method)
-        fault(f"files.wiped.{index}")
+        if index == 0:
+            faults.point("offboarding.files.first_wiped")
+    faults.point("offboarding.files.wiped")
     with platform_session(db) as session:
         for backup in backups:
             found = session.get(Backup, backup.id)
@@ -630,7 +628,7 @@ def _inventory(root: Path) -> tuple[int, int]:
     return files, size
 
 
-def _certify(db: Database, settings: Settings, row: Offboarding, fault: Fault) -> None:
+def _certify(db: Database, settings: Settings, row: Offboarding) -> None:
     signer = load_signing_key(settings)
     with platform_session(db) as session:
         locked = _locked(session, row.id)
@@ -642,7 +640,8 @@ def _certify(db: Database, settings: Settings, row: Offboarding, fault: Fault) -
         locked.finished_at = datetime.now(UTC)
         details = {"sha256": hashlib.sha256(document.encode()).hexdigest(), "key_id": signer.key_id}
         record(session, Action.OFFBOARDING_CERTIFIED, (TARGET, row.id), details=details, actor=SYSTEM)
-        fault("certificate.signing")  # before the commit: a crash here leaves no certificate, and no event
+        # Before the commit: a crash here leaves no certificate, and no event.
+        faults.point("offboarding.certificate.signing")
 
 
 def build_certificate(session, settings: Settings, row: Offboarding) -> dict[str, Any]:

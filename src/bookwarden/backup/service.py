@@ -39,6 +39,7 @@ from bookwarden.backup import snapshot
 from bookwarden.backup.manifest import FORMAT, read_manifest, unwrap_backup_key, wrap_backup_key, write_manifest
 from bookwarden.backup.models import Backup, BackupKind, BackupStatus
 from bookwarden.backup.stream import BackupCorrupt, MemberWriter, create_private, read_member
+from bookwarden.core import faults
 from bookwarden.core.authorize import authorize
 from bookwarden.core.canonical import canonical_json
 from bookwarden.core.config import Settings
@@ -50,6 +51,8 @@ from bookwarden.db.provision import keyring_database
 from bookwarden.db.session import Database, platform_session
 
 TARGET = "backup"
+# A restore works under `<target>_restoring` (10 more characters) within PostgreSQL's 63.
+RESTORE_NAME_MAX = 50
 # Which members each kind holds, in the order they are written and restored.
 MEMBERS = {
     BackupKind.PLATFORM: ("database", "files", "configuration"),
@@ -111,10 +114,13 @@ def take_backup(
                     directory=str(directory),
                 )
             )
+        faults.point("backup.started")
         try:
             directory.mkdir(mode=0o700)
             manifest = _write(db, settings, admin, kind, tenant_id, backup_id, directory, progress)
+            faults.point("backup.members_written")
             manifest_bytes = write_manifest(directory, manifest, load_signing_key(settings))
+            faults.point("backup.manifest_written")
         except BaseException as exc:
             _fail(db, backup_id, directory, exc)
             raise
@@ -333,6 +339,7 @@ def restore_into(opened: OpenedBackup, admin: URL, target: str, *, live_database
     """Create `target` and restore `opened` into it; then its tables must match the manifest."""
     kind = BackupKind(opened.backup.kind)
     snapshot.create_database(admin, target, owner=None if not keep_owners else snapshot.OWNER_ROLE)
+    faults.point("restore.database_created")
     if kind is BackupKind.TENANT:
         # The schema comes from the live database (a tenant backup holds rows only), as it is today.
         schema = io.BytesIO()
@@ -372,18 +379,26 @@ def restore_backup(
 ) -> dict[str, Any]:
     """Restore a complete backup for real into the new database `target` (owners and grants kept)."""
     authorize(actor, Permission.PLATFORM_BACKUPS_RESTORE)
-    if not target or not target.replace("_", "").isalnum():
-        raise InvalidInput(f"--target {target!r}: a database name of letters, digits and underscores")
+    if not target or not target.replace("_", "").isalnum() or len(target) > RESTORE_NAME_MAX:
+        raise InvalidInput(
+            f"--target {target!r}: a database name of letters, digits and underscores, {RESTORE_NAME_MAX} at most"
+        )
     with platform_session(db) as session:
         backup = get_backup(session, backup_id)
     opened = OpenedBackup(backup, settings, db.master)
-    try:
-        restore_into(opened, admin, target, live_database=data_database(db), keep_owners=True)
-    except FileExistsError:
-        raise Conflict(f"database {target} exists; restore only into a new database (nothing was changed)") from None
-    problems = table_mismatches(opened, admin, target)
+    if snapshot.database_exists(admin, target):
+        raise Conflict(f"database {target} exists; restore only into a new database (nothing was changed)")
+    # Restored under a name of its own and renamed once it matches the manifest, so a database named
+    # `target` is always whole: a restore that dies part-way leaves only the partial one, dropped here.
+    partial = restoring_name(target)
+    snapshot.drop_database(admin, partial)
+    restore_into(opened, admin, partial, live_database=data_database(db), keep_owners=True)
+    faults.point("restore.rows_loaded")
+    problems = table_mismatches(opened, admin, partial)
     if problems:
-        raise BackupCorrupt(f"restored into {target}, but it does not match the manifest: {'; '.join(problems)}")
+        raise BackupCorrupt(f"restored into {partial}, but it does not match the manifest: {'; '.join(problems)}")
+    snapshot.rename_database(admin, partial, target)
+    faults.point("restore.checked")
     extracted = 0
     if files_into is not None and "files" in opened.manifest["members"]:
         extracted = _untar(opened, files_into)
@@ -397,6 +412,11 @@ def restore_backup(
     with platform_session(db) as session:
         audit.record(session, Action.BACKUP_RESTORED, (TARGET, backup_id), details=result, actor=actor)
     return result
+
+
+def restoring_name(target: str) -> str:
+    """The name a restore into `target` works under until the restored tables match the manifest."""
+    return f"{target}_restoring"
 
 
 def _untar(opened: OpenedBackup, into: Path) -> int:

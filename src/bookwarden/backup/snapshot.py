@@ -100,6 +100,16 @@ def create_database(admin: URL, database: str, *, owner: str | None = OWNER_ROLE
         conn.execute(statement)
 
 
+def database_exists(admin: URL, database: str) -> bool:
+    with psycopg.connect(libpq(admin), autocommit=True) as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone() is not None
+
+
+def rename_database(admin: URL, database: str, to: str) -> None:
+    with psycopg.connect(libpq(admin), autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(database), sql.Identifier(to)))
+
+
 def drop_database(admin: URL, database: str) -> None:
     with psycopg.connect(libpq(admin), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))

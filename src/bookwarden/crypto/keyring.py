@@ -38,6 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 
+from bookwarden.core import faults
 from bookwarden.crypto.aead import DecryptionError, new_key, open_sealed, seal
 from bookwarden.crypto.master import MasterKeys
 
@@ -252,6 +253,20 @@ class Keyring:
                 self._remember(tenant_id, row.subject_id, key)
         return found
 
+    def subject_key_stored(self, tenant_id: UUID, subject_id: UUID) -> bool:
+        """Whether the keyring still holds the subject's key, asked of the database, never of this process's
+        cache: another process may have destroyed it since this one read it."""
+        with self._autocommit.connect() as conn:
+            found = conn.execute(
+                select(subject_keys.c.subject_id).where(
+                    subject_keys.c.tenant_id == tenant_id, subject_keys.c.subject_id == subject_id
+                )
+            ).first()
+        if found is None:
+            with self._lock:
+                self._subject_cache.pop((tenant_id, subject_id), None)
+        return found is not None
+
     def shred_subject(self, tenant_id: UUID, subject_id: UUID) -> bool:
         """Destroy a subject's key. True when a key was destroyed, False when it already was."""
         with self._lock:
@@ -295,6 +310,7 @@ class Keyring:
             ).scalar_one()
             if pending == 0:
                 conn.execute(insert(tenant_keys).values(self._wrap_tenant_key(tenant_id, DATA, latest + 1, new_key())))
+        faults.point("tenant_key.version_added")
         self._forget_tenant(tenant_id)
         version, new = self.tenant_key(tenant_id)
         rewrapped = 0
@@ -319,7 +335,10 @@ class Keyring:
                             tenant_key_version=version,
                         )
                     )
+                faults.point("tenant_key.rewrapping")
                 rewrapped += len(rows)
+            faults.point("tenant_key.batch_rewrapped")
+        faults.point("tenant_key.rewrapped")
         with self.engine.begin() as conn:
             conn.execute(
                 update(tenant_keys)
@@ -360,6 +379,7 @@ class Keyring:
                     .values(wrapped=seal(new_master.current, key, aad), master_key_id=new_master.current_id)
                 )
                 count += 1
+                faults.point("master.rewrapping")
         return count
 
 

@@ -5,13 +5,17 @@
 3. the database roles' passwords, derived from the master key, are updated;
 4. master.key.next replaces master.key.
 A crash before 4 leaves both files; both are loaded on start (crypto/master.py), every row
-stays readable, and running the rotation again finishes the job.
+stays readable, and running the rotation again finishes the job. A crash between 3 and 4 leaves the roles
+with the new key's passwords while the key file names the old, so a server that checks passwords refuses
+the service's processes until the rotation is run again: it first gives the roles the old key's passwords
+back, then finishes.
 """
 
 from __future__ import annotations
 
 import os
 
+from bookwarden.core import faults
 from bookwarden.core.config import Settings
 from bookwarden.crypto.aead import new_key
 from bookwarden.crypto.keyring import Keyring
@@ -31,10 +35,17 @@ from bookwarden.db.session import Database
 
 def rotate_master(settings: Settings) -> int:
     pending = next_key_file(settings)
-    if not pending.exists():
+    resuming = pending.exists()
+    if not resuming:
         load_master_keys(settings)  # creates the first key file if there is none yet
         write_key_file(pending, new_key())
+        faults.point("master.next_written")
     loaded = load_master_keys(settings)
+    if resuming:
+        # A run that died after step 3 left the roles with the new key's passwords while master.key still
+        # holds the old one: give them the old key's back (as the server's administrator), or nothing,
+        # this run included, could connect with what the key file says.
+        provision.provision(admin_url(settings), settings.database_name, loaded.current)
     new = decode_key(pending.read_text())
     both = MasterKeys(current_id=key_id(new), keys=loaded.keys)
     old_urls = provision.database_urls(admin_url(settings), settings.database_name, loaded.current)
@@ -44,6 +55,8 @@ def rotate_master(settings: Settings) -> int:
         count = keyring.rewrap_under_master(both)
     finally:
         db.dispose()
+    faults.point("master.rewrapped")
     provision.provision(admin_url(settings), settings.database_name, new)
+    faults.point("master.provisioned")
     os.replace(pending, key_file(settings))
     return count

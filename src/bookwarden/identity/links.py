@@ -48,6 +48,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bookwarden.access.roles.notices import EntitlementEvent, entitlement_changed
 from bookwarden.audit.events import Action, Outcome
 from bookwarden.audit.record import record, record_now
+from bookwarden.core import faults
 from bookwarden.core.authorize import authorize
 from bookwarden.core.canonical import canonical_json
 from bookwarden.core.errors import BookwardenError, Conflict, InvalidInput
@@ -356,6 +357,7 @@ def mail_link(
         },
         category=MailCategory.SERVICE,
     )
+    faults.point("links.queued")
     return link
 
 

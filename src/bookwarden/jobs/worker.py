@@ -21,6 +21,7 @@ from types import FrameType
 
 import structlog
 
+from bookwarden.core import faults
 from bookwarden.db.session import Database, platform_session
 from bookwarden.jobs import service
 from bookwarden.jobs.models import Job, JobStatus
@@ -69,6 +70,7 @@ class Worker:
         job = self.claim_one()
         if job is None:
             return False
+        faults.point("jobs.claimed")
         started = time.monotonic()
         failure: list[Exception] = []
 
@@ -93,6 +95,7 @@ class Worker:
             # Any handler failure is the job's failure, never the worker's: record it and go on.
             self._record_failure(job, failure[0], time.monotonic() - started)
         else:
+            faults.point("jobs.handled")
             self._record_success(job, time.monotonic() - started)
         return True
 
@@ -128,6 +131,7 @@ class Worker:
         """Enqueue the due scheduled jobs; returns how many were enqueued."""
         with platform_session(self.db) as session:
             jobs = service.enqueue_due_schedules(session)
+            faults.point("jobs.schedule_ticking")
         for job in jobs:
             log.info("job.scheduled", worker=self.name, **_job_fields(job))
         return len(jobs)
@@ -161,6 +165,7 @@ class Worker:
     def _record_success(self, job: Job, seconds: float) -> None:
         with platform_session(self.db) as session:
             kept = service.record_success(session, job.id, self.name, job.attempts)
+            faults.point("jobs.recording_success")
         if kept:
             log.info(
                 "job.succeeded", worker=self.name, outcome="succeeded", seconds=round(seconds, 3), **_job_fields(job)
@@ -178,6 +183,7 @@ class Worker:
         error = service.describe_error(exc)
         with platform_session(self.db) as session:
             status = service.record_failure(session, job.id, self.name, job.attempts, error)
+            faults.point("jobs.recording_failure")
         # The error message goes to the jobs table, not the log: it may quote personal data.
         fields = {
             "worker": self.name,

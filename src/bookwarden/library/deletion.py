@@ -36,6 +36,7 @@ from bookwarden.access.approvals import service as approvals
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
+from bookwarden.core import faults
 from bookwarden.core.authorize import authorize
 from bookwarden.core.clock import db_now
 from bookwarden.core.config import get_settings
@@ -226,5 +227,7 @@ def _destroy(session: TenantSession, patron: Patron, approval: ApprovalRequest) 
         "subject_key_destroyed": True,
     }
     record(session, Action.PATRON_DELETED, ("patron", patron_id), actor=SYSTEM, details=details)
+    faults.point("deletion.rows_deleted")
     # A deleted patron is gone from backups too: without the key, no copy can be read.
     session.keyring.shred_subject(session.tenant_id, patron_id)
+    faults.point("deletion.key_shredded")

@@ -23,6 +23,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import func, select, text
 
+from bookwarden.core import faults
 from bookwarden.core.errors import InvalidInput
 from bookwarden.db.session import Database, TenantSession, platform_session, tenant_session
 from bookwarden.notify import service
@@ -115,7 +116,9 @@ def _deliver(session: TenantSession, message_id: UUID, settings: SmtpSettings) -
     try:
         mail = service.open_mail(session, message)
         email = _compose(message, mail, settings)
+        faults.point("outbox.sending")
         _send(email, settings)
+        faults.point("outbox.accepted")
     except service.UndeliverableMail as exc:
         _settle_failed(message, f"undeliverable: {exc}", fields)
         return None
@@ -125,6 +128,7 @@ def _deliver(session: TenantSession, message_id: UUID, settings: SmtpSettings) -
     message.status = OutboxStatus.SENT
     message.sent_at = sent_at
     message.message_id = email["Message-ID"]
+    faults.point("outbox.marked_sent")
     log.info("notify.sent", outcome="sent", attempt=message.attempts, **fields)
     return None
 
@@ -283,4 +287,5 @@ def sweep(db: Database, payload: dict[str, Any]) -> None:
                 message_id=str(orphan.message_id),
                 outcome="requeued",
             )
+        faults.point("outbox.sweep_requeueing")
     log.info("notify.swept", requeued=len(orphans))

@@ -29,6 +29,7 @@ from bookwarden.access.approvals.kinds import kind_for
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction
 from bookwarden.audit.events import Action
 from bookwarden.audit.record import record
+from bookwarden.core import faults
 from bookwarden.core.authorize import authorize
 from bookwarden.core.errors import Conflict, NotFound, SegregationOfDutiesError
 from bookwarden.core.permissions import Permission
@@ -85,7 +86,9 @@ def approve(session: TenantSession, approver: Principal, request_id: UUID) -> Ap
     _decide(request, approver, "approved")
     session.flush()
     _record(session, Action.APPROVAL_APPROVED, request)
+    faults.point("approvals.decided")
     kind.carry_out(session, approver, request)
+    faults.point("approvals.carried_out")
     return request
 
 

@@ -16,6 +16,7 @@ from bookwarden.privacy.requests.service import (
     DEADLINES_EVERY,
     KEEP_AFTER_CLOSING,
     RETENTION_JOB,
+    finish_interrupted_erasures,
     forget_closed,
     process_deadlines,
 )
@@ -29,6 +30,8 @@ CLOSED_REQUESTS = Period(RETENTION_JOB, "privacy_requests", KEEP_AFTER_CLOSING, 
 @handler(DEADLINES)
 def _deadlines_job(db: Database, payload: dict) -> None:
     report = process_deadlines(db)
+    # Hourly too: an erasure that died between destroying the key and its commit is finished here.
+    finish_interrupted_erasures(db)
     log.info(
         "privacy.request_deadlines",
         reminded=report.reminded,

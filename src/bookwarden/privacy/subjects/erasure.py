@@ -38,6 +38,7 @@ from bookwarden.audit import contexts as audit_contexts
 from bookwarden.audit import record as audit
 from bookwarden.audit import signing
 from bookwarden.audit.events import Action
+from bookwarden.core import faults
 from bookwarden.core.authorize import authorize
 from bookwarden.core.canonical import canonical_json
 from bookwarden.core.classification import Category, Protection
@@ -179,10 +180,14 @@ def erase_patron(
         },
     )
     session.flush()
+    faults.point("erasure.rows_deleted")
     # Last: the one step that commits by itself (in the keyring). Everything above rolls back with the
     # caller's transaction; from here on the patron's fields are unreadable in every copy.
-    for subject_id in (*who.ids, *packages):
+    for n, subject_id in enumerate((*who.ids, *packages)):
         session.keyring.shred_subject(session.tenant_id, subject_id)
+        if n == 0:
+            faults.point("erasure.first_key_shredded")
+    faults.point("erasure.keys_shredded")
     return certificate
 
 

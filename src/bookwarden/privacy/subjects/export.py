@@ -49,6 +49,7 @@ from bookwarden.access.approvals import service as approvals
 from bookwarden.access.approvals.models import ApprovalRequest, SensitiveAction, require_approval
 from bookwarden.audit import record as audit
 from bookwarden.audit.events import Action
+from bookwarden.core import faults
 from bookwarden.core.authorize import authorize
 from bookwarden.core.csv_safety import spreadsheet_safe
 from bookwarden.core.errors import ApprovalRequired, Conflict, InvalidInput, NotFound
@@ -282,6 +283,7 @@ def build_package(
         },
     )
     token = base64.urlsafe_b64encode(session.tenant_id.bytes + package_id.bytes + secret).decode().rstrip("=")
+    faults.point("export.package_written")
     return Package(package_id, patron_id, row.expires_at, row.size_bytes, row.record_count, token)
 
 
