@@ -9,6 +9,7 @@ from uuid import UUID
 
 from fastapi import Depends, Query, Request
 from fastapi.responses import RedirectResponse
+from pydantic import BeforeValidator
 
 from bookwarden.core.errors import InvalidInput
 from bookwarden.core.permissions import Permission
@@ -30,8 +31,10 @@ OPERATOR_READ = Depends(requires(Permission.PLATFORM_ALERTS_READ))
 OPERATOR_MANAGE = Depends(requires(Permission.PLATFORM_ALERTS_MANAGE))
 INSTITUTION_READ = Depends(requires(Permission.ALERTS_READ))
 Done = Annotated[str | None, Query(alias="done", max_length=20)]
-SeverityQuery = Annotated[AlertSeverity | None, Query(alias="severity")]
-StatusQuery = Annotated[AlertStatus | None, Query(alias="status")]
+# The filter form sends "any" as an empty value (`?severity=&status=open`): blank means no filter.
+Blank = BeforeValidator(lambda value: value or None)
+SeverityQuery = Annotated[AlertSeverity | None, Blank, Query(alias="severity")]
+StatusQuery = Annotated[AlertStatus | None, Blank, Query(alias="status")]
 DONE = {
     "acknowledged": "Acknowledged: repeats still fold into it until it is closed.",
     "closed": "Closed: the next match of its rule opens a new alert.",
