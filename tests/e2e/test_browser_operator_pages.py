@@ -35,6 +35,7 @@ from bookwarden.incidents import service as incidents
 from bookwarden.incidents.affected import BreachTarget
 from bookwarden.incidents.models import Incident, IncidentNotice
 from bookwarden.jobs.worker import Worker
+from bookwarden.monitor.alerts import service as alerts
 from bookwarden.monitor.alerts.models import StoredAlert
 from bookwarden.monitor.alerts.service import raise_alert
 from bookwarden.privacy.requests import service as privacy_requests
@@ -252,6 +253,7 @@ def test_alerts_are_acknowledged_in_place_with_htmx_and_by_plain_forms_without_j
     with platform_session(site.db) as session:
         first = raise_alert(session, rule="host.fim", title="A watched file changed", severity="critical").alert.id
         second = raise_alert(session, rule="host.disk", title="A disk is almost full", severity="low").alert.id
+        third = raise_alert(session, rule="host.cert", title="A certificate expires soon", severity="low").alert.id
 
     _operator_sign_in(page, site.url, ops, ops_totp)
     page.goto(f"{site.url}/operator/alerts")
@@ -270,6 +272,16 @@ def test_alerts_are_acknowledged_in_place_with_htmx_and_by_plain_forms_without_j
     assert _status(site.db, first) == "acknowledged"
     axe(page)
     shot(page, "acknowledged-in-place")
+
+    # Refused to htmx (closed meanwhile by someone else): the same form goes the plain way, its refusal a page.
+    with platform_session(site.db) as session:
+        alerts.close(session, _handler(), third)
+    page.locator(f"#alert-{third}").get_by_role("button", name="Close: A certificate expires soon").click()
+    page.wait_for_url(re.compile(rf"/operator/alerts/{third}/close$"))
+    assert "is closed already" in page.locator("[role=alert]").inner_text()
+    shot(page, "refused-shown-as-a-page")
+    page.goto(f"{site.url}/operator/alerts")
+    page.evaluate("window.notReloaded = true")
 
     # The filter, by htmx: the list replaced, the address kept for the back button, no page load.
     page.get_by_label("Severity, and above").select_option("critical")
