@@ -416,6 +416,17 @@ EXPECTED = {
     ("GET", "/console/incidents/{incident_id}/patron-notices"): P.INCIDENTS_NOTIFY,
     ("POST", "/console/incidents/{incident_id}/patron-notices/send"): P.INCIDENTS_NOTIFY,
     ("POST", "/console/incidents/{incident_id}/patron-notices/declines"): P.INCIDENTS_NOTIFY,
+    # The operator console's and the portal's pages for actions that were API-only (access, incidents,
+    # monitor/alerts, privacy/subjects pages.py): the permission of the API route calling the same service.
+    ("POST", "/operator/grants/{tenant_id}/{grant_id}/end"): P.PLATFORM_GRANTS_REQUEST,
+    ("GET", "/operator/break-glass"): P.PLATFORM_GRANTS_BREAK_GLASS,
+    ("POST", "/operator/break-glass"): P.PLATFORM_GRANTS_BREAK_GLASS,
+    ("POST", "/operator/incidents"): P.PLATFORM_INCIDENTS_HANDLE,
+    ("POST", "/operator/incidents/{incident_id}/assign"): P.PLATFORM_INCIDENTS_HANDLE,
+    ("POST", "/operator/incidents/{incident_id}/breach/notices"): P.PLATFORM_INCIDENTS_HANDLE,
+    ("POST", "/operator/incidents/{incident_id}/breach/declines"): P.PLATFORM_INCIDENTS_HANDLE,
+    ("POST", "/operator/alerts/{alert_id}/promote"): P.PLATFORM_INCIDENTS_HANDLE,
+    ("GET", "/portal/packages/{package_id}"): P.SELF_SERVICE,
 }
 
 WRITES = ("POST", "PUT", "PATCH", "DELETE")

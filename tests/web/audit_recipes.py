@@ -272,4 +272,9 @@ def _(w):
 
 
 # The consoles' pages register theirs too (web/consoles and each area's pages.py).
-from tests.web import area_recipes, console_action_recipes, console_recipes  # noqa: E402, F401
+from tests.web import (  # noqa: E402, F401
+    area_recipes,
+    console_action_recipes,
+    console_recipes,
+    operator_page_recipes,
+)

@@ -18,14 +18,14 @@ from bookwarden.access.grants import service as grants
 from bookwarden.access.grants.models import GrantScope
 from bookwarden.access.roles import notices
 from bookwarden.access.routes import ContactIn, Input, MutesIn, _policy_input
-from bookwarden.core.errors import InvalidInput
+from bookwarden.core.errors import BookwardenError, InvalidInput
 from bookwarden.core.permissions import Permission
 from bookwarden.core.principal import Principal
 from bookwarden.core.text import line, lines
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.passwords import MIN_LENGTH_FLOORS, RoleClass
 from bookwarden.web.consoles import Console, done, entry, page, read_form
-from bookwarden.web.routing import PageRouter
+from bookwarden.web.routing import PageRouter, form
 from bookwarden.web.session import requires, tenant_scope
 
 router = PageRouter()
@@ -89,6 +89,8 @@ DONE = {
     "muted": "Mutes saved; every contact is told.",
     "asked": "Asked: it waits for a second person (Approvals).",
     "requested": "Asked: the institution's security contacts are told; it waits for its administrators.",
+    "ended": "Ended: your access through this grant stops now, and the institution's trail records it.",
+    "broken": "Approved as break-glass: the institution's security contacts are mailed now, with your reason.",
 }
 
 
@@ -282,3 +284,61 @@ def ask_grant(request: Request, principal: Principal = Depends(requires(Permissi
         duration=timedelta(hours=body.hours),
     )
     return RedirectResponse(f"{OPERATOR_GRANTS}?done=requested", status_code=303)
+
+
+@router.post(OPERATOR_GRANTS + "/{tenant_id}/{grant_id}/end")
+def end_own_grant(
+    request: Request,
+    tenant_id: UUID,
+    grant_id: UUID,
+    principal: Principal = Depends(requires(Permission.PLATFORM_GRANTS_REQUEST)),
+):
+    """The operator ends a grant they asked for before its time; another's grant, or another institution's
+    id, is not found (grants.end_own_grant)."""
+    grants.end_own_grant(_db(request), principal, tenant_id, grant_id)
+    return RedirectResponse(f"{OPERATOR_GRANTS}?done=ended", status_code=303)
+
+
+# -- break-glass: the CISO approves without the institution, in an emergency ---------------------------------
+
+BREAK_GLASS = "/operator/break-glass"
+BREAK = Depends(requires(Permission.PLATFORM_GRANTS_BREAK_GLASS))
+entry(
+    OPS,
+    "Access grants",
+    "Break glass",
+    BREAK_GLASS,
+    Permission.PLATFORM_GRANTS_BREAK_GLASS,
+    "approve an operator's pending grant in an emergency; the institution is told at once",
+)
+
+
+class BreakGlassIn(Input):
+    institution: Annotated[str, StringConstraints(min_length=1, max_length=63, strip_whitespace=True)] = Field(
+        description="the institution's slug or id"
+    )
+    grant: UUID
+    reason: Annotated[lines(2000), Field(min_length=10)]
+
+
+@router.get(BREAK_GLASS)
+def break_glass_form(request: Request, principal: Principal = BREAK, done_: Done = None):
+    """The form only: the grant is named by the operator who asked (their "My grants" page shows its id)."""
+    return page(
+        request, OPS, "console/break_glass.html", title="Break glass", done=done(done_, DONE), error="", given={}
+    )
+
+
+@router.post(BREAK_GLASS)
+def break_glass(request: Request, principal: Principal = BREAK):
+    """grants.break_glass, as POST /api/v1/operator/grants/{tenant}/{grant}/break-glass, with the CISO's reason
+    in the notice the institution receives. A refusal is shown on the form, in the service's words."""
+    try:
+        body = read_form(request, BreakGlassIn)
+        grants.break_glass(_db(request), principal, body.institution, body.grant, reason=body.reason)
+    except BookwardenError as refused:
+        return page(
+            request, OPS, "console/break_glass.html", status_code=refused.status, title="Break glass",
+            error=refused.detail, given=form(request),
+        )  # fmt: skip
+    return RedirectResponse(f"{BREAK_GLASS}?done=broken", status_code=303)

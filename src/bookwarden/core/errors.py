@@ -24,6 +24,12 @@ class Conflict(BookwardenError):
     slug, status, title = "conflict", 409, "Conflict"
 
 
+class Gone(BookwardenError):
+    """What was here existed and has ended (an expired download): not coming back."""
+
+    slug, status, title = "gone", 410, "Gone"
+
+
 class InvalidInput(BookwardenError):
     slug, status, title = "invalid-input", 422, "Invalid input"
 

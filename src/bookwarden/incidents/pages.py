@@ -26,7 +26,17 @@ from bookwarden.core.principal import Principal
 from bookwarden.db.session import platform_session
 from bookwarden.incidents import affected, service
 from bookwarden.incidents.models import IncidentCategory, IncidentState, Severity
-from bookwarden.incidents.routes import BreachIn, PatronDeclineIn, ReviewIn, StepIn, TriageIn
+from bookwarden.incidents.routes import (
+    AssignIn,
+    BreachIn,
+    DeclineIn,
+    InstitutionIn,
+    OpenIn,
+    PatronDeclineIn,
+    ReviewIn,
+    StepIn,
+    TriageIn,
+)
 from bookwarden.incidents.service import REVIEW_FIELDS
 from bookwarden.web.consoles import Console, done, entry, page, read_form
 from bookwarden.web.routing import PageRouter, form
@@ -45,6 +55,11 @@ DONE = {
     "recovered": "Recovery recorded: close it with the post-incident review.",
     "closed": "Closed with its review.",
     "breach": "Marked a personal-data breach: each affected institution's clock has started.",
+    "opened": "Opened: the CISO is mailed at once.",
+    "promoted": "The alert is an incident now (promoted again while it is open, it gives this one).",
+    "assigned": "Assigned.",
+    "notified": "The breach notice is on its way to the institution's security contacts and incident readers.",
+    "declined": "Recorded: the institution is not notified, with your reason.",
 }
 TARGETS = ("actors", "addresses", "institutions", "records")  # the breach form's fields, BreachIn's targets
 # The step each state leads to (the form the page shows).
@@ -89,13 +104,14 @@ def incident_list(
         found = service.list_incidents(session, principal, open_only=open_only)
     return page(
         request, Console.OPERATOR, "console/incidents.html", title="Incidents", incidents=found, open_only=open_only,
-        base=OPERATOR,
+        base=OPERATOR, **_open_form_context(),
     )  # fmt: skip
 
 
 def _detail(request: Request, principal: Principal, incident_id: UUID, status_code: int = 200, **context):
     with platform_session(_db(request)) as session:
         found = service.read(session, principal, incident_id)
+        handling = _handling_context(session, found)
     state = IncidentState(found.state)
     closable = state is IncidentState.RECOVERED or (
         state is IncidentState.TRIAGED and found.category == IncidentCategory.FALSE_POSITIVE
@@ -104,7 +120,8 @@ def _detail(request: Request, principal: Principal, incident_id: UUID, status_co
     return page(
         request, Console.OPERATOR, "console/incident.html", status_code=status_code, title=found.title,
         incident=found, next_step=NEXT_STEP.get(state), closable=closable, severities=list(Severity),
-        categories=list(IncidentCategory), data_categories=list(Category), review_fields=REVIEW_FIELDS, **context,
+        categories=list(IncidentCategory), data_categories=list(Category), review_fields=REVIEW_FIELDS,
+        **handling, **context,
     )  # fmt: skip
 
 
@@ -286,3 +303,85 @@ def decline_patrons(request: Request, incident_id: UUID, principal: Principal = 
         request, principal, incident_id, "declined",
         lambda session: affected.decline_patrons(session, principal, incident_id, body.reason),
     )  # fmt: skip
+
+
+# -- opening by hand, assigning, and the institutions' breach notices -----------------------------------------
+# (the operators' side; each action is the API route's service call: POST /api/v1/operator/incidents,
+# .../{id}/assign, .../{id}/breach/notices, .../{id}/breach/declines)
+
+
+def _open_form_context() -> dict:
+    return {"severities": list(Severity), "categories": list(IncidentCategory), "error": ""}
+
+
+def _handling_context(session, found) -> dict:
+    """The assignee's choices and, once a breach is marked, each affected institution with its notice decision."""
+    handlers = service.handlers(session)
+    scope: list[str] = []
+    decided: dict[str, str] = {}
+    for e in found.timeline:
+        if e.kind == "breach_marked":
+            scope = list(e.details.get("institutions", []))
+        elif e.kind in ("institution_notified", "institution_not_notified") and "institution" in e.details:
+            decided[str(e.details["institution"])] = "notified" if e.kind == "institution_notified" else "not notified"
+    assignee = next((name for hid, name in handlers if hid == found.assignee_id), None)
+    return {
+        "handlers": handlers,
+        "assignee": assignee,
+        "breach_scope": [(institution, decided.get(institution)) for institution in scope],
+    }
+
+
+@router.post(OPERATOR)
+def open_incident(request: Request, principal: Principal = HANDLE):
+    """Open an incident by hand (service.open_incident); the CISO is mailed at once."""
+    try:
+        body = read_form(request, OpenIn)
+        with platform_session(_db(request)) as session:
+            incident = service.open_incident(
+                session, principal, title=body.title, summary=body.summary, severity=body.severity,
+                category=body.category,
+            )  # fmt: skip
+            incident_id = incident.id
+    except BookwardenError as refused:
+        with platform_session(_db(request)) as session:
+            found = service.list_incidents(session, principal)
+        return page(
+            request, Console.OPERATOR, "console/incidents.html", status_code=refused.status, title="Incidents",
+            incidents=found, open_only=False, base=OPERATOR, **{**_open_form_context(), "error": refused.detail},
+        )  # fmt: skip
+    return RedirectResponse(f"{OPERATOR}/{incident_id}?done=opened", status_code=303)
+
+
+@router.post(OPERATOR + "/{incident_id}/assign")
+def assign_incident(request: Request, incident_id: UUID, principal: Principal = HANDLE):
+    """Assign to a handler: an active operator account whose role handles incidents (the service checks)."""
+
+    def act():
+        body = read_form(request, AssignIn)
+        with platform_session(_db(request)) as session:
+            service.assign(session, principal, incident_id, body.handler_id)
+
+    return _acted(request, principal, incident_id, "assigned", act)
+
+
+@router.post(OPERATOR + "/{incident_id}/breach/notices")
+def send_breach_notice(request: Request, incident_id: UUID, principal: Principal = HANDLE):
+    """Send one affected institution its breach notice (once: a second is refused in the service's words)."""
+
+    def act():
+        body = read_form(request, InstitutionIn)
+        affected.notify_institution(_db(request), principal, incident_id, body.institution)
+
+    return _acted(request, principal, incident_id, "notified", act)
+
+
+@router.post(OPERATOR + "/{incident_id}/breach/declines")
+def decline_breach_notice(request: Request, incident_id: UUID, principal: Principal = HANDLE):
+    """Decide not to notify one affected institution, with the reason (never after its notice)."""
+
+    def act():
+        body = read_form(request, DeclineIn)
+        affected.decline_institution(_db(request), principal, incident_id, body.institution, body.reason)
+
+    return _acted(request, principal, incident_id, "declined", act)

@@ -366,6 +366,16 @@ def assign(session: Session, actor: Principal, incident_id: UUID, handler_id: UU
     return incident
 
 
+def handlers(session: Session) -> list[tuple[UUID, str]]:
+    """(id, username) of the active operator accounts an incident may be assigned to (the page's choices)."""
+    rows = session.execute(
+        select(OperatorAccount.id, OperatorAccount.username)
+        .where(OperatorAccount.status == OperatorStatus.ACTIVE.value, OperatorAccount.role.in_(handler_roles()))
+        .order_by(OperatorAccount.username)
+    )
+    return [(row.id, row.username) for row in rows]
+
+
 def handler_id(session: Session, ref: str) -> UUID:
     """An operator account named by id or username (the console's --handler)."""
     try:

@@ -150,12 +150,20 @@ def deny_grant(session: TenantSession, actor: Principal, grant_id: UUID) -> Oper
     return grant
 
 
-def break_glass(db: Database, ciso: Principal, tenant_id: UUID, grant_id: UUID) -> OperatorGrant:
-    """The CISO approves without the tenant, in an emergency: flagged, and the tenant is told at once."""
+def break_glass(
+    db: Database, ciso: Principal, tenant_ref: UUID | str, grant_id: UUID, *, reason: str | None = None
+) -> OperatorGrant:
+    """The CISO approves without the tenant, in an emergency: flagged, and the tenant is told at once.
+
+    `reason` (the console page asks for it) is the CISO's word on the emergency: it goes into the notice the
+    institution's security contacts receive, never into the trail (free text may name a person)."""
     authorize(ciso, Permission.PLATFORM_GRANTS_BREAK_GLASS)
     _require_signed_in_operator(ciso)
+    if reason is not None and len(reason.strip()) < 10:
+        raise InvalidInput("reason: say what emergency needs access without the institution (at least 10 characters)")
     with platform_session(db) as session:
-        get_tenant(session, tenant_id)  # an unknown institution is named as such, not as an unknown grant
+        # An unknown institution is named as such, not as an unknown grant.
+        tenant_id = get_tenant(session, tenant_ref).id
     with tenant_session(db, tenant_id) as session:
         grant = _pending(session, grant_id)
         if _asked_by(ciso, grant):
@@ -170,7 +178,11 @@ def break_glass(db: Database, ciso: Principal, tenant_id: UUID, grant_id: UUID) 
             ciso,
             EntitlementEvent.OPERATOR_GRANT_BREAK_GLASS,
             f"operator {grant.operator_id}",
-            {**_describe(grant), "break_glass": "YES - approved by the platform CISO, not by you"},
+            {
+                **_describe(grant),
+                "break_glass": "YES - approved by the platform CISO, not by you",
+                **({"break-glass reason": reason.strip()} if reason is not None else {}),
+            },
         )
         return grant
 
@@ -186,6 +198,20 @@ def revoke_grant(session: TenantSession, actor: Principal, grant_id: UUID) -> Op
     session.flush()
     _record(session, Action.GRANT_REVOKED, grant)
     return grant
+
+
+def end_own_grant(db: Database, operator: Principal, tenant_id: UUID, grant_id: UUID) -> OperatorGrant:
+    """An operator ends a grant they asked for, before its time (the operator console's "End now").
+
+    The institution is named by the caller (the operator's own list shows it); a grant of another institution,
+    or one another person asked for, is not found: an operator learns nothing of grants that are not theirs."""
+    authorize(operator, Permission.PLATFORM_GRANTS_REQUEST)
+    _require_operator(operator)
+    with tenant_session(db, tenant_id) as session:
+        grant = _get(session, grant_id)
+        if not _asked_by(operator, grant):
+            raise NotFound(f"no operator grant {grant_id}")
+        return revoke_grant(session, operator, grant_id)
 
 
 def open_grant(db: Database, operator: Principal, grant_id: UUID, *, tenant_id: UUID | None = None) -> Principal:

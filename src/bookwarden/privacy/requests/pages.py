@@ -24,11 +24,13 @@ from bookwarden.core.clock import db_now
 from bookwarden.core.errors import BookwardenError
 from bookwarden.core.permissions import Permission
 from bookwarden.core.principal import Principal
+from bookwarden.identity.accounts import service as accounts
 from bookwarden.library import service as library
 from bookwarden.privacy.requests import service as requests
 from bookwarden.privacy.requests.models import RequestKind, RequestState
 from bookwarden.privacy.requests.routes import DenyIn, HoldIn
 from bookwarden.privacy.requests.service import Decision, QueueView, RequestSummary
+from bookwarden.privacy.subjects import export as subject_export
 from bookwarden.web.consoles import Console, done, entry, page, read_form
 from bookwarden.web.portal import PATRON, render_portal
 from bookwarden.web.routing import PageRouter, form
@@ -62,9 +64,11 @@ CORRECTABLE = {
 
 def _page(request: Request, session, principal: Principal, status_code: int = 200, **context):
     own = requests.own_requests(session, principal)
+    # The copies of my data ready to download (privacy/subjects/pages.py serves them to this patron alone).
+    packages = subject_export.own_packages(session, accounts.own_patron_id(session, principal))
     return render_portal(
         request, session, principal, "portal/requests.html", status_code=status_code, title="My requests",
-        requests=own, asks=ASKS, error=context.pop("error", ""), **context,
+        requests=own, asks=ASKS, error=context.pop("error", ""), packages=packages, **context,
     )  # fmt: skip
 
 

@@ -52,7 +52,7 @@ from bookwarden.audit.events import Action
 from bookwarden.core import faults
 from bookwarden.core.authorize import authorize
 from bookwarden.core.csv_safety import spreadsheet_safe
-from bookwarden.core.errors import ApprovalRequired, Conflict, InvalidInput, NotFound
+from bookwarden.core.errors import ApprovalRequired, Conflict, Gone, InvalidInput, NotFound
 from bookwarden.core.permissions import Permission
 from bookwarden.core.principal import SYSTEM, Principal
 from bookwarden.crypto.aead import cipher, open_sealed, seal
@@ -495,22 +495,90 @@ def open_download(db: Database, token: str) -> Download:
         presented = hashlib.sha256(secret).digest()
         if package is None or not hmac.compare_digest(package.token_hash, presented) or package.expires_at <= now:
             raise NotFound(NOT_FOUND)
-        ensure_active(session, tenant_id)
-        if package.approval_id is not None and package.downloads > 0:
-            # Built outside a request, under one approval: one build, one download (the row is locked above).
-            raise Conflict(
-                "this access package was built outside a data-subject request and was downloaded once already; "
-                "ask again for another"
-            )
-        package.downloads += 1
-        package.last_downloaded_at = now
-        audit.record(
-            session,
-            Action.SUBJECT_EXPORT_DOWNLOADED,
-            (TARGET, package_id),
-            details={"patron_id": package.patron_id, "bytes": package.size_bytes, "download": package.downloads},
+        count, size = _release(session, package, now)
+    return Download(package_id, size, _chunks(db, tenant_id, package_id, count))
+
+
+def _release(session: TenantSession, package: SubjectExportPackage, now: datetime, **details: Any) -> tuple[int, int]:
+    """Count and record one download of a locked, current package: (chunks, bytes)."""
+    ensure_active(session, package.tenant_id)
+    if package.approval_id is not None and package.downloads > 0:
+        # Built outside a request, under one approval: one build, one download (the row is locked by the caller).
+        raise Conflict(
+            "this access package was built outside a data-subject request and was downloaded once already; "
+            "ask again for another"
         )
-        count, size = package.chunk_count, package.size_bytes
+    package.downloads += 1
+    package.last_downloaded_at = now
+    audit.record(
+        session,
+        Action.SUBJECT_EXPORT_DOWNLOADED,
+        (TARGET, package.id),
+        details={
+            "patron_id": package.patron_id, "bytes": package.size_bytes, "download": package.downloads, **details,
+        },
+    )  # fmt: skip
+    return package.chunk_count, package.size_bytes
+
+
+# -- the patron's own packages, in the portal ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OwnPackage:
+    id: UUID
+    created_at: datetime
+    expires_at: datetime
+    size_bytes: int
+    record_count: int
+    downloads: int
+
+
+OWN_GONE = (
+    "this access package expired after 7 days and was destroyed with its key; ask for a new copy of your data "
+    "on the requests page"
+)
+OWN_NOT_FOUND = "you have no access package with this id"
+
+
+def own_packages(session: TenantSession, patron_id: UUID) -> list[OwnPackage]:
+    """The signed-in patron's packages still to download (built to answer their requests), newest first.
+
+    The caller authorized the patron and found their record (identity's `own_patron_id`); metadata only, the
+    page that shows it records its own reading."""
+    rows = session.scalars(
+        select(SubjectExportPackage)
+        .where(
+            SubjectExportPackage.tenant_id == session.tenant_id,
+            SubjectExportPackage.patron_id == patron_id,
+            SubjectExportPackage.request_id.is_not(None),
+            SubjectExportPackage.expires_at > func.now(),
+        )
+        .order_by(SubjectExportPackage.created_at.desc())
+    )
+    return [OwnPackage(p.id, p.created_at, p.expires_at, p.size_bytes, p.record_count, p.downloads) for p in rows]
+
+
+def open_own_download(db: Database, tenant_id: UUID, patron_id: UUID, package_id: UUID) -> Download:
+    """The patron's own package, by the portal's sign-in instead of the mailed link: only one built to answer
+    their own request. Another patron's package, or none, is not found; an expired one is gone (410)."""
+    with tenant_session(db, tenant_id) as session:
+        package = session.scalars(
+            select(SubjectExportPackage)
+            .where(
+                SubjectExportPackage.tenant_id == tenant_id,
+                SubjectExportPackage.id == package_id,
+                SubjectExportPackage.patron_id == patron_id,
+                SubjectExportPackage.request_id.is_not(None),
+            )
+            .with_for_update()
+        ).first()
+        if package is None:
+            raise NotFound(OWN_NOT_FOUND)
+        now = session.scalar(select(func.now()))
+        if package.expires_at <= now:
+            raise Gone(OWN_GONE)
+        count, size = _release(session, package, now, via="portal")
     return Download(package_id, size, _chunks(db, tenant_id, package_id, count))
 
 

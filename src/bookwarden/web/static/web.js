@@ -14,3 +14,18 @@ document.addEventListener("submit", function (event) {
     event.preventDefault();
   }
 });
+// An htmx request the server refused (a 4xx or 5xx, which htmx does not swap in): send the same form the
+// plain way, so the refusal is shown as the page the form gives without JavaScript. The refused request
+// changed nothing; handled here, it is not logged as a script error.
+document.addEventListener("htmx:beforeSwap", function (event) {
+  if (!event.detail.isError) {
+    return;
+  }
+  var source = event.detail.requestConfig && event.detail.requestConfig.elt;
+  var form = source && source.closest ? source.closest("form") : null;
+  if (form) {
+    event.detail.isError = false;
+    event.detail.shouldSwap = false;
+    form.submit();
+  }
+});
