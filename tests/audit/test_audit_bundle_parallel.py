@@ -34,9 +34,10 @@ def in_workers(monkeypatch):
 
     monkeypatch.setattr(bundle, "PARALLEL_FROM", 0)
     monkeypatch.setattr(bundle, "BLOCK", 4096)  # about 4 lines a block
-    # Forked explicitly: a test process may have threads of its own (pytest-xdist's channel to its
-    # controller, a browser session), which make `_fork_is_safe` decline. The children only check
-    # blocks of lines and touch no lock of those threads; the decision itself is tested below.
+    # Forked explicitly: a test process may have threads alive that earlier tests left (the browser
+    # session of the e2e tests, which a pytest-xdist worker may have run first), and `_fork_is_safe`
+    # would then decline. The children only check blocks of lines, touching no lock of those threads;
+    # the decision itself is tested below.
     monkeypatch.setattr(bundle, "_fork_is_safe", lambda: True)
     monkeypatch.setattr(bundle, "_parallel_links", counted)
     return runs
