@@ -46,8 +46,8 @@ def admin_url():
     admin = embedded_admin_url(pgdata)
     with psycopg.connect(provision.libpq(admin), autocommit=True) as conn:
         # A throwaway server: nothing on it has to outlive a crash of the machine, so nothing is flushed to
-        # disk (a crash of the server alone, which tests provoke, still loses nothing: the kernel holds the
-        # writes). CREATE DATABASE, which flushes every file it writes, takes a fraction of a second, not ten.
+        # disk (a killed server process still loses nothing: the kernel holds what it wrote). CREATE DATABASE,
+        # which flushes every file it writes, takes a fraction of a second, not ten.
         for setting in ("fsync", "full_page_writes"):
             conn.execute(f"ALTER SYSTEM SET {setting} = off")
         conn.execute("SELECT pg_reload_conf()")
