@@ -7,8 +7,8 @@ accounts. Side by side, in the same run and on the same server: the same HTTP st
 2 workers) answering the same paths with the same JSON from bare SQL (bench/api_baseline.py): no
 authentication, row-level security, decryption or audit; the baseline does no sign-ins or privacy
 requests. Reported: requests/s, p50/p95/p99 and `errors` (any 5xx or transport error) for both, the
-ratio, and where a Bookwarden request spends its time (mean server time per route, read from one
-worker's /metrics). Locust itself runs in one process on the same machine and takes CPU too.
+ratio, and where a Bookwarden request spends its time (mean server time per route, read from /metrics,
+which sums both workers). Locust itself runs in one process on the same machine and takes CPU too.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def _locust(port: int, data: Path, seconds: int, baseline: bool, folder: Path) -
 
 
 def _server_time(port: int) -> dict[str, dict[str, float]]:
-    """Per route, from one worker's metrics: mean time inside the app (ms) and its share of the worker's time."""
+    """Per route, from /metrics (every worker's, summed): mean time inside the app (ms) and its share of the time."""
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
     )

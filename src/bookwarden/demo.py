@@ -86,7 +86,7 @@ def seed(db: Database, settings: Settings, patrons_each: int = PATRONS_EACH) -> 
             if fresh:
                 tenant = tenancy.create_tenant(session, db.keyring, settings.resolved_home, slug, name)
         if fresh:
-            _fill(db, tenant, rng, patrons_each)
+            add_patrons(db, tenant, rng, patrons_each)
         with tenant_session(db, tenant.id) as session:
             token = tokens.issue_api_token(session, "demo", sorted(LIBRARY_READ | LIBRARY_WRITE), timedelta(days=30))[1]
             _privacy_notice(session, tenant)
@@ -168,11 +168,13 @@ def _desk_password(session, tenant: Tenant) -> str:
     return password
 
 
-def _fill(db: Database, tenant: Tenant, rng: random.Random, count: int) -> None:
+def add_patrons(db: Database, tenant: Tenant, rng: random.Random, count: int, first: int = 0) -> None:
+    """`count` demo patrons numbered from `first`, with their activity, one transaction each (also used by
+    `python -m bench tenant_cost`)."""
     now = datetime.now(UTC)
     with Progress(transient=True) as progress:
         task = progress.add_task(f"seeding {tenant.slug}", total=count)
-        for n in range(count):
+        for n in range(first, first + count):
             with tenant_session(db, tenant.id) as session:
                 _one_patron(session, tenant, rng, n, now)
             progress.advance(task)

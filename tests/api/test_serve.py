@@ -120,29 +120,40 @@ def _spawned_workers(pid: int) -> list[int]:
     return spawned
 
 
-def test_serve_runs_several_processes_and_lets_in_flight_requests_finish(cli_env, reader, database_urls):  # noqa: F811
-    _, token = reader
+def _serve(cli_environment: dict[str, str], workers: int, **env: str) -> tuple[subprocess.Popen, str]:
+    """`bookwarden serve --workers N` as a real process, once it answers and runs all N workers."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = subprocess.Popen(
-        [*BOOKWARDEN, "serve", "--workers", "2", "--port", str(port)],
-        env=os.environ | cli_env,
+        [*BOOKWARDEN, "serve", "--workers", str(workers), "--port", str(port)],
+        env=os.environ | cli_environment | env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
-    headers = {"Authorization": f"Bearer {token}"}
+    deadline = time.monotonic() + 180  # each worker imports the whole app: slow on a loaded machine
     try:
-        deadline = time.monotonic() + 180  # each worker imports the whole app: slow on a loaded machine
         while True:
             assert server.poll() is None and time.monotonic() < deadline, server.stderr.read().decode()[-2000:]
             try:
-                if httpx.get(f"{url}/healthz", timeout=5).status_code == 200 and len(_spawned_workers(server.pid)) == 2:
-                    break
+                ready = httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+                if ready and len(_spawned_workers(server.pid)) == workers:
+                    return server, url
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
+    except BaseException:
+        server.kill()
+        server.wait()
+        raise
+
+
+def test_serve_runs_several_processes_and_lets_in_flight_requests_finish(cli_env, reader, database_urls):  # noqa: F811
+    _, token = reader
+    server, url = _serve(cli_env, workers=2)
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
         workers = _spawned_workers(server.pid)
         assert all(httpx.get(f"{url}/api/v1/patrons", headers=headers).status_code == 200 for _ in range(20))
 
@@ -167,6 +178,55 @@ def test_serve_runs_several_processes_and_lets_in_flight_requests_finish(cli_env
         assert answers == [200]
         assert server.wait(timeout=30) == 0
         assert not any(Path(f"/proc/{w}").exists() for w in workers)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
+def _counted(exposition: str, route: str) -> float:
+    """The sum of bookwarden_http_requests_total over every sample of `route`."""
+    total = 0.0
+    for line in exposition.splitlines():
+        if line.startswith("bookwarden_http_requests_total{") and f'route="{route}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_metrics_count_the_requests_of_every_worker(cli_env):  # noqa: F811
+    token = "m" * 40
+    server, url = _serve(cli_env, workers=2, BOOKWARDEN_METRICS_TOKEN=token)
+    try:
+        workers = _spawned_workers(server.pid)
+        # The folder `serve` made for the workers' values: private, and the same for both.
+        folders = {
+            entry.split(b"=", 1)[1].decode()
+            for pid in workers
+            for entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            if entry.startswith(b"PROMETHEUS_MULTIPROC_DIR=")
+        }
+        assert len(folders) == 1
+        folder = Path(folders.pop())
+        assert folder.is_dir() and folder.stat().st_mode & 0o077 == 0
+
+        # Requests on fresh connections until both workers have answered some (the kernel picks the worker).
+        sent = 0
+        while not all((folder / f"counter_{pid}.db").exists() for pid in workers) or sent < 20:
+            assert sent < 2000, f"one worker answered everything: {sorted(p.name for p in folder.iterdir())}"
+            with httpx.Client() as fresh:
+                assert fresh.get(f"{url}/nothing-here").status_code == 404
+            sent += 1
+
+        # Whichever worker answers the scrape counts every request, its own and the other's.
+        for _ in range(6):
+            with httpx.Client() as fresh:
+                scraped = fresh.get(f"{url}/metrics", headers={"Authorization": f"Bearer {token}"})
+            assert scraped.status_code == 200
+            assert _counted(scraped.text, "unmatched") == sent, scraped.text
+
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0
+        assert not folder.exists(), "serve removes the folder when it stops"
     finally:
         if server.poll() is None:
             server.kill()

@@ -473,3 +473,45 @@ def test_job_tables_are_platform_tables_the_app_role_cannot_truncate_or_reshape(
         assert owner_conn.execute(privilege, (table, denied)).fetchone()[0] is False, (table, denied)
     owner = owner_conn.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'jobs'").fetchone()[0]
     assert owner != "bookwarden_app"
+
+
+def test_a_stopping_worker_releases_a_job_that_outlasts_its_grace_and_cannot_record_it_later(committed_db, kind):
+    started, finish = threading.Event(), threading.Event()
+
+    @service.handler(kind)
+    def slow(_db, _payload):
+        started.set()
+        finish.wait(timeout=30)
+
+    job = enqueue(committed_db, kind)
+    stop = threading.Event()
+    worker = Worker(committed_db, "w1", poll_interval=0.05, grace=timedelta(seconds=0.2))
+    loop = threading.Thread(target=worker.run_forever, args=(stop,))
+    loop.start()
+    try:
+        assert started.wait(timeout=30)
+        with platform_session(committed_db) as session:
+            assert service.release(session, job.id, "someone-else", 1) is False  # only the holder gives it back
+        with capture_logs() as logs:
+            stop.set()
+            loop.join(timeout=30)
+        assert not loop.is_alive()
+        released = load(committed_db, job.id)
+        assert (released.status, released.attempts, released.locked_by) == (JobStatus.QUEUED, 1, None)
+        assert released.run_at <= db_now(committed_db)
+        assert [e["event"] for e in logs][-3:] == ["worker.finishing", "job.released", "worker.stopped"]
+
+        # Taken again at once, as the next attempt; the first run's outcome, should it end now, counts for nothing.
+        assert Worker(committed_db, "w2").claim_one().id == job.id
+        with platform_session(committed_db) as session:
+            assert service.record_success(session, job.id, "w1", 1) is False
+        assert load(committed_db, job.id).attempts == 2
+    finally:
+        finish.set()
+        stop.set()
+        loop.join(timeout=30)
+
+
+def test_the_grace_must_end_before_the_lease(committed_db):
+    with pytest.raises(ValueError, match="shorter than the lease"):
+        Worker(committed_db, "w1", lease=timedelta(seconds=30), grace=timedelta(seconds=30))

@@ -4,6 +4,7 @@ routers, health, metrics."""
 from __future__ import annotations
 
 import hmac
+import os
 import re
 import secrets
 import time
@@ -12,7 +13,7 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from pydantic import BaseModel
 from sqlalchemy import text
 from starlette.types import ASGIApp
@@ -90,6 +91,8 @@ def from_environment() -> FastAPI:
         async with running(app) as state:
             yield state
         db.dispose()  # after the last in-flight request: the server's connections end now, not at a timeout
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            multiprocess.mark_process_dead(os.getpid())  # its live gauges leave the sum; its counters stay in it
 
     app.router.lifespan_context = lifespan
     return app
@@ -196,4 +199,13 @@ def _observability(app: FastAPI, db: Database, settings: Settings) -> None:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
             raise Unauthenticated("send the metrics token (BOOKWARDEN_METRICS_TOKEN) as: Authorization: Bearer <token>")
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(exposed()), media_type=CONTENT_TYPE_LATEST)
+
+    def exposed() -> CollectorRegistry:
+        # Under `serve --workers N` (N > 1) every worker writes its values to the folder `serve` made: this
+        # worker answers for all of them, read from there at each scrape. Otherwise this process's own registry.
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return registry
+        everyone = CollectorRegistry()
+        multiprocess.MultiProcessCollector(everyone)
+        return everyone

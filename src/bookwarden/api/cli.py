@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -17,6 +21,8 @@ from bookwarden.core.permissions import Permission
 
 commands = typer.Typer()  # merged into the root: `bookwarden <command>`
 groups = (commands,)
+# Where prometheus_client's multiprocess mode keeps each process's values (read by api/app.py's /metrics).
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 # -- processes -----------------------------------------------------------------------------
@@ -34,21 +40,47 @@ def serve(
     logs.configure(settings.log_level)
     workers = workers or os.cpu_count() or 1
     record_action(Action.SERVICE_STARTED, service="api", host=host, port=port, workers=workers)
+    connect().dispose()  # the supervisor serves no request: it holds no connection while its workers run
     # An import string and a factory, so each worker process builds its own app, pools and caches after the fork
     # (connections must never be shared across processes). SIGTERM: no new connections, in-flight requests finish
     # (up to the graceful timeout), then each worker disposes of its pools.
-    uvicorn.run(
-        "bookwarden.api.app:from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
-        # The supervisor restarts a worker that misses its pings for this long: a worker still importing the app
-        # on a busy machine is slow, not dead, and killing it would only start the wait again.
-        timeout_worker_healthcheck=60,
-        **server_options(settings),
-    )
+    with shared_metrics(workers):
+        uvicorn.run(
+            "bookwarden.api.app:from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
+            # The supervisor restarts a worker that misses its pings for this long: a worker still importing the
+            # app on a busy machine is slow, not dead, and killing it would only start the wait again.
+            timeout_worker_healthcheck=60,
+            **server_options(settings),
+        )
+
+
+@contextmanager
+def shared_metrics(workers: int) -> Iterator[None]:
+    """With several workers, one private folder where each writes its metrics, so /metrics sums them all.
+
+    prometheus_client's multiprocess mode: a worker process started while PROMETHEUS_MULTIPROC_DIR is set keeps
+    its values in files there, and whichever worker answers /metrics reads every file. The folder is ours alone
+    (0700, made now, removed when the server stops): files left by an earlier run would be counted again.
+    """
+    if workers == 1:  # uvicorn serves in this very process: its own registry holds everything
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="bookwarden-metrics-")
+    previous = os.environ.get(MULTIPROC_DIR)
+    os.environ[MULTIPROC_DIR] = folder  # inherited by the worker processes uvicorn spawns
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(MULTIPROC_DIR, None)
+        else:
+            os.environ[MULTIPROC_DIR] = previous
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def server_options(settings: Settings) -> dict:

@@ -17,10 +17,10 @@ from bookwarden.audit import search, signing, verify
 from bookwarden.audit.events import Action, Outcome
 from bookwarden.audit.routes import MAX_SEQ, _closing
 from bookwarden.audit.search import EventQuery, ExportFormat
+from bookwarden.core import charts
 from bookwarden.core.errors import InvalidInput
 from bookwarden.core.permissions import Permission
 from bookwarden.core.principal import Principal
-from bookwarden.web import charts
 from bookwarden.web.consoles import Console, entry, page
 from bookwarden.web.routing import PageRouter
 from bookwarden.web.session import requires, tenant_scope

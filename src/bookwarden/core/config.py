@@ -101,8 +101,18 @@ class Settings(BaseSettings):
         "the service's connections go through it, with server-side prepared statements off; migrations, "
         "provisioning and backups keep BOOKWARDEN_DATABASE_URL",
     )
-    pool_size: int = 10
-    graceful_shutdown_seconds: int = 30  # how long `serve` lets in-flight requests finish on SIGTERM
+    # Per process and per database (data, keyring): connections kept open, and opened beyond them at busy
+    # moments. README "Connection budget" states what every process kind may open; tests/db/test_connection_budget.py
+    # holds the README to these numbers.
+    pool_size: int = Field(default=10, ge=1)
+    pool_overflow: int = Field(default=10, ge=0)
+    graceful_shutdown_seconds: int = Field(
+        default=30,
+        ge=0,
+        le=270,  # below the job lease (5 minutes): a job finishing in its grace is never taken over meanwhile
+        description="on SIGTERM, how long `serve` lets in-flight requests finish and `worker` its job in hand "
+        "(then given back to the queue for another worker)",
+    )
     subject_key_cache_size: int = 200_000
     monitor_tuning: dict[str, dict[str, str | int]] = Field(
         default_factory=dict,

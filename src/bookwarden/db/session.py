@@ -83,14 +83,19 @@ class Database:
         pool_size: int = 10,
         cache_size: int = 200_000,
         transaction_pooler: bool = False,
+        pool_overflow: int | None = None,
     ):
+        """Two engines, data and keyring, each keeping up to `pool_size` connections open and opening up to
+        `pool_overflow` (default: as many) more at busy moments: at most 2 x (pool_size + pool_overflow)
+        connections for the process (README "Connection budget"). Connections open as they are first needed."""
+        overflow = pool_size if pool_overflow is None else pool_overflow
         # Behind a pooler in transaction mode, consecutive transactions of one client connection run on
         # different server connections, so a statement psycopg prepared on one is unknown on the next
         # (PgBouncer before 1.21 cannot carry them over): prepared statements off.
         connect_args = {"prepare_threshold": None} if transaction_pooler else {}
-        engine = create_engine(urls.app, pool_size=pool_size, max_overflow=pool_size, connect_args=connect_args)
+        engine = create_engine(urls.app, pool_size=pool_size, max_overflow=overflow, connect_args=connect_args)
         keyring_engine = create_engine(
-            urls.keyring_app, pool_size=pool_size, max_overflow=pool_size, connect_args=connect_args
+            urls.keyring_app, pool_size=pool_size, max_overflow=overflow, connect_args=connect_args
         )
         return cls(
             engine=engine,
@@ -116,6 +121,7 @@ def connect(settings: Settings) -> Database:
         settings.pool_size,
         settings.subject_key_cache_size,
         transaction_pooler=bool(settings.database_pooler_url),
+        pool_overflow=settings.pool_overflow,
     )
 
 

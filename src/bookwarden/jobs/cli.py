@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
+from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -20,9 +23,17 @@ groups = (commands,)
 
 
 @command(commands, "worker", Permission.PLATFORM_SERVICES_RUN, unmapped=True)
-def worker(name: Annotated[str, typer.Option(help="worker name in job leases")] = "worker") -> None:
-    """Run background jobs until SIGTERM/SIGINT."""
+def worker(
+    name: Annotated[str | None, typer.Option(help="worker name in job leases (default: host:pid)")] = None,
+) -> None:
+    """Run background jobs until SIGTERM/SIGINT; run as many as needed, on any machines.
+
+    On SIGTERM the worker claims nothing more; the job in hand gets BOOKWARDEN_GRACEFUL_SHUTDOWN_SECONDS to
+    finish, and is then given back for another worker to take at once.
+    """
     settings = get_settings()
+    # One name per process: a lease names its holder, and the logs tell the workers apart.
+    name = name or f"{socket.gethostname()}:{os.getpid()}"
     logs.configure(settings.log_level)
     stop = threading.Event()
     job_worker.stop_on_signals(stop)
@@ -30,4 +41,4 @@ def worker(name: Annotated[str, typer.Option(help="worker name in job leases")] 
     for jobs in areas.modules("jobs"):  # every area's schedules, declared again at each start (idempotent)
         jobs.declare_schedules(db)
     record_action(Action.SERVICE_STARTED, service="worker", name=name)
-    job_worker.Worker(db, name).run_forever(stop)
+    job_worker.Worker(db, name, grace=timedelta(seconds=settings.graceful_shutdown_seconds)).run_forever(stop)

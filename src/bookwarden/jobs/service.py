@@ -227,6 +227,24 @@ def record_failure(session: Session, job_id: int, worker: str, attempt: int, err
     return job.status
 
 
+def release(session: Session, job_id: int, worker: str, attempt: int) -> bool:
+    """Give back the job `worker` holds under `attempt`, due now, for another worker to take at once.
+
+    For a worker that is stopping with the job unfinished: without this the job would wait for its
+    lease to expire. The attempt keeps its number (the next claim takes the next one), so the lease
+    of a later run is never mistaken for this one. False when the worker no longer held the lease.
+    """
+    job = _leased(session, job_id, worker, attempt)
+    if job is None:
+        return False
+    job.status = JobStatus.QUEUED
+    job.run_at = db_now(session)
+    job.last_error = f"released unfinished by {worker!r} at shutdown during attempt {attempt}"
+    job.locked_by = None
+    job.locked_until = None
+    return True
+
+
 def enqueue_due_schedules(session: Session) -> list[Job]:
     """One job per enabled schedule whose time has come; each schedule moves to its next slot.
 

@@ -3,10 +3,16 @@
 Each step is its own short transaction (claim, then record), and the handler runs between
 them with no transaction or row lock held, so a slow handler never blocks other workers.
 If the worker dies mid-job, the lease expires and another worker takes the job over.
+
+Stopping (SIGTERM): the worker claims nothing more and gives the job in hand `grace` to finish;
+a job still running then is released (queued again, due now) so another worker takes it at once
+rather than after its lease expires. Handlers are idempotent, so a job cut short and run again
+is done once in effect.
 """
 
 from __future__ import annotations
 
+import contextvars
 import signal
 import threading
 import time
@@ -29,17 +35,22 @@ class Worker:
         name: str,
         lease: timedelta = timedelta(minutes=5),
         poll_interval: float = 1.0,
+        grace: timedelta = timedelta(seconds=30),
     ):
         if not name:
             raise ValueError("a worker needs a name: it is written into the lease of every job it claims")
         if lease <= timedelta(0):
             raise ValueError(f"lease must be positive, got {lease}")
+        if not timedelta(0) <= grace < lease:
+            # A job still running past its lease is taken over while it runs: the grace must end first.
+            raise ValueError(f"grace must be at least 0 and shorter than the lease ({lease}), got {grace}")
         self.db = db
         self.name = name
         # Longer than the slowest handler: a job still running when its lease expires is
         # taken over and run a second time by another worker.
         self.lease = lease
         self.poll_interval = poll_interval
+        self.grace = grace
 
     def claim_one(self) -> Job | None:
         """Lease the next runnable job to this worker and commit the claim."""
@@ -49,20 +60,69 @@ class Worker:
             log.info("job.claimed", worker=self.name, **_job_fields(job))
         return job
 
-    def run_one(self) -> bool:
-        """Claim, run and record one job; False when no job was due."""
+    def run_one(self, stop: threading.Event | None = None) -> bool:
+        """Claim, run and record one job; False when no job was due.
+
+        With `stop`, the handler runs in a thread of its own so that the worker can keep its word once
+        `stop` is set: the job gets `grace` to finish, and is released if it has not.
+        """
         job = self.claim_one()
         if job is None:
             return False
         started = time.monotonic()
-        try:
-            service.handler_for(job.kind)(self.db, job.payload)
-        except Exception as exc:
+        failure: list[Exception] = []
+
+        def run() -> None:
+            try:
+                service.handler_for(job.kind)(self.db, job.payload)
+            except Exception as exc:
+                failure.append(exc)
+
+        if stop is None:
+            run()
+        else:
+            # A daemon thread: a job released at the end of the grace dies with the process, its open
+            # transaction (if any) rolled back by the server when the connection drops. It runs in a copy of
+            # this thread's context, so its audit events carry what they carried when jobs ran in the loop.
+            context = contextvars.copy_context()
+            running = threading.Thread(target=context.run, args=(run,), name=f"job {job.id}", daemon=True)
+            running.start()
+            if not self._wait(running, stop, job):
+                return True
+        if failure:
             # Any handler failure is the job's failure, never the worker's: record it and go on.
-            self._record_failure(job, exc, time.monotonic() - started)
+            self._record_failure(job, failure[0], time.monotonic() - started)
         else:
             self._record_success(job, time.monotonic() - started)
         return True
+
+    def _wait(self, running: threading.Thread, stop: threading.Event, job: Job) -> bool:
+        """Wait for the job's thread; False if the grace ran out after `stop` and the job was released."""
+        deadline: float | None = None
+        while True:
+            running.join(timeout=0.1)
+            if not running.is_alive():
+                return True
+            if not stop.is_set():
+                continue
+            if deadline is None:
+                deadline = time.monotonic() + self.grace.total_seconds()
+                log.info(
+                    "worker.finishing", worker=self.name, grace_seconds=self.grace.total_seconds(), **_job_fields(job)
+                )
+            elif time.monotonic() >= deadline:
+                self._release(job)
+                return False
+
+    def _release(self, job: Job) -> None:
+        with platform_session(self.db) as session:
+            released = service.release(session, job.id, self.name, job.attempts)
+        log.warning(
+            "job.released" if released else "job.lease_lost",
+            worker=self.name,
+            outcome="released_at_shutdown" if released else "lease_lost_at_shutdown",
+            **_job_fields(job),
+        )
 
     def tick_schedules(self) -> int:
         """Enqueue the due scheduled jobs; returns how many were enqueued."""
@@ -73,8 +133,13 @@ class Worker:
         return len(jobs)
 
     def run_forever(self, stop: threading.Event) -> None:
-        """Run jobs until `stop` is set; the job in hand is finished first."""
-        log.info("worker.started", worker=self.name, lease_seconds=self.lease.total_seconds())
+        """Run jobs until `stop` is set; the job in hand gets `grace` to finish, then is released."""
+        log.info(
+            "worker.started",
+            worker=self.name,
+            lease_seconds=self.lease.total_seconds(),
+            grace_seconds=self.grace.total_seconds(),
+        )
         next_tick = 0.0
         while not stop.is_set():
             try:
@@ -83,7 +148,7 @@ class Worker:
                 if time.monotonic() >= next_tick:
                     self.tick_schedules()
                     next_tick = time.monotonic() + self.poll_interval
-                busy = self.run_one()
+                busy = not stop.is_set() and self.run_one(stop)
             except Exception as exc:
                 # The database may be restarting or failing over: wait and try again rather
                 # than exit, since nothing else would restart the duties.

@@ -11,11 +11,11 @@ from uuid import UUID
 
 from fastapi import Depends, Query, Request
 
+from bookwarden.core import charts
 from bookwarden.core.permissions import Permission
 from bookwarden.core.principal import Principal
 from bookwarden.reports import evidence, security
 from bookwarden.reports.registry import MONTH_PATTERN, Month, Status
-from bookwarden.web import charts
 from bookwarden.web.consoles import Console, entry, page
 from bookwarden.web.routing import PageRouter
 from bookwarden.web.session import requires

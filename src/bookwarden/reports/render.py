@@ -1,30 +1,23 @@
 """The readable pages: the security report (with SVG charts drawn by pygal) and the evidence document.
 
-Jinja2 with autoescaping: every value from data is escaped. The charts are pygal's SVG with its script
-elements taken out of the tree before serialising (pygal always adds its tooltip configuration as a
-script): the pages carry no script at all, so they open safely as a download and under a strict CSP.
+Jinja2 with autoescaping: every value from data is escaped. The charts come from `core/charts.py`, as on
+the console pages: pygal's SVG with its script removed and its rules in the page's own stylesheet, so the
+pages carry no script at all and open safely as a download and under a strict CSP.
 """
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import jinja2
-import pygal
 from markupsafe import Markup
 
+from bookwarden.core import charts
 from bookwarden.reports.security import headline
 
 TEMPLATES = Path(__file__).parent / "templates"
-STYLE = pygal.style.Style(
-    background="white",
-    plot_background="white",
-    font_family="system-ui, sans-serif",
-    colors=("#2f6f4f", "#b03a2e", "#d68910", "#7d3c98", "#5d6d7e"),
-)
 
 
 @lru_cache(maxsize=1)
@@ -34,49 +27,25 @@ def _pages() -> jinja2.Environment:
     )
 
 
-def _svg(chart: pygal.graph.graph.Graph) -> Markup:
-    """The chart's SVG without scripts (pygal's tooltips need them; a report page runs none)."""
-    tree = chart.render_tree()
-    for parent in list(tree.iter()):
-        for child in list(parent):
-            if isinstance(child.tag, str) and child.tag.rsplit("}", 1)[-1] == "script":
-                parent.remove(child)
-    text = tree if isinstance(tree, str) else ET.tostring(tree, encoding="unicode")
-    return Markup(text)  # noqa: S704 - built by pygal from our numbers, labels escaped by the serialiser
-
-
-def _config(title: str) -> dict[str, Any]:
-    return {
-        "title": title,
-        "style": STYLE,
-        "js": [],
-        "disable_xml_declaration": True,
-        "width": 800,
-        "height": 320,
-        "legend_at_bottom": True,
-        "print_values": False,
-    }
+def _chart(svg: str) -> Markup:
+    return Markup(svg)  # noqa: S704 - drawn by pygal from our numbers, its labels escaped, its script removed
 
 
 def sign_in_chart(data: dict[str, Any]) -> Markup:
-    chart = pygal.StackedBar(**_config("Sign-ins per day"), x_label_rotation=45)
-    chart.x_labels = [day["day"][-2:] for day in data["days"]]
-    for column, label in (
+    columns = (
         ("succeeded", "succeeded"),
         ("failed", "failed password"),
         ("second_factor_failed", "failed second factor"),
         ("throttled", "throttled"),
         ("locked", "lockouts"),
-    ):
-        chart.add(label, [day[column] for day in data["days"]])
-    return _svg(chart)
+    )
+    labels = [day["day"][-2:] for day in data["days"]]
+    series = {label: [day[column] for day in data["days"]] for column, label in columns}
+    return _chart(charts.bars("Sign-ins per day", labels, series, stacked=True))
 
 
-def bar_chart(title: str, counts: dict[str, int]) -> Markup:
-    chart = pygal.HorizontalBar(**_config(title))
-    for name, value in counts.items():
-        chart.add(name, value)
-    return _svg(chart)
+def bar_chart(title: str, named: dict[str, int]) -> Markup:
+    return _chart(charts.counts(title, named))
 
 
 def _charts(entry: dict[str, Any]) -> list[Markup]:
@@ -116,7 +85,9 @@ def report_html(report: dict[str, Any]) -> str:
         }
         for entry in report["sections"]
     ]
-    return _pages().get_template("security_report.html").render(report=report, sections=sections)
+    # A download opens on its own, so the charts' rules travel inside it (no script, styles only).
+    rules = Markup(charts.stylesheet())  # noqa: S704 - generated from our fixed style, no data in it
+    return _pages().get_template("security_report.html").render(report=report, sections=sections, chart_rules=rules)
 
 
 def evidence_html(signed: dict[str, Any]) -> str:

@@ -62,7 +62,11 @@ class Metrics:
 
     def __post_init__(self) -> None:
         self.depth = Gauge(
-            "bookwarden_monitor_queue_depth", "items read and waiting for the engine", registry=self.registry
+            "bookwarden_monitor_queue_depth",
+            "items read and waiting for the engine",
+            registry=self.registry,
+            # Should PROMETHEUS_MULTIPROC_DIR be set around it: the depth of the running collectors, summed.
+            multiprocess_mode="livesum",
         )
         self.waited = Counter(
             "bookwarden_monitor_reader_wait_seconds",

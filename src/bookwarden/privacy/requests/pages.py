@@ -19,6 +19,7 @@ from uuid import UUID
 from fastapi import Depends, Query, Request
 from fastapi.responses import RedirectResponse
 
+from bookwarden.core import charts
 from bookwarden.core.clock import db_now
 from bookwarden.core.errors import BookwardenError
 from bookwarden.core.permissions import Permission
@@ -28,7 +29,6 @@ from bookwarden.privacy.requests import service as requests
 from bookwarden.privacy.requests.models import RequestKind, RequestState
 from bookwarden.privacy.requests.routes import DenyIn, HoldIn
 from bookwarden.privacy.requests.service import Decision, QueueView, RequestSummary
-from bookwarden.web import charts
 from bookwarden.web.consoles import Console, done, entry, page, read_form
 from bookwarden.web.portal import PATRON, render_portal
 from bookwarden.web.routing import PageRouter, form

@@ -8,9 +8,9 @@ from pathlib import Path
 from fastapi import Depends, Request
 from fastapi.responses import Response
 
+from bookwarden.core import charts
 from bookwarden.core.errors import Forbidden
 from bookwarden.core.principal import Principal
-from bookwarden.web import charts
 from bookwarden.web.consoles import Console, page
 from bookwarden.web.routing import PageRouter
 from bookwarden.web.session import signed_in

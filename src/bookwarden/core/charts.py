@@ -1,5 +1,8 @@
 """Charts as SVG, drawn by pygal, fit for a page under a strict Content-Security-Policy.
 
+One module for every chart: the console pages and the downloadable security report draw with it, so
+both carry the same palette (chosen for contrast) and neither carries a script.
+
 pygal puts a `<style>` and a `<script>` inside every chart and names its rules after a random id. The
 page's policy runs no inline script and applies no inline style, so the script goes, the style goes to
 a stylesheet the page links (`stylesheet()`, the same for every chart drawn with `STYLE`), and the rules
@@ -74,6 +77,14 @@ def per_day(title: str, labels: list[str], series: dict[str, list[int]]) -> str:
     )
     for name, values in series.items():
         chart.add(name, values)
+    return _fit(chart.render(is_unicode=True), title)
+
+
+def counts(title: str, named: dict[str, int]) -> str:
+    """One horizontal bar per name (kinds of things, not days), the values printed on the bars."""
+    chart = pygal.HorizontalBar(**_CONFIG, title=title, print_values=True)
+    for name, value in named.items():
+        chart.add(name, value)
     return _fit(chart.render(is_unicode=True), title)
 
 
