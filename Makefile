@@ -38,8 +38,9 @@ lint: install
 	$(VENV)/bin/lint-imports
 
 # The whole suite against a real PostgreSQL (an embedded one the tests start and stop themselves).
+# One pytest-xdist worker per core, each with its own embedded server; worksteal evens out the long tests.
 test: install lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist worksteal
 
 bench-quick: install
 	$(PY) -m bench isolation_overhead --quick

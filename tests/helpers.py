@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import socket
 import subprocess
 import threading
@@ -35,6 +36,7 @@ __all__ = [
     "restored_dump",
     "security_header_faults",
     "served",
+    "stored_hash",
 ]
 
 _addresses = iter(range(1, 1_000_000))
@@ -260,6 +262,16 @@ def restored_dump(admin_url, scratch_name: str) -> Iterator[Backup]:
     finally:
         with psycopg.connect(provision.libpq(admin_url), autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch)))
+
+
+@functools.cache
+def stored_hash(password: str, params) -> str:
+    """A real argon2id hash of `password` at `params`, made once per test process and given to every
+    throwaway account that signs in with it: a salt shared between test accounts changes nothing any
+    test checks, and the sign-in still verifies at full cost (the hash's own parameters)."""
+    from bookwarden.identity.passwords import hash_password
+
+    return hash_password(password, params)
 
 
 def argon2_verifications(monkeypatch) -> list[tuple]:

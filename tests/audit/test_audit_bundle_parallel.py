@@ -4,6 +4,7 @@ bundle, at the same event, with lines cut into small blocks so that edits sit on
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
@@ -33,8 +34,26 @@ def in_workers(monkeypatch):
 
     monkeypatch.setattr(bundle, "PARALLEL_FROM", 0)
     monkeypatch.setattr(bundle, "BLOCK", 4096)  # about 4 lines a block
+    # Forked explicitly: a test process may have threads alive that earlier tests left (the browser
+    # session of the e2e tests, which a pytest-xdist worker may have run first), and `_fork_is_safe`
+    # would then decline. The children only check blocks of lines, touching no lock of those threads;
+    # the decision itself is tested below.
+    monkeypatch.setattr(bundle, "_fork_is_safe", lambda: True)
     monkeypatch.setattr(bundle, "_parallel_links", counted)
     return runs
+
+
+def test_no_worker_is_forked_while_another_thread_runs():
+    large = {"events": {"count": bundle.PARALLEL_FROM * 10}}
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert not bundle._fork_is_safe()
+        assert bundle._workers(large) == 0
+    finally:
+        release.set()
+        other.join()
 
 
 def test_a_clean_bundle_verifies_in_workers(chain, key, cli_env, tmp_path, in_workers):  # noqa: F811

@@ -11,7 +11,7 @@ from bookwarden.db.session import tenant_session
 from bookwarden.identity import passwords
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import AccountKind, AccountStatus
-from tests.helpers import grant
+from tests.helpers import grant, stored_hash
 
 PASSWORD = "correct horse battery staple 42"
 
@@ -28,7 +28,7 @@ def staff(db, tenant_id, username: str, *, roles=(), totp: str | None = None):
             email=f"{username}@staff.example",
         )  # fmt: skip
         # Hashed directly at the tests' fast parameters: the password policy has tests of its own.
-        account.password_hash = passwords.hash_password(PASSWORD, passwords.DEFAULT)
+        account.password_hash = stored_hash(PASSWORD, passwords.DEFAULT)
         account.status = AccountStatus.ACTIVE
         if totp is not None:
             key = session.keyring.subject_key(tenant_id, account.id)
@@ -65,7 +65,7 @@ def patron(db, tenant_id, username: str, *, name: str = "Ada Reader", email: str
             session, administrator(tenant_id), kind=AccountKind.PATRON, username=username, email=email,
             patron_id=record.id,
         )  # fmt: skip
-        account.password_hash = passwords.hash_password(PASSWORD, passwords.DEFAULT)
+        account.password_hash = stored_hash(PASSWORD, passwords.DEFAULT)
         account.status = AccountStatus.ACTIVE
         session.flush()
         access.grant_role(session, administrator(tenant_id), account.id, BuiltinRole.PATRON)

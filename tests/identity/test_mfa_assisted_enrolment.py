@@ -32,7 +32,7 @@ from bookwarden.notify.models import OutboxMessage
 from bookwarden.notify.service import open_mail
 from bookwarden.tenancy import service as tenancy
 from tests.e2e.test_notify import smtp_server  # noqa: F401 - the real aiosmtpd server fixture
-from tests.helpers import fresh_address, grant
+from tests.helpers import fresh_address, grant, stored_hash
 
 PASSWORD = "violet tractor mango 42 harbour"
 ADMIN = BUILTIN_PERMISSIONS[BuiltinRole.TENANT_ADMIN]
@@ -53,7 +53,7 @@ def _account(session, tenant_id, username, *, roles=(), totp: str | None = None)
     account = accounts.create_account(
         session, _admin(tenant_id), kind=AccountKind.STAFF, username=username, email=f"{username}@assist.example"
     )
-    account.password_hash = passwords.hash_password(PASSWORD, passwords.DEFAULT)
+    account.password_hash = stored_hash(PASSWORD, passwords.DEFAULT)
     account.status = AccountStatus.ACTIVE
     if totp is not None:
         key = session.keyring.subject_key(tenant_id, account.id)

@@ -30,7 +30,7 @@ from bookwarden.identity.models import Account, AccountKind, AccountStatus, Secu
 from bookwarden.identity.signin import service as signin
 from bookwarden.notify.models import MailCategory, OutboxMessage
 from bookwarden.notify.service import open_mail
-from tests.helpers import grant
+from tests.helpers import grant, stored_hash
 from tests.identity.test_mfa import CODE_FORMAT, SoftwareAuthenticator, b64url, from_b64url
 
 PASSWORD = "violet tractor mango 42 harbour"
@@ -62,7 +62,7 @@ def make_account(in_tenant):
             account = accounts.create_account(
                 session, _admin(tenant), kind=kind, username=username, email=f"{username}@alpha.example"
             )
-            account.password_hash = passwords.hash_password(PASSWORD, passwords.DEFAULT)
+            account.password_hash = stored_hash(PASSWORD, passwords.DEFAULT)
             account.status = AccountStatus.ACTIVE
             if totp is not None:
                 key = session.keyring.subject_key(tenant.id, account.id)

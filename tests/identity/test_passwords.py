@@ -32,11 +32,12 @@ from bookwarden.identity.passwords import (
     common_passwords,
     dummy_verify,
     expired,
+    floor_problem,
     hash_password,
     is_common_password,
     verify_password,
 )
-from tests.helpers import argon2_verifications
+from tests.helpers import argon2_verifications, stored_hash
 
 FAST = OWASP_FLOOR
 PHC = re.compile(r"^\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$")
@@ -316,6 +317,20 @@ def test_the_default_hash_is_argon2id_with_at_least_the_owasp_minimum():
     memory, time_cost, parallelism = hash_parameters(hash_password("cobalt ferry lantern"))
     assert (memory, time_cost, parallelism) == (DEFAULT.memory_cost, DEFAULT.time_cost, DEFAULT.parallelism)
     assert memory >= 19456 and time_cost >= 2 and parallelism >= 1
+
+
+def test_production_hashes_at_rfc_9106s_second_option_never_at_the_tests_floor():
+    # Test fixtures patch DEFAULT down to the floor for themselves (monkeypatch); the module's own value,
+    # the one every sign-in and password change of a running platform reads, stays the strong one.
+    assert HashParams(memory_cost=65536, time_cost=3, parallelism=4) == DEFAULT
+    assert passwords.DEFAULT is DEFAULT
+
+
+def test_the_hash_fixtures_share_is_real_and_at_the_floor_at_least():
+    shared = stored_hash("cobalt ferry lantern", FAST)
+    assert floor_problem(shared) is None and hash_parameters(shared) == (19456, 2, 1)
+    assert verify_password(shared, "cobalt ferry lantern", FAST).ok
+    assert stored_hash("cobalt ferry lantern", FAST) == shared  # one per process: salts are not what fixtures test
 
 
 def test_the_floor_hash_carries_exactly_the_owasp_minimum():

@@ -30,7 +30,7 @@ from bookwarden.identity.signin import service as signin
 from bookwarden.notify.models import MailCategory, OutboxMessage
 from bookwarden.notify.service import open_mail
 from bookwarden.tenancy import service as tenancy
-from tests.helpers import argon2_verifications, grant
+from tests.helpers import argon2_verifications, grant, stored_hash
 
 PROBLEM = "application/problem+json"
 PASSWORD = "violet tractor mango 42 harbour"
@@ -64,7 +64,7 @@ def make_account(in_tenant):
             )
             # The hash is made directly rather than through the password policy: the policy has its
             # own tests, and hashing at the patched DEFAULT keeps the timing comparison fair.
-            account.password_hash = passwords.hash_password(PASSWORD, passwords.DEFAULT)
+            account.password_hash = stored_hash(PASSWORD, passwords.DEFAULT)
             account.status = AccountStatus.ACTIVE
             if totp is not None:
                 key = session.keyring.subject_key(tenant.id, account.id)
@@ -576,7 +576,7 @@ def committed_account(committed_db, home):
         account = accounts.create_account(
             session, _admin(tenant), kind=AccountKind.STAFF, username="ann", email="ann@gamma.example"
         )
-        account.password_hash = passwords.hash_password(PASSWORD, passwords.DEFAULT)
+        account.password_hash = stored_hash(PASSWORD, passwords.DEFAULT)
         account.status = AccountStatus.ACTIVE
     return tenant, account
 

@@ -39,7 +39,7 @@ from bookwarden.notify.models import OutboxMessage
 from bookwarden.notify.service import open_mail
 from bookwarden.tenancy import service as tenancy
 from tests.e2e.test_cli import cli_env  # noqa: F401 - fixture
-from tests.helpers import acting, grant
+from tests.helpers import acting, grant, stored_hash
 from tests.identity.test_operator_accounts import PASSWORD as OPERATOR_PASSWORD
 from tests.identity.test_operator_accounts import create, enrolled, signed_in  # noqa: F401 - fixtures
 
@@ -71,7 +71,7 @@ def person(in_tenant, tenant, browser):
             account = accounts.create_account(
                 session, _setup(tenant), kind=AccountKind.STAFF, username=username, email=f"{username}@alpha.example"
             )
-            account.password_hash = passwords.hash_password(PASSWORD, passwords.DEFAULT)
+            account.password_hash = stored_hash(PASSWORD, passwords.DEFAULT)
             account.status = AccountStatus.ACTIVE
             key = session.keyring.subject_key(tenant.id, account.id)
             account.totp_secret = encrypt_field(key, tenant.id, "accounts", "totp_secret", account.id, secret)

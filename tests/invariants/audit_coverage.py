@@ -48,7 +48,7 @@ from bookwarden.tenancy import service as tenancy
 from tests.conftest import TEST_DATABASE
 from tests.e2e.test_cli import cli_env, granted, map_console  # noqa: F401 - fixture
 from tests.e2e.test_saml import MAPPINGS, _start, admin, idp, key_pairs, sp_metadata  # noqa: F401 - fixtures
-from tests.helpers import PATHS, fresh_address, populate
+from tests.helpers import PATHS, fresh_address, populate, stored_hash
 from tests.identity.test_mfa import SoftwareAuthenticator
 
 PASSWORD = "violet tractor mango 42 harbour"
@@ -258,7 +258,7 @@ class World:
                 session, self.as_admin(), kind=kind, username=username, email=f"{username}@alpha.example"
             )
             if active:
-                account.password_hash = passwords.hash_password(PASSWORD, passwords.DEFAULT)
+                account.password_hash = stored_hash(PASSWORD, passwords.DEFAULT)
                 account.status = AccountStatus.ACTIVE
             if totp is not None:
                 key = session.keyring.subject_key(self.tenant.id, account.id)

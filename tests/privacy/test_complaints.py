@@ -33,7 +33,7 @@ from bookwarden.privacy.complaints import service as complaints
 from bookwarden.privacy.complaints.models import Complaint
 from bookwarden.privacy.complaints.service import SlaState
 from tests.e2e.test_notify import smtp_server  # noqa: F401 - the real aiosmtpd server fixture
-from tests.helpers import grant
+from tests.helpers import grant, stored_hash
 
 PASSWORD = "violet tractor mango 42 harbour"
 SUBJECT = "My loan history was shown to another patron"
@@ -65,7 +65,7 @@ def _account(session, username, *, kind=AccountKind.STAFF, roles=(), email=None,
     account = accounts.create_account(
         session, _admin(session.tenant_id), kind=kind, username=username, email=email or f"{username}@alpha.example"
     )
-    account.password_hash = passwords.hash_password(PASSWORD, passwords.DEFAULT)
+    account.password_hash = stored_hash(PASSWORD, passwords.DEFAULT)
     account.status = AccountStatus.ACTIVE if active else AccountStatus.DISABLED
     account.patron_id = patron_id
     session.flush()

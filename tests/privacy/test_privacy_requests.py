@@ -38,7 +38,7 @@ from bookwarden.privacy.requests import service as requests
 from bookwarden.privacy.requests.models import PrivacyRequest, RequestKind, RequestState
 from bookwarden.privacy.requests.service import Decision
 from bookwarden.privacy.restrictions import service as restrictions
-from tests.helpers import grant
+from tests.helpers import grant, stored_hash
 
 PASSWORD = "violet tractor mango 42 harbour"
 OFFICER = frozenset(BUILTIN_PERMISSIONS[BuiltinRole.PRIVACY_OFFICER])
@@ -151,7 +151,7 @@ def test_a_signed_in_patron_asks_about_their_own_data(browser, in_tenant, tenant
         account = accounts.create_account(
             session, admin, kind=AccountKind.PATRON, username="ann", email="a@alpha.example"
         )
-        account.password_hash = passwords.hash_password(PASSWORD, passwords.DEFAULT)
+        account.password_hash = stored_hash(PASSWORD, passwords.DEFAULT)
         account.status, account.patron_id = AccountStatus.ACTIVE, patron_id
         session.flush()
         grant(session, tenant.id, account.id, BuiltinRole.PATRON)

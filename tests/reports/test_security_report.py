@@ -39,7 +39,7 @@ from bookwarden.notify.service import open_mail
 from bookwarden.privacy.requests import service as requests
 from bookwarden.reports import jobs, render, security
 from bookwarden.reports.registry import SECTIONS, Month, Scope
-from tests.helpers import acting, fresh_address
+from tests.helpers import acting, fresh_address, stored_hash
 from tests.reports.conftest import approve_baseline
 
 PASSWORD = "violet tractor mango 42 harbour"
@@ -80,7 +80,7 @@ def _admin(tenant_id) -> Principal:
 def _account(db, tenant, username: str) -> None:
     with tenant_session(db, tenant.id) as session:
         account = accounts.create_account(session, _admin(tenant.id), kind=AccountKind.STAFF, username=username)
-        account.password_hash = passwords.hash_password(PASSWORD, passwords.DEFAULT)
+        account.password_hash = stored_hash(PASSWORD, passwords.DEFAULT)
         account.status = AccountStatus.ACTIVE
 
 

@@ -615,14 +615,14 @@ def _workers(manifest: dict) -> int:
     except (KeyError, TypeError, ValueError):
         return 0
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if (
-        count < PARALLEL_FROM
-        or cpus < 2
-        or threading.active_count() > 1
-        or "fork" not in multiprocessing.get_all_start_methods()
-    ):
+    if count < PARALLEL_FROM or cpus < 2 or not _fork_is_safe():
         return 0
     return min(cpus, 8)
+
+
+def _fork_is_safe() -> bool:
+    """A forked child gets only the calling thread: a lock another thread holds at that moment stays held."""
+    return threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods()
 
 
 def _canonical(raw: msgspec.Raw) -> bytes:
