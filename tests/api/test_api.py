@@ -441,6 +441,25 @@ def test_logs_are_json_with_request_ids_and_never_secrets_or_personal_data(app, 
         assert secret not in everything
 
 
+def test_a_logged_traceback_carries_no_local_variables(capsys, json_logs):
+    import structlog
+
+    def failing(patron_name: str) -> None:
+        card = "4111111111111111"  # a local, as a record or a key would be in a real frame
+        raise RuntimeError(f"failed for {len(patron_name) + len(card)} characters")
+
+    try:
+        failing("Hedy Lamarr")
+    except RuntimeError:
+        structlog.get_logger().exception("probe_failed")
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    (logged,) = [json.loads(line) for line in lines if '"probe_failed"' in line]
+    frames = logged["exception"][0]["frames"]
+    assert [f["name"] for f in frames][-1] == "failing"  # the traceback is there, as data
+    assert all("locals" not in f or not f["locals"] for f in frames)
+    assert "Hedy" not in lines[-1] and "4111111111111111" not in "\n".join(lines)
+
+
 def test_an_unexpected_error_is_a_problem_with_an_instance_id(app, tenant, client_for, monkeypatch):
     from bookwarden.library import service
 

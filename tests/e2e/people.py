@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import uuid
+
+import pyotp
 
 from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole
 from bookwarden.core.principal import Principal, PrincipalKind
 from bookwarden.crypto.fields import encrypt_field
-from bookwarden.db.session import tenant_session
+from bookwarden.db.session import platform_session, tenant_session
 from bookwarden.identity import passwords
 from bookwarden.identity.accounts import service as accounts
 from bookwarden.identity.models import AccountKind, AccountStatus
+from bookwarden.tenancy.models import Tenant
 from tests.helpers import grant, stored_hash
 
 PASSWORD = "correct horse battery staple 42"
@@ -87,3 +91,22 @@ def publish_notice(db, tenant_id, version: str = "2026-12") -> None:
             PrincipalKind.API_TOKEN, uuid.uuid4(), tenant_id, BUILTIN_PERMISSIONS[BuiltinRole.PRIVACY_OFFICER]
         )
         notices.publish(session, officer, version=version, notice_text=NOTICE, material=False)
+
+
+def slug_of(db, tenant_id) -> str:
+    """The institution's slug, as a person types it on the sign-in page."""
+    with platform_session(db) as session:
+        return session.get(Tenant, tenant_id).slug
+
+
+def sign_in_staff(page, url: str, slug: str, username: str, secret: str) -> None:
+    """A staff member signed in with their password and a TOTP code, landing on the console."""
+    page.goto(f"{url}/signin")
+    page.get_by_label("Institution").fill(slug)
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r"/signin/second-factor"))
+    page.get_by_label("Code").fill(pyotp.TOTP(secret).now())
+    page.get_by_role("button", name="Continue").click()
+    page.wait_for_url(re.compile(r"/console"))

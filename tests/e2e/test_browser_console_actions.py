@@ -39,8 +39,7 @@ from bookwarden.privacy.disclosures.models import Disclosure, DisclosureSubject
 from bookwarden.privacy.reports import catalogue
 from bookwarden.privacy.reports.models import PublisherReport
 from bookwarden.privacy.retention.models import LegalHold
-from bookwarden.tenancy.models import Tenant
-from tests.e2e.people import PASSWORD, staff
+from tests.e2e.people import sign_in_staff, slug_of, staff
 from tests.e2e.test_notify import smtp_server  # noqa: F401 - fixture
 
 CONTACT = "soc@alpha.example"
@@ -50,23 +49,6 @@ CATALOGUE = b"item_id,title,publisher\nitem-9,Beloved,Vintage\nitem-1,Middlemarc
 @pytest.fixture(autouse=True)
 def fast_hashing(monkeypatch):
     monkeypatch.setattr(passwords, "DEFAULT", passwords.OWASP_FLOOR)
-
-
-def _slug(db, tenant_id) -> str:
-    with platform_session(db) as session:
-        return session.get(Tenant, tenant_id).slug
-
-
-def _sign_in(page, url: str, slug: str, username: str, secret: str) -> None:
-    page.goto(f"{url}/signin")
-    page.get_by_label("Institution").fill(slug)
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(re.compile(r"/signin/second-factor"))
-    page.get_by_label("Code").fill(pyotp.TOTP(secret).now())
-    page.get_by_role("button", name="Continue").click()
-    page.wait_for_url(re.compile(r"/console"))
 
 
 def _person(site, tenant_id, username: str, role: BuiltinRole) -> str:
@@ -115,13 +97,13 @@ def test_a_privacy_officer_records_a_disclosure_releases_a_report_and_holds_data
     site, committed_tenant, page, axe, shot
 ):
     tenant_id = committed_tenant()
-    slug = _slug(site.db, tenant_id)
+    slug = slug_of(site.db, tenant_id)
     grace, alan = _patrons(site.db, tenant_id, ["Grace Hopper", "Alan Turing"])
     with tenant_session(site.db, tenant_id) as session:
         objections.record_objection(session, alan, "third_party_disclosure", actor=_officer(tenant_id))
     _load_catalogue(site.db, tenant_id)
     secret = _person(site, tenant_id, "pia", BuiltinRole.PRIVACY_OFFICER)
-    _sign_in(page, site.url, slug, "pia", secret)
+    sign_in_staff(page, site.url, slug, "pia", secret)
 
     # A disclosure: recorded before the data leaves; the patron who objected is left out.
     _menu(page, "Disclosures")
@@ -199,13 +181,13 @@ def _load_catalogue(db, tenant_id) -> None:
 
 def test_a_hold_is_placed_and_lifted_with_javascript_off(site, committed_tenant, chromium, shot):
     tenant_id = committed_tenant()
-    slug = _slug(site.db, tenant_id)
+    slug = slug_of(site.db, tenant_id)
     (grace,) = _patrons(site.db, tenant_id, ["Grace Hopper"])
     secret = _person(site, tenant_id, "pia", BuiltinRole.PRIVACY_OFFICER)
     context = chromium.new_context(viewport={"width": 1100, "height": 800}, locale="en-GB", java_script_enabled=False)
     page = context.new_page()
     try:
-        _sign_in(page, site.url, slug, "pia", secret)
+        sign_in_staff(page, site.url, slug, "pia", secret)
         page.goto(f"{site.url}/console/privacy/legal-holds")
         page.locator("#patron_id").fill(str(grace))
         page.get_by_role("combobox", name="Category").select_option("loan_history")
@@ -261,7 +243,7 @@ def test_security_officers_send_the_breach_notices_in_two_and_the_contacts_page_
     smtp_server,  # noqa: F811 - the fixture imported above
 ):
     tenant_id = committed_tenant()
-    slug = _slug(site.db, tenant_id)
+    slug = slug_of(site.db, tenant_id)
     with tenant_session(site.db, tenant_id) as session:
         notices.add_security_contact(session, CONTACT)
     _patrons(site.db, tenant_id, ["Grace Hopper", "Alan Turing"])
@@ -269,7 +251,7 @@ def test_security_officers_send_the_breach_notices_in_two_and_the_contacts_page_
     first = _person(site, tenant_id, "sam", BuiltinRole.SECURITY_OFFICER)
     second = _person(site, tenant_id, "sue", BuiltinRole.SECURITY_OFFICER)
 
-    _sign_in(page, site.url, slug, "sam", first)
+    sign_in_staff(page, site.url, slug, "sam", first)
     page.goto(f"{site.url}/console/incidents/{sent_one}")
     page.get_by_role("link", name="Notices to the patrons affected").click()
     page.wait_for_url(re.compile(r"/patron-notices$"))
@@ -285,7 +267,7 @@ def test_security_officers_send_the_breach_notices_in_two_and_the_contacts_page_
     other = chromium.new_context(viewport={"width": 1100, "height": 800}, locale="en-GB")
     checker = other.new_page()
     try:
-        _sign_in(checker, site.url, slug, "sue", second)
+        sign_in_staff(checker, site.url, slug, "sue", second)
         checker.goto(f"{site.url}/console/approvals")
         assert "send breach notices" in checker.locator("main table").first.inner_text()
         checker.get_by_role("button", name="Approve").click()

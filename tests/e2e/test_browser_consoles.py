@@ -39,8 +39,7 @@ from bookwarden.monitor.response.addresses import parse_network
 from bookwarden.privacy.complaints import service as complaints
 from bookwarden.privacy.requests import service as privacy_requests
 from bookwarden.privacy.requests.models import RequestKind
-from bookwarden.tenancy.models import Tenant
-from tests.e2e.people import PASSWORD, staff
+from tests.e2e.people import sign_in_staff, slug_of, staff
 from tests.e2e.test_notify import smtp_server  # noqa: F401 - fixture
 from tests.web.consoles import OPERATOR_PASSWORD, operator_enrolled
 
@@ -50,23 +49,6 @@ CONTACT = "soc@alpha.example"
 @pytest.fixture(autouse=True)
 def fast_hashing(monkeypatch):
     monkeypatch.setattr(passwords, "DEFAULT", passwords.OWASP_FLOOR)
-
-
-def _slug(db, tenant_id) -> str:
-    with platform_session(db) as session:
-        return session.get(Tenant, tenant_id).slug
-
-
-def _sign_in(page, url: str, slug: str, username: str, secret: str) -> None:
-    page.goto(f"{url}/signin")
-    page.get_by_label("Institution").fill(slug)
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(re.compile(r"/signin/second-factor"))
-    page.get_by_label("Code").fill(pyotp.TOTP(secret).now())
-    page.get_by_role("button", name="Continue").click()
-    page.wait_for_url(re.compile(r"/console"))
 
 
 def _administrator(site, tenant_id, username="ada") -> str:
@@ -91,12 +73,12 @@ def test_an_administrator_invites_an_account_grants_a_role_and_the_contact_is_to
     smtp_server,  # noqa: F811 - the fixture imported above
 ):
     tenant_id = committed_tenant()
-    slug = _slug(site.db, tenant_id)
+    slug = slug_of(site.db, tenant_id)
     with tenant_session(site.db, tenant_id) as session:
         notices.add_security_contact(session, CONTACT)
     secret = _administrator(site, tenant_id)
 
-    _sign_in(page, site.url, slug, "ada", secret)
+    sign_in_staff(page, site.url, slug, "ada", secret)
     page.goto(f"{site.url}/console")
     axe(page)
     shot(page, "console-home")
@@ -144,7 +126,7 @@ def test_an_operator_asks_an_administrator_approves_the_operator_reads_and_the_g
     site, committed_tenant, chromium, page, axe, shot
 ):
     tenant_id = committed_tenant()
-    slug = _slug(site.db, tenant_id)
+    slug = slug_of(site.db, tenant_id)
     with tenant_session(site.db, tenant_id) as session:
         notices.add_security_contact(session, CONTACT)
         clerk = Principal(
@@ -186,7 +168,7 @@ def test_an_operator_asks_an_administrator_approves_the_operator_reads_and_the_g
     admin_context = chromium.new_context(viewport={"width": 1100, "height": 800}, locale="en-GB")
     admin = admin_context.new_page()
     try:
-        _sign_in(admin, site.url, slug, "ada", secret)
+        sign_in_staff(admin, site.url, slug, "ada", secret)
         admin.goto(f"{site.url}/console/operator-grants")
         assert "SUP-2231" in admin.locator("table").inner_text()
         axe(admin)
@@ -318,7 +300,7 @@ def _security_seeded(site, tenant_id) -> None:
 
 def test_every_console_page_passes_axe(site, committed_tenant, chromium, page, axe, shot):
     tenant_id = committed_tenant()
-    slug = _slug(site.db, tenant_id)
+    slug = slug_of(site.db, tenant_id)
     _seeded(site, tenant_id)
     people = {}
     for username, role in (
@@ -341,7 +323,7 @@ def test_every_console_page_passes_axe(site, committed_tenant, chromium, page, a
         context = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
         reader = context.new_page()
         try:
-            _sign_in(reader, site.url, slug, username, secret)
+            sign_in_staff(reader, site.url, slug, username, secret)
             reader.goto(f"{site.url}/console")
             axe(reader)
             shot(reader, f"{username}-home")

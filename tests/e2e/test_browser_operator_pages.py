@@ -42,8 +42,7 @@ from bookwarden.privacy.requests import service as privacy_requests
 from bookwarden.privacy.requests.models import RequestKind
 from bookwarden.privacy.requests.service import Decision
 from bookwarden.privacy.subjects.models import SubjectExportPackage
-from bookwarden.tenancy.models import Tenant
-from tests.e2e.people import PASSWORD, patron, publish_notice
+from tests.e2e.people import PASSWORD, patron, publish_notice, slug_of
 from tests.e2e.test_notify import smtp_server  # noqa: F401 - fixture
 from tests.web.consoles import OPERATOR_PASSWORD, operator_enrolled
 
@@ -54,11 +53,6 @@ VIEWPORT = {"width": 1280, "height": 900}
 @pytest.fixture(autouse=True)
 def fast_hashing(monkeypatch):
     monkeypatch.setattr(passwords, "DEFAULT", passwords.OWASP_FLOOR)
-
-
-def _slug(db, tenant_id) -> str:
-    with platform_session(db) as session:
-        return session.get(Tenant, tenant_id).slug
 
 
 def _operator(site, role: str) -> tuple[str, pyotp.TOTP]:
@@ -103,7 +97,7 @@ def test_the_ciso_breaks_glass_the_institution_is_told_and_the_operator_ends_the
     smtp_server,  # noqa: F811 - the fixture imported above
 ):
     tenant_id = committed_tenant()
-    slug = _slug(site.db, tenant_id)
+    slug = slug_of(site.db, tenant_id)
     with tenant_session(site.db, tenant_id) as session:
         notices.add_security_contact(session, CONTACT)
     support, support_totp = _operator(site, "operator_support")
@@ -336,7 +330,7 @@ def test_a_patron_downloads_their_package_from_the_portal_and_no_one_elses(
     site, committed_tenant, page, axe, shot, tmp_path
 ):
     tenant_id = committed_tenant()
-    slug = _slug(site.db, tenant_id)
+    slug = slug_of(site.db, tenant_id)
     publish_notice(site.db, tenant_id)
     _, ada_id = patron(site.db, tenant_id, "ada", name="Ada Reader")
     _, bob_id = patron(site.db, tenant_id, "bob", name="Bob Reader")

@@ -15,8 +15,7 @@ import pytest
 
 from bookwarden.web import demo_logins
 from bookwarden.web.routing import PageRoute
-from tests.e2e.people import PASSWORD, patron, publish_notice
-from tests.e2e.test_browser_portal import _slug
+from tests.e2e.people import PASSWORD, patron, publish_notice, slug_of
 from tests.invariants.test_security_headers import _routes
 
 
@@ -39,7 +38,7 @@ def _page_paths(app, slug: str) -> list[str]:
 
 def test_every_page_is_accessible(site, committed_tenant, page, axe, shot):
     tenant_id = committed_tenant()
-    slug = _slug(site.db, tenant_id)
+    slug = slug_of(site.db, tenant_id)
     publish_notice(site.db, tenant_id)
     patron(site.db, tenant_id, "cleo")
     # As on a demo database (`make run`): the start page lists the demo's sign-ins.
@@ -77,7 +76,7 @@ def test_every_page_is_accessible(site, committed_tenant, page, axe, shot):
 
 def test_the_portal_reads_with_javascript_off(site, committed_tenant, chromium, shot):
     tenant_id = committed_tenant()
-    slug = _slug(site.db, tenant_id)
+    slug = slug_of(site.db, tenant_id)
     publish_notice(site.db, tenant_id)
     patron(site.db, tenant_id, "dora", name="Dora Reader")
     context = chromium.new_context(java_script_enabled=False)

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from bookwarden.core.permissions import BUILTIN_PERMISSIONS, BuiltinRole
-from bookwarden.db.session import platform_session, tenant_session
+from bookwarden.db.session import tenant_session
 from bookwarden.identity import passwords
 from bookwarden.identity.tokens import service as tokens
 from bookwarden.notify.models import OutboxMessage
@@ -27,8 +27,7 @@ from bookwarden.privacy.consent import unsubscribe
 from bookwarden.privacy.consent.models import ConsentMethod
 from bookwarden.privacy.consent.service import Channel, Choice, Topic
 from bookwarden.privacy.requests.models import PrivacyRequest
-from bookwarden.tenancy.models import Tenant
-from tests.e2e.people import PASSWORD, administrator, patron, publish_notice, staff
+from tests.e2e.people import PASSWORD, administrator, patron, publish_notice, slug_of, staff
 
 REQUESTS = "/api/v1/privacy/requests"
 
@@ -36,11 +35,6 @@ REQUESTS = "/api/v1/privacy/requests"
 @pytest.fixture(autouse=True)
 def fast_hashing(monkeypatch):
     monkeypatch.setattr(passwords, "DEFAULT", passwords.OWASP_FLOOR)
-
-
-def _slug(db, tenant_id) -> str:
-    with platform_session(db) as session:
-        return session.get(Tenant, tenant_id).slug
 
 
 def _officer(site, tenant_id, name: str) -> httpx.Client:
@@ -104,7 +98,7 @@ def _open_erasure(officer, site) -> None:
 
 def test_a_patron_downloads_their_data_then_has_it_erased(site, committed_tenant, chromium, page, axe, shot, tmp_path):
     tenant_id = committed_tenant()
-    slug = _slug(site.db, tenant_id)
+    slug = slug_of(site.db, tenant_id)
     publish_notice(site.db, tenant_id)
     patron(site.db, tenant_id, "ada", name="Ada Reader")
     first, second = _officer(site, tenant_id, "officer one"), _officer(site, tenant_id, "officer two")

@@ -17,6 +17,13 @@ SECRET_KEY = re.compile(r"pass(word)?|secret|token|authorization|cookie|api[_-]?
 REDACTED = "[redacted]"
 
 
+# Tracebacks as data, without the frames' local variables: a local can hold a patron's record, a
+# password or a key, and a log line must never carry them (structlog's default shows them, slowly).
+TRACEBACKS = structlog.processors.ExceptionRenderer(
+    structlog.tracebacks.ExceptionDictTransformer(show_locals=False, use_rich=False)
+)
+
+
 def redact_secrets(_logger, _method, event: dict) -> dict:
     for key in list(event):
         if key != "event" and SECRET_KEY.search(key):
@@ -73,7 +80,7 @@ def configure(level: str = "INFO", stream: str = "stdout") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     structlog.configure(
-        processors=[*shared, structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()],
+        processors=[*shared, TRACEBACKS, structlog.processors.JSONRenderer()],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         logger_factory=structlog.PrintLoggerFactory(_Following(stream)),
         # Not cached: module-level loggers then follow a later configure() (tests, embedding apps).
