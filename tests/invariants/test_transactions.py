@@ -43,11 +43,24 @@ def test_the_check_sees_a_transaction_opened_inside(tmp_path):
     assert _opened_inside_session_functions(module) == ["f:2"]
 
 
+def _commits(call: ast.Call) -> bool:
+    """A call that ends a transaction: the driver's or the ORM's commit/rollback, or SQL sent whole that does."""
+    name = ast.unparse(call.func)
+    if name.endswith((".commit", ".rollback")):
+        return True
+    return name.split(".")[-1] == "run_simple" and any(word in ast.unparse(call) for word in ("COMMIT", "ROLLBACK"))
+
+
 def test_only_the_audit_commit_hook_commits():
     committing = {
         str(p.relative_to(SRC))
         for p in _modules()
         for node in ast.walk(ast.parse(p.read_text()))
-        if isinstance(node, ast.Call) and ast.unparse(node.func).endswith((".commit", ".rollback"))
+        if isinstance(node, ast.Call) and _commits(node)
     }
     assert committing == {"audit/record.py"}
+
+
+def test_the_check_sees_a_commit_sent_as_sql():
+    assert _commits(ast.parse("run_simple(connection, b'SELECT 1; COMMIT')").body[0].value)
+    assert not _commits(ast.parse("run_simple(connection, b'BEGIN; SELECT 1')").body[0].value)

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from uuid import UUID
 
+import psycopg
+from psycopg import pq
 from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.orm import Session
@@ -163,9 +165,44 @@ def tenant_session(db: Database, tenant_id: UUID) -> Iterator[TenantSession]:
 
 
 def _set_tenant(session: Session, value: str) -> None:
-    # is_local => true: SET LOCAL semantics. A bound parameter, never text pasted into SQL; sent as
-    # driver SQL because this runs on every request and needs no SQL compilation.
-    session.connection().exec_driver_sql(f"SELECT set_config('{TENANT_SETTING}', %(tenant)s, true)", {"tenant": value})
+    """Set the tenant context (SET LOCAL semantics: is_local => true), and begin the transaction with it.
+
+    On a fresh connection the BEGIN and the set_config go together in one round trip (the driver would
+    otherwise send its BEGIN alone first): two of a read's four round trips become one. That needs the
+    simple protocol, which takes no bound parameters, so the id is written into the SQL; it is safe
+    because only a UUID's own canonical text (hex digits and hyphens), or the empty string, is accepted.
+    """
+    if value and str(UUID(value)) != value:
+        raise ValueError("the tenant context is a UUID in canonical form")
+    connection = session.connection()
+    statement = f"SELECT set_config('{TENANT_SETTING}', '{value}', true)".encode()
+    if connection.connection.driver_connection.pgconn.transaction_status == pq.TransactionStatus.IDLE:
+        statement = b"BEGIN; " + statement
+    run_simple(connection, statement)
+
+
+def run_simple(connection: Connection, statement: bytes) -> None:
+    """Run `statement`, one or more SQL statements without parameters, in one round trip (libpq's PQexec).
+
+    For the two statements every transaction sends (the tenant context with the BEGIN, the audit append
+    with the COMMIT), whose cost is mostly round trips: the driver would send a BEGIN of its own first, or
+    need its pipeline mode, which costs more client time than the round trip it saves. The driver reads
+    the transaction's state from the connection itself, so it sees the BEGIN or COMMIT sent here. The
+    statements run in order and stop at the first error, which is raised as the driver would raise it; a
+    connection the server dropped is invalidated, never handed out again.
+    """
+    pgconn = connection.connection.driver_connection.pgconn
+    try:
+        result = pgconn.exec_(statement)
+        if result.status in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
+            return
+        if pgconn.status == pq.ConnStatus.BAD:  # the server went away: the driver's class for it
+            raise psycopg.OperationalError(result.error_message.decode(errors="replace").strip())
+        raise psycopg.errors.error_from_result(result, encoding=pgconn.parameter_status(b"client_encoding").decode())
+    except psycopg.Error as exc:
+        if pgconn.status == pq.ConnStatus.BAD:
+            connection.invalidate(exc)
+        raise
 
 
 @contextmanager
