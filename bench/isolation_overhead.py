@@ -14,7 +14,8 @@ cold (cache_size=0: every read fetches and unwraps the subject key from the keyr
 the default warm cache (the app's default LRU size, filled by one untimed pass over the same sample).
 
 The breakdown times the same real reads through hooks (SQLAlchemy cursor events, wrapped keyring,
-decrypt_field and model_validate), so it follows the service as it changes instead of copying it.
+decrypt_fields, model_validate and the two statements sent whole), so it follows the service as it
+changes instead of copying it.
 
 Seeding a million patrons through `records.create` one by one would take hours, so rows are sealed
 in bulk with the service's own sealing (`records._seal`: same AAD, same blind indexes) in worker
@@ -43,6 +44,7 @@ from uuid import UUID, uuid4
 from sqlalchemy import Column, MetaData, Table, select
 
 from bench import fake, harness
+from bookwarden.audit import record as audit_record
 from bookwarden.crypto import aead, fields
 from bookwarden.crypto import keyring as keyring_module
 from bookwarden.crypto.aead import new_key, seal
@@ -381,12 +383,19 @@ def hooks(db: Database, split: harness.Split) -> Iterator[None]:
         stack.enter_context(harness.statement_timing(db.engine, split, classify))
         stack.enter_context(harness.patched(db.keyring, "subject_keys",
                                             split.wrap("keyring_lookup", db.keyring.subject_keys)))
-        if hasattr(records, "decrypt_field"):  # a service that stops calling it reports decrypt as null
-            # The service calls decrypt_field through its own module namespace: wrap it there.
-            stack.enter_context(harness.patched(records, "decrypt_field",
-                                                split.wrap("decrypt", records.decrypt_field)))
+        if hasattr(records, "decrypt_fields"):  # a service that stops calling it reports decrypt as null
+            # The service calls decrypt_fields (a row's fields at once) through its own module namespace:
+            # wrap it there.
+            stack.enter_context(harness.patched(records, "decrypt_fields",
+                                                split.wrap("decrypt", records.decrypt_fields)))
         stack.enter_context(harness.patched(PATRONS.out, "model_validate",
                                             split.wrap("pydantic", PATRONS.out.model_validate)))
+        # The two statements sent whole, below the cursor hooks: the BEGIN with the tenant context, the
+        # audit append with the COMMIT.
+        stack.enter_context(harness.patched(session_module, "_set_tenant",
+                                            split.wrap("begin_with_tenant", session_module._set_tenant)))
+        stack.enter_context(harness.patched(audit_record, "run_simple",
+                                            split.wrap("append_with_commit", audit_record.run_simple)))
         yield
 
 
@@ -413,20 +422,22 @@ def _per_read(split: harness.Split, source: dict[str, int], reads: int) -> dict[
 def secured_parts(split: harness.Split, source: dict[str, int], reads: int) -> dict[str, float | None]:
     """Per-read µs of each part of a secured read; together they sum to the total.
 
-    set_config's cursor time includes the BEGIN that psycopg sends before a transaction's first
-    statement; `session_and_checkout` is the rest of entering tenant_session (Session object, pool
-    checkout, SQLAlchemy around set_config). `sqlalchemy_and_glue` is what no hook covers: statement
-    building, SQLAlchemy execution and result handling, service code between the steps.
+    `begin_with_tenant` is the BEGIN and set_config sent in one round trip, `append_with_commit` the audit
+    append and the COMMIT sent in one; `session_and_checkout` and `close` are the rest of entering and
+    leaving tenant_session (Session object, pool checkout and return, building the event's row).
+    `sqlalchemy_and_glue` is what no hook covers: statement building, SQLAlchemy execution and result
+    handling, service code between the steps.
     """
     us = _per_read(split, source, reads)
     statements = {name: us[name] for name in us if name.endswith("_statement")}
-    set_config = statements.pop("set_config_statement", 0.0)
+    begin, append = us.get("begin_with_tenant", 0.0), us.get("append_with_commit", 0.0)
     parts: dict[str, float | None] = {
-        "session_and_checkout": us["enter_tenant_session"] - set_config,
-        "set_config_incl_begin": set_config,
+        "session_and_checkout": us["enter_tenant_session"] - begin,
+        "begin_with_tenant": begin,
         **statements,
         **{name: us.get(name) for name in HOOKED},  # None: the service no longer calls that hook
-        "commit_close": us["commit_close"],
+        "append_with_commit": append,
+        "close": us["commit_close"] - append,
     }
     covered = us["enter_tenant_session"] + us["commit_close"] + sum(statements.values())
     covered += sum(us.get(name, 0.0) for name in HOOKED)

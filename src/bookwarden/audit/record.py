@@ -18,7 +18,6 @@ append function keeps them apart, to be forgotten after a period (audit/contexts
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +27,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+import msgspec
 from psycopg import pq
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -132,17 +132,17 @@ def append_pending(session: Session, chain: UUID, *, commit: bool) -> None:
     events: list[Event] = session.info.pop(PENDING, [])
     if not events:
         return
-    payload = json.dumps([_row(e) for e in events], separators=(",", ":"))
+    payload = msgspec.json.encode([_row(e) for e in events])  # transport only: the digests are inside
     connection = session.connection()
     if not commit:
-        connection.execute(APPEND, {"chain": chain, "events": payload})
+        connection.execute(APPEND, {"chain": chain, "events": payload.decode()})
         return
     # A single query takes no bound parameters: the chain id is a UUID's canonical text and the
     # events travel as a literal quoted by libpq (PQescapeLiteral), for the connection's encoding.
     if not isinstance(chain, UUID):
         raise TypeError("the chain is a tenant's UUID (or the platform's)")
     pgconn = connection.connection.driver_connection.pgconn
-    events_literal = pq.Escaping(pgconn).escape_literal(payload.encode())
+    events_literal = pq.Escaping(pgconn).escape_literal(payload)
     run_simple(
         connection,
         b"SELECT bookwarden_audit_append('%s', %s::jsonb); COMMIT" % (str(chain).encode(), events_literal),

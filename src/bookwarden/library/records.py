@@ -37,8 +37,8 @@ from bookwarden.audit.record import record
 from bookwarden.core.errors import Conflict, IntegrityFailure, InvalidInput, NotFound
 from bookwarden.core.pagination import Page, decode_cursor, encode_cursor
 from bookwarden.core.sensitive import check_fields
-from bookwarden.crypto.aead import DecryptionError, cipher
-from bookwarden.crypto.fields import decrypt_field, encrypt_field
+from bookwarden.crypto.aead import cipher
+from bookwarden.crypto.fields import FieldDecryptionError, decrypt_field, decrypt_fields, encrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed, blind_index
 from bookwarden.db.session import TenantSession
 from bookwarden.library import schemas
@@ -181,19 +181,19 @@ def _open(session: TenantSession, kind: RecordKind, records: list[tuple[Mapping[
     for values, subject in records:
         data = dict(values)
         aead = ciphers.get(subject)
-        for column in kind.personal:
-            try:
-                data[column] = (
-                    None
-                    if aead is None
-                    else decrypt_field(aead, session.tenant_id, kind.table, column, data["id"], data[column])
-                )
-            except DecryptionError:
-                log.warning("integrity failure", table=kind.table, column=column, record_id=str(data["id"]))
-                raise IntegrityFailure(
-                    f"{kind.name} {data['id']}: field {column} was altered outside Bookwarden and cannot be trusted; "
-                    "the event is logged for the security team"
-                ) from None
+        sealed = {column: data[column] for column in kind.personal}
+        try:
+            data.update(
+                dict.fromkeys(sealed)
+                if aead is None
+                else decrypt_fields(aead, session.tenant_id, kind.table, data["id"], sealed)
+            )
+        except FieldDecryptionError as failed:
+            log.warning("integrity failure", table=kind.table, column=failed.column, record_id=str(data["id"]))
+            raise IntegrityFailure(
+                f"{kind.name} {data['id']}: field {failed.column} was altered outside Bookwarden and cannot be "
+                "trusted; the event is logged for the security team"
+            ) from None
         out.append(kind.out.model_validate(data))
     return out
 

@@ -105,7 +105,7 @@ UNMAPPED: Mapping[str, Mapping[str, dict[str, Any]]] = {
         user_agent=personal(Category.DEVICE_NETWORK, Protection.PLAIN),
         commitment_key=not_personal("a random key of one event's commitment, deleted with the values it keys"),
     ),
-    "audit_heads": _declared(seq=COUNTER, hash=HASH),
+    "audit_heads": _declared(seq=COUNTER, hash=HASH, prev_hash=HASH),
     "audit_checkpoints": _declared(
         tree_size=COUNTER,
         root_hash=HASH,
