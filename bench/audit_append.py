@@ -2,7 +2,7 @@
 
 Chained side, exactly as the app writes them: `with tenant_session(db, t) as s: audit.record(s, ...)`
 k times, then the session appends the queue through `bookwarden_audit_append` (chain head locked,
-events numbered and hashed in the database) and commits.
+events numbered and hashed in the database) with the COMMIT in the same query.
 
 Bare side: the same rows (same columns, the digest computed in Python as `record` does) INSERTed
 into `bare_audit_events`, a copy of the table with the same keys and search indexes but no
@@ -38,7 +38,7 @@ from bookwarden.tenancy import service as tenancy
 
 NAME = "audit_append"
 WRITERS = 4
-TARGET_RATIO = 0.5
+TARGET_RATIO = 0.85  # one event per transaction, 4 writers (issue: audited actions at full speed)
 TARGET_RATE = 5_000
 
 BARE_TABLE = """
@@ -124,6 +124,7 @@ def run(quick: bool) -> Iterator[dict[str, Any]]:
             ten_per_txn_bare=round(results[10]["bare"], 1),
             ten_per_txn_ratio=round(results[10]["chained"] / results[10]["bare"], 3),
             target_ratio=TARGET_RATIO,
+            meets_target=one["chained"] / one["bare"] >= TARGET_RATIO,
             target_rate=TARGET_RATE,
             server=env.server,
             load_average_1m=harness.load_average(),

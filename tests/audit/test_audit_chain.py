@@ -171,7 +171,10 @@ def test_even_the_owner_cannot_change_the_trail(committed_db, database_urls, com
             conn.execute(statement)
 
 
-def test_concurrent_writers_never_share_a_sequence_number_or_predecessor(committed_db, committed_tenant):
+@pytest.mark.parametrize("per_transaction", [1, 2], ids=["one event: one statement", "two events: batch"])
+def test_concurrent_writers_never_share_a_sequence_number_or_predecessor(
+    committed_db, committed_tenant, per_transaction
+):
     tenant_id = committed_tenant()
     writers, per_writer = 4, 40
     failures = []
@@ -180,8 +183,8 @@ def test_concurrent_writers_never_share_a_sequence_number_or_predecessor(committ
         try:
             for _ in range(per_writer):
                 with tenant_session(committed_db, tenant_id) as session:
-                    audit.record(session, Action.SEARCH_CREATED, ("search", uuid.uuid4()), actor=actor(tenant_id))
-                    audit.record(session, Action.SEARCH_VIEWED, ("search", uuid.uuid4()), actor=actor(tenant_id))
+                    for _ in range(per_transaction):
+                        audit.record(session, Action.SEARCH_VIEWED, ("search", uuid.uuid4()), actor=actor(tenant_id))
         except Exception as exc:  # pragma: no cover - reported below
             failures.append(exc)
 
@@ -194,7 +197,7 @@ def test_concurrent_writers_never_share_a_sequence_number_or_predecessor(committ
     with tenant_session(committed_db, tenant_id) as session:
         events = rows(session)
         head = session.execute(text("SELECT seq, hash FROM audit_heads")).one()
-    assert len(events) == writers * per_writer * 2
+    assert len(events) == writers * per_writer * per_transaction
     assert_chained(events)
     assert len({bytes(e["prev_hash"]) for e in events}) == len(events)
     assert (head.seq, bytes(head.hash)) == (events[-1]["seq"], bytes(events[-1]["hash"]))

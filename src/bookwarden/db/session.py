@@ -212,20 +212,24 @@ def run_simple(connection: Connection, statement: bytes) -> None:
     with the COMMIT), whose cost is mostly round trips: the driver would send a BEGIN of its own first, or
     need its pipeline mode, which costs more client time than the round trip it saves. The driver reads
     the transaction's state from the connection itself, so it sees the BEGIN or COMMIT sent here. The
-    statements run in order and stop at the first error, which is raised as the driver would raise it; a
-    connection the server dropped is invalidated, never handed out again.
+    statements run in order and stop at the first error, which is raised as the driver would raise it.
     """
     pgconn = connection.connection.driver_connection.pgconn
     try:
         result = pgconn.exec_(statement)
         if result.status in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
             return
-        if pgconn.status == pq.ConnStatus.BAD:  # the server went away: the driver's class for it
+        if pgconn.status == pq.ConnStatus.BAD or result.error_field(pq.DiagnosticField.SQLSTATE) is None:
+            # The connection failed, not a statement (libpq's own error, no SQLSTATE): the driver's class for it,
+            # which the API answers with 503.
             raise psycopg.OperationalError(result.error_message.decode(errors="replace").strip())
         raise psycopg.errors.error_from_result(result, encoding=pgconn.parameter_status(b"client_encoding").decode())
     except psycopg.Error as exc:
         if pgconn.status == pq.ConnStatus.BAD:
+            # As SQLAlchemy does on a disconnect: this connection is never handed out again, and the pool's
+            # idle ones, opened to the same server, are dropped too (a restarted server closed them all).
             connection.invalidate(exc)
+            connection.engine.dispose(close=False)
         raise
 
 
