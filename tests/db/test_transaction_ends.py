@@ -45,7 +45,7 @@ def _patron_names(db, tenant_id) -> list[str]:
 )
 def test_the_tenant_context_reaches_sql_only_as_a_canonical_uuid(committed_db, value):
     with pytest.raises(ValueError), committed_db._session() as session:
-        db_session._set_tenant(session, value)
+        db_session._set_tenant(session.connection(), value)
 
 
 def test_a_tenant_transaction_begins_in_its_context_and_the_context_dies_with_it(committed_db, committed_tenant):

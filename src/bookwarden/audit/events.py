@@ -370,37 +370,31 @@ class Event:
     def has_context(self) -> bool:
         return self.source_address is not None or self.user_agent is not None
 
-    def canonical(self) -> bytes:
+    def body(self) -> dict[str, Any]:
+        """The hashed fields as JSON values (ids and the time as text): every field but the event's place in
+        the chain. Format 2 hashes the commitment to the address and user agent, format 1 the values."""
+        body: dict[str, Any] = {
+            "id": str(self.id),
+            "occurred_at": _plain(self.occurred_at),
+            "actor_kind": self.actor_kind,
+            "actor_id": _plain(self.actor_id),
+            "grant_id": _plain(self.grant_id),
+            "action": self.action,
+            "target_kind": self.target_kind,
+            "target_id": _plain(self.target_id),
+            "outcome": self.outcome,
+            "request_id": self.request_id,
+            "details": self.details,
+        }
         if self.format == FORMAT_CONTEXT_APART:
-            return canonical(
-                id=self.id,
-                occurred_at=self.occurred_at,
-                actor_kind=self.actor_kind,
-                actor_id=self.actor_id,
-                grant_id=self.grant_id,
-                action=self.action,
-                target_kind=self.target_kind,
-                target_id=self.target_id,
-                outcome=self.outcome,
-                context_commitment=self.context_commitment.hex() if self.context_commitment is not None else None,
-                request_id=self.request_id,
-                details=self.details,
-            )
-        return canonical(
-            id=self.id,
-            occurred_at=self.occurred_at,
-            actor_kind=self.actor_kind,
-            actor_id=self.actor_id,
-            grant_id=self.grant_id,
-            action=self.action,
-            target_kind=self.target_kind,
-            target_id=self.target_id,
-            outcome=self.outcome,
-            source_address=self.source_address,
-            user_agent=self.user_agent,
-            request_id=self.request_id,
-            details=self.details,
-        )
+            body["context_commitment"] = self.context_commitment.hex() if self.context_commitment is not None else None
+        else:
+            body["source_address"] = self.source_address
+            body["user_agent"] = self.user_agent
+        return body
+
+    def canonical(self) -> bytes:
+        return encode_body(self.body())
 
     def body_digest(self) -> bytes:
         return hashlib.sha256(self.canonical()).digest()
@@ -415,7 +409,11 @@ def canonical(**fields: Any) -> bytes:
     `check_details` refuses; any other body (non-ASCII text, DEL, an integer past 64 bits) is encoded by
     the reference encoder.
     """
-    body = {name: _plain(value) for name, value in fields.items()}
+    return encode_body({name: _plain(value) for name, value in fields.items()})
+
+
+def encode_body(body: dict[str, Any]) -> bytes:
+    """`canonical`'s encoding of a body whose values are already plain JSON values."""
     try:
         draft = ascii_sorted_json_fast(body)
     except (msgspec.EncodeError, TypeError):  # e.g. a str subclass msgspec refuses; json writes it as text

@@ -18,6 +18,7 @@ append function keeps them apart, to be forgotten after a period (audit/contexts
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,6 +41,7 @@ from bookwarden.audit.events import (
     Outcome,
     check_details,
     context_commitment,
+    encode_body,
     new_commitment_key,
 )
 from bookwarden.db.session import Database, on_commit, run_simple, tenant_session
@@ -186,28 +188,12 @@ def _event(
 
 
 def _row(event: Event) -> dict[str, Any]:
-    row = {
-        "id": str(event.id),
-        "occurred_at": event.occurred_at.isoformat(),
-        "actor_kind": event.actor_kind,
-        "actor_id": _text(event.actor_id),
-        "grant_id": _text(event.grant_id),
-        "action": event.action,
-        "target_kind": event.target_kind,
-        "target_id": _text(event.target_id),
-        "outcome": event.outcome,
-        "source_address": event.source_address,
-        "user_agent": event.user_agent,
-        "request_id": event.request_id,
-        "details": event.details,
-        "body_digest": event.body_digest().hex(),
-        "format": event.format,
-    }
+    """What the append function is sent: the hashed body, its digest, and what it keeps apart."""
+    row = event.body()
+    row["body_digest"] = hashlib.sha256(encode_body(row)).hexdigest()
+    row["format"] = event.format
+    row["source_address"] = event.source_address
+    row["user_agent"] = event.user_agent
     if event.commitment_key is not None:  # the append function stores these apart from the hashed event
         row["commitment_key"] = event.commitment_key.hex()
-        row["context_commitment"] = event.context_commitment.hex()
     return row
-
-
-def _text(value: UUID | None) -> str | None:
-    return str(value) if value is not None else None

@@ -168,7 +168,7 @@ def _transaction(db: Database, session: Session, chain: UUID, tenant: UUID | Non
     with session:
         connection = session.connection()
         if tenant is not None:
-            _set_tenant(session, str(tenant))
+            _set_tenant(connection, str(tenant))
         try:
             yield
             _finish(session, chain, commit=db.bind is None)
@@ -176,7 +176,7 @@ def _transaction(db: Database, session: Session, chain: UUID, tenant: UUID | Non
                 # Savepoint mode (tests): SET LOCAL outlives a released savepoint, so clear it by hand to
                 # give the next session in the same outer transaction the fresh context production has.
                 session.flush()  # pending changes still belong to this tenant's context
-                _set_tenant(session, "")
+                _set_tenant(connection, "")
             if db.bind is not None or _in_transaction(connection):
                 session.commit()
         except BaseException:
@@ -188,7 +188,7 @@ def _in_transaction(connection: Connection) -> bool:
     return connection.connection.driver_connection.pgconn.transaction_status != pq.TransactionStatus.IDLE
 
 
-def _set_tenant(session: Session, value: str) -> None:
+def _set_tenant(connection: Connection, value: str) -> None:
     """Set the tenant context (SET LOCAL semantics: is_local => true), and begin the transaction with it.
 
     On a fresh connection the BEGIN and the set_config go together in one round trip (the driver would
@@ -198,7 +198,6 @@ def _set_tenant(session: Session, value: str) -> None:
     """
     if value and str(UUID(value)) != value:
         raise ValueError("the tenant context is a UUID in canonical form")
-    connection = session.connection()
     statement = f"SELECT set_config('{TENANT_SETTING}', '{value}', true)".encode()
     if connection.connection.driver_connection.pgconn.transaction_status == pq.TransactionStatus.IDLE:
         statement = b"BEGIN; " + statement
