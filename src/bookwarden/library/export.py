@@ -178,7 +178,7 @@ def _pages(session: TenantSession, allows: Callable[[UUID], bool]) -> Iterator[l
     last: UUID | None = None
     while True:
         page = query if last is None else query.where(table.c.id > last)
-        found = records._records(session.execute(page.order_by(table.c.id).limit(BATCH)))
+        found = records._records(session, page.order_by(table.c.id).limit(BATCH))
         if not found:
             return
         last = found[-1][0]["id"]
