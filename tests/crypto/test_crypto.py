@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import select, text
 
 from bookwarden.core.config import Settings
-from bookwarden.crypto.aead import DecryptionError
-from bookwarden.crypto.fields import decrypt_field
+from bookwarden.crypto.aead import DecryptionError, new_key
+from bookwarden.crypto.fields import FieldDecryptionError, decrypt_field, decrypt_fields, encrypt_field
 from bookwarden.crypto.keyring import KeyDestroyed, blind_index, subject_keys, tenant_keys
 from bookwarden.crypto.master import MasterKeyError, key_file, load_master_keys
 from bookwarden.db import key_rotation as rotation
@@ -67,6 +67,25 @@ def test_ciphertext_moved_to_another_row_or_column_fails_to_open(db, tenant, cli
     response = client_for(tenant).get(f"/api/v1/patrons/{ada.id}")
     assert response.status_code == 409
     assert response.json()["type"] == "urn:bookwarden:problem:integrity-failure"
+
+
+def test_a_rows_fields_opened_together_bind_the_same_context_as_one_by_one():
+    """decrypt_fields (the read path's) writes each AAD itself: it must be exactly decrypt_field's, and a
+    value moved to another column must fail, named."""
+    key, tenant_id, row_id = new_key(), uuid.uuid4(), uuid.uuid4()
+    sealed = {c: encrypt_field(key, tenant_id, "patrons", c, row_id, f"{c} value") for c in ("name", "email")}
+    sealed["phone"] = None
+    assert decrypt_fields(key, tenant_id, "patrons", row_id, sealed) == {
+        "name": "name value", "email": "email value", "phone": None
+    }
+    for wrong in ({"name": sealed["email"]}, {"email": sealed["name"]}):
+        with pytest.raises(FieldDecryptionError) as failed:
+            decrypt_fields(key, tenant_id, "patrons", row_id, wrong)
+        assert failed.value.column == next(iter(wrong))
+    with pytest.raises(FieldDecryptionError):
+        decrypt_fields(key, tenant_id, "patrons", uuid.uuid4(), {"name": sealed["name"]})  # another row
+    with pytest.raises(FieldDecryptionError):
+        decrypt_fields(key, uuid.uuid4(), "patrons", row_id, {"name": sealed["name"]})  # another tenant
 
 
 def test_flipped_bit_is_detected(db, tenant, client_for):
