@@ -16,7 +16,8 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from pydantic import BaseModel
 from sqlalchemy import text
-from starlette.types import ASGIApp
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bookwarden import areas
 from bookwarden.api import docs, problems
@@ -67,6 +68,58 @@ def user_agent_for(given: str | None) -> str | None:
 
 # In place of a User-Agent that held what looked like payment or bank data (never stored).
 WITHHELD_USER_AGENT = "(withheld: looked like payment or bank data)"
+
+
+class Observe:
+    """Every request's id, audit context, metrics, log line and access record (pure ASGI middleware).
+
+    Pure ASGI rather than Starlette's BaseHTTPMiddleware, which runs the rest of the app in a task of its
+    own and passes the response through a queue: a cost on every request, and on every chunk of a streamed
+    export. The id and the audit context are set before the app runs, in this task, so the route (and the
+    thread a sync route runs in, which copies the context) sees them.
+    """
+
+    def __init__(self, app: ASGIApp, *, requests: Counter, latency: Histogram, access_log: AccessLog | None):
+        self.app, self.requests, self.latency, self.access_log = app, requests, latency, access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        request_id = request_id_for(headers.get("x-request-id", ""))
+        scope.setdefault("state", {})["request_id"] = request_id  # request.state.request_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        # Who acts (filled in by authentication), from where, in which request: read by audit.record.
+        client = scope.get("client")
+        context = audit.Context(
+            source_address=client[0] if client else None,
+            user_agent=user_agent_for(headers.get("user-agent")),
+            request_id=request_id,
+        )
+        status = 500
+
+        async def started_response(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+            await send(message)
+
+        with audit.acting(context):
+            await self.app(scope, receive, started_response)
+        elapsed = time.perf_counter() - started
+        route = getattr(scope.get("route"), "path", "unmatched")
+        method = scope["method"]
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(elapsed)
+        log.info("request", method=method, route=route, status=status, ms=round(elapsed * 1000, 2))
+        if self.access_log is not None:  # for the monitor (monitor/parse/access.py)
+            self.access_log.write(
+                access_record(method, route, status, context.source_address, context.user_agent, elapsed, request_id)
+            )
 
 
 class BookwardenApp(FastAPI):
@@ -132,44 +185,7 @@ def _observability(app: FastAPI, db: Database, settings: Settings) -> None:
     )
 
     access_log = AccessLog(settings.access_log) if settings.access_log is not None else None
-
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        given = request.headers.get("x-request-id", "")
-        request_id = request_id_for(given)
-        request.state.request_id = request_id
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        started = time.perf_counter()
-        # Who acts (filled in by authentication), from where, in which request: read by audit.record.
-        context = audit.Context(
-            source_address=request.client.host if request.client else None,
-            user_agent=user_agent_for(request.headers.get("user-agent")),
-            request_id=request_id,
-        )
-        with audit.acting(context):
-            response = await call_next(request)
-        elapsed = time.perf_counter() - started
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        requests.labels(request.method, route, str(response.status_code)).inc()
-        latency.labels(request.method, route).observe(elapsed)
-        response.headers["X-Request-ID"] = request_id
-        log.info(
-            "request", method=request.method, route=route, status=response.status_code, ms=round(elapsed * 1000, 2)
-        )
-        if access_log is not None:  # for the monitor (monitor/parse/access.py)
-            access_log.write(
-                access_record(
-                    request.method,
-                    route,
-                    response.status_code,
-                    context.source_address,
-                    context.user_agent,
-                    elapsed,
-                    request_id,
-                )
-            )
-        return response
+    app.add_middleware(Observe, requests=requests, latency=latency, access_log=access_log)
 
     @app.get("/healthz", response_model=Health, tags=["operations"], responses=problems.responses(503))
     def healthz():
