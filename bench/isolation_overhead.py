@@ -370,9 +370,8 @@ HOOKED = ("keyring_lookup", "decrypt", "pydantic")
 
 
 def classify(statement: str) -> str:
-    """Name a data-database statement by what it does: set_config, or its SQL verb."""
-    if "set_config" in statement:
-        return "set_config_statement"
+    """Name a data-database statement by its SQL verb (the BEGIN with set_config is timed apart, below the
+    cursor: `begin_with_tenant`)."""
     return f"{statement.split(None, 1)[0].lower()}_statement"
 
 

@@ -400,20 +400,16 @@ class Event:
         return hashlib.sha256(self.canonical()).digest()
 
 
-def canonical(**fields: Any) -> bytes:
-    """The bytes hashed for an event: every field but its place in the chain, in one fixed form.
+def encode_body(body: dict[str, Any]) -> bytes:
+    """The bytes hashed for an event (`Event.body()`: every field but its place in the chain, as plain JSON
+    values), in one fixed form.
 
     The pre-JCS form (ASCII escapes), not RFC 8785: every stored body digest, and so every chain hash and
     signed checkpoint, was computed over it. The fast encoder drafts it (every event is encoded on the
     request path): it writes the same bytes whenever they are ASCII without DEL and hold no float, which
-    `check_details` refuses; any other body (non-ASCII text, DEL, an integer past 64 bits) is encoded by
-    the reference encoder.
+    `check_details` refuses; any other body (non-ASCII text, DEL, an integer past 64 bits, a str subclass)
+    is encoded by the reference encoder.
     """
-    return encode_body({name: _plain(value) for name, value in fields.items()})
-
-
-def encode_body(body: dict[str, Any]) -> bytes:
-    """`canonical`'s encoding of a body whose values are already plain JSON values."""
     try:
         draft = ascii_sorted_json_fast(body)
     except (msgspec.EncodeError, TypeError):  # e.g. a str subclass msgspec refuses; json writes it as text

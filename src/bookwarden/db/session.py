@@ -199,7 +199,7 @@ def _set_tenant(connection: Connection, value: str) -> None:
     if value and str(UUID(value)) != value:
         raise ValueError("the tenant context is a UUID in canonical form")
     statement = f"SELECT set_config('{TENANT_SETTING}', '{value}', true)".encode()
-    if connection.connection.driver_connection.pgconn.transaction_status == pq.TransactionStatus.IDLE:
+    if not _in_transaction(connection):
         statement = b"BEGIN; " + statement
     run_simple(connection, statement)
 
